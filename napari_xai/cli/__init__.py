@@ -1,0 +1,58 @@
+"""Command-line interface: ``napari-xai <command> ...``.
+
+Each subcommand lives in its own module ``napari_xai.cli.<name>`` exposing
+``add_parser(subparsers)`` and ``run(args) -> int``; they call the same core
+functions as the widgets. Modules are imported lazily so ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Module names under napari_xai.cli, in the order `--help` lists them.
+SUBCOMMANDS: tuple[str, ...] = ("demo",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every registered subcommand."""
+    from napari_xai import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="napari-xai",
+        description=(
+            "Score whole-slide images with tile-level models, explain the predictions "
+            "(saliency), audit shortcuts and batch-score cohorts."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"napari-xai {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        module = importlib.import_module(f"napari_xai.cli.{name}")
+        sub = module.add_parser(subparsers)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "_run", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args))
+    except KeyboardInterrupt:
+        print("napari-xai: interrupted", file=sys.stderr)
+        return 130
+    except (OSError, ValueError) as exc:
+        # Bad input (unreadable slide, bad model card...): one clear line, no traceback.
+        print(f"napari-xai: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
