@@ -1,0 +1,226 @@
+"""The model card: everything the plugin must know to feed a tile model.
+
+The card is a superset of WSInfer's ``config.json`` (spec 1.0): a WSInfer
+config reads unchanged, and the extra napari-xai fields (Grad-CAM layer,
+feature layer, channel order, description) live under a ``napari_xai`` key
+that WSInfer ignores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: Key of the napari-xai extension inside a WSInfer-style config.
+EXTENSION_KEY = "napari_xai"
+
+
+class ModelCardError(ValueError):
+    """A model card or WSInfer config is missing a field or has a bad value."""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a tile model expects and produces.
+
+    Parameters
+    ----------
+    class_names : tuple of str
+        One name per output logit, in output order.
+    tile_size : int
+        Side of the square input tile, in pixels, at ``mpp``.
+    mpp : float
+        Microns per pixel the model was trained at.
+    mean, std : tuple of 3 floats
+        Per-channel normalisation applied after scaling to [0, 1].
+    channel_order : {"RGB", "BGR"}
+        Channel order the model expects.
+    cam_layer : str, optional
+        Dotted name of the module used for Grad-CAM (e.g. ``"layer4"``).
+    feature_layer : str, optional
+        Dotted name of the module whose output is the feature vector.
+    name : str
+        Short human-readable name.
+    architecture : str, optional
+        ``package.module:factory`` for state-dict weights, or WSInfer's
+        architecture name.
+    description : str
+        Free text: training data, intended use, caveats.
+    """
+
+    class_names: tuple[str, ...]
+    tile_size: int
+    mpp: float
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    channel_order: str = "RGB"
+    cam_layer: str | None = None
+    feature_layer: str | None = None
+    name: str = "model"
+    architecture: str | None = None
+    description: str = ""
+    transform: tuple[Mapping[str, Any], ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        if len(self.class_names) < 1:
+            raise ModelCardError("model card: class_names must name at least one class")
+        if len(set(self.class_names)) != len(self.class_names):
+            raise ModelCardError(f"model card: class_names repeat a name: {self.class_names}")
+        if int(self.tile_size) <= 0:
+            raise ModelCardError(f"model card: tile_size must be positive, got {self.tile_size}")
+        if not float(self.mpp) > 0:
+            raise ModelCardError(f"model card: mpp must be positive, got {self.mpp}")
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ModelCardError("model card: mean and std need 3 values (one per channel)")
+        if any(float(s) <= 0 for s in self.std):
+            raise ModelCardError(f"model card: std must be positive, got {self.std}")
+        if self.channel_order not in ("RGB", "BGR"):
+            raise ModelCardError(
+                f"model card: channel_order must be 'RGB' or 'BGR', got {self.channel_order!r}"
+            )
+
+    @property
+    def num_classes(self) -> int:
+        """Number of output classes."""
+        return len(self.class_names)
+
+    # -- (de)serialisation -------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelCard:
+        """Build a card from a napari-xai card or a WSInfer ``config.json`` dict.
+
+        A WSInfer config (``spec_version`` present) is read as WSInfer reads
+        it: ``patch_size_pixels``, ``spacing_um_px``, ``class_names`` and the
+        ``Normalize`` transform's mean/std.
+        """
+        if not isinstance(data, Mapping):
+            raise ModelCardError(f"model card: expected a JSON object, got {type(data).__name__}")
+        ext = dict(data.get(EXTENSION_KEY, {}) or {})
+        try:
+            if "spec_version" in data or "patch_size_pixels" in data:
+                mean, std = IMAGENET_MEAN, IMAGENET_STD
+                transform = tuple(data.get("transform", ()))
+                for step in transform:
+                    if step.get("name") == "Normalize":
+                        args = step.get("arguments", {})
+                        mean = tuple(float(v) for v in args["mean"])  # type: ignore[assignment]
+                        std = tuple(float(v) for v in args["std"])  # type: ignore[assignment]
+                names = tuple(str(n) for n in data["class_names"])
+                if "num_classes" in data and int(data["num_classes"]) != len(names):
+                    raise ModelCardError(
+                        f"model card: num_classes is {data['num_classes']} but "
+                        f"{len(names)} class_names are given"
+                    )
+                return cls(
+                    class_names=names,
+                    tile_size=int(data["patch_size_pixels"]),
+                    mpp=float(data["spacing_um_px"]),
+                    mean=mean,
+                    std=std,
+                    channel_order=str(ext.get("channel_order", "RGB")),
+                    cam_layer=ext.get("cam_layer"),
+                    feature_layer=ext.get("feature_layer"),
+                    name=str(ext.get("name", data.get("architecture", "model"))),
+                    architecture=data.get("architecture"),
+                    description=str(ext.get("description", "")),
+                    transform=transform,
+                )
+            return cls(
+                class_names=tuple(str(n) for n in data["class_names"]),
+                tile_size=int(data["tile_size"]),
+                mpp=float(data["mpp"]),
+                mean=tuple(float(v) for v in data.get("mean", IMAGENET_MEAN)),  # type: ignore[arg-type]
+                std=tuple(float(v) for v in data.get("std", IMAGENET_STD)),  # type: ignore[arg-type]
+                channel_order=str(data.get("channel_order", "RGB")),
+                cam_layer=data.get("cam_layer"),
+                feature_layer=data.get("feature_layer"),
+                name=str(data.get("name", "model")),
+                architecture=data.get("architecture"),
+                description=str(data.get("description", "")),
+            )
+        except KeyError as exc:
+            raise ModelCardError(f"model card: missing required field {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, ModelCardError):
+                raise
+            raise ModelCardError(f"model card: bad value: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the napari-xai card as a JSON-ready dict."""
+        return {
+            "name": self.name,
+            "class_names": list(self.class_names),
+            "tile_size": int(self.tile_size),
+            "mpp": float(self.mpp),
+            "mean": [float(v) for v in self.mean],
+            "std": [float(v) for v in self.std],
+            "channel_order": self.channel_order,
+            "cam_layer": self.cam_layer,
+            "feature_layer": self.feature_layer,
+            "architecture": self.architecture,
+            "description": self.description,
+        }
+
+    def to_wsinfer_config(self) -> dict[str, Any]:
+        """Return a WSInfer spec-1.0 ``config.json`` dict carrying this card."""
+        return {
+            "spec_version": "1.0",
+            "architecture": self.architecture or self.name,
+            "num_classes": self.num_classes,
+            "class_names": list(self.class_names),
+            "patch_size_pixels": int(self.tile_size),
+            "spacing_um_px": float(self.mpp),
+            "transform": [
+                {"name": "Resize", "arguments": {"size": int(self.tile_size)}},
+                {"name": "ToTensor"},
+                {
+                    "name": "Normalize",
+                    "arguments": {
+                        "mean": [float(v) for v in self.mean],
+                        "std": [float(v) for v in self.std],
+                    },
+                },
+            ],
+            EXTENSION_KEY: {
+                "name": self.name,
+                "channel_order": self.channel_order,
+                "cam_layer": self.cam_layer,
+                "feature_layer": self.feature_layer,
+                "description": self.description,
+            },
+        }
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> ModelCard:
+        """Read a card (napari-xai or WSInfer layout) from a JSON file."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ModelCardError(f"{path}: model card not found") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelCardError(f"{path}: not a JSON model card ({exc})") from None
+        try:
+            return cls.from_dict(data)
+        except ModelCardError as exc:
+            raise ModelCardError(f"{path}: {exc}") from None
+
+    def to_json(self, path: str | Path, *, wsinfer: bool = True) -> Path:
+        """Write the card; as a WSInfer ``config.json`` superset by default."""
+        path = Path(path)
+        data = self.to_wsinfer_config() if wsinfer else self.to_dict()
+        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        return path
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the canonical JSON form (stable across key order)."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
