@@ -128,7 +128,7 @@ class ModelCard:
                     cam_layer=ext.get("cam_layer"),
                     feature_layer=ext.get("feature_layer"),
                     name=str(ext.get("name", data.get("architecture", "model"))),
-                    architecture=data.get("architecture"),
+                    architecture=ext.get("architecture", data.get("architecture")),
                     description=str(ext.get("description", "")),
                     transform=transform,
                 )
@@ -193,6 +193,7 @@ class ModelCard:
                 "channel_order": self.channel_order,
                 "cam_layer": self.cam_layer,
                 "feature_layer": self.feature_layer,
+                "architecture": self.architecture,
                 "description": self.description,
             },
         }
