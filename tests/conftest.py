@@ -28,3 +28,56 @@ def real_slides() -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir() if p.is_file())
+
+
+def write_pyramid_tiff(
+    path: Path,
+    *,
+    shape_rc: tuple[int, int] = (2048, 3072),
+    tile: int = 256,
+    levels: int = 3,
+    mpp: float | None = 0.5,
+    seed: int = 0,
+) -> Path:
+    """Write a small tiled JPEG pyramid (Aperio-style description) with smooth content.
+
+    Copied in spirit from tiffslide's ``_write_test_tiff``: level 0 plus
+    ``levels - 1`` halvings as SubIFDs. Content is a smooth colour gradient
+    with noise so that every tile differs.
+    """
+    import numpy as np
+    import tifffile
+
+    rng = np.random.default_rng(seed)
+    rows, cols = shape_rc
+    rr, cc = np.mgrid[0:rows, 0:cols]
+    data = np.stack(
+        [
+            (128 + 100 * np.sin(rr / 97.0)).astype(np.uint8),
+            (128 + 100 * np.cos(cc / 131.0)).astype(np.uint8),
+            ((rr + cc) % 256).astype(np.uint8),
+        ],
+        axis=-1,
+    )
+    data = np.clip(data.astype(np.int16) + rng.integers(-5, 6, data.shape), 0, 255).astype(
+        np.uint8
+    )
+    desc = f"Aperio Image Library v12.0.0\r\n{cols}x{rows} -> {cols}x{rows} - |AppMag = 20"
+    if mpp is not None:
+        desc += f"|MPP = {mpp}"
+    with tifffile.TiffWriter(path, bigtiff=False) as tif:
+        opts = dict(tile=(tile, tile), compression="jpeg", photometric="rgb")
+        tif.write(data, description=desc, **opts)
+        level = data
+        for _ in range(levels - 1):
+            level = level[::2, ::2]
+            if min(level.shape[:2]) < tile:
+                break
+            tif.write(level, subfiletype=1, **opts)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_pyramid(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2048 x 3072 tiled JPEG pyramid with 3 levels and mpp 0.5."""
+    return write_pyramid_tiff(tmp_path_factory.mktemp("slides") / "pyramid.svs")

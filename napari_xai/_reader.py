@@ -1,0 +1,103 @@
+"""napari reader: open whole-slide images lazily as multiscale layers.
+
+napari imports this module to build its reader list, so it imports nothing
+heavy at module level; :func:`read_slide` does the work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from napari.types import LayerDataTuple
+
+    PathOrPaths = str | list[str]
+
+# Suffixes the manifest claims; ``.dcm`` is claimed only to say clearly that
+# DICOM slides are not supported, instead of "no reader found".
+_SUFFIXES = (
+    ".svs", ".tif", ".tiff", ".ndpi", ".scn", ".bif", ".qptiff", ".ome.tif", ".ome.tiff", ".dcm",
+)  # fmt: skip
+
+
+def napari_get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerDataTuple]] | None:
+    """Return :func:`read_slide` when ``path`` looks like a slide; never raises."""
+    try:
+        if isinstance(path, (list, tuple)):
+            if len(path) != 1:
+                return None
+            path = path[0]
+        name = str(path).lower()
+        if name.endswith(_SUFFIXES) and not Path(name).is_dir():
+            return read_slide
+    except Exception:  # the probe must never raise
+        return None
+    return None
+
+
+def read_slide(path: PathOrPaths) -> list[LayerDataTuple]:
+    """Open a slide as one lazy multiscale image layer in level-0 pixel coordinates.
+
+    Parameters
+    ----------
+    path : str or list of str
+        The slide (a one-element list is accepted, as napari passes it).
+
+    Returns
+    -------
+    list of LayerDataTuple
+        ``[(levels, metadata, "image")]`` where ``levels`` are dask arrays.
+
+    Raises
+    ------
+    napari_xai.core.wsi.SlideError
+        With the file's name and the problem, for anything that is not a
+        readable 2-D whole-slide image.
+    """
+    from napari_xai.core.wsi import open_slide
+
+    if isinstance(path, (list, tuple)):
+        path = path[0]
+    slide = open_slide(path)
+    return [slide_layer_data(slide)]
+
+
+def slide_layer_data(slide: Any) -> LayerDataTuple:
+    """The LayerDataTuple of an open :class:`~napari_xai.core.wsi.Slide`."""
+    info = slide.info
+    levels = slide.levels
+    metadata = {
+        "path": str(info.path),
+        "mpp": info.mpp,
+        "mpp_source": info.mpp_source,
+        "vendor": info.vendor,
+        "shape_rc": info.shape_rc,
+        "level_downsamples": info.level_downsamples,
+        "magnification": info.magnification,
+        # Keeps the file open for the lazy arrays as long as the layer lives.
+        "slide": slide,
+    }
+    meta: dict[str, Any] = {
+        "name": info.path.name,
+        "metadata": metadata,
+        "multiscale": len(levels) > 1,
+    }
+    if info.is_rgb:
+        meta["rgb"] = True
+    else:
+        # Non-RGB data: contrast from the dtype range, never from a full-level scan.
+        import numpy as np
+
+        dtype = np.dtype(info.dtype)
+        hi = float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
+        meta["rgb"] = False
+        meta["contrast_limits"] = [0.0, hi]
+        if info.channel_axis is not None:
+            meta["channel_axis"] = info.channel_axis
+            meta["name"] = [f"{info.path.name} [ch {i}]" for i in range(info.n_channels)]
+            meta["blending"] = "additive"
+    data = levels if len(levels) > 1 else levels[0]
+    return (data, meta, "image")
