@@ -53,6 +53,13 @@ class ModelCard:
         architecture name.
     description : str
         Free text: training data, intended use, caveats.
+    transform : tuple of dict
+        WSInfer ``transform`` list (``{"name": ..., "arguments": {...}}``
+        steps: Resize, ToTensor, Normalize), kept as read so the model is fed
+        and written back exactly as WSInfer does. Empty means the default
+        ``Resize(tile_size)``, ``ToTensor``, ``Normalize(mean, std)``. When
+        given, its ``Normalize`` must agree with ``mean``/``std`` (no
+        ``Normalize`` means mean 0 and std 1).
     """
 
     class_names: tuple[str, ...]
@@ -85,6 +92,13 @@ class ModelCard:
             raise ModelCardError(
                 f"model card: channel_order must be 'RGB' or 'BGR', got {self.channel_order!r}"
             )
+        if self.transform:
+            steps = tuple(_copy_step(step) for step in self.transform)
+            _check_transform_matches(steps, self.mean, self.std)
+            # The default pipeline is stored as () so a card survives a round trip
+            # through config.json with the same JSON and sha256.
+            default = _default_transform(int(self.tile_size), self.mean, self.std)
+            object.__setattr__(self, "transform", () if list(steps) == default else steps)
 
     @property
     def num_classes(self) -> int:
@@ -105,8 +119,13 @@ class ModelCard:
         ext = dict(data.get(EXTENSION_KEY, {}) or {})
         try:
             if "spec_version" in data or "patch_size_pixels" in data:
-                mean, std = IMAGENET_MEAN, IMAGENET_STD
-                transform = tuple(data.get("transform", ()))
+                # Validate against WSInfer's spec 1.0 schema: clear message per field.
+                from napari_xai.core.models.wsinfer import validate_wsinfer_config
+
+                validate_wsinfer_config(data)
+                # No Normalize step means WSInfer feeds x / 255 unnormalised.
+                mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+                transform = tuple(_copy_step(step) for step in data.get("transform", ()))
                 for step in transform:
                     if step.get("name") == "Normalize":
                         args = step.get("arguments", {})
@@ -144,6 +163,7 @@ class ModelCard:
                 name=str(data.get("name", "model")),
                 architecture=data.get("architecture"),
                 description=str(data.get("description", "")),
+                transform=tuple(_copy_step(step) for step in data.get("transform") or ()),
             )
         except KeyError as exc:
             raise ModelCardError(f"model card: missing required field {exc.args[0]!r}") from None
@@ -166,6 +186,8 @@ class ModelCard:
             "feature_layer": self.feature_layer,
             "architecture": self.architecture,
             "description": self.description,
+            # Only when set, so cards without one keep the same JSON and hash.
+            **({"transform": [_copy_step(t) for t in self.transform]} if self.transform else {}),
         }
 
     def to_wsinfer_config(self) -> dict[str, Any]:
@@ -177,17 +199,8 @@ class ModelCard:
             "class_names": list(self.class_names),
             "patch_size_pixels": int(self.tile_size),
             "spacing_um_px": float(self.mpp),
-            "transform": [
-                {"name": "Resize", "arguments": {"size": int(self.tile_size)}},
-                {"name": "ToTensor"},
-                {
-                    "name": "Normalize",
-                    "arguments": {
-                        "mean": [float(v) for v in self.mean],
-                        "std": [float(v) for v in self.std],
-                    },
-                },
-            ],
+            "transform": [_copy_step(t) for t in self.transform]
+            or _default_transform(int(self.tile_size), self.mean, self.std),
             EXTENSION_KEY: {
                 "name": self.name,
                 "channel_order": self.channel_order,
@@ -225,3 +238,43 @@ class ModelCard:
         """Hash of the canonical JSON form (stable across key order)."""
         canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _copy_step(step: Any) -> dict[str, Any]:
+    """Deep-copy one transform step as plain JSON types (lists, not tuples)."""
+    if not isinstance(step, Mapping):
+        raise ModelCardError(f"model card: a transform step must be an object, got {step!r}")
+    copied: dict[str, Any] = json.loads(json.dumps(dict(step)))
+    return copied
+
+
+def _check_transform_matches(
+    transform: tuple[Mapping[str, Any], ...],
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+) -> None:
+    """Refuse a card whose mean/std disagree with its own Normalize step."""
+    norm = [dict(t.get("arguments") or {}) for t in transform if t.get("name") == "Normalize"]
+    t_mean = [float(v) for v in norm[-1].get("mean", ())] if norm else [0.0, 0.0, 0.0]
+    t_std = [float(v) for v in norm[-1].get("std", ())] if norm else [1.0, 1.0, 1.0]
+    if len(norm) > 1:
+        raise ModelCardError("model card: transform has more than one Normalize step")
+    if t_mean != [float(v) for v in mean] or t_std != [float(v) for v in std]:
+        raise ModelCardError(
+            f"model card: mean/std {tuple(mean)}/{tuple(std)} disagree with the transform's "
+            f"Normalize {t_mean}/{t_std}"
+        )
+
+
+def _default_transform(
+    tile_size: int, mean: tuple[float, float, float], std: tuple[float, float, float]
+) -> list[dict[str, Any]]:
+    """WSInfer transform list of a card without one: Resize, ToTensor, Normalize."""
+    return [
+        {"name": "Resize", "arguments": {"size": int(tile_size)}},
+        {"name": "ToTensor"},
+        {
+            "name": "Normalize",
+            "arguments": {"mean": [float(v) for v in mean], "std": [float(v) for v in std]},
+        },
+    ]

@@ -1,0 +1,532 @@
+"""Read and write WSInfer model-zoo folders; preprocess tiles as WSInfer does.
+
+A WSInfer model (https://github.com/SBU-BMI/wsinfer, also run by QuPath's
+WSInfer extension) is a folder with
+
+- ``torchscript_model.pt``: the TorchScript module, and
+- ``config.json``: spec 1.0 (``spec_version``, ``architecture``,
+  ``num_classes``, ``class_names``, ``patch_size_pixels``, ``spacing_um_px``
+  and a ``transform`` list of ``Resize``, ``ToTensor``, ``Normalize``).
+
+WSInfer builds ``torchvision.transforms.Compose`` from that list, each step
+constructed as ``transforms.<name>(**arguments)``, and applies it to the
+patch as an RGB ``PIL.Image``. :func:`preprocess_tiles` reproduces that
+without torchvision: ``Resize`` on a PIL image is PIL's own resampling
+(bilinear by default, which PIL antialiases when it shrinks), ``ToTensor``
+is ``uint8 / 255`` in float32 with channels first, ``Normalize`` is
+``(x - mean) / std`` in float32. The same tile gives the same tensor.
+
+napari-xai's model card is a superset of the config: its extra fields live
+under the top-level ``napari_xai`` key, which WSInfer ignores (the published
+schema allows extra top-level keys), so a folder written by
+:func:`save_wsinfer_model` is also a valid WSInfer model folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from napari_xai.core.models.card import ModelCard, ModelCardError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = [
+    "CONFIG_NAME",
+    "TORCHSCRIPT_NAME",
+    "TRANSFORM_NAMES",
+    "WSInferConfigError",
+    "is_wsinfer_folder",
+    "load_wsinfer_folder",
+    "model_input_size",
+    "preprocess_tiles",
+    "probabilities_from_logits",
+    "read_wsinfer_config",
+    "save_wsinfer_model",
+    "validate_wsinfer_config",
+]
+
+#: File names of a WSInfer model folder (as in wsinfer_zoo.client).
+CONFIG_NAME = "config.json"
+TORCHSCRIPT_NAME = "torchscript_model.pt"
+#: Transform names spec 1.0 knows, and the arguments torchvision accepts for each.
+TRANSFORM_NAMES: tuple[str, ...] = ("Resize", "ToTensor", "Normalize")
+_TRANSFORM_ARGUMENTS: dict[str, frozenset[str]] = {
+    "Resize": frozenset({"size", "interpolation", "max_size", "antialias"}),
+    "ToTensor": frozenset(),
+    "Normalize": frozenset({"mean", "std", "inplace"}),
+}
+_SCHEMA_PATH = Path(__file__).with_name("wsinfer_config.schema.json")
+
+# PIL resampling codes (also what torchvision accepts as ints) and names.
+_INTERPOLATION = {"nearest": 0, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5, "lanczos": 1}
+_INTERPOLATION_CODES = {v: k for k, v in _INTERPOLATION.items()}
+
+
+class WSInferConfigError(ModelCardError):
+    """A WSInfer ``config.json`` breaks spec 1.0 (message names the field)."""
+
+
+# -- config validation -------------------------------------------------------
+@lru_cache(maxsize=1)
+def _schema() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(_SCHEMA_PATH.read_text(encoding="utf-8"))
+    return data
+
+
+def _where(path: Sequence[Any]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "config"
+
+
+def _schema_message(error: Any) -> str:
+    """Turn a jsonschema error into one sentence naming the field."""
+    where = _where(list(error.absolute_path))
+    if error.validator == "required":
+        missing = [name for name in error.validator_value if name not in error.instance]
+        field = missing[0] if missing else error.message
+        at = "" if where == "config" else f" in {where}"
+        return f"missing required field {field!r}{at}"
+    if error.validator == "enum" and where.endswith(".name") and "transform" in where:
+        return (
+            f"unknown transform {error.instance!r} at {where[: -len('.name')]}; "
+            f"WSInfer spec 1.0 knows {', '.join(TRANSFORM_NAMES)}"
+        )
+    if error.validator == "enum":
+        return f"{where} must be one of {error.validator_value}, got {error.instance!r}"
+    if error.validator == "additionalProperties":
+        return f"{where}: {error.message} (a transform has only 'name' and 'arguments')"
+    if error.validator == "uniqueItems":
+        return f"{where} repeats a name: {error.instance}"
+    return f"{where}: {error.message}"
+
+
+def _check_transform_arguments(config: Mapping[str, Any]) -> list[str]:
+    problems: list[str] = []
+    for i, step in enumerate(config["transform"]):
+        name, args = step["name"], step.get("arguments") or {}
+        unknown = sorted(set(args) - _TRANSFORM_ARGUMENTS[name])
+        if unknown:
+            problems.append(
+                f"transform[{i}] ({name}) has unknown argument(s) {unknown}; "
+                f"allowed: {sorted(_TRANSFORM_ARGUMENTS[name]) or 'none'}"
+            )
+        if name == "Resize":
+            size = args.get("size")
+            ok = isinstance(size, int) and not isinstance(size, bool) and size > 0
+            if isinstance(size, list) and len(size) in (1, 2):
+                ok = all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)
+            if not ok:
+                problems.append(
+                    f"transform[{i}] (Resize) needs 'size': a positive int or [height, width], "
+                    f"got {size!r}"
+                )
+            interp = args.get("interpolation", "bilinear")
+            if _interpolation_name(interp) is None:
+                problems.append(
+                    f"transform[{i}] (Resize) has unknown interpolation {interp!r}; "
+                    f"use one of {sorted(_INTERPOLATION)}"
+                )
+        elif name == "Normalize":
+            for key in ("mean", "std"):
+                val = args.get(key)
+                if not (
+                    isinstance(val, list)
+                    and len(val) == 3
+                    and all(isinstance(v, (int, float)) and math.isfinite(v) for v in val)
+                ):
+                    problems.append(
+                        f"transform[{i}] (Normalize) needs {key!r}: 3 numbers, got {val!r}"
+                    )
+            std = args.get("std")
+            if isinstance(std, list) and any(isinstance(v, (int, float)) and v <= 0 for v in std):
+                problems.append(f"transform[{i}] (Normalize) std must be positive, got {std}")
+    names = [step["name"] for step in config["transform"]]
+    if "ToTensor" not in names:
+        problems.append("transform never converts the image to a tensor (no 'ToTensor' step)")
+    elif names.count("ToTensor") > 1:
+        problems.append("transform has more than one 'ToTensor' step")
+    else:
+        first_tensor = names.index("ToTensor")
+        if "Normalize" in names[:first_tensor]:
+            problems.append("transform applies 'Normalize' before 'ToTensor' (torchvision fails)")
+    return problems
+
+
+def validate_wsinfer_config(config: Any, *, source: str | os.PathLike[str] | None = None) -> None:
+    """Check a ``config.json`` dict against WSInfer spec 1.0.
+
+    Validates against the schema published by the WSInfer model zoo
+    (vendored as ``wsinfer_config.schema.json``), then the rules WSInfer
+    checks in code: ``len(class_names) == num_classes`` and transform
+    arguments that torchvision would accept.
+
+    Parameters
+    ----------
+    config : dict
+        Parsed ``config.json``.
+    source : path-like, optional
+        File the config came from, named in error messages.
+
+    Raises
+    ------
+    WSInferConfigError
+        Naming the first problem field (all problems are listed).
+    """
+    import jsonschema
+
+    prefix = f"{source}: " if source is not None else ""
+    if not isinstance(config, Mapping):
+        raise WSInferConfigError(
+            f"{prefix}WSInfer config must be a JSON object, got {type(config).__name__}"
+        )
+    validator = jsonschema.Draft4Validator(_schema())
+    errors = sorted(validator.iter_errors(dict(config)), key=lambda e: list(e.absolute_path))
+    problems = [_schema_message(e) for e in errors]
+    if not problems:
+        if len(config["class_names"]) != config["num_classes"]:
+            problems.append(
+                f"num_classes is {config['num_classes']} but {len(config['class_names'])} "
+                f"class_names are given"
+            )
+        problems += _check_transform_arguments(config)
+    if problems:
+        more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:])})" if problems[1:] else ""
+        raise WSInferConfigError(f"{prefix}invalid WSInfer config: {problems[0]}{more}")
+
+
+def read_wsinfer_config(path: str | os.PathLike[str]) -> ModelCard:
+    """Read and validate a WSInfer ``config.json`` into a :class:`ModelCard`.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``config.json`` file, or the model folder holding it.
+
+    Returns
+    -------
+    ModelCard
+        With ``transform`` holding the config's transform list unchanged.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / CONFIG_NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise WSInferConfigError(f"{path}: WSInfer config not found") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WSInferConfigError(f"{path}: not a JSON file ({exc})") from None
+    validate_wsinfer_config(data, source=path)
+    try:
+        return ModelCard.from_dict(data)
+    except ModelCardError as exc:
+        raise WSInferConfigError(f"{path}: {exc}") from None
+
+
+# -- folder I/O --------------------------------------------------------------
+def is_wsinfer_folder(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a folder with ``config.json`` and ``torchscript_model.pt``."""
+    path = Path(path)
+    return path.is_dir() and (path / CONFIG_NAME).is_file() and (path / TORCHSCRIPT_NAME).is_file()
+
+
+def load_wsinfer_folder(
+    path: str | os.PathLike[str], *, map_location: str = "cpu"
+) -> tuple[torch.jit.ScriptModule, ModelCard]:
+    """Load a WSInfer model folder as (TorchScript module in eval mode, card).
+
+    Parameters
+    ----------
+    path : path-like
+        The folder, or its ``config.json`` / ``torchscript_model.pt``.
+    map_location : str
+        Device the weights are loaded onto.
+
+    Returns
+    -------
+    module : torch.jit.ScriptModule
+    card : ModelCard
+
+    Raises
+    ------
+    WSInferConfigError
+        Bad or missing ``config.json``.
+    ValueError
+        Missing or unreadable ``torchscript_model.pt``.
+    """
+    import torch
+
+    path = Path(path)
+    folder = path.parent if path.is_file() else path
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: WSInfer model folder not found")
+    card = read_wsinfer_config(folder / CONFIG_NAME)
+    weights = folder / TORCHSCRIPT_NAME
+    if not weights.is_file():
+        raise ValueError(f"{folder}: WSInfer model folder has no {TORCHSCRIPT_NAME}")
+    try:
+        module = torch.jit.load(str(weights), map_location=map_location)
+    except Exception as exc:  # torch raises RuntimeError/ValueError/zipfile errors
+        raise ValueError(f"{weights}: not a TorchScript model ({exc})") from None
+    module.eval()
+    return module, card
+
+
+def save_wsinfer_model(
+    module: torch.nn.Module,
+    card: ModelCard,
+    folder: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    check: bool = True,
+) -> Path:
+    """Write ``module`` and ``card`` as a WSInfer model folder.
+
+    Writes ``torchscript_model.pt`` (the card's config also embedded as the
+    TorchScript extra file ``config.json``) and ``config.json`` (spec 1.0,
+    napari-xai fields under ``napari_xai``). The module is scripted with
+    ``torch.jit.script``; where scripting fails it is traced on a zero tile.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The model; TorchScript modules are saved as they are.
+    card : ModelCard
+        Its card.
+    folder : path-like
+        Output folder (created).
+    overwrite : bool
+        Replace existing files.
+    check : bool
+        Reload the folder and check the output has ``num_classes`` columns.
+
+    Returns
+    -------
+    Path
+        The folder.
+    """
+    import torch
+
+    folder = Path(folder)
+    config = card.to_wsinfer_config()
+    validate_wsinfer_config(config, source=folder / CONFIG_NAME)
+    targets = [folder / CONFIG_NAME, folder / TORCHSCRIPT_NAME]
+    if not overwrite and any(t.exists() for t in targets):
+        raise FileExistsError(f"{folder}: already holds a model (pass overwrite=True)")
+    folder.mkdir(parents=True, exist_ok=True)
+
+    size_rc = model_input_size(card)
+    was_training = module.training
+    module.eval()
+    try:
+        if isinstance(module, torch.jit.ScriptModule):
+            scripted = module
+        else:
+            try:
+                scripted = torch.jit.script(module)
+            except Exception:
+                example = torch.zeros((1, 3, *size_rc), dtype=torch.float32)
+                with torch.no_grad():
+                    scripted = torch.jit.trace(module, example)
+    finally:
+        module.train(was_training)
+    text = json.dumps(config, indent=2) + "\n"
+    _atomic_write(folder / TORCHSCRIPT_NAME, lambda p: torch.jit.save(
+        scripted, str(p), _extra_files={CONFIG_NAME: text}))
+    _atomic_write(folder / CONFIG_NAME, lambda p: p.write_text(text, encoding="utf-8"))
+    if check:
+        loaded, loaded_card = load_wsinfer_folder(folder)
+        with torch.no_grad():
+            out = loaded(torch.zeros((1, 3, *size_rc), dtype=torch.float32))
+        n_out = 1 if out.ndim == 1 else int(out.shape[-1])
+        if out.ndim not in (1, 2) or n_out != loaded_card.num_classes:
+            raise ValueError(
+                f"{folder}: model output has shape {tuple(out.shape)} but the card names "
+                f"{loaded_card.num_classes} classes"
+            )
+    return folder
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+# -- preprocessing -----------------------------------------------------------
+def _interpolation_name(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return _INTERPOLATION_CODES.get(value)
+    if isinstance(value, str):
+        key = value.lower().rsplit(".", 1)[-1]  # "InterpolationMode.BILINEAR" -> "bilinear"
+        return key if key in _INTERPOLATION else None
+    return None
+
+
+def _resized_shape(
+    shape_rc: tuple[int, int], size: int | Sequence[int], max_size: int | None
+) -> tuple[int, int]:
+    """Output (rows, cols) of torchvision's ``Resize(size, max_size=...)``."""
+    if isinstance(size, Sequence) and len(size) == 2:
+        return int(size[0]), int(size[1])
+    short_side = int(size[0] if isinstance(size, Sequence) else size)
+    h, w = shape_rc
+    short, long = (w, h) if w <= h else (h, w)
+    new_short, new_long = short_side, int(short_side * long / short)
+    if max_size is not None and new_long > max_size:
+        new_short, new_long = int(max_size * new_short / new_long), int(max_size)
+    return (new_long, new_short) if w <= h else (new_short, new_long)
+
+
+def _effective_transform(card: ModelCard) -> list[dict[str, Any]]:
+    if card.transform:
+        return [dict(step) for step in card.transform]
+    return card.to_wsinfer_config()["transform"]  # type: ignore[no-any-return]
+
+
+def model_input_size(card: ModelCard) -> tuple[int, int]:
+    """(rows, cols) of the tensor the model receives for a ``tile_size`` tile."""
+    shape = (int(card.tile_size), int(card.tile_size))
+    for step in _effective_transform(card):
+        if step["name"] == "Resize":
+            args = step.get("arguments") or {}
+            shape = _resized_shape(shape, args["size"], args.get("max_size"))
+    return shape
+
+
+def _resize_uint8(
+    tiles: npt.NDArray[np.uint8], shape_rc: tuple[int, int], resample: int
+) -> npt.NDArray[np.uint8]:
+    """Resize (N, H, W, 3) uint8 tiles with PIL, as torchvision does for PIL images."""
+    from PIL import Image
+
+    out = np.empty((tiles.shape[0], shape_rc[0], shape_rc[1], 3), dtype=np.uint8)
+    for i, tile in enumerate(tiles):
+        image = Image.fromarray(np.ascontiguousarray(tile), mode="RGB")
+        out[i] = np.asarray(image.resize((shape_rc[1], shape_rc[0]), resample=resample))
+    return out
+
+
+def preprocess_tiles(
+    tiles: npt.ArrayLike,
+    card: ModelCard,
+    *,
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """Turn RGB uint8 tiles into the model's input tensor, exactly as WSInfer does.
+
+    Applies the card's WSInfer ``transform`` list in its order (default:
+    ``Resize(tile_size)``, ``ToTensor``, ``Normalize(mean, std)``):
+
+    - ``Resize`` before ``ToTensor`` resizes the uint8 image with PIL (what
+      ``torchvision.transforms.Resize`` does to a PIL image): bilinear unless
+      the config names another interpolation; an int ``size`` sets the
+      shorter side, ``[h, w]`` sets both. Same-size resizes are skipped
+      (identity in PIL and torchvision alike).
+    - ``ToTensor``: ``float32(x) / 255``, channels first.
+    - ``Normalize``: ``(x - mean) / std`` in float32.
+    - ``Resize`` after ``ToTensor`` resizes the tensor (bilinear with
+      antialias, torchvision's tensor default since 0.17).
+
+    A card with ``channel_order="BGR"`` gets its channels reversed first.
+
+    Parameters
+    ----------
+    tiles : array-like of shape (N, H, W, 3), uint8
+        RGB tiles (rows, cols, channels); any H, W (resized by ``Resize``).
+    card : ModelCard
+        The model's card.
+    device : str or torch.device, optional
+        Where the returned tensor lives (default CPU).
+
+    Returns
+    -------
+    torch.Tensor of shape (N, 3, h, w), float32
+    """
+    import torch
+
+    arr = np.asarray(tiles)
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim != 4 or arr.shape[-1] != 3:
+        raise ValueError(f"tiles must have shape (N, H, W, 3), got {arr.shape}")
+    if arr.dtype != np.uint8:
+        raise ValueError(f"tiles must be uint8 RGB, got dtype {arr.dtype}")
+    if card.channel_order == "BGR":
+        arr = arr[..., ::-1]
+
+    image: npt.NDArray[np.uint8] | None = arr  # uint8 (N, H, W, 3) until ToTensor
+    tensor: torch.Tensor | None = None
+    for i, step in enumerate(_effective_transform(card)):
+        name, args = step["name"], step.get("arguments") or {}
+        if name == "Resize":
+            interp = _interpolation_name(args.get("interpolation", "bilinear"))
+            if interp is None:
+                raise WSInferConfigError(f"transform[{i}] (Resize): unknown interpolation")
+            if image is not None:
+                shape_rc = _resized_shape(image.shape[1:3], args["size"], args.get("max_size"))
+                if shape_rc != tuple(image.shape[1:3]):
+                    image = _resize_uint8(image, shape_rc, _INTERPOLATION[interp])
+            else:
+                assert tensor is not None
+                shape_rc = _resized_shape(tensor.shape[2:], args["size"], args.get("max_size"))
+                if shape_rc != tuple(tensor.shape[2:]):
+                    mode = {"nearest": "nearest", "bicubic": "bicubic"}.get(interp, "bilinear")
+                    kwargs: dict[str, Any] = {} if mode == "nearest" else {
+                        "align_corners": False, "antialias": bool(args.get("antialias", True))}
+                    tensor = torch.nn.functional.interpolate(
+                        tensor, size=shape_rc, mode=mode, **kwargs)
+        elif name == "ToTensor":
+            if image is None:
+                raise WSInferConfigError(f"transform[{i}]: ToTensor applied twice")
+            tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(0, 3, 1, 2)
+            tensor = tensor.to(dtype=torch.float32).div(255).contiguous()
+            image = None
+        elif name == "Normalize":
+            if tensor is None:
+                raise WSInferConfigError(f"transform[{i}]: Normalize before ToTensor")
+            mean = torch.as_tensor(args["mean"], dtype=torch.float32).view(1, -1, 1, 1)
+            std = torch.as_tensor(args["std"], dtype=torch.float32).view(1, -1, 1, 1)
+            tensor = tensor.sub(mean).div(std)
+        else:
+            raise WSInferConfigError(
+                f"unknown transform {name!r} at transform[{i}]; WSInfer spec 1.0 knows "
+                f"{', '.join(TRANSFORM_NAMES)}"
+            )
+    if tensor is None:
+        raise WSInferConfigError("transform never converts the image to a tensor (no ToTensor)")
+    return tensor if device is None else tensor.to(device)
+
+
+def probabilities_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Class probabilities as WSInfer computes them.
+
+    Softmax over classes when the model has more than one output, sigmoid of
+    the single output otherwise (a one-class WSInfer model, e.g. a tumour
+    probability). Returns shape (N, num_classes).
+    """
+    import torch
+
+    if logits.ndim > 1 and logits.shape[1] > 1:
+        return torch.softmax(logits.float(), dim=1)
+    return torch.sigmoid(logits.float().reshape(logits.shape[0], 1))
