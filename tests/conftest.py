@@ -50,18 +50,15 @@ def write_pyramid_tiff(
 
     rng = np.random.default_rng(seed)
     rows, cols = shape_rc
-    rr, cc = np.mgrid[0:rows, 0:cols]
-    data = np.stack(
-        [
-            (128 + 100 * np.sin(rr / 97.0)).astype(np.uint8),
-            (128 + 100 * np.cos(cc / 131.0)).astype(np.uint8),
-            ((rr + cc) % 256).astype(np.uint8),
-        ],
-        axis=-1,
-    )
-    data = np.clip(data.astype(np.int16) + rng.integers(-5, 6, data.shape), 0, 255).astype(
-        np.uint8
-    )
+    r = np.arange(rows)[:, None]
+    c = np.arange(cols)[None, :]
+    data = np.empty((rows, cols, 3), np.uint8)
+    data[..., 0] = (128 + 100 * np.sin(r / 97.0)).astype(np.uint8)
+    data[..., 1] = (128 + 100 * np.cos(c / 131.0)).astype(np.uint8)
+    data[..., 2] = ((r + c) % 256).astype(np.uint8)
+    # Noise from a small non-tile-sized patch, repeated: every tile still differs.
+    noise = rng.integers(0, 8, (251, 263, 1), dtype=np.uint8)
+    data += np.tile(noise, (rows // 251 + 1, cols // 263 + 1, 1))[:rows, :cols]
     desc = f"Aperio Image Library v12.0.0\r\n{cols}x{rows} -> {cols}x{rows} - |AppMag = 20"
     if mpp is not None:
         desc += f"|MPP = {mpp}"
