@@ -1,0 +1,731 @@
+"""Read and write QuPath-style GeoJSON annotations.
+
+QuPath (v0.4 and later) exports objects as a GeoJSON ``FeatureCollection``::
+
+    {"type": "FeatureCollection", "features": [
+      {"type": "Feature", "id": "<uuid>",
+       "geometry": {"type": "Polygon", "coordinates": [[[x, y], ...], [hole...]]},
+       "properties": {"objectType": "annotation",
+                      "classification": {"name": "Tumor", "color": [200, 0, 0]},
+                      "name": "...", "isLocked": true,
+                      "measurements": {"Area µm^2": 1234.5}}}]}
+
+Coordinates are level-0 pixels, origin at the top-left corner, ``x`` along
+columns and ``y`` along rows. Older exports (v0.2/0.3) put the object type in
+``id`` (``"PathAnnotationObject"``), the colour in ``classification.colorRGB``
+(a packed ARGB integer) and measurements as a list of ``{name, value}``; the
+non-collection export is a bare JSON array of features. All of these are read.
+
+Geometries stay in GeoJSON order (x, y) inside :class:`Annotation`; the swap to
+napari's (row, col) (and QuPath's pixel-corner to napari's pixel-centre origin)
+happens in exactly one place, :func:`napari_xai.core.annotations.layers.xy_to_rc`
+and its inverse.
+
+Bad input never silently disappears: every feature that is not imported, or is
+imported changed (repaired, clipped), is listed in the :class:`ReadReport` with
+a reason, and :meth:`ReadReport.summary` gives the counts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import shapely
+from shapely.geometry import MultiPolygon, Polygon, box
+from shapely.geometry.base import BaseGeometry
+
+from napari_xai.core.annotations.classes import (
+    DEFAULT_CLASSES,
+    AnnotationClass,
+    fallback_color,
+    find_class,
+    unpack_rgb,
+)
+
+__all__ = [
+    "Annotation",
+    "AnnotationError",
+    "AnnotationSet",
+    "ReadReport",
+    "Skipped",
+    "annotations_to_feature_collection",
+    "parse_feature_collection",
+    "read_geojson",
+    "write_geojson",
+]
+
+RGB = tuple[int, int, int]
+
+# Reasons a feature is skipped (not imported).
+MALFORMED_JSON = "malformed JSON"
+NOT_A_FEATURE = "not a GeoJSON Feature"
+NO_GEOMETRY = "no geometry"
+UNSUPPORTED_GEOMETRY = "unsupported geometry type"
+MALFORMED_COORDINATES = "malformed coordinates"
+DEGENERATE = "degenerate polygon (no area)"
+UNREPAIRABLE = "invalid geometry that could not be repaired"
+OUTSIDE = "outside the slide"
+UNKNOWN_CLASS = "unknown class"
+# Reasons a feature is imported but changed.
+REPAIRED = "invalid geometry (e.g. self-intersecting) repaired with make_valid"
+CLIPPED = "partly outside the slide, clipped to its bounds"
+PARTS_DROPPED = "non-polygon parts (points, lines) dropped"
+
+_LEGACY_TYPES = {
+    "PathAnnotationObject": "annotation",
+    "PathDetectionObject": "detection",
+    "PathCellObject": "cell",
+    "PathTileObject": "tile",
+    "TMACoreObject": "tmaCore",
+    "PathRootObject": "root",
+}
+_KNOWN_PROPERTIES = {
+    "objectType",
+    "object_type",
+    "classification",
+    "name",
+    "measurements",
+}
+
+
+class AnnotationError(ValueError):
+    """Unreadable annotation file; the message reads ``"<path>: <problem>"``."""
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """One annotated object (region or detection).
+
+    Parameters
+    ----------
+    geometry : shapely Polygon or MultiPolygon
+        Level-0 pixel coordinates in GeoJSON order: ``x`` = column, ``y`` = row.
+    class_name : str or None
+        Classification name (``None``: unclassified).
+    color : tuple of int or None
+        Classification colour (r, g, b) 0-255; ``None`` uses the class table.
+    object_type : str
+        QuPath object type: ``"annotation"``, ``"detection"``, ``"cell"``, ...
+    name : str or None
+        The object's own name.
+    object_id : str or None
+        The feature id (a UUID in QuPath >= 0.4).
+    measurements : mapping of str to float
+        QuPath measurements (kept for round trips).
+    properties : mapping
+        Other feature properties, kept unchanged for round trips.
+    """
+
+    geometry: BaseGeometry
+    class_name: str | None = None
+    color: RGB | None = None
+    object_type: str = "annotation"
+    name: str | None = None
+    object_id: str | None = None
+    measurements: Mapping[str, float] = field(default_factory=dict)
+    properties: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A feature that was skipped or changed on import.
+
+    Parameters
+    ----------
+    index : int
+        Position of the feature in the file (``-1`` for the file itself).
+    reason : str
+        One of the module's reason strings (e.g. ``"outside the slide"``).
+    detail : str
+        What exactly was wrong.
+    """
+
+    index: int
+    reason: str
+    detail: str = ""
+
+
+@dataclass
+class ReadReport:
+    """What happened to each feature of a GeoJSON file on import.
+
+    Parameters
+    ----------
+    source : str
+        File path (or ``"<object>"`` for in-memory input).
+    n_features : int
+        Features found (for a truncated file: the ones that could be parsed,
+        plus one for the unreadable rest).
+    n_imported : int
+        Annotations returned.
+    skipped : list of Skipped
+        Features not imported, each with its reason.
+    changed : list of Skipped
+        Features imported but altered (repaired, clipped), each with its reason.
+    unknown_classes : dict of str to int
+        Class names not in the known class table, with their counts.
+    """
+
+    source: str = "<object>"
+    n_features: int = 0
+    n_imported: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    changed: list[Skipped] = field(default_factory=list)
+    unknown_classes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_skipped(self) -> int:
+        """Number of features not imported."""
+        return len(self.skipped)
+
+    def skipped_counts(self) -> dict[str, int]:
+        """Count of skipped features by reason."""
+        return dict(Counter(s.reason for s in self.skipped))
+
+    def changed_counts(self) -> dict[str, int]:
+        """Count of imported-but-changed features by reason."""
+        return dict(Counter(s.reason for s in self.changed))
+
+    @property
+    def clean(self) -> bool:
+        """True when every feature was imported unchanged with a known class."""
+        return not (self.skipped or self.changed or self.unknown_classes)
+
+    def summary(self) -> str:
+        """One paragraph for a person: what was imported, skipped and why."""
+        text = f"{self.source}: {self.n_imported} of {self.n_features} objects imported"
+        parts: list[str] = []
+        if self.skipped:
+            counts = ", ".join(f"{n} {r}" for r, n in sorted(self.skipped_counts().items()))
+            parts.append(f"{self.n_skipped} skipped ({counts})")
+        if self.changed:
+            counts = ", ".join(f"{n} {r}" for r, n in sorted(self.changed_counts().items()))
+            parts.append(f"{len(self.changed)} changed ({counts})")
+        if self.unknown_classes:
+            names = ", ".join(f"{k!r} x{v}" for k, v in sorted(self.unknown_classes.items()))
+            parts.append(f"unknown classes kept: {names}")
+        return text + ("; " + "; ".join(parts) if parts else "") + "."
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (for logs and result manifests)."""
+        return {
+            "source": self.source,
+            "n_features": self.n_features,
+            "n_imported": self.n_imported,
+            "skipped": self.skipped_counts(),
+            "changed": self.changed_counts(),
+            "unknown_classes": dict(self.unknown_classes),
+            "details": [
+                {"index": s.index, "reason": s.reason, "detail": s.detail}
+                for s in [*self.skipped, *self.changed]
+            ],
+        }
+
+
+@dataclass
+class AnnotationSet:
+    """Annotations read from a file, with the import report."""
+
+    annotations: list[Annotation]
+    report: ReadReport
+
+    def __len__(self) -> int:
+        return len(self.annotations)
+
+
+# --------------------------------------------------------------------------- reading
+def read_geojson(
+    source: str | os.PathLike[str] | Mapping[str, Any] | Sequence[Any],
+    *,
+    shape_rc: tuple[int, int] | None = None,
+    classes: Iterable[AnnotationClass] | None = DEFAULT_CLASSES,
+    unknown_classes: Literal["keep", "skip"] = "keep",
+) -> AnnotationSet:
+    """Read QuPath-style GeoJSON annotations, importing the valid part of bad files.
+
+    Parameters
+    ----------
+    source : path or parsed GeoJSON
+        A ``.geojson``/``.json`` file, or an already-parsed FeatureCollection,
+        Feature, list of Features or bare geometry.
+    shape_rc : (int, int), optional
+        Level-0 slide size (rows, cols). Objects entirely outside are skipped,
+        objects partly outside are clipped; both are reported.
+    classes : iterable of AnnotationClass or None
+        Known classes; names not in it are counted in
+        ``report.unknown_classes``. ``None`` accepts every name silently.
+    unknown_classes : {"keep", "skip"}
+        Keep objects of unknown classes (coloured from the file or a stable
+        fallback colour) or skip them (reported).
+
+    Returns
+    -------
+    AnnotationSet
+        ``.annotations`` (Polygon/MultiPolygon, level-0 (x, y)) and ``.report``.
+
+    Raises
+    ------
+    AnnotationError
+        When the file cannot be read at all (missing, empty, not JSON with not
+        a single readable feature, or not GeoJSON).
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        report = ReadReport(source=str(path))
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except FileNotFoundError:
+            raise AnnotationError(f"{path}: file not found") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise AnnotationError(f"{path}: cannot read the file ({e})") from None
+        data = _load_json_tolerant(text, path=path, report=report)
+    else:
+        report = ReadReport(source="<object>")
+        data = source
+    return parse_feature_collection(
+        data, shape_rc=shape_rc, classes=classes, unknown_classes=unknown_classes, report=report
+    )
+
+
+def parse_feature_collection(
+    data: Any,
+    *,
+    shape_rc: tuple[int, int] | None = None,
+    classes: Iterable[AnnotationClass] | None = DEFAULT_CLASSES,
+    unknown_classes: Literal["keep", "skip"] = "keep",
+    report: ReadReport | None = None,
+) -> AnnotationSet:
+    """Turn parsed GeoJSON into annotations; see :func:`read_geojson` for the options."""
+    report = report if report is not None else ReadReport()
+    features = _features_of(data, report)
+    known = tuple(classes) if classes is not None else None
+    slide_box = box(0, 0, shape_rc[1], shape_rc[0]) if shape_rc is not None else None
+
+    # 1. Per feature: properties and raw geometry (cheap, Python).
+    pending: list[tuple[int, BaseGeometry, dict[str, Any]]] = []
+    for index, feature in enumerate(features):
+        report.n_features += 1
+        if not isinstance(feature, Mapping) or not (
+            feature.get("type") == "Feature" or "geometry" in feature
+        ):
+            report.skipped.append(Skipped(index, NOT_A_FEATURE, _short(feature)))
+            continue
+        geometry = feature.get("geometry")
+        if not geometry:
+            report.skipped.append(Skipped(index, NO_GEOMETRY, _short(feature.get("id"))))
+            continue
+        try:
+            geom, dropped_parts = _geometry_from_geojson(geometry)
+        except _SkipError as e:
+            report.skipped.append(Skipped(index, e.reason, e.detail))
+            continue
+        if dropped_parts:
+            report.changed.append(Skipped(index, PARTS_DROPPED, dropped_parts))
+        try:
+            props = _properties_of(feature)
+        except _SkipError as e:
+            report.skipped.append(Skipped(index, e.reason, e.detail))
+            continue
+        pending.append((index, geom, props))
+
+    # 2. Validity (vectorised), repair, clipping.
+    geoms = np.array([g for _, g, _ in pending], dtype=object)
+    valid = shapely.is_valid(geoms) if len(geoms) else np.zeros(0, bool)
+    if slide_box is not None and len(geoms):
+        inside = shapely.covered_by(geoms, slide_box)
+    else:
+        inside = np.ones(len(geoms), bool)
+
+    unknown_counter: Counter[str] = Counter()
+    for k, (index, geom, props) in enumerate(pending):
+        is_inside = bool(inside[k])
+        if not valid[k]:
+            reason = shapely.is_valid_reason(geom)
+            fixed = _polygonal_part(shapely.make_valid(geom))
+            if fixed is None or fixed.is_empty or fixed.area <= 0:
+                report.skipped.append(Skipped(index, UNREPAIRABLE, reason))
+                continue
+            report.changed.append(Skipped(index, REPAIRED, reason))
+            geom = fixed
+            is_inside = slide_box is None or bool(shapely.covered_by(geom, slide_box))
+        if geom.area <= 0:
+            report.skipped.append(Skipped(index, DEGENERATE, f"area {geom.area}"))
+            continue
+        if not is_inside and slide_box is not None:
+            clipped = _polygonal_part(geom.intersection(slide_box))
+            if clipped is None or clipped.is_empty or clipped.area <= 0:
+                x0, y0, x1, y1 = geom.bounds
+                report.skipped.append(
+                    Skipped(
+                        index,
+                        OUTSIDE,
+                        f"bounds x {x0:g}..{x1:g}, y {y0:g}..{y1:g} vs slide "
+                        f"{shape_rc[1]} x {shape_rc[0]} (cols x rows)",  # type: ignore[index]
+                    )
+                )
+                continue
+            report.changed.append(
+                Skipped(index, CLIPPED, f"{1 - clipped.area / geom.area:.1%} of the area cut")
+            )
+            geom = clipped
+
+        class_name = props["class_name"]
+        color = props["color"]
+        if class_name is not None and known is not None:
+            cls = find_class(class_name, classes=known)
+            if cls is None:
+                if unknown_classes == "skip":
+                    report.skipped.append(Skipped(index, UNKNOWN_CLASS, repr(class_name)))
+                    continue
+                unknown_counter[class_name] += 1
+            elif color is None:
+                color = cls.color
+        if class_name is not None and color is None:
+            color = fallback_color(class_name)
+        props["color"] = color
+        props["geometry"] = geom
+        pending[k] = (index, geom, props)
+
+    annotations = [Annotation(**p) for (_, _, p) in pending if "geometry" in p]
+    report.n_imported = len(annotations)
+    report.unknown_classes = dict(unknown_counter)
+    return AnnotationSet(annotations, report)
+
+
+class _SkipError(Exception):
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def _short(obj: Any, n: int = 80) -> str:
+    text = repr(obj)
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _load_json_tolerant(text: str, *, path: Path, report: ReadReport) -> Any:
+    """Parse JSON; for a damaged FeatureCollection keep every feature before the damage."""
+    if not text.strip():
+        raise AnnotationError(f"{path}: empty file")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        salvaged = _salvage_features(text)
+        if not salvaged[0]:
+            raise AnnotationError(
+                f"{path}: not valid JSON ({error.msg}, line {error.lineno}, column "
+                f"{error.colno}) and no readable feature before it"
+            ) from None
+        features, stop = salvaged
+        report.n_features += 1  # the unreadable rest counts as one skipped entry
+        report.skipped.append(
+            Skipped(
+                -1,
+                MALFORMED_JSON,
+                f"{error.msg} (line {error.lineno}, column {error.colno}); "
+                f"{len(features)} features before character {stop} were read, the rest "
+                f"({len(text) - stop} characters) could not be",
+            )
+        )
+        return {"type": "FeatureCollection", "features": features}
+
+
+def _salvage_features(text: str) -> tuple[list[Any], int]:
+    """Decode features one by one from ``"features": [`` until the first broken one."""
+    match = re.search(r'"features"\s*:\s*\[', text)
+    if match is None:
+        match = re.match(r"\s*\[", text)  # bare array of features
+        if match is None:
+            return [], 0
+    decoder = json.JSONDecoder()
+    pos = match.end()
+    features: list[Any] = []
+    n = len(text)
+    while pos < n:
+        while pos < n and text[pos] in " \t\r\n,":
+            pos += 1
+        if pos >= n or text[pos] == "]":
+            break
+        try:
+            obj, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError:
+            break
+        features.append(obj)
+        pos = end
+    return features, pos
+
+
+def _features_of(data: Any, report: ReadReport) -> list[Any]:
+    if isinstance(data, list):  # QuPath's non-FeatureCollection export
+        return data
+    if not isinstance(data, Mapping):
+        raise AnnotationError(
+            f"{report.source}: not GeoJSON (top level is {type(data).__name__}, "
+            "expected a FeatureCollection)"
+        )
+    kind = data.get("type")
+    if kind == "FeatureCollection" or "features" in data:
+        features = data.get("features")
+        if not isinstance(features, list):
+            raise AnnotationError(f"{report.source}: 'features' is not a list")
+        return features
+    if kind == "Feature":
+        return [data]
+    if kind in {"Polygon", "MultiPolygon", "GeometryCollection"}:
+        return [{"type": "Feature", "geometry": data, "properties": {}}]
+    raise AnnotationError(
+        f"{report.source}: not a GeoJSON FeatureCollection (type is {kind!r})"
+    )
+
+
+def _ring(coords: Any) -> npt.NDArray[np.float64]:
+    try:
+        a = np.asarray(coords, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise _SkipError(MALFORMED_COORDINATES, _short(coords)) from None
+    if a.ndim != 2 or a.shape[1] < 2:
+        raise _SkipError(MALFORMED_COORDINATES, f"ring of shape {a.shape}")
+    a = a[:, :2]
+    if not np.isfinite(a).all():
+        raise _SkipError(MALFORMED_COORDINATES, "NaN or infinite coordinate")
+    if len(np.unique(a, axis=0)) < 3:
+        raise _SkipError(DEGENERATE, f"ring with {len(a)} points")
+    return a
+
+
+def _polygon(coords: Any) -> Polygon:
+    if not isinstance(coords, list) or not coords:
+        raise _SkipError(MALFORMED_COORDINATES, _short(coords))
+    shell = _ring(coords[0])
+    holes = []
+    for h in coords[1:]:
+        try:
+            holes.append(_ring(h))
+        except _SkipError as e:
+            if e.reason != DEGENERATE:
+                raise
+    return Polygon(shell, holes)
+
+
+def _geometry_from_geojson(geometry: Any) -> tuple[BaseGeometry, str]:
+    """Polygon/MultiPolygon from a GeoJSON geometry; second value names dropped parts."""
+    if not isinstance(geometry, Mapping):
+        raise _SkipError(MALFORMED_COORDINATES, _short(geometry))
+    kind = geometry.get("type")
+    coords = geometry.get("coordinates")
+    if kind == "Polygon":
+        return _polygon(coords), ""
+    if kind == "MultiPolygon":
+        if not isinstance(coords, list) or not coords:
+            raise _SkipError(MALFORMED_COORDINATES, _short(coords))
+        polys: list[Polygon] = []
+        for c in coords:
+            try:
+                polys.append(_polygon(c))
+            except _SkipError as e:
+                if e.reason != DEGENERATE:
+                    raise
+        if not polys:
+            raise _SkipError(DEGENERATE, "MultiPolygon without a non-degenerate part")
+        return MultiPolygon(polys), ""
+    if kind == "GeometryCollection":
+        parts: list[Polygon] = []
+        dropped: Counter[str] = Counter()
+        for g in geometry.get("geometries") or []:
+            try:
+                geom, _ = _geometry_from_geojson(g)
+            except _SkipError as e:
+                dropped[str(g.get("type") if isinstance(g, Mapping) else e.reason)] += 1
+                continue
+            parts.extend(getattr(geom, "geoms", [geom]))
+        if not parts:
+            raise _SkipError(UNSUPPORTED_GEOMETRY, "GeometryCollection without polygons")
+        merged: BaseGeometry = parts[0] if len(parts) == 1 else MultiPolygon(parts)
+        return merged, ", ".join(f"{n} {k}" for k, n in dropped.items())
+    raise _SkipError(UNSUPPORTED_GEOMETRY, str(kind))
+
+
+def _polygonal_part(geom: BaseGeometry) -> BaseGeometry | None:
+    """Keep only the polygons of a geometry (make_valid may return lines and points)."""
+    if geom.is_empty:
+        return None
+    if isinstance(geom, (Polygon, MultiPolygon)):
+        return geom
+    polys = [g for g in getattr(geom, "geoms", []) if isinstance(g, (Polygon, MultiPolygon))]
+    flat: list[Polygon] = []
+    for p in polys:
+        flat.extend(getattr(p, "geoms", [p]))
+    if not flat:
+        return None
+    return flat[0] if len(flat) == 1 else MultiPolygon(flat)
+
+
+def _properties_of(feature: Mapping[str, Any]) -> dict[str, Any]:
+    props = feature.get("properties") or {}
+    if not isinstance(props, Mapping):
+        props = {}
+    object_type = props.get("objectType") or props.get("object_type")
+    fid = feature.get("id")
+    if object_type is None and isinstance(fid, str) and fid in _LEGACY_TYPES:
+        object_type = _LEGACY_TYPES[fid]
+        fid = None
+    object_type = str(object_type) if object_type else "annotation"
+    object_type = _LEGACY_TYPES.get(object_type, object_type)
+
+    class_name, color = _classification_of(props.get("classification"))
+    if color is None and props.get("color") is not None and class_name is None:
+        color = _color_of(props.get("color"))
+    name = props.get("name")
+    measurements = _measurements_of(props.get("measurements"))
+    extra = {k: v for k, v in props.items() if k not in _KNOWN_PROPERTIES}
+    for key in ("nucleusGeometry",):
+        if key in feature:
+            extra[key] = feature[key]
+    return {
+        "class_name": class_name,
+        "color": color,
+        "object_type": object_type,
+        "name": None if name is None else str(name),
+        "object_id": None if fid is None else str(fid),
+        "measurements": measurements,
+        "properties": extra,
+    }
+
+
+def _color_of(value: Any) -> RGB | None:
+    if isinstance(value, (list, tuple)) and len(value) >= 3:
+        try:
+            r, g, b = (int(round(float(v))) for v in value[:3])
+        except (TypeError, ValueError):
+            return None
+        return (min(max(r, 0), 255), min(max(g, 0), 255), min(max(b, 0), 255))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return unpack_rgb(int(value))
+    if isinstance(value, str) and re.fullmatch(r"#?[0-9a-fA-F]{6}", value):
+        h = value.lstrip("#")
+        return (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16))
+    return None
+
+
+def _classification_of(value: Any) -> tuple[str | None, RGB | None]:
+    if value is None:
+        return None, None
+    if isinstance(value, str):
+        return value, None
+    if not isinstance(value, Mapping):
+        return None, None
+    name = value.get("name")
+    if name is None and isinstance(value.get("names"), list):  # derived classes
+        name = ": ".join(str(n) for n in value["names"])
+    color = _color_of(value.get("color"))
+    if color is None and "colorRGB" in value:
+        color = _color_of(value.get("colorRGB"))
+    return (None if name is None else str(name)), color
+
+
+def _measurements_of(value: Any) -> dict[str, float]:
+    out: dict[str, float] = {}
+    if isinstance(value, Mapping):
+        items: Iterable[tuple[Any, Any]] = value.items()
+    elif isinstance(value, list):  # QuPath < 0.4: [{"name": ..., "value": ...}]
+        items = [(m.get("name"), m.get("value")) for m in value if isinstance(m, Mapping)]
+    else:
+        return out
+    for k, v in items:
+        if k is None:
+            continue
+        try:
+            out[str(k)] = float(v) if v is not None else math.nan
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+# --------------------------------------------------------------------------- writing
+def annotations_to_feature_collection(annotations: Iterable[Annotation]) -> dict[str, Any]:
+    """QuPath-style FeatureCollection (a dict) for `annotations`."""
+    return json.loads(_feature_collection_text(annotations))
+
+
+def _feature_collection_text(annotations: Iterable[Annotation], *, indent: int | None = None) -> str:
+    annotations = list(annotations)
+    geoms = np.array([a.geometry for a in annotations], dtype=object)
+    geom_texts = shapely.to_geojson(geoms) if len(geoms) else np.zeros(0, dtype=object)
+    chunks: list[str] = []
+    for a, gtext in zip(annotations, geom_texts, strict=True):
+        props: dict[str, Any] = {"objectType": a.object_type}
+        if a.name is not None:
+            props["name"] = a.name
+        if a.class_name is not None:
+            color = a.color
+            if color is None:
+                cls = find_class(a.class_name)
+                color = cls.color if cls is not None else fallback_color(a.class_name)
+            props["classification"] = {"name": a.class_name, "color": [int(c) for c in color]}
+        for k, v in a.properties.items():
+            if k != "nucleusGeometry":
+                props[k] = v
+        measurements = {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in a.measurements.items()
+        }
+        if measurements:
+            props["measurements"] = measurements
+        fid = a.object_id or str(uuid.uuid4())
+        head = f'{{"type":"Feature","id":{json.dumps(fid)},"geometry":{gtext}'
+        nucleus = a.properties.get("nucleusGeometry")
+        if nucleus is not None:
+            head += f',"nucleusGeometry":{json.dumps(nucleus)}'
+        chunks.append(f'{head},"properties":{json.dumps(props, ensure_ascii=False)}}}')
+    sep = ",\n" if indent is not None else ","
+    return '{"type":"FeatureCollection","features":[' + sep.join(chunks) + "]}"
+
+
+def write_geojson(
+    annotations: Iterable[Annotation],
+    path: str | os.PathLike[str],
+) -> Path:
+    """Write annotations as a QuPath-compatible GeoJSON FeatureCollection.
+
+    Each feature gets ``objectType``, ``classification`` ``{name, color}`` (when
+    classified), ``name``, ``measurements`` and a UUID ``id``, with coordinates
+    in level-0 pixels (x, y) at full floating-point precision. The file is
+    written to a temporary name and renamed, so a crash never leaves half a file.
+
+    Parameters
+    ----------
+    annotations : iterable of Annotation
+        What to write.
+    path : path
+        Output file (``.geojson``).
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    path = Path(path)
+    text = _feature_collection_text(annotations, indent=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
