@@ -1,0 +1,751 @@
+"""The result folder of one scored slide: write it atomically, check it, load it.
+
+A scoring run leaves, for one slide, a folder ``<out>/<slide-id>/`` holding::
+
+    tiles.parquet        one row per tile (the tiles table of the contracts)
+    heatmaps.zarr/       probabilities/<class>/<level>, saliency/<method>/<class>/<level>
+                         each map group carries OME-Zarr-style ``multiscales`` attrs whose
+                         scale/translation map its pixels onto level-0 slide pixels
+    annotations.geojson  predicted regions (QuPath-style GeoJSON, x/y in level-0 pixels)
+    audit.json           shortcut and evaluation figures (when an audit ran)
+    manifest.json        slide identity, model card + hashes, parameters, versions,
+                         status, timings, slide-level summary
+
+Everything is written into a hidden temporary folder next to the final one and
+renamed into place only when complete (:class:`ResultWriter`), so a crash never
+leaves a half-written folder that looks complete. :func:`is_complete` tells a
+batch run whether a folder can be reused; :func:`load_result` reads one back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd  # noqa: TID253 - only imported when work runs
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "HEADER_BYTES",
+    "MANIFEST_NAME",
+    "HeatmapInfo",
+    "Result",
+    "ResultWriter",
+    "clean_stale_temporaries",
+    "hash_file",
+    "hash_params",
+    "iter_result_folders",
+    "is_complete",
+    "list_heatmaps",
+    "load_result",
+    "package_versions",
+    "read_manifest",
+    "slide_identity",
+    "write_multiscale",
+]
+
+FORMAT_NAME = "napari-xai-result"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+TILES_NAME = "tiles.parquet"
+HEATMAPS_NAME = "heatmaps.zarr"
+ANNOTATIONS_NAME = "annotations.geojson"
+AUDIT_NAME = "audit.json"
+#: Bytes hashed to identify a slide (its header and first tiles): cheap on gigapixel files.
+HEADER_BYTES = 1 << 20
+_TMP_MARK = ".tmp-"
+_OLD_MARK = ".old-"
+
+
+# --------------------------------------------------------------------------- hashing
+
+
+def _jsonable(value: Any) -> Any:
+    """Turn paths, numpy scalars, tuples and sets into plain JSON values."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted(_jsonable(v) for v in value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _canonical_json(value: Any) -> str:
+    return json.dumps(_jsonable(value), sort_keys=True, separators=(",", ":"))
+
+
+def hash_params(params: Mapping[str, Any]) -> str:
+    """Return the sha256 of the canonical JSON of scoring parameters.
+
+    Key order, tuples vs lists and ``Path`` vs ``str`` do not change the hash.
+    """
+    return hashlib.sha256(_canonical_json(params).encode()).hexdigest()
+
+
+def hash_file(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> str:
+    """Return the sha256 of a file (of its first ``max_bytes`` bytes when given)."""
+    digest = hashlib.sha256()
+    remaining = max_bytes
+    with open(path, "rb") as fh:
+        while remaining is None or remaining > 0:
+            size = 1 << 20 if remaining is None else min(1 << 20, remaining)
+            block = fh.read(size)
+            if not block:
+                break
+            digest.update(block)
+            if remaining is not None:
+                remaining -= len(block)
+    return digest.hexdigest()
+
+
+def slide_identity(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Identify a slide file cheaply: absolute path, size and sha256 of its first MiB.
+
+    Parameters
+    ----------
+    path : path-like
+        The slide file (for a multi-file format, its main file).
+
+    Returns
+    -------
+    dict
+        ``{"path", "name", "size", "header_sha256", "header_bytes"}``.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the file does not exist.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: slide file not found")
+    return {
+        "path": str(p.resolve()),
+        "name": p.name,
+        "size": p.stat().st_size,
+        "header_sha256": hash_file(p, max_bytes=HEADER_BYTES),
+        "header_bytes": HEADER_BYTES,
+    }
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python, the platform and the packages that shape a result."""
+    from importlib import metadata
+
+    versions = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for dist in ("napari-xai", "numpy", "pandas", "zarr", "dask", "torch", "captum",
+                 "tiffslide", "tifffile", "scikit-image"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+# --------------------------------------------------------------------------- heatmaps
+
+
+def _safe_key(name: str) -> str:
+    """Return a zarr-safe group name for a class or method name."""
+    key = "".join(c if (c.isalnum() or c in "-_.+") else "_" for c in str(name))
+    return key or "_"
+
+
+def _nanmean_block(block: npt.NDArray[np.floating[Any]], axis: Any = None,
+                   **kwargs: Any) -> npt.NDArray[np.float32]:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks stay NaN
+        return np.nanmean(block, axis=axis).astype(np.float32)
+
+
+def write_multiscale(
+    group: Any,
+    data: Any,
+    *,
+    scale_rc: tuple[float, float],
+    translate_rc: tuple[float, float],
+    name: str = "",
+    min_size: int = 256,
+    chunk_size: int = 512,
+    attrs: Mapping[str, Any] | None = None,
+) -> int:
+    """Write a 2-D map as a multiscale pyramid into a zarr group.
+
+    Level ``k`` is ``data`` mean-pooled (NaN-aware) by ``2**k``; levels stop when
+    both sides are at most ``min_size``. Each level is computed from the previous
+    one *on disk*, chunk by chunk, so a dask ``data`` is never held whole in memory.
+
+    Parameters
+    ----------
+    group : zarr.Group
+        Group that receives arrays ``"0"``, ``"1"``, ... and the ``multiscales`` attrs.
+    data : ndarray or dask array of shape (rows, cols)
+        The map at its finest resolution (NaN where undefined, e.g. no tissue).
+    scale_rc, translate_rc : tuple of float
+        Level-0 slide pixels per map pixel, and world position of the centre of
+        map pixel (0, 0), for the finest level.
+    name : str
+        Name recorded in the ``multiscales`` attrs.
+    min_size : int
+        Stop adding coarser levels when the map fits in ``min_size`` pixels.
+    chunk_size : int
+        Zarr chunk side.
+    attrs : mapping, optional
+        Extra attributes stored on the group (e.g. class name, method).
+
+    Returns
+    -------
+    int
+        Number of levels written.
+    """
+    import dask.array as da
+
+    arr = data if isinstance(data, da.Array) else da.from_array(np.asarray(data))
+    if arr.ndim != 2:
+        raise ValueError(f"heatmap {name!r}: expected a 2-D (rows, cols) map, got {arr.shape}")
+    arr = arr.astype(np.float32)
+    datasets = []
+    level = 0
+    sr, sc = (float(scale_rc[0]), float(scale_rc[1]))
+    tr, tc = (float(translate_rc[0]), float(translate_rc[1]))
+    while True:
+        chunks = (min(chunk_size, max(1, arr.shape[0])), min(chunk_size, max(1, arr.shape[1])))
+        target = group.create_array(
+            str(level), shape=arr.shape, chunks=chunks, dtype="float32",
+            fill_value=np.nan, overwrite=True,
+        )
+        da.store(arr.rechunk(chunks), target, lock=False, compute=True)
+        f = 2**level
+        datasets.append({
+            "path": str(level),
+            "coordinateTransformations": [
+                {"type": "scale", "scale": [sr * f, sc * f]},
+                # centre of a coarse pixel = mean of the centres of the fine ones it pools
+                {"type": "translation",
+                 "translation": [tr + sr * (f - 1) / 2, tc + sc * (f - 1) / 2]},
+            ],
+        })
+        if max(arr.shape) <= min_size or min(arr.shape) < 2:
+            break
+        prev = da.from_zarr(target)
+        arr = da.coarsen(_nanmean_block, prev, {0: 2, 1: 2}, trim_excess=True)
+        level += 1
+    group.attrs.update({
+        **({} if attrs is None else _jsonable(dict(attrs))),
+        "multiscales": [{
+            "version": "0.4",
+            "name": name,
+            "axes": [{"name": "y", "type": "space", "unit": "pixel"},
+                     {"name": "x", "type": "space", "unit": "pixel"}],
+            "datasets": datasets,
+            "type": "mean",
+        }],
+    })
+    return level + 1
+
+
+@dataclass(frozen=True)
+class HeatmapInfo:
+    """One multiscale map stored in ``heatmaps.zarr``.
+
+    Attributes
+    ----------
+    key : str
+        Group path, e.g. ``"probabilities/tumour"`` or ``"saliency/saliency/tumour"``.
+    kind : str
+        ``"probabilities"`` or ``"saliency"``.
+    name : str
+        Class name (and method for saliency, as ``"<method>/<class>"``).
+    paths : tuple of str
+        Array paths of the levels, finest first.
+    scales : tuple of (float, float)
+        Level-0 pixels per map pixel, per level.
+    translates : tuple of (float, float)
+        World position of the centre of pixel (0, 0), per level.
+    attrs : dict
+        Other attributes of the group.
+    """
+
+    key: str
+    kind: str
+    name: str
+    paths: tuple[str, ...]
+    scales: tuple[tuple[float, float], ...]
+    translates: tuple[tuple[float, float], ...]
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def list_heatmaps(zarr_path: str | os.PathLike[str]) -> list[HeatmapInfo]:
+    """List every multiscale map in a ``heatmaps.zarr`` store (empty when absent)."""
+    import zarr
+
+    p = Path(zarr_path)
+    if not p.exists():
+        return []
+    root = zarr.open_group(str(p), mode="r")
+    found: list[HeatmapInfo] = []
+    for key, member in root.members(max_depth=None):
+        if not isinstance(member, zarr.Group):
+            continue
+        attrs = member.attrs.asdict()
+        ms = attrs.get("multiscales")
+        if not ms:
+            continue
+        datasets = ms[0]["datasets"]
+        scales, translates = [], []
+        for ds in datasets:
+            tf = {t["type"]: t for t in ds.get("coordinateTransformations", [])}
+            s = tf.get("scale", {}).get("scale", [1.0, 1.0])
+            t = tf.get("translation", {}).get("translation", [0.0, 0.0])
+            scales.append((float(s[0]), float(s[1])))
+            translates.append((float(t[0]), float(t[1])))
+        kind = key.split("/", 1)[0]
+        found.append(HeatmapInfo(
+            key=key, kind=kind, name=str(ms[0].get("name") or key.split("/", 1)[-1]),
+            paths=tuple(f"{key}/{ds['path']}" for ds in datasets),
+            scales=tuple(scales), translates=tuple(translates),
+            attrs={k: v for k, v in attrs.items() if k != "multiscales"},
+        ))
+    return sorted(found, key=lambda h: h.key)
+
+
+# --------------------------------------------------------------------------- writer
+
+
+def clean_stale_temporaries(out: str | os.PathLike[str], *, name: str | None = None) -> int:
+    """Remove temporary and superseded folders a killed run left in ``out``.
+
+    Parameters
+    ----------
+    out : path-like
+        Folder holding result folders.
+    name : str, optional
+        Only clean leftovers of this result folder name.
+
+    Returns
+    -------
+    int
+        Number of folders removed.
+    """
+    root = Path(out)
+    if not root.is_dir():
+        return 0
+    removed = 0
+    for p in root.iterdir():
+        if not (p.is_dir() and p.name.startswith(".")):
+            continue
+        for mark in (_TMP_MARK, _OLD_MARK):
+            if mark in p.name:
+                base = p.name[1:].rsplit(mark, 1)[0]
+                if name is None or base == name:
+                    shutil.rmtree(p, ignore_errors=True)
+                    removed += 1
+                break
+    return removed
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(_jsonable(value), fh, indent=2, sort_keys=False, allow_nan=False)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+class ResultWriter:
+    """Write one result folder atomically.
+
+    Files go to a hidden temporary sibling folder (``.<name>.tmp-<id>``);
+    :meth:`commit` writes ``manifest.json`` last and renames the folder into
+    place, replacing an older result. Leaving the ``with`` block with an
+    exception, or without committing, deletes the temporary folder.
+
+    Parameters
+    ----------
+    folder : path-like
+        Final result folder, e.g. ``<out>/<slide-id>``.
+
+    Examples
+    --------
+    >>> with ResultWriter(out / "slide-1") as w:          # doctest: +SKIP
+    ...     w.write_tiles(tiles)
+    ...     w.write_heatmap("probabilities", "tumour", prob, scale_rc=(224, 224),
+    ...                     translate_rc=(111.5, 111.5))
+    ...     w.commit(manifest)
+    """
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.folder = Path(folder).absolute()
+        self.tmp = self.folder.parent / f".{self.folder.name}{_TMP_MARK}{uuid.uuid4().hex[:12]}"
+        self.committed = False
+        self._files: dict[str, str] = {}
+        self._heatmaps: list[str] = []
+
+    def __enter__(self) -> ResultWriter:
+        self.folder.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.committed:
+            self.abort()
+
+    @property
+    def path(self) -> Path:
+        """The temporary folder being written (other writers may add files here)."""
+        return self.tmp
+
+    def abort(self) -> None:
+        """Delete the temporary folder; the previous result (if any) stays."""
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def write_tiles(self, tiles: pd.DataFrame) -> Path:
+        """Write the tiles table to ``tiles.parquet`` (``DataFrame.attrs`` kept)."""
+        df = tiles.copy()
+        df.attrs = _jsonable(dict(tiles.attrs))
+        target = self.tmp / TILES_NAME
+        df.to_parquet(target, index=False)
+        self._files["tiles"] = TILES_NAME
+        return target
+
+    def write_heatmap(
+        self,
+        kind: str,
+        name: str,
+        data: Any,
+        *,
+        scale_rc: tuple[float, float],
+        translate_rc: tuple[float, float],
+        method: str | None = None,
+        min_size: int = 256,
+    ) -> str:
+        """Write one map into ``heatmaps.zarr``.
+
+        Parameters
+        ----------
+        kind : {"probabilities", "saliency"}
+            Family of the map.
+        name : str
+            Class name the map is about.
+        data : ndarray or dask array of shape (rows, cols)
+            The map (float; NaN where undefined).
+        scale_rc, translate_rc : tuple of float
+            Level-0 pixels per map pixel and world centre of map pixel (0, 0).
+        method : str, optional
+            Attribution method (required for ``kind="saliency"``).
+        min_size : int
+            Coarsest level fits in this many pixels.
+
+        Returns
+        -------
+        str
+            The group path inside the store.
+        """
+        import zarr
+
+        if kind not in ("probabilities", "saliency"):
+            raise ValueError(f"heatmap kind must be 'probabilities' or 'saliency', not {kind!r}")
+        if kind == "saliency" and not method:
+            raise ValueError("a saliency map needs its attribution method")
+        parts = [kind] + ([_safe_key(method)] if method else []) + [_safe_key(name)]
+        key = "/".join(parts)
+        root = zarr.open_group(str(self.tmp / HEATMAPS_NAME), mode="a")
+        grp = root.require_group(key)
+        label = f"{method}/{name}" if method else name
+        write_multiscale(
+            grp, data, scale_rc=scale_rc, translate_rc=translate_rc, name=label,
+            min_size=min_size,
+            attrs={"kind": kind, "class_name": name, **({"method": method} if method else {})},
+        )
+        self._files["heatmaps"] = HEATMAPS_NAME
+        self._heatmaps.append(key)
+        return key
+
+    def write_annotations(self, geojson: Mapping[str, Any]) -> Path:
+        """Write a GeoJSON FeatureCollection (x/y in level-0 pixels)."""
+        target = self.tmp / ANNOTATIONS_NAME
+        _write_json(target, geojson)
+        self._files["annotations"] = ANNOTATIONS_NAME
+        return target
+
+    def write_audit(self, audit: Mapping[str, Any]) -> Path:
+        """Write shortcut-audit and evaluation figures to ``audit.json``."""
+        target = self.tmp / AUDIT_NAME
+        _write_json(target, audit)
+        self._files["audit"] = AUDIT_NAME
+        return target
+
+    def commit(self, manifest: Mapping[str, Any]) -> Path:
+        """Write ``manifest.json`` (status ``complete``) and move the folder into place.
+
+        Parameters
+        ----------
+        manifest : mapping
+            Manifest body (see :func:`napari_xai.core.batch.build_manifest`); the
+            ``format``, ``status``, ``files``, ``heatmaps`` and ``written``
+            entries are filled in here.
+
+        Returns
+        -------
+        Path
+            The final result folder.
+        """
+        body = dict(manifest)
+        body.update({
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "status": "complete",
+            "files": dict(self._files),
+            "heatmaps": list(self._heatmaps),
+            "written": _now(),
+        })
+        _write_json(self.tmp / MANIFEST_NAME, body)
+        _fsync_dir(self.tmp)
+        old: Path | None = None
+        if self.folder.exists():
+            old = self.folder.parent / f".{self.folder.name}{_OLD_MARK}{uuid.uuid4().hex[:12]}"
+            os.replace(self.folder, old)
+        os.replace(self.tmp, self.folder)
+        _fsync_dir(self.folder.parent)
+        self.committed = True
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return self.folder
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read ``manifest.json`` of a result folder (or the manifest file itself).
+
+    Raises
+    ------
+    FileNotFoundError
+        When there is no manifest.
+    ValueError
+        When it is not valid JSON or not a napari-xai result manifest.
+    """
+    p = Path(folder)
+    path = p if p.name == MANIFEST_NAME or p.is_file() else p / MANIFEST_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no result manifest")
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: manifest is not valid JSON ({exc})") from exc
+    if not isinstance(body, dict) or body.get("format") != FORMAT_NAME:
+        raise ValueError(f"{path}: not a napari-xai result manifest")
+    return body
+
+
+def is_complete(
+    folder: str | os.PathLike[str],
+    params: Mapping[str, Any],
+    model_hash: str,
+    *,
+    slide_path: str | os.PathLike[str] | None = None,
+) -> bool:
+    """Tell whether a result folder is complete and up to date.
+
+    A folder is complete when its manifest says so, all files it lists exist,
+    its parameters hash to the same value as ``params``, its model hash equals
+    ``model_hash`` and (when ``slide_path`` is given) the slide file still has
+    the same size and header hash.
+
+    Parameters
+    ----------
+    folder : path-like
+        The result folder.
+    params : mapping
+        Scoring parameters of the current run.
+    model_hash : str
+        sha256 of the current model.
+    slide_path : path-like, optional
+        The slide the folder should describe.
+
+    Returns
+    -------
+    bool
+        False for missing, partial, stale or foreign folders.
+    """
+    try:
+        manifest = read_manifest(folder)
+    except (OSError, ValueError):
+        return False
+    root = Path(folder)
+    if root.name == MANIFEST_NAME:
+        root = root.parent
+    if manifest.get("status") != "complete":
+        return False
+    if manifest.get("params_sha256") != hash_params(params):
+        return False
+    if manifest.get("model", {}).get("sha256") != model_hash:
+        return False
+    for name in manifest.get("files", {}).values():
+        if not (root / name).exists():
+            return False
+    if slide_path is not None:
+        recorded = manifest.get("slide", {})
+        try:
+            current = slide_identity(slide_path)
+        except OSError:
+            return False
+        if (recorded.get("size"), recorded.get("header_sha256")) != (
+            current["size"], current["header_sha256"]
+        ):
+            return False
+    return True
+
+
+@dataclass
+class Result:
+    """A result folder read back.
+
+    Attributes
+    ----------
+    folder : Path
+        The result folder.
+    manifest : dict
+        Its manifest.
+    tiles : pandas.DataFrame
+        The tiles table (``attrs`` restored); empty when the folder has none.
+    heatmaps : list of HeatmapInfo
+        Maps stored in ``heatmaps.zarr``.
+    annotations : dict or None
+        The GeoJSON FeatureCollection.
+    audit : dict or None
+        Audit figures.
+    """
+
+    folder: Path
+    manifest: dict[str, Any]
+    tiles: pd.DataFrame
+    heatmaps: list[HeatmapInfo]
+    annotations: dict[str, Any] | None
+    audit: dict[str, Any] | None
+
+    @property
+    def slide_path(self) -> Path | None:
+        """Path of the scored slide (as recorded; may have moved since)."""
+        path = self.manifest.get("slide", {}).get("path")
+        return Path(path) if path else None
+
+    @property
+    def slide_id(self) -> str:
+        """Name of the result (the folder name)."""
+        return str(self.manifest.get("slide_id") or self.folder.name)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Class names of the model."""
+        card = self.manifest.get("model", {}).get("card", {})
+        names = card.get("class_names") or self.tiles.attrs.get("class_names") or ()
+        return tuple(str(n) for n in names)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """Slide-level scores recorded at scoring time."""
+        return dict(self.manifest.get("summary", {}))
+
+    def heatmap_levels(self, key: str) -> list[Any]:
+        """Levels of one map as lazy dask arrays, finest first."""
+        import dask.array as da
+        import zarr
+
+        info = next((h for h in self.heatmaps if h.key == key), None)
+        if info is None:
+            raise KeyError(f"{self.folder}: no heatmap {key!r}")
+        root = zarr.open_group(str(self.folder / HEATMAPS_NAME), mode="r")
+        return [da.from_zarr(root[p]) for p in info.paths]
+
+
+def load_result(folder: str | os.PathLike[str]) -> Result:
+    """Read a result folder (or its ``manifest.json``).
+
+    Heatmaps stay on disk (lazy); the tiles table and JSON files are read.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        When the folder has no valid manifest or the manifest says it is incomplete.
+    """
+    p = Path(folder)
+    root = p.parent if p.name == MANIFEST_NAME and p.is_file() else p
+    manifest = read_manifest(root)
+    if manifest.get("status") != "complete":
+        raise ValueError(f"{root}: result is not complete (status {manifest.get('status')!r})")
+    files = manifest.get("files", {})
+    tiles_path = root / files.get("tiles", TILES_NAME)
+    if tiles_path.is_file():
+        tiles = pd.read_parquet(tiles_path)  # pandas restores DataFrame.attrs
+    else:
+        tiles = pd.DataFrame()
+    annotations = None
+    ann_path = root / files.get("annotations", ANNOTATIONS_NAME)
+    if ann_path.is_file():
+        annotations = json.loads(ann_path.read_text(encoding="utf-8"))
+    audit = None
+    audit_path = root / files.get("audit", AUDIT_NAME)
+    if audit_path.is_file():
+        audit = json.loads(audit_path.read_text(encoding="utf-8"))
+    return Result(
+        folder=root, manifest=manifest, tiles=tiles,
+        heatmaps=list_heatmaps(root / HEATMAPS_NAME),
+        annotations=annotations, audit=audit,
+    )
+
+
+def iter_result_folders(out: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield the complete result folders directly under ``out`` (sorted)."""
+    root = Path(out)
+    if not root.is_dir():
+        return
+    for p in sorted(root.iterdir()):
+        if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST_NAME).is_file():
+            yield p
+
+
+def elapsed(start: float) -> float:
+    """Seconds since ``start`` (a :func:`time.perf_counter` value), rounded to ms."""
+    return round(time.perf_counter() - start, 3)
