@@ -1,0 +1,265 @@
+"""LayerData tuples for napari, aligned with the slide (world = level-0 pixels).
+
+Nothing here imports napari: each builder returns ``(data, kwargs, layer_type)``
+that napari (or ``napari.layers.Layer.create``) turns into a layer. Layer names
+are deterministic so that re-running replaces layers instead of piling them up.
+
+Coordinates
+-----------
+The slide layer shows level-0 pixel ``(r, c)`` centred at world ``(r, c)``.
+
+* A map at grid (stride) resolution, whose pixel ``(i, j)`` stands for the tile
+  with top-left ``origin + (i, j) * stride0`` and extent ``tile_size0``, gets
+  ``scale = (stride0, stride0)`` and ``translate = origin + (tile_size0 - 1) / 2``
+  (:func:`grid_to_world`): map pixel centres land on tile centres.
+* A mask at downsample ``d`` (mask pixel ``(i, j)`` covers level-0 pixels
+  ``[i*d, (i+1)*d)``) gets ``scale = (d, d)`` and ``translate = ((d-1)/2, (d-1)/2)``
+  (:func:`mask_to_world`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from napari_xai.core.inference import ScoreResult
+
+__all__ = [
+    "CLASS_COLOURS",
+    "LayerDataTuple",
+    "class_colour",
+    "grid_to_world",
+    "heatmap_layer",
+    "heatmap_layer_name",
+    "heatmap_layers",
+    "mask_to_world",
+    "score_layers",
+    "tiles_layer",
+    "tiles_layer_name",
+]
+
+LayerDataTuple = tuple[Any, dict[str, Any], str]
+
+#: RGB colours for well-known class names; others cycle through ``_PALETTE``.
+CLASS_COLOURS: dict[str, tuple[float, float, float]] = {
+    "tumour": (0.89, 0.10, 0.11),
+    "tumor": (0.89, 0.10, 0.11),
+    "normal": (0.20, 0.63, 0.17),
+    "background": (0.60, 0.60, 0.60),
+    "stroma": (0.98, 0.60, 0.60),
+    "lymphocytes": (0.12, 0.47, 0.71),
+}
+_PALETTE = (
+    (0.12, 0.47, 0.71), (1.00, 0.50, 0.05), (0.17, 0.63, 0.17), (0.84, 0.15, 0.16),
+    (0.58, 0.40, 0.74), (0.55, 0.34, 0.29), (0.89, 0.47, 0.76), (0.74, 0.74, 0.13),
+    (0.09, 0.75, 0.81), (0.50, 0.50, 0.50),
+)  # fmt: skip
+_BACKGROUND_NAMES = ("background", "back", "glass", "other", "normal", "benign", "notumor")
+
+
+def grid_to_world(
+    stride0: float,
+    tile_size0: float | None = None,
+    *,
+    origin_rc: Sequence[float] = (0.0, 0.0),
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """``scale`` and ``translate`` placing a grid-resolution map over the slide.
+
+    Parameters
+    ----------
+    stride0 : float
+        Level-0 pixels between neighbouring tiles (map pixel spacing).
+    tile_size0 : float, optional
+        Level-0 extent of a tile (``stride0`` when omitted, i.e. no overlap).
+    origin_rc : sequence of float
+        Level-0 top-left of tile ``(0, 0)``.
+
+    Returns
+    -------
+    scale, translate : tuple of float
+        Map pixel ``(i, j)`` is centred on the centre of tile ``(i, j)``:
+        world ``origin + (i, j) * stride0 + (tile_size0 - 1) / 2``.
+    """
+    t = float(stride0 if tile_size0 is None else tile_size0)
+    half = (t - 1.0) / 2.0
+    return (float(stride0), float(stride0)), (
+        float(origin_rc[0]) + half,
+        float(origin_rc[1]) + half,
+    )
+
+
+def mask_to_world(downsample: float) -> tuple[tuple[float, float], tuple[float, float]]:
+    """``scale`` and ``translate`` placing a mask at ``downsample`` over the slide."""
+    d = float(downsample)
+    return (d, d), ((d - 1.0) / 2.0, (d - 1.0) / 2.0)
+
+
+def class_colour(name: str, index: int = 0) -> tuple[float, float, float]:
+    """Display colour of a class (fixed for common names, else a palette entry)."""
+    return CLASS_COLOURS.get(name.lower(), _PALETTE[index % len(_PALETTE)])
+
+
+def heatmap_layer_name(slide_name: str, class_name: str) -> str:
+    """Deterministic name of a class-probability layer."""
+    return f"{slide_name} prob [{class_name}]"
+
+
+def tiles_layer_name(slide_name: str) -> str:
+    """Deterministic name of the tiles (Points) layer."""
+    return f"{slide_name} tiles"
+
+
+def _focus_class(class_names: Sequence[str]) -> str:
+    """Class whose map is shown first: the first that is not background-like."""
+    for name in reversed(class_names):
+        if name.lower() in ("tumour", "tumor", "cancer", "positive", "tum"):
+            return name
+    for name in class_names:
+        if name.lower() not in _BACKGROUND_NAMES:
+            return name
+    return class_names[-1]
+
+
+def heatmap_layer(
+    prob_map: npt.ArrayLike,
+    *,
+    slide_name: str,
+    class_name: str,
+    stride0: float,
+    tile_size0: float | None = None,
+    colour: Sequence[float] | None = None,
+    visible: bool = True,
+    opacity: float = 0.6,
+    origin_rc: Sequence[float] = (0.0, 0.0),
+    metadata: dict[str, Any] | None = None,
+) -> LayerDataTuple:
+    """Image layer for one class-probability map ``(grid_rows, grid_cols)``.
+
+    Unscored cells (NaN) become 0; the colormap runs from transparent at
+    probability 0 to the class colour at 1, so the slide shows through.
+    """
+    data = np.nan_to_num(np.asarray(prob_map, dtype=np.float32), nan=0.0)
+    scale, translate = grid_to_world(stride0, tile_size0, origin_rc=origin_rc)
+    rgb = tuple(colour) if colour is not None else class_colour(class_name)
+    kwargs: dict[str, Any] = {
+        "name": heatmap_layer_name(slide_name, class_name),
+        "scale": scale,
+        "translate": translate,
+        "colormap": {
+            "colors": [[*rgb[:3], 0.0], [*rgb[:3], 1.0]],
+            "name": f"napari-xai {class_name}",
+        },
+        "contrast_limits": (0.0, 1.0),
+        "opacity": float(opacity),
+        "blending": "translucent",
+        "interpolation2d": "nearest",
+        "visible": bool(visible),
+        "metadata": {
+            "napari_xai": "probability",
+            "slide": slide_name,
+            "class_name": class_name,
+            "stride0": float(stride0),
+            "tile_size0": float(stride0 if tile_size0 is None else tile_size0),
+            **(metadata or {}),
+        },
+    }
+    return data, kwargs, "image"
+
+
+def heatmap_layers(
+    maps: npt.ArrayLike,
+    class_names: Sequence[str],
+    *,
+    slide_name: str,
+    stride0: float,
+    tile_size0: float | None = None,
+    visible_class: str | None = None,
+) -> list[LayerDataTuple]:
+    """One heatmap layer per class.
+
+    Only ``visible_class`` (default: the tumour-like or first non-background
+    class) starts visible.
+    """
+    arr = np.asarray(maps)
+    if arr.ndim != 3 or arr.shape[0] != len(class_names):
+        raise ValueError(
+            f"maps must have shape (n_classes={len(class_names)}, rows, cols), got {arr.shape}"
+        )
+    focus = visible_class or _focus_class(class_names)
+    return [
+        heatmap_layer(
+            arr[k],
+            slide_name=slide_name,
+            class_name=name,
+            stride0=stride0,
+            tile_size0=tile_size0,
+            colour=class_colour(name, k),
+            visible=name == focus,
+        )
+        for k, name in enumerate(class_names)
+    ]
+
+
+def tiles_layer(
+    tiles: pd.DataFrame,
+    *,
+    slide_name: str,
+    class_names: Sequence[str],
+    visible: bool | None = None,
+) -> LayerDataTuple:
+    """Points layer: one square per tile at its centre, coloured by predicted class.
+
+    ``features`` hold the tiles table (hover a point to read its probabilities).
+    Hidden by default above 20,000 tiles (drawing that many squares is slow).
+    """
+    import pandas as pd
+
+    n = len(tiles)
+    size0 = np.asarray(tiles["height"], dtype=np.float64) if n else np.zeros(0)
+    centres = np.empty((n, 2), dtype=np.float64)
+    if n:
+        centres[:, 0] = np.asarray(tiles["row"], np.float64) + (size0 - 1.0) / 2.0
+        centres[:, 1] = np.asarray(tiles["col"], np.float64) + (size0 - 1.0) / 2.0
+    stride0 = float(tiles.attrs.get("stride0", size0[0] if n else 1.0))
+    colours = [[*class_colour(c, k), 1.0] for k, c in enumerate(class_names)]
+    kwargs: dict[str, Any] = {
+        "name": tiles_layer_name(slide_name),
+        "features": tiles.reset_index(drop=True),
+        "size": max(stride0 * 0.9, 1.0),
+        "symbol": "square",
+        "border_width": 0.0,
+        "opacity": 0.4,
+        "visible": (n <= 20_000) if visible is None else bool(visible),
+        "metadata": {"napari_xai": "tiles", "slide": slide_name},
+    }
+    if n:
+        # Categories follow class order so colours match the heatmaps.
+        kwargs["features"]["pred_class"] = kwargs["features"]["pred_class"].astype(
+            pd.CategoricalDtype(list(class_names))
+        )
+        kwargs["face_color"] = "pred_class"
+        kwargs["face_color_cycle"] = colours
+    return centres, kwargs, "points"
+
+
+def score_layers(
+    result: ScoreResult, *, slide_name: str | None = None, with_tiles: bool = True
+) -> list[LayerDataTuple]:
+    """Heatmap layers (and the tiles layer) for a :class:`ScoreResult`."""
+    name = slide_name or result.slide_name
+    layers = heatmap_layers(
+        result.probabilities,
+        result.class_names,
+        slide_name=name,
+        stride0=result.grid.stride0,
+        tile_size0=result.grid.tile_size0,
+    )
+    if with_tiles:
+        layers.append(tiles_layer(result.tiles, slide_name=name, class_names=result.class_names))
+    return layers

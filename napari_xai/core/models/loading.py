@@ -1,0 +1,418 @@
+"""Load a tile model and its card without unpickling anything but tensors.
+
+Accepted layouts
+----------------
+* a TorchScript file with the card embedded as the extra file
+  ``napari_xai_card.json`` (what :func:`save_torchscript` writes);
+* a TorchScript file with a card beside it: ``<stem>.json``, ``card.json`` or
+  WSInfer's ``config.json`` (a WSInfer model-zoo folder reads unchanged);
+* a state dict (``torch.save(model.state_dict())``) with a card beside it whose
+  ``architecture`` (or the ``architecture=`` argument) names a factory as
+  ``package.module:factory``; it is read with ``torch.load(weights_only=True)``;
+* a folder holding one of the above (``model.pt``, ``torchscript_model.pt``…).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import io
+import json
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch  # noqa: TID253 (core runs only when models are used)
+from torch import nn  # noqa: TID253
+
+from napari_xai.core.models.card import ModelCard, ModelCardError
+
+__all__ = [
+    "CARD_EXTRA_FILE",
+    "LoadedModel",
+    "ModelError",
+    "check_outputs",
+    "choose_device",
+    "load_model",
+    "resolve_factory",
+    "save_torchscript",
+]
+
+#: Name of the card inside a TorchScript archive (``_extra_files``).
+CARD_EXTRA_FILE = "napari_xai_card.json"
+#: Weight file names looked for, in order, when a folder is given.
+MODEL_FILE_NAMES = ("model.pt", "torchscript_model.pt", "model.pth", "model.ts", "weights.pt")
+#: Card file names looked for beside a weight file, after ``<stem>.json``.
+CARD_FILE_NAMES = ("card.json", "config.json", "napari_xai_card.json")
+_WEIGHT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".bin")
+
+
+class ModelError(ValueError):
+    """A model file cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A torch module ready for inference, with what is needed to feed it.
+
+    Attributes
+    ----------
+    module : torch.nn.Module
+        In eval mode, on ``device``.
+    card : ModelCard
+        Classes, tile size, resolution, normalisation, Grad-CAM layer.
+    sha256 : str
+        Hash of the weight file's bytes (identifies the model in manifests).
+    is_scripted : bool
+        True for TorchScript modules (no forward hooks: captum layer methods
+        only at the ``forward_features`` boundary).
+    path : Path or None
+        The weight file.
+    device : torch.device
+        Where ``module`` lives.
+    """
+
+    module: nn.Module
+    card: ModelCard
+    sha256: str
+    is_scripted: bool
+    path: Path | None = None
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Output class names (from the card)."""
+        return self.card.class_names
+
+    def to(self, device: str | torch.device | None) -> LoadedModel:
+        """Return the same model on another device (``None``: best available)."""
+        dev = choose_device(device)
+        if dev == self.device:
+            return self
+        return LoadedModel(
+            module=self.module.to(dev),
+            card=self.card,
+            sha256=self.sha256,
+            is_scripted=self.is_scripted,
+            path=self.path,
+            device=dev,
+        )
+
+
+def choose_device(device: str | torch.device | None = None) -> torch.device:
+    """Pick a torch device: the given one, or CUDA, then MPS, then CPU.
+
+    ``"auto"`` and ``None`` mean the best available. Asking for CUDA or MPS where
+    it is absent raises a clear error instead of failing inside torch.
+    """
+    if device is None or (isinstance(device, str) and device.lower() in ("", "auto")):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device {device!r}: CUDA is not available on this machine")
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ModelError(f"device {device!r}: Apple MPS is not available on this machine")
+    return dev
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def resolve_factory(spec: str, *, path: object = "model") -> Callable[..., nn.Module]:
+    """Import ``package.module:factory`` and return the callable.
+
+    Raises
+    ------
+    ModelError
+        When ``spec`` is not of that form, the module cannot be imported or the
+        factory does not exist.
+    """
+    if ":" not in spec:
+        raise ModelError(
+            f"{path}: architecture {spec!r} is not an importable 'package.module:factory' "
+            "(state-dict weights need one; WSInfer names such as 'resnet34' only work "
+            "with a TorchScript model)"
+        )
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ModelError(
+            f"{path}: cannot import architecture module {module_name!r}: {exc}"
+        ) from None
+    obj: Any = module
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise ModelError(f"{path}: {module_name!r} has no factory {attr!r}")
+    if not callable(obj):
+        raise ModelError(f"{path}: architecture {spec!r} is not callable")
+    return obj  # type: ignore[no-any-return]
+
+
+def _build(factory: Callable[..., nn.Module], card: ModelCard, *, path: object) -> nn.Module:
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # builtins without a signature
+        params = {}  # type: ignore[assignment]
+    kwargs: dict[str, Any] = {}
+    if "num_classes" in params:
+        kwargs["num_classes"] = card.num_classes
+    try:
+        module = factory(**kwargs)
+    except Exception as exc:
+        raise ModelError(f"{path}: architecture factory failed: {exc}") from exc
+    if not isinstance(module, nn.Module):
+        raise ModelError(
+            f"{path}: architecture factory returned {type(module).__name__}, not a torch Module"
+        )
+    return module
+
+
+def _is_torchscript(names: list[str]) -> bool:
+    return any("/code/" in n for n in names) and any(n.endswith("constants.pkl") for n in names)
+
+
+def _zip_names(path: Path) -> list[str]:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return zf.namelist()
+    except zipfile.BadZipFile:
+        raise ModelError(
+            f"{path}: not a torch model file (expected a TorchScript archive or a "
+            "state dict saved with torch.save)"
+        ) from None
+
+
+def _find_in_folder(folder: Path) -> Path:
+    for name in MODEL_FILE_NAMES:
+        if (folder / name).is_file():
+            return folder / name
+    candidates = sorted(p for p in folder.iterdir() if p.suffix.lower() in _WEIGHT_SUFFIXES)
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise ModelError(f"{folder}: no model file (*.pt, *.pth, *.ts) in this folder")
+    raise ModelError(
+        f"{folder}: several model files ({', '.join(p.name for p in candidates)}); "
+        "name the one to use"
+    )
+
+
+def _card_beside(path: Path) -> ModelCard | None:
+    for candidate in (path.with_suffix(".json"), *(path.parent / n for n in CARD_FILE_NAMES)):
+        if candidate.is_file():
+            return ModelCard.from_json(candidate)
+    return None
+
+
+def _unwrap_state_dict(obj: Any, path: Path) -> Mapping[str, torch.Tensor]:
+    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not obj:
+        raise ModelError(f"{path}: holds a {type(obj).__name__}, not a state dict of tensors")
+    bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ModelError(f"{path}: state dict entries that are not tensors: {bad[:5]}")
+    # Weights saved from DataParallel / torch.compile carry a prefix.
+    for prefix in ("module.", "_orig_mod."):
+        if all(str(k).startswith(prefix) for k in obj):
+            obj = {str(k)[len(prefix) :]: v for k, v in obj.items()}
+    return obj
+
+
+def load_model(
+    path_or_dir: str | Path,
+    *,
+    architecture: str | None = None,
+    device: str | torch.device | None = None,
+    card: ModelCard | None = None,
+    validate: bool = True,
+) -> LoadedModel:
+    """Load a tile model (TorchScript or state dict) and its model card.
+
+    Parameters
+    ----------
+    path_or_dir : str or Path
+        Weight file, or a folder holding one (``model.pt``, ``torchscript_model.pt``…).
+    architecture : str, optional
+        ``package.module:factory`` for state-dict weights; overrides the card's.
+    device : str or torch.device, optional
+        ``"cuda"``, ``"mps"``, ``"cpu"``; best available when omitted or ``"auto"``.
+    card : ModelCard, optional
+        Card to use instead of the embedded or neighbouring one.
+    validate : bool
+        Run two blank tiles through the model and check its output against the
+        card (shape, finite values).
+
+    Returns
+    -------
+    LoadedModel
+
+    Raises
+    ------
+    ModelError
+        For a missing file, a file that is not a model, a missing/invalid card,
+        an unknown architecture, weights that do not fit it, or outputs that do
+        not match the card. Messages name the file.
+    """
+    path = Path(path_or_dir)
+    if not path.exists():
+        raise ModelError(f"{path}: model file not found")
+    if path.is_dir():
+        path = _find_in_folder(path)
+    dev = choose_device(device)
+    names = _zip_names(path)
+    digest = _sha256(path)
+    try:
+        if _is_torchscript(names):
+            extra = {CARD_EXTRA_FILE: "", "config.json": ""}
+            try:
+                module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+            except Exception as exc:
+                raise ModelError(f"{path}: cannot load TorchScript model: {exc}") from None
+            if card is None:
+                raw = extra.get(CARD_EXTRA_FILE) or extra.get("config.json") or b""
+                if raw:
+                    try:
+                        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+                        card = ModelCard.from_dict(json.loads(text))
+                    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                        raise ModelError(
+                            f"{path}: embedded model card is not JSON: {exc}"
+                        ) from None
+                else:
+                    card = _card_beside(path)
+            scripted = True
+        else:
+            if card is None:
+                card = _card_beside(path)
+            if card is None:
+                raise ModelError(
+                    f"{path}: no model card: put a card JSON (config.json / card.json / "
+                    f"{path.stem}.json) beside the weights"
+                )
+            spec = architecture or card.architecture
+            if not spec:
+                raise ModelError(
+                    f"{path}: state-dict weights need an architecture "
+                    "('package.module:factory') in the card or as architecture=..."
+                )
+            factory = resolve_factory(spec, path=path)
+            module = _build(factory, card, path=path)
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as exc:
+                raise ModelError(
+                    f"{path}: cannot read as tensors-only weights (weights_only=True): "
+                    f"{str(exc).splitlines()[0]}"
+                ) from None
+            state = _unwrap_state_dict(state, path)
+            try:
+                module.load_state_dict(state, strict=True)
+            except RuntimeError as exc:
+                raise ModelError(
+                    f"{path}: weights do not fit architecture {spec!r}: "
+                    f"{str(exc).splitlines()[0]} {str(exc).splitlines()[1:2]}"
+                ) from None
+            scripted = False
+    except ModelCardError as exc:
+        raise ModelError(f"{path}: {exc}") from None
+    if card is None:
+        raise ModelError(
+            f"{path}: no model card: embed one ({CARD_EXTRA_FILE}) or put config.json / "
+            f"card.json / {path.stem}.json beside the file"
+        )
+    module = module.to(dev).eval()
+    loaded = LoadedModel(
+        module=module, card=card, sha256=digest, is_scripted=scripted, path=path, device=dev
+    )
+    if validate:
+        _validate(loaded)
+    return loaded
+
+
+def check_outputs(
+    logits: torch.Tensor, card: ModelCard, *, batch: int, path: object = "model"
+) -> None:
+    """Raise :class:`ModelError` when model outputs do not fit the card or are not finite."""
+    if not isinstance(logits, torch.Tensor):
+        raise ModelError(
+            f"{path}: the model returned {type(logits).__name__}, not a tensor of class scores"
+        )
+    if logits.ndim != 2 or logits.shape[0] != batch or logits.shape[1] != card.num_classes:
+        raise ModelError(
+            f"{path}: the model outputs shape {tuple(logits.shape)} for {batch} tiles, but "
+            f"its card names {card.num_classes} classes {list(card.class_names)} "
+            f"(expected ({batch}, {card.num_classes}))"
+        )
+    if not bool(torch.isfinite(logits).all()):
+        raise ModelError(
+            f"{path}: the model produced NaN or infinite outputs (bad weights, or inputs "
+            "outside what it was trained on?)"
+        )
+
+
+def _validate(model: LoadedModel) -> None:
+    from napari_xai.core.models.wsinfer import model_input_size
+
+    try:
+        rows, cols = model_input_size(model.card)
+    except (KeyError, TypeError, ValueError):
+        rows = cols = int(model.card.tile_size)
+    size = f"{rows}×{cols}"
+    x = torch.zeros((2, 3, rows, cols), device=model.device)
+    x[1] = 0.5
+    try:
+        with torch.inference_mode():
+            out = model.module(x)
+    except Exception as exc:
+        raise ModelError(
+            f"{model.path}: running the model on 2 blank {size} tiles failed: {exc}"
+        ) from None
+    check_outputs(out, model.card, batch=2, path=model.path)
+
+
+def save_torchscript(
+    module: nn.Module, card: ModelCard, path: str | Path, *, script: bool = True
+) -> Path:
+    """Script (or trace) ``module`` and save it with ``card`` embedded.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Model to save (evaluated in eval mode).
+    card : ModelCard
+        Card embedded as the extra file ``napari_xai_card.json``.
+    path : str or Path
+        Output file.
+    script : bool
+        ``torch.jit.script`` (default) or trace with a blank tile.
+    """
+    path = Path(path)
+    module = module.eval().cpu()
+    if script:
+        scripted = torch.jit.script(module)
+    else:
+        size = int(card.tile_size)
+        scripted = torch.jit.trace(module, torch.zeros(1, 3, size, size))
+    extra = {CARD_EXTRA_FILE: json.dumps(card.to_wsinfer_config(), indent=2)}
+    buf = io.BytesIO()
+    torch.jit.save(scripted, buf, _extra_files=extra)
+    path.write_bytes(buf.getvalue())
+    return path

@@ -1,0 +1,395 @@
+"""Tile grids over whole slides, in level-0 pixels, at a model's resolution.
+
+A model sees tiles of ``tile_size`` pixels at ``mpp`` µm/px. On a slide scanned at
+``slide_mpp`` one such tile covers ``tile_size * mpp / slide_mpp`` level-0 pixels
+(``tile_size0``). Tiles are read from the pyramid level nearest at or above the
+model's resolution (``level``, ``read_size`` pixels at that level) and resized to
+``tile_size`` when the level does not match exactly.
+
+The grid steps by ``stride0`` level-0 pixels (``stride0 < tile_size0`` when tiles
+overlap) and covers the whole slide: the last row/column of tiles may run past the
+slide's edge (read as white padding). Tiles are kept where a tissue mask covers at
+least ``min_tissue`` of them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "TileGrid",
+    "choose_read_level",
+    "mask_fraction",
+    "model_downsample",
+    "plan_tile_grid",
+    "tile_grid",
+]
+
+# A pyramid level whose downsample exceeds the wanted one by at most this factor still
+# counts as "at the model's resolution" (files store e.g. 4.016 for a nominal 4).
+LEVEL_TOLERANCE = 0.02
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Tiles to score over one slide (level-0 pixel coordinates).
+
+    Attributes
+    ----------
+    rows, cols : ndarray of shape (N,), int64
+        Level-0 top-left corner of each kept tile.
+    grid_rows, grid_cols : ndarray of shape (N,), int64
+        Index of each kept tile in the full stride grid of shape ``grid_shape``.
+    tissue_fraction : ndarray of shape (N,), float32
+        Fraction of each tile covered by tissue (1 where no mask was given).
+    shape_rc : tuple of int
+        Level-0 (rows, cols) of the slide.
+    tile_size0 : int
+        Level-0 extent (rows and cols) of one tile.
+    stride0 : int
+        Level-0 step between neighbouring tiles.
+    grid_shape : tuple of int
+        (rows, cols) of the full stride grid, kept or not.
+    level : int
+        Pyramid level tiles are read from.
+    read_size : int
+        Tile extent in pixels at ``level``.
+    tile_size : int
+        Tile extent the model expects (pixels); ``read_size`` is resized to it.
+    artefact_fraction : ndarray of shape (N,), float32 or None
+        Fraction of each tile covered by an artefact mask, when one was given.
+    """
+
+    rows: npt.NDArray[np.int64]
+    cols: npt.NDArray[np.int64]
+    grid_rows: npt.NDArray[np.int64]
+    grid_cols: npt.NDArray[np.int64]
+    tissue_fraction: npt.NDArray[np.float32]
+    shape_rc: tuple[int, int]
+    tile_size0: int
+    stride0: int
+    grid_shape: tuple[int, int]
+    level: int = 0
+    read_size: int = 0
+    tile_size: int = 0
+    artefact_fraction: npt.NDArray[np.float32] | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+    @property
+    def needs_resize(self) -> bool:
+        """Whether tiles read at ``level`` must be resized to ``tile_size``."""
+        return self.read_size != self.tile_size
+
+    @property
+    def is_edge(self) -> npt.NDArray[np.bool_]:
+        """Whether each tile runs past the slide's bottom or right edge."""
+        return (self.rows + self.tile_size0 > self.shape_rc[0]) | (
+            self.cols + self.tile_size0 > self.shape_rc[1]
+        )
+
+    def subset(self, index: npt.ArrayLike) -> TileGrid:
+        """Return the grid restricted to the tiles selected by ``index``."""
+        idx = np.asarray(index)
+        art = None if self.artefact_fraction is None else self.artefact_fraction[idx]
+        return TileGrid(
+            rows=self.rows[idx],
+            cols=self.cols[idx],
+            grid_rows=self.grid_rows[idx],
+            grid_cols=self.grid_cols[idx],
+            tissue_fraction=self.tissue_fraction[idx],
+            shape_rc=self.shape_rc,
+            tile_size0=self.tile_size0,
+            stride0=self.stride0,
+            grid_shape=self.grid_shape,
+            level=self.level,
+            read_size=self.read_size,
+            tile_size=self.tile_size,
+            artefact_fraction=art,
+        )
+
+    def attrs(self) -> dict[str, Any]:
+        """Geometry as plain values (for ``DataFrame.attrs`` and manifests)."""
+        return {
+            "tile_size0": int(self.tile_size0),
+            "stride0": int(self.stride0),
+            "grid_shape": [int(self.grid_shape[0]), int(self.grid_shape[1])],
+            "shape_rc": [int(self.shape_rc[0]), int(self.shape_rc[1])],
+            "level": int(self.level),
+            "read_size": int(self.read_size),
+            "tile_size": int(self.tile_size),
+        }
+
+
+def _n_steps(extent: int, tile: int, stride: int) -> int:
+    """Count tiles along one axis so that the last one reaches the edge."""
+    if extent <= tile:
+        return 1
+    return int(math.ceil((extent - tile) / stride)) + 1
+
+
+def mask_fraction(
+    mask: npt.ArrayLike,
+    rows: npt.ArrayLike,
+    cols: npt.ArrayLike,
+    *,
+    tile_size0: float,
+    downsample: float,
+) -> npt.NDArray[np.float32]:
+    """Fraction of each level-0 tile covered by a low-resolution boolean mask.
+
+    Parameters
+    ----------
+    mask : ndarray of shape (rows, cols), bool
+        Mask at ``downsample`` (mask pixel ``(i, j)`` covers level-0 pixels
+        ``[i*d, (i+1)*d)``).
+    rows, cols : array-like of shape (N,)
+        Level-0 top-left corners of the tiles.
+    tile_size0 : float
+        Level-0 extent of a tile.
+    downsample : float
+        Level-0 pixels per mask pixel.
+
+    Returns
+    -------
+    ndarray of shape (N,), float32
+        Covered fraction in [0, 1]; parts of a tile outside the mask count as uncovered.
+    """
+    m = np.asarray(mask, dtype=bool)
+    if m.ndim != 2:
+        raise ValueError(f"mask must be 2-D (rows, cols), got shape {m.shape}")
+    r = np.asarray(rows, dtype=np.float64)
+    c = np.asarray(cols, dtype=np.float64)
+    if r.size == 0:
+        return np.zeros(0, np.float32)
+    # Summed-area table with a zero row/col in front: window sums in O(1).
+    sat = np.zeros((m.shape[0] + 1, m.shape[1] + 1), dtype=np.int64)
+    np.cumsum(np.cumsum(m, axis=0, dtype=np.int64), axis=1, out=sat[1:, 1:])
+    r0 = np.floor(r / downsample + 1e-9).astype(np.int64)
+    c0 = np.floor(c / downsample + 1e-9).astype(np.int64)
+    r1 = np.maximum(r0 + 1, np.round((r + tile_size0) / downsample).astype(np.int64))
+    c1 = np.maximum(c0 + 1, np.round((c + tile_size0) / downsample).astype(np.int64))
+    area = (r1 - r0) * (c1 - c0)
+    r0c, r1c = np.clip(r0, 0, m.shape[0]), np.clip(r1, 0, m.shape[0])
+    c0c, c1c = np.clip(c0, 0, m.shape[1]), np.clip(c1, 0, m.shape[1])
+    inside = sat[r1c, c1c] - sat[r0c, c1c] - sat[r1c, c0c] + sat[r0c, c0c]
+    return (inside / np.maximum(area, 1)).astype(np.float32)
+
+
+def tile_grid(
+    shape_rc: Sequence[int],
+    *,
+    tile_size0: int,
+    stride0: int | None = None,
+    tissue_mask: npt.ArrayLike | None = None,
+    mask_downsample: float = 1.0,
+    min_tissue: float = 0.0,
+    artefact_mask: npt.ArrayLike | None = None,
+    level: int = 0,
+    read_size: int | None = None,
+    tile_size: int | None = None,
+) -> TileGrid:
+    """Lay a regular grid of square tiles over a slide, in level-0 pixels.
+
+    Parameters
+    ----------
+    shape_rc : sequence of int
+        Level-0 (rows, cols) of the slide.
+    tile_size0 : int
+        Level-0 extent of one tile.
+    stride0 : int, optional
+        Level-0 step between tiles; ``tile_size0`` (no overlap) by default.
+    tissue_mask : ndarray of shape (rows, cols), bool, optional
+        Tissue mask at ``mask_downsample``; every tile is kept when omitted.
+    mask_downsample : float
+        Level-0 pixels per mask pixel (same for ``artefact_mask``).
+    min_tissue : float
+        Keep tiles whose tissue fraction is at least this (and above zero when a
+        mask is given and ``min_tissue`` is 0).
+    artefact_mask : ndarray of shape (rows, cols), bool, optional
+        Artefact mask (pen, marker...) at ``mask_downsample``; its fraction per tile
+        is recorded, it does not filter.
+    level, read_size, tile_size : int, optional
+        How tiles are read (see :class:`TileGrid`); default level 0 at ``tile_size0``.
+
+    Returns
+    -------
+    TileGrid
+        Kept tiles in row-major order.
+    """
+    n_rows_px, n_cols_px = int(shape_rc[0]), int(shape_rc[1])
+    if n_rows_px < 1 or n_cols_px < 1:
+        raise ValueError(f"slide shape must be positive, got {tuple(shape_rc)}")
+    tile_size0 = int(tile_size0)
+    if tile_size0 < 1:
+        raise ValueError(f"tile_size0 must be at least 1 pixel, got {tile_size0}")
+    stride0 = tile_size0 if stride0 is None else int(stride0)
+    if stride0 < 1:
+        raise ValueError(f"stride0 must be at least 1 pixel, got {stride0}")
+    if not 0.0 <= min_tissue <= 1.0:
+        raise ValueError(f"min_tissue must be in [0, 1], got {min_tissue}")
+    grid_shape = (
+        _n_steps(n_rows_px, tile_size0, stride0),
+        _n_steps(n_cols_px, tile_size0, stride0),
+    )
+    gr, gc = np.meshgrid(
+        np.arange(grid_shape[0], dtype=np.int64),
+        np.arange(grid_shape[1], dtype=np.int64),
+        indexing="ij",
+    )
+    gr, gc = gr.ravel(), gc.ravel()
+    rows, cols = gr * stride0, gc * stride0
+    if tissue_mask is None:
+        tissue = np.ones(rows.shape, np.float32)
+        keep = np.ones(rows.shape, bool)
+    else:
+        tissue = mask_fraction(
+            tissue_mask, rows, cols, tile_size0=tile_size0, downsample=mask_downsample
+        )
+        keep = tissue >= min_tissue if min_tissue > 0 else tissue > 0
+    artefact = None
+    if artefact_mask is not None:
+        artefact = mask_fraction(
+            artefact_mask, rows, cols, tile_size0=tile_size0, downsample=mask_downsample
+        )[keep]
+    return TileGrid(
+        rows=rows[keep],
+        cols=cols[keep],
+        grid_rows=gr[keep],
+        grid_cols=gc[keep],
+        tissue_fraction=tissue[keep],
+        shape_rc=(n_rows_px, n_cols_px),
+        tile_size0=tile_size0,
+        stride0=stride0,
+        grid_shape=grid_shape,
+        level=int(level),
+        read_size=tile_size0 if read_size is None else int(read_size),
+        tile_size=tile_size0 if tile_size is None else int(tile_size),
+        artefact_fraction=artefact,
+    )
+
+
+def model_downsample(
+    model_mpp: float, slide_mpp: float | None, *, path: object = "slide"
+) -> float:
+    """Level-0 pixels per model pixel (``model_mpp / slide_mpp``).
+
+    Raises
+    ------
+    ValueError
+        When the slide's resolution is unknown (and nobody stated it) or not positive.
+    """
+    if slide_mpp is None:
+        raise ValueError(
+            f"{path}: the slide has no resolution (µm/px) in its metadata; state it "
+            "(mpp=..., --mpp, or the widget's 'slide mpp' box) to score it with a model "
+            f"trained at {model_mpp:g} µm/px"
+        )
+    if not slide_mpp > 0 or not model_mpp > 0:
+        raise ValueError(
+            f"{path}: resolutions must be positive (slide {slide_mpp}, model {model_mpp})"
+        )
+    return float(model_mpp) / float(slide_mpp)
+
+
+def choose_read_level(
+    level_downsamples: Sequence[float], downsample: float, *, tolerance: float = LEVEL_TOLERANCE
+) -> int:
+    """Pyramid level nearest at or above the wanted resolution.
+
+    Parameters
+    ----------
+    level_downsamples : sequence of float
+        Downsample of each level versus level 0 (increasing; odd values such as
+        4.016 are fine).
+    downsample : float
+        Wanted level-0 pixels per model pixel.
+    tolerance : float
+        A level whose downsample exceeds ``downsample`` by at most this relative
+        amount still counts (4.016 serves a wanted 4).
+
+    Returns
+    -------
+    int
+        The coarsest level that is not coarser than wanted (0 if all are).
+    """
+    best = 0
+    for i, ds in enumerate(level_downsamples):
+        if ds <= downsample * (1.0 + tolerance) and ds >= level_downsamples[best]:
+            best = i
+    return best
+
+
+def plan_tile_grid(
+    shape_rc: Sequence[int],
+    level_downsamples: Sequence[float],
+    *,
+    slide_mpp: float | None,
+    model_mpp: float,
+    tile_size: int,
+    overlap: float = 0.0,
+    tissue_mask: npt.ArrayLike | None = None,
+    mask_downsample: float = 1.0,
+    min_tissue: float = 0.5,
+    artefact_mask: npt.ArrayLike | None = None,
+    path: object = "slide",
+) -> TileGrid:
+    """Tile grid for a model of ``tile_size`` px at ``model_mpp`` over a slide.
+
+    Parameters
+    ----------
+    shape_rc : sequence of int
+        Level-0 (rows, cols) of the slide.
+    level_downsamples : sequence of float
+        Downsample of each pyramid level.
+    slide_mpp : float or None
+        Level-0 µm/px of the slide (``None``: unknown, which is an error).
+    model_mpp : float
+        µm/px the model was trained at.
+    tile_size : int
+        Model input size in pixels.
+    overlap : float
+        Fraction of a tile shared with its neighbour, in [0, 1).
+    tissue_mask, mask_downsample, min_tissue, artefact_mask
+        See :func:`tile_grid`.
+    path : object
+        Named in error messages.
+
+    Returns
+    -------
+    TileGrid
+        Kept tiles, with the level to read and the size to read there.
+    """
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    if tile_size < 1:
+        raise ValueError(f"tile_size must be positive, got {tile_size}")
+    ds = model_downsample(model_mpp, slide_mpp, path=path)
+    tile_size0 = max(1, int(round(tile_size * ds)))
+    stride0 = max(1, int(round(tile_size0 * (1.0 - overlap))))
+    level = choose_read_level(level_downsamples, ds)
+    exact = tile_size0 / float(level_downsamples[level])
+    # Within the level tolerance the level *is* the model's resolution: read tile_size
+    # pixels there and skip the resize (its level-0 extent differs by under 2 %).
+    read_size = tile_size if abs(exact - tile_size) <= tile_size * LEVEL_TOLERANCE else None
+    if read_size is None:
+        read_size = max(1, int(round(exact)))
+    return tile_grid(
+        shape_rc,
+        tile_size0=tile_size0,
+        stride0=stride0,
+        tissue_mask=tissue_mask,
+        mask_downsample=mask_downsample,
+        min_tissue=min_tissue,
+        artefact_mask=artefact_mask,
+        level=level,
+        read_size=read_size,
+        tile_size=tile_size,
+    )
