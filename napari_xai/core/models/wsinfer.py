@@ -59,6 +59,8 @@ __all__ = [
 #: File names of a WSInfer model folder (as in wsinfer_zoo.client).
 CONFIG_NAME = "config.json"
 TORCHSCRIPT_NAME = "torchscript_model.pt"
+#: Card embedded in the TorchScript archive, as napari_xai.core.models.loading reads it.
+CARD_EXTRA_FILE = "napari_xai_card.json"
 #: Transform names spec 1.0 knows, and the arguments torchvision accepts for each.
 TRANSFORM_NAMES: tuple[str, ...] = ("Resize", "ToTensor", "Normalize")
 _TRANSFORM_ARGUMENTS: dict[str, frozenset[str]] = {
@@ -203,7 +205,8 @@ def validate_wsinfer_config(config: Any, *, source: str | os.PathLike[str] | Non
             )
         problems += _check_transform_arguments(config)
     if problems:
-        more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:])})" if problems[1:] else ""
+        rest = problems[1:]
+        more = f" (and {len(rest)} more: {'; '.join(rest)})" if rest else ""
         raise WSInferConfigError(f"{prefix}invalid WSInfer config: {problems[0]}{more}")
 
 
@@ -296,7 +299,8 @@ def save_wsinfer_model(
     """Write ``module`` and ``card`` as a WSInfer model folder.
 
     Writes ``torchscript_model.pt`` (the card's config also embedded as the
-    TorchScript extra file ``config.json``) and ``config.json`` (spec 1.0,
+    TorchScript extra file ``napari_xai_card.json``, so the ``.pt`` alone
+    carries its card) and ``config.json`` (spec 1.0,
     napari-xai fields under ``napari_xai``). The module is scripted with
     ``torch.jit.script``; where scripting fails it is traced on a zero tile.
 
@@ -344,8 +348,10 @@ def save_wsinfer_model(
     finally:
         module.train(was_training)
     text = json.dumps(config, indent=2) + "\n"
-    _atomic_write(folder / TORCHSCRIPT_NAME, lambda p: torch.jit.save(
-        scripted, str(p), _extra_files={CONFIG_NAME: text}))
+    _atomic_write(
+        folder / TORCHSCRIPT_NAME,
+        lambda p: torch.jit.save(scripted, str(p), _extra_files={CARD_EXTRA_FILE: text}),
+    )
     _atomic_write(folder / CONFIG_NAME, lambda p: p.write_text(text, encoding="utf-8"))
     if check:
         loaded, loaded_card = load_wsinfer_folder(folder)
@@ -428,7 +434,7 @@ def _resize_uint8(
 
 
 def preprocess_tiles(
-    tiles: npt.ArrayLike,
+    tiles: npt.ArrayLike | torch.Tensor,
     card: ModelCard,
     *,
     device: str | torch.device | None = None,
@@ -443,21 +449,25 @@ def preprocess_tiles(
       the config names another interpolation; an int ``size`` sets the
       shorter side, ``[h, w]`` sets both. Same-size resizes are skipped
       (identity in PIL and torchvision alike).
-    - ``ToTensor``: ``float32(x) / 255``, channels first.
+    - ``ToTensor``: ``float32(x) / 255``, channels first. The uint8 data is
+      moved to ``device`` first (4x less traffic; non-blocking from pinned
+      memory).
     - ``Normalize``: ``(x - mean) / std`` in float32.
     - ``Resize`` after ``ToTensor`` resizes the tensor (bilinear with
       antialias, torchvision's tensor default since 0.17).
 
-    A card with ``channel_order="BGR"`` gets its channels reversed first.
+    A card with ``channel_order="BGR"`` gets its channels reversed (napari-xai
+    extension; WSInfer models are RGB).
 
     Parameters
     ----------
-    tiles : array-like of shape (N, H, W, 3), uint8
+    tiles : array-like or torch.Tensor of shape (N, H, W, 3), uint8
         RGB tiles (rows, cols, channels); any H, W (resized by ``Resize``).
     card : ModelCard
         The model's card.
     device : str or torch.device, optional
-        Where the returned tensor lives (default CPU).
+        Where the returned tensor lives (default: where ``tiles`` are, CPU
+        for arrays).
 
     Returns
     -------
@@ -465,49 +475,59 @@ def preprocess_tiles(
     """
     import torch
 
-    arr = np.asarray(tiles)
-    if arr.ndim == 3:
-        arr = arr[None]
-    if arr.ndim != 4 or arr.shape[-1] != 3:
-        raise ValueError(f"tiles must have shape (N, H, W, 3), got {arr.shape}")
-    if arr.dtype != np.uint8:
-        raise ValueError(f"tiles must be uint8 RGB, got dtype {arr.dtype}")
-    if card.channel_order == "BGR":
-        arr = arr[..., ::-1]
+    image: Any = tiles if isinstance(tiles, torch.Tensor) else np.asarray(tiles)
+    if image.ndim == 3:
+        image = image[None]
+    if image.ndim != 4 or image.shape[-1] != 3:
+        raise ValueError(f"tiles must have shape (N, H, W, 3), got {tuple(image.shape)}")
+    if image.dtype not in (np.uint8, torch.uint8):
+        raise ValueError(f"tiles must be uint8 RGB, got dtype {image.dtype}")
+    dev = torch.device(device) if device is not None else None
 
-    image: npt.NDArray[np.uint8] | None = arr  # uint8 (N, H, W, 3) until ToTensor
-    tensor: torch.Tensor | None = None
+    tensor: torch.Tensor | None = None  # float (N, 3, h, w) after ToTensor
     for i, step in enumerate(_effective_transform(card)):
         name, args = step["name"], step.get("arguments") or {}
         if name == "Resize":
             interp = _interpolation_name(args.get("interpolation", "bilinear"))
             if interp is None:
                 raise WSInferConfigError(f"transform[{i}] (Resize): unknown interpolation")
-            if image is not None:
-                shape_rc = _resized_shape(image.shape[1:3], args["size"], args.get("max_size"))
-                if shape_rc != tuple(image.shape[1:3]):
+            if tensor is None:
+                shape_in = (int(image.shape[1]), int(image.shape[2]))
+                shape_rc = _resized_shape(shape_in, args["size"], args.get("max_size"))
+                if shape_rc != shape_in:
+                    if isinstance(image, torch.Tensor):
+                        image = image.cpu().numpy()
                     image = _resize_uint8(image, shape_rc, _INTERPOLATION[interp])
             else:
-                assert tensor is not None
-                shape_rc = _resized_shape(tensor.shape[2:], args["size"], args.get("max_size"))
-                if shape_rc != tuple(tensor.shape[2:]):
+                shape_in = (int(tensor.shape[2]), int(tensor.shape[3]))
+                shape_rc = _resized_shape(shape_in, args["size"], args.get("max_size"))
+                if shape_rc != shape_in:
                     mode = {"nearest": "nearest", "bicubic": "bicubic"}.get(interp, "bilinear")
-                    kwargs: dict[str, Any] = {} if mode == "nearest" else {
-                        "align_corners": False, "antialias": bool(args.get("antialias", True))}
+                    kwargs: dict[str, Any] = {}
+                    if mode != "nearest":
+                        kwargs = {"align_corners": False, "antialias": args.get("antialias", True)}
                     tensor = torch.nn.functional.interpolate(
-                        tensor, size=shape_rc, mode=mode, **kwargs)
+                        tensor, size=shape_rc, mode=mode, **kwargs
+                    )
         elif name == "ToTensor":
-            if image is None:
+            if tensor is not None:
                 raise WSInferConfigError(f"transform[{i}]: ToTensor applied twice")
-            tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(0, 3, 1, 2)
-            tensor = tensor.to(dtype=torch.float32).div(255).contiguous()
-            image = None
+            u8 = (
+                image
+                if isinstance(image, torch.Tensor)
+                else torch.from_numpy(np.ascontiguousarray(image))
+            )
+            if dev is not None:
+                u8 = u8.to(dev, non_blocking=True)
+            tensor = u8.permute(0, 3, 1, 2).to(dtype=torch.float32).div(255)
+            if card.channel_order == "BGR":
+                tensor = tensor.flip(1)
         elif name == "Normalize":
             if tensor is None:
                 raise WSInferConfigError(f"transform[{i}]: Normalize before ToTensor")
-            mean = torch.as_tensor(args["mean"], dtype=torch.float32).view(1, -1, 1, 1)
-            std = torch.as_tensor(args["std"], dtype=torch.float32).view(1, -1, 1, 1)
-            tensor = tensor.sub(mean).div(std)
+            mean = torch.as_tensor(args["mean"], dtype=torch.float32, device=tensor.device)
+            std = torch.as_tensor(args["std"], dtype=torch.float32, device=tensor.device)
+            tensor = tensor.sub(mean.view(1, -1, 1, 1)).div(std.view(1, -1, 1, 1))
         else:
             raise WSInferConfigError(
                 f"unknown transform {name!r} at transform[{i}]; WSInfer spec 1.0 knows "
@@ -515,7 +535,9 @@ def preprocess_tiles(
             )
     if tensor is None:
         raise WSInferConfigError("transform never converts the image to a tensor (no ToTensor)")
-    return tensor if device is None else tensor.to(device)
+    if dev is not None:
+        tensor = tensor.to(dev)
+    return tensor.contiguous()
 
 
 def probabilities_from_logits(logits: torch.Tensor) -> torch.Tensor:
