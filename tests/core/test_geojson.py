@@ -51,11 +51,22 @@ TWO_PARTS = MultiPolygon(
 
 def _annotations() -> list[Annotation]:
     return [
-        Annotation(DONUT, "Tumor", (200, 0, 0), name="tumour 1", object_id="a-1",
-                   measurements={"Area µm^2": 12.5}),
+        Annotation(
+            DONUT,
+            "Tumor",
+            (200, 0, 0),
+            name="tumour 1",
+            object_id="a-1",
+            measurements={"Area µm^2": 12.5},
+        ),
         Annotation(TWO_PARTS, "Stroma", (150, 200, 150), object_id="a-2"),
-        Annotation(box(10.25, 20.125, 30.5, 40.75), None, object_type="detection",
-                   object_id="d-1", properties={"isLocked": True}),
+        Annotation(
+            box(10.25, 20.125, 30.5, 40.75),
+            None,
+            object_type="detection",
+            object_id="d-1",
+            properties={"isLocked": True},
+        ),
         Annotation(box(500, 500, 600, 650), "My class", (1, 2, 3), object_id="a-3"),
     ]
 
@@ -71,7 +82,11 @@ def test_round_trip_keeps_geometry_class_colour_and_properties(tmp_path: Path) -
         assert b.geometry.equals_exact(a.geometry, tolerance=0)
         assert b.geometry.geom_type == a.geometry.geom_type
         assert (b.class_name, b.color, b.object_type, b.name, b.object_id) == (
-            a.class_name, a.color, a.object_type, a.name, a.object_id
+            a.class_name,
+            a.color,
+            a.object_type,
+            a.name,
+            a.object_id,
         )
         assert dict(b.measurements) == dict(a.measurements)
         assert dict(b.properties) == dict(a.properties)
@@ -93,7 +108,10 @@ def test_written_file_follows_qupath_layout(tmp_path: Path) -> None:
     # Exterior first, then the hole; level-0 (x, y), closed rings.
     ext, hole = f0["geometry"]["coordinates"]
     assert ext[0] == ext[-1] and {tuple(p) for p in ext} == {
-        (100, 200), (400, 200), (400, 500), (100, 500)
+        (100, 200),
+        (400, 200),
+        (400, 500),
+        (100, 500),
     }
     assert len(hole) == 5
     assert doc["features"][2]["properties"]["objectType"] == "detection"
@@ -139,8 +157,8 @@ QUPATH_04 = """{
       "id": "0e0e0e0e-aaaa-bbbb-cccc-dddddddddddd",
       "geometry": {"type": "Polygon",
                    "coordinates": [[[1100, 2050], [1110, 2050], [1110, 2060], [1100, 2050]]]},
-      "nucleusGeometry": {"type": "Polygon",
-                          "coordinates": [[[1102, 2052], [1105, 2052], [1105, 2055], [1102, 2052]]]},
+      "nucleusGeometry": {"type": "Polygon", "coordinates":
+                          [[[1102, 2052], [1105, 2052], [1105, 2055], [1102, 2052]]]},
       "properties": {"objectType": "cell",
                      "classification": {"name": "Tumor", "color": [200, 0, 0]},
                      "measurements": {"Nucleus: Area": 4.5}}
@@ -207,8 +225,16 @@ def test_classes_and_packed_colours() -> None:
     assert find_class("tumor").name == "Tumor"
     assert find_class("Nope") is None
     names = {c.name for c in DEFAULT_CLASSES}
-    assert {"Tumor", "Stroma", "Necrosis", "Immune cells", "Other", "Region*", "Ignore*",
-            "Artefact"} <= names
+    assert {
+        "Tumor",
+        "Stroma",
+        "Necrosis",
+        "Immune cells",
+        "Other",
+        "Region*",
+        "Ignore*",
+        "Artefact",
+    } <= names
     for c in DEFAULT_CLASSES:
         assert unpack_rgb(pack_rgb(c.color)) == c.color
     assert pack_rgb((50, 50, 50)) == -13487566
@@ -220,8 +246,11 @@ def _feature(coords: list, cls: str | None = "Tumor", kind: str = "Polygon") -> 
     props = {"objectType": "annotation"}
     if cls is not None:
         props["classification"] = {"name": cls, "color": [200, 0, 0]}
-    return {"type": "Feature", "geometry": {"type": kind, "coordinates": coords},
-            "properties": props}
+    return {
+        "type": "Feature",
+        "geometry": {"type": kind, "coordinates": coords},
+        "properties": props,
+    }
 
 
 def test_bad_features_are_skipped_or_repaired_with_reasons(tmp_path: Path) -> None:
@@ -246,8 +275,11 @@ def test_bad_features_are_skipped_or_repaired_with_reasons(tmp_path: Path) -> No
     assert r.n_imported == 4  # square, repaired bowtie, clipped, unknown class
     assert r.n_imported + r.n_skipped == r.n_features  # nothing silently dropped
     assert r.skipped_counts() == {
-        OUTSIDE: 1, MALFORMED_COORDINATES: 1, UNSUPPORTED_GEOMETRY: 1,
-        "no geometry": 1, "not a GeoJSON Feature": 1,
+        OUTSIDE: 1,
+        MALFORMED_COORDINATES: 1,
+        UNSUPPORTED_GEOMETRY: 1,
+        "no geometry": 1,
+        "not a GeoJSON Feature": 1,
     }
     assert r.changed_counts() == {REPAIRED: 1, CLIPPED: 1}
     assert r.unknown_classes == {"Mystery": 1}
@@ -324,7 +356,8 @@ def test_layer_data_shapes_for_regions_points_for_many_detections() -> None:
     anns = _annotations()
     layers = annotations_to_layer_data(anns, name="slide", mpp=0.5)
     assert [(ldt[1]["name"], ldt[2]) for ldt in layers] == [
-        ("slide", "shapes"), ("slide detections", "shapes")
+        ("slide", "shapes"),
+        ("slide detections", "shapes"),
     ]
     data, kwargs, _ = layers[0]
     feats = kwargs["features"]
@@ -333,10 +366,12 @@ def test_layer_data_shapes_for_regions_points_for_many_detections() -> None:
     assert feats["area_px"][0] == pytest.approx(DONUT.area)
     assert feats["area_um2"][0] == pytest.approx(DONUT.area * 0.25)
     assert np.allclose(kwargs["face_color"][0][:3], np.array([200, 0, 0]) / 255)
-    many = [Annotation(Point(i * 10 + 5, 7).buffer(3), "Tumor", object_type="detection")
-            for i in range(30)]
+    many = [
+        Annotation(Point(i * 10 + 5, 7).buffer(3), "Tumor", object_type="detection")
+        for i in range(30)
+    ]
     layers = annotations_to_layer_data(many, name="n", max_shapes=10)
-    (pts, kw, kind), = layers
+    ((pts, kw, kind),) = layers
     assert kind == "points" and pts.shape == (30, 2)
     assert np.allclose(pts[3], [7 - 0.5, 35 - 0.5], atol=1e-6)
     assert np.allclose(kw["size"], 6, rtol=0.01)
@@ -361,7 +396,8 @@ def test_shapes_back_to_annotations_keeps_class_and_properties() -> None:
     assert back[0].geometry.equals(DONUT)
     lines, report = shapes_to_annotations(
         [np.array([[0, 0], [5, 5]]), np.array([[0, 0], [0, 5], [5, 5]])],
-        shape_types=["line", "polygon"], default_class="Necrosis",
+        shape_types=["line", "polygon"],
+        default_class="Necrosis",
     )
     assert report.skipped_counts() == {"no area (line or path)": 1}
     assert lines[0].class_name == "Necrosis" and lines[0].color == (50, 50, 50)

@@ -88,7 +88,7 @@ def find_class(
 
 
 def fallback_color(name: str | None) -> RGB:
-    """A stable colour for a class that has none (same name, same colour, every run)."""
+    """Return a stable colour for a class that has none (same name, same colour, every run)."""
     if name is None:
         return (128, 128, 128)
     digest = hashlib.sha256(name.encode("utf-8")).digest()
@@ -116,7 +116,7 @@ def color_to_rgba(color: RGB, *, alpha: float = 1.0) -> tuple[float, float, floa
 
 
 def rgba_to_color(rgba: Iterable[float]) -> RGB:
-    """napari's float (r, g, b[, a]) in [0, 1] back to (r, g, b) 0-255 (rounded)."""
+    """Convert napari's float (r, g, b[, a]) in [0, 1] back to (r, g, b) 0-255 (rounded)."""
     values = [float(v) for v in rgba][:3]
     r, g, b = (int(round(min(max(v, 0.0), 1.0) * 255)) for v in values)
     return (r, g, b)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
+import pandas as pd  # noqa: TID253 - only imported when work runs
 import shapely
 from shapely.geometry.base import BaseGeometry
 
@@ -143,12 +143,13 @@ def overlap_fractions_from_mask(
         r1 = np.minimum(r0 + 1, m.shape[0])
         c1 = np.minimum(c0 + 1, m.shape[1])
         fr, fc = r - r0, c - c0
-        return (
+        total: npt.NDArray[np.float64] = (
             integral[r0, c0] * (1 - fr) * (1 - fc)
             + integral[r1, c0] * fr * (1 - fc)
             + integral[r0, c1] * (1 - fr) * fc
             + integral[r1, c1] * fr * fc
         )
+        return total
 
     r0 = tiles["row"].to_numpy(dtype=np.float64) / d
     c0 = tiles["col"].to_numpy(dtype=np.float64) / d
@@ -166,7 +167,7 @@ def tile_labels(
     min_overlap: float = 0.5,
     background: str | None = None,
 ) -> pd.Series:
-    """True label of each tile: the class covering most of it, if enough.
+    """Label each tile with the class covering most of it, if it covers enough.
 
     Parameters
     ----------
@@ -294,7 +295,7 @@ def roc_auc(y_true: npt.ArrayLike, scores: npt.ArrayLike) -> float:
 def roc_curve(
     y_true: npt.ArrayLike, scores: npt.ArrayLike
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """False and true positive rates at each distinct score threshold.
+    """Compute false and true positive rates at each distinct score threshold.
 
     Returns
     -------

@@ -486,9 +486,7 @@ def _features_of(data: Any, report: ReadReport) -> list[Any]:
         return [data]
     if kind in {"Polygon", "MultiPolygon", "GeometryCollection"}:
         return [{"type": "Feature", "geometry": data, "properties": {}}]
-    raise AnnotationError(
-        f"{report.source}: not a GeoJSON FeatureCollection (type is {kind!r})"
-    )
+    raise AnnotationError(f"{report.source}: not a GeoJSON FeatureCollection (type is {kind!r})")
 
 
 def _ring(coords: Any) -> npt.NDArray[np.float64]:
@@ -656,11 +654,14 @@ def _measurements_of(value: Any) -> dict[str, float]:
 
 # --------------------------------------------------------------------------- writing
 def annotations_to_feature_collection(annotations: Iterable[Annotation]) -> dict[str, Any]:
-    """QuPath-style FeatureCollection (a dict) for `annotations`."""
-    return json.loads(_feature_collection_text(annotations))
+    """Return the QuPath-style FeatureCollection (a dict) for `annotations`."""
+    doc: dict[str, Any] = json.loads(_feature_collection_text(annotations))
+    return doc
 
 
-def _feature_collection_text(annotations: Iterable[Annotation], *, indent: int | None = None) -> str:
+def _feature_collection_text(
+    annotations: Iterable[Annotation], *, indent: int | None = None
+) -> str:
     annotations = list(annotations)
     geoms = np.array([a.geometry for a in annotations], dtype=object)
     geom_texts = shapely.to_geojson(geoms) if len(geoms) else np.zeros(0, dtype=object)

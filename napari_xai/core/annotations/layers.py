@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
+import pandas as pd  # noqa: TID253 - only imported when work runs
 import shapely
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
@@ -88,7 +88,7 @@ def xy_to_rc(coords_xy: npt.ArrayLike) -> npt.NDArray[np.float64]:
 
 
 def rc_to_xy(coords_rc: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """napari (row, col) to GeoJSON (x, y); the inverse of :func:`xy_to_rc`."""
+    """Convert napari (row, col) to GeoJSON (x, y); the inverse of :func:`xy_to_rc`."""
     a = np.asarray(coords_rc, dtype=np.float64)
     return a[:, ::-1] + 0.5
 
@@ -211,7 +211,7 @@ def annotations_features(
     mpp: float | None = None,
     classes: Sequence[AnnotationClass] = DEFAULT_CLASSES,
 ) -> pd.DataFrame:
-    """napari features table: class, colour, object type, name, id, morphology, extras.
+    """Build the napari features table: class, colour, type, name, id, morphology, extras.
 
     Parameters
     ----------
@@ -298,9 +298,11 @@ def annotations_to_layer_data(
     classes = tuple(classes)
     regions = [a for a in items if a.object_type not in DETECTION_TYPES]
     detections = [a for a in items if a.object_type in DETECTION_TYPES]
-    metadata: dict[str, Any] = {"mpp": mpp, "source": source, "classes": [
-        c.to_dict() for c in classes
-    ]}
+    metadata: dict[str, Any] = {
+        "mpp": mpp,
+        "source": source,
+        "classes": [c.to_dict() for c in classes],
+    }
     if report is not None:
         metadata["annotation_report"] = report.to_dict()
     out: list[LayerDataTuple] = []
@@ -308,11 +310,13 @@ def annotations_to_layer_data(
         if not group:
             continue
         if len(group) > max_shapes:
-            out.append(_points_layer(group, name=layer_name, mpp=mpp, classes=classes,
-                                     metadata=metadata))
+            out.append(
+                _points_layer(group, name=layer_name, mpp=mpp, classes=classes, metadata=metadata)
+            )
         else:
-            out.append(_shapes_layer(group, name=layer_name, mpp=mpp, classes=classes,
-                                     metadata=metadata))
+            out.append(
+                _shapes_layer(group, name=layer_name, mpp=mpp, classes=classes, metadata=metadata)
+            )
     return out
 
 
@@ -476,15 +480,14 @@ def _get(row: pd.Series, key: str) -> Any:
     return value
 
 
-def _ellipse_vertices(
-    corners_rc: npt.NDArray[np.float64], n: int = 64
-) -> npt.NDArray[np.float64]:
+def _ellipse_vertices(corners_rc: npt.NDArray[np.float64], n: int = 64) -> npt.NDArray[np.float64]:
     """Polygon approximating a napari ellipse given by its 4 bounding-box corners."""
     center = corners_rc.mean(axis=0)
     ax1 = (corners_rc[1] - corners_rc[0]) / 2
     ax2 = (corners_rc[2] - corners_rc[1]) / 2
     t = np.linspace(0, 2 * np.pi, n, endpoint=False)
-    return center + np.outer(np.cos(t), ax1) + np.outer(np.sin(t), ax2)
+    out: npt.NDArray[np.float64] = center + np.outer(np.cos(t), ax1) + np.outer(np.sin(t), ax2)
+    return out
 
 
 # --------------------------------------------------------------------------- masks
@@ -620,8 +623,12 @@ def labels_to_annotations(
         if name is None and not instances:
             name = f"Label {int(value)}"
         out.append(
-            Annotation(geometry=geom, class_name=name, object_type=object_type,
-                       name=f"label {int(value)}" if instances else None)
+            Annotation(
+                geometry=geom,
+                class_name=name,
+                object_type=object_type,
+                name=f"label {int(value)}" if instances else None,
+            )
         )
     return out
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
+import pandas as pd  # noqa: TID253 - only imported when work runs
 import shapely
 from shapely.geometry.base import BaseGeometry
 
@@ -67,8 +67,9 @@ def measure_geometries(
         (0 for a disc), ``extent`` = A / bounding-box area, and the area
         centroid in level-0 (row, col) pixel-corner coordinates (QuPath's).
     """
-    geoms = np.asarray(list(geometries) if not isinstance(geometries, np.ndarray) else geometries,
-                       dtype=object)
+    geoms = np.asarray(
+        list(geometries) if not isinstance(geometries, np.ndarray) else geometries, dtype=object
+    )
     n = len(geoms)
     if n == 0:
         return pd.DataFrame({c: np.zeros(0) for c in MORPHOLOGY_COLUMNS})
