@@ -249,6 +249,7 @@ class Explainer:
 
     def _run(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         opts = self.options
+        x = x.detach().requires_grad_(True)
         if self._in_pass_target:
             self._selector.index = self.target
             attr = self._attr.attribute(x, target=0, **self._kwargs)
