@@ -425,3 +425,45 @@ def test_config_is_not_mutated() -> None:
     card = ModelCard.from_dict(config)
     card.transform[0]["arguments"]["size"] = 5  # type: ignore[index]
     assert config == before
+
+
+# -- CLI ---------------------------------------------------------------------------------------
+def run_cli(*argv: str) -> int:
+    import argparse
+
+    from napari_xai.cli import wsinfer as wsinfer_cli
+
+    parser = argparse.ArgumentParser()
+    wsinfer_cli.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["wsinfer", *argv])
+    return wsinfer_cli.run(args)
+
+
+def test_cli_validate_export_model_and_results(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("napari_xai.core.models.loading")
+    import pandas as pd  # noqa: TID253
+
+    folder = write_zoo_folder(tmp_path / "zoo", zoo_config())
+    assert run_cli("validate", str(folder)) == 0
+    assert "valid WSInfer config" in capsys.readouterr().out
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({k: v for k, v in zoo_config().items() if k != "num_classes"}))
+    with pytest.raises(WSInferConfigError, match="num_classes"):
+        run_cli("validate", str(bad))
+
+    assert run_cli("export-model", str(folder / TORCHSCRIPT_NAME), str(tmp_path / "copy")) == 0
+    assert read_wsinfer_config(tmp_path / "copy") == read_wsinfer_config(folder)
+
+    result = tmp_path / "results" / "slide-1"
+    result.mkdir(parents=True)
+    pd.DataFrame(
+        {"row": [0], "col": [48], "height": [48], "width": [48],
+         "prob_notumor": [0.25], "prob_tumor": [0.75], "pred_class": ["tumor"]}
+    ).to_parquet(result / "tiles.parquet")  # fmt: skip
+    assert run_cli("export-results", str(result), "--out", str(tmp_path / "ws")) == 0
+    csv = pd.read_csv(tmp_path / "ws" / "model-outputs-csv" / "slide-1.csv")
+    assert csv.iloc[0].tolist() == [48, 0, 48, 48, 0.25, 0.75]
+    geo = json.loads((tmp_path / "ws" / "model-outputs-geojson" / "slide-1.json").read_text())
+    assert geo["features"][0]["properties"]["classification"]["name"] == "tumor"
