@@ -163,3 +163,41 @@ def test_energy_pointing_game() -> None:
     half = np.where(mask, 3.0, 1.0) - 2.0  # negatives ignored
     assert energy_pointing_game(half, mask) == 1.0
     assert math.isnan(energy_pointing_game(np.zeros((10, 10)), mask))
+
+
+def test_evaluate_against_annotations_with_maps(tmp_path) -> None:  # noqa: ANN001
+    from napari_xai.core.annotations.evaluation import (
+        PlacedMap,
+        evaluate_against_annotations,
+        write_evaluation,
+    )
+
+    mask = _truth_mask()
+    tiles = _tiles(mask, rng=np.random.default_rng(4))
+    anns = labels_to_annotations(mask.astype(np.int32), downsample=DS, class_names={1: "Tumor"})
+    frac = overlap_fractions_from_mask(tiles, mask, downsample=DS)
+    heat = frac.reshape(SHAPE_RC[0] // TILE, SHAPE_RC[1] // TILE)
+    # Saliency at the mask's grid: all of it on the tumour, or all of it off.
+    on = PlacedMap(mask.astype(float), scale=DS, translate=(DS - 1) / 2)
+    off = PlacedMap((~mask).astype(float), scale=DS, translate=(DS - 1) / 2)
+    result = evaluate_against_annotations(
+        tiles,
+        anns,
+        background="normal",
+        heatmap=PlacedMap(heat, scale=TILE, translate=(TILE - 1) / 2),
+        saliency=on,
+    )
+    assert result["class_map"] == {"Tumor": "tumor"}  # QuPath name -> model class
+    assert result["tiles"]["n_unlabelled"] == 0  # background fills the rest
+    assert result["tiles"]["per_class"]["tumor"]["auc"] > 0.9
+    assert 0.8 < result["segmentation"]["dice"] <= 1.0
+    assert result["pointing_game"]["energy_inside"] == pytest.approx(1.0)
+    assert result["pointing_game"]["area_fraction"] == pytest.approx(mask.mean())
+    away = evaluate_against_annotations(tiles, anns, saliency=off)
+    assert away["pointing_game"]["energy_inside"] == pytest.approx(0.0)
+    # Stored next to other audit figures, keeping them.
+    audit = tmp_path / "audit.json"
+    audit.write_text(json.dumps({"shortcut": {"pen": 0.1}}))
+    write_evaluation(result, audit)
+    doc = json.loads(audit.read_text())
+    assert doc["shortcut"] == {"pen": 0.1} and doc["evaluation"]["tiles"]["labels"]

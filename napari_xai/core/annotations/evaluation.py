@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,12 +35,15 @@ __all__ = [
     "energy_pointing_game",
     "evaluate_tiles",
     "overlap_fractions",
+    "PlacedMap",
+    "evaluate_against_annotations",
     "overlap_fractions_from_mask",
     "per_class_metrics",
     "resample_to_grid",
     "roc_auc",
     "roc_curve",
     "tile_labels",
+    "write_evaluation",
 ]
 
 #: Label of tiles that no annotation covers enough.
@@ -510,3 +515,171 @@ def evaluate_tiles(
 def _json_float(v: Any) -> float | None:
     v = float(v)
     return None if not math.isfinite(v) else v
+
+
+# --------------------------------------------------------------------------- one call
+@dataclass(frozen=True)
+class PlacedMap:
+    """A 2-D map placed on level 0 the napari way.
+
+    Parameters
+    ----------
+    data : ndarray of shape (rows, cols)
+        The map (heatmap of probabilities, saliency...).
+    scale : float or (float, float)
+        Level-0 pixels per map pixel.
+    translate : float or (float, float)
+        Level-0 position of the centre of map pixel (0, 0).
+    """
+
+    data: npt.NDArray[Any]
+    scale: float | tuple[float, float] = 1.0
+    translate: float | tuple[float, float] = 0.0
+
+
+def evaluate_against_annotations(
+    tiles: pd.DataFrame,
+    annotations: Sequence[Annotation],
+    *,
+    positive_class: str = "Tumor",
+    class_map: Mapping[str, str] | None = None,
+    min_overlap: float = 0.5,
+    background: str | None = None,
+    heatmap: PlacedMap | None = None,
+    threshold: float = 0.5,
+    saliency: PlacedMap | None = None,
+) -> dict[str, Any]:
+    """Everything the evaluation widget shows, in one call (JSON-serialisable).
+
+    Parameters
+    ----------
+    tiles : DataFrame
+        Tiles table (``row``, ``col``, ``height``, ``width``, ``prob_<class>``,
+        ``pred_class``).
+    annotations : sequence of Annotation
+        The pathologist's regions (level-0 (x, y)).
+    positive_class : str
+        Annotation class of the region to compare maps with (``"Tumor"``).
+    class_map : mapping of str to str, optional
+        Annotation class to model class (default: case-insensitive name match).
+    min_overlap : float
+        Fraction of a tile a class must cover to label it.
+    background : str, optional
+        Model class for tiles no annotation covers enough (default: leave out).
+    heatmap : PlacedMap, optional
+        Probability map of the model class matching `positive_class`; it is
+        thresholded at `threshold` for Dice/IoU against the annotated region.
+    threshold : float
+        Heatmap threshold.
+    saliency : PlacedMap, optional
+        Attribution map for the energy pointing game.
+
+    Returns
+    -------
+    dict
+        ``tiles`` (see :func:`evaluate_tiles`), ``overlap`` settings, and when
+        maps are given ``segmentation`` {dice, iou, threshold} and
+        ``pointing_game`` {energy_inside, area_fraction}.
+    """
+    names = list(
+        tiles.attrs.get("class_names")
+        or [c[len("prob_") :] for c in tiles.columns if c.startswith("prob_")]
+    )
+    if class_map is None:
+        lowered = {n.casefold(): n for n in names}
+        found = {a.class_name for a in annotations if a.class_name is not None}
+        class_map = {c: lowered[c.casefold()] for c in found if c.casefold() in lowered}
+        # QuPath's "Tumor" vs a model's "tumour"/"TUM": map the positive class by prefix.
+        if positive_class not in class_map:
+            for n in names:
+                if n.casefold()[:3] == positive_class.casefold()[:3]:
+                    class_map = {**class_map, positive_class: n}
+                    break
+    overlaps = overlap_fractions(tiles, annotations)
+    truth = tile_labels(overlaps, min_overlap=min_overlap, background=None)
+    truth = truth.map(lambda v: class_map.get(v, v) if v else (background or UNLABELLED))
+    result: dict[str, Any] = {
+        "positive_class": positive_class,
+        "class_map": dict(class_map),
+        "min_overlap": min_overlap,
+        "background": background,
+        "n_annotations": len(annotations),
+        "tiles": evaluate_tiles(tiles, truth, class_names=names),
+    }
+    positives = [a for a in annotations if a.class_name == positive_class]
+    if heatmap is not None:
+        region = _region_on_grid(positives, heatmap)
+        predicted = np.nan_to_num(np.asarray(heatmap.data, dtype=np.float64)) >= threshold
+        dice, iou = dice_iou(predicted, region)
+        result["segmentation"] = {"dice": dice, "iou": iou, "threshold": threshold}
+    if saliency is not None:
+        region = _region_on_grid(positives, saliency)
+        result["pointing_game"] = {
+            "energy_inside": _json_float(energy_pointing_game(saliency.data, region)),
+            "area_fraction": float(region.mean()) if region.size else None,
+        }
+    return result
+
+
+def _region_on_grid(annotations: Sequence[Annotation], placed: PlacedMap) -> npt.NDArray[np.bool_]:
+    """Rasterise annotations exactly onto the pixel grid of a placed map."""
+    from napari_xai.core.annotations.layers import rasterize_annotations
+
+    s = _pair(placed.scale)
+    t = _pair(placed.translate)
+    data_shape = np.asarray(placed.data).shape[-2:]
+    # Shift so that map pixel (0, 0) starts at level-0 0, paint, no resampling.
+    offset = (t[0] - (s[0] - 1) / 2, t[1] - (s[1] - 1) / 2)
+    shifted = [
+        Annotation(shapely.transform(a.geometry, lambda c: c - [offset[1], offset[0]]), "x")
+        for a in annotations
+    ]
+    if not math.isclose(s[0], s[1]):
+        raise ValueError(f"maps with different row and column scales are not supported: {s}")
+    mask = rasterize_annotations(
+        shifted, shape_rc=(data_shape[0] * s[0], data_shape[1] * s[1]), downsample=s[0]
+    )
+    return mask[: data_shape[0], : data_shape[1]] > 0
+
+
+def write_evaluation(result: Mapping[str, Any], path: str | Path) -> Path:
+    """Store an evaluation under the ``"evaluation"`` key of a JSON file (e.g. audit.json).
+
+    Other keys of an existing file are kept; the file is replaced atomically.
+
+    Parameters
+    ----------
+    result : mapping
+        From :func:`evaluate_against_annotations`.
+    path : path
+        The JSON file.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    import json
+    import os
+    import tempfile
+
+    path = Path(path)
+    doc: dict[str, Any] = {}
+    if path.exists():
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as e:
+            raise ValueError(f"{path}: exists but is not valid JSON ({e})") from None
+        if isinstance(loaded, dict):
+            doc = loaded
+    doc["evaluation"] = dict(result)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=2, allow_nan=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
