@@ -519,7 +519,8 @@ def preprocess_tiles(
             )
             if dev is not None:
                 u8 = u8.to(dev, non_blocking=True)
-            tensor = u8.permute(0, 3, 1, 2).to(dtype=torch.float32).div(255)
+            # A fresh float tensor: in-place ops from here on save allocations.
+            tensor = u8.permute(0, 3, 1, 2).to(dtype=torch.float32).div_(255)
             if card.channel_order == "BGR":
                 tensor = tensor.flip(1)
         elif name == "Normalize":
@@ -527,7 +528,7 @@ def preprocess_tiles(
                 raise WSInferConfigError(f"transform[{i}]: Normalize before ToTensor")
             mean = torch.as_tensor(args["mean"], dtype=torch.float32, device=tensor.device)
             std = torch.as_tensor(args["std"], dtype=torch.float32, device=tensor.device)
-            tensor = tensor.sub(mean.view(1, -1, 1, 1)).div(std.view(1, -1, 1, 1))
+            tensor = tensor.sub_(mean.view(1, -1, 1, 1)).div_(std.view(1, -1, 1, 1))
         else:
             raise WSInferConfigError(
                 f"unknown transform {name!r} at transform[{i}]; WSInfer spec 1.0 knows "
