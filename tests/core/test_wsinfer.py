@@ -467,3 +467,23 @@ def test_cli_validate_export_model_and_results(
     assert csv.iloc[0].tolist() == [48, 0, 48, 48, 0.25, 0.75]
     geo = json.loads((tmp_path / "ws" / "model-outputs-geojson" / "slide-1.json").read_text())
     assert geo["features"][0]["properties"]["classification"]["name"] == "tumor"
+
+
+# -- bundled demo model as a WSInfer folder ----------------------------------------------------
+DEMO_WSINFER = Path(__file__).resolve().parents[2] / "napari_xai" / "models" / "demo_wsinfer"
+
+
+@pytest.mark.skipif(not (DEMO_WSINFER / CONFIG_NAME).is_file(), reason="demo_wsinfer not built")
+def test_bundled_demo_wsinfer_folder_matches_demo_model() -> None:
+    demo = pytest.importorskip("napari_xai.core.models.demo")
+    config = json.loads((DEMO_WSINFER / CONFIG_NAME).read_text())
+    validate_wsinfer_config(config)  # a valid WSInfer zoo config, as committed
+    module, card = load_wsinfer_folder(DEMO_WSINFER)
+    original = demo.load_demo_model(device="cpu")
+    assert card == original.card
+    tiles = np.random.default_rng(0).integers(
+        0, 256, (3, card.tile_size, card.tile_size, 3), dtype=np.uint8
+    )
+    x = preprocess_tiles(tiles, card)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), original.module(x), rtol=1e-4, atol=1e-4)
