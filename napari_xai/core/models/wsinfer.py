@@ -135,6 +135,18 @@ def _check_transform_arguments(config: Mapping[str, Any]) -> list[str]:
                     f"transform[{i}] (Resize) needs 'size': a positive int or [height, width], "
                     f"got {size!r}"
                 )
+            max_size = args.get("max_size")
+            if ok and max_size is not None:
+                short = size if isinstance(size, int) else size[0]  # type: ignore[index]
+                if isinstance(size, list) and len(size) == 2:
+                    problems.append(
+                        f"transform[{i}] (Resize): max_size needs an int size (shorter side)"
+                    )
+                elif not isinstance(max_size, int) or max_size <= short:
+                    problems.append(
+                        f"transform[{i}] (Resize): max_size must be an int greater than "
+                        f"size {short}, got {max_size!r}"
+                    )
             interp = args.get("interpolation", "bilinear")
             if _interpolation_name(interp) is None:
                 problems.append(
