@@ -1,0 +1,569 @@
+"""Explain a whole slide, or only what the user sees, into a stitched saliency store.
+
+Two entry points, both generators that yield :class:`ExplainProgress` after each
+batch (so a widget can show progress and cancel by closing them) and *return* an
+:class:`ExplainResult`:
+
+* :func:`iter_explain_slide` — every tissue tile of the slide's grid; resumable:
+  tiles already in the store (same model, method, target and grid) are skipped.
+* :func:`iter_explain_view` — "explain what I see": only the tiles that intersect
+  a level-0 view rectangle, nearest the view centre first, skipping those already
+  computed (the store is the cache), capped when zoomed far out.
+
+:func:`explain_slide` runs the first to the end. The tile grid, reader and
+preprocessing are the scoring pipeline's (:mod:`napari_xai.core.inference`), so a
+saliency map lines up with the probability heatmaps tile for tile.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from napari_xai.core.attribution._base import ExplainOptions
+from napari_xai.core.attribution.registry import Explainer
+from napari_xai.core.attribution.stitch import StitchedMap
+from napari_xai.core.reader import TileReader
+from napari_xai.core.tiling import TileGrid
+
+if TYPE_CHECKING:
+    from napari_xai.core.wsi import Slide
+
+__all__ = [
+    "ExplainProgress",
+    "ExplainResult",
+    "explain_slide",
+    "iter_explain_slide",
+    "iter_explain_view",
+    "iter_stitch_tiles",
+    "saliency_key",
+    "saliency_layer_name",
+    "slide_grid",
+    "tiles_in_view",
+]
+
+#: Map pixels per tile side in the stitched store (finer adds nothing for Grad-CAM).
+DEFAULT_MAP_PX = 64
+
+
+@dataclass
+class ExplainProgress:
+    """State after one batch.
+
+    Attributes
+    ----------
+    n_done, n_total : int
+        Tiles computed in this run so far, and to compute in this run.
+    elapsed_s : float
+    tiles_per_s : float
+    store : Path
+    key : str
+        Group of the map inside the store.
+    indices : ndarray
+        Grid indices of the tiles of this batch.
+    """
+
+    n_done: int
+    n_total: int
+    elapsed_s: float
+    store: Path
+    key: str
+    indices: npt.NDArray[np.int64]
+
+    @property
+    def tiles_per_s(self) -> float:
+        """Throughput of this run."""
+        return self.n_done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def fraction(self) -> float:
+        """Fraction of this run's tiles done."""
+        return self.n_done / self.n_total if self.n_total else 1.0
+
+
+@dataclass
+class ExplainResult:
+    """Where a stitched map is and how complete it is.
+
+    Attributes
+    ----------
+    store : Path
+        The zarr store (``heatmaps.zarr``).
+    key : str
+        Group of the map (``saliency/<method>/<class>``).
+    method : str
+    class_name : str
+        Explained class, or ``"predicted"``.
+    slide_name : str
+    n_computed : int
+        Tiles computed by this run.
+    n_cached : int
+        Tiles skipped because already in the store.
+    n_done, n_tiles : int
+        Tiles in the store / in the grid.
+    limits : tuple of float
+        Suggested contrast limits.
+    scale_rc, translate_rc : tuple of float
+        Mapping of the finest level onto level-0 pixels.
+    timings : dict
+    """
+
+    store: Path
+    key: str
+    method: str
+    class_name: str
+    slide_name: str
+    n_computed: int
+    n_cached: int
+    n_done: int
+    n_tiles: int
+    limits: tuple[float, float]
+    scale_rc: tuple[float, float]
+    translate_rc: tuple[float, float]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """Every tile of the grid is in the map."""
+        return self.n_done >= self.n_tiles
+
+    @property
+    def layer_name(self) -> str:
+        """Deterministic napari layer name (re-runs replace the layer)."""
+        return saliency_layer_name(self.slide_name, self.method, self.class_name)
+
+
+def _safe_key(name: str) -> str:
+    key = "".join(c if (c.isalnum() or c in "-_.+") else "_" for c in str(name))
+    return key or "_"
+
+
+def saliency_key(method: str, class_name: str) -> str:
+    """Group of a saliency map in ``heatmaps.zarr``: ``saliency/<method>/<class>``."""
+    return f"saliency/{_safe_key(method)}/{_safe_key(class_name)}"
+
+
+def saliency_layer_name(slide_name: str, method: str, class_name: str) -> str:
+    """``"<slide> saliency [<method>, <class>]"``."""
+    return f"{slide_name} saliency [{method}, {class_name}]"
+
+
+def _slide_name(slide: Any) -> str:
+    path = Path(getattr(slide, "path", "slide"))
+    name = path.name
+    for suffix in (".ome.tiff", ".ome.tif"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+_GRID_CACHE: dict[tuple[Any, ...], TileGrid] = {}
+
+
+def slide_grid(
+    slide: Slide,
+    card: Any,
+    *,
+    mpp: float | None = None,
+    overlap: float = 0.0,
+    tissue: Any = "auto",
+    min_tissue: float = 0.5,
+) -> TileGrid:
+    """The scoring pipeline's tile grid for ``card`` over ``slide`` (cached per slide).
+
+    See :func:`napari_xai.core.inference.grid_for_slide`.
+    """
+    from napari_xai.core.inference import grid_for_slide
+
+    cacheable = isinstance(tissue, str) or tissue is None
+    key = (
+        str(slide.path),
+        slide.info.shape_rc,
+        card.tile_size,
+        card.mpp,
+        mpp,
+        overlap,
+        tissue if cacheable else id(tissue),
+        min_tissue,
+    )
+    if cacheable and key in _GRID_CACHE:
+        return _GRID_CACHE[key]
+    grid = grid_for_slide(
+        slide, card, mpp=mpp, overlap=overlap, tissue=tissue, min_tissue=min_tissue
+    )
+    if cacheable:
+        if len(_GRID_CACHE) > 16:
+            _GRID_CACHE.clear()
+        _GRID_CACHE[key] = grid
+    return grid
+
+
+def tiles_in_view(
+    grid: TileGrid, view_rc: Sequence[float], *, max_tiles: int | None = None
+) -> npt.NDArray[np.int64]:
+    """Indices of the grid tiles that intersect a level-0 view, nearest the centre first.
+
+    Parameters
+    ----------
+    grid : TileGrid
+    view_rc : (row0, col0, row1, col1)
+        Level-0 corners of the view (any order; clipped to the slide).
+    max_tiles : int, optional
+        Keep only this many (the nearest to the view centre).
+    """
+    r0, c0, r1, c1 = (float(v) for v in view_rc)
+    r0, r1 = sorted((r0, r1))
+    c0, c1 = sorted((c0, c1))
+    t = float(grid.tile_size0)
+    hit = (grid.rows < r1) & (grid.rows + t > r0) & (grid.cols < c1) & (grid.cols + t > c0)
+    idx = np.flatnonzero(hit).astype(np.int64)
+    centre = ((r0 + r1) / 2, (c0 + c1) / 2)
+    dist = (grid.rows[idx] + t / 2 - centre[0]) ** 2 + (grid.cols[idx] + t / 2 - centre[1]) ** 2
+    idx = idx[np.argsort(dist, kind="stable")]
+    if max_tiles is not None:
+        idx = idx[: max(0, int(max_tiles))]
+    return idx
+
+
+def open_map(
+    store: str | Path,
+    key: str,
+    grid: TileGrid,
+    *,
+    map_px: int | None = None,
+    params: dict[str, Any] | None = None,
+    attrs: dict[str, Any] | None = None,
+    name: str = "",
+    reset: bool = False,
+) -> StitchedMap:
+    """Open (or create) the stitched map of ``grid`` at ``store/key``."""
+    px = int(map_px or min(DEFAULT_MAP_PX, grid.tile_size or DEFAULT_MAP_PX))
+    downsample = float(grid.tile_size0) / px
+    return StitchedMap.open(
+        store,
+        key,
+        shape0_rc=grid.shape_rc,
+        downsample=downsample,
+        grid_shape=grid.grid_shape,
+        overlap0=float(grid.tile_size0 - grid.stride0),
+        params={
+            **(params or {}),
+            "tile_size0": int(grid.tile_size0),
+            "stride0": int(grid.stride0),
+            "n_tiles": len(grid),
+        },
+        attrs=attrs,
+        name=name,
+        reset=reset,
+    )
+
+
+TileFunction = Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.float32]]
+
+
+def iter_stitch_tiles(
+    slide: Slide,
+    grid: TileGrid,
+    smap: StitchedMap,
+    compute: TileFunction,
+    *,
+    indices: npt.NDArray[np.int64] | None = None,
+    batch_size: int = 16,
+    num_workers: int = 2,
+    prefetch: int = 2,
+) -> Generator[ExplainProgress, None, int]:
+    """Read tiles, compute one 2-D map per tile, and blend them into ``smap``.
+
+    Tiles already marked done in ``smap`` are skipped. Yields progress after each
+    batch; returns the number of tiles computed.
+
+    Parameters
+    ----------
+    slide : Slide
+    grid : TileGrid
+    smap : StitchedMap
+    compute : callable
+        ``compute(tiles (B, S, S, 3) uint8) -> maps (B, h, w) float32``.
+    indices : ndarray, optional
+        Grid tiles to consider (default: all), in this order.
+    batch_size, num_workers, prefetch : int
+        Tile reader settings.
+    """
+    idx = np.arange(len(grid), dtype=np.int64) if indices is None else np.asarray(indices)
+    todo = idx[~smap.done[grid.grid_rows[idx], grid.grid_cols[idx]]]
+    n_total, n_done = int(todo.shape[0]), 0
+    start = time.perf_counter()
+    if n_total == 0:
+        return 0
+    reader = TileReader(
+        slide, grid, batch_size=batch_size, prefetch=prefetch, num_workers=num_workers,
+        indices=todo,
+    )
+    batches = iter(reader)
+    store = Path(str(smap.group.store.root)) if hasattr(smap.group.store, "root") else Path(".")
+    try:
+        for batch in batches:
+            tiles = batch.tiles
+            tiles = tiles.numpy() if hasattr(tiles, "numpy") else np.asarray(tiles)
+            maps = compute(tiles)
+            b = batch.indices
+            smap.add_tiles(
+                maps,
+                grid.rows[b],
+                grid.cols[b],
+                size0=float(grid.tile_size0),
+                grid_index=(grid.grid_rows[b], grid.grid_cols[b]),
+            )
+            n_done += int(b.shape[0])
+            yield ExplainProgress(
+                n_done=n_done,
+                n_total=n_total,
+                elapsed_s=time.perf_counter() - start,
+                store=store,
+                key=smap.group.path,
+                indices=b,
+            )
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+        reader.close()
+    return n_done
+
+
+def _model_id(model: Any) -> str:
+    sha = getattr(model, "sha256", None)
+    if sha:
+        return str(sha)
+    card = getattr(model, "card", None)
+    return str(getattr(card, "sha256", None) or type(getattr(model, "module", model)).__name__)
+
+
+def _explain(
+    slide: Slide,
+    model: Any,
+    *,
+    store: str | Path,
+    method: str,
+    target: int | str | None,
+    batch_size: int,
+    overlap: float,
+    tissue: Any,
+    min_tissue: float,
+    mpp: float | None,
+    map_px: int | None,
+    resume: bool,
+    options: dict[str, Any],
+    num_workers: int,
+    select: Callable[[TileGrid, StitchedMap], npt.NDArray[np.int64]] | None,
+) -> Generator[ExplainProgress, None, ExplainResult]:
+    card = getattr(model, "card", None)
+    if card is None:
+        raise ValueError(
+            "explaining a slide needs a model card (tile size, mpp): load the model with "
+            "napari_xai.core.models.loading.load_model"
+        )
+    t0 = time.perf_counter()
+    explainer = Explainer(
+        model, method=method, target=target,
+        options=ExplainOptions(batch_size=batch_size, **options),
+    )
+    class_name = (
+        "predicted" if explainer.target is None else card.class_names[explainer.target]
+    )
+    grid = slide_grid(
+        slide, card, mpp=mpp, overlap=overlap, tissue=tissue, min_tissue=min_tissue
+    )
+    key = saliency_key(method, class_name)
+    params = {
+        "model": _model_id(model),
+        "method": method,
+        "target": class_name,
+        "options": {k: v for k, v in sorted(options.items())},
+        "slide": str(Path(slide.path).name),
+        "shape_rc": list(slide.info.shape_rc),
+    }
+    smap = open_map(
+        store, key, grid, map_px=map_px, params=params, reset=not resume,
+        attrs={"kind": "saliency", "method": method, "class_name": class_name},
+        name=f"{method}/{class_name}",
+    )
+    t_setup = time.perf_counter() - t0
+    idx = np.arange(len(grid), dtype=np.int64) if select is None else select(grid, smap)
+    n_cached = int(smap.done[grid.grid_rows[idx], grid.grid_cols[idx]].sum())
+
+    def compute(tiles: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        return explainer.explain(tiles)[0]
+
+    n_computed = yield from iter_stitch_tiles(
+        slide, grid, smap, compute, indices=idx, batch_size=batch_size,
+        num_workers=num_workers,
+    )
+    return ExplainResult(
+        store=Path(store),
+        key=key,
+        method=method,
+        class_name=class_name,
+        slide_name=_slide_name(slide),
+        n_computed=n_computed,
+        n_cached=n_cached,
+        n_done=smap.n_done,
+        n_tiles=len(grid),
+        limits=smap.value_limits(),
+        scale_rc=smap.scale_rc,
+        translate_rc=smap.translate_rc,
+        timings={"setup_s": t_setup, "total_s": time.perf_counter() - t0},
+    )
+
+
+def iter_explain_slide(
+    slide: Slide,
+    model: Any,
+    *,
+    store: str | Path,
+    method: str = "grad_cam",
+    target: int | str | None = None,
+    batch_size: int = 16,
+    overlap: float = 0.0,
+    tissue: Any = "auto",
+    min_tissue: float = 0.5,
+    mpp: float | None = None,
+    map_px: int | None = None,
+    resume: bool = True,
+    num_workers: int = 2,
+    **options: Any,
+) -> Generator[ExplainProgress, None, ExplainResult]:
+    """Explain every tissue tile of a slide into a stitched multiscale map on disk.
+
+    Parameters
+    ----------
+    slide : Slide
+        Open slide (:func:`napari_xai.core.wsi.open_slide`).
+    model : LoadedModel
+        Model with its card (:func:`napari_xai.core.models.loading.load_model`).
+    store : path
+        Zarr store receiving ``saliency/<method>/<class>`` (``<result>/heatmaps.zarr``).
+    method : str
+        Key of :data:`~napari_xai.core.attribution.ATTRIBUTION_METHODS`.
+    target : int, str or None
+        Class index or name; None explains each tile's predicted class.
+    batch_size : int
+        Tiles per batch (and most images per forward/backward pass).
+    overlap : float
+        Fraction of a tile shared with its neighbours (blended without seams).
+    tissue, min_tissue, mpp
+        Tile grid, as for scoring (:func:`napari_xai.core.inference.grid_for_slide`).
+    map_px : int, optional
+        Map pixels per tile side (default ``min(64, tile size)``).
+    resume : bool
+        Keep tiles already in a matching store (False: start over).
+    num_workers : int
+        Reader threads.
+    **options
+        :class:`~napari_xai.core.attribution.ExplainOptions` fields (``n_steps``,
+        ``smooth_samples``...).
+
+    Yields
+    ------
+    ExplainProgress
+        After each batch; close the generator to cancel (the store keeps what is done).
+
+    Returns
+    -------
+    ExplainResult
+    """
+    return (
+        yield from _explain(
+            slide, model, store=store, method=method, target=target, batch_size=batch_size,
+            overlap=overlap, tissue=tissue, min_tissue=min_tissue, mpp=mpp, map_px=map_px,
+            resume=resume, options=options, num_workers=num_workers, select=None,
+        )
+    )
+
+
+def iter_explain_view(
+    slide: Slide,
+    model: Any,
+    view_rc: Sequence[float],
+    *,
+    store: str | Path,
+    zoom: float | None = None,
+    max_tiles: int = 256,
+    min_tile_screen_px: float = 8.0,
+    method: str = "grad_cam",
+    target: int | str | None = None,
+    batch_size: int = 16,
+    overlap: float = 0.0,
+    tissue: Any = "auto",
+    min_tissue: float = 0.5,
+    mpp: float | None = None,
+    map_px: int | None = None,
+    num_workers: int = 2,
+    **options: Any,
+) -> Generator[ExplainProgress, None, ExplainResult]:
+    """Explain only the tiles that intersect the current view ("explain what I see").
+
+    Tiles already in the store are reused (it is the cache): panning computes only
+    the new tiles. Tiles are computed nearest the view centre first.
+
+    Parameters
+    ----------
+    slide, model, store, method, target, batch_size, overlap, tissue, min_tissue, mpp, map_px
+        As :func:`iter_explain_slide` (the same store and grid, so a view run and a
+        whole-slide run share their tiles).
+    view_rc : (row0, col0, row1, col1)
+        Level-0 corners of the view.
+    zoom : float, optional
+        Screen pixels per level-0 pixel (napari's ``viewer.camera.zoom``). When a
+        tile would be drawn smaller than ``min_tile_screen_px`` (zoomed far out),
+        only the ``max_tiles // 4`` tiles nearest the centre are computed.
+    max_tiles : int
+        Most tiles computed in one call.
+    """
+    cap = int(max_tiles)
+
+    def select(grid: TileGrid, smap: StitchedMap) -> npt.NDArray[np.int64]:
+        limit = cap
+        if zoom is not None and grid.tile_size0 * float(zoom) < min_tile_screen_px:
+            limit = max(1, cap // 4)
+        in_view = tiles_in_view(grid, view_rc)
+        done = smap.done[grid.grid_rows[in_view], grid.grid_cols[in_view]]
+        # cached tiles are free: keep all of them, and the `limit` nearest others
+        todo = np.flatnonzero(~done)[:limit]
+        keep = done.copy()
+        keep[todo] = True
+        return in_view[keep]
+
+    return (
+        yield from _explain(
+            slide, model, store=store, method=method, target=target, batch_size=batch_size,
+            overlap=overlap, tissue=tissue, min_tissue=min_tissue, mpp=mpp, map_px=map_px,
+            resume=True, options=options, num_workers=num_workers, select=select,
+        )
+    )
+
+
+def explain_slide(
+    slide: Slide,
+    model: Any,
+    *,
+    store: str | Path,
+    progress: Callable[[ExplainProgress], Any] | None = None,
+    **kwargs: Any,
+) -> ExplainResult:
+    """Run :func:`iter_explain_slide` to the end; ``progress`` is called after each batch."""
+    gen = iter_explain_slide(slide, model, store=store, **kwargs)
+    while True:
+        try:
+            step = next(gen)
+        except StopIteration as stop:
+            result: ExplainResult = stop.value
+            return result
+        if progress is not None:
+            progress(step)
