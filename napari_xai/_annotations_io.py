@@ -1,0 +1,96 @@
+"""napari reader and writer for QuPath-style GeoJSON annotations (``*.geojson``).
+
+Reading gives a Shapes layer of the regions (polygons with holes, face colour
+from the classification, features: class, colour, morphology) and, for files
+with more than :data:`~napari_xai.core.annotations.layers.MAX_SHAPES`
+detections (e.g. 50,000 nuclei), a Points layer at their centroids, which napari
+keeps responsive. Writing turns a Shapes layer back into GeoJSON that QuPath
+opens. Heavy imports (pandas, shapely) happen inside the functions: napari
+imports this module to build its menus.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    LayerDataTuple = tuple[Any, dict[str, Any], str]
+
+
+def napari_get_annotations_reader(
+    path: str | list[str],
+) -> Callable[[str | list[str]], list[LayerDataTuple]] | None:
+    """Return :func:`read_annotations` for ``.geojson`` files, else None."""
+    paths = [path] if isinstance(path, str) else list(path)
+    if not paths or not all(str(p).lower().endswith(".geojson") for p in paths):
+        return None
+    return read_annotations
+
+
+def read_annotations(path: str | list[str]) -> list[LayerDataTuple]:
+    """Read one or more GeoJSON files into napari layer data.
+
+    Whatever could not be imported is reported (napari warning + layer
+    metadata ``annotation_report``), never dropped silently.
+    """
+    from napari_xai.core.annotations.geojson import read_geojson
+    from napari_xai.core.annotations.layers import annotations_to_layer_data
+
+    paths = [path] if isinstance(path, str) else list(path)
+    layers: list[LayerDataTuple] = []
+    for p in paths:
+        aset = read_geojson(p)
+        if not aset.report.clean:
+            _warn(aset.report.summary())
+        layers += annotations_to_layer_data(aset, name=Path(p).stem, source=str(p))
+    return layers
+
+
+def _warn(message: str) -> None:
+    try:
+        from napari.utils.notifications import show_warning
+
+        show_warning(message)
+    except Exception:  # pragma: no cover - outside napari
+        import warnings
+
+        warnings.warn(message, stacklevel=3)
+
+
+def write_shapes_geojson(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+    """npe2 single-layer writer: a Shapes layer to a QuPath-style GeoJSON file.
+
+    Parameters
+    ----------
+    path : str
+        Output path (``.geojson`` is added when missing).
+    data : list of ndarray
+        The Shapes layer's vertices, napari (row, col) in level-0 pixels.
+    meta : dict
+        The layer's state: ``shape_type``, ``features``, ``face_color``, ...
+
+    Returns
+    -------
+    list of str
+        The written path.
+    """
+    from napari_xai.core.annotations.geojson import write_geojson
+    from napari_xai.core.annotations.layers import shapes_to_annotations
+
+    out = Path(path)
+    if out.suffix.lower() != ".geojson":
+        out = out.with_name(out.name + ".geojson")
+    features = meta.get("features")
+    annotations, report = shapes_to_annotations(
+        data,
+        shape_types=meta.get("shape_type", "polygon"),
+        features=features,
+        face_colors=meta.get("face_color"),
+    )
+    if report.skipped:
+        _warn(report.summary())
+    write_geojson(annotations, out)
+    return [str(out)]

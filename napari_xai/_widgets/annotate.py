@@ -1,0 +1,638 @@
+"""Annotation and evaluation widgets.
+
+:class:`AnnotationWidget` picks the class (name and colour) of new shapes,
+converts Shapes polygons to a Labels mask and back, measures morphology into
+the layer's features table and loads/saves QuPath GeoJSON.
+:class:`EvaluationWidget` compares the model's tiles (and optionally a heatmap
+and a saliency map) with the annotations and draws the confusion matrix.
+
+Widgets only wire controls to core functions in
+:mod:`napari_xai.core.annotations`; heavy imports happen inside methods.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    PushButton,
+)
+
+if TYPE_CHECKING:
+    import napari
+    import napari.layers
+
+ANNOTATION_LAYER = "annotations"
+
+
+def _class_names() -> list[str]:
+    from napari_xai.core.annotations.classes import DEFAULT_CLASSES
+
+    return [c.name for c in DEFAULT_CLASSES]
+
+
+def _slide_layer(viewer: napari.Viewer) -> napari.layers.Image | None:
+    """Return the whole-slide image layer (largest image), for its size and mpp."""
+    from napari.layers import Image
+
+    images = [layer for layer in viewer.layers if isinstance(layer, Image)]
+    if not images:
+        return None
+    return max(images, key=lambda layer: float(layer.extent.world[1][-1]))
+
+
+def _slide_shape_rc(viewer: napari.Viewer) -> tuple[int, int] | None:
+    layer = _slide_layer(viewer)
+    if layer is None:
+        return None
+    data = layer.data[0] if layer.multiscale else layer.data
+    shape = data.shape[:2] if layer.rgb else data.shape[-2:]
+    scale = layer.scale[-2:]
+    return (int(round(shape[0] * scale[0])), int(round(shape[1] * scale[1])))
+
+
+def _slide_mpp(viewer: napari.Viewer) -> float | None:
+    layer = _slide_layer(viewer)
+    if layer is None:
+        return None
+    mpp = layer.metadata.get("mpp")
+    if mpp is None and "info" in layer.metadata:
+        mpp = getattr(layer.metadata["info"], "mpp", None)
+    return float(mpp) if mpp else None
+
+
+class AnnotationWidget(Container):
+    """Annotate regions by class, convert polygons ⇄ masks, measure, load/save GeoJSON.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer whose layers are annotated.
+    """
+
+    def __init__(self, viewer: napari.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._class = ComboBox(label="Class", choices=_class_names(), value="Tumor")
+        self._swatch = Label(label="Colour")
+        self._new_layer = PushButton(text="New annotation layer")
+        self._apply = PushButton(text="Set class of selected shapes")
+        self._shapes = ComboBox(label="Shapes", choices=self._shapes_choices, nullable=True)
+        self._labels = ComboBox(label="Labels", choices=self._labels_choices, nullable=True)
+        self._downsample = FloatSpinBox(label="Mask downsample", value=4.0, min=1.0, max=256.0)
+        self._to_labels = PushButton(text="Shapes → Labels")
+        self._to_shapes = PushButton(text="Labels → Shapes")
+        self._measure = PushButton(text="Measure morphology")
+        self._path = FileEdit(label="GeoJSON", mode="w", filter="*.geojson")
+        self._save = PushButton(text="Save GeoJSON")
+        self._load = PushButton(text="Load GeoJSON")
+        self._status = Label(label="")
+        self.extend(
+            [
+                self._class,
+                self._swatch,
+                self._new_layer,
+                self._apply,
+                self._shapes,
+                self._labels,
+                self._downsample,
+                self._to_labels,
+                self._to_shapes,
+                self._measure,
+                self._path,
+                self._save,
+                self._load,
+                self._status,
+            ]
+        )
+        self._class.changed.connect(self._on_class_changed)
+        self._new_layer.changed.connect(self._on_new_layer)
+        self._apply.changed.connect(self._on_apply_class)
+        self._to_labels.changed.connect(self._on_to_labels)
+        self._to_shapes.changed.connect(self._on_to_shapes)
+        self._measure.changed.connect(self._on_measure)
+        self._save.changed.connect(self._on_save)
+        self._load.changed.connect(self._on_load)
+        viewer.layers.events.inserted.connect(self._refresh)
+        viewer.layers.events.removed.connect(self._refresh)
+        self._worker: Any = None
+        self._on_class_changed()
+
+    # ------------------------------------------------------------------ helpers
+    def _shapes_choices(self, _w: Any = None) -> list[Any]:
+        from napari.layers import Shapes
+
+        return [layer for layer in self._viewer.layers if isinstance(layer, Shapes)]
+
+    def _labels_choices(self, _w: Any = None) -> list[Any]:
+        from napari.layers import Labels
+
+        return [layer for layer in self._viewer.layers if isinstance(layer, Labels)]
+
+    def _refresh(self, _event: Any = None) -> None:
+        self._shapes.reset_choices()
+        self._labels.reset_choices()
+
+    def _current_class(self) -> tuple[str, tuple[int, int, int]]:
+        from napari_xai.core.annotations.classes import fallback_color, find_class
+
+        name = str(self._class.value)
+        cls = find_class(name)
+        return name, (cls.color if cls is not None else fallback_color(name))
+
+    def _report(self, message: str, *, error: bool = False) -> None:
+        from napari.utils.notifications import show_error, show_info
+
+        self._status.value = message if len(message) < 120 else message[:117] + "..."
+        (show_error if error else show_info)(message)
+
+    # ------------------------------------------------------------------ actions
+    def _on_class_changed(self, _value: Any = None) -> None:
+        """Make the chosen class the one new shapes (and painted labels) get."""
+        name, rgb = self._current_class()
+        hexcolor = "#{:02x}{:02x}{:02x}".format(*rgb)
+        self._swatch.value = f"{hexcolor}"
+        self._swatch.native.setStyleSheet(f"background-color: {hexcolor}; color: white;")
+        layer = self._shapes.value
+        if layer is not None:
+            self._style_new_shapes(layer, name, rgb)
+        labels = self._labels.value
+        if labels is not None:
+            values = _class_names()
+            if name in values:
+                labels.selected_label = values.index(name) + 1
+
+    def _style_new_shapes(
+        self, layer: napari.layers.Shapes, name: str, rgb: tuple[int, int, int]
+    ) -> None:
+        from napari_xai.core.annotations.layers import FACE_ALPHA
+
+        defaults = {"class": name, "color": "#{:02x}{:02x}{:02x}".format(*rgb)}
+        if "class" in layer.features.columns:
+            categories = layer.features["class"]
+            if hasattr(categories, "cat") and name not in categories.cat.categories:
+                layer.features["class"] = categories.cat.add_categories([name])
+            layer.feature_defaults = {
+                **{k: v for k, v in layer.feature_defaults.items()},
+                **defaults,
+            }
+        r, g, b = (c / 255 for c in rgb)
+        layer.current_face_color = (r, g, b, FACE_ALPHA)
+        layer.current_edge_color = (r, g, b, 1.0)
+
+    def _on_new_layer(self, _value: Any = None) -> napari.layers.Shapes:
+        """Add an empty annotation Shapes layer (level-0 coordinates) in polygon mode."""
+        import numpy as np
+        import pandas as pd  # noqa: TID253
+
+        from napari_xai.core.annotations.morphology import MORPHOLOGY_COLUMNS
+
+        name, rgb = self._current_class()
+        features = pd.DataFrame(
+            {
+                "class": pd.Categorical([], categories=_class_names()),
+                "color": pd.Series([], dtype=object),
+                "object_type": pd.Series([], dtype=object),
+                "name": pd.Series([], dtype=object),
+                "object_id": pd.Series([], dtype=object),
+                **{c: pd.Series([], dtype=np.float64) for c in MORPHOLOGY_COLUMNS},
+                "qupath_properties": pd.Series([], dtype=object),
+            }
+        )
+        shape = _slide_shape_rc(self._viewer) or (1000, 1000)
+        layer = self._viewer.add_shapes(
+            ndim=2,
+            name=ANNOTATION_LAYER,
+            features=features,
+            edge_width=max(1.0, max(shape) / 800),
+            metadata={"mpp": _slide_mpp(self._viewer)},
+        )
+        layer.feature_defaults = {
+            "class": name,
+            "color": "#{:02x}{:02x}{:02x}".format(*rgb),
+            "object_type": "annotation",
+            "name": "",
+            "object_id": "",
+            "qupath_properties": "",
+            **{c: np.nan for c in MORPHOLOGY_COLUMNS},
+        }
+        self._refresh()
+        self._shapes.value = layer
+        self._style_new_shapes(layer, name, rgb)
+        layer.mode = "add_polygon"
+        return layer
+
+    def _on_apply_class(self, _value: Any = None) -> None:
+        """Give the selected shapes the chosen class and its colour."""
+        from napari_xai.core.annotations.layers import FACE_ALPHA
+
+        layer = self._shapes.value
+        if layer is None or not layer.selected_data:
+            self._report("Select shapes first (select tool in a Shapes layer).", error=True)
+            return
+        name, rgb = self._current_class()
+        idx = sorted(layer.selected_data)
+        if "class" in layer.features.columns:
+            if hasattr(layer.features["class"], "cat"):
+                if name not in layer.features["class"].cat.categories:
+                    layer.features["class"] = layer.features["class"].cat.add_categories([name])
+            layer.features.loc[idx, "class"] = name
+            layer.features.loc[idx, "color"] = "#{:02x}{:02x}{:02x}".format(*rgb)
+        faces = layer.face_color.copy()
+        edges = layer.edge_color.copy()
+        faces[idx] = [c / 255 for c in rgb] + [FACE_ALPHA]
+        edges[idx] = [c / 255 for c in rgb] + [1.0]
+        layer.face_color = faces
+        layer.edge_color = edges
+        self._report(f"{len(idx)} shapes set to {name}.")
+
+    def _annotations_of(self, layer: napari.layers.Shapes) -> list[Any]:
+        from napari_xai.core.annotations.layers import shapes_to_annotations
+
+        annotations, report = shapes_to_annotations(
+            layer.data,
+            shape_types=layer.shape_type,
+            features=layer.features,
+            face_colors=layer.face_color,
+            default_class=str(self._class.value),
+        )
+        if report.skipped:
+            self._report(report.summary())
+        return annotations
+
+    def _on_to_labels(self, _value: Any = None) -> napari.layers.Labels | None:
+        """Paint the Shapes layer into a Labels mask (value = class, QuPath order)."""
+        from napari.utils.colormaps import DirectLabelColormap
+
+        from napari_xai.core.annotations.classes import class_color_map
+        from napari_xai.core.annotations.layers import rasterize_annotations
+
+        layer = self._shapes.value
+        if layer is None:
+            self._report("Choose a Shapes layer.", error=True)
+            return None
+        annotations = self._annotations_of(layer)
+        names: list[str | None] = list(_class_names())
+        names += sorted({a.class_name for a in annotations} - set(names) - {None})
+        names.append(None)  # unclassified
+        values = {n: i + 1 for i, n in enumerate(names)}
+        extent = layer.extent.world[1][-2:]
+        shape_rc = _slide_shape_rc(self._viewer) or (int(extent[0]) + 1, int(extent[1]) + 1)
+        d = float(self._downsample.value)
+        mask = rasterize_annotations(annotations, shape_rc=shape_rc, downsample=d, values=values)
+        colors = class_color_map(names)
+        color_dict: dict[int | None, Any] = {
+            values[n]: [c / 255 for c in colors[n]] + [1.0] for n in names
+        }
+        color_dict[0] = [0, 0, 0, 0]
+        color_dict[None] = [0, 0, 0, 0]
+        name = f"{layer.name} mask"
+        kwargs: dict[str, Any] = {
+            "scale": (d, d),
+            "translate": ((d - 1) / 2, (d - 1) / 2),
+            "metadata": {
+                "classes": {v: n for n, v in values.items()},
+                "downsample": d,
+                "mpp": layer.metadata.get("mpp") or _slide_mpp(self._viewer),
+            },
+            "colormap": DirectLabelColormap(color_dict=color_dict),
+            "opacity": 0.5,
+        }
+        if name in self._viewer.layers:
+            self._viewer.layers.remove(name)
+        labels = self._viewer.add_labels(mask, name=name, **kwargs)
+        self._refresh()
+        self._labels.value = labels
+        self._report(f"{len(annotations)} shapes painted into '{name}' at downsample {d:g}.")
+        return labels
+
+    def _on_to_shapes(self, _value: Any = None) -> napari.layers.Shapes | None:
+        """Trace the Labels mask into polygons (holes kept) in a Shapes layer."""
+        import shapely
+
+        from napari_xai.core.annotations.geojson import Annotation
+        from napari_xai.core.annotations.layers import (
+            annotations_to_layer_data,
+            labels_to_annotations,
+        )
+
+        labels = self._labels.value
+        if labels is None:
+            self._report("Choose a Labels layer.", error=True)
+            return None
+        d = float(labels.scale[-1])
+        classes = labels.metadata.get("classes") or {
+            i + 1: n for i, n in enumerate(_class_names())
+        }
+        classes = {int(k): v for k, v in classes.items() if v is not None}
+        annotations = labels_to_annotations(
+            labels.data, downsample=d, class_names=classes, simplify=0.0
+        )
+        # Honour a translate other than the contract's (d - 1) / 2.
+        offset = labels.translate[-2:] - (d - 1) / 2
+        if abs(offset).max() > 0:
+            annotations = [
+                Annotation(
+                    shapely.transform(a.geometry, lambda c: c + [offset[1], offset[0]]),
+                    a.class_name,
+                )
+                for a in annotations
+            ]
+        mpp = labels.metadata.get("mpp") or _slide_mpp(self._viewer)
+        name = labels.name[: -len(" mask")] if labels.name.endswith(" mask") else labels.name
+        name = f"{name} traced"
+        ldts = annotations_to_layer_data(annotations, name=name, mpp=mpp)
+        if not ldts:
+            self._report("The mask is empty.", error=True)
+            return None
+        data, kwargs, _ = ldts[0]
+        if name in self._viewer.layers:
+            self._viewer.layers.remove(name)
+        layer = self._viewer.add_shapes(data, **kwargs)
+        self._refresh()
+        self._shapes.value = layer
+        self._report(f"{len(data)} regions traced into '{name}'.")
+        return layer
+
+    def _on_measure(self, _value: Any = None) -> None:
+        """Compute morphology into the features table of the chosen Shapes (or Labels)."""
+        from napari_xai.core.annotations.layers import annotations_features
+        from napari_xai.core.annotations.morphology import measure_labels
+
+        layer = self._shapes.value
+        mpp = _slide_mpp(self._viewer)
+        if layer is not None:
+            annotations = self._annotations_of(layer)
+            if len(annotations) != len(layer.data):
+                self._report("Some shapes have no area (lines); not measured.", error=True)
+                return
+            table = annotations_features(annotations, mpp=layer.metadata.get("mpp") or mpp)
+            layer.features = table
+            self._report(f"Measured {len(table)} shapes in '{layer.name}'.")
+            return
+        labels = self._labels.value
+        if labels is None:
+            self._report("Choose a Shapes or Labels layer.", error=True)
+            return
+        table = measure_labels(
+            labels.data,
+            mpp=labels.metadata.get("mpp") or mpp,
+            downsample=float(labels.scale[-1]),
+        )
+        labels.features = table.reset_index().rename(columns={"label": "index"})
+        self._report(f"Measured {len(table)} labels in '{labels.name}'.")
+
+    def _on_save(self, _value: Any = None) -> None:
+        """Write the chosen Shapes layer as QuPath GeoJSON."""
+        from napari_xai.core.annotations.geojson import write_geojson
+
+        layer = self._shapes.value
+        path = Path(str(self._path.value))
+        if layer is None or not str(self._path.value) or path.is_dir():
+            self._report("Choose a Shapes layer and a .geojson file.", error=True)
+            return
+        if path.suffix.lower() != ".geojson":
+            path = path.with_name(path.name + ".geojson")
+        try:
+            write_geojson(self._annotations_of(layer), path)
+        except OSError as e:
+            self._report(f"{path}: cannot write ({e})", error=True)
+            return
+        self._report(f"Saved {len(layer.data)} shapes to {path}.")
+
+    def _on_load(self, _value: Any = None) -> Any:
+        """Read a GeoJSON file in a worker thread and add its layers."""
+        from napari.qt.threading import thread_worker
+
+        from napari_xai.core.annotations.geojson import read_geojson
+
+        path = Path(str(self._path.value))
+        if not path.is_file():
+            self._report(f"{path}: file not found", error=True)
+            return None
+        shape_rc = _slide_shape_rc(self._viewer)
+        mpp = _slide_mpp(self._viewer)
+
+        def load() -> tuple[Any, list[Any]]:
+            from napari_xai.core.annotations.layers import annotations_to_layer_data
+
+            aset = read_geojson(path, shape_rc=shape_rc)
+            return aset, annotations_to_layer_data(aset, name=path.stem, mpp=mpp, source=str(path))
+
+        worker = thread_worker(load)()
+        worker.returned.connect(self._on_loaded)
+        worker.errored.connect(lambda e: self._report(str(e), error=True))
+        self._worker = worker
+        worker.start()
+        return worker
+
+    def _on_loaded(self, result: tuple[Any, list[Any]]) -> None:
+        from napari.layers import Layer
+
+        aset, ldts = result
+        for ldt in ldts:
+            name = ldt[1]["name"]
+            if name in self._viewer.layers:
+                self._viewer.layers.remove(name)
+            self._viewer.add_layer(Layer.create(*ldt))
+        self._refresh()
+        self._report(aset.report.summary(), error=not aset.report.clean)
+
+
+class EvaluationWidget(Container):
+    """Compare the model's tiles (and maps) with the annotations; draw the confusion matrix.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer holding the annotation layer and maps.
+    """
+
+    def __init__(self, viewer: napari.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._tiles_path = FileEdit(label="tiles.parquet", mode="r", filter="*.parquet")
+        self._shapes = ComboBox(label="Annotations", choices=self._shapes_choices, nullable=True)
+        self._positive = ComboBox(label="Region class", choices=_class_names(), value="Tumor")
+        self._min_overlap = FloatSpinBox(label="Min overlap", value=0.5, min=0.01, max=1.0)
+        self._background = LineEdit(label="Background class", value="")
+        self._heatmap = ComboBox(label="Heatmap", choices=self._image_choices, nullable=True)
+        self._threshold = FloatSpinBox(label="Threshold", value=0.5, min=0.0, max=1.0, step=0.05)
+        self._saliency = ComboBox(label="Saliency", choices=self._image_choices, nullable=True)
+        self._run = PushButton(text="Evaluate")
+        self._save_path = FileEdit(label="Save to", mode="w", filter="*.json")
+        self._save = PushButton(text="Save into audit.json")
+        self._summary = Label(label="")
+        self.extend(
+            [
+                self._tiles_path,
+                self._shapes,
+                self._positive,
+                self._min_overlap,
+                self._background,
+                self._heatmap,
+                self._threshold,
+                self._saliency,
+                self._run,
+                self._summary,
+                self._save_path,
+                self._save,
+            ]
+        )
+        self._run.changed.connect(self._on_run)
+        self._save.changed.connect(self._on_save)
+        viewer.layers.events.inserted.connect(self._refresh)
+        viewer.layers.events.removed.connect(self._refresh)
+        self.result: dict[str, Any] | None = None
+        self.tiles: Any = None  # a DataFrame set by tests or other widgets
+        self._worker: Any = None
+        self._figure: Any = None
+        self._canvas: Any = None
+
+    def _shapes_choices(self, _w: Any = None) -> list[Any]:
+        from napari.layers import Shapes
+
+        return [layer for layer in self._viewer.layers if isinstance(layer, Shapes)]
+
+    def _image_choices(self, _w: Any = None) -> list[Any]:
+        from napari.layers import Image
+
+        return [
+            layer
+            for layer in self._viewer.layers
+            if isinstance(layer, Image) and not layer.rgb and not layer.multiscale
+        ]
+
+    def _refresh(self, _event: Any = None) -> None:
+        for w in (self._shapes, self._heatmap, self._saliency):
+            w.reset_choices()
+
+    def _report(self, message: str, *, error: bool = False) -> None:
+        from napari.utils.notifications import show_error, show_info
+
+        (show_error if error else show_info)(message)
+
+    def _on_run(self, _value: Any = None) -> Any:
+        """Evaluate in a worker thread (one core call), then draw."""
+        from napari.qt.threading import thread_worker
+
+        from napari_xai.core.annotations.evaluation import (
+            PlacedMap,
+            evaluate_against_annotations,
+        )
+        from napari_xai.core.annotations.layers import shapes_to_annotations
+
+        tiles = self.tiles
+        if tiles is None:
+            path = Path(str(self._tiles_path.value))
+            if not path.is_file():
+                self._report(f"{path}: tiles table not found", error=True)
+                return None
+            import pandas as pd  # noqa: TID253
+
+            tiles = pd.read_parquet(path)
+        layer = self._shapes.value
+        if layer is None:
+            self._report("Choose the annotation Shapes layer.", error=True)
+            return None
+        annotations, _ = shapes_to_annotations(
+            layer.data, shape_types=layer.shape_type, features=layer.features
+        )
+
+        def placed(image_layer: Any) -> PlacedMap | None:
+            if image_layer is None:
+                return None
+            return PlacedMap(
+                image_layer.data,
+                scale=tuple(float(s) for s in image_layer.scale[-2:]),
+                translate=tuple(float(t) for t in image_layer.translate[-2:]),
+            )
+
+        kwargs = {
+            "positive_class": str(self._positive.value),
+            "min_overlap": float(self._min_overlap.value),
+            "background": self._background.value or None,
+            "heatmap": placed(self._heatmap.value),
+            "threshold": float(self._threshold.value),
+            "saliency": placed(self._saliency.value),
+        }
+        worker = thread_worker(evaluate_against_annotations)(tiles, annotations, **kwargs)
+        worker.returned.connect(self._on_result)
+        worker.errored.connect(lambda e: self._report(str(e), error=True))
+        self._worker = worker
+        worker.start()
+        return worker
+
+    def _on_result(self, result: dict[str, Any]) -> None:
+        self.result = result
+        t = result["tiles"]
+        parts = [f"{t['n_tiles']} tiles"]
+        if t["accuracy"] is not None:
+            parts.append(f"accuracy {t['accuracy']:.3f}")
+        for name, m in t["per_class"].items():
+            if m["auc"] is not None:
+                parts.append(f"AUC {name} {m['auc']:.3f}")
+        if "segmentation" in result:
+            s = result["segmentation"]
+            parts.append(f"Dice {s['dice']:.3f} IoU {s['iou']:.3f}")
+        if "pointing_game" in result and result["pointing_game"]["energy_inside"] is not None:
+            parts.append(f"saliency inside {result['pointing_game']['energy_inside']:.1%}")
+        self._summary.value = ", ".join(parts)
+        self._draw(t["labels"], t["confusion_matrix"])
+
+    def _draw(self, labels: list[str], matrix: list[list[int]]) -> None:
+        """Draw the confusion matrix with matplotlib inside the widget."""
+        import numpy as np
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        if self._figure is None:
+            self._figure = Figure(figsize=(4, 3.5), tight_layout=True)
+            self._canvas = FigureCanvasQTAgg(self._figure)
+            self._canvas.setMinimumHeight(280)
+            self.native.layout().addWidget(self._canvas)
+        fig = self._figure
+        fig.clear()
+        ax = fig.add_subplot(1, 1, 1)
+        cm = np.asarray(matrix, dtype=float)
+        ax.imshow(cm, cmap="Blues")
+        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("annotated")
+        top = cm.max() if cm.size else 0
+        for i in range(cm.shape[0]):
+            for j in range(cm.shape[1]):
+                ax.text(
+                    j,
+                    i,
+                    f"{int(cm[i, j])}",
+                    ha="center",
+                    va="center",
+                    color="white" if cm[i, j] > top / 2 else "black",
+                )
+        self._canvas.draw_idle()
+
+    def _on_save(self, _value: Any = None) -> None:
+        """Merge the last evaluation into a JSON file (audit.json) under ``evaluation``."""
+        from napari_xai.core.annotations.evaluation import write_evaluation
+
+        if self.result is None:
+            self._report("Run the evaluation first.", error=True)
+            return
+        path = Path(str(self._save_path.value))
+        if not str(self._save_path.value) or path.is_dir():
+            path = Path(str(self._tiles_path.value)).with_name("audit.json")
+        try:
+            write_evaluation(self.result, path)
+        except (OSError, ValueError) as e:
+            self._report(str(e), error=True)
+            return
+        self._report(f"Evaluation saved in {path}.")

@@ -1,0 +1,171 @@
+"""Annotation in a real viewer: draw, save through the writer, reopen at the same place."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SLIDE_RC = (1200, 1600)
+MPP = 0.5
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):  # noqa: ANN001, ANN201
+    v = make_napari_viewer()
+    rgb = np.full((*SLIDE_RC, 3), 230, np.uint8)
+    rgb[300:900, 400:1200] = (200, 120, 170)  # "tissue"
+    v.add_image(rgb, name="slide", rgb=True, metadata={"mpp": MPP})
+    return v
+
+
+TRIANGLE_RC = np.array([[100.0, 200.0], [500.0, 900.0], [800.0, 300.0]])
+
+
+def test_draw_save_reopen_same_place(viewer, tmp_path: Path) -> None:  # noqa: ANN001
+    from napari_xai.core.annotations.geojson import read_geojson
+
+    layer = viewer.add_shapes(name="drawn")
+    layer.add_polygons([TRIANGLE_RC])  # as if drawn with the polygon tool
+    path = tmp_path / "drawn.geojson"
+    written = layer.save(str(path), plugin="napari-xai")
+    assert written == [str(path)] and path.is_file()
+    # On disk: QuPath pixel-corner (x, y) = napari (col, row) + 0.5.
+    aset = read_geojson(path)
+    ((x, y),) = [aset.annotations[0].geometry.exterior.coords[0]]
+    assert (x, y) == (200.5, 100.5)
+
+    layers = viewer.open(str(path), plugin="napari-xai")
+    assert len(layers) == 1 and layers[0].name.startswith("drawn")  # "drawn [1]": name taken
+    reopened = layers[0]
+    assert reopened.shape_type == ["polygon"]
+    np.testing.assert_allclose(reopened.data[0], TRIANGLE_RC, atol=1e-4)
+    np.testing.assert_allclose(reopened.extent.world, layer.extent.world, atol=1e-4)
+    # Same world frame as the slide (level-0 pixels, scale 1).
+    assert np.allclose(reopened.scale, viewer.layers["slide"].scale)
+    assert np.allclose(reopened.data_to_world(TRIANGLE_RC[0]), TRIANGLE_RC[0])
+    (a, b), (c, d) = TRIANGLE_RC[1] - TRIANGLE_RC[0], TRIANGLE_RC[2] - TRIANGLE_RC[0]
+    assert reopened.features["area_px"][0] == pytest.approx(0.5 * abs(a * d - b * c))
+
+    # What a person sees: the reopened polygon shows over the slide.
+    layer.visible = False
+    viewer.reset_view()
+    shot = viewer.screenshot(canvas_only=True)
+    assert shot.std() > 0
+    assert (np.abs(shot[..., :3].astype(int) - 230).sum(-1) > 30).mean() > 0.05
+
+
+def test_reading_a_bad_file_imports_the_valid_part(viewer, tmp_path: Path) -> None:  # noqa: ANN001
+    good = {
+        "type": "Feature",
+        "properties": {"classification": {"name": "Tumor"}},
+        "geometry": {
+            "type": "Polygon",
+            "coordinates": [[[10, 10], [90, 10], [90, 90], [10, 90], [10, 10]]],
+        },
+    }
+    bad = {
+        "type": "Feature",
+        "properties": {},
+        "geometry": {"type": "Polygon", "coordinates": [[["x", 1]]]},
+    }
+    path = tmp_path / "mixed.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [good, bad]}))
+    (layer,) = viewer.open(str(path), plugin="napari-xai")
+    assert len(layer.data) == 1
+    report = layer.metadata["annotation_report"]
+    assert report["n_features"] == 2 and report["skipped"] == {"malformed coordinates": 1}
+    assert np.allclose(layer.face_color[0][:3], np.array([200, 0, 0]) / 255)
+
+
+def test_annotation_widget_classes_masks_measure_save_load(
+    viewer,
+    qtbot,
+    tmp_path: Path,  # noqa: ANN001
+) -> None:
+    from napari_xai._widgets.annotate import AnnotationWidget
+
+    widget = AnnotationWidget(viewer)
+    layer = widget._on_new_layer()
+    assert layer.mode == "add_polygon"
+    widget._class.value = "Tumor"
+    layer.add_polygons(
+        [np.array([[100.0, 100.0], [100.0, 500.0], [400.0, 500.0], [400.0, 100.0]])]
+    )
+    widget._class.value = "Stroma"
+    layer.add_polygons([np.array([[600.0, 800.0], [600.0, 1000.0], [700.0, 1000.0]])])
+    assert list(layer.features["class"]) == ["Tumor", "Stroma"]
+    assert np.allclose(layer.face_color[1][:3], np.array([150, 200, 150]) / 255)
+
+    # Re-class the second shape.
+    layer.selected_data = {1}
+    widget._class.value = "Necrosis"
+    widget._on_apply_class()
+    assert layer.features["class"][1] == "Necrosis"
+
+    widget._on_measure()
+    assert layer.features["area_px"][0] == pytest.approx(300 * 400)
+    assert layer.features["area_um2"][0] == pytest.approx(300 * 400 * MPP**2)
+
+    widget._downsample.value = 4
+    labels = widget._on_to_labels()
+    assert labels.scale.tolist() == [4, 4] and labels.translate.tolist() == [1.5, 1.5]
+    assert labels.data.shape == (300, 400)
+    assert set(np.unique(labels.data)) == {0, 1, 3}  # Tumor, Necrosis (QuPath order)
+    assert labels.data[60, 75] == 1  # level-0 (240, 300) is inside the tumour rectangle
+    traced = widget._on_to_shapes()
+    assert list(traced.features["class"]) == ["Tumor", "Necrosis"]
+    assert traced.features["area_px"][0] == pytest.approx(300 * 400, rel=0.03)
+
+    # Save and load through the widget.
+    widget._shapes.value = layer
+    widget._path.value = tmp_path / "w.geojson"
+    widget._on_save()
+    assert (tmp_path / "w.geojson").is_file()
+    worker = widget._on_load()
+    with qtbot.waitSignal(worker.finished, timeout=20000):
+        pass
+    loaded = viewer.layers["w"]
+    assert list(loaded.features["class"]) == ["Tumor", "Necrosis"]
+    np.testing.assert_allclose(loaded.data[0], layer.data[0], atol=1e-4)
+
+
+def test_evaluation_widget_draws_confusion_matrix(viewer, qtbot) -> None:  # noqa: ANN001
+    import pandas as pd  # noqa: TID253
+
+    from napari_xai._widgets.annotate import EvaluationWidget
+
+    shapes = viewer.add_shapes(
+        [np.array([[0.0, 0.0], [0.0, 800.0], [600.0, 800.0], [600.0, 0.0]])],
+        name="annotations",
+        features={"class": ["Tumor"]},
+    )
+    rows, cols = np.mgrid[0:1200:200, 0:1600:200]
+    tiles = pd.DataFrame({"row": rows.ravel(), "col": cols.ravel()})
+    tiles["height"] = tiles["width"] = 200
+    inside = (tiles["row"] < 600) & (tiles["col"] < 800)
+    tiles["prob_tumor"] = np.where(inside, 0.9, 0.2)
+    tiles.loc[0, "prob_tumor"] = 0.3  # one miss
+    tiles["prob_normal"] = 1 - tiles["prob_tumor"]
+    tiles["pred_class"] = np.where(tiles["prob_tumor"] >= 0.5, "tumor", "normal")
+    heat = tiles["prob_tumor"].to_numpy().reshape(rows.shape)
+    viewer.add_image(heat, name="heatmap", scale=(200, 200), translate=(99.5, 99.5))
+
+    widget = EvaluationWidget(viewer)
+    widget.tiles = tiles
+    widget._shapes.value = shapes
+    widget._background.value = "normal"
+    widget._heatmap.value = viewer.layers["heatmap"]
+    worker = widget._on_run()
+    with qtbot.waitSignal(worker.finished, timeout=20000):
+        pass
+    result = widget.result
+    assert result["tiles"]["labels"] == ["tumor", "normal"]  # prob_* column order
+    assert result["tiles"]["confusion_matrix"] == [[11, 1], [0, 36]]
+    assert result["segmentation"]["dice"] == pytest.approx(2 * 11 / (11 + 12))
+    assert "AUC tumor" in widget._summary.value
+    assert widget._canvas is not None
+    ax = widget._figure.axes[0]
+    assert [t.get_text() for t in ax.texts] == ["11", "1", "0", "36"]
