@@ -126,3 +126,23 @@ def test_view_mode_caps_when_zoomed_out(slide, model, tmp_path) -> None:
     except StopIteration as stop:
         res = stop.value
     assert res.n_computed == 5  # max_tiles // 4 when tiles are drawn < 8 screen px
+
+
+def test_saliency_layer_data(slide, model, tmp_path) -> None:
+    from napari.layers import Layer
+
+    from napari_xai.core.attribution.layers import saliency_layer
+
+    res = explain_slide(slide, model, store=tmp_path / "h.zarr", method="saliency",
+                        tissue=None, map_px=32)
+    data, kwargs, kind = saliency_layer(res)
+    assert kind == "image" and kwargs["name"] == "pyramid saliency [saliency, predicted]"
+    layer = Layer.create(data, kwargs, kind)
+    assert layer.multiscale
+    # pixel edges line up with the slide's (level-0 pixel (0, 0) spans -0.5..0.5)
+    ext = layer.extent.world  # centres of the first and last map pixels
+    ds = res.scale_rc[0]
+    np.testing.assert_allclose(ext[0] - ds / 2, [-0.5, -0.5])
+    assert np.all(np.abs(ext[1] + ds / 2 - (np.array(slide.info.shape_rc) - 0.5)) < ds)
+    assert layer.colormap.name == "inferno"
+    assert kwargs["contrast_limits"][1] > 0

@@ -45,6 +45,7 @@ __all__ = [
     "saliency_key",
     "saliency_layer_name",
     "slide_grid",
+    "slide_name",
     "tiles_in_view",
 ]
 
@@ -127,6 +128,7 @@ class ExplainResult:
     scale_rc: tuple[float, float]
     translate_rc: tuple[float, float]
     timings: dict[str, float] = field(default_factory=dict)
+    kind: str = "saliency"
 
     @property
     def complete(self) -> bool:
@@ -136,6 +138,8 @@ class ExplainResult:
     @property
     def layer_name(self) -> str:
         """Deterministic napari layer name (re-runs replace the layer)."""
+        if self.kind == "activations":
+            return f"{self.slide_name} activation [{self.method}, {self.class_name}]"
         return saliency_layer_name(self.slide_name, self.method, self.class_name)
 
 
@@ -154,7 +158,8 @@ def saliency_layer_name(slide_name: str, method: str, class_name: str) -> str:
     return f"{slide_name} saliency [{method}, {class_name}]"
 
 
-def _slide_name(slide: Any) -> str:
+def slide_name(slide: Any) -> str:
+    """Display name of a slide: file name without its (OME-)TIFF/vendor suffix."""
     path = Path(getattr(slide, "path", "slide"))
     name = path.name
     for suffix in (".ome.tiff", ".ome.tif"):
@@ -410,7 +415,7 @@ def _explain(
         key=key,
         method=method,
         class_name=class_name,
-        slide_name=_slide_name(slide),
+        slide_name=slide_name(slide),
         n_computed=n_computed,
         n_cached=n_cached,
         n_done=smap.n_done,

@@ -1,0 +1,271 @@
+"""Look inside a model: channel activation maps of one layer.
+
+* :func:`list_layers` — layers whose output is a spatial map (N, C, h, w);
+* :func:`channel_activations` — every channel of one layer for one tile;
+* :func:`channel_mosaic` — those channels as one grid image (each channel scaled
+  to its own range) for display;
+* :func:`iter_channel_slide` — one channel across the whole slide, stitched into
+  the same kind of multiscale store as saliency (``activations/<layer>/<channel>``):
+  is this channel a texture detector, does it fire on the pen mark?
+
+TorchScript models: only the ``forward_features`` output is reachable (and only
+when the scripted model exposes ``forward_features``/``forward_head``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Generator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from napari_xai.core.attribution._base import AttributionError, PreparedModel, prepare_model
+from napari_xai.core.attribution.registry import tiles_to_tensor
+
+if TYPE_CHECKING:
+    from napari_xai.core.attribution.whole_slide import ExplainProgress, ExplainResult
+    from napari_xai.core.wsi import Slide
+
+__all__ = [
+    "activation_key",
+    "channel_activations",
+    "channel_mosaic",
+    "iter_channel_slide",
+    "list_layers",
+]
+
+
+def _hookable_layers(prepared: PreparedModel) -> dict[str, nn.Module]:
+    if prepared.scripted:
+        if prepared.layer is None:
+            return {}
+        return {"forward_features": prepared.layer}
+    return {name: mod for name, mod in prepared.module.named_modules() if name}
+
+
+def list_layers(model: Any, *, tile_size: int | None = None) -> list[str]:
+    """Names of the layers whose output is a spatial map, input to output.
+
+    Parameters
+    ----------
+    model : nn.Module, TorchScript module or loaded model
+    tile_size : int, optional
+        Size of the probe input (default: the card's tile size, else 64).
+    """
+    prepared = prepare_model(model)
+    layers = _hookable_layers(prepared)
+    size = int(tile_size or getattr(prepared.card, "tile_size", 64) or 64)
+    seen: list[str] = []
+    handles = []
+
+    def hook(name: str) -> Any:
+        def _record(_m: nn.Module, _i: Any, out: Any) -> None:
+            if isinstance(out, torch.Tensor) and out.ndim == 4 and name not in seen:
+                seen.append(name)
+
+        return _record
+
+    for name, mod in layers.items():
+        handles.append(mod.register_forward_hook(hook(name)))
+    try:
+        with torch.no_grad():
+            prepared.module(torch.zeros(1, 3, size, size, device=prepared.device))
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
+
+
+def _layer(prepared: PreparedModel, layer: str | None) -> tuple[str, nn.Module]:
+    layers = _hookable_layers(prepared)
+    if layer is None:
+        if prepared.layer is None or prepared.layer_name is None:
+            raise AttributionError(f"{prepared.name}: no layer can be hooked in this model")
+        return prepared.layer_name, prepared.layer
+    if layer not in layers:
+        hint = (
+            "TorchScript models only expose 'forward_features'"
+            if prepared.scripted
+            else f"e.g. {', '.join(list(layers)[-5:])}"
+        )
+        raise AttributionError(f"{prepared.name}: no layer named {layer!r} ({hint})")
+    return layer, layers[layer]
+
+
+def _activations(
+    prepared: PreparedModel, module: nn.Module, tiles: Any
+) -> torch.Tensor:
+    captured: list[torch.Tensor] = []
+
+    def hook(_m: nn.Module, _i: Any, out: Any) -> None:
+        captured.append(out.detach())
+
+    handle = module.register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            prepared.module(tiles_to_tensor(tiles, prepared.card, device=prepared.device))
+    finally:
+        handle.remove()
+    if not captured or captured[0].ndim != 4:
+        raise AttributionError(f"{prepared.name}: the chosen layer does not output (N, C, h, w)")
+    return captured[0]
+
+
+def channel_activations(
+    model: Any, tile: npt.NDArray[Any], *, layer: str | None = None
+) -> npt.NDArray[np.float32]:
+    """Activation maps of every channel of ``layer`` for one tile.
+
+    Parameters
+    ----------
+    model : nn.Module, TorchScript module or loaded model
+    tile : ndarray of shape (H, W, 3)
+        uint8 RGB tile (normalised with the model card when there is one).
+    layer : str, optional
+        Layer name (:func:`list_layers`); default the Grad-CAM layer.
+
+    Returns
+    -------
+    ndarray of shape (C, h, w), float32
+    """
+    prepared = prepare_model(model)
+    _, module = _layer(prepared, layer)
+    out = _activations(prepared, module, np.asarray(tile)[None])
+    result: npt.NDArray[np.float32] = out[0].float().cpu().numpy()
+    return result
+
+
+def channel_mosaic(
+    activations: npt.NDArray[np.float32], *, n_cols: int | None = None, gap: int = 1
+) -> npt.NDArray[np.float32]:
+    """Lay channel maps out as a grid, each scaled to [0, 1] by its own range.
+
+    Parameters
+    ----------
+    activations : ndarray of shape (C, h, w)
+    n_cols : int, optional
+        Channels per row (default: about square).
+    gap : int
+        NaN pixels between channels.
+
+    Returns
+    -------
+    ndarray of shape (rows * (h + gap) - gap, n_cols * (w + gap) - gap), float32
+        Channel ``k`` is at grid position ``divmod(k, n_cols)``.
+    """
+    acts = np.asarray(activations, dtype=np.float32)
+    c, h, w = acts.shape
+    cols = int(n_cols or math.ceil(math.sqrt(c)))
+    rows = math.ceil(c / cols)
+    out = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap), np.nan, np.float32)
+    lo = acts.reshape(c, -1).min(axis=1)
+    hi = acts.reshape(c, -1).max(axis=1)
+    for k in range(c):
+        r, q = divmod(k, cols)
+        span = hi[k] - lo[k]
+        norm = (acts[k] - lo[k]) / span if span > 0 else np.zeros((h, w), np.float32)
+        out[r * (h + gap) : r * (h + gap) + h, q * (w + gap) : q * (w + gap) + w] = norm
+    return out
+
+
+def activation_key(layer: str, channel: int) -> str:
+    """Group of a channel map in ``heatmaps.zarr``: ``activations/<layer>/channel_<k>``."""
+    safe = "".join(ch if (ch.isalnum() or ch in "-_.+") else "_" for ch in layer) or "_"
+    return f"activations/{safe}/channel_{int(channel)}"
+
+
+def iter_channel_slide(
+    slide: Slide,
+    model: Any,
+    *,
+    channel: int,
+    store: str | Path,
+    layer: str | None = None,
+    batch_size: int = 32,
+    overlap: float = 0.0,
+    tissue: Any = "auto",
+    min_tissue: float = 0.5,
+    mpp: float | None = None,
+    map_px: int | None = None,
+    num_workers: int = 2,
+) -> Generator[ExplainProgress, None, ExplainResult]:
+    """One channel of one layer across the slide, stitched into ``store``.
+
+    Parameters are those of
+    :func:`napari_xai.core.attribution.whole_slide.iter_explain_slide`, plus the
+    ``layer`` (default: the Grad-CAM layer) and ``channel`` index. Values are raw
+    activations (upsampled bilinearly to the tile); resumable like saliency.
+    """
+    from napari_xai.core.attribution.whole_slide import (
+        ExplainResult,
+        iter_stitch_tiles,
+        open_map,
+        slide_grid,
+        slide_name,
+    )
+
+    card = getattr(model, "card", None)
+    if card is None:
+        raise ValueError("a model card (tile size, mpp) is needed to tile the slide")
+    t0 = time.perf_counter()
+    prepared = prepare_model(model)
+    layer_name, module = _layer(prepared, layer)
+    grid = slide_grid(slide, card, mpp=mpp, overlap=overlap, tissue=tissue, min_tissue=min_tissue)
+    key = activation_key(layer_name, channel)
+    model_id = str(getattr(model, "sha256", None) or getattr(card, "sha256", "model"))
+    smap = open_map(
+        store,
+        key,
+        grid,
+        map_px=map_px,
+        params={"model": model_id, "layer": layer_name, "channel": int(channel)},
+        attrs={"kind": "activations", "method": layer_name, "class_name": f"channel {channel}"},
+        name=f"{layer_name}/channel {channel}",
+    )
+    n_cached = smap.n_done
+
+    def compute(tiles: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        acts = _activations(prepared, module, tiles)
+        if not 0 <= channel < acts.shape[1]:
+            raise AttributionError(
+                f"{prepared.name}: layer {layer_name!r} has {acts.shape[1]} channels, "
+                f"no channel {channel}"
+            )
+        maps = acts[:, channel : channel + 1].float()
+        maps = F.interpolate(maps, size=tiles.shape[1:3], mode="bilinear", align_corners=False)
+        result: npt.NDArray[np.float32] = maps[:, 0].cpu().numpy()
+        return result
+
+    n_computed = yield from iter_stitch_tiles(
+        slide, grid, smap, compute, batch_size=batch_size, num_workers=num_workers
+    )
+    coarse = np.asarray(smap.levels[-1][...], dtype=np.float32)
+    finite = coarse[np.isfinite(coarse)]
+    limits = (
+        (float(np.percentile(finite, 0.5)), float(np.percentile(finite, 99.5)))
+        if finite.size
+        else (0.0, 1.0)
+    )
+    return ExplainResult(
+        store=Path(store),
+        key=key,
+        method=layer_name,
+        class_name=f"channel {channel}",
+        slide_name=slide_name(slide),
+        n_computed=n_computed,
+        n_cached=n_cached,
+        n_done=smap.n_done,
+        n_tiles=len(grid),
+        limits=limits,
+        scale_rc=smap.scale_rc,
+        translate_rc=smap.translate_rc,
+        timings={"total_s": time.perf_counter() - t0},
+        kind="activations",
+    )
