@@ -78,9 +78,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=demo_model_path())
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n-train", type=int, default=500, help="patches per class")
+    parser.add_argument("--n-train", type=int, default=400, help="patches per class")
     parser.add_argument("--n-test", type=int, default=200, help="held-out patches per class")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
@@ -113,7 +113,7 @@ def main() -> int:
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         model.eval()
         with torch.no_grad():
             acc = float((model(xv).argmax(1) == yv).float().mean())

@@ -43,6 +43,8 @@ __all__ = [
     "grid_for_slide",
     "iter_predictions",
     "iter_score_slide",
+    "score_tiles",
+    "slide_stem",
     "preprocess_tiles",
     "save_tiles",
     "score_slide",
@@ -437,6 +439,57 @@ def save_tiles(tiles: pd.DataFrame, path: str | Path) -> Path:
 
 
 def iter_score_slide(
+    slide: Slide | str | Path,
+    model: LoadedModel | str | Path,
+    *,
+    architecture: str | None = None,
+    **kwargs: Any,
+) -> Generator[ScoreProgress, None, ScoreResult]:
+    """Score one slide, yielding progress after every batch; return the result.
+
+    Parameters
+    ----------
+    slide : Slide, str or Path
+        Open slide, or a slide file (opened with ``mpp`` and closed at the end).
+    model : LoadedModel, str or Path
+        Loaded model, a model file/folder, or ``"demo"`` (the bundled demo model).
+    architecture : str, optional
+        ``package.module:factory`` for state-dict weights given as a path.
+    **kwargs
+        ``mpp``, ``overlap``, ``tissue``, ``min_tissue``, ``batch_size``,
+        ``device``, ``prefetch``, ``num_workers``, ``amp``, ``max_tiles``,
+        ``grid``: see :func:`score_tiles`.
+
+    Yields
+    ------
+    ScoreProgress
+        Closing the generator (e.g. napari's ``worker.quit()``) cancels scoring.
+
+    Returns
+    -------
+    ScoreResult
+        The generator's return value (``StopIteration.value``, or the
+        ``returned`` signal of a napari ``thread_worker``).
+    """
+    with contextlib.ExitStack() as stack:
+        if not hasattr(slide, "read_region"):
+            from napari_xai.core.wsi import open_slide
+
+            slide = stack.enter_context(open_slide(slide, mpp=kwargs.get("mpp")))
+        if not isinstance(model, LoadedModel):
+            device = kwargs.get("device")
+            if str(model) == "demo":
+                from napari_xai.core.models.demo import load_demo_model
+
+                model = load_demo_model(device=device)
+            else:
+                from napari_xai.core.models.loading import load_model
+
+                model = load_model(model, architecture=architecture, device=device)
+        return (yield from score_tiles(slide, model, **kwargs))  # type: ignore[arg-type]
+
+
+def score_tiles(
     slide: Slide,
     model: LoadedModel,
     *,
@@ -452,7 +505,7 @@ def iter_score_slide(
     max_tiles: int | None = None,
     grid: TileGrid | None = None,
 ) -> Generator[ScoreProgress, None, ScoreResult]:
-    """Score one slide, yielding progress after every batch; return the result.
+    """Score an open slide with a loaded model (generator; see :func:`iter_score_slide`).
 
     Parameters
     ----------
@@ -563,8 +616,8 @@ def iter_score_slide(
 
 
 def score_slide(
-    slide: Slide,
-    model: LoadedModel,
+    slide: Slide | str | Path,
+    model: LoadedModel | str | Path,
     *,
     out_dir: str | Path | None = None,
     progress: Callable[[ScoreProgress], Any] | None = None,
@@ -574,10 +627,10 @@ def score_slide(
 
     Parameters
     ----------
-    slide : Slide
-        Open slide.
-    model : LoadedModel
-        Model with its card.
+    slide : Slide, str or Path
+        Open slide or slide file.
+    model : LoadedModel, str or Path
+        Loaded model, model file/folder, or ``"demo"``.
     out_dir : str or Path, optional
         When given, ``tiles.parquet`` is written there.
     progress : callable, optional

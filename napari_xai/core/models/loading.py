@@ -19,6 +19,7 @@ import importlib
 import inspect
 import io
 import json
+import warnings
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -283,7 +284,9 @@ def load_model(
         if _is_torchscript(names):
             extra = {CARD_EXTRA_FILE: "", "config.json": ""}
             try:
-                module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+                with warnings.catch_warnings():  # "torch.jit.load is deprecated" (torch 2.9+)
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
             except Exception as exc:
                 raise ModelError(f"{path}: cannot load TorchScript model: {exc}") from None
             if card is None:
@@ -406,13 +409,15 @@ def save_torchscript(
     """
     path = Path(path)
     module = module.eval().cpu()
-    if script:
-        scripted = torch.jit.script(module)
-    else:
-        size = int(card.tile_size)
-        scripted = torch.jit.trace(module, torch.zeros(1, 3, size, size))
-    extra = {CARD_EXTRA_FILE: json.dumps(card.to_wsinfer_config(), indent=2)}
-    buf = io.BytesIO()
-    torch.jit.save(scripted, buf, _extra_files=extra)
+    with warnings.catch_warnings():  # TorchScript is deprecated in favour of torch.export
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if script:
+            scripted = torch.jit.script(module)
+        else:
+            size = int(card.tile_size)
+            scripted = torch.jit.trace(module, torch.zeros(1, 3, size, size))
+        extra = {CARD_EXTRA_FILE: json.dumps(card.to_wsinfer_config(), indent=2)}
+        buf = io.BytesIO()
+        torch.jit.save(scripted, buf, _extra_files=extra)
     path.write_bytes(buf.getvalue())
     return path
