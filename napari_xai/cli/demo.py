@@ -1,0 +1,146 @@
+"""``napari-xai demo``: the whole pipeline on the bundled defaults.
+
+Writes a synthetic sample slide (tumour regions, a pen mark, an 'R' marker, a
+ruler, a label), scores it with the bundled demo model, explains the
+predictions over the whole slide, audits where the attribution falls, and
+shows the result folder in napari — or, without a display (``--no-show``),
+saves a screenshot of the same view.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULT_OUT = "napari-xai-demo"
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register the ``demo`` subcommand."""
+    parser = subparsers.add_parser(
+        "demo",
+        help="score, explain and audit the bundled sample slide with the demo model, and show it",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
+    parser.add_argument(
+        "--size", type=int, default=8192,
+        help="sample slide height in level-0 pixels; width is 1.25x (default: 8192)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sample slide")
+    parser.add_argument(
+        "--method", default="grad_cam",
+        help="attribution method for the saliency layer (default: grad_cam)",
+    )
+    parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
+    parser.add_argument(
+        "--no-show", action="store_true",
+        help="do not open a napari window; save OUT/screenshot.png of the same view instead",
+    )
+    return parser
+
+
+def _say(message: str) -> None:
+    print(f"[napari-xai demo] {message}", flush=True)
+
+
+def ensure_sample_slide(out: Path, *, size: int, seed: int) -> Path:
+    """Write the synthetic sample slide into ``out`` unless it is already there."""
+    from napari_xai.core.synthetic import write_synthetic_slide
+
+    path = out / f"sample-{size}-seed{seed}.svs"
+    if path.exists():
+        _say(f"sample slide {path} (reused)")
+        return path
+    rows, cols = size, int(size * 1.25) // 512 * 512
+    _say(f"writing sample slide {path} ({cols} x {rows} px)")
+    t0 = time.perf_counter()
+    write_synthetic_slide(path, shape_rc=(rows, cols), seed=seed)
+    _say(f"  written in {time.perf_counter() - t0:.1f} s")
+    return path
+
+
+def score_explain_audit(
+    slide: Path, out: Path, *, method: str, device: str | None
+) -> Path:
+    """Run the per-slide pipeline into ``out/results/<slide>`` and return that folder."""
+    from napari_xai.core.batch import make_params, run_batch
+
+    params = make_params(attribution=method, audit=True)
+    last = [0.0]
+
+    def on_event(event: Any) -> None:
+        now = time.monotonic()
+        if now - last[0] > 2.0 or event.kind != "progress":
+            last[0] = now
+            _say(f"  {event.message}")
+
+    _say(f"scoring, explaining ({method}) and auditing with the demo model -> {out / 'results'}")
+    t0 = time.perf_counter()
+    result = run_batch(
+        [slide], "demo", out / "results", params=params, scheduler="sync", device=device,
+        on_event=on_event,
+    )
+    row = result.summary.iloc[0]
+    if row["status"] not in ("done", "skipped"):
+        raise RuntimeError(f"{slide}: the pipeline failed: {row.get('error', row['status'])}")
+    _say(f"  done in {time.perf_counter() - t0:.1f} s")
+    return Path(row["result_folder"])
+
+
+def show_result(folder: Path, *, screenshot: Path | None) -> Path | None:
+    """Open the result folder in napari; save a screenshot instead of showing when asked."""
+    import napari
+
+    # A shown window even for screenshots: a hidden canvas renders black.
+    viewer = napari.Viewer(title="napari-xai demo", show=True)
+    viewer.open(folder, plugin="napari-xai")
+    viewer.reset_view()
+    if screenshot is None:
+        _say("showing the result in napari (close the window to finish)")
+        napari.run()
+        return None
+    from qtpy.QtWidgets import QApplication
+
+    for _ in range(10):  # let the first (lazy) tiles arrive before the screenshot
+        QApplication.processEvents()
+        time.sleep(0.1)
+    image = viewer.screenshot(path=str(screenshot), canvas_only=False, flash=False)
+    viewer.close()
+    _say(f"screenshot {screenshot} ({image.shape[1]} x {image.shape[0]} px)")
+    return screenshot
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo; return the exit status."""
+    out = Path(args.out).expanduser().absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    slide = ensure_sample_slide(out, size=args.size, seed=args.seed)
+    folder = score_explain_audit(slide, out, method=args.method, device=args.device)
+    for name in ("tiles.parquet", "heatmaps.zarr", "audit.json", "annotations.geojson"):
+        _say(f"  {folder / name}")
+    _print_audit(folder)
+    show_result(folder, screenshot=out / "screenshot.png" if args.no_show else None)
+    return 0
+
+
+def _print_audit(folder: Path) -> None:
+    import json
+
+    path = folder / "audit.json"
+    if not path.exists():
+        return
+    audit = json.loads(path.read_text())
+    verdict = audit.get("attention", audit).get("verdict") if isinstance(audit, dict) else None
+    if verdict:
+        _say(f"audit verdict: {verdict}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from napari_xai.cli import main
+
+    sys.exit(main(["demo", *sys.argv[1:]]))
