@@ -817,6 +817,8 @@ def rank_summary(summary: pd.DataFrame, *, threshold: float = 0.5) -> pd.DataFra
         for v in df["_score"].to_numpy(dtype=float)
     ]
     df = df.drop(columns="_score").reset_index(drop=True)
+    if "n_tiles" in df.columns:
+        df["n_tiles"] = pd.to_numeric(df["n_tiles"], errors="coerce").astype("Int64")
     first = [c for c in SUMMARY_COLUMNS[:3] if c in df.columns]
     extra = [c for c in df.columns if c not in SUMMARY_COLUMNS]
     rest = [c for c in SUMMARY_COLUMNS[3:] if c in df.columns]
@@ -1159,7 +1161,7 @@ def iter_batch(
             errors.mkdir(exist_ok=True)
             (errors / f"{rows[i]['slide_id']}.txt").write_text(
                 f"{rows[i]['slide_path']}\n{result['traceback']}", encoding="utf-8")
-        rows[i] = {**base, **clean, "reused": reused}
+        rows[i] = {**base, "error": None, "worker": None, **clean, "reused": reused}
         if rows[i].get("status") != "done":
             rows[i]["result_folder"] = None
         return rows[i]

@@ -1,0 +1,257 @@
+"""``napari-xai batch``: score a cohort of slides into result folders, resumably.
+
+The parser options live in :func:`add_batch_arguments` and the work in
+:func:`run_batch_cli`, so ``napari-xai score`` can offer the same options and
+delegate here when it is given several slides (``run_batch_cli(args)`` only
+needs ``args.slides``, ``args.model`` and ``args.out``; every other option
+falls back to its default when missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from typing import Any
+
+__all__ = ["add_batch_arguments", "add_parser", "main", "params_from_args", "run", "run_batch_cli"]
+
+_DESCRIPTION = """\
+Score many slides with a tile model, one result folder per slide.
+
+Each slide gets OUT/<slide-name>/ with tiles.parquet (one row per tile),
+heatmaps.zarr (class-probability maps), annotations.geojson (predicted regions)
+and manifest.json. OUT/cohort_summary.csv ranks the slides by score
+(top-k mean probability of the tumour class) with status, timings and errors;
+with labels it also gets a confusion matrix and ROC (cohort.json, cohort_roc.png).
+
+Re-running the same command skips slides already done with the same model and
+options and redoes missing, interrupted or outdated ones, so a crashed run is
+resumed by running it again. A slide that fails is reported and the others go on.
+Open a result in napari by dropping its folder (or manifest.json) on the viewer.
+"""
+
+_EPILOG = """\
+examples:
+  napari-xai batch slides/ --out results/
+  napari-xai batch "data/**/*.svs" --model model.pt --out results/ --workers 2
+  napari-xai batch cohort.csv --model wsinfer-model/ --out results/
+      (cohort.csv: a slide_path column, optional label and slide_id columns,
+       other columns are kept as metadata; relative paths are relative to the CSV)
+  napari-xai batch slides/ --out results/ --scheduler tcp://10.0.0.5:8786
+      (an existing dask cluster whose workers have napari-xai and see the same paths)
+"""
+
+
+def add_batch_arguments(parser: argparse.ArgumentParser, *, with_slides: bool = True) -> None:
+    """Add the cohort-scoring options to ``parser`` (shared with ``napari-xai score``)."""
+    if with_slides:
+        parser.add_argument(
+            "slides", nargs="+", metavar="SLIDES",
+            help="slide files, folders of slides, glob patterns (quote them) or cohort CSV files",
+        )
+    parser.add_argument(
+        "-m", "--model", default="demo",
+        help="model file or folder: TorchScript, state dict + model card, or a WSInfer "
+        "model folder (default: the bundled demo model)",
+    )
+    parser.add_argument(
+        "-o", "--out", required=with_slides, default=None,
+        help="output folder (created): one result folder per slide + cohort_summary.csv",
+    )
+    g = parser.add_argument_group("scoring options (they define a result: changing one redoes "
+                                  "the slides)")
+    g.add_argument("--overlap", type=float, default=None,
+                   help="tile overlap as a fraction of the tile, in [0, 1) (default 0)")
+    g.add_argument("--tissue-threshold", type=float, default=None, metavar="FRACTION",
+                   help="score a tile only if at least this fraction is tissue (default 0.5)")
+    g.add_argument("--mpp", type=float, default=None,
+                   help="µm per pixel to assume for slides whose file does not say")
+    g.add_argument("--attribution", default=None, metavar="METHOD",
+                   help="also compute saliency maps with this attribution method")
+    g.add_argument("--audit", action="store_true", help="also run the shortcut audit")
+    g.add_argument("--positive-class", default=None, metavar="CLASS",
+                   help="class that scores a slide (default: the tumour-like class)")
+    g.add_argument("--top-k", type=int, default=10,
+                   help="slide score = mean of the K highest tile probabilities (default 10)")
+    g.add_argument("--threshold", type=float, default=0.5,
+                   help="slides scoring at least this are called positive (default 0.5)")
+    r = parser.add_argument_group("running")
+    r.add_argument("--scheduler", default="local", metavar="WHERE",
+                   help="'local' (default): a dask LocalCluster on this machine; 'sync': "
+                   "one slide after another in this process; or a dask scheduler address "
+                   "such as tcp://host:8786")
+    r.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes of the local cluster (default: one per GPU, "
+                   "else one per 4 cores)")
+    r.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
+    r.add_argument("--batch-size", type=int, default=None, help="tiles per model batch")
+    r.add_argument("--no-resume", action="store_true",
+                   help="redo every slide, even those already done with the same options")
+    r.add_argument("--label-column", default="label",
+                   help="label column of a cohort CSV (default 'label')")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``napari-xai batch``."""
+    parser = subparsers.add_parser(
+        "batch",
+        help="score many slides (a folder, glob or cohort CSV) into result folders; resumable",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_batch_arguments(parser)
+    return parser
+
+
+def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Result-defining parameters from parsed arguments (missing ones: defaults)."""
+    from napari_xai.core.batch import make_params
+
+    return make_params(
+        tissue_threshold=getattr(args, "tissue_threshold", None),
+        overlap=getattr(args, "overlap", None),
+        mpp=getattr(args, "mpp", None),
+        attribution=getattr(args, "attribution", None),
+        audit=bool(getattr(args, "audit", False)),
+        top_k=int(getattr(args, "top_k", 10) or 10),
+        positive_class=getattr(args, "positive_class", None),
+        threshold=float(getattr(args, "threshold", 0.5) or 0.5),
+    )
+
+
+class _Progress:
+    """A progress bar on stderr (tqdm when present, else one line per slide)."""
+
+    def __init__(self, *, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar: Any = None
+
+    def __call__(self, event: Any) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=event.n_total, unit="slide", file=sys.stderr,
+                                dynamic_ncols=True, desc="Scoring slides")
+            except ImportError:  # pragma: no cover
+                self.bar = False
+        if self.bar is False:
+            if event.kind in ("done", "failed", "skipped", "cancelled"):
+                print(event.message, file=sys.stderr, flush=True)
+            return
+        if event.kind in ("done", "failed", "skipped"):
+            self.bar.update(event.n_finished - self.bar.n)
+            if event.kind == "failed":
+                self.bar.write(event.message, file=sys.stderr)
+        if event.kind == "progress":
+            self.bar.set_postfix_str(f"{event.slide_id} {event.tiles_done}/{event.tiles_total}"
+                                     " tiles", refresh=False)
+        elif event.kind in ("done", "skipped", "started"):
+            self.bar.set_postfix_str(f"{event.slide_id} {event.kind}", refresh=True)
+
+    def close(self) -> None:
+        if self.bar:
+            self.bar.close()
+
+
+def _print_report(result: Any, *, top: int = 10) -> None:
+    summary = result.summary
+    n = len(summary)
+    print(
+        f"{result.count('done')}/{n} slides scored "
+        f"({int(summary['reused'].sum()) if n else 0} reused), "
+        f"{result.count('failed')} failed, {result.count('cancelled')} cancelled"
+    )
+    cols = [c for c in ("rank", "slide_id", "score", "tumour_area_fraction", "n_tiles",
+                        "label", "status") if c in summary.columns]
+    if n:
+        shown = summary[cols].head(top)
+        print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        if n > top:
+            print(f"... {n - top} more in {result.files['csv']}")
+    for _, row in summary[summary["status"] == "failed"].iterrows():
+        print(f"FAILED {row['slide_id']}: {row.get('error')}", file=sys.stderr)
+    m = result.metrics
+    if m.get("confusion_matrix") is not None:
+        (tn, fp), (fn, tp) = m["confusion_matrix"]
+        auc = (m.get("roc") or {}).get("auc")
+        auc_text = f"  ROC AUC {auc:.3f}" if auc is not None else ""
+        print(f"labelled slides: {m['n_labelled']}  TP {tp}  FP {fp}  TN {tn}  FN {fn}  "
+              f"accuracy {m['accuracy']:.3f}{auc_text}")
+    print(f"summary: {result.files['csv']}")
+
+
+def run_batch_cli(args: argparse.Namespace) -> int:
+    """Score ``args.slides`` into ``args.out``; return the exit status.
+
+    0 when every slide is done, 1 when some failed (the others are still
+    done), 130 when interrupted (finished slides are kept; re-run to resume).
+    """
+    from napari_xai.core.batch import iter_batch
+
+    out = getattr(args, "out", None)
+    if not out:
+        raise ValueError("an output folder is needed for several slides (--out)")
+    scheduler = getattr(args, "scheduler", "local") or "local"
+    cancel = threading.Event()
+    progress = _Progress(quiet=bool(getattr(args, "quiet", False)))
+    gen = iter_batch(
+        list(args.slides), getattr(args, "model", "demo") or "demo", out,
+        params=params_from_args(args),
+        scheduler=scheduler,
+        n_workers=getattr(args, "workers", None),
+        device=getattr(args, "device", None),
+        batch_size=getattr(args, "batch_size", None),
+        resume=not bool(getattr(args, "no_resume", False)),
+        cancel=cancel,
+        label_column=getattr(args, "label_column", "label") or "label",
+    )
+    try:
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                result = stop.value
+                break
+            progress(event)
+    except KeyboardInterrupt:
+        cancel.set()
+        gen.close()
+        progress.close()
+        print("napari-xai: interrupted; finished slides are kept, run the same command "
+              "again to resume", file=sys.stderr)
+        return 130
+    progress.close()
+    _print_report(result)
+    if result.cancelled:
+        return 130
+    return 1 if result.count("failed") else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``napari-xai batch``."""
+    return run_batch_cli(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``napari-xai batch`` alone: ``python -m napari_xai.cli.batch SLIDES... --out OUT``."""
+    parser = argparse.ArgumentParser(
+        prog="napari-xai batch", description=_DESCRIPTION, epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_batch_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_batch_cli(args)
+    except (OSError, ValueError) as exc:
+        print(f"napari-xai: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,278 @@
+"""Batch scoring of cohorts: inputs, resume, bad slides, LocalCluster, kill-and-resume (issue 7)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_xai.core import batch as B
+from napari_xai.core.results import is_complete, load_result, read_manifest
+
+from .batch_helpers import write_tiny_model, write_tiny_slide
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+
+    torch.set_num_threads(1)
+    return write_tiny_model(tmp_path_factory.mktemp("model") / "tiny.pt")
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four tiny slides, one file that is not a slide, and a labelled cohort CSV."""
+    root = tmp_path_factory.mktemp("cohort")
+    slides = root / "slides"
+    slides.mkdir()
+    for i in range(4):
+        write_tiny_slide(slides / f"case{i}.tif", seed=i)
+    (slides / "broken.svs").write_bytes(b"this is not a slide")
+    pd.DataFrame({
+        "slide": [f"slides/case{i}.tif" for i in range(4)] + ["slides/broken.svs"],
+        "label": ["tumour", "normal", "tumour", "normal", "tumour"],
+        "site": ["A", "B", "A", "B", "C"],
+    }).to_csv(root / "cohort.csv", index=False)
+    return root
+
+
+def _same_tables(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    cols = [c for c in B.table_equal_columns(a) if c != "result_folder"]
+    assert cols == [c for c in B.table_equal_columns(b) if c != "result_folder"]
+    pd.testing.assert_frame_equal(a[cols].reset_index(drop=True), b[cols].reset_index(drop=True),
+                                  check_exact=False, rtol=1e-5)
+
+
+def _same_results(out_a: Path, out_b: Path, ids: list[str]) -> None:
+    for sid in ids:
+        ra, rb = load_result(out_a / sid), load_result(out_b / sid)
+        pd.testing.assert_frame_equal(ra.tiles, rb.tiles, check_exact=False, rtol=1e-5)
+        assert [h.key for h in ra.heatmaps] == [h.key for h in rb.heatmaps]
+        for h in ra.heatmaps:
+            np.testing.assert_allclose(ra.heatmap_levels(h.key)[0].compute(),
+                                       rb.heatmap_levels(h.key)[0].compute(), rtol=1e-5)
+        assert ra.manifest["params_sha256"] == rb.manifest["params_sha256"]
+        assert ra.annotations == rb.annotations
+
+
+def _complete(out: Path) -> list[Path]:
+    if not out.exists():
+        return []
+    return [p for p in out.glob("*/manifest.json") if not p.parent.name.startswith(".")]
+
+
+# ----------------------------------------------------------------- inputs and cohort figures
+
+
+def test_collect_slides_from_folder_glob_and_csv(cohort: Path) -> None:
+    by_folder = B.collect_slides(cohort / "slides")
+    assert list(by_folder["slide_id"]) == ["broken", "case0", "case1", "case2", "case3"]
+    by_glob = B.collect_slides(str(cohort / "slides" / "case*.tif"))
+    assert list(by_glob["slide_id"]) == ["case0", "case1", "case2", "case3"]
+    by_csv = B.collect_slides(cohort / "cohort.csv")
+    assert list(by_csv.columns) == ["slide_id", "slide_path", "label", "site"]
+    assert by_csv.loc[0, "slide_path"] == str(cohort / "slides" / "case0.tif")  # CSV-relative
+    # duplicate paths are kept once; equal names from other folders get distinct ids
+    other = cohort / "other"
+    other.mkdir(exist_ok=True)
+    write_tiny_slide(other / "case0.tif", seed=9)
+    both = B.collect_slides([cohort / "slides" / "case0.tif", other / "case0.tif",
+                             cohort / "slides" / "case0.tif"])
+    assert list(both["slide_id"]) == ["case0", "case0-2"]
+    assert B.slide_id_for("/x/a.b.ome.tiff") == "a.b"
+
+
+def test_collect_slides_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no slide files"):
+        B.collect_slides(tmp_path)
+    with pytest.raises(ValueError, match="matches no file"):
+        B.collect_slides(str(tmp_path / "*.svs"))
+    (tmp_path / "c.csv").write_text("name,label\na,1\n")
+    with pytest.raises(ValueError, match="c.csv: cohort CSV needs a slide path column"):
+        B.collect_slides(tmp_path / "c.csv")
+
+
+def test_summarize_tiles_and_regions() -> None:
+    tiles = pd.DataFrame({
+        "row": [0, 0, 100, 100], "col": [0, 100, 0, 100], "height": 100, "width": 100,
+        "tissue_fraction": [1.0, 1.0, 0.5, 1.0],
+        "prob_normal": [0.9, 0.2, 0.4, 0.7], "prob_tumour": [0.1, 0.8, 0.6, 0.3],
+        "pred_class": ["normal", "tumour", "tumour", "normal"],
+    })
+    tiles.attrs["stride0"] = 100
+    s = B.summarize_tiles(tiles, class_names=["normal", "tumour"], top_k=2, mpp=0.5)
+    assert s["positive_class"] == "tumour"
+    assert s["mean_prob"] == pytest.approx(0.45)
+    assert s["topk_mean"] == pytest.approx(0.7) and s["score"] == s["topk_mean"]
+    assert s["tumour_area_fraction"] == pytest.approx(1.5 / 3.5)
+    assert s["tumour_area_mm2"] == pytest.approx(1.5 * 100 * 100 * 0.25 / 1e6)
+    geo = B.predicted_regions(tiles, class_names=["normal", "tumour"])
+    by_class = {f["properties"]["classification"]["name"]: f for f in geo["features"]}
+    from shapely.geometry import shape
+
+    assert shape(by_class["tumour"]["geometry"]).area == pytest.approx(2 * 100 * 100)
+    assert shape(by_class["normal"]["geometry"]).bounds == (0.0, 0.0, 200.0, 200.0)
+    with pytest.raises(ValueError, match="positive class 'x'"):
+        B.summarize_tiles(tiles, class_names=["normal", "tumour"], positive_class="x")
+
+
+def test_cohort_metrics_confusion_matrix_and_roc() -> None:
+    summary = pd.DataFrame({
+        "slide_id": list("abcde"), "status": ["done"] * 4 + ["failed"],
+        "label": ["tumour", 1, "normal", 0, "tumour"],
+        "score": [0.9, 0.4, 0.6, 0.1, np.nan], "positive_class": "tumour",
+    })
+    m = B.cohort_metrics(summary, threshold=0.5)
+    assert m["n_labelled"] == 4 and m["n_failed"] == 1
+    assert m["confusion_matrix"] == [[1, 1], [1, 1]]  # [[TN, FP], [FN, TP]]
+    assert m["roc"]["auc"] == pytest.approx(0.75)
+    assert m["roc"]["fpr"][0] == 0 and m["roc"]["tpr"][-1] == 1
+    ranked = B.rank_summary(summary)
+    assert list(ranked["slide_id"]) == ["a", "c", "b", "d", "e"]
+    assert list(ranked["rank"].astype("float").fillna(-1)) == [1, 2, 3, 4, -1]
+
+
+# ----------------------------------------------------------------- scoring runs
+
+
+def test_sync_run_bad_slide_labels_and_resume(cohort: Path, model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    events: list[B.BatchEvent] = []
+    res = B.run_batch(cohort / "cohort.csv", model, out, scheduler="sync", on_event=events.append)
+    s = res.summary.set_index("slide_id")
+    assert s.loc["broken", "status"] == "failed"
+    assert "broken.svs" in s.loc["broken", "error"]
+    assert (out / "_errors" / "broken.txt").is_file()
+    assert not (out / "broken").exists()
+    assert (s.drop(index="broken")["status"] == "done").all()
+    assert list(res.summary["slide_id"][:4]) == list(
+        res.summary.iloc[:4].sort_values("score", ascending=False)["slide_id"])
+    assert list(res.summary["rank"][:4]) == [1, 2, 3, 4]
+    assert s.loc["case0", "site"] == "A" and s.loc["case0", "label"] == "tumour"
+    assert res.metrics["n_labelled"] == 4 and sum(map(sum, res.metrics["confusion_matrix"])) == 4
+    kinds = [e.kind for e in events]
+    assert kinds.count("done") == 4 and kinds.count("failed") == 1 and "progress" in kinds
+    # summary files and the result folders
+    on_disk = pd.read_csv(out / "cohort_summary.csv")
+    assert list(on_disk["slide_id"]) == list(res.summary["slide_id"])
+    assert json.loads((out / "cohort.json").read_text())["metrics"]["n_labelled"] == 4
+    assert (out / "cohort_roc.png").stat().st_size > 1000
+    r0 = load_result(out / "case0")
+    assert len(r0.tiles) == s.loc["case0", "n_tiles"] > 0
+    assert r0.summary["score"] == pytest.approx(s.loc["case0", "score"])
+    grid = r0.tiles.attrs
+    [hm] = [h for h in r0.heatmaps if h.key == "probabilities/tumour"]
+    assert hm.scales[0] == (grid["stride0"],) * 2
+    assert hm.translates[0] == ((grid["tile_size0"] - 1) / 2,) * 2
+    assert r0.manifest["slide"]["mpp"] == pytest.approx(1.0)
+    written = {sid: read_manifest(out / sid)["written"] for sid in ("case0", "case1")}
+
+    # resume: nothing is redone; the table is the same
+    again = B.run_batch(cohort / "cohort.csv", model, out, scheduler="sync")
+    a = again.summary.set_index("slide_id")
+    assert a.drop(index="broken")["reused"].all()
+    assert a.loc["broken", "status"] == "failed"  # failed slides are retried
+    assert {sid: read_manifest(out / sid)["written"] for sid in written} == written
+    _same_tables(res.summary, again.summary)
+
+    # partial (a file lost) and stale (other parameters) folders are redone
+    (out / "case1" / "tiles.parquet").unlink()
+    third = B.run_batch(cohort / "cohort.csv", model, out, scheduler="sync")
+    t = third.summary.set_index("slide_id")
+    assert not t.loc["case1", "reused"] and t.loc["case0", "reused"]
+    params = B.make_params(top_k=1)
+    fourth = B.run_batch(cohort / "cohort.csv", model, out, scheduler="sync", params=params)
+    assert not fourth.summary["reused"].any()
+    assert is_complete(out / "case0", params, r0.manifest["model"]["sha256"])
+
+
+def test_cancel_keeps_finished_slides(cohort: Path, model: Path, tmp_path: Path) -> None:
+    import threading
+
+    cancel = threading.Event()
+    out = tmp_path / "out"
+    gen = B.iter_batch(cohort / "slides", model, out, scheduler="sync", cancel=cancel)
+    seen = []
+    while True:
+        try:
+            ev = next(gen)
+        except StopIteration as stop:
+            res = stop.value
+            break
+        seen.append(ev.kind)
+        if ev.kind == "done":
+            cancel.set()
+    assert res.cancelled
+    statuses = res.summary["status"].value_counts().to_dict()
+    assert statuses.get("done", 0) >= 1 and statuses.get("cancelled", 0) >= 1
+    done = res.summary[res.summary["status"] == "done"]["slide_id"]
+    assert all(is_complete(out / sid, B.make_params(), read_manifest(out / sid)["model"]["sha256"])
+               for sid in done)
+    assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+
+
+def test_local_cluster_two_workers(cohort: Path, model: Path, tmp_path: Path) -> None:
+    """A real LocalCluster: 2 worker processes on loopback, 1 thread each."""
+    slides = sorted((cohort / "slides").glob("case*.tif"))
+    ref = B.run_batch(slides, model, tmp_path / "ref", scheduler="sync")
+    events: list[B.BatchEvent] = []
+    res = B.run_batch(slides, model, tmp_path / "dask", scheduler="local", n_workers=2,
+                      on_event=events.append)
+    assert (res.summary["status"] == "done").all()
+    workers = set(res.summary["worker"])
+    assert len(workers) == 2 and all(w.startswith("tcp://127.0.0.1:") for w in workers)
+    # tile progress travelled from the workers back to this process
+    assert any(e.kind == "progress" and e.tiles_total > 0 for e in events)
+    assert sum(e.kind == "started" for e in events) == 4
+    _same_tables(ref.summary, res.summary)
+    _same_results(tmp_path / "ref", tmp_path / "dask", list(ref.summary["slide_id"]))
+
+
+def test_kill_and_resume_matches_uninterrupted_run(model: Path, tmp_path: Path) -> None:
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    for i in range(8):
+        write_tiny_slide(slides / f"s{i}.tif", seed=10 + i, shape_rc=(512, 640))
+    ref = B.run_batch(slides, model, tmp_path / "ref", scheduler="sync")
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "napari_xai.cli.batch", str(slides), "--model", str(model),
+           "--out", str(out), "--scheduler", "sync", "-q"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    done_at_kill = 0
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            done_at_kill = len(_complete(out))
+            if done_at_kill >= 2:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, f"run ended before the kill: {proc.stderr.read()!r}"
+        os.killpg(proc.pid, signal.SIGKILL)  # the process group we started
+    finally:
+        proc.wait(timeout=30)
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    finished = len(_complete(out))  # a hidden .tmp- folder may hold a manifest: not complete
+    assert 1 <= finished < 8, finished
+    # resume with the same command, to the end
+    rerun = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    summary = pd.read_csv(out / "cohort_summary.csv")
+    assert int(summary["reused"].sum()) == finished
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no leftovers
+    ref_csv = pd.read_csv(tmp_path / "ref" / "cohort_summary.csv")
+    _same_tables(ref_csv, summary)
+    _same_results(tmp_path / "ref", out, list(ref.summary["slide_id"]))
