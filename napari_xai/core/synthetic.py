@@ -1388,11 +1388,13 @@ def _iter_encoded_tiles(
         for tc in range(n_c):
             in_flight.append(pool.submit(job, tr, tc))
             if len(in_flight) >= max_in_flight:
-                yield in_flight.popleft().result()
-                on_tile()
+                data = in_flight.popleft().result()
+                on_tile()  # before yielding: the writer stops pulling after the last tile
+                yield data
     while in_flight:
-        yield in_flight.popleft().result()
+        data = in_flight.popleft().result()
         on_tile()
+        yield data
 
 
 def write_synthetic_slide(
