@@ -33,8 +33,9 @@ fi
 TORCH_SPEC=${NAPARI_XAI_TORCH:-torch==2.13.0}
 if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   echo "setup: installing $TORCH_SPEC"
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q "$TORCH_SPEC"
+  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -m pip install -q "$TORCH_SPEC" 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -c "import torch"
 fi
 if ! .venv/bin/python -c "import napari_xai, napari, pytestqt" >/dev/null 2>&1 \
    || [ pyproject.toml -nt .venv/.napari-xai-installed ]; then
