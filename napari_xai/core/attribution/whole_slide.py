@@ -42,6 +42,7 @@ __all__ = [
     "iter_explain_slide",
     "iter_explain_view",
     "iter_stitch_tiles",
+    "resolve_model",
     "saliency_key",
     "saliency_layer_name",
     "slide_grid",
@@ -342,6 +343,39 @@ def iter_stitch_tiles(
     return n_done
 
 
+_MODEL_CACHE: dict[tuple[str, str], Any] = {}
+
+
+def resolve_model(model: Any, *, device: str | None = None) -> Any:
+    """A loaded model from a loaded model, ``"demo"`` or a model file/folder (cached).
+
+    Parameters
+    ----------
+    model : LoadedModel, str or Path
+        ``"demo"`` is the bundled demo model; a path goes to
+        :func:`napari_xai.core.models.loading.load_model`.
+    device : str, optional
+        ``None``/``"auto"``: CUDA, then MPS, then CPU.
+    """
+    if not isinstance(model, (str, Path)):
+        return model
+    key = (str(model), str(device or "auto"))
+    if key not in _MODEL_CACHE:
+        dev = None if device in (None, "auto") else device
+        if str(model).lower() == "demo":
+            from napari_xai.core.models.demo import load_demo_model
+
+            loaded = load_demo_model(device=dev)
+        else:
+            from napari_xai.core.models.loading import load_model
+
+            loaded = load_model(model, device=dev)
+        if len(_MODEL_CACHE) > 4:
+            _MODEL_CACHE.clear()
+        _MODEL_CACHE[key] = loaded
+    return _MODEL_CACHE[key]
+
+
 def _model_id(model: Any) -> str:
     sha = getattr(model, "sha256", None)
     if sha:
@@ -351,7 +385,7 @@ def _model_id(model: Any) -> str:
 
 
 def _explain(
-    slide: Slide,
+    slide: Slide | str | Path,
     model: Any,
     *,
     store: str | Path,
@@ -368,6 +402,19 @@ def _explain(
     num_workers: int,
     select: Callable[[TileGrid, StitchedMap], npt.NDArray[np.int64]] | None,
 ) -> Generator[ExplainProgress, None, ExplainResult]:
+    if isinstance(slide, (str, Path)):
+        from napari_xai.core.wsi import open_slide
+
+        with open_slide(slide) as opened:
+            return (
+                yield from _explain(
+                    opened, model, store=store, method=method, target=target,
+                    batch_size=batch_size, overlap=overlap, tissue=tissue,
+                    min_tissue=min_tissue, mpp=mpp, map_px=map_px, resume=resume,
+                    options=options, num_workers=num_workers, select=select,
+                )
+            )
+    model = resolve_model(model, device=options.pop("device", None))
     card = getattr(model, "card", None)
     if card is None:
         raise ValueError(
