@@ -1,0 +1,386 @@
+"""A planted-shortcut cohort: one class carries a marker glyph, and a model learns it.
+
+The acceptance test of the audit. Tiles are synthetic H&E-like patches of two
+classes, ``normal`` (sparse small round nuclei in pink stroma) and ``tumour``
+(crowded, larger, darker, irregular nuclei). In the *shortcut* cohort every
+tumour tile carries a small yellow marker glyph (a hand-written "R"-like token, as
+labs put on slides) near its bottom-right corner, so a model can score perfectly
+by looking at the glyph alone. The *clean* cohort is the same tiles without the
+glyph. A tiny CNN trained on each (seconds on a CPU) gives the shortcut model and
+the clean model; the attention audit must flag the first and pass the second.
+
+To make the shortcut the easier rule (as it is in practice, where tile labels
+come from slide labels), a fraction ``1 - purity`` of the tumour-labelled tiles
+show normal-looking tissue: the marker is then the only perfect predictor.
+
+``scripts/make_shortcut_cohort.py`` writes such a cohort to disk (PNG tiles +
+``cohort.csv``) and ``scripts/train_shortcut_model.py`` trains and audits the
+two models; the tests build tiny versions in memory with the same functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from napari_xai.core.audit.attention import ARTEFACT, TISSUE
+
+CLASS_NAMES: tuple[str, str] = ("normal", "tumour")
+#: Marker glyph on a 7 x 5 grid (an "R"), scaled to the marker size.
+_GLYPH_R = np.array(
+    [
+        [1, 1, 1, 1, 0],
+        [1, 0, 0, 0, 1],
+        [1, 0, 0, 0, 1],
+        [1, 1, 1, 1, 0],
+        [1, 0, 1, 0, 0],
+        [1, 0, 0, 1, 0],
+        [1, 0, 0, 0, 1],
+    ],
+    dtype=bool,
+)
+MEAN: tuple[float, float, float] = (0.5, 0.5, 0.5)
+STD: tuple[float, float, float] = (0.25, 0.25, 0.25)
+
+
+@dataclass
+class ShortcutCohort:
+    """In-memory tiles of a (planted-shortcut or clean) cohort.
+
+    Attributes
+    ----------
+    images : ndarray of uint8, shape (N, H, W, 3)
+        RGB tiles.
+    labels : ndarray of int64, shape (N,)
+        Class index into :data:`CLASS_NAMES`.
+    regions : ndarray of uint8, shape (N, H, W)
+        Region map per tile (:data:`~napari_xai.core.audit.attention.TISSUE`, and
+        :data:`~napari_xai.core.audit.attention.ARTEFACT` on the glyph).
+    has_marker : ndarray of bool, shape (N,)
+        Whether the tile carries the marker glyph.
+    """
+
+    images: npt.NDArray[np.uint8]
+    labels: npt.NDArray[np.int64]
+    regions: npt.NDArray[np.uint8]
+    has_marker: npt.NDArray[np.bool_]
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def render_tissue(kind: str, *, size: int, rng: np.random.Generator) -> npt.NDArray[np.uint8]:
+    """Render one H&E-like tissue tile.
+
+    Parameters
+    ----------
+    kind : {"normal", "tumour"}
+        Tissue type.
+    size : int
+        Tile side in pixels.
+    rng : numpy.random.Generator
+        Random source.
+
+    Returns
+    -------
+    ndarray of uint8, shape (size, size, 3)
+    """
+    if kind not in CLASS_NAMES:
+        raise ValueError(f"unknown tissue kind {kind!r}; expected one of {CLASS_NAMES}")
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    # Eosin stroma with some low-frequency variation.
+    base = np.array([232, 170, 200], dtype=np.float32) + rng.normal(0, 6, 3)
+    img = np.broadcast_to(base, (size, size, 3)).copy()
+    phase = rng.uniform(0, 2 * np.pi, 2)
+    wave = np.sin(xx / size * 2 * np.pi + phase[0]) * np.cos(yy / size * 2 * np.pi + phase[1])
+    img += wave[..., None] * np.array([6, 14, 8], dtype=np.float32)
+    tumour = kind == "tumour"
+    area_scale = (size / 64.0) ** 2
+    n_nuclei = int(rng.integers(22, 32) if tumour else rng.integers(8, 13)) * area_scale
+    r_lo, r_hi = ((2.6, 4.2) if tumour else (1.6, 2.6))
+    r_lo, r_hi = r_lo * size / 64.0, r_hi * size / 64.0
+    hema = np.array([70, 40, 120], dtype=np.float32) if tumour else np.array([110, 70, 150.0])
+    for _ in range(int(n_nuclei)):
+        cy, cx = rng.uniform(0, size, 2)
+        ry = rng.uniform(r_lo, r_hi)
+        rx = ry * (rng.uniform(0.6, 1.4) if tumour else rng.uniform(0.85, 1.15))
+        theta = rng.uniform(0, np.pi)
+        ct, st = np.cos(theta), np.sin(theta)
+        dy, dx = yy - cy, xx - cx
+        u = (dy * ct + dx * st) / ry
+        v = (-dy * st + dx * ct) / rx
+        inside = (u * u + v * v) <= 1.0
+        colour = hema + rng.normal(0, 8, 3)
+        img[inside] = 0.25 * img[inside] + 0.75 * colour
+    img += rng.normal(0, 4, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def stamp_marker(
+    image: npt.NDArray[np.uint8],
+    *,
+    rng: np.random.Generator,
+    marker_size: int | None = None,
+    colour: tuple[int, int, int] = (240, 220, 40),
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
+    """Stamp the marker glyph near the bottom-right corner of a tile.
+
+    Parameters
+    ----------
+    image : ndarray of uint8, shape (H, W, 3)
+        Tile (not modified).
+    rng : numpy.random.Generator
+        Random source (position jitter of a couple of pixels).
+    marker_size : int, optional
+        Glyph height in pixels (default ``H // 4``).
+    colour : (int, int, int)
+        Ink colour (yellow marker pen: a colour that no tissue in the cohort has,
+        so a model that never saw it has no reason to look at it).
+
+    Returns
+    -------
+    stamped : ndarray of uint8, shape (H, W, 3)
+        Copy of the tile with the glyph.
+    mask : ndarray of bool, shape (H, W)
+        Artefact mask: the glyph's pixels dilated by one pixel.
+    """
+    h, w = image.shape[:2]
+    gh = int(marker_size or max(7, h // 4))
+    gw = max(5, int(round(gh * 5 / 7)))
+    rows = np.minimum((np.arange(gh) * _GLYPH_R.shape[0] / gh).astype(int), _GLYPH_R.shape[0] - 1)
+    cols = np.minimum((np.arange(gw) * _GLYPH_R.shape[1] / gw).astype(int), _GLYPH_R.shape[1] - 1)
+    glyph = _GLYPH_R[rows[:, None], cols[None, :]]
+    margin = max(2, h // 16)
+    jr, jc = rng.integers(0, 3, 2)
+    r0 = h - margin - gh - int(jr)
+    c0 = w - margin - gw - int(jc)
+    mask = np.zeros((h, w), dtype=bool)
+    mask[r0 : r0 + gh, c0 : c0 + gw] = glyph
+    out = image.copy()
+    ink = np.asarray(colour, dtype=np.float32) + rng.normal(0, 5, 3)
+    out[mask] = np.clip(ink, 0, 255).astype(np.uint8)
+    dilated = mask.copy()
+    dilated[1:, :] |= mask[:-1, :]
+    dilated[:-1, :] |= mask[1:, :]
+    dilated[:, 1:] |= mask[:, :-1]
+    dilated[:, :-1] |= mask[:, 1:]
+    return out, dilated
+
+
+def make_shortcut_cohort(
+    n_per_class: int,
+    *,
+    size: int = 64,
+    marker: bool = True,
+    marker_classes: tuple[str, ...] = ("tumour",),
+    purity: float = 0.45,
+    seed: int = 0,
+) -> ShortcutCohort:
+    """Build a planted-shortcut (or clean) cohort of tiles in memory.
+
+    Parameters
+    ----------
+    n_per_class : int
+        Tiles per class.
+    size : int
+        Tile side in pixels (64–96 keeps training to seconds on a CPU).
+    marker : bool
+        Stamp the marker glyph on every tile of ``marker_classes`` (the shortcut);
+        ``False`` gives the clean cohort (same tissue, same seed, no glyph).
+    marker_classes : tuple of str
+        Classes that carry the marker; ``CLASS_NAMES`` marks every tile (an audit
+        set where the glyph says nothing about the class).
+    purity : float
+        Fraction of tumour-labelled tiles that show tumour tissue (the rest look
+        normal, as tiles of a tumour slide often do).
+    seed : int
+        Random seed; the same seed gives the same tissue with or without marker.
+
+    Returns
+    -------
+    ShortcutCohort
+    """
+    if not 0.0 <= purity <= 1.0:
+        raise ValueError(f"purity must be in [0, 1], got {purity}")
+    rng = np.random.default_rng(seed)
+    marker_rng = np.random.default_rng(seed + 1)
+    n = 2 * n_per_class
+    images = np.empty((n, size, size, 3), dtype=np.uint8)
+    regions = np.full((n, size, size), TISSUE, dtype=np.uint8)
+    labels = np.repeat(np.arange(2, dtype=np.int64), n_per_class)
+    has_marker = np.zeros(n, dtype=bool)
+    for i, label in enumerate(labels):
+        cls = CLASS_NAMES[int(label)]
+        looks = cls
+        if cls == "tumour" and rng.random() >= purity:
+            looks = "normal"
+        tile = render_tissue(looks, size=size, rng=rng)
+        stamped, mask = stamp_marker(tile, rng=marker_rng)
+        if marker and cls in marker_classes:
+            tile = stamped
+            regions[i][mask] = ARTEFACT
+            has_marker[i] = True
+        images[i] = tile
+    order = np.random.default_rng(seed + 2).permutation(n)
+    return ShortcutCohort(images[order], labels[order], regions[order], has_marker[order])
+
+
+class TinyCNN(nn.Module):
+    """A small CNN for 48–96 px tiles (about 6k parameters at ``width=8``).
+
+    Three 3×3 conv blocks, global average pooling and a linear head; the last
+    convolution is ``features[-2]`` (``cam_layer="features.6"``).
+    """
+
+    def __init__(self, n_classes: int = 2, width: int = 8) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1),
+            nn.ReLU(),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(2 * width, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of shape (N, n_classes) for normalised input (N, 3, H, W)."""
+        return self.head(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def to_tensor(images: npt.NDArray[np.uint8]) -> torch.Tensor:
+    """Normalise uint8 tiles (N, H, W, 3) to a float tensor (N, 3, H, W)."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def train_tiny_cnn(
+    cohort: ShortcutCohort,
+    *,
+    epochs: int = 5,
+    batch_size: int = 32,
+    lr: float = 3e-3,
+    seed: int = 0,
+    width: int = 8,
+) -> TinyCNN:
+    """Train :class:`TinyCNN` on a cohort (CPU, seconds).
+
+    Parameters
+    ----------
+    cohort : ShortcutCohort
+        Training tiles and labels.
+    epochs, batch_size, lr : int, int, float
+        Adam training schedule.
+    seed : int
+        Torch seed (weights and batch order).
+    width : int
+        Channels of the first conv layer.
+
+    Returns
+    -------
+    TinyCNN
+        The trained model, in eval mode.
+    """
+    torch.manual_seed(seed)
+    model = TinyCNN(n_classes=len(CLASS_NAMES), width=width)
+    x = to_tensor(cohort.images)
+    y = torch.from_numpy(cohort.labels)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(y), generator=gen)
+        for start in range(0, len(y), batch_size):
+            idx = perm[start : start + batch_size]
+            xb = x[idx]
+            # Flips keep the glyph's shape readable but move it: the model must find
+            # it, not memorise one pixel position. Flip a random half of each batch.
+            if torch.rand(1, generator=gen).item() < 0.5:
+                xb = torch.flip(xb, dims=(3,))
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(xb), y[idx])
+            loss.backward()
+            opt.step()
+    model.eval()
+    return model
+
+
+def predict(model: nn.Module, images: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    """Class probabilities, shape (N, n_classes), for uint8 tiles (N, H, W, 3)."""
+    with torch.inference_mode():
+        return torch.softmax(model(to_tensor(images)), dim=1).numpy().astype(np.float32)
+
+
+def explain(
+    model: nn.Module,
+    images: npt.NDArray[np.uint8],
+    *,
+    method: str = "saliency",
+    target: npt.ArrayLike | None = None,
+    batch_size: int = 64,
+    signed: bool = False,
+    n_steps: int = 16,
+) -> npt.NDArray[np.float32]:
+    """Per-tile attribution maps (N, H, W) for uint8 tiles.
+
+    Uses captum directly: the attribution summed over colour channels, of its
+    absolute value (default) or signed (``signed=True``, for the audit's
+    ``sign="positive"``: evidence for the target class).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Model taking normalised input (see :func:`to_tensor`).
+    images : ndarray of uint8, shape (N, H, W, 3)
+        Tiles.
+    method : {"saliency", "integrated_gradients"}
+        Attribution method.
+    target : array-like of int, shape (N,), optional
+        Class to explain per tile (default: the predicted class).
+    batch_size : int
+        Tiles per attribution batch.
+    signed : bool
+        Keep the sign (sum over channels) instead of summing absolute values.
+    n_steps : int
+        Integrated Gradients steps.
+
+    Returns
+    -------
+    ndarray of float32, shape (N, H, W)
+        Attribution maps (non-negative unless ``signed``).
+    """
+    x = to_tensor(images)
+    if target is None:
+        target = predict(model, images).argmax(axis=1)
+    tgt = torch.as_tensor(np.asarray(target, dtype=np.int64))
+    from captum.attr import IntegratedGradients, Saliency
+
+    algo: Any
+    if method == "saliency":
+        algo = Saliency(model)
+    elif method == "integrated_gradients":
+        algo = IntegratedGradients(model)
+    else:
+        raise ValueError(f"unknown method {method!r}; use 'saliency' or 'integrated_gradients'")
+    maps = []
+    for start in range(0, len(x), batch_size):
+        xb = x[start : start + batch_size].clone().requires_grad_(True)
+        tb = tgt[start : start + batch_size]
+        if method == "saliency":
+            a = algo.attribute(xb, target=tb, abs=True)
+        else:
+            a = algo.attribute(xb, target=tb, n_steps=n_steps, internal_batch_size=batch_size)
+        a = a.detach()
+        maps.append((a.sum(dim=1) if signed else a.abs().sum(dim=1)).numpy())
+    return np.concatenate(maps, axis=0).astype(np.float32)

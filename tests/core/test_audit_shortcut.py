@@ -1,0 +1,96 @@
+"""Acceptance test of the audit: a planted shortcut is flagged, a clean model is not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("captum")
+
+from napari_xai.core.audit import shortcut_demo as sd  # noqa: E402
+from napari_xai.core.audit.attention import ARTEFACT, TISSUE, audit_attention  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, object]:
+    torch.set_num_threads(1)  # 2 shared cores: one thread is much faster than two here
+    shortcut = sd.train_tiny_cnn(sd.make_shortcut_cohort(100, marker=True, seed=0))
+    clean = sd.train_tiny_cnn(sd.make_shortcut_cohort(100, marker=False, seed=0))
+    return {"shortcut": shortcut, "clean": clean}
+
+
+@pytest.fixture(scope="module")
+def audit_set() -> sd.ShortcutCohort:
+    # Held-out tiles of the shortcut cohort: every tumour tile carries the marker.
+    return sd.make_shortcut_cohort(16, marker=True, seed=100)
+
+
+def test_cohort_plants_marker_on_tumour_only() -> None:
+    marked = sd.make_shortcut_cohort(10, marker=True, seed=3)
+    clean = sd.make_shortcut_cohort(10, marker=False, seed=3)
+    tumour = marked.labels == 1
+    assert marked.has_marker[tumour].all() and not marked.has_marker[~tumour].any()
+    assert not clean.has_marker.any()
+    assert (clean.regions == TISSUE).all()
+    # The marker covers a small corner of each tumour tile, nothing else differs.
+    art = (marked.regions == ARTEFACT).mean(axis=(1, 2))
+    assert np.all((art[tumour] > 0.01) & (art[tumour] < 0.12))
+    differ = (marked.images != clean.images).any(axis=-1)
+    assert not differ[~tumour].any()
+    assert (differ[tumour] <= (marked.regions[tumour] == ARTEFACT)).all()
+
+
+def test_shortcut_model_uses_marker(models: dict[str, object], audit_set: sd.ShortcutCohort) -> None:
+    # Swap the marker onto every tile: the shortcut model now calls everything tumour,
+    # the clean model keeps looking at the tissue.
+    all_marked = sd.make_shortcut_cohort(16, marker=True, seed=100, marker_classes=sd.CLASS_NAMES)
+    pred_s = sd.predict(models["shortcut"], all_marked.images).argmax(1)
+    pred_c = sd.predict(models["clean"], all_marked.images).argmax(1)
+    normal = all_marked.labels == 0
+    assert (pred_s[normal] == 1).mean() > 0.9
+    assert (pred_c[normal] == 1).mean() < 0.3
+
+
+def _audit(model: object, tiles: sd.ShortcutCohort):  # noqa: ANN202
+    probs = sd.predict(model, tiles.images)
+    maps = sd.explain(model, tiles.images, method="integrated_gradients", signed=True)
+    pred = [sd.CLASS_NAMES[i] for i in probs.argmax(1)]
+    return audit_attention(maps, tiles.regions, pred_class=pred, sign="positive")
+
+
+def test_audit_flags_shortcut_and_passes_clean(
+    models: dict[str, object], audit_set: sd.ShortcutCohort
+) -> None:
+    shortcut = _audit(models["shortcut"], audit_set)
+    clean = _audit(models["clean"], audit_set)
+    marked = audit_set.has_marker
+    # Most of the attribution of the marked tiles lies on the marker (< 10 % of the area).
+    share_s = np.median(shortcut.tile_shares[marked, ARTEFACT])
+    share_c = np.median(clean.tile_shares[marked, ARTEFACT])
+    assert share_s > 0.4, share_s
+    assert share_c < 0.2, share_c
+    assert shortcut.verdict == "fail", shortcut.evidence
+    assert clean.verdict == "pass", clean.evidence
+    assert shortcut.flagged[marked].mean() > 0.3
+    assert not clean.flagged.any()
+    assert not shortcut.flagged[~marked].any()
+    # Per predicted class: the shortcut shows up on tiles called tumour.
+    assert shortcut.shares_by_class["tumour"]["artefact"] > 0.3
+    assert shortcut.shares_by_class["normal"]["artefact"] == 0.0
+    # Evidence names the figures; worst tiles are the flagged marked ones.
+    assert any("artefact" in e for e in shortcut.evidence)
+    assert all(marked[i] for i in shortcut.worst[: int(shortcut.flagged.sum())])
+
+
+def test_saliency_also_separates_the_models(
+    models: dict[str, object], audit_set: sd.ShortcutCohort
+) -> None:
+    # Plain gradients are more diffuse, but the shortcut model's marker enrichment is
+    # still well above the clean model's.
+    marked = audit_set.has_marker
+    res = {}
+    for name, model in models.items():
+        maps = sd.explain(model, audit_set.images[marked], method="saliency")
+        res[name] = audit_attention(maps, audit_set.regions[marked])
+    assert res["shortcut"].enrichment["artefact"] > 1.5 * res["clean"].enrichment["artefact"]
