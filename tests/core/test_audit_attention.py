@@ -44,7 +44,9 @@ def test_tile_shares_known_values() -> None:
     att[1, 0, :] = 3.0  # all mass on the artefact row
     att[1, 1, 0] = -1.0  # abs counts
     shares, area, mass = tile_region_shares(att, reg)
-    np.testing.assert_allclose(shares[0, [BACKGROUND, TISSUE, ARTEFACT, BORDER]], [0, 0.75, 0.25, 0])
+    np.testing.assert_allclose(
+        shares[0, [BACKGROUND, TISSUE, ARTEFACT, BORDER]], [0, 0.75, 0.25, 0]
+    )
     np.testing.assert_allclose(shares[1, ARTEFACT], 12 / 13)
     np.testing.assert_allclose(area[:, ARTEFACT], 0.25)
     np.testing.assert_allclose(mass, [16, 13])
@@ -94,7 +96,9 @@ def test_crop_tile_regions_and_map_shares_agree() -> None:
     reg = np.full((16, 24), TISSUE, np.uint8)
     reg[0:4, 8:12] = ARTEFACT
     tiles = np.array([[0, 32], [32, 0], [48, 80]])
-    crops = crop_tile_regions(reg, tiles, regions_downsample=4, tile_shape0=(32, 32), out_shape=(16, 16))
+    crops = crop_tile_regions(
+        reg, tiles, regions_downsample=4, tile_shape0=(32, 32), out_shape=(16, 16)
+    )
     assert crops.shape == (3, 16, 16)
     assert (crops[0, :8, :8] == ARTEFACT).all() and (crops[0, 8:, :] == TISSUE).all()
     assert (crops[1] == TISSUE).all()
@@ -102,6 +106,8 @@ def test_crop_tile_regions_and_map_shares_agree() -> None:
     # Whole-slide map at stride 8 with all mass on the artefact: share 1.
     sal = np.zeros((8, 12))
     sal[0:2, 4:6] = 1.0
-    mass, pixels = map_region_shares(sal, reg, saliency_downsample=8, regions_downsample=4, block_rows=3)
+    mass, pixels = map_region_shares(
+        sal, reg, saliency_downsample=8, regions_downsample=4, block_rows=3
+    )
     np.testing.assert_allclose(mass / mass.sum(), [0, 0, 1, 0])
     assert pixels.sum() == sal.size and pixels[ARTEFACT] == 4

@@ -41,7 +41,9 @@ def test_cohort_plants_marker_on_tumour_only() -> None:
     assert (differ[tumour] <= (marked.regions[tumour] == ARTEFACT)).all()
 
 
-def test_shortcut_model_uses_marker(models: dict[str, object], audit_set: sd.ShortcutCohort) -> None:
+def test_shortcut_model_uses_marker(
+    models: dict[str, object], audit_set: sd.ShortcutCohort
+) -> None:
     # Swap the marker onto every tile: the shortcut model now calls everything tumour,
     # the clean model keeps looking at the tissue.
     all_marked = sd.make_shortcut_cohort(16, marker=True, seed=100, marker_classes=sd.CLASS_NAMES)

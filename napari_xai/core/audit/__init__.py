@@ -1,4 +1,4 @@
-"""Shortcut and bias audit: does the model look at tissue, or at the pen mark?
+"""Shortcut and bias audit: does the model look at tissue, or at the pen mark.
 
 Submodules (import them directly; this package imports nothing heavy):
 

@@ -1,4 +1,4 @@
-"""Where does the attribution mass land: tissue, background, artefacts or the border?
+"""Where the attribution mass lands: tissue, background, artefacts or the border.
 
 Everything here works on plain arrays with known scales, so it does not depend
 on any file format:
@@ -443,7 +443,9 @@ def audit_attention(
     off_area = area[:, off].sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         off_enrich = np.where(off_area > 0, off_share / np.maximum(off_area, 1e-12), np.inf)
-    flagged = (mass > 0) & (off_share >= th.tile_off_tissue_share) & (off_enrich >= th.tile_enrichment)
+    flagged = (
+        (mass > 0) & (off_share >= th.tile_off_tissue_share) & (off_enrich >= th.tile_enrichment)
+    )
 
     total = mass.sum()
     mass_by = (shares * mass[:, None]).sum(axis=0)

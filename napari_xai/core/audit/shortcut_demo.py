@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
-from torch import nn
+import torch  # noqa: TID253 (core runs only when auditing)
+from torch import nn  # noqa: TID253
 
 from napari_xai.core.audit.attention import ARTEFACT, TISSUE
 
@@ -102,7 +102,7 @@ def render_tissue(kind: str, *, size: int, rng: np.random.Generator) -> npt.NDAr
     tumour = kind == "tumour"
     area_scale = (size / 64.0) ** 2
     n_nuclei = int(rng.integers(22, 32) if tumour else rng.integers(8, 13)) * area_scale
-    r_lo, r_hi = ((2.6, 4.2) if tumour else (1.6, 2.6))
+    r_lo, r_hi = (2.6, 4.2) if tumour else (1.6, 2.6)
     r_lo, r_hi = r_lo * size / 64.0, r_hi * size / 64.0
     hema = np.array([70, 40, 120], dtype=np.float32) if tumour else np.array([110, 70, 150.0])
     for _ in range(int(n_nuclei)):
