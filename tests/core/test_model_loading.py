@@ -174,9 +174,7 @@ def test_state_dict_problems(tmp_path: Path) -> None:
             load_model(weights, architecture=spec, card=CARD)
     # Weights that do not fit the architecture.
     with pytest.raises(ModelError, match="do not fit"):
-        load_model(
-            weights, architecture="napari_xai.core.models.demo:make_resnet18", card=CARD
-        )
+        load_model(weights, architecture="napari_xai.core.models.demo:make_resnet18", card=CARD)
 
 
 def test_card_override_and_prefixed_state_dict(tmp_path: Path) -> None:

@@ -140,7 +140,11 @@ def test_grid_on_real_boxes_slide(shared_data) -> None:
         np.testing.assert_array_equal(tiles[0], direct)
         # 3x: read 24 px at level 1 (2x), resized to 16; same footprint as 48 level-0 px.
         grid3 = plan_tile_grid(
-            slide.info.shape_rc, ds, slide_mpp=0.25, model_mpp=0.75, tile_size=16,
+            slide.info.shape_rc,
+            ds,
+            slide_mpp=0.25,
+            model_mpp=0.75,
+            tile_size=16,
             min_tissue=0,
         )
         assert (grid3.level, grid3.read_size, grid3.tile_size0) == (1, 24, 48)
