@@ -1,0 +1,102 @@
+"""The Explain widget in a real viewer: saliency layers exist, align and are not blank."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ..conftest import write_pyramid_tiff
+
+
+@pytest.fixture(scope="module")
+def slide_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("explain")
+    return write_pyramid_tiff(folder / "explain.svs", shape_rc=(1024, 1536), tile=256, levels=2)
+
+
+def _run(widget, qtbot, start) -> None:
+    start()
+    worker = widget._worker
+    assert worker is not None
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+
+
+def test_methods_menu_matches_registry() -> None:
+    from napari_xai._widgets.explain import METHODS
+    from napari_xai.core.attribution import ATTRIBUTION_METHODS
+
+    assert set(METHODS) == set(ATTRIBUTION_METHODS)
+
+
+def test_whole_slide_saliency_layer(make_napari_viewer, qtbot, slide_path, tmp_path) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    from napari_xai._widgets.explain import SLIDE, ExplainWidget
+
+    viewer = make_napari_viewer(show=True)
+    (slide_layer,) = viewer.open(slide_path, plugin="napari-xai")
+    widget = ExplainWidget(viewer)
+    assert widget._slide_layer.value is slide_layer
+    assert "tumour" in widget._target.choices
+    widget._output.value = tmp_path
+    widget._mode.value = SLIDE
+    widget._method.value = "grad_cam"
+    widget._target.value = "tumour"
+    viewer.reset_view()
+    before = viewer.screenshot(canvas_only=True, flash=False)
+    _run(widget, qtbot, widget._on_run)
+    res = widget.last_result
+    assert res is not None and res.complete and res.n_computed > 0
+    name = "explain saliency [grad_cam, tumour]"
+    assert name in viewer.layers
+    layer = viewer.layers[name]
+    assert layer.colormap.name == "inferno" and layer.multiscale
+    # aligned with the slide: same world bounding box (pixel edges), within a map pixel
+    ds = res.scale_rc[0]
+    s_ext, m_ext = slide_layer.extent.world, layer.extent.world
+    np.testing.assert_allclose(m_ext[0] - (ds - 1) / 2, s_ext[0], atol=1e-6)
+    assert np.all(np.abs(m_ext[1] + (ds - 1) / 2 - s_ext[1]) <= ds)
+    after = viewer.screenshot(canvas_only=True, flash=False)
+    assert after[..., :3].astype(float).std() > 5
+    assert np.abs(after[..., :3].astype(int) - before[..., :3].astype(int)).mean() > 5
+    # the saliency itself is not blank
+    level = np.asarray(layer.data[-1])
+    assert np.nanmax(level) > 0 and np.isfinite(level).mean() > 0.2  # tissue tiles only
+    # re-run replaces, does not pile up
+    n_layers = len(viewer.layers)
+    _run(widget, qtbot, widget._on_run)
+    assert len(viewer.layers) == n_layers
+    assert widget.last_result.n_computed == 0  # resumed from the store
+
+
+def test_view_mode_and_channels(make_napari_viewer, qtbot, slide_path, tmp_path) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    from napari_xai._widgets.explain import VIEW, ExplainWidget
+    from napari_xai.core.attribution.whole_slide import slide_grid, tiles_in_view
+
+    viewer = make_napari_viewer(show=True)
+    (slide_layer,) = viewer.open(slide_path, plugin="napari-xai")
+    widget = ExplainWidget(viewer)
+    widget._output.value = tmp_path
+    widget._mode.value = VIEW
+    widget._method.value = "saliency"
+    camera = widget._camera()
+    camera.center = (300, 400)
+    camera.zoom = 2.0
+    rect = widget.view_rect(slide_layer)
+    _run(widget, qtbot, widget._on_run)
+    res = widget.last_result
+    grid = slide_grid(slide_layer.metadata["slide"], widget._load_model().card)
+    assert 0 < res.n_computed == len(tiles_in_view(grid, rect)) < res.n_tiles
+    assert "explain saliency [saliency, predicted]" in viewer.layers
+    # channels of the tile under the cursor, drawn beside it
+    viewer.cursor.position = (300, 400)
+    layer = widget._on_show_channels()
+    assert layer is not None and layer.name.startswith("explain channels [")
+    assert np.nanmax(layer.data) <= 1 and layer.data.shape[0] > 1
