@@ -1,0 +1,115 @@
+"""Sample data: a synthetic H&E slide (tumour, pen mark, marker, ruler, label) with masks.
+
+napari imports this module to build the File > Open Sample menu, so nothing heavy
+is imported at module level.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+#: Size (rows, cols) and seed of the sample slide.
+SAMPLE_SHAPE_RC = (16384, 20480)
+SAMPLE_SEED = 0
+_FORMAT_VERSION = 1  # bump when the generator's output changes
+
+
+def cache_dir() -> Path:
+    """Folder for generated data: ``$NAPARI_XAI_CACHE``, else ``$XDG_CACHE_HOME/napari-xai``.
+
+    Falls back to ``~/.cache/napari-xai``.
+    """
+    env = os.environ.get("NAPARI_XAI_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "napari-xai"
+
+
+def sample_slide_path(
+    *,
+    shape_rc: tuple[int, int] = SAMPLE_SHAPE_RC,
+    seed: int = SAMPLE_SEED,
+    folder: str | Path | None = None,
+    progress: Callable[[int, int], Any] | None = None,
+) -> Path:
+    """Path of the synthetic sample slide, written once and reused.
+
+    Parameters
+    ----------
+    shape_rc : tuple of int
+        Level-0 (rows, cols).
+    seed : int
+        Generator seed.
+    folder : str or Path, optional
+        Where to keep it (default :func:`cache_dir`).
+    progress : callable, optional
+        ``progress(done_tiles, total_tiles)`` while writing.
+
+    Returns
+    -------
+    Path
+        The ``.svs`` file; its ground truth lies beside it (``.truth.npz``).
+    """
+    from napari_xai.core.synthetic import SyntheticTruth, write_synthetic_slide
+
+    folder = Path(folder) if folder is not None else cache_dir()
+    name = f"synthetic_{shape_rc[0]}x{shape_rc[1]}_seed{seed}_v{_FORMAT_VERSION}.svs"
+    path = folder / name
+    if path.is_file() and SyntheticTruth.default_path(path).is_file():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    write_synthetic_slide(path, shape_rc=shape_rc, seed=seed, progress=progress)
+    return path
+
+
+def synthetic_slide() -> list[Any]:
+    """Open the synthetic sample slide with its tissue, artefact and tumour-truth layers.
+
+    The slide (16384 x 20480 px, 0.5 µm/px, Aperio-style pyramidal JPEG TIFF) is
+    generated on first use into the cache folder (:func:`cache_dir`, about 30 s)
+    and reused afterwards.
+
+    Returns
+    -------
+    list of LayerDataTuple
+        The lazy multiscale slide, then Labels layers: tissue, artefacts (from
+        the thumbnail, as for any slide) and the generator's tumour ground
+        truth (hidden).
+    """
+    import numpy as np
+
+    from napari_xai._reader import read_slide
+    from napari_xai.core.layers import mask_to_world
+    from napari_xai.core.masks import mask_layers, slide_masks
+    from napari_xai.core.synthetic import SyntheticTruth
+
+    path = sample_slide_path(shape_rc=SAMPLE_SHAPE_RC, seed=SAMPLE_SEED)
+    layers: list[Any] = list(read_slide(str(path)))
+    slide = layers[0][1]["metadata"]["slide"]
+    prefix = path.name
+    layers.extend(mask_layers(slide_masks(slide), name_prefix=prefix))
+    truth = SyntheticTruth.load(path)
+    scale, translate = mask_to_world(truth.downsample)
+    layers.append(
+        (
+            truth.tumour.astype(np.uint8),
+            {
+                "name": f"{prefix} tumour (truth)",
+                "scale": scale,
+                "translate": translate,
+                "opacity": 0.4,
+                "visible": False,
+                "colormap": {0: "transparent", 1: "yellow", None: "transparent"},
+                "metadata": {"kind": "ground_truth", "downsample": truth.downsample},
+            },
+            "labels",
+        )
+    )
+    return layers
