@@ -146,3 +146,17 @@ def test_saliency_layer_data(slide, model, tmp_path) -> None:
     assert np.all(np.abs(ext[1] + ds / 2 - (np.array(slide.info.shape_rc) - 0.5)) < ds)
     assert layer.colormap.name == "inferno"
     assert kwargs["contrast_limits"][1] > 0
+
+
+def test_cli_explain(small_pyramid, tmp_path, capsys) -> None:
+    from napari_xai.cli import main
+
+    code = main(["explain", str(small_pyramid), "--out", str(tmp_path), "--method", "saliency",
+                 "--target", "tumour", "--view", "0", "0", "300", "300", "--quiet"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "saliency/saliency/tumour" in out
+    assert (tmp_path / "pyramid" / "heatmaps.zarr").is_dir()
+    code = main(["explain", str(small_pyramid), "--out", str(tmp_path), "--method", "grad_cam",
+                 "--target", "nope", "--quiet"])
+    assert code == 1 and "unknown class" in capsys.readouterr().err
