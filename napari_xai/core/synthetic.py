@@ -726,18 +726,6 @@ def _interp_fields(
     return np.asarray(out, np.float32)
 
 
-def _periodic_take(atlas: npt.NDArray[Any], r0: int, c0: int, h: int, w: int) -> npt.NDArray[Any]:
-    """Crop (..., h, w) of an atlas periodic in its last two axes, from (r0, c0), wrapping."""
-    pr, pc = atlas.shape[-2:]
-    r0 %= pr
-    c0 %= pc
-    if r0 + h <= pr and c0 + w <= pc:
-        return atlas[..., r0 : r0 + h, c0 : c0 + w]
-    rows = np.arange(r0, r0 + h) % pr
-    cols = np.arange(c0, c0 + w) % pc
-    return atlas[..., rows[:, None], cols[None, :]]
-
-
 def _block_mean(x: FloatArray, factor: int) -> FloatArray:
     """Average over factor x factor blocks of the last two axes (light adds linearly)."""
     if factor == 1:
@@ -747,12 +735,53 @@ def _block_mean(x: FloatArray, factor: int) -> FloatArray:
     return np.asarray(y, np.float32)
 
 
+_TEXTURES = ("glass", "normal_a", "normal_b", "tumour", "ink")
+
+
+def _to_blocks(x: FloatArray, block: int) -> FloatArray:
+    """Cut a periodic (..., P, P) texture into contiguous blocks (nb, nb, ..., B, B)."""
+    p = x.shape[-1]
+    lead = x.shape[:-2]
+    if p < block:
+        rep = -(-block // p)
+        x = np.tile(x, (*([1] * len(lead)), rep, rep))[..., :block, :block]
+        p = block
+    if p % block:
+        raise ValueError(f"texture period {p} is not a multiple of the block size {block}")
+    nb = p // block
+    nd = len(lead)
+    blocks = x.reshape(*lead, nb, block, nb, block)
+    order = (nd, nd + 2, *range(nd), nd + 1, nd + 3)
+    return np.ascontiguousarray(blocks.transpose(order))
+
+
+def _take_blocks(blocks: FloatArray, r0: int, c0: int, h: int, w: int) -> FloatArray:
+    """Crop (..., h, w) at (r0, c0) of a periodic texture stored as blocks (wrapping)."""
+    nb, bs = blocks.shape[0], blocks.shape[-1]
+    if r0 % bs == 0 and c0 % bs == 0 and h == w == bs:  # one block: no copy
+        return np.asarray(blocks[(r0 // bs) % nb, (c0 // bs) % nb])
+    br0, bc0 = r0 // bs, c0 // bs
+    br1, bc1 = -(-(r0 + h) // bs), -(-(c0 + w) // bs)
+    ri = np.arange(br0, br1) % nb
+    ci = np.arange(bc0, bc1) % nb
+    sub = blocks[ri[:, None], ci[None, :]]  # (nr, nc, ..., B, B)
+    nd = blocks.ndim - 4
+    lead = blocks.shape[2:-2]
+    order = (*range(2, 2 + nd), 0, 2 + nd, 1, 3 + nd)
+    full = sub.transpose(order).reshape(*lead, len(ri) * bs, len(ci) * bs)
+    dr, dc = r0 - br0 * bs, c0 - bc0 * bs
+    return np.asarray(full[..., dr : dr + h, dc : dc + w])
+
+
 @dataclass(frozen=True)
 class _Atlas:
     """Periodic textures at one level, as RGB light through the slide on a 0-255 scale.
 
-    ``glass`` (3, P, P) is bare glass; ``normal_a``, ``normal_b`` and ``tumour``
-    (3, P, P) are glass under fully stained tissue; ``ink`` (P, P) modulates ink.
+    Stored as contiguous blocks (nb, nb, ..., B, B) so that a tile-aligned crop is
+    a view (strided crops of a large array are several times slower to compute
+    with). ``glass`` (3 channels) is bare glass; ``normal_a``, ``normal_b`` and
+    ``tumour`` (3 channels) are glass under fully stained tissue; ``ink`` (one
+    channel) modulates ink density.
     """
 
     glass: FloatArray
@@ -761,61 +790,44 @@ class _Atlas:
     tumour: FloatArray
     ink: FloatArray
 
+    def take(self, name: str, r0: int, c0: int, h: int, w: int) -> FloatArray:
+        """Crop (..., h, w) of texture ``name`` at level pixel (r0, c0), wrapping around."""
+        return _take_blocks(getattr(self, name), r0, c0, h, w)
+
 
 _ATLAS_LOCK = threading.Lock()
 
 
-@lru_cache(maxsize=2)
-def _level0_atlas(seed: int) -> _Atlas:
+def _level0_textures(seed: int) -> Iterator[tuple[str, FloatArray]]:
+    """Yield the level-0 textures one at a time (so that only one is held at once)."""
     rng = np.random.default_rng([seed, 1])
     shape = (_PERIOD, _PERIOD)
     glass = _glass_factor(shape, rng)[None] * (_GLASS_T * np.float32(255.0))[:, None, None]
-    textures = [
-        _tissue_transmittance(kind, shape, rng) * glass for kind in ("normal", "normal", "tumour")
-    ]
-    return _Atlas(glass, textures[0], textures[1], textures[2], _ink_grain(shape, rng))
+    yield "glass", glass
+    for name, kind in (("normal_a", "normal"), ("normal_b", "normal"), ("tumour", "tumour")):
+        yield name, _tissue_transmittance(kind, shape, rng) * glass
+    yield "ink", _ink_grain(shape, rng)
 
 
-@lru_cache(maxsize=16)
-def _level_atlas_cached(seed: int, downsample: int) -> _Atlas:
-    a0 = _level0_atlas(seed)
-    if downsample == 1:
-        return a0
-    if _PERIOD % downsample:
-        raise ValueError(f"level downsample {downsample} does not divide {_PERIOD}")
-    return _Atlas(
-        *(
-            _block_mean(x, downsample)
-            for x in (a0.glass, a0.normal_a, a0.normal_b, a0.tumour, a0.ink)
-        )
-    )
+@lru_cache(maxsize=2)
+def _atlas_pyramid_cached(
+    seed: int, downsamples: tuple[int, ...], block: int
+) -> dict[int, _Atlas]:
+    parts: dict[int, dict[str, FloatArray]] = {ds: {} for ds in downsamples}
+    for ds in downsamples:
+        if _PERIOD % ds:
+            raise ValueError(f"level downsample {ds} does not divide {_PERIOD}")
+    for name, full in _level0_textures(seed):
+        for ds in downsamples:
+            parts[ds][name] = _to_blocks(_block_mean(full, ds), block)
+        del full
+    return {ds: _Atlas(**parts[ds]) for ds in downsamples}
 
 
-def _level_atlas(seed: int, downsample: int) -> _Atlas:
+def _atlas_pyramid(seed: int, downsamples: tuple[int, ...], block: int) -> dict[int, _Atlas]:
+    """Texture atlases of every level, built once per (seed, levels, block size)."""
     with _ATLAS_LOCK:  # build once even when tiles are rendered from many threads
-        return _level_atlas_cached(seed, downsample)
-
-
-@lru_cache(maxsize=64)
-def _atlas_blocks_cached(seed: int, downsample: int, name: str, tile: int) -> npt.NDArray[Any]:
-    x = getattr(_level_atlas_cached(seed, downsample), name)
-    p = x.shape[-1]
-    lead = x.shape[:-2]
-    if p <= tile:
-        rep = tile // p
-        return np.tile(x, (*([1] * len(lead)), rep, rep))[None, None].copy()
-    nb = p // tile
-    blocks = x.reshape(*lead, nb, tile, nb, tile)
-    order = (len(lead), len(lead) + 2, *range(len(lead)), len(lead) + 1, len(lead) + 3)
-    return np.ascontiguousarray(blocks.transpose(order))
-
-
-def _atlas_block(seed: int, downsample: int, name: str, tile: int, r: int, c: int) -> Any:
-    """Contiguous (..., tile, tile) crop of an atlas at a tile-aligned position (r, c)."""
-    with _ATLAS_LOCK:
-        blocks = _atlas_blocks_cached(seed, downsample, name, tile)
-    nb = blocks.shape[0]
-    return blocks[(r // tile) % nb, (c // tile) % nb]
+        return _atlas_pyramid_cached(seed, tuple(downsamples), int(block))
 
 
 @dataclass
@@ -1207,17 +1219,13 @@ class SyntheticSlide:
             RGB pixels.
         """
         ds = self.level_downsamples[level]
-        atlas = _level_atlas(self.seed, ds)
+        atlas = _atlas_pyramid(self.seed, self.level_downsamples, self.tile_size)[ds]
         h, w = int(shape_rc[0]), int(shape_rc[1])
         R, C = int(origin_rc[0]), int(origin_rc[1])
         origin0 = (float(R * ds), float(C * ds))
-        t = self.tile_size
-        aligned = h == w == t and R % t == 0 and C % t == 0
 
-        def crop(name: str) -> Any:
-            if aligned:  # contiguous blocks: several times faster than strided crops
-                return _atlas_block(self.seed, ds, name, t, R, C)
-            return _periodic_take(getattr(atlas, name), R, C, h, w)
+        def crop(name: str) -> FloatArray:
+            return atlas.take(name, R, C, h, w)
 
         glass = crop("glass")
         if self._has_tissue(origin0, (h, w), ds):
@@ -1468,8 +1476,7 @@ def write_synthetic_slide(
             progress(done, total)
 
     # build the texture atlases once, before the threads need them
-    for ds in slide.level_downsamples:
-        _level_atlas(slide.seed, ds)
+    _atlas_pyramid(slide.seed, slide.level_downsamples, slide.tile_size)
     last = len(slide.level_downsamples) - 1
     low = slide.render_region((0, 0), slide.level_shapes_rc[last], level=last)
     step = max(1, -(-max(low.shape[:2]) // 1024))

@@ -34,7 +34,7 @@ def test_sample_is_written_once_and_opens_with_aligned_masks(
     rows, cols = 2048, 2560
     for layer in (tissue, artefacts, tumour):
         d = layer.scale[0]
-        far = layer.data_to_world(np.array(layer.data.shape) - 1) + d / 2
+        far = np.asarray(layer.data_to_world(np.array(layer.data.shape) - 1)) + d / 2
         assert np.all(np.abs(far - (rows - 0.5, cols - 0.5)) <= d), (layer.name, far)
 
     again = sample.synthetic_slide()  # reused, not rewritten
