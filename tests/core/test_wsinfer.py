@@ -250,7 +250,8 @@ def test_zoo_folder_scores_a_slide(tmp_path: Path, small_pyramid: Path) -> None:
     from napari_xai.core.export import tiles_to_wsinfer_frame
     from napari_xai.core.wsi import open_slide
 
-    folder = write_zoo_folder(tmp_path / "zoo", zoo_config())
+    # The net only accepts 32 x 32 inputs: the pipeline must apply the config's Resize.
+    folder = write_zoo_folder(tmp_path / "zoo", zoo_config(), strict_size=32)
     model = loading.load_model(folder, device="cpu")
     with open_slide(small_pyramid) as slide:
         result = inference.score_slide(
