@@ -1,0 +1,439 @@
+"""Audit one slide end to end: masks, tiles, attribution, shares, verdict.
+
+:func:`iter_audit_slide` is a generator (yields :class:`AuditProgress` after each
+batch, returns a :class:`SlideAudit`) so a widget can show progress and cancel;
+:func:`audit_slide` runs it to the end. The tile grid, reader and attribution
+are the scoring and explanation pipeline's (:mod:`napari_xai.core.inference`,
+:mod:`napari_xai.core.attribution`), so the audited tiles are the scored ones.
+
+Sampling: a slide can hold 100,000 tiles; the audit explains at most
+``max_tiles`` of them: every tile that touches an artefact (up to half the
+budget, evenly spread) and the rest spread evenly over the remaining tissue
+tiles. The overall shares are over the audited tiles, and so are the area
+shares they are compared with (enrichment), so the choice does not bias the
+comparison; ``sampling`` in the result says what was done.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from napari_xai.core.audit.attention import (
+    REGION_NAMES,
+    AttentionAudit,
+    AuditThresholds,
+    audit_attention,
+    crop_tile_regions,
+    make_region_map,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from napari_xai.core.tiling import TileGrid
+    from napari_xai.core.wsi import Slide
+
+__all__ = [
+    "AuditProgress",
+    "SlideAudit",
+    "audit_slide",
+    "iter_audit_slide",
+    "select_audit_tiles",
+]
+
+#: Default width of the slide border band, as a fraction of the slide's shorter side.
+BORDER_FRACTION = 0.02
+
+
+@dataclass
+class AuditProgress:
+    """State after one batch of :func:`iter_audit_slide`."""
+
+    n_done: int
+    n_total: int
+    elapsed_s: float
+    stage: str = "explaining tiles"
+
+    @property
+    def fraction(self) -> float:
+        """Share of tiles done, in [0, 1]."""
+        return self.n_done / self.n_total if self.n_total else 1.0
+
+
+@dataclass
+class SlideAudit:
+    """Result of auditing one slide.
+
+    Attributes
+    ----------
+    attention : AttentionAudit
+        Shares, flags, verdict and evidence.
+    tiles : pandas.DataFrame
+        One row per audited tile: ``row``, ``col``, ``height``, ``width`` (level 0),
+        ``pred_class``, ``confidence``, ``share_<region>`` per region, ``off_tissue``,
+        ``flagged``.
+    slide_path : Path
+    slide_shape_rc : tuple of int
+    method : str
+        Attribution method.
+    model_name : str
+    n_grid_tiles : int
+        Tissue tiles of the full grid (the audited ones are a sample of these).
+    sampling : str
+        How the audited tiles were chosen.
+    regions : ndarray of uint8, shape (rows, cols)
+        Region map at ``regions_downsample`` (tissue, artefact, border, background).
+    regions_downsample : float
+    thumbnail : ndarray of uint8, shape (rows, cols, 3)
+        Slide thumbnail at ``regions_downsample``.
+    worst_images, worst_maps : ndarray
+        Tiles (K, S, S, 3) and attribution maps (K, S, S) of ``attention.worst``.
+    timings : dict
+    """
+
+    attention: AttentionAudit
+    tiles: pd.DataFrame
+    slide_path: Path
+    slide_shape_rc: tuple[int, int]
+    method: str
+    model_name: str
+    n_grid_tiles: int
+    sampling: str
+    regions: npt.NDArray[np.uint8]
+    regions_downsample: float
+    thumbnail: npt.NDArray[np.uint8]
+    worst_images: npt.NDArray[np.uint8]
+    worst_maps: npt.NDArray[np.float32]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        """``"pass"``, ``"warn"`` or ``"fail"``."""
+        return self.attention.verdict
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (the ``attention`` part of ``audit.json``)."""
+        att = self.attention.to_dict()
+        worst = []
+        for rank, i in enumerate(self.attention.worst):
+            row = self.tiles.iloc[i]
+            worst.append(
+                {
+                    "rank": rank,
+                    "index": int(i),
+                    "row": int(row["row"]),
+                    "col": int(row["col"]),
+                    "height": int(row["height"]),
+                    "width": int(row["width"]),
+                    "pred_class": str(row["pred_class"]),
+                    "off_tissue": float(row["off_tissue"]),
+                    "flagged": bool(row["flagged"]),
+                    **{f"share_{n}": float(row[f"share_{n}"]) for n in REGION_NAMES},
+                }
+            )
+        att["worst_tiles"] = worst
+        att["tiles"] = {
+            "row": [int(x) for x in self.tiles["row"]],
+            "col": [int(x) for x in self.tiles["col"]],
+            "pred_class": [str(x) for x in self.tiles["pred_class"]],
+        }
+        return {
+            "slide": str(self.slide_path),
+            "slide_shape_rc": [int(x) for x in self.slide_shape_rc],
+            "model": self.model_name,
+            "method": self.method,
+            "n_grid_tiles": int(self.n_grid_tiles),
+            "n_audited_tiles": int(len(self.tiles)),
+            "sampling": self.sampling,
+            "regions_downsample": float(self.regions_downsample),
+            "timings": {k: float(v) for k, v in self.timings.items()},
+            **att,
+        }
+
+
+def select_audit_tiles(
+    grid: TileGrid, *, max_tiles: int | None
+) -> tuple[npt.NDArray[np.int64], str]:
+    """Choose which grid tiles to audit.
+
+    Parameters
+    ----------
+    grid : TileGrid
+        The slide's tissue tiles.
+    max_tiles : int or None
+        Budget; ``None`` audits every tile.
+
+    Returns
+    -------
+    indices : ndarray of int64
+        Sorted grid indices.
+    sampling : str
+        Description of the choice.
+    """
+    n = len(grid)
+    if max_tiles is None or n <= max_tiles:
+        return np.arange(n, dtype=np.int64), f"all {n} tissue tiles"
+    budget = max(int(max_tiles), 1)
+    art = grid.artefact_fraction
+    touching = np.flatnonzero(np.asarray(art) > 0) if art is not None else np.zeros(0, np.int64)
+    n_art = min(len(touching), budget // 2)
+    if n_art:
+        pick = np.unique(np.linspace(0, len(touching) - 1, n_art).astype(np.int64))
+        chosen_art = touching[pick]
+    else:
+        chosen_art = np.zeros(0, np.int64)
+    rest = np.setdiff1d(np.arange(n, dtype=np.int64), chosen_art)
+    n_rest = min(len(rest), budget - len(chosen_art))
+    pick = np.unique(np.linspace(0, len(rest) - 1, max(n_rest, 1)).astype(np.int64))
+    chosen = np.union1d(chosen_art, rest[pick] if n_rest else np.zeros(0, np.int64))
+    desc = (
+        f"{len(chosen)} of {n} tissue tiles: {len(chosen_art)} of the {len(touching)} tiles "
+        f"touching artefacts and {len(chosen) - len(chosen_art)} spread evenly over the rest"
+    )
+    return chosen.astype(np.int64), desc
+
+
+def _model_name(model: Any) -> str:
+    card = getattr(model, "card", None)
+    name = getattr(card, "name", None) or type(getattr(model, "module", model)).__name__
+    return str(name)
+
+
+def iter_audit_slide(
+    slide: Slide | str | Path,
+    model: Any,
+    *,
+    method: str = "grad_cam",
+    target: int | str | None = None,
+    max_tiles: int | None = 512,
+    batch_size: int = 16,
+    mpp: float | None = None,
+    min_tissue: float = 0.5,
+    border_width0: float | None = None,
+    thresholds: AuditThresholds | None = None,
+    device: str | None = None,
+    num_workers: int = 2,
+    mask_size: int = 1024,
+    **options: Any,
+) -> Generator[AuditProgress, None, SlideAudit]:
+    """Audit where a model looks on one slide (generator).
+
+    Parameters
+    ----------
+    slide : Slide, str or Path
+        Open slide or slide file.
+    model : LoadedModel, str or Path
+        Loaded model (with card), a model file/folder, or ``"demo"``.
+    method : str
+        Attribution method (key of ``ATTRIBUTION_METHODS``); Grad-CAM is fast,
+        Integrated Gradients sharper.
+    target : int, str or None
+        Class to explain; ``None`` explains each tile's predicted class.
+    max_tiles : int or None
+        Most tiles to explain (see the module docstring for the sampling).
+    batch_size : int
+        Tiles per batch.
+    mpp : float, optional
+        Slide µm/px when the file does not say.
+    min_tissue : float
+        Minimum tissue fraction of a tile (as for scoring).
+    border_width0 : float, optional
+        Width of the border band in level-0 pixels (default 2 % of the shorter side).
+    thresholds : AuditThresholds, optional
+        Flagging thresholds.
+    device : str, optional
+        ``None``/``"auto"``, ``"cpu"``, ``"cuda"``...
+    num_workers : int
+        Tile reader threads.
+    mask_size : int
+        Longest side of the thumbnail the tissue/artefact masks are computed on.
+    **options
+        Attribution options (``n_steps``, ``smooth_samples``...; see ``ExplainOptions``).
+
+    Yields
+    ------
+    AuditProgress
+        After the masks and after each batch; closing the generator cancels.
+
+    Returns
+    -------
+    SlideAudit
+    """
+    if isinstance(slide, (str, Path)):
+        from napari_xai.core.wsi import open_slide
+
+        with open_slide(slide, mpp=mpp) as opened:
+            return (
+                yield from iter_audit_slide(
+                    opened, model, method=method, target=target, max_tiles=max_tiles,
+                    batch_size=batch_size, mpp=mpp, min_tissue=min_tissue,
+                    border_width0=border_width0, thresholds=thresholds, device=device,
+                    num_workers=num_workers, mask_size=mask_size, **options,
+                )
+            )  # fmt: skip
+    import pandas as pd
+    import torch
+
+    from napari_xai.core.attribution import Explainer, ExplainOptions, tiles_to_tensor
+    from napari_xai.core.attribution.whole_slide import resolve_model
+    from napari_xai.core.inference import grid_for_slide
+    from napari_xai.core.masks import masks_from_thumbnail
+    from napari_xai.core.reader import TileReader
+
+    t0 = time.perf_counter()
+    loaded = resolve_model(model, device=device)
+    card = getattr(loaded, "card", None)
+    if card is None:
+        raise ValueError(
+            "auditing a slide needs a model card (classes, tile size, mpp): load the model "
+            "with napari_xai.core.models.loading.load_model"
+        )
+    thumb, thumb_ds = slide.thumbnail(max_size=mask_size)
+    masks = masks_from_thumbnail(thumb, thumb_ds)
+    ds = float(masks.downsample)
+    shape_rc = tuple(int(s) for s in slide.info.shape_rc)
+    bw0 = BORDER_FRACTION * min(shape_rc) if border_width0 is None else float(border_width0)
+    regions = make_region_map(
+        masks.tissue, artefact=masks.artefact, border_width=int(np.ceil(bw0 / ds)) if bw0 else 0
+    )
+    grid = grid_for_slide(
+        slide, card, mpp=mpp, tissue=(masks.tissue, masks.artefact, ds), min_tissue=min_tissue
+    )
+    indices, sampling = select_audit_tiles(grid, max_tiles=max_tiles)
+    t_masks = time.perf_counter() - t0
+    yield AuditProgress(0, len(indices), t_masks, stage="masks")
+
+    explainer = Explainer(
+        loaded,
+        method=method,
+        target=target,
+        options=ExplainOptions(batch_size=batch_size, **options),
+    )
+    names = tuple(card.class_names)
+    size = int(grid.tile_size)
+    n = len(indices)
+    maps = np.zeros((n, size, size), np.float32)
+    preds = np.zeros(n, np.int64)
+    conf = np.zeros(n, np.float32)
+    keep_images = np.zeros((n, size, size, 3), np.uint8) if n <= 4096 else None
+    reader = TileReader(
+        slide, grid, batch_size=batch_size, num_workers=num_workers, indices=indices
+    )
+    done = 0
+    module = explainer.prepared.module
+    dev = explainer.prepared.device
+    try:
+        for batch in reader:
+            tiles = np.asarray(batch.tiles)
+            m, targets = explainer.explain(tiles)
+            with torch.inference_mode():
+                logits = module(tiles_to_tensor(tiles, card, device=dev))
+                probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
+            k = len(tiles)
+            maps[done : done + k] = m
+            preds[done : done + k] = probs.argmax(axis=1)
+            conf[done : done + k] = probs.max(axis=1)
+            if keep_images is not None:
+                keep_images[done : done + k] = tiles
+            done += k
+            yield AuditProgress(done, n, time.perf_counter() - t0)
+    finally:
+        reader.close()
+    t_explain = time.perf_counter() - t0 - t_masks
+
+    rows = grid.rows[indices]
+    cols = grid.cols[indices]
+    tile_regions = crop_tile_regions(
+        regions,
+        np.stack([rows, cols], axis=1),
+        regions_downsample=ds,
+        tile_shape0=(grid.tile_size0, grid.tile_size0),
+        out_shape=(size, size),
+    )
+    pred_names = [names[i] if i < len(names) else str(i) for i in preds]
+    attention = audit_attention(
+        maps, tile_regions, pred_class=pred_names, thresholds=thresholds, sign="positive"
+    )
+    table = pd.DataFrame(
+        {
+            "row": rows.astype(np.int64),
+            "col": cols.astype(np.int64),
+            "height": np.full(n, grid.tile_size0, np.int64),
+            "width": np.full(n, grid.tile_size0, np.int64),
+            "grid_index": indices,
+            "pred_class": pred_names,
+            "confidence": conf,
+            **{
+                f"share_{name}": attention.tile_shares[:, code].astype(np.float32)
+                for code, name in enumerate(REGION_NAMES)
+            },
+            "off_tissue": attention.tile_off_tissue_share().astype(np.float32),
+            "flagged": attention.flagged,
+        }
+    )
+    worst = np.asarray(attention.worst, dtype=np.int64)
+    if keep_images is not None:
+        worst_images = keep_images[worst]
+    else:  # very large audits: read the few worst tiles again
+        from napari_xai.core.reader import read_tiles
+
+        worst_images = read_tiles(slide, grid, indices[worst])
+    return SlideAudit(
+        attention=attention,
+        tiles=table,
+        slide_path=Path(slide.path),
+        slide_shape_rc=(shape_rc[0], shape_rc[1]),
+        method=method,
+        model_name=_model_name(loaded),
+        n_grid_tiles=len(grid),
+        sampling=sampling,
+        regions=regions,
+        regions_downsample=ds,
+        thumbnail=np.asarray(thumb[: regions.shape[0], : regions.shape[1]]),
+        worst_images=worst_images,
+        worst_maps=maps[worst],
+        timings={
+            "masks_s": t_masks,
+            "explain_s": t_explain,
+            "total_s": time.perf_counter() - t0,
+            "tiles_per_s": n / t_explain if t_explain > 0 else 0.0,
+        },
+    )
+
+
+def audit_slide(
+    slide: Slide | str | Path,
+    model: Any,
+    *,
+    progress: Callable[[AuditProgress], Any] | None = None,
+    **kwargs: Any,
+) -> SlideAudit:
+    """Run :func:`iter_audit_slide` to the end and return its :class:`SlideAudit`.
+
+    Parameters
+    ----------
+    slide : Slide, str or Path
+        Open slide or slide file.
+    model : LoadedModel, str or Path
+        Loaded model, model file/folder or ``"demo"``.
+    progress : callable, optional
+        Called with each :class:`AuditProgress`.
+    **kwargs
+        Options of :func:`iter_audit_slide`.
+    """
+    gen = iter_audit_slide(slide, model, **kwargs)
+    while True:
+        try:
+            step = next(gen)
+        except StopIteration as stop:
+            result: SlideAudit = stop.value
+            return result
+        if progress is not None:
+            progress(step)
