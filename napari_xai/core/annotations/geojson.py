@@ -340,9 +340,19 @@ def parse_feature_collection(
             continue
         pending.append((index, geom, props))
 
-    # 2. Validity (vectorised), repair, clipping.
+    # 2. Hole-less polygons built in bulk; validity (vectorised), repair, clipping.
+    simple = [k for k, (_, g, _) in enumerate(pending) if isinstance(g, np.ndarray)]
+    if simple:
+        arrays = [pending[k][1] for k in simple]
+        lengths = [len(a) for a in arrays]
+        rings = shapely.linearrings(
+            np.concatenate(arrays), indices=np.repeat(np.arange(len(arrays)), lengths)
+        )
+        for k, poly in zip(simple, shapely.polygons(rings), strict=True):
+            pending[k] = (pending[k][0], poly, pending[k][2])
     geoms = np.array([g for _, g, _ in pending], dtype=object)
     valid = shapely.is_valid(geoms) if len(geoms) else np.zeros(0, bool)
+    areas = shapely.area(geoms) if len(geoms) else np.zeros(0)
     if slide_box is not None and len(geoms):
         inside = shapely.covered_by(geoms, slide_box)
     else:
@@ -355,13 +365,14 @@ def parse_feature_collection(
             reason = shapely.is_valid_reason(geom)
             fixed = _polygonal_part(shapely.make_valid(geom))
             if fixed is None or fixed.is_empty or fixed.area <= 0:
-                report.skipped.append(Skipped(index, UNREPAIRABLE, reason))
+                why = DEGENERATE if areas[k] <= 0 else UNREPAIRABLE
+                report.skipped.append(Skipped(index, why, reason))
                 continue
             report.changed.append(Skipped(index, REPAIRED, reason))
             geom = fixed
             is_inside = slide_box is None or bool(shapely.covered_by(geom, slide_box))
-        if geom.area <= 0:
-            report.skipped.append(Skipped(index, DEGENERATE, f"area {geom.area}"))
+        elif areas[k] <= 0:
+            report.skipped.append(Skipped(index, DEGENERATE, f"area {areas[k]}"))
             continue
         if not is_inside and slide_box is not None:
             clipped = _polygonal_part(geom.intersection(slide_box))
@@ -499,7 +510,7 @@ def _ring(coords: Any) -> npt.NDArray[np.float64]:
     a = a[:, :2]
     if not np.isfinite(a).all():
         raise _SkipError(MALFORMED_COORDINATES, "NaN or infinite coordinate")
-    if len(np.unique(a, axis=0)) < 3:
+    if len(a) < 3 or (len(a) == 3 and np.array_equal(a[0], a[-1])):
         raise _SkipError(DEGENERATE, f"ring with {len(a)} points")
     return a
 
@@ -518,13 +529,20 @@ def _polygon(coords: Any) -> Polygon:
     return Polygon(shell, holes)
 
 
-def _geometry_from_geojson(geometry: Any) -> tuple[BaseGeometry, str]:
-    """Polygon/MultiPolygon from a GeoJSON geometry; second value names dropped parts."""
+def _geometry_from_geojson(
+    geometry: Any,
+) -> tuple[BaseGeometry | npt.NDArray[np.float64], str]:
+    """Polygon/MultiPolygon from a GeoJSON geometry; second value names dropped parts.
+
+    A polygon without holes comes back as its shell array (N, 2), for bulk creation.
+    """
     if not isinstance(geometry, Mapping):
         raise _SkipError(MALFORMED_COORDINATES, _short(geometry))
     kind = geometry.get("type")
     coords = geometry.get("coordinates")
     if kind == "Polygon":
+        if isinstance(coords, list) and len(coords) == 1:
+            return _ring(coords[0]), ""  # built in bulk by the caller
         return _polygon(coords), ""
     if kind == "MultiPolygon":
         if not isinstance(coords, list) or not coords:
@@ -548,6 +566,8 @@ def _geometry_from_geojson(geometry: Any) -> tuple[BaseGeometry, str]:
             except _SkipError as e:
                 dropped[str(g.get("type") if isinstance(g, Mapping) else e.reason)] += 1
                 continue
+            if isinstance(geom, np.ndarray):
+                geom = Polygon(geom)
             parts.extend(getattr(geom, "geoms", [geom]))
         if not parts:
             raise _SkipError(UNSUPPORTED_GEOMETRY, "GeometryCollection without polygons")

@@ -543,34 +543,23 @@ def rasterize_annotations(
         for part in getattr(a.geometry, "geoms", [a.geometry]):
             if not isinstance(part, Polygon):
                 continue
-            region = np.zeros_like(labels, dtype=bool)
-            bounds = _fill_ring(region, part.exterior.coords, d, draw_polygon, True)
-            if bounds is None:
+            # Mask pixel i has its centre at level-0 (i + 0.5) * d in GeoJSON coordinates.
+            ext = np.asarray(part.exterior.coords, dtype=np.float64)[:, :2] / d - 0.5
+            r0 = max(int(math.floor(ext[:, 1].min())), 0)
+            c0 = max(int(math.floor(ext[:, 0].min())), 0)
+            r1 = min(int(math.ceil(ext[:, 1].max())) + 1, out_shape[0])
+            c1 = min(int(math.ceil(ext[:, 0].max())) + 1, out_shape[1])
+            if r1 <= r0 or c1 <= c0:
                 continue
-            for hole in part.interiors:
-                _fill_ring(region, hole.coords, d, draw_polygon, False)
-            r0, r1, c0, c1 = bounds
-            sub = region[r0:r1, c0:c1]
-            labels[r0:r1, c0:c1][sub] = value
+            region = np.zeros((r1 - r0, c1 - c0), dtype=bool)
+            for ring, fill in [(ext, True)] + [
+                (np.asarray(h.coords, dtype=np.float64)[:, :2] / d - 0.5, False)
+                for h in part.interiors
+            ]:
+                rr, cc = draw_polygon(ring[:, 1] - r0, ring[:, 0] - c0, shape=region.shape)
+                region[rr, cc] = fill
+            labels[r0:r1, c0:c1][region] = value
     return labels
-
-
-def _fill_ring(
-    region: npt.NDArray[np.bool_],
-    coords: Any,
-    d: float,
-    draw_polygon: Any,
-    value: bool,
-) -> tuple[int, int, int, int] | None:
-    xy = np.asarray(coords, dtype=np.float64)[:, :2]
-    # Mask pixel i has its centre at level-0 (i + 0.5) * d in GeoJSON coordinates.
-    r = xy[:, 1] / d - 0.5
-    c = xy[:, 0] / d - 0.5
-    rr, cc = draw_polygon(r, c, shape=region.shape)
-    if len(rr) == 0:
-        return None
-    region[rr, cc] = value
-    return int(rr.min()), int(rr.max()) + 1, int(cc.min()), int(cc.max()) + 1
 
 
 def labels_to_annotations(
