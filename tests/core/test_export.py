@@ -165,3 +165,15 @@ def test_empty_table_exports() -> None:
     tiles = make_tiles().iloc[:0]
     assert tiles_to_qupath_geojson(tiles)["features"] == []
     assert list(tiles_to_wsinfer_frame(tiles).columns)[:4] == ["minx", "miny", "width", "height"]
+
+
+def test_geojson_reads_back_with_the_annotation_reader(tmp_path: Path) -> None:
+    geojson = pytest.importorskip("napari_xai.core.annotations.geojson")
+    tiles = make_tiles()
+    path = write_qupath_geojson(tiles, tmp_path / "slide.json")
+    read = geojson.read_geojson(path, classes=None)
+    assert len(read.annotations) == 3 and not read.report.skipped
+    first = read.annotations[0]
+    assert first.class_name == "normal" and first.object_type == "tile"
+    assert first.geometry.bounds == (1024, 512, 1280, 768)
+    assert first.measurements["prob_normal"] == pytest.approx(0.9)
