@@ -415,3 +415,20 @@ def test_rasterize_and_trace_back() -> None:
     assert back[0].geometry.area == (labels == 1).sum() * 100  # exact pixel edges
     assert len(back[0].geometry.interiors) == 1
     assert back[0].geometry.symmetric_difference(DONUT).area < 0.1 * DONUT.area
+
+
+def test_nan_and_degenerate_rings_in_the_bulk_path(tmp_path: Path) -> None:
+    square = [[[10, 10], [60, 10], [60, 60], [10, 60], [10, 10]]]
+    features = [
+        _feature(square),
+        _feature([[[0, 0], [float("nan"), 5], [5, 5], [0, 0]]]),
+        _feature([[[0, 0], [5, 5], [0, 0]]]),  # closed ring of 3 points: a line
+        _feature([[[0, 0], [5, 5], [5, 5], [0, 0]]]),  # no area
+        _feature(square),
+    ]
+    path = tmp_path / "nan.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    r = read_geojson(path).report
+    assert r.n_imported == 2 and r.n_features == 5
+    assert r.skipped_counts() == {MALFORMED_COORDINATES: 1, "degenerate polygon (no area)": 2}
+    assert sorted(s.index for s in r.skipped) == [1, 2, 3]

@@ -28,6 +28,7 @@ a reason, and :meth:`ReadReport.summary` gives the counts.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -341,15 +342,7 @@ def parse_feature_collection(
         pending.append((index, geom, props))
 
     # 2. Hole-less polygons built in bulk; validity (vectorised), repair, clipping.
-    simple = [k for k, (_, g, _) in enumerate(pending) if isinstance(g, np.ndarray)]
-    if simple:
-        arrays = [pending[k][1] for k in simple]
-        lengths = [len(a) for a in arrays]
-        rings = shapely.linearrings(
-            np.concatenate(arrays), indices=np.repeat(np.arange(len(arrays)), lengths)
-        )
-        for k, poly in zip(simple, shapely.polygons(rings), strict=True):
-            pending[k] = (pending[k][0], poly, pending[k][2])
+    pending = _build_deferred(pending, report)
     geoms = np.array([g for _, g, _ in pending], dtype=object)
     valid = shapely.is_valid(geoms) if len(geoms) else np.zeros(0, bool)
     areas = shapely.area(geoms) if len(geoms) else np.zeros(0)
@@ -413,6 +406,63 @@ def parse_feature_collection(
     report.n_imported = len(annotations)
     report.unknown_classes = dict(unknown_counter)
     return AnnotationSet(annotations, report)
+
+
+def _build_deferred(
+    pending: list[tuple[int, Any, dict[str, Any]]], report: ReadReport
+) -> list[tuple[int, BaseGeometry, dict[str, Any]]]:
+    """Turn the deferred rings into polygons with one array conversion for all of them."""
+    simple = [k for k, (_, g, _) in enumerate(pending) if isinstance(g, _Deferred)]
+    if not simple:
+        return pending
+    raws = [pending[k][1].coords for k in simple]
+    lengths = np.array([len(r) for r in raws])
+    arrays: list[npt.NDArray[np.float64] | None]
+    try:
+        flat = np.array(list(itertools.chain.from_iterable(raws)), dtype=np.float64)
+        if flat.ndim != 2 or flat.shape[1] < 2:
+            raise ValueError("ragged")
+    except (TypeError, ValueError):
+        # Something malformed somewhere: convert ring by ring to find it.
+        arrays = []
+        for k, raw in zip(simple, raws, strict=True):
+            try:
+                arrays.append(_ring(raw))
+            except _SkipError as e:
+                report.skipped.append(Skipped(pending[k][0], e.reason, e.detail))
+                arrays.append(None)
+    else:
+        flat = flat[:, :2]
+        starts = np.r_[0, np.cumsum(lengths)[:-1]]
+        finite = np.logical_and.reduceat(np.isfinite(flat).all(axis=1), starts)
+        closed3 = (lengths == 3) & (flat[starts] == flat[starts + 2]).all(axis=1)
+        arrays = []
+        for i, k in enumerate(simple):
+            if not finite[i]:
+                reason, detail = MALFORMED_COORDINATES, "NaN or infinite coordinate"
+            elif closed3[i]:
+                reason, detail = DEGENERATE, "ring with 3 points"
+            else:
+                arrays.append(flat[starts[i] : starts[i] + lengths[i]])
+                continue
+            report.skipped.append(Skipped(pending[k][0], reason, detail))
+            arrays.append(None)
+    ok = [i for i, a in enumerate(arrays) if a is not None]
+    polys = np.zeros(0, dtype=object)
+    if ok:
+        good = [arrays[i] for i in ok]
+        rings = shapely.linearrings(
+            np.concatenate(good),  # type: ignore[arg-type]
+            indices=np.repeat(np.arange(len(good)), [len(a) for a in good]),  # type: ignore[arg-type]
+        )
+        polys = shapely.polygons(rings)
+    built = dict(zip((simple[i] for i in ok), polys, strict=True))
+    dropped = {simple[i] for i, a in enumerate(arrays) if a is None}
+    return [
+        (index, built.get(k, geom), props)
+        for k, (index, geom, props) in enumerate(pending)
+        if k not in dropped
+    ]
 
 
 class _SkipError(Exception):
@@ -529,12 +579,20 @@ def _polygon(coords: Any) -> Polygon:
     return Polygon(shell, holes)
 
 
-def _geometry_from_geojson(
-    geometry: Any,
-) -> tuple[BaseGeometry | npt.NDArray[np.float64], str]:
+class _Deferred:
+    """Raw coordinates of a hole-less polygon's ring, converted in bulk later."""
+
+    __slots__ = ("coords",)
+
+    def __init__(self, coords: list[Any]) -> None:
+        self.coords = coords
+
+
+def _geometry_from_geojson(geometry: Any) -> tuple[BaseGeometry | _Deferred, str]:
     """Polygon/MultiPolygon from a GeoJSON geometry; second value names dropped parts.
 
-    A polygon without holes comes back as its shell array (N, 2), for bulk creation.
+    A polygon without holes comes back as its raw ring (:class:`_Deferred`), for
+    bulk conversion by :func:`_build_deferred`.
     """
     if not isinstance(geometry, Mapping):
         raise _SkipError(MALFORMED_COORDINATES, _short(geometry))
@@ -542,7 +600,9 @@ def _geometry_from_geojson(
     coords = geometry.get("coordinates")
     if kind == "Polygon":
         if isinstance(coords, list) and len(coords) == 1:
-            return _ring(coords[0]), ""  # built in bulk by the caller
+            if isinstance(coords[0], list) and len(coords[0]) >= 3:
+                return _Deferred(coords[0]), ""  # converted in bulk by the caller
+            return Polygon(_ring(coords[0])), ""
         return _polygon(coords), ""
     if kind == "MultiPolygon":
         if not isinstance(coords, list) or not coords:
@@ -566,8 +626,8 @@ def _geometry_from_geojson(
             except _SkipError as e:
                 dropped[str(g.get("type") if isinstance(g, Mapping) else e.reason)] += 1
                 continue
-            if isinstance(geom, np.ndarray):
-                geom = Polygon(geom)
+            if isinstance(geom, _Deferred):
+                geom = Polygon(_ring(geom.coords))
             parts.extend(getattr(geom, "geoms", [geom]))
         if not parts:
             raise _SkipError(UNSUPPORTED_GEOMETRY, "GeometryCollection without polygons")
@@ -624,6 +684,9 @@ def _properties_of(feature: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _color_of(value: Any) -> RGB | None:
+    if isinstance(value, list) and len(value) == 3 and all(type(v) is int for v in value):
+        r, g, b = value
+        return (min(max(r, 0), 255), min(max(g, 0), 255), min(max(b, 0), 255))
     if isinstance(value, (list, tuple)) and len(value) >= 3:
         try:
             r, g, b = (int(round(float(v))) for v in value[:3])
