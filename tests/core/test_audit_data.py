@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import pandas as pd  # noqa: TID253
 import pytest
 from PIL import Image
 
