@@ -95,6 +95,33 @@ def _pool2(block: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     return out
 
 
+def _group_boxes(
+    boxes: list[tuple[int, int, int, int]], *, max_area: int
+) -> list[list[int]]:
+    """Group tile footprints into few bounding boxes of at most ``max_area`` pixels.
+
+    Tiles are taken in (row, col) order and added to the current group while its
+    bounding box stays under ``max_area``: one read-modify-write per group.
+    """
+    order = sorted(range(len(boxes)), key=lambda i: (boxes[i][0], boxes[i][2]))
+    groups: list[list[int]] = []
+    cur: list[int] = []
+    bb = (0, 0, 0, 0)
+    for i in order:
+        a, b, c, d = boxes[i]
+        if cur:
+            nb = (min(bb[0], a), max(bb[1], b), min(bb[2], c), max(bb[3], d))
+            if (nb[1] - nb[0]) * (nb[3] - nb[2]) <= max_area:
+                cur.append(i)
+                bb = nb
+                continue
+            groups.append(cur)
+        cur, bb = [i], (a, b, c, d)
+    if cur:
+        groups.append(cur)
+    return groups
+
+
 class StitchedMap:
     """A whole-slide map on disk, blended from tile maps added batch by batch.
 
@@ -112,6 +139,9 @@ class StitchedMap:
     done : ndarray of shape grid_shape, bool
         Tiles already added.
     """
+
+    #: Largest region (map pixels) read and rewritten at once when adding tiles.
+    max_band_area: int = 4096 * 1024
 
     def __init__(self, group: zarr.Group) -> None:
         self.group = group
@@ -308,11 +338,7 @@ class StitchedMap:
                 (*footprint(r, size0, self.downsample), *footprint(c, size0, self.downsample))
                 for r, c in zip(r0, c0, strict=True)
             ]
-            # One read-modify-write per band of tiles that start on the same map row.
-            bands: dict[int, list[int]] = {}
-            for i, box in enumerate(boxes):
-                bands.setdefault(box[0], []).append(i)
-            for members in bands.values():
+            for members in _group_boxes(boxes, max_area=self.max_band_area):
                 self._add_band(maps_arr, boxes, members)
         if grid_index is not None:
             gr = np.asarray(grid_index[0], dtype=np.int64)
