@@ -93,9 +93,9 @@ class ScoreWidget(Container):
         self._model_source.changed.connect(self._on_model_source)
         self._run.changed.connect(self._on_run)
         self._cancel.changed.connect(self._on_cancel)
-        viewer.layers.events.inserted.connect(self._slide_layer.reset_choices)
-        viewer.layers.events.removed.connect(self._slide_layer.reset_choices)
-        self._slide_layer.reset_choices()
+        viewer.layers.events.inserted.connect(self._refresh_slides)
+        viewer.layers.events.removed.connect(self._refresh_slides)
+        self._refresh_slides()
 
     # -- controls --------------------------------------------------------------------
     def _slide_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
@@ -107,6 +107,13 @@ class ScoreWidget(Container):
             for layer in self._viewer.layers
             if isinstance(layer, Image) and layer.metadata.get("path")
         ]
+
+    def _refresh_slides(self, _event: Any = None) -> None:
+        """Refresh the slide choices; pick the newest slide when none is chosen."""
+        self._slide_layer.reset_choices()
+        choices = [c for c in self._slide_layer.choices if c is not None]
+        if self._slide_layer.value is None and choices:
+            self._slide_layer.value = choices[-1]
 
     def _on_model_source(self, value: str) -> None:
         self._model_file.visible = value == FROM_FILE

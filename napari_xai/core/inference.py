@@ -41,6 +41,7 @@ __all__ = [
     "ScoreResult",
     "TissueSpec",
     "grid_for_slide",
+    "mask_size_for",
     "iter_predictions",
     "iter_score_slide",
     "score_tiles",
@@ -252,10 +253,10 @@ def iter_predictions(
 
 
 def _fallback_tissue(
-    slide: Slide,
+    slide: Slide, max_size: int = 2048
 ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_] | None, float]:
     """Detect tissue on the thumbnail: not white, not black, or saturated."""
-    thumb, ds = slide.thumbnail(max_size=2048)
+    thumb, ds = slide.thumbnail(max_size=max_size)
     rgb = thumb.astype(np.float32)
     mx, mn = rgb.max(axis=2), rgb.min(axis=2)
     sat = (mx - mn) / np.maximum(mx, 1)
@@ -263,14 +264,23 @@ def _fallback_tissue(
     return tissue, None, float(ds)
 
 
+def mask_size_for(shape_rc: Sequence[int], tile_size0: float) -> int:
+    """Thumbnail size for tissue masks: about 8 mask pixels per tile side, 512-2048 px.
+
+    Finer masks buy nothing for tile fractions and cost time (mask detection
+    grows faster than the pixel count).
+    """
+    return int(np.clip(max(shape_rc) / max(tile_size0 / 8.0, 1.0), 512, 2048))
+
+
 def tissue_masks(
-    slide: Slide, tissue: TissueSpec = "auto"
+    slide: Slide, tissue: TissueSpec = "auto", *, max_size: int = 2048
 ) -> tuple[npt.NDArray[np.bool_] | None, npt.NDArray[np.bool_] | None, float]:
     """Resolve a tissue specification into ``(tissue, artefact, downsample)``.
 
-    ``"auto"`` uses :func:`napari_xai.core.masks.slide_masks` (a simple
-    thumbnail threshold where that module is unavailable); ``None`` keeps
-    every tile.
+    ``"auto"`` uses :func:`napari_xai.core.masks.slide_masks` on a thumbnail of
+    at most ``max_size`` pixels (a simple thumbnail threshold where that module
+    is unavailable); ``None`` keeps every tile.
     """
     if tissue is None:
         return None, None, 1.0
@@ -280,8 +290,8 @@ def tissue_masks(
         try:
             from napari_xai.core.masks import slide_masks
         except ImportError:
-            return _fallback_tissue(slide)
-        masks = slide_masks(slide)
+            return _fallback_tissue(slide, max_size)
+        masks = slide_masks(slide, max_size=max_size)
         artefact = getattr(masks, "artefact", None)
         return (
             np.asarray(masks.tissue, bool),
@@ -325,8 +335,9 @@ def grid_for_slide(
     """
     slide_mpp = mpp if mpp is not None else slide.info.mpp
     # Fail on a missing resolution before spending time on masks.
-    model_downsample(card.mpp, slide_mpp, path=slide.path)
-    tissue_mask, artefact_mask, mask_ds = tissue_masks(slide, tissue)
+    tile_size0 = card.tile_size * model_downsample(card.mpp, slide_mpp, path=slide.path)
+    max_size = mask_size_for(slide.info.shape_rc, tile_size0)
+    tissue_mask, artefact_mask, mask_ds = tissue_masks(slide, tissue, max_size=max_size)
     return plan_tile_grid(
         slide.info.shape_rc,
         slide.info.level_downsamples,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import pandas as pd  # noqa: TID253
 import pytest
-import torch
-from torch import nn
+import torch  # noqa: TID253
+from torch import nn  # noqa: TID253
 
 from napari_xai.core.heatmaps import TILE_COLUMNS
 from napari_xai.core.inference import (

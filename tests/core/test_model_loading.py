@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
-from torch import nn
+import torch  # noqa: TID253
+from torch import nn  # noqa: TID253
 
 from napari_xai.core.models.card import ModelCard
 from napari_xai.core.models.demo import (

@@ -1,0 +1,134 @@
+"""The "Score slide" widget in a real viewer: layers appear, align, show, cancel, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_xai._widgets.score import DEMO, FROM_FILE, ScoreWidget
+
+
+@pytest.fixture(scope="module")
+def sample_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from napari_xai.core.synthetic import write_synthetic_slide
+
+    path = tmp_path_factory.mktemp("sample") / "sample.svs"
+    write_synthetic_slide(path, shape_rc=(1536, 2048), seed=3, workers=1)
+    return path
+
+
+def _open(viewer, path: Path):
+    layers = viewer.open(str(path), plugin="napari-xai")
+    return layers[0]
+
+
+def _run_and_wait(widget: ScoreWidget, qtbot, timeout: int = 180_000) -> None:
+    widget._on_run()
+    assert widget._worker is not None
+    with qtbot.waitSignal(widget._worker.finished, timeout=timeout):
+        pass
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
+
+
+def test_score_widget_scores_the_sample(make_napari_viewer, qtbot, sample_slide) -> None:
+    viewer = make_napari_viewer(show=True)  # multiscale layers draw only when shown
+    slide_layer = _open(viewer, sample_slide)
+    widget = ScoreWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Score slide")
+    assert widget._slide_layer.value is slide_layer
+    assert widget._model_source.value == DEMO
+    widget._batch_size.value = 64
+    seen: list[int] = []
+    widget._progress.changed.connect(lambda v: seen.append(int(v)))
+    _run_and_wait(widget, qtbot)
+
+    result = widget.last_result
+    assert result is not None and result.complete, widget._status.value
+    assert widget._status.value.startswith("done:") and "tiles/s" in widget._status.value
+    assert seen and max(seen) == len(result.tiles)
+    names = [f"sample prob [{c}]" for c in ("background", "normal", "tumour")]
+    for name in [*names, "sample tiles"]:
+        assert name in viewer.layers, name
+    heat = viewer.layers["sample prob [tumour]"]
+    assert heat.visible and not viewer.layers["sample prob [normal]"].visible
+    # Aligned: map pixel (0, 0) sits on the centre of tile (0, 0) in slide pixels.
+    t0 = result.grid.tile_size0
+    np.testing.assert_allclose(heat.data_to_world((0, 0)), ((t0 - 1) / 2, (t0 - 1) / 2))
+    np.testing.assert_allclose(slide_layer.data_to_world((0, 0)), (0, 0))
+    slide_extent = np.asarray(slide_layer.extent.world)
+    heat_extent = np.asarray(heat.extent.world)
+    assert np.all(np.abs(heat_extent - slide_extent) <= t0)
+    assert np.nanmax(heat.data) > 0.5  # the sample has tumour
+    points = viewer.layers["sample tiles"]
+    assert len(points.data) == len(result.tiles) == len(points.features)
+
+    # Not blank, and the heatmap changes what a person sees.
+    viewer.reset_view()
+    for name in [*names, "sample tiles"]:
+        viewer.layers[name].visible = False
+    without = viewer.screenshot(canvas_only=True, flash=False)
+    heat.visible = True
+    with_heat = viewer.screenshot(canvas_only=True, flash=False)
+    assert without[..., :3].std() > 5
+    assert np.abs(with_heat[..., :3].astype(int) - without[..., :3].astype(int)).mean() > 0.5
+
+    # Re-running replaces layers in place instead of adding new ones.
+    n_layers = len(viewer.layers)
+    layer_id = id(heat)
+    _run_and_wait(widget, qtbot)
+    assert len(viewer.layers) == n_layers
+    assert id(viewer.layers["sample prob [tumour]"]) == layer_id
+
+
+def test_score_widget_cancel(make_napari_viewer, qtbot, sample_slide) -> None:
+    viewer = make_napari_viewer()
+    _open(viewer, sample_slide)
+    widget = ScoreWidget(viewer)
+    widget._batch_size.value = 2
+    widget._min_tissue.value = 0.0
+    widget._on_run()
+    worker = widget._worker
+    with qtbot.waitSignal(worker.yielded, timeout=120_000):
+        pass
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        widget._on_cancel()
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
+    assert widget.last_result is None
+    assert "cancelled" in widget._status.value
+    assert widget._run.enabled and not widget._cancel.enabled
+
+
+def test_score_widget_reports_bad_model(
+    make_napari_viewer, qtbot, sample_slide, tmp_path: Path, monkeypatch
+) -> None:
+    import napari.utils.notifications as notifications
+
+    errors: list[str] = []
+    monkeypatch.setattr(notifications, "show_error", lambda msg: errors.append(str(msg)))
+    bad = tmp_path / "not_a_model.pt"
+    bad.write_text("hello")
+    viewer = make_napari_viewer()
+    _open(viewer, sample_slide)
+    widget = ScoreWidget(viewer)
+    widget._model_source.value = FROM_FILE
+    assert not widget._model_file.native.isHidden()
+    widget._model_file.value = bad
+    _run_and_wait(widget, qtbot)
+    assert errors and "not_a_model.pt: not a torch model file" in errors[0]
+    assert widget._status.value.startswith("error:")
+    assert not any("prob [" in layer.name for layer in viewer.layers)
+
+
+def test_score_widget_without_slide(make_napari_viewer, monkeypatch) -> None:
+    import napari.utils.notifications as notifications
+
+    errors: list[str] = []
+    monkeypatch.setattr(notifications, "show_error", lambda msg: errors.append(str(msg)))
+    viewer = make_napari_viewer()
+    widget = ScoreWidget(viewer)
+    assert widget._slide_layer.value is None
+    widget._on_run()
+    assert errors and "open a slide first" in errors[0]
+    assert widget._worker is None
