@@ -201,3 +201,39 @@ def test_evaluate_against_annotations_with_maps(tmp_path) -> None:  # noqa: ANN0
     write_evaluation(result, audit)
     doc = json.loads(audit.read_text())
     assert doc["shortcut"] == {"pen": 0.1} and doc["evaluation"]["tiles"]["labels"]
+
+
+@pytest.mark.slow
+def test_synthetic_slide_tumour_annotation_round_trip(tmp_path) -> None:  # noqa: ANN001
+    """The synthetic slide's known tumour, as QuPath GeoJSON, scores as the truth does."""
+    synthetic = pytest.importorskip("napari_xai.core.synthetic")
+    from napari_xai.core.annotations.geojson import read_geojson, write_geojson
+    from napari_xai.core.annotations.morphology import measure_geometries
+
+    truth = synthetic.write_synthetic_slide(
+        tmp_path / "s.svs", shape_rc=(1536, 1536), seed=2, artefacts=(), workers=1
+    )
+    d = truth.downsample
+    assert truth.tumour.any()
+    anns = labels_to_annotations(
+        truth.tumour.astype(np.int32), downsample=d, class_names={1: "Tumor"}
+    )
+    path = write_geojson(anns, tmp_path / "tumour.geojson")
+    back = read_geojson(path, shape_rc=truth.shape_rc)
+    assert back.report.clean, back.report.summary()
+    area = measure_geometries([a.geometry for a in back.annotations], mpp=truth.mpp)
+    assert area["area_um2"].sum() == pytest.approx(truth.tumour.sum() * d * d * truth.mpp**2)
+    rows, cols = np.mgrid[0 : truth.shape_rc[0] : 128, 0 : truth.shape_rc[1] : 128]
+    tiles = pd.DataFrame({"row": rows.ravel(), "col": cols.ravel()})
+    tiles["height"] = tiles["width"] = 128
+    exact = overlap_fractions(tiles, back.annotations)["Tumor"].to_numpy()
+    from_mask = overlap_fractions_from_mask(tiles, truth.tumour, downsample=d)
+    assert np.allclose(exact, from_mask, atol=1e-9)
+    tiles["prob_tumor"] = from_mask
+    tiles["prob_normal"] = 1 - from_mask
+    tiles["pred_class"] = np.where(from_mask >= 0.5, "tumor", "normal")
+    truth_labels = tile_labels(
+        overlap_fractions(tiles, back.annotations), background="normal"
+    ).replace({"Tumor": "tumor"})
+    report = evaluate_tiles(tiles, truth_labels)
+    assert report["accuracy"] == 1.0 and report["per_class"]["tumor"]["auc"] == 1.0
