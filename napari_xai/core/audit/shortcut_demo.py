@@ -252,9 +252,50 @@ class TinyCNN(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(2 * width, n_classes)
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Last feature maps (N, C, H/4, W/4): the Grad-CAM boundary, also when scripted."""
+        out: torch.Tensor = self.features(x)
+        return out
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits from feature maps."""
+        out: torch.Tensor = self.head(torch.flatten(self.pool(x), 1))
+        return out
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of shape (N, n_classes) for normalised input (N, 3, H, W)."""
-        return self.head(torch.flatten(self.pool(self.features(x)), 1))
+        return self.forward_head(self.forward_features(x))
+
+
+def make_card(*, name: str, size: int = 64, description: str = "") -> Any:
+    """Model card of a :class:`TinyCNN` trained on a shortcut-demo cohort.
+
+    Parameters
+    ----------
+    name : str
+        Model name (``"shortcut"`` / ``"clean"``).
+    size : int
+        Tile size it was trained on.
+    description : str
+        Free text.
+
+    Returns
+    -------
+    napari_xai.core.models.card.ModelCard
+    """
+    from napari_xai.core.models.card import ModelCard
+
+    return ModelCard(
+        class_names=CLASS_NAMES,
+        tile_size=int(size),
+        mpp=0.5,
+        mean=MEAN,
+        std=STD,
+        cam_layer="features.6",
+        name=name,
+        architecture="napari_xai.core.audit.shortcut_demo:TinyCNN",
+        description=description,
+    )
 
 
 def to_tensor(images: npt.NDArray[np.uint8]) -> torch.Tensor:

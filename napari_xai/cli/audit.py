@@ -1,0 +1,135 @@
+"""``napari-xai audit``: shortcut audit of slides (where the model looks) or of a cohort table."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+METHODS = ("grad_cam", "saliency", "integrated_gradients", "gradient_shap", "occlusion")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register the ``audit`` subcommand."""
+    parser = subparsers.add_parser(
+        "audit",
+        help="shortcut audit: attention on artefacts per slide, or a cohort's data (--cohort)",
+        description=(
+            "Slides: explain a sample of tissue tiles and measure how much of the attribution "
+            "lands on tissue, background, artefacts (pen, marker, ruler, text) and the border "
+            "band; flag tiles and give a verdict. Writes OUT/<slide>/report.html and audit.json. "
+            "Cohort (--cohort CSV with a path and a label column): class balance, montages per "
+            "class, colour statistics, and metadata columns associated with the label "
+            "(Cramér's V); writes OUT/<csv name>/report.html and audit.json."
+        ),
+    )
+    parser.add_argument("slides", metavar="SLIDE", nargs="*", help="slide file(s)")
+    parser.add_argument("--cohort", default=None, metavar="CSV", help="cohort table to audit")
+    parser.add_argument("--label-column", default="label", help="cohort label column")
+    parser.add_argument("--path-column", default=None, help="cohort path column (auto)")
+    parser.add_argument(
+        "--columns", nargs="*", default=None, help="metadata columns to test (default: all others)"
+    )
+    parser.add_argument("--model", default="demo", help="model file/folder, or 'demo' (default)")
+    parser.add_argument("--method", default="grad_cam", choices=METHODS)
+    parser.add_argument("--target", default=None, help="class name/index (default: predicted)")
+    parser.add_argument("--max-tiles", type=int, default=512, help="tiles explained per slide")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--min-tissue", type=float, default=0.5)
+    parser.add_argument("--mpp", type=float, default=None, help="slide µm/px if the file lacks it")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    parser.add_argument("--steps", type=int, default=16, help="Integrated Gradients steps")
+    parser.add_argument(
+        "--border", type=float, default=None, metavar="PX",
+        help="border band width in level-0 px (default: 2%% of the shorter side)",
+    )  # fmt: skip
+    parser.add_argument("--out", default="napari-xai-results", help="output folder")
+    parser.add_argument(
+        "--strict", action="store_true", help="exit with status 3 when any audit fails"
+    )
+    parser.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def _print_attention(name: str, res: Any, report: Any) -> None:
+    att = res.attention
+    sh = att.shares
+    print(
+        f"{name}: {att.verdict.upper()} - {len(res.tiles)} tiles ({res.sampling}); attribution on "
+        f"tissue {sh['tissue']:.1%}, artefacts {sh['artefact']:.1%} (area "
+        f"{att.area_shares['artefact']:.1%}), background {sh['background']:.1%}, border "
+        f"{sh['border']:.1%}; {int(att.flagged.sum())} tiles flagged; "
+        f"{res.timings.get('total_s', 0.0):.1f} s"
+    )
+    for e in att.evidence:
+        print(f"  - {e}")
+    print(f"  report: {report}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Audit the slides and/or the cohort; return 0 (3 with --strict when an audit fails)."""
+    import sys
+    from pathlib import Path
+
+    from napari_xai.core.audit.report import write_report
+
+    if not args.slides and args.cohort is None:
+        print("napari-xai audit: give SLIDE(s) and/or --cohort CSV", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    failed = False
+    if args.cohort is not None:
+        from napari_xai.core.audit.data import audit_cohort
+
+        def progress(done: int, total: int) -> None:
+            if not args.quiet:
+                print(f"\rcohort: {done}/{total} images", end="", file=sys.stderr, flush=True)
+
+        data = audit_cohort(
+            args.cohort, label_column=args.label_column, path_column=args.path_column,
+            metadata_columns=args.columns, progress=progress,
+        )  # fmt: skip
+        if not args.quiet:
+            print(file=sys.stderr)
+        report = write_report(
+            out / Path(args.cohort).stem, data_audit=data, title=f"Data audit: {args.cohort}"
+        )
+        print(f"cohort {args.cohort}: {data.verdict.upper()} - {len(data.table)} images, "
+              f"classes {data.class_counts}")  # fmt: skip
+        for f in data.flags:
+            print(f"  - {f}")
+        print(f"  report: {report}")
+        failed |= data.verdict == "fail"
+    if args.slides:
+        from napari_xai.core.attribution.whole_slide import resolve_model
+        from napari_xai.core.audit.slide import audit_slide
+        from napari_xai.core.inference import slide_stem
+
+        model = resolve_model(args.model, device=None if args.device == "auto" else args.device)
+        target: Any = args.target
+        if target is not None and str(target).isdigit():
+            target = int(target)
+        options: dict[str, Any] = {}
+        if args.method == "integrated_gradients":
+            options["n_steps"] = args.steps
+        for slide in args.slides:
+
+            def progress_slide(p: Any, _s: str = slide) -> None:
+                if not args.quiet:
+                    print(f"\r{Path(_s).name}: {p.stage} {p.n_done}/{p.n_total}", end="",
+                          file=sys.stderr, flush=True)  # fmt: skip
+
+            res = audit_slide(
+                slide, model, method=args.method, target=target, max_tiles=args.max_tiles,
+                batch_size=args.batch_size, mpp=args.mpp, min_tissue=args.min_tissue,
+                border_width0=args.border, progress=progress_slide, **options,
+            )  # fmt: skip
+            if not args.quiet:
+                print(file=sys.stderr)
+            report = write_report(
+                out / slide_stem(slide),
+                slide_audit=res,
+                title=f"Shortcut audit: {Path(slide).name}",
+            )
+            _print_attention(Path(slide).name, res, report)
+            failed |= res.verdict == "fail"
+    return 3 if (failed and args.strict) else 0
