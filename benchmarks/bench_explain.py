@@ -39,6 +39,8 @@ def _phase(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    import numpy as np
+
     from napari_xai.core.attribution.whole_slide import (
         iter_explain_slide,
         resolve_model,
@@ -46,8 +48,6 @@ def _phase(args: argparse.Namespace) -> None:
     )
     from napari_xai.core.inference import iter_predictions
     from napari_xai.core.wsi import open_slide
-
-    import numpy as np
 
     model = resolve_model("demo", device="cpu")
     saved = np.load(args.tissue)
@@ -64,8 +64,14 @@ def _phase(args: argparse.Namespace) -> None:
             shutil.rmtree(store, ignore_errors=True)
             method = {"gradcam": "grad_cam", "ig": "integrated_gradients"}[args.phase]
             gen = iter_explain_slide(
-                slide, model, store=store, method=method, batch_size=args.batch_size,
-                n_steps=32, resume=False, tissue=tissue,
+                slide,
+                model,
+                store=store,
+                method=method,
+                batch_size=args.batch_size,
+                n_steps=32,
+                resume=False,
+                tissue=tissue,
             )
             for _ in gen:
                 pass
@@ -114,9 +120,20 @@ def main() -> int:
     results = {}
     for phase in args.phases.split(","):
         cmd = [
-            sys.executable, __file__, "--phase", phase, "--slide", str(slide), "--tissue", str(tissue),
-            "--threads", str(args.threads), "--batch-size", str(args.batch_size),
-            "--workdir", str(work),
+            sys.executable,
+            __file__,
+            "--phase",
+            phase,
+            "--slide",
+            str(slide),
+            "--tissue",
+            str(tissue),
+            "--threads",
+            str(args.threads),
+            "--batch-size",
+            str(args.batch_size),
+            "--workdir",
+            str(work),
         ]
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
@@ -128,8 +145,11 @@ def main() -> int:
         f"batch {args.batch_size}, torch {torch.__version__} CPU, {args.threads} threads"
     )
     base = results.get("forward", {}).get("seconds")
-    for phase, label in (("forward", "forward-only scoring"), ("gradcam", "Grad-CAM whole slide"),
-                         ("ig", "Integrated Gradients (32 steps)")):
+    for phase, label in (
+        ("forward", "forward-only scoring"),
+        ("gradcam", "Grad-CAM whole slide"),
+        ("ig", "Integrated Gradients (32 steps)"),
+    ):
         if phase not in results:
             continue
         r = results[phase]

@@ -14,6 +14,7 @@ when the scripted model exposes ``forward_features``/``forward_head``).
 
 from __future__ import annotations
 
+# ruff: noqa: TID253 (imported only when attribution runs, never by napari's menus)
 import math
 import time
 from collections.abc import Generator
@@ -99,9 +100,7 @@ def _layer(prepared: PreparedModel, layer: str | None) -> tuple[str, nn.Module]:
     return layer, layers[layer]
 
 
-def _activations(
-    prepared: PreparedModel, module: nn.Module, tiles: Any
-) -> torch.Tensor:
+def _activations(prepared: PreparedModel, module: nn.Module, tiles: Any) -> torch.Tensor:
     captured: list[torch.Tensor] = []
 
     def hook(_m: nn.Module, _i: Any, out: Any) -> None:

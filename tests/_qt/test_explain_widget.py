@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ..conftest import write_pyramid_tiff
+from ..conftest import write_pyramid_tiff  # noqa: TID252
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+# ruff: noqa: TID253 (imported only when attribution runs, never by napari's menus)
 import numpy as np
 import pytest
 import torch
@@ -75,8 +76,9 @@ def test_scripted_model_exposes_forward_features(model) -> None:
 
 def test_one_channel_across_slide(small_pyramid, model, tmp_path) -> None:
     with open_slide(small_pyramid) as slide:
-        gen = iter_channel_slide(slide, model, layer="conv2", channel=3,
-                                 store=tmp_path / "h.zarr", tissue=None)
+        gen = iter_channel_slide(
+            slide, model, layer="conv2", channel=3, store=tmp_path / "h.zarr", tissue=None
+        )
         try:
             while True:
                 next(gen)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+# ruff: noqa: TID253 (imported only when attribution runs, never by napari's menus)
 import numpy as np
 import pytest
 import torch
@@ -53,8 +54,15 @@ def test_whole_slide_then_resume(slide, model, tmp_path) -> None:
     store = tmp_path / "heatmaps.zarr"
     steps = []
     res = explain_slide(
-        slide, model, store=store, method="grad_cam", target="b", batch_size=16, tissue=None,
-        overlap=0.25, progress=steps.append,
+        slide,
+        model,
+        store=store,
+        method="grad_cam",
+        target="b",
+        batch_size=16,
+        tissue=None,
+        overlap=0.25,
+        progress=steps.append,
     )
     grid = slide_grid(slide, model.card, tissue=None, overlap=0.25)
     assert res.key == saliency_key("grad_cam", "b") == "saliency/grad_cam/b"
@@ -69,13 +77,15 @@ def test_whole_slide_then_resume(slide, model, tmp_path) -> None:
     assert res.limits[1] > 0
     # resume: nothing left to compute
     model.module.seen = 0
-    again = explain_slide(slide, model, store=store, method="grad_cam", target="b", tissue=None,
-                          overlap=0.25)
+    again = explain_slide(
+        slide, model, store=store, method="grad_cam", target="b", tissue=None, overlap=0.25
+    )
     assert again.n_computed == 0 and again.n_cached == len(grid)
     assert model.module.seen == 0
     # a different target is another map
-    other = explain_slide(slide, model, store=store, method="saliency", target=None,
-                          tissue=None, overlap=0.25)
+    other = explain_slide(
+        slide, model, store=store, method="saliency", target=None, tissue=None, overlap=0.25
+    )
     assert other.key == "saliency/saliency/predicted" and other.n_computed == len(grid)
 
 
@@ -99,7 +109,9 @@ def test_view_mode_computes_only_tiles_in_view(slide, model, tmp_path) -> None:
     assert model.module.seen == len(expected)
     level0 = np.asarray(zarr.open_group(str(store))[f"{res.key}/0"][...])
     ds = res.scale_rc[0]
-    inside = level0[int(1 * t / ds) + 1 : int(3 * t / ds) - 1, int(1 * t / ds) + 1 : int(4 * t / ds) - 1]
+    inside = level0[
+        int(1 * t / ds) + 1 : int(3 * t / ds) - 1, int(1 * t / ds) + 1 : int(4 * t / ds) - 1
+    ]
     assert np.isfinite(inside).all()
     assert np.isnan(level0[: int(t / ds) - 1]).all()  # tile row 0 not computed
     # pan right by one tile: only the new column is computed (cache)
@@ -117,7 +129,12 @@ def test_view_mode_computes_only_tiles_in_view(slide, model, tmp_path) -> None:
 def test_view_mode_caps_when_zoomed_out(slide, model, tmp_path) -> None:
     shape = slide.info.shape_rc
     gen = iter_explain_view(
-        slide, model, (0, 0, *shape), store=tmp_path / "h.zarr", tissue=None, zoom=0.01,
+        slide,
+        model,
+        (0, 0, *shape),
+        store=tmp_path / "h.zarr",
+        tissue=None,
+        zoom=0.01,
         max_tiles=20,
     )
     try:
@@ -133,8 +150,9 @@ def test_saliency_layer_data(slide, model, tmp_path) -> None:
 
     from napari_xai.core.attribution.layers import saliency_layer
 
-    res = explain_slide(slide, model, store=tmp_path / "h.zarr", method="saliency",
-                        tissue=None, map_px=32)
+    res = explain_slide(
+        slide, model, store=tmp_path / "h.zarr", method="saliency", tissue=None, map_px=32
+    )
     data, kwargs, kind = saliency_layer(res)
     assert kind == "image" and kwargs["name"] == "pyramid saliency [saliency, predicted]"
     layer = Layer.create(data, kwargs, kind)
@@ -151,12 +169,39 @@ def test_saliency_layer_data(slide, model, tmp_path) -> None:
 def test_cli_explain(small_pyramid, tmp_path, capsys) -> None:
     from napari_xai.cli import main
 
-    code = main(["explain", str(small_pyramid), "--out", str(tmp_path), "--method", "saliency",
-                 "--target", "tumour", "--view", "0", "0", "300", "300", "--quiet"])
+    code = main(
+        [
+            "explain",
+            str(small_pyramid),
+            "--out",
+            str(tmp_path),
+            "--method",
+            "saliency",
+            "--target",
+            "tumour",
+            "--view",
+            "0",
+            "0",
+            "300",
+            "300",
+            "--quiet",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "saliency/saliency/tumour" in out
     assert (tmp_path / "pyramid" / "heatmaps.zarr").is_dir()
-    code = main(["explain", str(small_pyramid), "--out", str(tmp_path), "--method", "grad_cam",
-                 "--target", "nope", "--quiet"])
+    code = main(
+        [
+            "explain",
+            str(small_pyramid),
+            "--out",
+            str(tmp_path),
+            "--method",
+            "grad_cam",
+            "--target",
+            "nope",
+            "--quiet",
+        ]
+    )
     assert code == 1 and "unknown class" in capsys.readouterr().err

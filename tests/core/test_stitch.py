@@ -36,7 +36,9 @@ def test_constant_attribution_has_no_seams(tmp_path, tile0, stride0, downsample)
     # in a few batches, in a shuffled order
     order = np.random.default_rng(0).permutation(len(rows))
     for part in np.array_split(order, 5):
-        smap.add_tiles(maps[part], rows[part], cols[part], size0=tile0, grid_index=(gr[part], gc[part]))
+        smap.add_tiles(
+            maps[part], rows[part], cols[part], size0=tile0, grid_index=(gr[part], gc[part])
+        )
     level0 = np.asarray(smap.levels[0][...])
     assert np.isfinite(level0).all(), "gaps between tiles"
     np.testing.assert_allclose(level0, 0.7, rtol=1e-5)
@@ -50,7 +52,11 @@ def test_constant_attribution_has_no_seams(tmp_path, tile0, stride0, downsample)
 
 def test_overlap_blend_is_between_neighbours(tmp_path) -> None:
     smap = StitchedMap.open(
-        tmp_path / "h.zarr", "k", shape0_rc=(100, 150), downsample=1.0, grid_shape=(1, 2),
+        tmp_path / "h.zarr",
+        "k",
+        shape0_rc=(100, 150),
+        downsample=1.0,
+        grid_shape=(1, 2),
         overlap0=50,
     )
     maps = np.stack([np.zeros((100, 100), np.float32), np.ones((100, 100), np.float32)])
@@ -64,11 +70,19 @@ def test_overlap_blend_is_between_neighbours(tmp_path) -> None:
 
 def test_multiscales_attrs_and_geometry(tmp_path) -> None:
     smap = StitchedMap.open(
-        tmp_path / "h.zarr", "saliency/grad_cam/tumour", shape0_rc=(1000, 600), downsample=4.0,
-        grid_shape=(10, 6), name="grad_cam/tumour", attrs={"kind": "saliency"}, min_size=64,
+        tmp_path / "h.zarr",
+        "saliency/grad_cam/tumour",
+        shape0_rc=(1000, 600),
+        downsample=4.0,
+        grid_shape=(10, 6),
+        name="grad_cam/tumour",
+        attrs={"kind": "saliency"},
+        min_size=64,
     )
     assert smap.shape_rc == (250, 150)
-    ms = zarr.open_group(str(tmp_path / "h.zarr"))["saliency/grad_cam/tumour"].attrs["multiscales"][0]
+    ms = zarr.open_group(str(tmp_path / "h.zarr"))["saliency/grad_cam/tumour"].attrs[
+        "multiscales"
+    ][0]
     scales = [d["coordinateTransformations"][0]["scale"] for d in ms["datasets"]]
     translations = [d["coordinateTransformations"][1]["translation"] for d in ms["datasets"]]
     assert scales[0] == [4.0, 4.0] and scales[1] == [8.0, 8.0]

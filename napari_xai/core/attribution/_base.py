@@ -12,6 +12,7 @@ exposes one :class:`AttributionMethod`. This module holds what they share:
 
 from __future__ import annotations
 
+# ruff: noqa: TID253 (imported only when attribution runs, never by napari's menus)
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any

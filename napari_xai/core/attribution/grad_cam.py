@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+# ruff: noqa: TID253 (imported only when attribution runs, never by napari's menus)
 from typing import Any
 
 import torch

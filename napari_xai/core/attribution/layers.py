@@ -60,7 +60,7 @@ def stitched_layer(
         ``(data, kwargs, "image")`` with ``data`` a list of dask arrays (multiscale)
         or one array when the map has a single level.
     """
-    group = zarr.open_group(str(store), mode="r")[key]
+    group: Any = zarr.open_group(str(store), mode="r")[key]
     smap = StitchedMap(group)
     levels = smap.to_dask()
     limits = contrast_limits or smap.value_limits()

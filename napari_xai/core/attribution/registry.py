@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+# ruff: noqa: TID253 (imported only when attribution runs, never by napari's menus)
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,8 +15,8 @@ from captum.attr import NoiseTunnel
 from torch import nn
 
 from napari_xai.core.attribution import (
-    gradient_shap,
     grad_cam,
+    gradient_shap,
     guided_grad_cam,
     integrated_gradients,
     occlusion,

@@ -20,6 +20,7 @@ updated only over the region that changed, so the whole map never sits in memory
 
 from __future__ import annotations
 
+# ruff: noqa: TID253 (imported only when attribution runs, never by napari's menus)
 import math
 import warnings
 from collections.abc import Mapping
@@ -54,7 +55,8 @@ def taper_window(n: int, ramp: float, *, floor: float = 1e-3) -> npt.NDArray[np.
     if ramp < 1:
         return np.ones(n, np.float32)
     w = np.minimum(pos, n - pos + 0.0) / np.float32(ramp)
-    return np.clip(w, floor, 1.0).astype(np.float32)
+    out: npt.NDArray[np.float32] = np.clip(w, floor, 1.0).astype(np.float32)
+    return out
 
 
 def footprint(start0: float, size0: float, downsample: float) -> tuple[int, int]:
@@ -95,9 +97,7 @@ def _pool2(block: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     return out
 
 
-def _group_boxes(
-    boxes: list[tuple[int, int, int, int]], *, max_area: int
-) -> list[list[int]]:
+def _group_boxes(boxes: list[tuple[int, int, int, int]], *, max_area: int) -> list[list[int]]:
     """Group tile footprints into few bounding boxes of at most ``max_area`` pixels.
 
     Tiles are taken in (row, col) order and added to the current group while its
@@ -143,20 +143,20 @@ class StitchedMap:
     #: Largest region (map pixels) read and rewritten at once when adding tiles.
     max_band_area: int = 4096 * 1024
 
-    def __init__(self, group: zarr.Group) -> None:
-        self.group = group
-        meta = dict(group.attrs["napari_xai_stitch"])
+    def __init__(self, group: Any) -> None:
+        self.group: Any = group
+        meta: dict[str, Any] = dict(group.attrs["napari_xai_stitch"])  # type: ignore[arg-type]
         self.shape_rc: tuple[int, int] = (int(meta["shape_rc"][0]), int(meta["shape_rc"][1]))
         self.downsample = float(meta["downsample"])
         self.ramp = float(meta["ramp"])
         self.n_levels = int(meta["n_levels"])
         self.params: dict[str, Any] = dict(meta.get("params", {}))
-        self._sum = group[f"{_STATE}/sum"]
-        self._weight = group[f"{_STATE}/weight"]
-        self._done_arr = group[f"{_STATE}/done"]
+        self._sum: Any = group[f"{_STATE}/sum"]
+        self._weight: Any = group[f"{_STATE}/weight"]
+        self._done_arr: Any = group[f"{_STATE}/done"]
         self.done: npt.NDArray[np.bool_] = np.asarray(self._done_arr[...]).astype(bool)
         self.max_value = float(meta.get("max_value", 0.0))
-        self.levels = [group[str(k)] for k in range(self.n_levels)]
+        self.levels: list[Any] = [group[str(k)] for k in range(self.n_levels)]
 
     # -- creation -------------------------------------------------------------------
 
@@ -207,12 +207,12 @@ class StitchedMap:
         reset : bool
             Start over even when a matching map exists.
         """
-        root = zarr.open_group(str(store), mode="a")
+        root: Any = zarr.open_group(str(store), mode="a")
         shape_rc = (
             max(1, math.ceil(shape0_rc[0] / downsample)),
             max(1, math.ceil(shape0_rc[1] / downsample)),
         )
-        meta = {
+        meta: dict[str, Any] = {
             "shape_rc": list(shape_rc),
             "downsample": float(downsample),
             "grid_shape": [int(grid_shape[0]), int(grid_shape[1])],
@@ -345,7 +345,7 @@ class StitchedMap:
             gc = np.asarray(grid_index[1], dtype=np.int64)
             self.done[gr, gc] = True
             self._done_arr[...] = self.done.astype(np.uint8)
-        meta = dict(self.group.attrs["napari_xai_stitch"])
+        meta: dict[str, Any] = dict(self.group.attrs["napari_xai_stitch"])
         meta["max_value"] = self.max_value
         meta["n_done"] = self.n_done
         self.group.attrs["napari_xai_stitch"] = meta
@@ -396,7 +396,9 @@ class StitchedMap:
             r0, c0 = r0 // 2, c0 // 2
             r1, c1 = min(child.shape[0], (r1 + 1) // 2), min(child.shape[1], (c1 + 1) // 2)
             block = np.asarray(
-                parent[2 * r0 : min(parent.shape[0], 2 * r1), 2 * c0 : min(parent.shape[1], 2 * c1)],
+                parent[
+                    2 * r0 : min(parent.shape[0], 2 * r1), 2 * c0 : min(parent.shape[1], 2 * c1)
+                ],
                 dtype=np.float32,
             )
             child[r0:r1, c0:c1] = _pool2(block)[: r1 - r0, : c1 - c0]
@@ -413,7 +415,7 @@ class StitchedMap:
         return (0.0, hi)
 
     def to_dask(self) -> list[Any]:
-        """The pyramid as lazy dask arrays, finest first (re-read on each compute)."""
+        """Return the pyramid as lazy dask arrays, finest first (re-read on each compute)."""
         import dask.array as da
 
         return [da.from_zarr(level) for level in self.levels]

@@ -181,7 +181,7 @@ def slide_grid(
     tissue: Any = "auto",
     min_tissue: float = 0.5,
 ) -> TileGrid:
-    """The scoring pipeline's tile grid for ``card`` over ``slide`` (cached per slide).
+    """Return the scoring pipeline's tile grid for ``card`` over ``slide`` (cached per slide).
 
     See :func:`napari_xai.core.inference.grid_for_slide`.
     """
@@ -213,7 +213,7 @@ def slide_grid(
 def tiles_in_view(
     grid: TileGrid, view_rc: Sequence[float], *, max_tiles: int | None = None
 ) -> npt.NDArray[np.int64]:
-    """Indices of the grid tiles that intersect a level-0 view, nearest the centre first.
+    """Return the grid tiles that intersect a level-0 view, nearest the centre first.
 
     Parameters
     ----------
@@ -308,7 +308,11 @@ def iter_stitch_tiles(
     if n_total == 0:
         return 0
     reader = TileReader(
-        slide, grid, batch_size=batch_size, prefetch=prefetch, num_workers=num_workers,
+        slide,
+        grid,
+        batch_size=batch_size,
+        prefetch=prefetch,
+        num_workers=num_workers,
         indices=todo,
     )
     batches = iter(reader)
@@ -347,7 +351,7 @@ _MODEL_CACHE: dict[tuple[str, str], Any] = {}
 
 
 def resolve_model(model: Any, *, device: str | None = None) -> Any:
-    """A loaded model from a loaded model, ``"demo"`` or a model file/folder (cached).
+    """Return a loaded model for a loaded model, ``"demo"`` or a model file/folder (cached).
 
     Parameters
     ----------
@@ -408,10 +412,21 @@ def _explain(
         with open_slide(slide) as opened:
             return (
                 yield from _explain(
-                    opened, model, store=store, method=method, target=target,
-                    batch_size=batch_size, overlap=overlap, tissue=tissue,
-                    min_tissue=min_tissue, mpp=mpp, map_px=map_px, resume=resume,
-                    options=options, num_workers=num_workers, select=select,
+                    opened,
+                    model,
+                    store=store,
+                    method=method,
+                    target=target,
+                    batch_size=batch_size,
+                    overlap=overlap,
+                    tissue=tissue,
+                    min_tissue=min_tissue,
+                    mpp=mpp,
+                    map_px=map_px,
+                    resume=resume,
+                    options=options,
+                    num_workers=num_workers,
+                    select=select,
                 )
             )
     model = resolve_model(model, device=options.pop("device", None))
@@ -423,15 +438,13 @@ def _explain(
         )
     t0 = time.perf_counter()
     explainer = Explainer(
-        model, method=method, target=target,
+        model,
+        method=method,
+        target=target,
         options=ExplainOptions(batch_size=batch_size, **options),
     )
-    class_name = (
-        "predicted" if explainer.target is None else card.class_names[explainer.target]
-    )
-    grid = slide_grid(
-        slide, card, mpp=mpp, overlap=overlap, tissue=tissue, min_tissue=min_tissue
-    )
+    class_name = "predicted" if explainer.target is None else card.class_names[explainer.target]
+    grid = slide_grid(slide, card, mpp=mpp, overlap=overlap, tissue=tissue, min_tissue=min_tissue)
     key = saliency_key(method, class_name)
     params = {
         "model": _model_id(model),
@@ -442,7 +455,12 @@ def _explain(
         "shape_rc": list(slide.info.shape_rc),
     }
     smap = open_map(
-        store, key, grid, map_px=map_px, params=params, reset=not resume,
+        store,
+        key,
+        grid,
+        map_px=map_px,
+        params=params,
+        reset=not resume,
         attrs={"kind": "saliency", "method": method, "class_name": class_name},
         name=f"{method}/{class_name}",
     )
@@ -454,7 +472,12 @@ def _explain(
         return explainer.explain(tiles)[0]
 
     n_computed = yield from iter_stitch_tiles(
-        slide, grid, smap, compute, indices=idx, batch_size=batch_size,
+        slide,
+        grid,
+        smap,
+        compute,
+        indices=idx,
+        batch_size=batch_size,
         num_workers=num_workers,
     )
     return ExplainResult(
@@ -532,9 +555,21 @@ def iter_explain_slide(
     """
     return (
         yield from _explain(
-            slide, model, store=store, method=method, target=target, batch_size=batch_size,
-            overlap=overlap, tissue=tissue, min_tissue=min_tissue, mpp=mpp, map_px=map_px,
-            resume=resume, options=options, num_workers=num_workers, select=None,
+            slide,
+            model,
+            store=store,
+            method=method,
+            target=target,
+            batch_size=batch_size,
+            overlap=overlap,
+            tissue=tissue,
+            min_tissue=min_tissue,
+            mpp=mpp,
+            map_px=map_px,
+            resume=resume,
+            options=options,
+            num_workers=num_workers,
+            select=None,
         )
     )
 
@@ -594,9 +629,21 @@ def iter_explain_view(
 
     return (
         yield from _explain(
-            slide, model, store=store, method=method, target=target, batch_size=batch_size,
-            overlap=overlap, tissue=tissue, min_tissue=min_tissue, mpp=mpp, map_px=map_px,
-            resume=True, options=options, num_workers=num_workers, select=select,
+            slide,
+            model,
+            store=store,
+            method=method,
+            target=target,
+            batch_size=batch_size,
+            overlap=overlap,
+            tissue=tissue,
+            min_tissue=min_tissue,
+            mpp=mpp,
+            map_px=map_px,
+            resume=True,
+            options=options,
+            num_workers=num_workers,
+            select=select,
         )
     )
 
