@@ -122,6 +122,8 @@ def tiles_to_tensor(
         resized to its tile size), or a float tensor already in model-input space
         (used unchanged).
     card : ModelCard, optional
+        uint8 tiles go through the card's WSInfer transform exactly as for scoring
+        (:func:`napari_xai.core.models.wsinfer.preprocess_tiles`).
     device : torch.device, optional
 
     Returns
@@ -134,6 +136,14 @@ def tiles_to_tensor(
     arr = np.asarray(tiles)
     if arr.ndim != 4 or arr.shape[-1] not in (3, 4):
         raise ValueError(f"expected tiles of shape (N, H, W, 3), got {arr.shape}")
+    if card is not None and arr.dtype == np.uint8 and arr.shape[-1] == 3:
+        try:
+            from napari_xai.core.models.wsinfer import preprocess_tiles
+        except ImportError:  # pragma: no cover - the scoring pipeline's exact preprocessing
+            pass
+        else:
+            out: torch.Tensor = preprocess_tiles(arr, card, device=device or "cpu")
+            return out.float().contiguous()
     x = torch.from_numpy(np.ascontiguousarray(arr[..., :3])).to(device or "cpu")
     x = x.permute(0, 3, 1, 2).float()
     if arr.dtype == np.uint8:
