@@ -13,7 +13,9 @@ import sys
 from collections.abc import Sequence
 
 # Module names under napari_xai.cli, in the order `--help` lists them.
-SUBCOMMANDS: tuple[str, ...] = ("demo", "info", "score", "explain", "batch", "wsinfer", "audit")
+SUBCOMMANDS: tuple[str, ...] = (
+    "demo", "info", "score", "explain", "batch", "wsinfer", "audit", "synthetic",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

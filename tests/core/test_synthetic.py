@@ -182,3 +182,19 @@ def test_patch_kinds_look_different() -> None:
             )
             inked += dark_or_ink.mean() > 0.02
         assert inked >= 5, kind
+
+
+def test_cli_writes_a_slide_and_its_truth(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from napari_xai.cli import main
+
+    out = tmp_path / "cli.svs"
+    code = main(["synthetic", str(out), "--shape", "512", "640", "--seed", "3",
+                 "--artefacts", "pen,ruler", "--no-tumour"])  # fmt: skip
+    assert code == 0
+    assert "tissue" in capsys.readouterr().out
+    truth = SyntheticTruth.load(out)
+    assert set(truth.artefacts) == {"pen", "ruler"} and not truth.tumour.any()
+    with tiffslide.TiffSlide(out) as ts:
+        assert ts.dimensions == (640, 512)
