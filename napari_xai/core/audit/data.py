@@ -127,6 +127,8 @@ class DataAudit:
     errors : list of str
         Images that could not be read (``path: problem``).
     thresholds : DataThresholds
+    report_path : Path or None
+        ``report.html`` when the audit was run with ``out_dir``.
     """
 
     table: pd.DataFrame
@@ -143,6 +145,7 @@ class DataAudit:
     verdict: str
     errors: list[str] = field(default_factory=list)
     thresholds: DataThresholds = field(default_factory=DataThresholds)
+    report_path: Path | None = None
 
     def flagged_columns(self) -> list[str]:
         """Metadata columns flagged as strongly associated with the label."""
@@ -453,6 +456,7 @@ def iter_audit_cohort(
     montage_tile: int = 96,
     thresholds: DataThresholds | None = None,
     seed: int = 0,
+    out_dir: str | Path | None = None,
 ) -> Generator[tuple[int, int], None, DataAudit]:
     """Audit a cohort (generator: yields ``(done, total)`` per image, returns a DataAudit).
 
@@ -476,6 +480,8 @@ def iter_audit_cohort(
         Flagging thresholds.
     seed : int
         Seed of the montage sample.
+    out_dir : str or Path, optional
+        When given, ``report.html`` and ``audit.json`` are written there.
 
     Yields
     ------
@@ -629,7 +635,7 @@ def iter_audit_cohort(
     if errors:
         flags.append(f"{len(errors)} of {n} images could not be read")
     montages = {c: make_montage(thumbs[c], tile=montage_tile) for c in classes if thumbs[c]}
-    return DataAudit(
+    result = DataAudit(
         table=table,
         label_column=label_column,
         path_column=path_col,
@@ -645,6 +651,11 @@ def iter_audit_cohort(
         errors=errors,
         thresholds=th,
     )
+    if out_dir is not None:
+        from napari_xai.core.audit.report import write_report
+
+        result.report_path = write_report(out_dir, data_audit=result, title="Cohort data audit")
+    return result
 
 
 def audit_cohort(

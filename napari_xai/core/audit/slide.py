@@ -96,6 +96,8 @@ class SlideAudit:
     worst_images, worst_maps : ndarray
         Tiles (K, S, S, 3) and attribution maps (K, S, S) of ``attention.worst``.
     timings : dict
+    report_path : Path or None
+        ``report.html`` when the audit was run with ``out_dir``.
     """
 
     attention: AttentionAudit
@@ -112,6 +114,7 @@ class SlideAudit:
     worst_images: npt.NDArray[np.uint8]
     worst_maps: npt.NDArray[np.float32]
     timings: dict[str, float] = field(default_factory=dict)
+    report_path: Path | None = None
 
     @property
     def verdict(self) -> str:
@@ -221,6 +224,7 @@ def iter_audit_slide(
     device: str | None = None,
     num_workers: int = 2,
     mask_size: int = 1024,
+    out_dir: str | Path | None = None,
     **options: Any,
 ) -> Generator[AuditProgress, None, SlideAudit]:
     """Audit where a model looks on one slide (generator).
@@ -254,6 +258,8 @@ def iter_audit_slide(
         Tile reader threads.
     mask_size : int
         Longest side of the thumbnail the tissue/artefact masks are computed on.
+    out_dir : str or Path, optional
+        When given, ``report.html`` and ``audit.json`` are written there.
     **options
         Attribution options (``n_steps``, ``smooth_samples``...; see ``ExplainOptions``).
 
@@ -275,7 +281,7 @@ def iter_audit_slide(
                     opened, model, method=method, target=target, max_tiles=max_tiles,
                     batch_size=batch_size, mpp=mpp, min_tissue=min_tissue,
                     border_width0=border_width0, thresholds=thresholds, device=device,
-                    num_workers=num_workers, mask_size=mask_size, **options,
+                    num_workers=num_workers, mask_size=mask_size, out_dir=out_dir, **options,
                 )
             )  # fmt: skip
     import pandas as pd
@@ -385,7 +391,7 @@ def iter_audit_slide(
         from napari_xai.core.reader import read_tiles
 
         worst_images = read_tiles(slide, grid, indices[worst])
-    return SlideAudit(
+    result = SlideAudit(
         attention=attention,
         tiles=table,
         slide_path=Path(slide.path),
@@ -406,6 +412,14 @@ def iter_audit_slide(
             "tiles_per_s": n / t_explain if t_explain > 0 else 0.0,
         },
     )
+    if out_dir is not None:
+        from napari_xai.core.audit.report import write_report
+
+        yield AuditProgress(n, n, time.perf_counter() - t0, stage="writing report")
+        result.report_path = write_report(
+            out_dir, slide_audit=result, title=f"Shortcut audit: {Path(slide.path).name}"
+        )
+    return result
 
 
 def audit_slide(
