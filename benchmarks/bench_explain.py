@@ -115,7 +115,7 @@ def main() -> int:
         with open_slide(slide) as s:
             thumb, ds = s.thumbnail(max_size=2048)
         rgb = thumb.astype(np.float32)
-        mask = (rgb.max(axis=2) < 225) & (rgb.max(axis=2) > 20)
+        mask = (rgb.max(axis=2) < 235) & (rgb.max(axis=2) > 20)
         np.savez(tissue, tissue=mask, downsample=ds)
     results = {}
     for phase in args.phases.split(","):
