@@ -2,9 +2,13 @@
 
 The parser options live in :func:`add_batch_arguments` and the work in
 :func:`run_batch_cli`, so ``napari-xai score`` can offer the same options and
-delegate here when it is given several slides (``run_batch_cli(args)`` only
-needs ``args.slides``, ``args.model`` and ``args.out``; every other option
-falls back to its default when missing).
+delegate here when it is given several slides: ``run_batch_cli(args)`` only
+needs ``args.slides`` (a list), ``args.model`` and ``args.out``; every other
+option falls back to its default when missing. It reads ``min_tissue`` (or
+``tissue_threshold``), ``overlap``, ``mpp``, ``all_tiles``, ``max_tiles``,
+``device``, ``batch_size``, ``architecture``, ``reader_threads`` (tile reader
+threads per slide), ``batch_workers`` (dask worker processes) and
+``scheduler``.
 """
 
 from __future__ import annotations
@@ -63,8 +67,11 @@ def add_batch_arguments(parser: argparse.ArgumentParser, *, with_slides: bool = 
                                   "the slides)")
     g.add_argument("--overlap", type=float, default=None,
                    help="tile overlap as a fraction of the tile, in [0, 1) (default 0)")
-    g.add_argument("--tissue-threshold", type=float, default=None, metavar="FRACTION",
+    g.add_argument("--min-tissue", "--tissue-threshold", dest="min_tissue", type=float,
+                   default=None, metavar="FRACTION",
                    help="score a tile only if at least this fraction is tissue (default 0.5)")
+    g.add_argument("--all-tiles", action="store_true",
+                   help="score every tile of the slide (no tissue detection)")
     g.add_argument("--mpp", type=float, default=None,
                    help="µm per pixel to assume for slides whose file does not say")
     g.add_argument("--attribution", default=None, metavar="METHOD",
@@ -81,11 +88,15 @@ def add_batch_arguments(parser: argparse.ArgumentParser, *, with_slides: bool = 
                    help="'local' (default): a dask LocalCluster on this machine; 'sync': "
                    "one slide after another in this process; or a dask scheduler address "
                    "such as tcp://host:8786")
-    r.add_argument("--workers", type=int, default=None, metavar="N",
+    r.add_argument("--workers", dest="batch_workers", type=int, default=None, metavar="N",
                    help="worker processes of the local cluster (default: one per GPU, "
                    "else one per 4 cores)")
     r.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     r.add_argument("--batch-size", type=int, default=None, help="tiles per model batch")
+    r.add_argument("--reader-threads", type=int, default=None, metavar="N",
+                   help="tile reader threads per slide (default 2)")
+    r.add_argument("--architecture", default=None,
+                   help="package.module:factory for state-dict weights without a card entry")
     r.add_argument("--no-resume", action="store_true",
                    help="redo every slide, even those already done with the same options")
     r.add_argument("--label-column", default="label",
@@ -110,8 +121,17 @@ def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Result-defining parameters from parsed arguments (missing ones: defaults)."""
     from napari_xai.core.batch import make_params
 
+    options: dict[str, Any] = {}
+    if getattr(args, "all_tiles", False):
+        options["tissue"] = None
+    if getattr(args, "max_tiles", None):
+        options["max_tiles"] = int(args.max_tiles)
+    tissue = getattr(args, "min_tissue", None)
+    if tissue is None:
+        tissue = getattr(args, "tissue_threshold", None)
     return make_params(
-        tissue_threshold=getattr(args, "tissue_threshold", None),
+        tissue_threshold=tissue,
+        score_options=options,
         overlap=getattr(args, "overlap", None),
         mpp=getattr(args, "mpp", None),
         attribution=getattr(args, "attribution", None),
@@ -204,9 +224,11 @@ def run_batch_cli(args: argparse.Namespace) -> int:
         list(args.slides), getattr(args, "model", "demo") or "demo", out,
         params=params_from_args(args),
         scheduler=scheduler,
-        n_workers=getattr(args, "workers", None),
+        n_workers=getattr(args, "batch_workers", None),
         device=getattr(args, "device", None),
         batch_size=getattr(args, "batch_size", None),
+        num_workers=getattr(args, "reader_threads", None),
+        architecture=getattr(args, "architecture", None),
         resume=not bool(getattr(args, "no_resume", False)),
         cancel=cancel,
         label_column=getattr(args, "label_column", "label") or "label",

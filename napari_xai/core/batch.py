@@ -226,6 +226,7 @@ def make_params(
     overlap: float | None = None,
     mpp: float | None = None,
     attribution: str | None = None,
+    attribution_target: str | None = None,
     audit: bool = False,
     top_k: int = 10,
     positive_class: str | None = None,
@@ -247,6 +248,8 @@ def make_params(
         µm/px to assume for slides whose file does not say.
     attribution : str, optional
         Attribution method for saliency maps (none when None).
+    attribution_target : str, optional
+        Class explained (default: each tile's predicted class).
     audit : bool
         Run the shortcut audit.
     top_k : int
@@ -273,6 +276,7 @@ def make_params(
         "score": score,
         "mpp": None if mpp is None else float(mpp),
         "attribution": attribution or None,
+        **({"attribution_target": attribution_target} if attribution_target else {}),
         "audit": bool(audit),
         "summary": {
             "top_k": int(top_k),
@@ -432,7 +436,7 @@ def predicted_regions(
 # --------------------------------------------------------------------------- models
 
 
-_MODEL_CACHE: dict[tuple[str, str], Any] = {}
+_MODEL_CACHE: dict[tuple[str, str, str], Any] = {}
 _MODEL_LOCK = threading.Lock()
 
 
@@ -444,15 +448,17 @@ def _resolve_model_ref(model: str | os.PathLike[str]) -> Path:
     return Path(model).expanduser().absolute()
 
 
-def _load_model_cached(model: str | os.PathLike[str], *, device: str | None = None) -> Any:
+def _load_model_cached(
+    model: str | os.PathLike[str], *, device: str | None = None, architecture: str | None = None
+) -> Any:
     """Load a model once per process (a dask worker scores many slides with it)."""
     from napari_xai.core.models.loading import load_model
 
     path = _resolve_model_ref(model)
-    key = (str(path), str(device))
+    key = (str(path), str(device), str(architecture))
     with _MODEL_LOCK:
         if key not in _MODEL_CACHE:
-            _MODEL_CACHE[key] = load_model(path, device=device)
+            _MODEL_CACHE[key] = load_model(path, device=device, architecture=architecture)
         return _MODEL_CACHE[key]
 
 
@@ -602,47 +608,69 @@ def score_and_save(task: SlideTask, progress: ProgressFn) -> dict[str, Any]:
     from napari_xai.core.wsi import open_slide
 
     t0 = time.perf_counter()
-    loaded = _load_model_cached(task.model, device=task.runtime.get("device"))
+    loaded = _load_model_cached(task.model, device=task.runtime.get("device"),
+                                architecture=task.runtime.get("architecture"))
     identity = slide_identity(task.slide_path)
     params = task.params
-    with open_slide(task.slide_path, mpp=params.get("mpp")) as slide:
+    class_names = list(loaded.card.class_names)
+    opts = params.get("summary", {})
+    with open_slide(task.slide_path, mpp=params.get("mpp")) as slide, \
+            ResultWriter(task.out_folder) as writer:
         t_open = time.perf_counter()
         info = _slide_info_dict(slide)
         scored = _score_slide_call(slide, loaded, task, progress)
-    t_score = time.perf_counter()
-    tiles: pd.DataFrame = scored.tiles
-    class_names = list(loaded.card.class_names)
-    opts = params.get("summary", {})
-    summary = summarize_tiles(
-        tiles, class_names=class_names, positive_class=opts.get("positive_class"),
-        top_k=int(opts.get("top_k", 10)), mpp=info.get("mpp"),
-    )
-    with ResultWriter(task.out_folder) as writer:
+        t_score = time.perf_counter()
+        tiles: pd.DataFrame = scored.tiles
+        summary = summarize_tiles(
+            tiles, class_names=class_names, positive_class=opts.get("positive_class"),
+            top_k=int(opts.get("top_k", 10)), mpp=info.get("mpp"),
+        )
         writer.write_tiles(tiles)
         for name, data, scale, translate in _iter_prob_maps(scored):
             writer.write_heatmap("probabilities", name, data, scale_rc=tuple(scale),
                                  translate_rc=tuple(translate))
-        saliency = getattr(scored, "saliency", None)
-        if params.get("attribution") and saliency:
-            for (method, name), (data, scale, translate) in saliency.items():
-                writer.write_heatmap("saliency", name, data, method=method,
-                                     scale_rc=scale, translate_rc=translate)
         writer.write_annotations(predicted_regions(tiles, class_names=class_names))
-        audit = getattr(scored, "audit", None)
-        if audit is not None:
-            writer.write_audit(audit)
         t_write = time.perf_counter()
         timings = {
             "open_s": round(t_open - t0, 3),
             "score_s": round(t_score - t_open, 3),
             "write_s": round(t_write - t_score, 3),
-            "total_s": round(t_write - t0, 3),
         }
+        extra: dict[str, Any] = {}
+        if params.get("attribution"):
+            extra["saliency"] = _explain_into(writer, slide, loaded, task, progress)
+            timings["explain_s"] = round(time.perf_counter() - t_write, 3)
+        timings["total_s"] = round(time.perf_counter() - t0, 3)
         writer.commit(build_manifest(
             task, identity=identity, model_info=_model_info(loaded), slide_info=info,
-            timings=timings, summary=summary,
+            timings=timings, summary=summary, extra=extra,
         ))
     return {**summary, **{f"time_{k}": v for k, v in timings.items()}}
+
+
+def _explain_into(
+    writer: ResultWriter, slide: Any, loaded: Any, task: SlideTask, progress: ProgressFn
+) -> dict[str, Any]:
+    """Stitch a whole-slide saliency map into the result's ``heatmaps.zarr``."""
+    from napari_xai.core.attribution.whole_slide import explain_slide
+
+    params = task.params
+    score = params.get("score", {})
+    kwargs: dict[str, Any] = {
+        k: score[k] for k in ("overlap", "tissue", "min_tissue") if k in score
+    }
+    if params.get("mpp") is not None:
+        kwargs["mpp"] = params["mpp"]
+    if task.runtime.get("num_workers") is not None:
+        kwargs["num_workers"] = task.runtime["num_workers"]
+    result = explain_slide(
+        slide, loaded, store=writer.path / "heatmaps.zarr", method=params["attribution"],
+        target=params.get("attribution_target"), resume=False,
+        progress=lambda p: progress(p.n_done, p.n_total), **kwargs,
+    )
+    writer.add_heatmap(result.key)
+    return {"method": result.method, "class_name": result.class_name, "key": result.key,
+            "n_tiles": result.n_tiles, "limits": list(result.limits)}
 
 
 def _worker_progress(task: SlideTask, cancel: threading.Event | None) -> ProgressFn:
@@ -774,10 +802,12 @@ def cohort_metrics(summary: pd.DataFrame, *, threshold: float = 0.5) -> dict[str
     if "label" not in summary.columns or len(summary) == 0:
         out["n_labelled"] = 0
         return out
-    pos = summary["positive_class"].dropna()
+    pos = (summary["positive_class"].dropna() if "positive_class" in summary.columns
+           else pd.Series([], dtype=object))
     positive = str(pos.iloc[0]) if len(pos) else "tumour"
     y = np.array([_label_to_binary(v, positive) for v in summary["label"]], dtype=np.float64)
-    s = pd.to_numeric(summary["score"], errors="coerce").to_numpy(dtype=np.float64)
+    s = (pd.to_numeric(summary["score"], errors="coerce").to_numpy(dtype=np.float64)
+         if "score" in summary.columns else np.full(len(summary), np.nan))
     ok = np.isfinite(y) & np.isfinite(s)
     out["n_labelled"] = int(ok.sum())
     out["positive_class"] = positive
@@ -1053,6 +1083,8 @@ def iter_batch(
     n_workers: int | None = None,
     device: str | None = None,
     batch_size: int | None = None,
+    num_workers: int | None = None,
+    architecture: str | None = None,
     resume: bool = True,
     cancel: threading.Event | None = None,
     poll_interval: float = 0.1,
@@ -1085,8 +1117,10 @@ def iter_batch(
         Use this client (takes precedence over ``scheduler``).
     n_workers : int, optional
         Workers of the LocalCluster (default: :func:`default_cluster_size`).
-    device, batch_size : optional
-        Runtime options passed to the scorer.
+    device, batch_size, num_workers : optional
+        Runtime options passed to the scorer (``num_workers``: tile reader threads).
+    architecture : str, optional
+        ``package.module:factory`` for state-dict weights (part of the model's identity).
     resume : bool
         Skip slides whose result folder is complete for the same parameters,
         model and slide file; False redoes every slide.
@@ -1118,7 +1152,7 @@ def iter_batch(
     p = dict(params) if params is not None else make_params()
     model_ref = str(model)
     if model_hash is None:
-        loaded = _load_model_cached(model_ref, device="cpu")
+        loaded = _load_model_cached(model_ref, device="cpu", architecture=architecture)
         model_hash = model_fingerprint(loaded)
     run_id = uuid.uuid4().hex[:12]
     n_total = len(table)
@@ -1129,7 +1163,8 @@ def iter_batch(
             threads = max(1, len(os.sched_getaffinity(0)) // n_workers)
         except AttributeError:  # pragma: no cover
             threads = max(1, (os.cpu_count() or 1) // n_workers)
-    runtime = {"device": device, "batch_size": batch_size, "torch_threads": threads}
+    runtime = {"device": device, "batch_size": batch_size, "num_workers": num_workers,
+               "torch_threads": threads, "architecture": architecture}
     runtime = {k: v for k, v in runtime.items() if v is not None}
     meta_cols = [c for c in table.columns if c not in ("slide_id", "slide_path")]
     rows: dict[int, dict[str, Any]] = {}

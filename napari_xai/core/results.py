@@ -501,6 +501,12 @@ class ResultWriter:
         self._heatmaps.append(key)
         return key
 
+    def add_heatmap(self, key: str) -> None:
+        """Record a map another writer stored in ``heatmaps.zarr`` under ``key``."""
+        self._files["heatmaps"] = HEATMAPS_NAME
+        if key not in self._heatmaps:
+            self._heatmaps.append(key)
+
     def write_annotations(self, geojson: Mapping[str, Any]) -> Path:
         """Write a GeoJSON FeatureCollection (x/y in level-0 pixels)."""
         target = self.tmp / ANNOTATIONS_NAME
