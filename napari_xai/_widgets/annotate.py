@@ -43,15 +43,22 @@ def _slide_layer(viewer: napari.Viewer) -> napari.layers.Image | None:
     from napari.layers import Image
 
     images = [layer for layer in viewer.layers if isinstance(layer, Image)]
-    if not images:
+    slides = [layer for layer in images if "shape_rc" in layer.metadata]  # napari-xai reader
+    if slides:
+        return slides[0]
+    rgb = [layer for layer in images if layer.rgb]
+    if not rgb:
         return None
-    return max(images, key=lambda layer: float(layer.extent.world[1][-1]))
+    return max(rgb, key=lambda layer: float(layer.extent.world[1][-1]))
 
 
 def _slide_shape_rc(viewer: napari.Viewer) -> tuple[int, int] | None:
     layer = _slide_layer(viewer)
     if layer is None:
         return None
+    if "shape_rc" in layer.metadata:
+        rows, cols = layer.metadata["shape_rc"]
+        return (int(rows), int(cols))
     data = layer.data[0] if layer.multiscale else layer.data
     shape = data.shape[:2] if layer.rgb else data.shape[-2:]
     scale = layer.scale[-2:]

@@ -14,7 +14,7 @@ MPP = 0.5
 
 @pytest.fixture
 def viewer(make_napari_viewer):  # noqa: ANN001, ANN201
-    v = make_napari_viewer()
+    v = make_napari_viewer(show=True)  # a hidden canvas renders black screenshots
     rgb = np.full((*SLIDE_RC, 3), 230, np.uint8)
     rgb[300:900, 400:1200] = (200, 120, 170)  # "tissue"
     v.add_image(rgb, name="slide", rgb=True, metadata={"mpp": MPP})
@@ -52,9 +52,24 @@ def test_draw_save_reopen_same_place(viewer, tmp_path: Path) -> None:  # noqa: A
     # What a person sees: the reopened polygon shows over the slide.
     layer.visible = False
     viewer.reset_view()
-    shot = viewer.screenshot(canvas_only=True)
-    assert shot.std() > 0
-    assert (np.abs(shot[..., :3].astype(int) - 230).sum(-1) > 30).mean() > 0.05
+    shot = viewer.screenshot(canvas_only=True)[..., :3].astype(int)
+    slide_grey = (np.abs(shot - 230).sum(-1) < 10).mean()
+    tinted = (shot[..., 0] - shot[..., 1] > 40).mean()  # the tissue and the polygon
+    assert slide_grey > 0.1 and tinted > 0.05
+    reopened.visible = False
+    without = viewer.screenshot(canvas_only=True)[..., :3].astype(int)
+    changed = np.abs(shot - without).sum(-1) > 10
+    assert 0.02 < changed.mean() < 0.5  # the reopened triangle is drawn, and only there
+    rows, cols = np.nonzero(changed)
+    h, w = changed.shape
+    # Its drawn centre sits where the triangle's centre is relative to the slide
+    # (slide 1200 x 1600 fills the canvas width after reset_view).
+    centre = TRIANGLE_RC.mean(0) / np.array(SLIDE_RC)
+    drawn = np.array([rows.mean(), cols.mean()])
+    slide_px = w / SLIDE_RC[1]
+    top = (h - SLIDE_RC[0] * slide_px) / 2
+    expected = np.array([top + centre[0] * SLIDE_RC[0] * slide_px, centre[1] * w])
+    assert np.abs(drawn - expected).max() < 0.1 * w
 
 
 def test_reading_a_bad_file_imports_the_valid_part(viewer, tmp_path: Path) -> None:  # noqa: ANN001
@@ -169,3 +184,49 @@ def test_evaluation_widget_draws_confusion_matrix(viewer, qtbot) -> None:  # noq
     assert widget._canvas is not None
     ax = widget._figure.axes[0]
     assert [t.get_text() for t in ax.texts] == ["11", "1", "0", "36"]
+
+
+def test_annotations_line_up_with_a_real_slide(make_napari_viewer, shared_data, tmp_path) -> None:  # noqa: ANN001, E501
+    from shapely.geometry import box
+
+    from napari_xai._widgets.annotate import _slide_mpp, _slide_shape_rc
+    from napari_xai.core.annotations.geojson import Annotation, write_geojson
+
+    slide_path = shared_data / "slides" / "CMU-1-Small-Region.svs"
+    if not slide_path.is_file():
+        pytest.skip(f"{slide_path} not found")
+    viewer = make_napari_viewer(show=True)
+    (slide,) = viewer.open(str(slide_path), plugin="napari-xai")
+    rows, cols = _slide_shape_rc(viewer)
+    assert _slide_mpp(viewer) == pytest.approx(0.499, abs=1e-3)
+    # A QuPath annotation covering exactly the slide's bottom-right quarter.
+    quarter = box(cols / 2, rows / 2, cols, rows)
+    path = write_geojson([Annotation(quarter, "Tumor")], tmp_path / "q.geojson")
+    (layer,) = viewer.open(str(path), plugin="napari-xai")
+    # Pixel-edge box in napari: from the centre pixel's corner to the last pixel's far edge.
+    np.testing.assert_allclose(
+        layer.extent.world, [[rows / 2 - 0.5, cols / 2 - 0.5], [rows - 0.5, cols - 0.5]]
+    )
+    slide_extent = slide.extent.world[:, -2:]
+    np.testing.assert_allclose(layer.extent.world[1], slide_extent[1], atol=1.0)
+    # The reader alone does not know the slide's mpp: no µm invented.
+    assert np.isnan(layer.features["area_um2"][0])
+    assert layer.features["area_px"][0] == pytest.approx(rows * cols / 4)
+    from napari_xai._widgets.annotate import AnnotationWidget
+
+    widget = AnnotationWidget(viewer)
+    widget._shapes.value = layer
+    widget._on_measure()  # takes the mpp from the slide layer
+    assert layer.features["area_um2"][0] == pytest.approx(rows * cols / 4 * 0.499**2, rel=0.01)
+    viewer.reset_view()
+    shot = viewer.screenshot(canvas_only=True)[..., :3].astype(int)
+    h, w = shot.shape[:2]
+
+    # The tumour tint sits in the lower-right of the canvas, not in the upper-left.
+    def redness(a: np.ndarray) -> float:
+        return float((a[..., 0] - a[..., 1]).mean())
+
+    assert (
+        redness(shot[int(h * 0.6) : int(h * 0.7), int(w * 0.6) : int(w * 0.7)])
+        > redness(shot[int(h * 0.3) : int(h * 0.4), int(w * 0.3) : int(w * 0.4)]) + 10
+    )
