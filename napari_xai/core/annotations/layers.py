@@ -414,42 +414,78 @@ def shapes_to_annotations(
     (list of Annotation, ReadReport)
         The annotations, and what was skipped.
     """
+    from napari_xai.core.annotations.geojson import DEGENERATE, Skipped
+
     n = len(data)
     types = [shape_types] * n if isinstance(shape_types, str) else list(shape_types)
     report = ReadReport(source="<shapes layer>", n_features=n)
-    feats = features if features is not None else pd.DataFrame(index=range(n))
     faces = np.asarray(face_colors) if face_colors is not None else None
-    out: list[Annotation] = []
-    for i, (vertices, kind) in enumerate(zip(data, types, strict=True)):
-        from napari_xai.core.annotations.geojson import DEGENERATE, Skipped
+    columns: dict[str, list[Any]] = {}
+    if features is not None:
+        for key in ("class", "color", "object_type", "name", "object_id", "qupath_properties"):
+            if key in features.columns:
+                values = features[key].astype(object).tolist()
+                columns[key] = values + [None] * (n - len(values))
 
-        v = np.asarray(vertices, dtype=np.float64)[:, -2:]
+    def get(key: str, i: int) -> Any:
+        value = columns[key][i] if key in columns else None
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return None
+        return value
+
+    # Geometries: plain polygons in bulk; keyholes, self-intersections one by one.
+    xys: list[npt.NDArray[np.float64] | None] = []
+    for vertices, kind in zip(data, types, strict=True):
         if kind in ("line", "path"):
-            report.skipped.append(Skipped(i, "no area (line or path)", kind))
+            xys.append(None)
             continue
+        v = np.asarray(vertices, dtype=np.float64)[:, -2:]
         if kind == "ellipse":
             v = _ellipse_vertices(v)
-        geom = path_rc_to_geometry(v)
-        if geom is None:
-            report.skipped.append(Skipped(i, DEGENERATE, f"{len(v)} vertices"))
+        xys.append(rc_to_xy(v))
+    geoms: list[BaseGeometry | None] = [None] * n
+    bulk = [i for i, xy in enumerate(xys) if xy is not None and len(xy) >= 3]
+    if bulk:
+        arrays = [xys[i] for i in bulk]
+        rings = shapely.linearrings(
+            np.concatenate(arrays),  # type: ignore[arg-type]
+            indices=np.repeat(np.arange(len(arrays)), [len(a) for a in arrays]),  # type: ignore[arg-type]
+        )
+        polys = shapely.polygons(rings)
+        good = shapely.is_valid(polys) & (shapely.area(polys) > 0)
+        for i, poly, ok in zip(bulk, polys, good, strict=True):
+            geoms[i] = poly if ok else path_rc_to_geometry(xy_to_rc(xys[i]))  # type: ignore[arg-type]
+
+    out: list[Annotation] = []
+    class_colors: dict[str, tuple[int, int, int] | None] = {}
+    for i in range(n):
+        if xys[i] is None:
+            report.skipped.append(Skipped(i, "no area (line or path)", str(types[i])))
             continue
-        row = feats.iloc[i] if i < len(feats) else pd.Series(dtype=object)
-        class_name = _get(row, "class") or default_class
+        geom = geoms[i]
+        if geom is None:
+            report.skipped.append(Skipped(i, DEGENERATE, f"{len(xys[i])} vertices"))  # type: ignore[arg-type]
+            continue
+        class_name = get("class", i) or default_class
         if class_name == UNCLASSIFIED:
             class_name = None
-        color_text = _get(row, "color")
+        color_text = get("color", i)
         color: tuple[int, int, int] | None
         if color_text:
             h = str(color_text).lstrip("#")
             color = (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16))
-        elif class_name is not None and find_class(class_name, classes=classes) is not None:
-            color = find_class(class_name, classes=classes).color  # type: ignore[union-attr]
-        elif faces is not None and i < len(faces):
-            color = rgba_to_color(faces[i])
+        elif class_name is not None and class_name not in class_colors:
+            cls = find_class(class_name, classes=classes)
+            class_colors[class_name] = cls.color if cls is not None else None
+            color = class_colors[class_name]
+        elif class_name is not None:
+            color = class_colors[class_name]
         else:
             color = None
+        if color is None and faces is not None and i < len(faces):
+            color = rgba_to_color(faces[i])
         extra: dict[str, Any] = {}
-        text = _get(row, "qupath_properties")
+        text = get("qupath_properties", i)
         if text:
             try:
                 extra = json.loads(text)
@@ -460,24 +496,15 @@ def shapes_to_annotations(
                 geometry=geom,
                 class_name=class_name,
                 color=color if class_name is not None else None,
-                object_type=_get(row, "object_type") or "annotation",
-                name=_get(row, "name") or None,
-                object_id=_get(row, "object_id") or None,
+                object_type=get("object_type", i) or "annotation",
+                name=get("name", i) or None,
+                object_id=get("object_id", i) or None,
                 measurements=extra.get("measurements", {}),
                 properties=extra.get("properties", {}),
             )
         )
     report.n_imported = len(out)
     return out, report
-
-
-def _get(row: pd.Series, key: str) -> Any:
-    if key not in row.index:
-        return None
-    value = row[key]
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return value
 
 
 def _ellipse_vertices(corners_rc: npt.NDArray[np.float64], n: int = 64) -> npt.NDArray[np.float64]:
