@@ -56,7 +56,7 @@ def test_shortcut_model_uses_marker(
 
 def _audit(model: object, tiles: sd.ShortcutCohort):  # noqa: ANN202
     probs = sd.predict(model, tiles.images)
-    maps = sd.explain(model, tiles.images, method="integrated_gradients", signed=True)
+    maps = sd.explain(model, tiles.images, method="integrated_gradients")
     pred = [sd.CLASS_NAMES[i] for i in probs.argmax(1)]
     return audit_attention(maps, tiles.regions, pred_class=pred, sign="positive")
 
@@ -96,3 +96,52 @@ def test_saliency_also_separates_the_models(
         maps = sd.explain(model, audit_set.images[marked], method="saliency")
         res[name] = audit_attention(maps, audit_set.regions[marked])
     assert res["shortcut"].enrichment["artefact"] > 1.5 * res["clean"].enrichment["artefact"]
+
+
+def test_real_tiles_with_and_without_marker(models: dict[str, object], shared_data) -> None:  # noqa: ANN001
+    """Real H&E tiles (NCT-CRC-HE): the marker is detected by the artefact mask (not
+    given), the shortcut model calls every marked tile tumour and looks at the marker,
+    the clean model does not; unmarked real tiles have no artefact and are not flagged."""
+    tifffile = pytest.importorskip("tifffile")
+    from PIL import Image
+
+    from napari_xai.core.attribution import explain_tiles
+    from napari_xai.core.audit.attention import make_region_map
+    from napari_xai.core.masks import artefact_mask
+
+    folder = shared_data / "patches" / "nct_crc_he_100k_sample"
+    paths = sorted(folder.glob("*.tif"))
+    if not paths:
+        pytest.skip(f"no real tiles in {folder}")
+    tiles = np.stack(
+        [
+            np.asarray(
+                Image.fromarray(tifffile.imread(p)[..., :3]).resize((64, 64), Image.BILINEAR)
+            )
+            for p in paths
+        ]
+    )
+    rng = np.random.default_rng(0)
+    stamped = [sd.stamp_marker(t, rng=rng) for t in tiles]
+    marked = np.stack([s[0] for s in stamped])
+    truth = np.stack([s[1] for s in stamped])
+    detected = np.stack([artefact_mask(m) for m in marked])
+    iou = (detected & truth).sum(axis=(1, 2)) / (detected | truth).sum(axis=(1, 2))
+    assert np.all(iou > 0.5), iou
+    assert not any(artefact_mask(t).any() for t in tiles)
+    full = np.ones((64, 64), bool)
+    regions_marked = np.stack([make_region_map(full, artefact=d) for d in detected])
+    regions_clean = np.stack([make_region_map(full) for _ in tiles])
+
+    def audit(model, imgs, regs):  # noqa: ANN001, ANN202
+        maps = explain_tiles(model, sd.to_tensor(imgs), method="integrated_gradients", n_steps=16)
+        return audit_attention(maps, regs, sign="positive")
+
+    assert (sd.predict(models["shortcut"], marked).argmax(1) == 1).all()
+    s_marked = audit(models["shortcut"], marked, regions_marked)
+    c_marked = audit(models["clean"], marked, regions_marked)
+    assert s_marked.verdict == "fail" and s_marked.flagged.sum() >= 3
+    assert np.median(s_marked.tile_shares[:, ARTEFACT]) > 0.3
+    assert c_marked.verdict == "pass" and c_marked.tile_shares[:, ARTEFACT].max() < 0.2
+    s_clean = audit(models["shortcut"], tiles, regions_clean)
+    assert s_clean.verdict == "pass" and s_clean.shares["artefact"] == 0.0

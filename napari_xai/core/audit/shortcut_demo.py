@@ -367,17 +367,16 @@ def explain(
     model: nn.Module,
     images: npt.NDArray[np.uint8],
     *,
-    method: str = "saliency",
-    target: npt.ArrayLike | None = None,
+    method: str = "integrated_gradients",
+    target: int | str | None = None,
     batch_size: int = 64,
-    signed: bool = False,
     n_steps: int = 16,
 ) -> npt.NDArray[np.float32]:
-    """Per-tile attribution maps (N, H, W) for uint8 tiles.
+    """Per-tile attribution maps (N, H, W) for uint8 tiles, through the project's registry.
 
-    Uses captum directly: the attribution summed over colour channels, of its
-    absolute value (default) or signed (``signed=True``, for the audit's
-    ``sign="positive"``: evidence for the target class).
+    Calls :func:`napari_xai.core.attribution.explain_tiles` on the normalised
+    tiles, so the maps are reduced as everywhere else (channel sum, positive part:
+    evidence for the explained class).
 
     Parameters
     ----------
@@ -385,43 +384,24 @@ def explain(
         Model taking normalised input (see :func:`to_tensor`).
     images : ndarray of uint8, shape (N, H, W, 3)
         Tiles.
-    method : {"saliency", "integrated_gradients"}
-        Attribution method.
-    target : array-like of int, shape (N,), optional
-        Class to explain per tile (default: the predicted class).
+    method : str
+        Key of ``ATTRIBUTION_METHODS`` (``"integrated_gradients"``, ``"saliency"``,
+        ``"grad_cam"``...).
+    target : int, str or None
+        Class to explain (default: each tile's predicted class).
     batch_size : int
-        Tiles per attribution batch.
-    signed : bool
-        Keep the sign (sum over channels) instead of summing absolute values.
+        Most images per forward/backward pass.
     n_steps : int
         Integrated Gradients steps.
 
     Returns
     -------
     ndarray of float32, shape (N, H, W)
-        Attribution maps (non-negative unless ``signed``).
+        Non-negative attribution maps.
     """
-    x = to_tensor(images)
-    if target is None:
-        target = predict(model, images).argmax(axis=1)
-    tgt = torch.as_tensor(np.asarray(target, dtype=np.int64))
-    from captum.attr import IntegratedGradients, Saliency
+    from napari_xai.core.attribution import explain_tiles
 
-    algo: Any
-    if method == "saliency":
-        algo = Saliency(model)
-    elif method == "integrated_gradients":
-        algo = IntegratedGradients(model)
-    else:
-        raise ValueError(f"unknown method {method!r}; use 'saliency' or 'integrated_gradients'")
-    maps = []
-    for start in range(0, len(x), batch_size):
-        xb = x[start : start + batch_size].clone().requires_grad_(True)
-        tb = tgt[start : start + batch_size]
-        if method == "saliency":
-            a = algo.attribute(xb, target=tb, abs=True)
-        else:
-            a = algo.attribute(xb, target=tb, n_steps=n_steps, internal_batch_size=batch_size)
-        a = a.detach()
-        maps.append((a.sum(dim=1) if signed else a.abs().sum(dim=1)).numpy())
-    return np.concatenate(maps, axis=0).astype(np.float32)
+    options: dict[str, Any] = {"n_steps": n_steps} if method == "integrated_gradients" else {}
+    return explain_tiles(
+        model, to_tensor(images), method=method, target=target, batch_size=batch_size, **options
+    )
