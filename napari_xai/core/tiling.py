@@ -64,6 +64,8 @@ class TileGrid:
         Tile extent the model expects (pixels); ``read_size`` is resized to it.
     artefact_fraction : ndarray of shape (N,), float32 or None
         Fraction of each tile covered by an artefact mask, when one was given.
+    level_downsample : float
+        Downsample of ``level`` against level 0.
     """
 
     rows: npt.NDArray[np.int64]
@@ -79,6 +81,7 @@ class TileGrid:
     read_size: int = 0
     tile_size: int = 0
     artefact_fraction: npt.NDArray[np.float32] | None = field(default=None, repr=False)
+    level_downsample: float = 1.0
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])
@@ -113,6 +116,7 @@ class TileGrid:
             read_size=self.read_size,
             tile_size=self.tile_size,
             artefact_fraction=art,
+            level_downsample=self.level_downsample,
         )
 
     def attrs(self) -> dict[str, Any]:
@@ -195,6 +199,7 @@ def tile_grid(
     level: int = 0,
     read_size: int | None = None,
     tile_size: int | None = None,
+    level_downsample: float = 1.0,
 ) -> TileGrid:
     """Lay a regular grid of square tiles over a slide, in level-0 pixels.
 
@@ -218,6 +223,8 @@ def tile_grid(
         is recorded, it does not filter.
     level, read_size, tile_size : int, optional
         How tiles are read (see :class:`TileGrid`); default level 0 at ``tile_size0``.
+    level_downsample : float
+        Downsample of ``level``.
 
     Returns
     -------
@@ -273,6 +280,7 @@ def tile_grid(
         read_size=tile_size0 if read_size is None else int(read_size),
         tile_size=tile_size0 if tile_size is None else int(tile_size),
         artefact_fraction=artefact,
+        level_downsample=float(level_downsample),
     )
 
 
@@ -392,4 +400,5 @@ def plan_tile_grid(
         level=level,
         read_size=read_size,
         tile_size=tile_size,
+        level_downsample=float(level_downsamples[level]),
     )

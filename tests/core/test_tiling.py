@@ -211,3 +211,35 @@ def test_reader_resizes_to_model_size() -> None:
     assert grid.read_size == 32 and grid.tile_size == 16
     (batch,) = list(TileReader(_CountingSource(), grid, batch_size=100))
     assert batch.tiles.shape == (len(grid), 16, 16, 3)
+
+
+@pytest.mark.parametrize(
+    ("name", "model_mpp", "tile"),
+    [("boxes.tiff", 1.0, 16), ("boxes.tiff", 0.75, 20), ("CMU-1-Small-Region.svs", 1.0, 64)],
+)
+def test_strip_reads_equal_tile_reads(shared_data, name, model_mpp, tile) -> None:
+    from napari_xai.core.reader import resize_tile
+    from napari_xai.core.wsi import open_slide
+
+    with open_slide(shared_data / "slides" / name, mpp=0.25 if "boxes" in name else None) as s:
+        mpp = s.info.mpp
+        grid = plan_tile_grid(
+            s.info.shape_rc, s.info.level_downsamples, slide_mpp=mpp, model_mpp=model_mpp,
+            tile_size=tile, min_tissue=0, overlap=0.25,
+        )  # fmt: skip
+        idx = np.arange(len(grid))[:200]
+        fast = read_tiles(s, grid, idx)
+        for k in idx:
+            one = s.read_region(
+                (int(grid.rows[k]), int(grid.cols[k])), (grid.read_size, grid.read_size),
+                level=grid.level,
+            )  # fmt: skip
+            np.testing.assert_array_equal(fast[k], resize_tile(one, tile))
+
+
+def test_neighbouring_tiles_are_read_as_one_strip() -> None:
+    grid = tile_grid((64, 800), tile_size0=8)
+    source = _CountingSource()
+    tiles = read_tiles(source, grid, np.arange(20))
+    assert len(source.calls) == 1 and tiles.shape == (20, 8, 8, 3)
+    np.testing.assert_array_equal(tiles[:, 0, 0, 1], 0)  # fake source encodes strip origin
