@@ -1163,9 +1163,10 @@ class SyntheticSlide:
     def _edge_width(self, step: float) -> float:
         return self._slope * max(step, 3.0)
 
-    def _has_tissue(
+    def _field_range(
         self, origin0: tuple[float, float], shape: tuple[int, int], step: float
-    ) -> bool:
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None:
+        """Min and max of each field over the cells a region interpolates from (or more)."""
         fs = self.field_step
         fr, fc = self._fields.shape[1:]
         r0 = max(0, int(origin0[0] / fs - 1.5))
@@ -1173,8 +1174,15 @@ class SyntheticSlide:
         c0 = max(0, int(origin0[1] / fs - 1.5))
         c1 = min(fc, int((origin0[1] + shape[1] * step) / fs + 2.5))
         if r0 >= r1 or c0 >= c1:
-            return False
-        return bool(self._fields[0, r0:r1, c0:c1].max() > -self._edge_width(step))
+            return None
+        cells = self._fields[:, r0:r1, c0:c1]
+        return cells.min(axis=(1, 2)), cells.max(axis=(1, 2))
+
+    def _has_tissue(
+        self, origin0: tuple[float, float], shape: tuple[int, int], step: float
+    ) -> bool:
+        rng = self._field_range(origin0, shape, step)
+        return rng is not None and bool(rng[1][0] > -self._edge_width(step) / 2)
 
     def is_background(self, level: int, tile_rc: tuple[int, int]) -> bool:
         """Whether a tile is bare glass (no tissue, no artefact), without rendering it.
@@ -1228,17 +1236,26 @@ class SyntheticSlide:
             return atlas.take(name, R, C, h, w)
 
         glass = crop("glass")
-        if self._has_tissue(origin0, (h, w), ds):
-            ew = self._edge_width(ds)
+        ew = self._edge_width(ds)
+        bounds = self._field_range(origin0, (h, w), ds)
+        if bounds is not None and bounds[1][0] > -ew / 2:
+            # bilinear samples stay within the cells' range: skip what is constant
+            lo, hi = bounds
+            inside = bool(lo[0] >= ew / 2)  # tissue everywhere
+            no_tumour = bool(hi[1] <= -ew / 2)
+            all_tumour = bool(lo[1] >= ew / 2)
             rows = _pixel_centres(origin0[0], h, ds)
             cols = _pixel_centres(origin0[1], w, ds)
-            f = _interp_fields(self._fields[:2], rows, cols, self.field_step)
+            exact = not (inside and (no_tumour or all_tumour))
+            f = _interp_fields(self._fields[:2], rows, cols, self.field_step) if exact else None
             # stain and texture mix vary slowly: sample them every 8 px
             k = 8
             coarse = _interp_fields(self._fields[2:], rows[::k], cols[::k], self.field_step)
             coarse = np.repeat(np.repeat(coarse, k, axis=1), k, axis=2)[:, :h, :w]
             mix = coarse[1]
-            if mix.max() < 0.02:
+            if all_tumour and inside:
+                tex = np.array(crop("tumour"))
+            elif mix.max() < 0.02:
                 tex = np.array(crop("normal_a"))
             elif mix.min() > 0.98:
                 tex = np.array(crop("normal_b"))
@@ -1248,12 +1265,15 @@ class SyntheticSlide:
                 tex = nb - na
                 tex *= mix
                 tex += na
-            if f[1].max() > -ew:
+            if f is not None and not no_tumour:
                 a_u = np.clip(f[1] / ew + 0.5, 0.0, 1.0)
                 tu = crop("tumour")
                 tex += (tu - tex) * a_u
             # light absorbed by tissue scales with its coverage and stain intensity
-            weight = np.clip(f[0] / ew + 0.5, 0.0, 1.0) * coarse[0]
+            if f is None or inside:
+                weight = coarse[0]
+            else:
+                weight = np.clip(f[0] / ew + 0.5, 0.0, 1.0) * coarse[0]
             tex -= glass
             tex *= weight
             tex += glass
