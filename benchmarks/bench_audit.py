@@ -1,0 +1,131 @@
+"""Shortcut-audit runtime and memory on large synthetic slides, and the planted-shortcut figures.
+
+Prints, on this machine in one run:
+
+1. for each slide and attribution method: time to compute the tissue/artefact
+   masks and the tile grid, to explain the sampled tiles (``--max-tiles``, all
+   tiles touching artefacts first), to write the HTML report + audit.json, and
+   the total; tiles/s; the verdict and the attribution shares;
+2. the planted-shortcut figures (``--shortcut``): share of attribution on the
+   marker for the shortcut vs the clean model (Integrated Gradients, Saliency,
+   Grad-CAM) on held-out tiles;
+3. peak RSS of this process.
+
+Slides: the 100,000 x 80,000 px slide of ``bench_score.py`` (written once into
+``--cache``, tissue only) and the plugin's synthetic sample slide (20,480 x
+16,384 px with pen, marker, ruler and label; cached by ``napari_xai._sample_data``).
+
+Usage::
+
+    python benchmarks/bench_audit.py                     # CPU, 2 threads
+    python benchmarks/bench_audit.py --device cuda --threads 8 --max-tiles 2048
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def big_slide(cache: Path) -> Path:
+    spec = importlib.util.spec_from_file_location(
+        "bench_score", Path(__file__).with_name("bench_score.py")
+    )
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return Path(mod.write_big_slide(cache / "big_100000x80000.svs"))
+
+
+def shortcut_figures(threads: int) -> None:
+    from napari_xai.core.audit import shortcut_demo as sd
+    from napari_xai.core.audit.attention import ARTEFACT, audit_attention
+
+    t0 = time.perf_counter()
+    models = {
+        "shortcut": sd.train_tiny_cnn(sd.make_shortcut_cohort(200, marker=True, seed=0)),
+        "clean": sd.train_tiny_cnn(sd.make_shortcut_cohort(200, marker=False, seed=0)),
+    }
+    held = sd.make_shortcut_cohort(40, marker=True, seed=100)
+    marked = held.has_marker
+    area = float((held.regions[marked] == ARTEFACT).mean())
+    print(f"\nplanted shortcut: 2 x 400 training tiles (64 px), trained in "
+          f"{time.perf_counter() - t0:.1f} s; {len(held)} held-out tiles, {int(marked.sum())} "
+          f"with the marker covering {area:.1%} of each")  # fmt: skip
+    print(f"{'model':9s} {'method':21s} {'share on marker':>15s} {'enrichment':>10s} "
+          f"{'flagged':>8s} verdict")  # fmt: skip
+    for name, model in models.items():
+        for method in ("integrated_gradients", "saliency", "grad_cam"):
+            maps = sd.explain(model, held.images, method=method)
+            res = audit_attention(maps, held.regions, sign="positive")
+            sub = audit_attention(maps[marked], held.regions[marked], sign="positive")
+            print(f"{name:9s} {method:21s} {sub.shares['artefact']:15.1%} "
+                  f"{sub.enrichment['artefact']:10.1f} "
+                  f"{int(res.flagged.sum()):4d}/{len(held):<3d} "
+                  f"{res.verdict}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/napari-xai-bench"))
+    parser.add_argument("--slides", nargs="*", type=Path, default=None)
+    parser.add_argument("--methods", nargs="*", default=["grad_cam", "integrated_gradients"])
+    parser.add_argument("--max-tiles", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-shortcut", action="store_true")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from napari_xai._sample_data import sample_slide_path
+    from napari_xai.core.audit.slide import audit_slide
+    from napari_xai.core.wsi import open_slide
+
+    slides = args.slides or [big_slide(args.cache), sample_slide_path()]
+    print(f"napari-xai audit benchmark · torch {torch.__version__} · {args.threads} threads · "
+          f"device {args.device or 'auto'} · max {args.max_tiles} tiles")  # fmt: skip
+    for path in slides:
+        with open_slide(path) as slide:
+            rows, cols = slide.info.shape_rc
+            for method in args.methods:
+                out = Path(tempfile.mkdtemp(prefix="bench-audit-"))
+                t0 = time.perf_counter()
+                steps = []
+                res = audit_slide(
+                    slide, "demo", method=method, max_tiles=args.max_tiles,
+                    batch_size=args.batch_size, device=args.device, out_dir=out,
+                    progress=steps.append, **({"n_steps": 16} if "integrated" in method else {}),
+                )  # fmt: skip
+                total = time.perf_counter() - t0
+                t = res.timings
+                report_s = total - t["total_s"]
+                sh = res.attention.shares
+                art_area = res.attention.area_shares["artefact"]
+                print(
+                    f"\n{path.name} ({cols:,} x {rows:,} px, {res.n_grid_tiles:,} tissue tiles), "
+                    f"{method}: {len(res.tiles)} tiles audited\n"
+                    f"  masks+grid {t['masks_s']:.1f} s · explain {t['explain_s']:.1f} s "
+                    f"({t['tiles_per_s']:.0f} tiles/s) · report {report_s:.1f} s · "
+                    f"total {total:.1f} s\n"
+                    f"  verdict {res.verdict}; attribution on tissue {sh['tissue']:.1%}, "
+                    f"artefacts {sh['artefact']:.1%} (area {art_area:.1%}), "
+                    f"background {sh['background']:.1%}, border {sh['border']:.1%}; "
+                    f"{int(res.attention.flagged.sum())} flagged; report "
+                    f"{res.report_path.stat().st_size / 1e6:.1f} MB"
+                )
+    if not args.no_shortcut:
+        shortcut_figures(args.threads)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\npeak RSS {peak:,.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
