@@ -153,7 +153,8 @@ def main() -> None:
     print(f"{'  layers':<58s} {[f'{ly.name}:{type(ly).__name__}' for ly in layers]}")
 
     def redraw(zoom: float) -> None:
-        viewer.camera.zoom = zoom
+        camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+        camera.zoom = zoom
         viewer.screenshot(canvas_only=True)
 
     timed(f"VIEWER: zoom out + redraw ({n} as {type(layers[0]).__name__})", redraw, 0.02)

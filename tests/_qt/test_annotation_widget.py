@@ -230,3 +230,31 @@ def test_annotations_line_up_with_a_real_slide(make_napari_viewer, shared_data, 
         redness(shot[int(h * 0.6) : int(h * 0.7), int(w * 0.6) : int(w * 0.7)])
         > redness(shot[int(h * 0.3) : int(h * 0.4), int(w * 0.3) : int(w * 0.4)]) + 10
     )
+
+
+def test_holes_render_as_holes(make_napari_viewer) -> None:  # noqa: ANN001
+    from napari.layers import Layer
+    from shapely.geometry import Point
+
+    from napari_xai.core.annotations.geojson import Annotation
+    from napari_xai.core.annotations.layers import annotations_to_layer_data
+
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(np.full((3000, 2200, 3), 255, np.uint8), rgb=True)
+    donut = Point(1250, 1500).buffer(430).difference(Point(1300, 1550).buffer(130))
+    (ldt,) = annotations_to_layer_data([Annotation(donut, "Tumor")])
+    viewer.add_layer(Layer.create(*ldt))
+    viewer.reset_view()
+    shot = viewer.screenshot(canvas_only=True)[..., :3].astype(int)
+    h, w = shot.shape[:2]
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    zoom, centre = camera.zoom, np.array(camera.center[-2:])
+
+    def pixel(x: float, y: float) -> np.ndarray:  # QuPath (x, y) -> screenshot pixel
+        r, c = (np.array([y - 0.5, x - 0.5]) - centre) * zoom + [h / 2, w / 2]
+        return shot[int(r), int(c)]
+
+    assert pixel(1300, 1550).tolist() == [255, 255, 255]  # the hole shows the slide
+    ring = pixel(1250 - 300, 1500)
+    assert ring[0] - ring[1] > 40  # the ring is tinted with Tumor red
+    assert pixel(300, 300).tolist() == [255, 255, 255]  # outside
