@@ -62,7 +62,12 @@ class AuditThresholds:
     slide_artefact_enrichment : float
         ... (artefacts get this many times more attention than their area) ...
     slide_flagged_fraction : float
-        ... or when at least this fraction of the audited tiles is flagged.
+        ... or when at least this fraction of the audited tiles is flagged, or when
+        the tiles of one predicted class (at least ``min_class_tiles`` of them)
+        meet the artefact share and enrichment limits on their own (a shortcut is
+        often class-specific).
+    min_class_tiles : int
+        Fewest tiles of a predicted class for its own shares to count.
     n_worst : int
         How many of the worst tiles are kept as evidence.
     """
@@ -72,6 +77,7 @@ class AuditThresholds:
     slide_artefact_share: float = 0.2
     slide_artefact_enrichment: float = 3.0
     slide_flagged_fraction: float = 0.1
+    min_class_tiles: int = 5
     n_worst: int = 12
 
     def __post_init__(self) -> None:
@@ -460,6 +466,7 @@ def audit_attention(
 
     by_class: dict[str, dict[str, float]] = {}
     n_by_class: dict[str, int] = {}
+    area_by_class: dict[str, float] = {}
     if pred_class is not None:
         labels = np.asarray([str(c) for c in pred_class])
         for cls in sorted(set(labels.tolist())):
@@ -470,6 +477,7 @@ def audit_attention(
                 name: (float(m[i] / t) if t > 0 else 0.0) for i, name in enumerate(REGION_NAMES)
             }
             n_by_class[cls] = int(sel.sum())
+            area_by_class[cls] = float(area[sel, ARTEFACT].mean())
 
     # Worst tiles: flagged first, then by off-tissue share, then by artefact share.
     order = np.lexsort((-shares[:, ARTEFACT], -off_share, ~flagged))
@@ -498,9 +506,19 @@ def audit_attention(
             f"tissue (limit {th.slide_flagged_fraction:.0%})"
         )
     for cls, sh in by_class.items():
-        if sh["artefact"] >= th.slide_artefact_share:
+        # A shortcut is often class-specific (the marker is on one class only).
+        cls_area = area_by_class[cls]
+        cls_enrich = sh["artefact"] / cls_area if cls_area > 0 else float("inf")
+        if (
+            sh["artefact"] >= th.slide_artefact_share
+            and cls_enrich >= th.slide_artefact_enrichment
+            and n_by_class[cls] >= th.min_class_tiles
+        ):
+            fail = True
             evidence.append(
-                f"tiles predicted '{cls}': {sh['artefact']:.0%} of attribution on artefacts"
+                f"tiles predicted '{cls}' ({n_by_class[cls]}): {sh['artefact']:.0%} of their "
+                f"attribution lies on artefacts covering {cls_area:.1%} of them (enrichment "
+                f"{cls_enrich:.1f}x)"
             )
     if fail:
         verdict = "fail"

@@ -293,8 +293,9 @@ def _attention_section(
         f"background, border) and that is at least {th.tile_enrichment:g}× the area those "
         f"pixels cover. The slide fails when artefacts get at least "
         f"{th.slide_artefact_share:.0%} of all attribution with enrichment ≥ "
-        f"{th.slide_artefact_enrichment:g}, or when at least {th.slide_flagged_fraction:.0%} "
-        "of the tiles are flagged.</p>"
+        f"{th.slide_artefact_enrichment:g} (overall, or among the tiles of one predicted "
+        f"class), or when at least {th.slide_flagged_fraction:.0%} of the tiles are "
+        "flagged.</p>"
     )
     return "".join(out)
 
