@@ -234,7 +234,20 @@ class AnnotationWidget(Container):
         self._shapes.value = layer
         self._style_new_shapes(layer, name, rgb)
         layer.mode = "add_polygon"
+        layer.events.data.connect(lambda event: self._on_data_changed(layer, event))
         return layer
+
+    def _on_data_changed(self, layer: napari.layers.Shapes, event: Any) -> None:
+        """Keep the morphology of a drawn layer up to date as shapes are added or edited."""
+        from napari_xai.core.annotations.layers import MAX_SHAPES
+
+        if getattr(event, "action", "added") not in ("added", "changed", "removed"):
+            return
+        if 0 < len(layer.data) <= MAX_SHAPES:
+            try:
+                self._measure_shapes(layer, quiet=True)
+            except Exception as e:  # never break drawing
+                self._status.value = f"morphology not updated: {e}"
 
     def _on_apply_class(self, _value: Any = None) -> None:
         """Give the selected shapes the chosen class and its colour."""
@@ -370,19 +383,12 @@ class AnnotationWidget(Container):
 
     def _on_measure(self, _value: Any = None) -> None:
         """Compute morphology into the features table of the chosen Shapes (or Labels)."""
-        from napari_xai.core.annotations.layers import annotations_features
         from napari_xai.core.annotations.morphology import measure_labels
 
         layer = self._shapes.value
         mpp = _slide_mpp(self._viewer)
         if layer is not None:
-            annotations = self._annotations_of(layer)
-            if len(annotations) != len(layer.data):
-                self._report("Some shapes have no area (lines); not measured.", error=True)
-                return
-            table = annotations_features(annotations, mpp=layer.metadata.get("mpp") or mpp)
-            layer.features = table
-            self._report(f"Measured {len(table)} shapes in '{layer.name}'.")
+            self._measure_shapes(layer)
             return
         labels = self._labels.value
         if labels is None:
@@ -395,6 +401,24 @@ class AnnotationWidget(Container):
         )
         labels.features = table.reset_index().rename(columns={"label": "index"})
         self._report(f"Measured {len(table)} labels in '{labels.name}'.")
+
+    def _measure_shapes(self, layer: napari.layers.Shapes, *, quiet: bool = False) -> None:
+        from napari_xai.core.annotations.layers import annotations_features
+
+        annotations = self._annotations_of(layer)
+        if len(annotations) != len(layer.data):
+            if not quiet:
+                self._report("Some shapes have no area (lines); not measured.", error=True)
+            return
+        mpp = layer.metadata.get("mpp") or _slide_mpp(self._viewer)
+        defaults = dict(layer.feature_defaults.iloc[0]) if len(layer.feature_defaults) else {}
+        layer.features = annotations_features(annotations, mpp=mpp)
+        if defaults:
+            layer.feature_defaults = {
+                **{k: v for k, v in defaults.items() if k in layer.features.columns},
+            }
+        if not quiet:
+            self._report(f"Measured {len(annotations)} shapes in '{layer.name}'.")
 
     def _on_save(self, _value: Any = None) -> None:
         """Write the chosen Shapes layer as QuPath GeoJSON."""

@@ -113,6 +113,9 @@ def test_annotation_widget_classes_masks_measure_save_load(
     layer.add_polygons([np.array([[600.0, 800.0], [600.0, 1000.0], [700.0, 1000.0]])])
     assert list(layer.features["class"]) == ["Tumor", "Stroma"]
     assert np.allclose(layer.face_color[1][:3], np.array([150, 200, 150]) / 255)
+    # Morphology follows drawing, without pressing Measure.
+    assert layer.features["area_px"].tolist() == pytest.approx([300 * 400, 100 * 200 / 2])
+    assert layer.feature_defaults["class"][0] == "Stroma"
 
     # Re-class the second shape.
     layer.selected_data = {1}
