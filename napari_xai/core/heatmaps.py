@@ -31,7 +31,8 @@ TILE_COLUMNS = (
 def entropy(probabilities: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """Shannon entropy (nats) of each row of class probabilities ``(N, C)``."""
     p = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, 1.0)
-    return (-(p * np.log(p)).sum(axis=1)).astype(np.float32)
+    ent: npt.NDArray[np.float32] = (-(p * np.log(p)).sum(axis=1)).astype(np.float32)
+    return ent
 
 
 def empty_maps(grid: TileGrid, n_classes: int) -> npt.NDArray[np.float32]:

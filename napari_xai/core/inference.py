@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -158,7 +158,7 @@ def iter_predictions(
     num_workers: int = 2,
     amp: bool = True,
     indices: Sequence[int] | npt.NDArray[np.int64] | None = None,
-) -> Iterator[PredictionBatch]:
+) -> Generator[PredictionBatch, None, None]:
     """Run ``model`` over the tiles of ``grid``, one batch at a time.
 
     Parameters

@@ -62,7 +62,7 @@ def resize_tile(tile: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]
     from PIL import Image
 
     img = Image.fromarray(np.ascontiguousarray(tile))
-    return np.asarray(img.resize((size, size), Image.BILINEAR))
+    return np.asarray(img.resize((size, size), Image.Resampling.BILINEAR))
 
 
 #: Longest strip (pixels at the read level) read in one call for a run of tiles.

@@ -184,7 +184,8 @@ def mask_fraction(
     r0c, r1c = np.clip(r0, 0, m.shape[0]), np.clip(r1, 0, m.shape[0])
     c0c, c1c = np.clip(c0, 0, m.shape[1]), np.clip(c1, 0, m.shape[1])
     inside = sat[r1c, c1c] - sat[r0c, c1c] - sat[r1c, c0c] + sat[r0c, c0c]
-    return (inside / np.maximum(area, 1)).astype(np.float32)
+    frac: npt.NDArray[np.float32] = (inside / np.maximum(area, 1)).astype(np.float32)
+    return frac
 
 
 def tile_grid(
@@ -246,12 +247,12 @@ def tile_grid(
         _n_steps(n_rows_px, tile_size0, stride0),
         _n_steps(n_cols_px, tile_size0, stride0),
     )
-    gr, gc = np.meshgrid(
+    gr2, gc2 = np.meshgrid(
         np.arange(grid_shape[0], dtype=np.int64),
         np.arange(grid_shape[1], dtype=np.int64),
         indexing="ij",
     )
-    gr, gc = gr.ravel(), gc.ravel()
+    gr, gc = gr2.ravel(), gc2.ravel()
     rows, cols = gr * stride0, gc * stride0
     if tissue_mask is None:
         tissue = np.ones(rows.shape, np.float32)

@@ -250,3 +250,26 @@ def test_cuda_amp_matches_cpu(synthetic) -> None:
     cpu = score_slide(path, "demo", device="cpu", max_tiles=64)
     gpu = score_slide(path, "demo", device="cuda", max_tiles=64, amp=True)
     np.testing.assert_allclose(cpu.tiles.prob_tumour, gpu.tiles.prob_tumour, atol=2e-2)
+
+
+def test_cli_score_writes_tiles_and_preview(synthetic, tmp_path: Path, capsys) -> None:
+    from napari_xai.cli import main
+
+    path, _ = synthetic
+    status = main(["score", str(path), "--model", "demo", "--out", str(tmp_path),
+                   "--max-tiles", "24", "--device", "cpu"])  # fmt: skip
+    assert status == 0
+    tiles = pd.read_parquet(tmp_path / "syn3" / "tiles.parquet")
+    assert len(tiles) == 24 and "prob_tumour" in tiles
+    assert (tmp_path / "syn3" / "preview.png").stat().st_size > 1000
+    assert "24 tiles scored" in capsys.readouterr().out
+
+
+def test_cli_score_without_mpp_is_a_clear_error(shared_data, tmp_path: Path, capsys) -> None:
+    from napari_xai.cli import main
+
+    slide = shared_data / "slides" / "boxes.tiff"
+    assert main(["score", str(slide), "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "boxes.tiff: the slide has no resolution" in err and "--mpp" in err
+    assert main(["score", str(slide), "--out", str(tmp_path), "--mpp", "0.25"]) == 0

@@ -52,9 +52,10 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return ``relu(F(x) + shortcut(x))``."""
-        out = self.relu(self.bn1(self.conv1(x)))
+        out: torch.Tensor = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + self.downsample(x))
+        out = self.relu(out + self.downsample(x))
+        return out
 
 
 class DemoCNN(nn.Module):
@@ -86,15 +87,18 @@ class DemoCNN(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Output of the last residual stage, ``(N, C, h, w)``."""
-        return self.layer3(self.layer2(self.layer1(self.stem(x))))
+        out: torch.Tensor = self.layer3(self.layer2(self.layer1(self.stem(x))))
+        return out
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         """Pool and classify features from :meth:`forward_features`."""
-        return self.fc(torch.flatten(self.pool(x), 1))
+        out: torch.Tensor = self.fc(torch.flatten(self.pool(x), 1))
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, num_classes)`` for tiles ``(N, 3, H, W)``."""
-        return self.forward_head(self.forward_features(x))
+        out: torch.Tensor = self.forward_head(self.forward_features(x))
+        return out
 
 
 class ResNet18Like(nn.Module):
@@ -119,15 +123,18 @@ class ResNet18Like(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Output of ``layer4``, ``(N, 512, h, w)``."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        out: torch.Tensor = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return out
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         """Pool and classify features from :meth:`forward_features`."""
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+        out: torch.Tensor = self.fc(torch.flatten(self.avgpool(x), 1))
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, num_classes)`` for tiles ``(N, 3, H, W)``."""
-        return self.forward_head(self.forward_features(x))
+        out: torch.Tensor = self.forward_head(self.forward_features(x))
+        return out
 
 
 def make_demo_cnn(num_classes: int = 3) -> DemoCNN:

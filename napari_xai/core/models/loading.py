@@ -234,7 +234,8 @@ def _unwrap_state_dict(obj: Any, path: Path) -> Mapping[str, torch.Tensor]:
     for prefix in ("module.", "_orig_mod."):
         if all(str(k).startswith(prefix) for k in obj):
             obj = {str(k)[len(prefix) :]: v for k, v in obj.items()}
-    return obj
+    state: Mapping[str, torch.Tensor] = obj
+    return state
 
 
 def load_model(
