@@ -134,9 +134,10 @@ def _fill_text_lines(mask: BoolArray, *, exclude: BoolArray) -> BoolArray:
 
     Printed labels are dark text on white paper that looks like glass; the paper
     around a line of text is taken as part of the label. Glyphs are grouped by a
-    closing about half a glyph's height; a group counts as a text line when it is
-    at least twice as wide as high, holds at least three separate glyphs and
-    does not touch ``exclude`` (e.g. a ruler's bar around its ticks).
+    closing of about half a glyph's height (area-weighted median); a group
+    counts as a text line when it is at least twice as wide as high, holds at
+    least three separate glyphs and does not touch ``exclude`` (e.g. a ruler's
+    bar around its ticks).
     """
     from skimage.measure import label, regionprops
     from skimage.morphology import closing
@@ -144,8 +145,14 @@ def _fill_text_lines(mask: BoolArray, *, exclude: BoolArray) -> BoolArray:
     glyphs, n_glyphs = label(mask, return_num=True)
     if n_glyphs < 3:
         return mask
-    heights = [r.bbox[2] - r.bbox[0] for r in regionprops(glyphs)]
-    radius = max(2, int(0.6 * float(np.median(heights))))
+    # glyph size: area-weighted median height (tiny specks and ticks count little)
+    props = regionprops(glyphs)
+    heights = np.array([r.bbox[2] - r.bbox[0] for r in props], float)
+    areas = np.array([r.area for r in props], float)
+    order = np.argsort(heights)
+    cum = np.cumsum(areas[order])
+    height = heights[order][np.searchsorted(cum, cum[-1] / 2)]
+    radius = max(2, int(0.6 * height))
     out = mask.copy()
     for region in regionprops(label(closing(mask, _disk(radius)))):
         r0, c0, r1, c1 = region.bbox
