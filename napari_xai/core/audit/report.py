@@ -67,19 +67,19 @@ def png_data_uri(image: npt.NDArray[np.uint8] | Figure) -> str:
     if isinstance(image, np.ndarray):
         from PIL import Image
 
-        Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG", optimize=True)
+        Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG")
     else:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
         FigureCanvasAgg(image)
-        image.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+        image.savefig(buf, format="png", dpi=100)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _figure(width: float, height: float) -> Figure:
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height))
+    return Figure(figsize=(width, height), layout="constrained")
 
 
 def _img(uri: str, alt: str, *, cls: str = "", attrs: str = "") -> str:
@@ -175,10 +175,12 @@ def _slide_figure(audit: SlideAudit) -> Figure:
     from matplotlib.patches import Rectangle
 
     fig = _figure(10, 5)
-    ds = audit.regions_downsample
+    # At most ~600 px per side on screen: subsample the images before drawing.
+    step = max(1, int(np.ceil(max(audit.regions.shape) / 600)))
+    ds = audit.regions_downsample * step
     for k, (img, title) in enumerate(
-        ((audit.thumbnail, "slide: audited tiles (red = flagged)"),
-         (_region_rgb(audit.regions), "regions: tissue / artefact / border"))
+        ((audit.thumbnail[::step, ::step], "slide: audited tiles (red = flagged)"),
+         (_region_rgb(audit.regions[::step, ::step]), "regions: tissue / artefact / border"))
     ):  # fmt: skip
         ax = fig.add_subplot(1, 2, k + 1)
         ax.imshow(img, interpolation="nearest")
