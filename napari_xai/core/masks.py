@@ -129,40 +129,60 @@ def artefact_labels(
     return out
 
 
-def _fill_text_lines(mask: BoolArray, *, exclude: BoolArray) -> BoolArray:
+def _fill_text_lines(mask: BoolArray, *, exclude: BoolArray, max_glyphs: int = 2000) -> BoolArray:
     """Grow lines of text (rows of several dark glyphs) to their label's rectangle.
 
     Printed labels are dark text on white paper that looks like glass; the paper
-    around a line of text is taken as part of the label. Glyphs are grouped by a
-    closing of about half a glyph's height (area-weighted median); a group
-    counts as a text line when it is at least twice as wide as high, holds at
-    least three separate glyphs and does not touch ``exclude`` (e.g. a ruler's
-    bar around its ticks).
+    around a line of text is taken as part of the label. Glyphs side by side
+    (overlapping rows, gaps under a glyph's height) are chained into lines; a
+    line of at least three glyphs, at least twice as wide as high, that does not
+    touch ``exclude`` (e.g. a ruler's bar around its ticks) is filled with a
+    margin.
     """
     from skimage.measure import label, regionprops
-    from skimage.morphology import closing
 
-    glyphs, n_glyphs = label(mask, return_num=True)
-    if n_glyphs < 3:
-        return mask
-    # glyph size: area-weighted median height (tiny specks and ticks count little)
+    glyphs = label(mask)
     props = regionprops(glyphs)
-    heights = np.array([r.bbox[2] - r.bbox[0] for r in props], float)
-    areas = np.array([r.area for r in props], float)
-    order = np.argsort(heights)
-    cum = np.cumsum(areas[order])
-    height = heights[order][np.searchsorted(cum, cum[-1] / 2)]
-    radius = max(2, int(0.6 * height))
+    if not 3 <= len(props) <= max_glyphs:
+        return mask
+    boxes = np.array([p.bbox for p in props], float)  # r0, c0, r1, c1
+    heights = boxes[:, 2] - boxes[:, 0]
+    parent = list(range(len(props)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    order = np.argsort(boxes[:, 1])
+    for n, i in enumerate(order):
+        for j in order[n + 1 :]:
+            gap = boxes[j, 1] - boxes[i, 3]
+            h = max(heights[i], heights[j])
+            if gap > 1.2 * h:
+                break  # sorted by left edge: later glyphs are further right
+            overlap = min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0])
+            if overlap > 0.5 * min(heights[i], heights[j]) and 0.5 < heights[i] / heights[j] < 2:
+                parent[find(int(i))] = find(int(j))
+    groups: dict[int, list[int]] = {}
+    for i in range(len(props)):
+        groups.setdefault(find(i), []).append(i)
     out = mask.copy()
-    for region in regionprops(label(closing(mask, _disk(radius)))):
-        r0, c0, r1, c1 = region.bbox
-        h, w = r1 - r0, c1 - c0
-        if h < 3 or w < 2 * h or exclude[r0:r1, c0:c1].any():
+    for members in groups.values():
+        if len(members) < 3:
             continue
-        inside = np.unique(glyphs[r0:r1, c0:c1][region.image])
-        if np.count_nonzero(inside) >= 3:
-            m = int(round(0.3 * h))
-            out[max(0, r0 - m) : r1 + m, max(0, c0 - m) : c1 + m] = True
+        r0, c0 = boxes[members, 0].min(), boxes[members, 1].min()
+        r1, c1 = boxes[members, 2].max(), boxes[members, 3].max()
+        h, w = r1 - r0, c1 - c0
+        if h < 3 or w < 2 * h:
+            continue
+        m = 0.3 * h
+        rs = slice(int(max(0, r0 - m)), int(r1 + m))
+        cs = slice(int(max(0, c0 - m)), int(c1 + m))
+        if exclude[rs, cs].any():
+            continue
+        out[rs, cs] = True
     return out
 
 
