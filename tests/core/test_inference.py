@@ -273,3 +273,12 @@ def test_cli_score_without_mpp_is_a_clear_error(shared_data, tmp_path: Path, cap
     err = capsys.readouterr().err
     assert "boxes.tiff: the slide has no resolution" in err and "--mpp" in err
     assert main(["score", str(slide), "--out", str(tmp_path), "--mpp", "0.25"]) == 0
+
+
+def test_threaded_prefetch_gives_the_same_results(synthetic, demo) -> None:
+    path, _ = synthetic
+    with open_slide(path) as slide:
+        serial = score_slide(slide, demo, max_tiles=48, batch_size=8, num_workers=1, prefetch=0)
+        threaded = score_slide(slide, demo, max_tiles=48, batch_size=5, num_workers=3, prefetch=4)
+    pd.testing.assert_frame_equal(serial.tiles, threaded.tiles, atol=1e-5)
+    np.testing.assert_allclose(serial.probabilities, threaded.probabilities, atol=1e-5)
