@@ -51,7 +51,8 @@ def write_mosaic_slide(path: Path, *, seed: int, grid_rc: tuple[int, int], tumou
     for i in range(gr):
         for j in range(gc):
             choices = pool[kinds[i, j]]
-            img[i * p : (i + 1) * p, j * p : (j + 1) * p] = choices[int(rng.integers(len(choices)))]
+            pick = int(rng.integers(len(choices)))
+            img[i * p : (i + 1) * p, j * p : (j + 1) * p] = choices[pick]
     tifffile.imwrite(path, img, tile=(256, 256), photometric="rgb", compression="jpeg",
                      resolution=(1e4, 1e4), resolutionunit="CENTIMETER")
     return path

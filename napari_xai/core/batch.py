@@ -77,7 +77,7 @@ _BACKGROUND_NAMES = ("background", "back", "bg", "glass", "empty")
 SUMMARY_COLUMNS = (
     "rank", "slide_id", "slide_path", "status", "score", "mean_prob", "topk_mean",
     "tumour_area_fraction", "tumour_area_mm2", "n_tiles", "positive_class",
-    "pred_label", "reused", "result_folder", "error",
+    "pred_label", "audit_verdict", "reused", "result_folder", "error",
     "time_total_s", "time_open_s", "time_score_s", "time_write_s", "worker",
 )
 _TIMING_COLUMNS = ("time_total_s", "time_open_s", "time_score_s", "time_write_s")
@@ -640,6 +640,11 @@ def score_and_save(task: SlideTask, progress: ProgressFn) -> dict[str, Any]:
         if params.get("attribution"):
             extra["saliency"] = _explain_into(writer, slide, loaded, task, progress)
             timings["explain_s"] = round(time.perf_counter() - t_write, 3)
+        if params.get("audit"):
+            t_audit = time.perf_counter()
+            verdict = _audit_into(writer, slide, loaded, task, progress)
+            summary["audit_verdict"] = verdict
+            timings["audit_s"] = round(time.perf_counter() - t_audit, 3)
         timings["total_s"] = round(time.perf_counter() - t0, 3)
         writer.commit(build_manifest(
             task, identity=identity, model_info=_model_info(loaded), slide_info=info,
@@ -671,6 +676,28 @@ def _explain_into(
     writer.add_heatmap(result.key)
     return {"method": result.method, "class_name": result.class_name, "key": result.key,
             "n_tiles": result.n_tiles, "limits": list(result.limits)}
+
+
+def _audit_into(
+    writer: ResultWriter, slide: Any, loaded: Any, task: SlideTask, progress: ProgressFn
+) -> str:
+    """Run the shortcut audit and write ``audit.json``; return its verdict."""
+    from napari_xai.core.audit.slide import audit_slide
+
+    params = task.params
+    score = params.get("score", {})
+    kwargs: dict[str, Any] = {k: score[k] for k in ("min_tissue",) if k in score}
+    if params.get("mpp") is not None:
+        kwargs["mpp"] = params["mpp"]
+    for key in ("device", "num_workers"):
+        if task.runtime.get(key) is not None:
+            kwargs[key] = task.runtime[key]
+    audit = audit_slide(
+        slide, loaded, method=params.get("attribution") or "grad_cam",
+        progress=lambda p: progress(p.n_done, p.n_total), **kwargs,
+    )
+    writer.write_audit(audit.to_dict())
+    return str(audit.verdict)
 
 
 def _worker_progress(task: SlideTask, cancel: threading.Event | None) -> ProgressFn:

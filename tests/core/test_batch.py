@@ -1,4 +1,4 @@
-"""Batch scoring of cohorts: inputs, resume, bad slides, LocalCluster, kill-and-resume (issue 7)."""
+"""Batch scoring: inputs, resume, bad slides, LocalCluster, kill-and-resume (issue 7)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import pandas as pd  # noqa: TID253
 import pytest
 
 from napari_xai.core import batch as B
@@ -296,3 +296,27 @@ def test_kill_and_resume_matches_uninterrupted_run(model: str, tmp_path: Path) -
     ref_csv = pd.read_csv(tmp_path / "ref" / "cohort_summary.csv")
     _same_tables(ref_csv, summary)
     _same_results(tmp_path / "ref", out, list(ref.summary["slide_id"]))
+
+
+def test_saliency_and_audit_options(cohort: Path, model: str, tmp_path: Path) -> None:
+    from napari_xai._results_reader import result_layers
+
+    params = B.make_params(attribution="grad_cam", audit=True)
+    res = B.run_batch([cohort / "slides" / "case0.tif"], model, tmp_path, scheduler="sync",
+                      params=params)
+    row = res.summary.iloc[0]
+    assert row["status"] == "done", row["error"]
+    assert row["audit_verdict"] in ("pass", "warn", "fail")
+    r = load_result(tmp_path / "case0")
+    assert r.audit is not None and r.audit["verdict"] == row["audit_verdict"]
+    [sal] = [h for h in r.heatmaps if h.kind == "saliency"]
+    assert sal.key.startswith("saliency/grad_cam/")
+    assert r.manifest["saliency"]["method"] == "grad_cam"
+    # the saliency map covers the slide in level-0 pixels
+    shape = r.heatmap_levels(sal.key)[0].shape
+    rows0 = shape[0] * sal.scales[0][0]
+    assert abs(rows0 - r.manifest["slide"]["shape_rc"][0]) <= sal.scales[0][0]
+    layers = result_layers(r, with_slide=False)
+    names = [kw["name"] for _, kw, _ in layers]
+    assert any("saliency [grad_cam" in n for n in names)
+    assert "case0 prob [tumour]" in names and "case0 tiles" in names

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import pandas as pd  # noqa: TID253
 import pytest
 
 from napari_xai.core import results as R
