@@ -901,7 +901,7 @@ class SyntheticTruth:
         arrays: dict[str, Any] = {
             f"artefact_{k}": np.packbits(v, axis=-1) for k, v in self.artefacts.items()
         }
-        tmp = path.with_name(path.name + ".tmp.npz")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp.npz")
         np.savez_compressed(
             tmp,
             meta=np.array(json.dumps(meta)),
