@@ -14,6 +14,7 @@ Three layers, each usable alone:
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
@@ -155,7 +156,7 @@ def iter_predictions(
     batch_size: int = 32,
     device: str | torch.device | None = None,
     prefetch: int = 2,
-    num_workers: int = 2,
+    num_workers: int | None = None,
     amp: bool = True,
     indices: Sequence[int] | npt.NDArray[np.int64] | None = None,
 ) -> Generator[PredictionBatch, None, None]:
@@ -175,8 +176,9 @@ def iter_predictions(
         ``None``/``"auto"``: CUDA, then MPS, then CPU.
     prefetch : int
         Batches read ahead while the model computes.
-    num_workers : int
-        Reader threads.
+    num_workers : int, optional
+        Reader threads; default 2 on CPU (they share the cores with the model),
+        up to 8 (one per core) on GPUs.
     amp : bool
         Mixed precision (float16 autocast) on CUDA; ignored elsewhere.
     indices : sequence of int, optional
@@ -195,6 +197,8 @@ def iter_predictions(
     dev = choose_device(device) if device is not None else model.device
     model = model.to(dev)
     module = model.module.eval()
+    if num_workers is None:
+        num_workers = max(1, min(8, os.cpu_count() or 1)) if dev.type == "cuda" else 2
     reader = TileReader(
         source,
         grid,
@@ -511,7 +515,7 @@ def score_tiles(
     batch_size: int = 32,
     device: str | torch.device | None = None,
     prefetch: int = 2,
-    num_workers: int = 2,
+    num_workers: int | None = None,
     amp: bool = True,
     max_tiles: int | None = None,
     grid: TileGrid | None = None,
