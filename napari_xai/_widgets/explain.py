@@ -94,6 +94,10 @@ class ExplainWidget(Container):
         )  # fmt: skip
         self._overlap = FloatSpinBox(label="overlap", value=0.0, min=0.0, max=0.9, step=0.05)
         self._batch_size = SpinBox(label="batch size", value=16, min=1, max=1024)
+        self._mpp = FloatSpinBox(
+            label="slide mpp", value=0.0, min=0.0, max=50.0, step=0.01,
+            tooltip="Level-0 µm/px; 0 = from the file (needed when the file does not say)",
+        )  # fmt: skip
         self._output = FileEdit(label="output folder", mode="d", value=str(default_output()))
         self._run = PushButton(text="Explain")
         self._cancel = PushButton(text="Cancel", enabled=False)
@@ -118,6 +122,7 @@ class ExplainWidget(Container):
                 self._max_tiles,
                 self._overlap,
                 self._batch_size,
+                self._mpp,
                 self._output,
                 self._run,
                 self._cancel,
@@ -253,7 +258,7 @@ class ExplainWidget(Container):
             target=target,
             batch_size=int(self._batch_size.value),
             overlap=float(self._overlap.value),
-            mpp=layer.metadata.get("mpp_override"),
+            mpp=float(self._mpp.value) or None,
             **options,
         )
         try:
@@ -380,7 +385,7 @@ class ExplainWidget(Container):
 
         model = self._load_model()
         slide = source if not isinstance(source, (str, Path)) else open_slide(source)
-        grid = slide_grid(slide, model.card, tissue=None, mpp=layer.metadata.get("mpp_override"))
+        grid = slide_grid(slide, model.card, tissue=None, mpp=float(self._mpp.value) or None)
         r, c = (float(v) for v in layer.world_to_data(list(position))[-2:])
         t0 = int(grid.tile_size0)
         loc = (int(r - t0 / 2), int(c - t0 / 2))
@@ -435,6 +440,7 @@ class ExplainWidget(Container):
                     store=self._store(layer.metadata["path"]),
                     batch_size=int(self._batch_size.value),
                     overlap=float(self._overlap.value),
+                    mpp=float(self._mpp.value) or None,
                 )
             )
 

@@ -166,3 +166,14 @@ def test_torchscript_support(tiles) -> None:
 
     ref = explain_tiles(prepare_model(eager, cam_layer="relu"), tiles, method="grad_cam")
     np.testing.assert_allclose(cam, ref, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_methods_on_cuda(quadrant_model, tiles) -> None:
+    model = QuadrantNet().cuda().eval()
+    model.load_state_dict(quadrant_model.state_dict())
+    for method in ("grad_cam", "integrated_gradients"):
+        maps = explain_tiles(model, tiles, method=method, n_steps=8)
+        ref = explain_tiles(quadrant_model, tiles, method=method, n_steps=8)
+        np.testing.assert_allclose(maps, ref, rtol=1e-3, atol=1e-5)

@@ -205,3 +205,16 @@ def test_cli_explain(small_pyramid, tmp_path, capsys) -> None:
         ]
     )
     assert code == 1 and "unknown class" in capsys.readouterr().err
+
+
+def test_cancel_keeps_done_tiles_and_resumes(slide, model, tmp_path) -> None:
+    from napari_xai.core.attribution.whole_slide import iter_explain_slide
+
+    store = tmp_path / "h.zarr"
+    gen = iter_explain_slide(slide, model, store=store, tissue=None, batch_size=8)
+    first = next(gen)
+    next(gen)
+    gen.close()  # cancel: the in-flight write completes
+    assert first.n_done == 8
+    res = explain_slide(slide, model, store=store, tissue=None, batch_size=8)
+    assert res.n_cached == 16 and res.n_computed == res.n_tiles - 16 and res.complete

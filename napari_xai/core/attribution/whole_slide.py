@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -317,13 +318,20 @@ def iter_stitch_tiles(
     )
     batches = iter(reader)
     store = Path(str(smap.group.store.root)) if hasattr(smap.group.store, "root") else Path(".")
+    # Blending into the store runs in one writer thread while the next batch computes;
+    # at most one write is in flight, and it always completes (also on cancel).
+    writer = ThreadPoolExecutor(1, thread_name_prefix="napari-xai-stitch")
+    pending: Future[None] | None = None
     try:
         for batch in batches:
             tiles = batch.tiles
             tiles = tiles.numpy() if hasattr(tiles, "numpy") else np.asarray(tiles)
             maps = compute(tiles)
             b = batch.indices
-            smap.add_tiles(
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(
+                smap.add_tiles,
                 maps,
                 grid.rows[b],
                 grid.cols[b],
@@ -339,7 +347,13 @@ def iter_stitch_tiles(
                 key=smap.group.path,
                 indices=b,
             )
+        if pending is not None:
+            pending.result()
+            pending = None
     finally:
+        if pending is not None:
+            wait([pending])
+        writer.shutdown(wait=True)
         close = getattr(batches, "close", None)
         if close is not None:
             close()
