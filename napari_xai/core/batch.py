@@ -1199,7 +1199,7 @@ def iter_batch(
     for i, rec in enumerate(table.to_dict("records")):
         base = {"slide_id": rec["slide_id"], "slide_path": rec["slide_path"],
                 **{c: rec[c] for c in meta_cols},
-                "result_folder": str(out_dir / rec["slide_id"])}
+                "result_folder": None}
         rows[i] = {**base, "status": "pending", "reused": False}
         tasks.append(SlideTask(
             index=i, slide_id=rec["slide_id"], slide_path=rec["slide_path"],
@@ -1224,8 +1224,8 @@ def iter_batch(
             (errors / f"{rows[i]['slide_id']}.txt").write_text(
                 f"{rows[i]['slide_path']}\n{result['traceback']}", encoding="utf-8")
         rows[i] = {**base, "error": None, "worker": None, **clean, "reused": reused}
-        if rows[i].get("status") != "done":
-            rows[i]["result_folder"] = None
+        done = rows[i].get("status") == "done"
+        rows[i]["result_folder"] = str(out_dir / rows[i]["slide_id"]) if done else None
         return rows[i]
 
     def current_summary() -> pd.DataFrame:

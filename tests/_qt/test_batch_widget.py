@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,11 @@ def test_widget_runs_batch_and_opens_result(
     assert "ROC AUC 1.000" in widget._metrics.value
     assert widget._progress.value == widget._progress.max == 3
 
+    if os.environ.get("NAPARI_XAI_SCREENSHOT_DIR"):  # for docs/batch.md
+        widget.native.resize(520, 900)
+        widget.native.grab().save(
+            str(Path(os.environ["NAPARI_XAI_SCREENSHOT_DIR"]) / "batch_widget.png"))
+
     widget._open_row(0)
     names = [layer.name for layer in viewer.layers]
     top = slides[0]
@@ -106,8 +112,6 @@ def test_widget_runs_batch_and_opens_result(
     viewer.reset_view()
     shot = viewer.screenshot(canvas_only=True, flash=False)
     assert shot[..., :3].std() > 5  # not blank
-    import os
-
     if os.environ.get("NAPARI_XAI_SCREENSHOT_DIR"):
         from skimage.io import imsave
 
@@ -124,3 +128,42 @@ def test_widget_runs_batch_and_opens_result(
     # where it changed, the picture got redder (the tumour colour)
     red_gain = (with_heat[..., 0] - with_heat[..., 1]) - (without[..., 0] - without[..., 1])
     assert red_gain[changed].mean() > 20
+
+
+def test_widget_cancel_and_errors(make_napari_viewer, qtbot, cohort_csv: Path, tmp_path: Path,
+                                  monkeypatch) -> None:
+    from napari.utils import notifications
+
+    from napari_xai._widgets.batch import IN_PROCESS, BatchWidget
+
+    errors: list[str] = []
+    monkeypatch.setattr(notifications, "show_error", lambda msg: errors.append(str(msg)))
+    viewer = make_napari_viewer()
+    widget = BatchWidget(viewer)
+    widget._scheduler.value = IN_PROCESS
+    # nothing chosen: a clear message, no worker
+    widget._on_run()
+    assert widget._worker is None and "choose the slides" in errors[-1]
+    # a folder without slides: the core's error becomes a notification, napari lives on
+    (tmp_path / "empty").mkdir()
+    widget._inputs.value = tmp_path / "empty"
+    widget._out.value = tmp_path / "out"
+    widget._on_run()
+    with qtbot.waitSignal(widget._worker.finished, timeout=60_000):
+        pass
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
+    assert "no slide files" in errors[-1] and widget._run.enabled
+    # cancel right away: every slide is reported cancelled, the summary is still written
+    widget._input_kind.value = "cohort CSV"
+    widget._inputs.value = cohort_csv
+    widget._on_run()
+    widget._on_cancel()
+    with qtbot.waitSignal(widget._worker.finished, timeout=60_000):
+        pass
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
+    result = widget.last_result
+    assert result is not None and result.cancelled
+    assert result.count("done") == 0 and result.count("cancelled") == 3
+    assert (tmp_path / "out" / "cohort_summary.csv").is_file()
+    assert widget._status.value == "cancelled"
+    assert not widget._open.enabled
