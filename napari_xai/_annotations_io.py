@@ -94,3 +94,30 @@ def write_shapes_geojson(path: str, data: Any, meta: dict[str, Any]) -> list[str
         _warn(report.summary())
     write_geojson(annotations, out)
     return [str(out)]
+
+
+def write_points_geojson(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+    """npe2 single-layer writer: a Points layer of detections to GeoJSON.
+
+    Points opened from GeoJSON keep their outlines (``metadata["geometries"]``
+    indexed by the ``geometry_index`` feature), so saving writes the original
+    polygons with the (possibly edited) classes; other points are written as
+    discs of their size, and the count is reported.
+    """
+    from napari_xai.core.annotations.geojson import write_geojson
+    from napari_xai.core.annotations.layers import points_to_annotations
+
+    out = Path(path)
+    if out.suffix.lower() != ".geojson":
+        out = out.with_name(out.name + ".geojson")
+    size = meta.get("size")
+    annotations, report = points_to_annotations(
+        data,
+        features=meta.get("features"),
+        geometries=(meta.get("metadata") or {}).get("geometries"),
+        sizes=None if size is None else (size if size.ndim == 1 else size.mean(axis=-1)),
+    )
+    if report.changed:
+        _warn(report.summary())
+    write_geojson(annotations, out)
+    return [str(out)]

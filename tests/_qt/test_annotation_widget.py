@@ -261,3 +261,41 @@ def test_holes_render_as_holes(make_napari_viewer) -> None:  # noqa: ANN001
     ring = pixel(1250 - 300, 1500)
     assert ring[0] - ring[1] > 40  # the ring is tinted with Tumor red
     assert pixel(300, 300).tolist() == [255, 255, 255]  # outside
+
+
+def test_many_detections_open_as_points_and_save_back(make_napari_viewer, tmp_path) -> None:  # noqa: ANN001, E501
+    from shapely.geometry import Point
+
+    from napari_xai.core.annotations.geojson import Annotation, read_geojson, write_geojson
+    from napari_xai.core.annotations.layers import MAX_SHAPES
+
+    n = MAX_SHAPES + 1
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(20, 3980, (n, 2))
+    nuclei = [
+        Annotation(
+            Point(x, y).buffer(5, quad_segs=4),
+            "Tumor" if i % 2 else "Immune cells",
+            object_type="cell",
+            object_id=f"c{i}",
+        )
+        for i, (x, y) in enumerate(xy)
+    ]
+    path = write_geojson(nuclei, tmp_path / "cells.geojson")
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(path), plugin="napari-xai")
+    assert type(layer).__name__ == "Points" and len(layer.data) == n
+    np.testing.assert_allclose(layer.data[:, ::-1] + 0.5, xy, atol=1e-6)  # centroids
+    assert layer.features["area_px"][0] == pytest.approx(nuclei[0].geometry.area)
+    # Edit: re-class one cell, delete another, then save through the writer.
+    layer.features.loc[0, "class"] = "Tumor"
+    layer.selected_data = {1}
+    layer.remove_selected()
+    out = tmp_path / "edited.geojson"
+    assert layer.save(str(out), plugin="napari-xai") == [str(out)]
+    back = read_geojson(out)
+    assert back.report.clean and len(back) == n - 1
+    assert back.annotations[0].class_name == "Tumor"
+    assert back.annotations[0].geometry.equals(nuclei[0].geometry)  # outline kept
+    assert [a.object_id for a in back.annotations[:2]] == ["c0", "c2"]
+    assert back.annotations[1].object_type == "cell"

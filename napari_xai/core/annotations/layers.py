@@ -50,6 +50,7 @@ __all__ = [
     "geometry_to_path_rc",
     "labels_to_annotations",
     "path_rc_to_geometry",
+    "points_to_annotations",
     "rasterize_annotations",
     "rc_to_xy",
     "shapes_to_annotations",
@@ -364,6 +365,9 @@ def _points_layer(
     face = np.column_stack([rgb, np.full(len(items), 0.8)])
     data = features[["centroid_row", "centroid_col"]].to_numpy(dtype=np.float64)
     size = 2 * np.sqrt(features["area_px"].to_numpy() / math.pi)
+    # Outlines travel with the layer, so that saving loses nothing; the index column
+    # follows the points through deletions.
+    features["geometry_index"] = np.arange(len(items), dtype=np.int64)
     kwargs: dict[str, Any] = {
         "name": name,
         "features": features,
@@ -373,6 +377,7 @@ def _points_layer(
         "metadata": dict(
             metadata,
             representation="points",
+            geometries=np.array([a.geometry for a in items], dtype=object),
             note=f"{len(items)} objects shown as centroids (napari Shapes is too slow above "
             f"{MAX_SHAPES}); outlines: rasterise to Labels",
         ),
@@ -419,20 +424,6 @@ def shapes_to_annotations(
     n = len(data)
     types = [shape_types] * n if isinstance(shape_types, str) else list(shape_types)
     report = ReadReport(source="<shapes layer>", n_features=n)
-    faces = np.asarray(face_colors) if face_colors is not None else None
-    columns: dict[str, list[Any]] = {}
-    if features is not None:
-        for key in ("class", "color", "object_type", "name", "object_id", "qupath_properties"):
-            if key in features.columns:
-                values = features[key].astype(object).tolist()
-                columns[key] = values + [None] * (n - len(values))
-
-    def get(key: str, i: int) -> Any:
-        value = columns[key][i] if key in columns else None
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return None
-        return value
-
     # Geometries: plain polygons in bulk; keyholes, self-intersections one by one.
     xys: list[npt.NDArray[np.float64] | None] = []
     for vertices, kind in zip(data, types, strict=True):
@@ -456,15 +447,52 @@ def shapes_to_annotations(
         for i, poly, ok in zip(bulk, polys, good, strict=True):
             geoms[i] = poly if ok else path_rc_to_geometry(xy_to_rc(xys[i]))  # type: ignore[arg-type]
 
+    rows = _annotations_from_features(
+        geoms, features, face_colors=face_colors, default_class=default_class, classes=classes
+    )
     out: list[Annotation] = []
-    class_colors: dict[str, tuple[int, int, int] | None] = {}
     for i in range(n):
         if xys[i] is None:
             report.skipped.append(Skipped(i, "no area (line or path)", str(types[i])))
-            continue
+        elif rows[i] is None:
+            report.skipped.append(Skipped(i, DEGENERATE, f"{len(xys[i])} vertices"))  # type: ignore[arg-type]
+        else:
+            out.append(rows[i])  # type: ignore[arg-type]
+    report.n_imported = len(out)
+    return out, report
+
+
+def _annotations_from_features(
+    geoms: Sequence[BaseGeometry | None],
+    features: pd.DataFrame | None,
+    *,
+    face_colors: npt.ArrayLike | None = None,
+    default_class: str | None = None,
+    classes: Sequence[AnnotationClass] = DEFAULT_CLASSES,
+    default_object_type: str = "annotation",
+) -> list[Annotation | None]:
+    """One Annotation per geometry (None where the geometry is None), attributes from features."""
+    n = len(geoms)
+    faces = np.asarray(face_colors) if face_colors is not None else None
+    columns: dict[str, list[Any]] = {}
+    if features is not None:
+        for key in ("class", "color", "object_type", "name", "object_id", "qupath_properties"):
+            if key in features.columns:
+                values = features[key].astype(object).tolist()
+                columns[key] = values + [None] * (n - len(values))
+
+    def get(key: str, i: int) -> Any:
+        value = columns[key][i] if key in columns else None
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return None
+        return value
+
+    out: list[Annotation | None] = []
+    class_colors: dict[str, tuple[int, int, int] | None] = {}
+    for i in range(n):
         geom = geoms[i]
         if geom is None:
-            report.skipped.append(Skipped(i, DEGENERATE, f"{len(xys[i])} vertices"))  # type: ignore[arg-type]
+            out.append(None)
             continue
         class_name = get("class", i) or default_class
         if class_name == UNCLASSIFIED:
@@ -496,15 +524,83 @@ def shapes_to_annotations(
                 geometry=geom,
                 class_name=class_name,
                 color=color if class_name is not None else None,
-                object_type=get("object_type", i) or "annotation",
+                object_type=get("object_type", i) or default_object_type,
                 name=get("name", i) or None,
                 object_id=get("object_id", i) or None,
                 measurements=extra.get("measurements", {}),
                 properties=extra.get("properties", {}),
             )
         )
-    report.n_imported = len(out)
-    return out, report
+    return out
+
+
+def points_to_annotations(
+    data: npt.ArrayLike,
+    *,
+    features: pd.DataFrame | None = None,
+    geometries: Sequence[BaseGeometry] | npt.NDArray[np.object_] | None = None,
+    sizes: npt.ArrayLike | None = None,
+    default_class: str | None = None,
+    object_type: str = "detection",
+) -> tuple[list[Annotation], ReadReport]:
+    """Annotations from a Points layer of detections (as the reader makes them).
+
+    Each point gets its original outline when the features carry a
+    ``geometry_index`` into `geometries` (the reader keeps both), otherwise a
+    disc of the point's size (reported as changed).
+
+    Parameters
+    ----------
+    data : array-like of shape (N, 2)
+        Point positions, napari (row, col).
+    features : DataFrame, optional
+        The layer's features (``class``, ``color``, ``object_type``, ``name``,
+        ``object_id``, ``qupath_properties``, ``geometry_index``).
+    geometries : sequence of Polygon/MultiPolygon, optional
+        Outlines in level-0 (x, y), from ``layer.metadata["geometries"]``.
+    sizes : array-like of shape (N,), optional
+        Point diameters, for points without an outline (default 10).
+    default_class : str, optional
+        Class of points without one.
+    object_type : str
+        Object type of points without one.
+
+    Returns
+    -------
+    (list of Annotation, ReadReport)
+    """
+    from napari_xai.core.annotations.geojson import Skipped
+
+    points = np.asarray(data, dtype=np.float64).reshape(-1, 2)
+    n = len(points)
+    feats = features if features is not None else pd.DataFrame(index=range(n))
+    index = (
+        feats["geometry_index"].to_numpy()
+        if "geometry_index" in feats.columns and geometries is not None
+        else np.full(n, -1)
+    )
+    diam = np.broadcast_to(np.asarray(sizes if sizes is not None else 10.0, float), (n,))
+    report = ReadReport(source="<points layer>", n_features=n)
+    geoms: list[BaseGeometry | None] = []
+    xy = rc_to_xy(points)
+    for i in range(n):
+        gi = index[i]
+        x, y = xy[i]
+        if geometries is not None and 0 <= gi < len(geometries):
+            # A point added by hand inherits a default index: accept the outline only
+            # if the point sits on it.
+            x0, y0, x1, y1 = geometries[int(gi)].bounds
+            if x0 - 1 <= x <= x1 + 1 and y0 - 1 <= y <= y1 + 1:
+                geoms.append(geometries[int(gi)])
+                continue
+        geoms.append(shapely.Point(x, y).buffer(max(float(diam[i]) / 2, 0.5), quad_segs=4))
+        report.changed.append(Skipped(i, "no outline kept: written as a disc of its size"))
+    rows = _annotations_from_features(
+        geoms, feats, default_class=default_class, default_object_type=object_type
+    )
+    exact = [a for a in rows if a is not None]
+    report.n_imported = len(exact)
+    return exact, report
 
 
 def _ellipse_vertices(corners_rc: npt.NDArray[np.float64], n: int = 64) -> npt.NDArray[np.float64]:
