@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd  # noqa: TID253
 import pytest
 from shapely.geometry import MultiPolygon, Point, Polygon, box
 
@@ -432,3 +434,25 @@ def test_nan_and_degenerate_rings_in_the_bulk_path(tmp_path: Path) -> None:
     assert r.n_imported == 2 and r.n_features == 5
     assert r.skipped_counts() == {MALFORMED_COORDINATES: 1, "degenerate polygon (no area)": 2}
     assert sorted(s.index for s in r.skipped) == [1, 2, 3]
+
+
+def test_points_back_to_annotations_keep_outlines_or_use_discs() -> None:
+    from napari_xai.core.annotations.layers import points_to_annotations
+
+    cells = [
+        Annotation(Point(100, 50).buffer(6), "Tumor", object_type="cell", object_id="a"),
+        Annotation(Point(300, 80).buffer(4), "Stroma", object_type="cell", object_id="b"),
+    ]
+    ((data, kwargs, kind),) = annotations_to_layer_data(cells, max_shapes=1)
+    assert kind == "points"
+    geoms = kwargs["metadata"]["geometries"]
+    feats = kwargs["features"]
+    # A point added by hand inherits geometry_index 0 but sits elsewhere: a disc.
+    data = np.vstack([data, [[500.0, 500.0]]])
+    feats = pd.concat([feats, feats.iloc[:1]], ignore_index=True)
+    out, report = points_to_annotations(data, features=feats, geometries=geoms, sizes=8)
+    assert [a.object_id for a in out] == ["a", "b", "a"]
+    assert out[0].geometry.equals(cells[0].geometry) and out[1].object_type == "cell"
+    assert out[2].geometry.centroid.distance(Point(500.5, 500.5)) < 1e-6
+    assert out[2].geometry.area == pytest.approx(math.pi * 16, rel=0.1)
+    assert report.changed_counts() == {"no outline kept: written as a disc of its size": 1}
