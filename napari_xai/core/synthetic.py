@@ -1286,6 +1286,31 @@ class SyntheticSlide:
             _apply_primitives(trans, prims, origin0, float(ds), ink, white=255.0)
         return _to_uint8(trans, 255.0)
 
+    def render_label(self, *, min_width: int = 256) -> UInt8Array | None:
+        """Render the printed label (as scanners store it apart), or None without one.
+
+        Parameters
+        ----------
+        min_width : int
+            Render at the coarsest level where the label is at least this wide.
+
+        Returns
+        -------
+        ndarray of shape (rows, cols, 3), uint8, or None
+        """
+        boxes = [p for p in self.primitives if isinstance(p, _Box) and p.kind == "label"]
+        if not boxes:
+            return None
+        paper = boxes[0]
+        level = 0
+        for i, ds in enumerate(self.level_downsamples):
+            if (paper.c1 - paper.c0) / ds >= min_width:
+                level = i
+        ds = self.level_downsamples[level]
+        r0, c0 = int(paper.r0 // ds), int(paper.c0 // ds)
+        r1, c1 = int(math.ceil(paper.r1 / ds)), int(math.ceil(paper.c1 / ds))
+        return self.render_region((r0, c0), (r1 - r0, c1 - c0), level=level)
+
     def render_tile(self, level: int, tile_rc: tuple[int, int]) -> UInt8Array:
         """Render tile (row, col) of ``level`` as a full (tile, tile, 3) uint8 array.
 
@@ -1540,6 +1565,28 @@ def write_synthetic_slide(
                         metadata=None,
                         subfiletype=0,
                     )
+            # Aperio's associated images: label (subfiletype 1) and macro (9)
+            label = slide.render_label()
+            if label is not None:
+                tw.write(
+                    label,
+                    photometric="rgb",
+                    compression="lzw",
+                    description=f"Aperio Image Library v12.0.15\r\nlabel {label.shape[1]}x"
+                    f"{label.shape[0]}",
+                    metadata=None,
+                    subfiletype=1,
+                )
+            tw.write(
+                thumb,
+                photometric="rgb",
+                compression="jpeg",
+                compressionargs={"level": 90},
+                description=f"Aperio Image Library v12.0.15\r\nmacro {thumb.shape[1]}x"
+                f"{thumb.shape[0]}",
+                metadata=None,
+                subfiletype=9,
+            )
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)

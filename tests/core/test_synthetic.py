@@ -47,6 +47,11 @@ def test_tiffslide_reads_size_levels_mpp_and_vendor(written: tuple[Path, Synthet
         assert ts.properties["tiffslide.mpp-x"] == pytest.approx(0.5)
         assert ts.properties["tiffslide.mpp-y"] == pytest.approx(0.5)
         assert float(ts.properties["tiffslide.objective-power"]) == pytest.approx(20)
+        # Aperio's associated images: thumbnail, label (with its dark text), macro
+        assert set(ts.associated_images) == {"thumbnail", "label", "macro"}
+        label = np.asarray(ts.associated_images["label"])[..., :3]
+        assert label.shape[1] > 2 * label.shape[0]
+        assert (label.min(axis=-1) < 80).mean() > 0.05 and np.median(label) > 230
     with tifffile.TiffFile(path) as tf:
         assert tf.is_svs
         tiled = [p for p in tf.pages if p.is_tiled]
