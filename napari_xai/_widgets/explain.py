@@ -46,6 +46,8 @@ SLIDE = "whole slide"
 PREDICTED = "predicted"
 #: Seconds between live layer refreshes.
 REFRESH_S = 0.5
+#: Milliseconds the view must stay still before "follow the view" re-runs.
+FOLLOW_DELAY_MS = 600
 #: Method names in menu order (kept in sync with ATTRIBUTION_METHODS by a test).
 METHODS = (
     "grad_cam",
@@ -92,6 +94,10 @@ class ExplainWidget(Container):
             label="max tiles per view", value=256, min=1, max=100_000,
             tooltip="Most new tiles computed per 'what I see' run (nearest the centre first)",
         )  # fmt: skip
+        self._follow = CheckBox(
+            text="follow the view (re-run after pan/zoom)", value=False,
+            tooltip="In 'what I see' mode, explain new tiles whenever the view stops moving",
+        )  # fmt: skip
         self._overlap = FloatSpinBox(label="overlap", value=0.0, min=0.0, max=0.9, step=0.05)
         self._batch_size = SpinBox(label="batch size", value=16, min=1, max=1024)
         self._mpp = FloatSpinBox(
@@ -120,6 +126,7 @@ class ExplainWidget(Container):
                 self._n_steps,
                 self._mode,
                 self._max_tiles,
+                self._follow,
                 self._overlap,
                 self._batch_size,
                 self._mpp,
@@ -136,6 +143,8 @@ class ExplainWidget(Container):
             ]
         )
         self._worker: Any = None
+        self._timer: Any = None
+        self._rerun = False
         self._last_refresh = 0.0
         self._layer_name: str | None = None
         self.last_result: ExplainResult | None = None
@@ -149,6 +158,9 @@ class ExplainWidget(Container):
         viewer.layers.events.removed.connect(self._refresh_slides)
         self._refresh_slides()
         self._on_model_changed()
+        camera = self._camera()
+        camera.events.center.connect(self._on_camera)
+        camera.events.zoom.connect(self._on_camera)
 
     # -- controls --------------------------------------------------------------------
     def _slide_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
@@ -308,7 +320,17 @@ class ExplainWidget(Container):
             f"{step.n_done:,} / {step.n_total:,} tiles · {step.tiles_per_s:,.1f} tiles/s"
         )
         now = time.monotonic()
-        if now - self._last_refresh >= REFRESH_S:
+        if self._layer_name is None and step.layer_name:
+            # first batch: show the map now; it fills in as the store is written
+            from napari_xai.core.attribution.layers import stitched_layer
+
+            self._layer_name = step.layer_name
+            self._last_refresh = now
+            try:
+                self._upsert(stitched_layer(step.store, step.key, name=step.layer_name))
+            except Exception:  # noqa: BLE001 - the first write may still be in flight
+                self._layer_name = None
+        elif now - self._last_refresh >= REFRESH_S:
             self._last_refresh = now
             name = self._layer_name
             if name is not None and name in self._viewer.layers:
@@ -358,6 +380,28 @@ class ExplainWidget(Container):
         self._run.enabled = True
         self._channel_slide.enabled = True
         self._cancel.enabled = False
+        if self._rerun:
+            self._rerun = False
+            self._on_camera()
+
+    # -- follow the view -----------------------------------------------------------------
+    def _on_camera(self, _event: Any = None) -> None:
+        """Debounce camera moves; explain the new view once it stops moving."""
+        if not (self._follow.value and self._mode.value == VIEW):
+            return
+        if self._timer is None:
+            from qtpy.QtCore import QTimer
+
+            self._timer = QTimer()
+            self._timer.setSingleShot(True)
+            self._timer.timeout.connect(self._on_view_settled)
+        self._timer.start(FOLLOW_DELAY_MS)
+
+    def _on_view_settled(self) -> None:
+        if self._worker is not None:
+            self._rerun = True  # after the current run
+            return
+        self._on_run()
 
     # -- inside the model --------------------------------------------------------------
     def _on_show_channels(self, _value: Any = None) -> Any:

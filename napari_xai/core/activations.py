@@ -243,7 +243,13 @@ def iter_channel_slide(
         return result
 
     n_computed = yield from iter_stitch_tiles(
-        slide, grid, smap, compute, batch_size=batch_size, num_workers=num_workers
+        slide,
+        grid,
+        smap,
+        compute,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        layer_name=f"{slide_name(slide)} activation [{layer_name}, channel {channel}]",
     )
     coarse = np.asarray(smap.levels[-1][...], dtype=np.float32)
     finite = coarse[np.isfinite(coarse)]

@@ -100,3 +100,33 @@ def test_view_mode_and_channels(make_napari_viewer, qtbot, slide_path, tmp_path)
     layer = widget._on_show_channels()
     assert layer is not None and layer.name.startswith("explain channels [")
     assert np.nanmax(layer.data) <= 1 and layer.data.shape[0] > 1
+
+
+def test_follow_view_explains_after_panning(
+    make_napari_viewer, qtbot, slide_path, tmp_path
+) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    from napari_xai._widgets.explain import VIEW, ExplainWidget
+
+    viewer = make_napari_viewer(show=True)
+    viewer.open(slide_path, plugin="napari-xai")
+    widget = ExplainWidget(viewer)
+    widget._output.value = tmp_path
+    widget._mode.value = VIEW
+    widget._follow.value = True
+    camera = widget._camera()
+    camera.zoom = 2.0
+    camera.center = (200, 200)
+    qtbot.waitUntil(lambda: widget.last_result is not None, timeout=60_000)
+    first = widget.last_result
+    assert first.n_computed > 0
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=60_000)
+    camera.center = (700, 1200)  # pan: new tiles come into view
+    qtbot.waitUntil(
+        lambda: widget.last_result is not None and widget.last_result is not first,
+        timeout=60_000,
+    )
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=60_000)
+    assert widget.last_result.n_computed > 0

@@ -70,6 +70,8 @@ class ExplainProgress:
         Group of the map inside the store.
     indices : ndarray
         Grid indices of the tiles of this batch.
+    layer_name : str
+        Name of the layer showing the map (for live display).
     """
 
     n_done: int
@@ -78,6 +80,7 @@ class ExplainProgress:
     store: Path
     key: str
     indices: npt.NDArray[np.int64]
+    layer_name: str = ""
 
     @property
     def tiles_per_s(self) -> float:
@@ -284,6 +287,7 @@ def iter_stitch_tiles(
     batch_size: int = 16,
     num_workers: int = 2,
     prefetch: int = 2,
+    layer_name: str = "",
 ) -> Generator[ExplainProgress, None, int]:
     """Read tiles, compute one 2-D map per tile, and blend them into ``smap``.
 
@@ -301,6 +305,8 @@ def iter_stitch_tiles(
         Grid tiles to consider (default: all), in this order.
     batch_size, num_workers, prefetch : int
         Tile reader settings.
+    layer_name : str
+        Passed on in the progress (the layer a viewer shows the map in).
     """
     idx = np.arange(len(grid), dtype=np.int64) if indices is None else np.asarray(indices)
     todo = idx[~smap.done[grid.grid_rows[idx], grid.grid_cols[idx]]]
@@ -346,6 +352,7 @@ def iter_stitch_tiles(
                 store=store,
                 key=smap.group.path,
                 indices=b,
+                layer_name=layer_name,
             )
         if pending is not None:
             pending.result()
@@ -493,6 +500,7 @@ def _explain(
         indices=idx,
         batch_size=batch_size,
         num_workers=num_workers,
+        layer_name=saliency_layer_name(slide_name(slide), method, class_name),
     )
     return ExplainResult(
         store=Path(store),
