@@ -92,27 +92,45 @@ def score_explain_audit(
     return Path(row["result_folder"])
 
 
-def show_result(folder: Path, *, screenshot: Path | None) -> Path | None:
-    """Open the result folder in napari; save a screenshot instead of showing when asked."""
+def show_result(folder: Path, *, screenshot: Path | None) -> list[Path]:
+    """Open the result folder in napari, or save screenshots of it instead of showing.
+
+    With ``screenshot``, two pictures are saved: the predictions over the
+    slide (``screenshot``) and the saliency over the slide (``…-saliency.png``).
+    """
     import napari
 
     # A shown window even for screenshots: a hidden canvas renders black.
     viewer = napari.Viewer(title="napari-xai demo", show=True)
+    viewer.window.resize(1400, 950)
     viewer.open(folder, plugin="napari-xai")
     viewer.reset_view()
     if screenshot is None:
         _say("showing the result in napari (close the window to finish)")
         napari.run()
-        return None
+        return []
+    saved = [_screenshot(viewer, screenshot)]
+    saliency = [layer for layer in viewer.layers if "saliency" in layer.name]
+    if saliency:
+        for layer in viewer.layers:
+            if layer is not viewer.layers[0] and layer not in saliency:
+                layer.visible = False
+        saliency[0].visible = True
+        viewer.layers.selection.active = saliency[0]
+        saved.append(_screenshot(viewer, screenshot.with_name(screenshot.stem + "-saliency.png")))
+    viewer.close()
+    return saved
+
+
+def _screenshot(viewer: Any, path: Path) -> Path:
     from qtpy.QtWidgets import QApplication
 
     for _ in range(10):  # let the first (lazy) tiles arrive before the screenshot
         QApplication.processEvents()
         time.sleep(0.1)
-    image = viewer.screenshot(path=str(screenshot), canvas_only=False, flash=False)
-    viewer.close()
-    _say(f"screenshot {screenshot} ({image.shape[1]} x {image.shape[0]} px)")
-    return screenshot
+    image = viewer.screenshot(path=str(path), canvas_only=False, flash=False)
+    _say(f"screenshot {path} ({image.shape[1]} x {image.shape[0]} px)")
+    return path
 
 
 def run(args: argparse.Namespace) -> int:
