@@ -489,7 +489,10 @@ class EvaluationWidget(Container):
     def __init__(self, viewer: napari.Viewer) -> None:
         super().__init__(labels=True)
         self._viewer = viewer
-        self._tiles_path = FileEdit(label="tiles.parquet", mode="r", filter="*.parquet")
+        self._tiles_layer = ComboBox(
+            label="Tiles layer", choices=self._tiles_choices, nullable=True
+        )
+        self._tiles_path = FileEdit(label="or tiles.parquet", mode="r", filter="*.parquet")
         self._shapes = ComboBox(label="Annotations", choices=self._shapes_choices, nullable=True)
         self._positive = ComboBox(label="Region class", choices=_class_names(), value="Tumor")
         self._min_overlap = FloatSpinBox(label="Min overlap", value=0.5, min=0.01, max=1.0)
@@ -503,6 +506,7 @@ class EvaluationWidget(Container):
         self._summary = Label(label="")
         self.extend(
             [
+                self._tiles_layer,
                 self._tiles_path,
                 self._shapes,
                 self._positive,
@@ -536,13 +540,18 @@ class EvaluationWidget(Container):
         from napari.layers import Image
 
         return [
+            layer for layer in self._viewer.layers if isinstance(layer, Image) and not layer.rgb
+        ]
+
+    def _tiles_choices(self, _w: Any = None) -> list[Any]:
+        return [
             layer
             for layer in self._viewer.layers
-            if isinstance(layer, Image) and not layer.rgb and not layer.multiscale
+            if layer.metadata.get("napari_xai") == "tiles" and "pred_class" in layer.features
         ]
 
     def _refresh(self, _event: Any = None) -> None:
-        for w in (self._shapes, self._heatmap, self._saliency):
+        for w in (self._tiles_layer, self._shapes, self._heatmap, self._saliency):
             w.reset_choices()
 
     def _report(self, message: str, *, error: bool = False) -> None:
@@ -561,6 +570,10 @@ class EvaluationWidget(Container):
         from napari_xai.core.annotations.layers import shapes_to_annotations
 
         tiles = self.tiles
+        tiles_layer = self._tiles_layer.value
+        if tiles is None and tiles_layer is not None:
+            tiles = tiles_layer.features.copy()
+            tiles["pred_class"] = tiles["pred_class"].astype(str)
         if tiles is None:
             path = Path(str(self._tiles_path.value))
             if not path.is_file():
@@ -580,10 +593,24 @@ class EvaluationWidget(Container):
         def placed(image_layer: Any) -> PlacedMap | None:
             if image_layer is None:
                 return None
+            import numpy as np
+
+            scale = np.asarray(image_layer.scale[-2:], dtype=float)
+            translate = np.asarray(image_layer.translate[-2:], dtype=float)
+            data = image_layer.data
+            if image_layer.multiscale:
+                # The finest level of at most 4096 px a side (a saliency pyramid's
+                # level 0 can be as large as the slide).
+                levels = list(data)
+                pick = next((lv for lv in levels if max(lv.shape[-2:]) <= 4096), levels[-1])
+                ds = np.asarray(levels[0].shape[-2:], float) / np.asarray(pick.shape[-2:], float)
+                translate = translate + (ds - 1) / 2 * scale
+                scale = scale * ds
+                data = pick
             return PlacedMap(
-                image_layer.data,
-                scale=tuple(float(s) for s in image_layer.scale[-2:]),
-                translate=tuple(float(t) for t in image_layer.translate[-2:]),
+                np.asarray(data),
+                scale=(float(scale[0]), float(scale[1])),
+                translate=(float(translate[0]), float(translate[1])),
             )
 
         kwargs = {

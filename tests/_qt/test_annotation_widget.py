@@ -171,8 +171,23 @@ def test_evaluation_widget_draws_confusion_matrix(viewer, qtbot) -> None:  # noq
     heat = tiles["prob_tumor"].to_numpy().reshape(rows.shape)
     viewer.add_image(heat, name="heatmap", scale=(200, 200), translate=(99.5, 99.5))
 
+    # The tiles as the scoring widget shows them (a Points layer whose features are the table).
+    from napari.layers import Layer
+
+    from napari_xai.core.layers import tiles_layer
+
+    tiles.attrs["class_names"] = ["tumor", "normal"]
+    viewer.add_layer(
+        Layer.create(*tiles_layer(tiles, slide_name="s", class_names=["tumor", "normal"]))
+    )
+    # A saliency pyramid, all of it on the annotated tumour (rows < 600, cols < 800).
+    sal = np.zeros(SLIDE_RC, np.float32)
+    sal[:600, :800] = 1.0
+    viewer.add_image([sal, sal[::4, ::4]], name="saliency", multiscale=True)
+
     widget = EvaluationWidget(viewer)
-    widget.tiles = tiles
+    widget._tiles_layer.value = viewer.layers["s tiles"]
+    widget._saliency.value = viewer.layers["saliency"]
     widget._shapes.value = shapes
     widget._background.value = "normal"
     widget._heatmap.value = viewer.layers["heatmap"]
@@ -184,6 +199,8 @@ def test_evaluation_widget_draws_confusion_matrix(viewer, qtbot) -> None:  # noq
     assert result["tiles"]["confusion_matrix"] == [[11, 1], [0, 36]]
     assert result["segmentation"]["dice"] == pytest.approx(2 * 11 / (11 + 12))
     assert "AUC tumor" in widget._summary.value
+    assert result["pointing_game"]["energy_inside"] == pytest.approx(1.0)
+    assert result["pointing_game"]["area_fraction"] == pytest.approx(0.25, abs=0.01)
     assert widget._canvas is not None
     ax = widget._figure.axes[0]
     assert [t.get_text() for t in ax.texts] == ["11", "1", "0", "36"]
