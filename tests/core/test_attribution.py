@@ -89,7 +89,7 @@ def test_quadrant_mass(quadrant_model, tiles, method, options) -> None:
     assert total > 0
     fraction = maps[:, : SIZE // 2, : SIZE // 2].sum() / total
     label = method + (" + smoothgrad" if options else "")
-    print(f"\nquadrant mass fraction [{label}]: {fraction:.3f}")
+    print(f"\nquadrant mass fraction [{label}]: {fraction:.4f}")
     # Receptive fields leak a few pixels over the quadrant border (Grad-CAM upsampling too).
     assert fraction > 0.8
 
