@@ -90,6 +90,7 @@ class AnnotationWidget(Container):
         self._class = ComboBox(label="Class", choices=_class_names(), value="Tumor")
         self._swatch = Label(label="Colour")
         self._new_layer = PushButton(text="New annotation layer")
+        self._new_mask = PushButton(text="New mask to paint")
         self._apply = PushButton(text="Set class of selected shapes")
         self._shapes = ComboBox(label="Shapes", choices=self._shapes_choices, nullable=True)
         self._labels = ComboBox(label="Labels", choices=self._labels_choices, nullable=True)
@@ -106,6 +107,7 @@ class AnnotationWidget(Container):
                 self._class,
                 self._swatch,
                 self._new_layer,
+                self._new_mask,
                 self._apply,
                 self._shapes,
                 self._labels,
@@ -121,6 +123,7 @@ class AnnotationWidget(Container):
         )
         self._class.changed.connect(self._on_class_changed)
         self._new_layer.changed.connect(self._on_new_layer)
+        self._new_mask.changed.connect(self._on_new_mask)
         self._apply.changed.connect(self._on_apply_class)
         self._to_labels.changed.connect(self._on_to_labels)
         self._to_shapes.changed.connect(self._on_to_shapes)
@@ -287,11 +290,57 @@ class AnnotationWidget(Container):
             self._report(report.summary())
         return annotations
 
-    def _on_to_labels(self, _value: Any = None) -> napari.layers.Labels | None:
-        """Paint the Shapes layer into a Labels mask (value = class, QuPath order)."""
+    def _mask_kwargs(
+        self, names: list[str | None], d: float, *, mpp: float | None = None
+    ) -> dict[str, Any]:
+        """Labels layer options: placement at downsample d, class colours, class table."""
         from napari.utils.colormaps import DirectLabelColormap
 
         from napari_xai.core.annotations.classes import class_color_map
+
+        values = {n: i + 1 for i, n in enumerate(names)}
+        colors = class_color_map(names)
+        color_dict: dict[int | None, Any] = {
+            values[n]: [c / 255 for c in colors[n]] + [1.0] for n in names
+        }
+        color_dict[0] = [0, 0, 0, 0]
+        color_dict[None] = [0, 0, 0, 0]
+        return {
+            "scale": (d, d),
+            "translate": ((d - 1) / 2, (d - 1) / 2),
+            "metadata": {
+                "classes": {v: n for n, v in values.items()},
+                "downsample": d,
+                "mpp": mpp or _slide_mpp(self._viewer),
+            },
+            "colormap": DirectLabelColormap(color_dict=color_dict),
+            "opacity": 0.5,
+        }
+
+    def _on_new_mask(self, _value: Any = None) -> napari.layers.Labels:
+        """Add an empty mask to paint classes on (label value = class, QuPath order)."""
+        import math
+
+        import numpy as np
+
+        shape = _slide_shape_rc(self._viewer) or (1000, 1000)
+        # At most 16,384 px a side (a 100,000 px slide gets a coarser mask).
+        d = max(float(self._downsample.value), math.ceil(max(shape) / 16384))
+        names: list[str | None] = [*_class_names(), None]
+        mask = np.zeros((math.ceil(shape[0] / d), math.ceil(shape[1] / d)), dtype=np.uint8)
+        name = "annotation mask"
+        if name in self._viewer.layers:
+            self._viewer.layers.remove(name)
+        labels = self._viewer.add_labels(mask, name=name, **self._mask_kwargs(names, d))
+        self._refresh()
+        self._labels.value = labels
+        self._shapes.value = None
+        labels.mode = "paint"
+        self._on_class_changed()
+        return labels
+
+    def _on_to_labels(self, _value: Any = None) -> napari.layers.Labels | None:
+        """Paint the Shapes layer into a Labels mask (value = class, QuPath order)."""
         from napari_xai.core.annotations.layers import rasterize_annotations
 
         layer = self._shapes.value
@@ -307,24 +356,8 @@ class AnnotationWidget(Container):
         shape_rc = _slide_shape_rc(self._viewer) or (int(extent[0]) + 1, int(extent[1]) + 1)
         d = float(self._downsample.value)
         mask = rasterize_annotations(annotations, shape_rc=shape_rc, downsample=d, values=values)
-        colors = class_color_map(names)
-        color_dict: dict[int | None, Any] = {
-            values[n]: [c / 255 for c in colors[n]] + [1.0] for n in names
-        }
-        color_dict[0] = [0, 0, 0, 0]
-        color_dict[None] = [0, 0, 0, 0]
         name = f"{layer.name} mask"
-        kwargs: dict[str, Any] = {
-            "scale": (d, d),
-            "translate": ((d - 1) / 2, (d - 1) / 2),
-            "metadata": {
-                "classes": {v: n for n, v in values.items()},
-                "downsample": d,
-                "mpp": layer.metadata.get("mpp") or _slide_mpp(self._viewer),
-            },
-            "colormap": DirectLabelColormap(color_dict=color_dict),
-            "opacity": 0.5,
-        }
+        kwargs = self._mask_kwargs(names, d, mpp=layer.metadata.get("mpp"))
         if name in self._viewer.layers:
             self._viewer.layers.remove(name)
         labels = self._viewer.add_labels(mask, name=name, **kwargs)

@@ -316,3 +316,23 @@ def test_many_detections_open_as_points_and_save_back(make_napari_viewer, tmp_pa
     assert back.annotations[0].geometry.equals(nuclei[0].geometry)  # outline kept
     assert [a.object_id for a in back.annotations[:2]] == ["c0", "c2"]
     assert back.annotations[1].object_type == "cell"
+
+
+def test_paint_a_mask_by_class_and_trace_it(viewer) -> None:  # noqa: ANN001
+    from napari_xai._widgets.annotate import AnnotationWidget
+
+    widget = AnnotationWidget(viewer)
+    widget._downsample.value = 8
+    widget._class.value = "Necrosis"
+    mask = widget._on_new_mask()
+    assert mask.data.shape == (150, 200) and mask.scale.tolist() == [8, 8]
+    assert mask.selected_label == 3 and mask.mode == "paint"
+    widget._class.value = "Stroma"
+    assert mask.selected_label == 2
+    # What a brush stroke with the Stroma label leaves: level-0 rows 400..799, cols 80..479.
+    mask.data[50:100, 10:60] = mask.selected_label
+    mask.refresh()
+    traced = widget._on_to_shapes()
+    assert list(traced.features["class"]) == ["Stroma"]
+    assert traced.features["area_px"][0] == 400 * 400
+    np.testing.assert_allclose(traced.extent.world, [[399.5, 79.5], [799.5, 479.5]])
