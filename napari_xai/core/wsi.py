@@ -142,10 +142,10 @@ def _check_truncated(path: Path, tf: Any) -> None:
     """Raise when tile data points past the end of the file (a truncated copy)."""
     size = path.stat().st_size
     for page in tf.pages:
-        offsets = getattr(page, "dataoffsets", ())
-        counts = getattr(page, "databytecounts", ())
-        if offsets and counts:
-            end = max(int(o) + int(c) for o, c in zip(offsets, counts, strict=False))
+        offsets = np.asarray(getattr(page, "dataoffsets", ()), dtype=np.int64)
+        counts = np.asarray(getattr(page, "databytecounts", ()), dtype=np.int64)
+        if offsets.size and offsets.size == counts.size:
+            end = int((offsets + counts).max())
             if end > size:
                 raise SlideError(
                     path,
