@@ -104,14 +104,16 @@ class AuditWidget(Container):
                 self._progress,
                 self._status,
                 self._verdict,
-                Label(value="Worst tiles (click to go there)"),
+                Label(value="Cohort data"),
+                self._cohort,
+                self._label_column,
+                self._run_cohort,
+                Label(value="Worst tiles of the slide audit (click to go there)"),
             ]
         )
+        # A Qt list in icon mode, added last so magicgui's own layout indices stay valid.
         self._gallery = self._make_gallery()
         self.native.layout().addWidget(self._gallery)
-        self.extend(
-            [Label(value="Cohort data"), self._cohort, self._label_column, self._run_cohort]
-        )
         self._worker: Any = None
         self.last_result: SlideAudit | None = None
         self.last_data: DataAudit | None = None
@@ -399,7 +401,9 @@ def audit_layers(
         for r, c, h, w in zip(t["row"], t["col"], t["height"], t["width"], strict=True)
     ]
     flagged = t["flagged"].to_numpy(bool)
-    edge = np.where(flagged[:, None], [[0.84, 0.19, 0.15, 1.0]], [[0.27, 0.46, 0.71, 0.6]])
+    edge = np.where(flagged[:, None], [[0.84, 0.19, 0.15, 1.0]], [[0.27, 0.46, 0.71, 0.8]])
+    # Flagged tiles are filled, so they stay visible as red dots when zoomed out.
+    face = np.where(flagged[:, None], [[0.84, 0.19, 0.15, 0.45]], [[0.0, 0.0, 0.0, 0.0]])
     features = t.drop(columns=["grid_index"], errors="ignore").reset_index(drop=True)
     tiles_ldt = (
         rects,
@@ -407,8 +411,8 @@ def audit_layers(
             "name": tiles_layer_name(name),
             "shape_type": "rectangle",
             "edge_color": edge,
-            "face_color": "transparent",
-            "edge_width": np.where(flagged, 3.0, 1.0) * max(float(t["height"].iloc[0]) / 64, 1)
+            "face_color": face,
+            "edge_width": np.where(flagged, 2.0, 1.0) * max(float(t["height"].iloc[0]) / 32, 1)
             if len(t)
             else 1.0,
             "features": features,
