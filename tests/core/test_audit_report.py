@@ -122,3 +122,26 @@ def test_data_and_slide_report(tmp_path: Path) -> None:
     assert summary["verdict"] == "fail"  # the data audit fails on 'site'
     assert summary["attention"]["n_audited_tiles"] == len(res.tiles)
     assert summary["data"]["associations"][0]["column"] == "site"
+
+
+def test_stitched_store_shares_agree_with_tile_audit(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from napari_xai.core.attribution.whole_slide import explain_slide
+    from napari_xai.core.audit.slide import audit_saliency_store, audit_slide
+    from napari_xai.core.synthetic import write_synthetic_slide
+    from napari_xai.core.wsi import open_slide
+
+    torch.set_num_threads(1)
+    path = tmp_path / "store.svs"
+    write_synthetic_slide(path, shape_rc=(1024, 1024), seed=11, workers=1)
+    res = audit_slide(path, "demo", method="grad_cam", max_tiles=None)
+    with open_slide(path) as slide:
+        ex = explain_slide(slide, "demo", store=tmp_path / "heatmaps.zarr", method="grad_cam")
+    out = audit_saliency_store(
+        ex.store, ex.key, res.regions, regions_downsample=res.regions_downsample
+    )
+    assert sum(out["shares"].values()) == pytest.approx(1.0)
+    # Same tiles, same method: the stitched map's tissue share is close to the tile audit's.
+    assert out["shares"]["tissue"] == pytest.approx(res.attention.shares["tissue"], abs=0.1)
+    with pytest.raises(ValueError, match="no stitched saliency map"):
+        audit_saliency_store(ex.store, "saliency/nope/x", res.regions, regions_downsample=1.0)

@@ -384,7 +384,8 @@ def map_region_shares(
     mass_by_region : ndarray of shape (4,)
         Attribution mass per region code.
     pixels_by_region : ndarray of shape (4,)
-        Saliency pixels per region code.
+        Computed (finite) saliency pixels per region code; NaN pixels (tiles not
+        explained) count for nothing.
     """
     shape = tuple(int(s) for s in np.shape(saliency))
     if len(shape) != 2:
@@ -398,7 +399,9 @@ def map_region_shares(
     cc = np.clip(cc, 0, regions.shape[1] - 1)
     for start in range(0, shape[0], block_rows):
         stop = min(start + block_rows, shape[0])
-        block = _to_mass(saliency[start:stop], sign)
+        raw = np.asarray(saliency[start:stop], dtype=np.float64)
+        finite = np.isfinite(raw)  # NaN = not computed: neither mass nor area
+        block = _to_mass(raw, sign)
         rows0 = saliency_origin0[0] + (np.arange(start, stop) + 0.5) * saliency_downsample
         rr = np.floor(rows0 / regions_downsample).astype(np.int64)
         row_in = (rr >= 0) & (rr < regions.shape[0])
@@ -406,7 +409,7 @@ def map_region_shares(
         codes = regions[rr[:, None], cc[None, :]].astype(np.int64)
         codes[~(row_in[:, None] & col_in[None, :])] = BORDER
         mass += np.bincount(codes.ravel(), weights=block.ravel(), minlength=n_regions)
-        pixels += np.bincount(codes.ravel(), minlength=n_regions)
+        pixels += np.bincount(codes.ravel(), weights=finite.ravel(), minlength=n_regions)
     return mass, pixels
 
 

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AuditProgress",
+    "audit_saliency_store",
     "SlideAudit",
     "audit_slide",
     "iter_audit_slide",
@@ -451,3 +452,63 @@ def audit_slide(
             return result
         if progress is not None:
             progress(step)
+
+
+def audit_saliency_store(
+    store: str | Path,
+    key: str,
+    regions: npt.NDArray[np.uint8],
+    *,
+    regions_downsample: float,
+    block_rows: int = 512,
+) -> dict[str, dict[str, float]]:
+    """Region shares of a stitched whole-slide saliency map in a result store.
+
+    Complements the per-tile audit with the map the Explain step wrote
+    (``heatmaps.zarr/saliency/<method>/<class>``, finest level, read in row blocks):
+    every explained pixel of the slide counts, not a sample of tiles.
+
+    Parameters
+    ----------
+    store : str or Path
+        The zarr store (``<result>/<slide>/heatmaps.zarr``).
+    key : str
+        Group of the map (``saliency/<method>/<class>``).
+    regions : ndarray of uint8, shape (rows, cols)
+        Region map (:func:`~napari_xai.core.audit.attention.make_region_map`).
+    regions_downsample : float
+        Level-0 pixels per region-map pixel.
+    block_rows : int
+        Map rows read at a time.
+
+    Returns
+    -------
+    dict
+        ``{"shares": {region: share}, "area_shares": {...}, "enrichment": {...}}``.
+    """
+    import zarr
+
+    from napari_xai.core.audit.attention import map_region_shares
+
+    try:
+        group = zarr.open_group(str(store), mode="r")[key]
+        meta = dict(group.attrs["napari_xai_stitch"])
+    except (KeyError, FileNotFoundError, ValueError) as exc:
+        raise ValueError(f"{store}: no stitched saliency map at {key!r} ({exc})") from exc
+    mass, pixels = map_region_shares(
+        group["0"],
+        regions,
+        saliency_downsample=float(meta["downsample"]),
+        regions_downsample=float(regions_downsample),
+        block_rows=block_rows,
+        sign="positive",
+    )
+    total, n_pix = float(mass.sum()), float(pixels.sum())
+    shares = {
+        n: (float(mass[i] / total) if total > 0 else 0.0) for i, n in enumerate(REGION_NAMES)
+    }
+    area = {
+        n: (float(pixels[i] / n_pix) if n_pix > 0 else 0.0) for i, n in enumerate(REGION_NAMES)
+    }
+    enrich = {n: (shares[n] / area[n] if area[n] > 0 else float("nan")) for n in REGION_NAMES}
+    return {"shares": shares, "area_shares": area, "enrichment": enrich}
