@@ -350,7 +350,7 @@ def _resize_nearest(reg: npt.NDArray[Any], shape: Sequence[int]) -> npt.NDArray[
 
 
 def map_region_shares(
-    saliency: npt.ArrayLike,
+    saliency: Any,
     regions: npt.NDArray[np.uint8],
     *,
     saliency_downsample: float,
@@ -363,7 +363,7 @@ def map_region_shares(
 
     Parameters
     ----------
-    saliency : array-like, shape (rows, cols)
+    saliency : array-like with ``shape`` and slicing, shape (rows, cols)
         Stitched saliency map (numpy, zarr or dask), at ``saliency_downsample``;
         its pixel ``(i, j)`` covers level-0 pixels from
         ``saliency_origin0 + (i, j) * saliency_downsample``. Read in row blocks, so

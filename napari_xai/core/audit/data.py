@@ -265,7 +265,9 @@ def _square_resize(rgb: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint
     h, w = rgb.shape[:2]
     scale = size / max(h, w)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    img = np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).resize((nw, nh), Image.BILINEAR))
+    img = np.asarray(
+        Image.fromarray(np.ascontiguousarray(rgb)).resize((nw, nh), Image.Resampling.BILINEAR)
+    )
     out = np.full((size, size, 3), 255, np.uint8)
     r0, c0 = (size - nh) // 2, (size - nw) // 2
     out[r0 : r0 + nh, c0 : c0 + nw] = img[..., :3]
@@ -320,7 +322,9 @@ def load_thumbnail(path: str | Path, *, max_size: int = 256) -> npt.NDArray[np.u
 
         scale = max_size / max(h, w)
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        rgb = np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).resize(size, Image.BILINEAR))
+        rgb = np.asarray(
+            Image.fromarray(np.ascontiguousarray(rgb)).resize(size, Image.Resampling.BILINEAR)
+        )
     return np.ascontiguousarray(rgb[..., :3], dtype=np.uint8)
 
 

@@ -98,7 +98,10 @@ def _table(rows: list[dict[str, Any]], *, flag_key: str | None = None) -> str:
         for c in cols:
             v = r.get(c)
             if isinstance(v, (float, np.floating)):
-                txt = "–" if not np.isfinite(v) else (f"{v:.3g}" if abs(v) < 1e4 else f"{v:.0f}")
+                fv = float(v)
+                txt = (
+                    "–" if not np.isfinite(fv) else (f"{fv:.3g}" if abs(fv) < 1e4 else f"{fv:.0f}")
+                )
             else:
                 txt = str(v)
             cells.append(f"<td>{html.escape(txt)}</td>")
@@ -135,7 +138,7 @@ def _shares_figure(att: AttentionAudit) -> Figure:
 def _tile_hist_figure(att: AttentionAudit) -> Figure:
     fig = _figure(5.5, 2.8)
     ax = fig.add_subplot(1, 1, 1)
-    bins = np.linspace(0, 1, 21)
+    bins = [float(b) for b in np.linspace(0, 1, 21)]
     ax.hist(att.tile_off_tissue_share(), bins=bins, color="#777", label="off tissue (all)")
     ax.hist(att.tile_shares[:, ARTEFACT], bins=bins, color=_REGION_COLOURS["artefact"],
             alpha=0.8, label="on artefacts")  # fmt: skip
@@ -155,10 +158,11 @@ def _overlay(tile: npt.NDArray[np.uint8], amap: npt.NDArray[np.float32]) -> npt.
     a = np.asarray(amap, np.float32)
     hi = float(np.nanpercentile(a, 99.5)) if a.size else 0.0
     norm = np.clip(a / hi, 0, 1) if hi > 0 else np.zeros_like(a)
-    rgba = colormaps["magma"](norm)[..., :3]
+    rgba = np.asarray(colormaps["magma"](norm), np.float32)[..., :3]
     alpha = 0.65 * norm[..., None] ** 0.7
     out = (1 - alpha) * tile.astype(np.float32) / 255.0 + alpha * rgba
-    return np.clip(out * 255, 0, 255).astype(np.uint8)
+    blended: npt.NDArray[np.uint8] = np.clip(out * 255, 0, 255).astype(np.uint8)
+    return blended
 
 
 def _region_rgb(regions: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
@@ -167,7 +171,8 @@ def _region_rgb(regions: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
         hexc = _REGION_COLOURS[name].lstrip("#")
         lut[code] = [int(hexc[i : i + 2], 16) for i in (0, 2, 4)]
     lut[BACKGROUND] = (255, 255, 255)
-    return lut[np.clip(regions, 0, 3)]
+    out: npt.NDArray[np.uint8] = lut[np.clip(regions, 0, 3)]
+    return out
 
 
 def _slide_figure(audit: SlideAudit) -> Figure:

@@ -491,8 +491,8 @@ def audit_saliency_store(
     from napari_xai.core.audit.attention import map_region_shares
 
     try:
-        group = zarr.open_group(str(store), mode="r")[key]
-        meta = dict(group.attrs["napari_xai_stitch"])
+        group: Any = zarr.open_group(str(store), mode="r")[key]
+        meta: dict[str, Any] = dict(group.attrs["napari_xai_stitch"])
     except (KeyError, FileNotFoundError, ValueError) as exc:
         raise ValueError(f"{store}: no stitched saliency map at {key!r} ({exc})") from exc
     mass, pixels = map_region_shares(
