@@ -17,6 +17,7 @@ closes its cluster before it returns. Heavy imports happen inside methods.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,8 @@ NO_ATTRIBUTION = "none"
 ATTRIBUTION_CHOICES = (NO_ATTRIBUTION, "grad_cam", "saliency", "integrated_gradients",
                        "gradient_shap", "occlusion", "guided_grad_cam")
 STATUS_COLUMNS = ["slide", "status", "tiles", "score", "seconds", "error"]
+#: Seconds between redraws of the status table while a batch runs.
+REFRESH_S = 0.3
 RANKED_COLUMNS = ["rank", "slide", "score", "tumour area", "tiles", "label", "status", "error"]
 
 
@@ -117,7 +120,9 @@ class BatchWidget(Container):
         ])
         self._worker: Any = None
         self._cancel_event = threading.Event()
-        self._rows: dict[int, int] = {}  # cohort index -> table row
+        self._rows: dict[int, int] = {}  # cohort index -> status row
+        self._status_rows: list[list[Any]] = []
+        self._last_refresh = 0.0
         self._ranked_folders: list[str | None] = []
         self.last_result: BatchResult | None = None
         self._model_source.changed.connect(self._on_model_source)
@@ -183,6 +188,8 @@ class BatchWidget(Container):
             return
         self._cancel_event = threading.Event()
         self._rows = {}
+        self._status_rows = []
+        self._last_refresh = 0.0
         self._ranked_folders = []
         self.last_result = None
         self._set_table([], STATUS_COLUMNS)
@@ -219,32 +226,33 @@ class BatchWidget(Container):
         self._table.value = {"data": rows, "index": [str(i + 1) for i in range(len(rows))],
                              "columns": columns}
 
-    def _row_for(self, event: BatchEvent) -> int:
-        if event.index not in self._rows:
-            data = self._table.data
-            rows = [list(data[i]) for i in range(self._table.shape[0])]
-            rows.append([event.slide_id, "queued", "", "", "", ""])
-            self._set_table(rows, STATUS_COLUMNS)
-            self._rows[event.index] = len(rows) - 1
-        return self._rows[event.index]
-
     def _on_event(self, event: BatchEvent) -> None:
-        """Update the progress bar and the slide's row of the status table."""
+        """Update the progress bar and the slide's row of the status table.
+
+        Rows live in a list; the table is redrawn at most every ``REFRESH_S``
+        seconds (and when a slide finishes), so big cohorts keep napari responsive.
+        """
         self._progress.max = max(event.n_total, 1)
         self._progress.value = event.n_finished
-        row = self._row_for(event)
-        data = self._table.data
+        if event.index not in self._rows:
+            self._rows[event.index] = len(self._status_rows)
+            self._status_rows.append([event.slide_id, "queued", "", "", "", ""])
+        row = self._status_rows[self._rows[event.index]]
         if event.kind == "progress":
-            data[row, 1] = "running"
-            data[row, 2] = f"{event.tiles_done}/{event.tiles_total}"
+            row[1] = "running"
+            row[2] = f"{event.tiles_done}/{event.tiles_total}"
         else:
-            data[row, 1] = event.kind
+            row[1] = event.kind
         if event.row:
-            data[row, 2] = _fmt(event.row.get("n_tiles"), ".0f") or data[row, 2]
-            data[row, 3] = _fmt(event.row.get("score"))
-            data[row, 4] = _fmt(event.row.get("time_total_s"), ".1f")
-            data[row, 5] = str(event.row.get("error") or "")
+            row[2] = _fmt(event.row.get("n_tiles"), ".0f") or row[2]
+            row[3] = _fmt(event.row.get("score"))
+            row[4] = _fmt(event.row.get("time_total_s"), ".1f")
+            row[5] = str(event.row.get("error") or "")
         self._status.value = event.message
+        now = time.monotonic()
+        if now - self._last_refresh >= REFRESH_S or event.kind in ("done", "failed"):
+            self._last_refresh = now
+            self._set_table([list(r) for r in self._status_rows], STATUS_COLUMNS)
 
     def _on_returned(self, result: BatchResult) -> None:
         """Show the slides ranked by score and the cohort figures."""

@@ -1080,8 +1080,7 @@ def _start_client(
     if scheduler and scheduler not in ("local", "localcluster"):
         return Client(scheduler, timeout="30s"), None
     n = n_workers or default_cluster_size(n_slides)[0]
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1,
-                          "distributed.worker.daemon": False}):
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
         cluster = LocalCluster(
             n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
             dashboard_address=None, silence_logs=logging.ERROR,

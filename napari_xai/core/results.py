@@ -231,7 +231,8 @@ def write_multiscale(
     """
     import dask.array as da
 
-    arr = data if isinstance(data, da.Array) else da.from_array(np.asarray(data))
+    lazy = isinstance(data, da.Array)
+    arr: Any = data if lazy else np.asarray(data)
     if arr.ndim != 2:
         raise ValueError(f"heatmap {name!r}: expected a 2-D (rows, cols) map, got {arr.shape}")
     arr = arr.astype(np.float32)
@@ -245,7 +246,10 @@ def write_multiscale(
             str(level), shape=arr.shape, chunks=chunks, dtype="float32",
             fill_value=np.nan, overwrite=True,
         )
-        da.store(arr.rechunk(chunks), target, lock=False, compute=True)
+        if lazy:  # chunk by chunk: never the whole map in memory
+            da.store(arr.rechunk(chunks), target, lock=False, compute=True)
+        else:
+            target[...] = arr
         f = 2**level
         datasets.append({
             "path": str(level),
@@ -258,8 +262,13 @@ def write_multiscale(
         })
         if max(arr.shape) <= min_size or min(arr.shape) < 2:
             break
-        prev = da.from_zarr(target)
-        arr = da.coarsen(_nanmean_block, prev, {0: 2, 1: 2}, trim_excess=True)
+        if lazy:
+            prev = da.from_zarr(target)
+            arr = da.coarsen(_nanmean_block, prev, {0: 2, 1: 2}, trim_excess=True)
+        else:
+            r2, c2 = arr.shape[0] // 2 * 2, arr.shape[1] // 2 * 2
+            blocks = arr[:r2, :c2].reshape(r2 // 2, 2, c2 // 2, 2)
+            arr = _nanmean_block(blocks, axis=(1, 3))
         level += 1
     group.attrs.update({
         **({} if attrs is None else _jsonable(dict(attrs))),

@@ -320,3 +320,20 @@ def test_saliency_and_audit_options(cohort: Path, model: str, tmp_path: Path) ->
     names = [kw["name"] for _, kw, _ in layers]
     assert any("saliency [grad_cam" in n for n in names)
     assert "case0 prob [tumour]" in names and "case0 tiles" in names
+
+
+def test_cli_batch_subcommand(cohort: Path, tmp_path: Path, capsys) -> None:
+    from napari_xai.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["batch", "--help"])
+    assert "resume" in capsys.readouterr().out
+    slides = cohort / "slides"
+    rc = main(["batch", str(slides / "case1.tif"), str(slides / "broken.svs"), "--out",
+               str(tmp_path),
+               "--scheduler", "sync", "-q", "--top-k", "3"])
+    out, err = capsys.readouterr()
+    assert rc == 1  # one slide failed, the other is done
+    assert "1/2 slides scored" in out and "FAILED broken" in err
+    assert "summary:" in out and (tmp_path / "case1" / "manifest.json").is_file()
+    assert read_manifest(tmp_path / "case1")["params"]["summary"]["top_k"] == 3

@@ -195,3 +195,21 @@ def test_saliency_needs_a_method(tmp_path: Path) -> None:
         key = w.write_heatmap("saliency", "tumour/x", np.ones((4, 4)), method="grad cam",
                               scale_rc=(16, 16), translate_rc=(7.5, 7.5))
         assert key == "saliency/grad_cam/tumour_x"
+
+
+def test_multiscale_from_dask_equals_numpy(tmp_path: Path) -> None:
+    import dask.array as da
+    import zarr
+
+    data = np.random.default_rng(0).random((101, 77)).astype(np.float32)
+    data[5:9, 7:20] = np.nan
+    g1 = zarr.open_group(str(tmp_path / "a.zarr"), mode="w")
+    g2 = zarr.open_group(str(tmp_path / "b.zarr"), mode="w")
+    n1 = R.write_multiscale(g1, data, scale_rc=(1, 1), translate_rc=(0, 0), min_size=16,
+                            chunk_size=32)
+    n2 = R.write_multiscale(g2, da.from_array(data, chunks=40), scale_rc=(1, 1),
+                            translate_rc=(0, 0), min_size=16, chunk_size=32)
+    assert n1 == n2 == 4
+    for k in range(n1):
+        np.testing.assert_allclose(g1[str(k)][:], g2[str(k)][:], rtol=1e-6, equal_nan=True)
+    assert g1.attrs.asdict() == g2.attrs.asdict()
