@@ -111,3 +111,9 @@ def test_crop_tile_regions_and_map_shares_agree() -> None:
     )
     np.testing.assert_allclose(mass / mass.sum(), [0, 0, 1, 0])
     assert pixels.sum() == sal.size and pixels[ARTEFACT] == 4
+
+
+def test_no_tiles_is_not_a_pass() -> None:
+    res = audit_attention(np.zeros((0, 8, 8)), np.zeros((0, 8, 8), np.uint8))
+    assert res.verdict == "n/a" and res.n_tiles == 0 and res.worst == []
+    json.dumps(res.to_dict())

@@ -145,3 +145,17 @@ def test_stitched_store_shares_agree_with_tile_audit(tmp_path: Path) -> None:
     assert out["shares"]["tissue"] == pytest.approx(res.attention.shares["tissue"], abs=0.1)
     with pytest.raises(ValueError, match="no stitched saliency map"):
         audit_saliency_store(ex.store, "saliency/nope/x", res.regions, regions_downsample=1.0)
+
+
+def test_real_slide_audit(shared_data: Path, tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from napari_xai.core.audit.slide import audit_slide
+
+    torch.set_num_threads(1)
+    path = shared_data / "slides" / "CMU-1-Small-Region.svs"
+    res = audit_slide(path, "demo", max_tiles=16, out_dir=tmp_path)
+    assert 0 < len(res.tiles) <= 16 and res.n_grid_tiles > 16
+    assert res.attention.shares["tissue"] > 0.5  # real H&E: the demo model looks at tissue
+    assert res.report_path is not None and res.report_path.is_file()
+    summary = json.loads((tmp_path / "audit.json").read_text())
+    assert summary["attention"]["slide"].endswith("CMU-1-Small-Region.svs")

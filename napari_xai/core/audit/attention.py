@@ -100,7 +100,8 @@ class AttentionAudit:
     ----------
     verdict : str
         ``"pass"`` (no sign of a shortcut), ``"warn"`` (some tiles flagged, below the
-        slide thresholds) or ``"fail"`` (the model looks at artefacts/background).
+        slide thresholds), ``"fail"`` (the model looks at artefacts/background) or
+        ``"n/a"`` (no tiles to audit).
     evidence : list of str
         Human-readable reasons for the verdict, with the figures behind them.
     shares : dict
@@ -328,8 +329,8 @@ def tile_region_shares(
     n_regions = len(REGION_NAMES)
     if reg.size and int(reg.max()) >= n_regions:
         raise ValueError(f"region codes must be < {n_regions}, got {int(reg.max())}")
-    flat_reg = reg.reshape(n, -1).astype(np.int64)
-    flat_att = att.reshape(n, -1)
+    flat_reg = reg.reshape(n, int(np.prod(reg.shape[1:]))).astype(np.int64)
+    flat_att = att.reshape(n, int(np.prod(att.shape[1:])))
     idx = flat_reg + np.arange(n)[:, None] * n_regions
     mass_by = np.bincount(idx.ravel(), weights=flat_att.ravel(), minlength=n * n_regions)
     mass_by = mass_by.reshape(n, n_regions)
@@ -523,7 +524,9 @@ def audit_attention(
                 f"attribution lies on artefacts covering {cls_area:.1%} of them (enrichment "
                 f"{cls_enrich:.1f}x)"
             )
-    if fail:
+    if n == 0:
+        verdict = "n/a"
+    elif fail:
         verdict = "fail"
     elif flagged.any():
         verdict = "warn"
