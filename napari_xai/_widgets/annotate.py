@@ -12,8 +12,10 @@ Widgets only wire controls to core functions in
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from magicgui.widgets import (
     ComboBox,
@@ -30,6 +32,25 @@ if TYPE_CHECKING:
     import napari.layers
 
 ANNOTATION_LAYER = "annotations"
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _guarded(method: F) -> F:
+    """Show an action's exception as a napari error notification instead of raising."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as e:  # a widget never crashes napari
+            from napari.utils.notifications import show_error
+
+            show_error(f"{type(e).__name__}: {e}")
+            return None
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _class_names() -> list[str]:
@@ -197,6 +218,7 @@ class AnnotationWidget(Container):
         layer.current_face_color = (r, g, b, FACE_ALPHA)
         layer.current_edge_color = (r, g, b, 1.0)
 
+    @_guarded
     def _on_new_layer(self, _value: Any = None) -> napari.layers.Shapes:
         """Add an empty annotation Shapes layer (level-0 coordinates) in polygon mode."""
         import numpy as np
@@ -252,6 +274,7 @@ class AnnotationWidget(Container):
             except Exception as e:  # never break drawing
                 self._status.value = f"morphology not updated: {e}"
 
+    @_guarded
     def _on_apply_class(self, _value: Any = None) -> None:
         """Give the selected shapes the chosen class and its colour."""
         from napari_xai.core.annotations.layers import FACE_ALPHA
@@ -317,6 +340,7 @@ class AnnotationWidget(Container):
             "opacity": 0.5,
         }
 
+    @_guarded
     def _on_new_mask(self, _value: Any = None) -> napari.layers.Labels:
         """Add an empty mask to paint classes on (label value = class, QuPath order)."""
         import math
@@ -339,6 +363,7 @@ class AnnotationWidget(Container):
         self._on_class_changed()
         return labels
 
+    @_guarded
     def _on_to_labels(self, _value: Any = None) -> napari.layers.Labels | None:
         """Paint the Shapes layer into a Labels mask (value = class, QuPath order)."""
         from napari_xai.core.annotations.layers import rasterize_annotations
@@ -366,6 +391,7 @@ class AnnotationWidget(Container):
         self._report(f"{len(annotations)} shapes painted into '{name}' at downsample {d:g}.")
         return labels
 
+    @_guarded
     def _on_to_shapes(self, _value: Any = None) -> napari.layers.Shapes | None:
         """Trace the Labels mask into polygons (holes kept) in a Shapes layer."""
         import shapely
@@ -414,6 +440,7 @@ class AnnotationWidget(Container):
         self._report(f"{len(data)} regions traced into '{name}'.")
         return layer
 
+    @_guarded
     def _on_measure(self, _value: Any = None) -> None:
         """Compute morphology into the features table of the chosen Shapes (or Labels)."""
         from napari_xai.core.annotations.morphology import measure_labels
@@ -453,6 +480,7 @@ class AnnotationWidget(Container):
         if not quiet:
             self._report(f"Measured {len(annotations)} shapes in '{layer.name}'.")
 
+    @_guarded
     def _on_save(self, _value: Any = None) -> None:
         """Write the chosen Shapes layer as QuPath GeoJSON."""
         from napari_xai.core.annotations.geojson import write_geojson
@@ -471,6 +499,7 @@ class AnnotationWidget(Container):
             return
         self._report(f"Saved {len(layer.data)} shapes to {path}.")
 
+    @_guarded
     def _on_load(self, _value: Any = None) -> Any:
         """Read a GeoJSON file in a worker thread and add its layers."""
         from napari.qt.threading import thread_worker
@@ -490,13 +519,14 @@ class AnnotationWidget(Container):
             aset = read_geojson(path, shape_rc=shape_rc)
             return aset, annotations_to_layer_data(aset, name=path.stem, mpp=mpp, source=str(path))
 
-        worker = thread_worker(load)()
+        worker = thread_worker(load, ignore_errors=True)()
         worker.returned.connect(self._on_loaded)
         worker.errored.connect(lambda e: self._report(str(e), error=True))
         self._worker = worker
         worker.start()
         return worker
 
+    @_guarded
     def _on_loaded(self, result: tuple[Any, list[Any]]) -> None:
         from napari.layers import Layer
 
@@ -592,6 +622,7 @@ class EvaluationWidget(Container):
 
         (show_error if error else show_info)(message)
 
+    @_guarded
     def _on_run(self, _value: Any = None) -> Any:
         """Evaluate in a worker thread (one core call), then draw."""
         from napari.qt.threading import thread_worker
@@ -654,13 +685,16 @@ class EvaluationWidget(Container):
             "threshold": float(self._threshold.value),
             "saliency": placed(self._saliency.value),
         }
-        worker = thread_worker(evaluate_against_annotations)(tiles, annotations, **kwargs)
+        worker = thread_worker(evaluate_against_annotations, ignore_errors=True)(
+            tiles, annotations, **kwargs
+        )
         worker.returned.connect(self._on_result)
         worker.errored.connect(lambda e: self._report(str(e), error=True))
         self._worker = worker
         worker.start()
         return worker
 
+    @_guarded
     def _on_result(self, result: dict[str, Any]) -> None:
         self.result = result
         t = result["tiles"]
@@ -711,6 +745,7 @@ class EvaluationWidget(Container):
                 )
         self._canvas.draw_idle()
 
+    @_guarded
     def _on_save(self, _value: Any = None) -> None:
         """Merge the last evaluation into a JSON file (audit.json) under ``evaluation``."""
         from napari_xai.core.annotations.evaluation import write_evaluation

@@ -336,3 +336,18 @@ def test_paint_a_mask_by_class_and_trace_it(viewer) -> None:  # noqa: ANN001
     assert list(traced.features["class"]) == ["Stroma"]
     assert traced.features["area_px"][0] == 400 * 400
     np.testing.assert_allclose(traced.extent.world, [[399.5, 79.5], [799.5, 479.5]])
+
+
+def test_widget_errors_become_notifications(viewer, qtbot, tmp_path: Path) -> None:  # noqa: ANN001
+    from napari_xai._widgets.annotate import AnnotationWidget
+
+    widget = AnnotationWidget(viewer)
+    bad = tmp_path / "bad.geojson"
+    bad.write_text("{not json")
+    widget._path.value = bad
+    worker = widget._on_load()  # the error surfaces in the worker, shown, not raised
+    with qtbot.waitSignal(worker.finished, timeout=20000):
+        pass
+    assert "not valid JSON" in widget._status.value
+    assert widget._on_loaded(("not an AnnotationSet", [])) is None  # raised inside, shown
+    assert widget._on_to_shapes() is None  # no Labels layer chosen: message, no exception
