@@ -10,12 +10,9 @@ import pytest
 
 @pytest.fixture(scope="module")
 def slide_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from napari_xai.core.synthetic import write_synthetic_slide
+    from tests.core.test_audit_report import audit_test_slide
 
-    folder = tmp_path_factory.mktemp("audit")
-    path = folder / "audit.svs"
-    write_synthetic_slide(path, shape_rc=(2048, 2048), seed=5, workers=1)
-    return path
+    return audit_test_slide(tmp_path_factory)
 
 
 def _run(widget, qtbot, start) -> None:

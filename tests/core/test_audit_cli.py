@@ -34,13 +34,15 @@ def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "missing.csv: cohort table not found" in capsys.readouterr().err
 
 
-def test_cli_slide(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_slide(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
     torch = pytest.importorskip("torch")
-    from napari_xai.core.synthetic import write_synthetic_slide
+    from tests.core.test_audit_report import audit_test_slide
 
     torch.set_num_threads(1)
     slide = tmp_path / "cli.svs"
-    write_synthetic_slide(slide, shape_rc=(1024, 1024), seed=7, workers=1)
+    slide.symlink_to(audit_test_slide(tmp_path_factory))
     out = tmp_path / "out"
     rc = main(["audit", str(slide), "--model", "demo", "--max-tiles", "8", "--out", str(out),
                "--quiet", "--device", "cpu"])  # fmt: skip

@@ -44,6 +44,22 @@ def _parse(path: Path) -> _Collector:
     return p
 
 
+def audit_test_slide(factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic slide with pen, marker, ruler and label, written once per session."""
+    from napari_xai.core.synthetic import write_synthetic_slide
+
+    path = factory.getbasetemp() / "audit_shared" / "synthetic.svs"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_synthetic_slide(path, shape_rc=(1024, 1280), seed=3, workers=1)
+    return path
+
+
+@pytest.fixture
+def small_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return audit_test_slide(tmp_path_factory)
+
+
 def _check_pngs(imgs: list[dict[str, str | None]]) -> None:
     for d in imgs:
         src = d["src"] or ""
@@ -124,16 +140,14 @@ def test_data_and_slide_report(tmp_path: Path) -> None:
     assert summary["data"]["associations"][0]["column"] == "site"
 
 
-def test_stitched_store_shares_agree_with_tile_audit(tmp_path: Path) -> None:
+def test_stitched_store_shares_agree_with_tile_audit(tmp_path: Path, small_slide: Path) -> None:
     torch = pytest.importorskip("torch")
     from napari_xai.core.attribution.whole_slide import explain_slide
     from napari_xai.core.audit.slide import audit_saliency_store, audit_slide
-    from napari_xai.core.synthetic import write_synthetic_slide
     from napari_xai.core.wsi import open_slide
 
     torch.set_num_threads(1)
-    path = tmp_path / "store.svs"
-    write_synthetic_slide(path, shape_rc=(1024, 1024), seed=11, workers=1)
+    path = small_slide
     res = audit_slide(path, "demo", method="grad_cam", max_tiles=None)
     with open_slide(path) as slide:
         ex = explain_slide(slide, "demo", store=tmp_path / "heatmaps.zarr", method="grad_cam")
