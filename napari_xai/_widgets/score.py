@@ -27,8 +27,8 @@ from magicgui.widgets import (
 )
 
 if TYPE_CHECKING:
-    import napari
     import napari.layers
+    import napari.viewer
 
     from napari_xai.core.inference import ScoreProgress, ScoreResult
 
@@ -43,11 +43,13 @@ class ScoreWidget(Container):
 
     Parameters
     ----------
-    viewer : napari.Viewer
+    viewer : napari.viewer.Viewer
         Viewer holding the slide layer (opened with the napari-xai reader).
+        (Annotated as ``napari.viewer.Viewer``: that exact name is how napari
+        knows to pass its viewer to a plugin dock widget.)
     """
 
-    def __init__(self, viewer: napari.Viewer) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
         self._viewer = viewer
         self._slide_layer = ComboBox(label="slide", choices=self._slide_choices, nullable=True)
@@ -141,15 +143,16 @@ class ScoreWidget(Container):
         if self._worker is not None:
             show_error("Score slide: already scoring; cancel first")
             return
-        path = layer.metadata["path"]
-        source = layer.metadata.get("slide") or path
+        # Open the file anew in the worker (not the layer's Slide object: napari hands
+        # plugins proxies of its objects, and reads are cheap to set up).
+        path = str(layer.metadata["path"])
         mpp = float(self._mpp.value) or None
         self._slide_name = slide_stem(path)
         self._last_refresh = 0.0
         self.last_result = None
         # Errors go to _on_errored (a notification), not re-raised in the Qt loop.
         worker = thread_worker(iter_score_slide, ignore_errors=True)(
-            source,
+            path,
             self._model_spec(),
             mpp=mpp,
             overlap=float(self._overlap.value),
@@ -199,13 +202,13 @@ class ScoreWidget(Container):
 
     def _upsert(self, ldt: tuple[Any, dict[str, Any], str]) -> None:
         """Update the layer with this name in place, or add it."""
-        from napari.layers import Layer
+        from napari.layers import Image, Layer
 
         data, kwargs, layer_type = ldt
         name = kwargs["name"]
         if name in self._viewer.layers:
             layer = self._viewer.layers[name]
-            if layer._type_string == layer_type and layer_type == "image":
+            if layer_type == "image" and isinstance(layer, Image):
                 layer.scale = kwargs["scale"]
                 layer.translate = kwargs["translate"]
                 layer.data = data

@@ -132,3 +132,16 @@ def test_score_widget_without_slide(make_napari_viewer, monkeypatch) -> None:
     widget._on_run()
     assert errors and "open a slide first" in errors[0]
     assert widget._worker is None
+
+
+def test_score_widget_from_the_plugin_menu(make_napari_viewer, qtbot, sample_slide) -> None:
+    """Docked the way napari's Plugins menu does it: napari passes a proxied viewer."""
+    viewer = make_napari_viewer()
+    _open(viewer, sample_slide)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-xai", "Score slide")
+    assert isinstance(widget, ScoreWidget)
+    assert widget._slide_layer.value is not None
+    widget._batch_size.value = 64
+    _run_and_wait(widget, qtbot)
+    assert widget.last_result is not None, widget._status.value
+    assert "sample prob [tumour]" in viewer.layers
