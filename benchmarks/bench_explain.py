@@ -1,6 +1,6 @@
 """Benchmark whole-slide attribution against forward-only scoring.
 
-    .venv/bin/python benchmarks/bench_explain.py [--size 16384] [--threads 2]
+    .venv/bin/python benchmarks/bench_explain.py [--size 8192] [--threads 2] [--repeat 3]
 
 On one synthetic slide (written once, cached in --workdir) with the bundled demo
 model, each phase runs in its own subprocess (clean peak RSS, same threads):
@@ -81,13 +81,18 @@ def _phase(args: argparse.Namespace) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=16384, help="slide side, level-0 pixels")
+    parser.add_argument("--size", type=int, default=8192, help="slide side, level-0 pixels")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument(
         "--workdir", default=str(Path(tempfile.gettempdir()) / "napari-xai-bench-explain")
     )
     parser.add_argument("--phases", default="forward,gradcam,ig")
+    parser.add_argument(
+        "--repeat", type=int, default=1,
+        help="run forward and Grad-CAM this many times, alternating; report the fastest "
+        "(the machine is shared: this damps noise)",
+    )  # fmt: skip
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--slide", help=argparse.SUPPRESS)
     parser.add_argument("--tissue", help=argparse.SUPPRESS)
@@ -117,8 +122,12 @@ def main() -> int:
         rgb = thumb.astype(np.float32)
         mask = (rgb.max(axis=2) < 235) & (rgb.max(axis=2) > 20)
         np.savez(tissue, tissue=mask, downsample=ds)
-    results = {}
-    for phase in args.phases.split(","):
+    results: dict[str, dict[str, float]] = {}
+    phases = args.phases.split(",")
+    quick = [p for p in phases if p != "ig"]
+    order = quick * max(1, args.repeat) + [p for p in phases if p == "ig"]
+    runs: dict[str, list[float]] = {}
+    for phase in order:
         cmd = [
             sys.executable,
             __file__,
@@ -137,7 +146,10 @@ def main() -> int:
         ]
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
-        results[phase] = json.loads(out.stdout.strip().splitlines()[-1])
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        runs.setdefault(phase, []).append(round(r["seconds"], 2))
+        if phase not in results or r["seconds"] < results[phase]["seconds"]:
+            results[phase] = {**r, "rss_mb": max(r["rss_mb"], results.get(phase, r)["rss_mb"])}
     import torch
 
     print(
@@ -158,6 +170,8 @@ def main() -> int:
             f"{label:34s} {r['tiles']:6d} tiles {r['seconds']:8.1f} s "
             f"{r['tiles'] / r['seconds']:8.1f} tiles/s  {ratio}  peak RSS {r['rss_mb']:.0f} MB"
         )
+    if args.repeat > 1:
+        print("all runs (s):", json.dumps(runs))
     if base and "gradcam" in results:
         ok = results["gradcam"]["seconds"] <= 2.5 * base
         print(f"target Grad-CAM <= 2.5x forward-only: {'met' if ok else 'NOT met'}")

@@ -36,6 +36,7 @@ from magicgui.widgets import (
 if TYPE_CHECKING:
     import napari
     import napari.layers
+    import napari.viewer
 
     from napari_xai.core.attribution.whole_slide import ExplainProgress, ExplainResult
 
@@ -73,7 +74,7 @@ class ExplainWidget(Container):
         Viewer holding the slide layer (opened with the napari-xai reader).
     """
 
-    def __init__(self, viewer: napari.Viewer) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
         self._viewer = viewer
         self._slide_layer = ComboBox(label="slide", choices=self._slide_choices, nullable=True)

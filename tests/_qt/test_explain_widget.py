@@ -31,6 +31,18 @@ def test_methods_menu_matches_registry() -> None:
     assert set(METHODS) == set(ATTRIBUTION_METHODS)
 
 
+def test_explain_is_in_the_plugin_menu(make_napari_viewer, slide_path) -> None:
+    from napari_xai._widgets.explain import ExplainWidget
+
+    viewer = make_napari_viewer(show=True)
+    (slide_layer,) = viewer.open(slide_path, plugin="napari-xai")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-xai", "Explain")
+    assert isinstance(widget, ExplainWidget)
+    assert widget._slide_layer.value is slide_layer
+    r0, c0, r1, c1 = widget.view_rect(slide_layer)  # through napari's public-only proxy
+    assert r1 > r0 and c1 > c0
+
+
 def test_whole_slide_saliency_layer(make_napari_viewer, qtbot, slide_path, tmp_path) -> None:
     import torch
 
