@@ -212,12 +212,17 @@ def tiles_layer(
     slide_name: str,
     class_names: Sequence[str],
     visible: bool | None = None,
+    color_by: str = "class",
 ) -> LayerDataTuple:
-    """Points layer: one square per tile at its centre, coloured by predicted class.
+    """Points layer: one square per tile at its centre, coloured by class or confidence.
 
     ``features`` hold the tiles table (hover a point to read its probabilities).
     Hidden by default above 20,000 tiles (drawing that many squares is slow).
+    ``color_by="class"`` colours by predicted class (the heatmaps' colours);
+    ``"confidence"`` maps the top probability through viridis (0 to 1).
     """
+    if color_by not in ("class", "confidence"):
+        raise ValueError(f"color_by must be 'class' or 'confidence', got {color_by!r}")
     import pandas as pd
 
     n = len(tiles)
@@ -238,7 +243,11 @@ def tiles_layer(
         "visible": (n <= 20_000) if visible is None else bool(visible),
         "metadata": {"napari_xai": "tiles", "slide": slide_name},
     }
-    if n:
+    if n and color_by == "confidence":
+        kwargs["face_color"] = "confidence"
+        kwargs["face_colormap"] = "viridis"
+        kwargs["face_contrast_limits"] = (0.0, 1.0)
+    elif n:
         # Categories follow class order so colours match the heatmaps.
         kwargs["features"]["pred_class"] = kwargs["features"]["pred_class"].astype(
             pd.CategoricalDtype(list(class_names))

@@ -282,3 +282,21 @@ def test_threaded_prefetch_gives_the_same_results(synthetic, demo) -> None:
         threaded = score_slide(slide, demo, max_tiles=48, batch_size=5, num_workers=3, prefetch=4)
     pd.testing.assert_frame_equal(serial.tiles, threaded.tiles, atol=1e-5)
     np.testing.assert_allclose(serial.probabilities, threaded.probabilities, atol=1e-5)
+
+
+def test_tiles_layer_coloured_by_confidence(demo_result) -> None:
+    from napari.layers import Layer
+
+    from napari_xai.core.layers import tiles_layer
+
+    ldt = tiles_layer(
+        demo_result.tiles, slide_name="syn3", class_names=demo_result.class_names,
+        color_by="confidence",
+    )  # fmt: skip
+    points = Layer.create(*ldt)
+    conf = demo_result.tiles.confidence.to_numpy()
+    lo, hi = int(np.argmin(conf)), int(np.argmax(conf))
+    # viridis: dark blue/purple at low confidence, yellow-green at high.
+    assert points.face_color[hi][1] > points.face_color[lo][1]
+    with pytest.raises(ValueError, match="color_by"):
+        tiles_layer(demo_result.tiles, slide_name="s", class_names=("a",), color_by="x")
