@@ -19,7 +19,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "band; flag tiles and give a verdict. Writes OUT/<slide>/report.html and audit.json. "
             "Cohort (--cohort CSV with a path and a label column): class balance, montages per "
             "class, colour statistics, and metadata columns associated with the label "
-            "(Cramér's V); writes OUT/<csv name>/report.html and audit.json."
+            "(Cramér's V); writes OUT/<csv name>/report.html and audit.json. With --model, the "
+            "cohort's tile images are also audited for where the model looks (artefacts "
+            "detected in each tile), and its slides one by one."
         ),
     )
     parser.add_argument("slides", metavar="SLIDE", nargs="*", help="slide file(s)")
@@ -29,7 +31,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--columns", nargs="*", default=None, help="metadata columns to test (default: all others)"
     )
-    parser.add_argument("--model", default="demo", help="model file/folder, or 'demo' (default)")
+    parser.add_argument(
+        "--model", default=None,
+        help="model file/folder, or 'demo' (default for slides); with --cohort, also audits "
+        "where this model looks on the cohort's images (tiles) or slides",
+    )  # fmt: skip
     parser.add_argument("--method", default="grad_cam", choices=METHODS)
     parser.add_argument("--target", default=None, help="class name/index (default: predicted)")
     parser.add_argument("--max-tiles", type=int, default=512, help="tiles explained per slide")
@@ -90,13 +96,34 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
         if not args.quiet:
             print(file=sys.stderr)
+        tile_audit = None
+        if args.model is not None:
+            tile_audit, slides_in_cohort = _audit_cohort_tiles(data, args)
+            args.slides = [*args.slides, *slides_in_cohort]
         report = write_report(
-            out / Path(args.cohort).stem, data_audit=data, title=f"Data audit: {args.cohort}"
+            out / Path(args.cohort).stem,
+            data_audit=data,
+            attention=None if tile_audit is None else tile_audit.attention,
+            tile_images=None if tile_audit is None else tile_audit.images,
+            tile_maps=None if tile_audit is None else tile_audit.maps,
+            pred_class=None if tile_audit is None else tile_audit.pred_class,
+            title=f"Audit: {args.cohort}",
         )
         print(f"cohort {args.cohort}: {data.verdict.upper()} - {len(data.table)} images, "
               f"classes {data.class_counts}")  # fmt: skip
         for f in data.flags:
             print(f"  - {f}")
+        if tile_audit is not None:
+            att = tile_audit.attention
+            print(
+                f"attention ({tile_audit.method}, {att.n_tiles} tiles): {att.verdict.upper()} - "
+                f"artefacts {att.shares['artefact']:.1%} of attribution (area "
+                f"{att.area_shares['artefact']:.1%}), background {att.shares['background']:.1%}; "
+                f"{int(att.flagged.sum())} tiles flagged"
+            )
+            for e in att.evidence:
+                print(f"  - {e}")
+            failed |= att.verdict == "fail"
         print(f"  report: {report}")
         failed |= data.verdict == "fail"
     if args.slides:
@@ -104,7 +131,9 @@ def run(args: argparse.Namespace) -> int:
         from napari_xai.core.audit.slide import audit_slide
         from napari_xai.core.inference import slide_stem
 
-        model = resolve_model(args.model, device=None if args.device == "auto" else args.device)
+        model = resolve_model(
+            args.model or "demo", device=None if args.device == "auto" else args.device
+        )
         target: Any = args.target
         if target is not None and str(target).isdigit():
             target = int(target)
@@ -133,3 +162,45 @@ def run(args: argparse.Namespace) -> int:
             _print_attention(Path(slide).name, res, report)
             failed |= res.verdict == "fail"
     return 3 if (failed and args.strict) else 0
+
+
+def _audit_cohort_tiles(data: Any, args: argparse.Namespace) -> tuple[Any, list[str]]:
+    """Attention audit of a cohort's image files; return it and the cohort's slide files."""
+    import sys
+    from pathlib import Path
+
+    from napari_xai.core.audit.data import _IMAGE_SUFFIXES
+    from napari_xai.core.audit.tiles import audit_tiles
+
+    def is_tile(p: str) -> bool:
+        """Tell whether ``p`` is a plain image or a small one-page TIFF (a patch, not a slide)."""
+        path = Path(p)
+        if not path.is_file():
+            return False
+        if path.suffix.lower() in _IMAGE_SUFFIXES:
+            return True
+        if path.suffix.lower() not in (".tif", ".tiff"):
+            return False
+        try:
+            from PIL import Image
+
+            with Image.open(path) as img:
+                return max(img.size) <= 2048 and getattr(img, "n_frames", 1) == 1
+        except (OSError, ValueError):
+            return False
+
+    paths = [str(p) for p in data.table[data.path_column]]
+    images = [p for p in paths if is_tile(p)]
+    slides = [p for p in paths if p not in images and Path(p).is_file()]
+    result = None
+    if images:
+        if not args.quiet:
+            print(f"explaining {len(images)} tiles with {args.model}…", file=sys.stderr)
+        options: dict[str, Any] = {}
+        if args.method == "integrated_gradients":
+            options["n_steps"] = args.steps
+        result = audit_tiles(
+            images, args.model, method=args.method, batch_size=args.batch_size,
+            device=None if args.device == "auto" else args.device, **options,
+        )  # fmt: skip
+    return result, slides

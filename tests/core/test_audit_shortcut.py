@@ -145,3 +145,41 @@ def test_real_tiles_with_and_without_marker(models: dict[str, object], shared_da
     assert c_marked.verdict == "pass" and c_marked.tile_shares[:, ARTEFACT].max() < 0.2
     s_clean = audit(models["shortcut"], tiles, regions_clean)
     assert s_clean.verdict == "pass" and s_clean.shares["artefact"] == 0.0
+
+
+def test_tile_audit_with_detected_regions_and_cli(
+    models: dict[str, object],
+    tmp_path,
+    capsys: pytest.CaptureFixture[str],  # noqa: ANN001
+) -> None:
+    """End to end from files: PNG tiles + cohort CSV + TorchScript models with cards; the
+    marker is found by the artefact mask, not given."""
+    import json
+
+    import pandas as pd  # noqa: TID253
+    from PIL import Image
+
+    from napari_xai.cli import main
+    from napari_xai.core.audit.tiles import audit_tiles
+    from napari_xai.core.models.loading import load_model, save_torchscript
+
+    held = sd.make_shortcut_cohort(12, marker=True, seed=100)
+    rows = []
+    for i, (img, label) in enumerate(zip(held.images, held.labels, strict=True)):
+        Image.fromarray(img).save(tmp_path / f"t{i}.png")
+        rows.append({"path": f"t{i}.png", "label": sd.CLASS_NAMES[int(label)]})
+    pd.DataFrame(rows).to_csv(tmp_path / "tiles.csv", index=False)
+    verdicts = {}
+    for name, model in models.items():
+        path = save_torchscript(model, sd.make_card(name=name), tmp_path / f"{name}.pt")
+        res = audit_tiles(held.images, load_model(path))
+        verdicts[name] = res.verdict
+        assert res.probabilities.shape == (len(held), 2)
+        out = tmp_path / f"out_{name}"
+        args = ["audit", "--cohort", str(tmp_path / "tiles.csv"), "--model", str(path)]
+        assert main([*args, "--method", "integrated_gradients", "--out", str(out), "--quiet"]) == 0
+        summary = json.loads((out / "tiles" / "audit.json").read_text())
+        assert summary["attention"]["verdict"] == res.verdict
+        assert summary["data"]["verdict"] == "pass"
+    assert verdicts == {"shortcut": "fail", "clean": "pass"}
+    assert "attention (integrated_gradients, 24 tiles): FAIL" in capsys.readouterr().out
