@@ -58,12 +58,15 @@ def write_mosaic_slide(path: Path, *, seed: int, grid_rc: tuple[int, int], tumou
     return path
 
 
-def one_by_one(slides: list[Path], out: Path) -> float:
+def one_by_one(slides: list[Path], out: Path, *, torch_threads: int) -> float:
     """The plain loop: load the model once, score each slide, save its tiles table."""
+    import torch
+
     from napari_xai.core.inference import score_slide
     from napari_xai.core.models.demo import load_demo_model
     from napari_xai.core.wsi import open_slide
 
+    torch.set_num_threads(torch_threads)
     t0 = time.perf_counter()
     model = load_demo_model(device="cpu")
     for path in slides:
@@ -73,11 +76,16 @@ def one_by_one(slides: list[Path], out: Path) -> float:
     return time.perf_counter() - t0
 
 
-def batch(slides: list[Path], out: Path, *, scheduler: str, n_workers: int | None) -> float:
+def batch(slides: list[Path], out: Path, *, scheduler: str, n_workers: int | None,
+          torch_threads: int) -> float:
+    import torch
+
     from napari_xai.core.batch import run_batch
 
+    torch.set_num_threads(torch_threads)
     t0 = time.perf_counter()
-    res = run_batch(slides, "demo", out, scheduler=scheduler, n_workers=n_workers, device="cpu")
+    res = run_batch(slides, "demo", out, scheduler=scheduler, n_workers=n_workers, device="cpu",
+                    torch_threads=torch_threads)
     elapsed = time.perf_counter() - t0
     if res.count("done") != len(slides):
         raise RuntimeError(f"batch run failed: {res.summary[['slide_id', 'status', 'error']]}")
@@ -91,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="slide size in 64 px patches (24 32 = 1536 x 2048 px)")
     parser.add_argument("--repeats", type=int, default=2,
                         help="repeats of every mode; the best time counts (2)")
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="torch threads per process/worker, the same in every mode (1)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
 
@@ -111,17 +121,19 @@ def main(argv: list[str] | None = None) -> int:
         rows, cols = args.grid[0] * 64, args.grid[1] * 64
         print(f"{args.slides} synthetic slides of {rows} x {cols} px (64 px tiles at 1 µm/px, "
               f"~{args.grid[0] * args.grid[1]} grid cells each); {cores} CPU cores; "
-              f"python {sys.version.split()[0]}")
+              f"torch threads per process: {args.torch_threads}; python {sys.version.split()[0]}")
+        tt = int(args.torch_threads)
         # warm the imports and the file cache so the first timing is not penalised
-        one_by_one(slides[:1], tmp / "warm")
+        one_by_one(slides[:1], tmp / "warm", torch_threads=tt)
         modes = [
-            ("one by one (1 process, plain loop)", lambda d: one_by_one(slides, d)),
+            ("one by one (1 process, plain loop)",
+             lambda d: one_by_one(slides, d, torch_threads=tt)),
             ("batch, in process (scheduler=sync)",
-             lambda d: batch(slides, d, scheduler="sync", n_workers=None)),
+             lambda d: batch(slides, d, scheduler="sync", n_workers=None, torch_threads=tt)),
             ("batch, LocalCluster 1 worker",
-             lambda d: batch(slides, d, scheduler="local", n_workers=1)),
+             lambda d: batch(slides, d, scheduler="local", n_workers=1, torch_threads=tt)),
             ("batch, LocalCluster 2 workers",
-             lambda d: batch(slides, d, scheduler="local", n_workers=2)),
+             lambda d: batch(slides, d, scheduler="local", n_workers=2, torch_threads=tt)),
         ]
         # Modes alternate within each repeat and the best time is kept, so a burst of
         # load from other processes does not land on one mode only.
@@ -141,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             overhead = (seconds - base) / base * 100
             print(f"{name:40s} {seconds:9.1f} {per_hour:12.0f} {overhead:8.1f}%", flush=True)
         t0 = time.perf_counter()
-        batch(slides, tmp / "run0-1", scheduler="sync", n_workers=None)
+        batch(slides, tmp / "run0-1", scheduler="sync", n_workers=None, torch_threads=tt)
         print(f"{'re-run, every slide already done':40s} {time.perf_counter() - t0:9.1f}")
     finally:
         if args.keep:

@@ -6,7 +6,7 @@ delegate here when it is given several slides: ``run_batch_cli(args)`` only
 needs ``args.slides`` (a list), ``args.model`` and ``args.out``; every other
 option falls back to its default when missing. It reads ``min_tissue`` (or
 ``tissue_threshold``), ``overlap``, ``mpp``, ``all_tiles``, ``max_tiles``,
-``device``, ``batch_size``, ``architecture``, ``reader_threads`` (tile reader
+``device``, ``batch_size``, ``architecture``, ``torch_threads``, ``reader_threads`` (tile reader
 threads per slide), ``batch_workers`` (dask worker processes) and
 ``scheduler``.
 """
@@ -95,6 +95,9 @@ def add_batch_arguments(parser: argparse.ArgumentParser, *, with_slides: bool = 
     r.add_argument("--batch-size", type=int, default=None, help="tiles per model batch")
     r.add_argument("--reader-threads", type=int, default=None, metavar="N",
                    help="tile reader threads per slide (default 2)")
+    r.add_argument("--torch-threads", type=int, default=None, metavar="N",
+                   help="torch threads per worker (default: cores / workers); 1 helps on "
+                   "machines whose cores are shared")
     r.add_argument("--architecture", default=None,
                    help="package.module:factory for state-dict weights without a card entry")
     r.add_argument("--no-resume", action="store_true",
@@ -229,6 +232,7 @@ def run_batch_cli(args: argparse.Namespace) -> int:
         batch_size=getattr(args, "batch_size", None),
         num_workers=getattr(args, "reader_threads", None),
         architecture=getattr(args, "architecture", None),
+        torch_threads=getattr(args, "torch_threads", None),
         resume=not bool(getattr(args, "no_resume", False)),
         cancel=cancel,
         label_column=getattr(args, "label_column", "label") or "label",

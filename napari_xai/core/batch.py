@@ -241,9 +241,9 @@ def make_params(
     Parameters
     ----------
     tissue_threshold : float, optional
-        Minimum tissue fraction of a scored tile (the scorer's default when None).
+        Minimum tissue fraction of a scored tile (0.5 when None).
     overlap : float, optional
-        Tile overlap in [0, 1) (the scorer's default when None).
+        Tile overlap in [0, 1) (0 when None).
     mpp : float, optional
         µm/px to assume for slides whose file does not say.
     attribution : str, optional
@@ -267,7 +267,8 @@ def make_params(
     dict
         JSON-able parameters.
     """
-    score: dict[str, Any] = dict(score_options or {})
+    # Defaults are written out, so equal settings hash equally however they were given.
+    score: dict[str, Any] = {"min_tissue": 0.5, "overlap": 0.0, **dict(score_options or {})}
     if tissue_threshold is not None:
         score["min_tissue"] = float(tissue_threshold)
     if overlap is not None:
@@ -1111,6 +1112,7 @@ def iter_batch(
     batch_size: int | None = None,
     num_workers: int | None = None,
     architecture: str | None = None,
+    torch_threads: int | None = None,
     resume: bool = True,
     cancel: threading.Event | None = None,
     poll_interval: float = 0.1,
@@ -1147,6 +1149,10 @@ def iter_batch(
         Runtime options passed to the scorer (``num_workers``: tile reader threads).
     architecture : str, optional
         ``package.module:factory`` for state-dict weights (part of the model's identity).
+    torch_threads : int, optional
+        torch intra-op threads per worker (default: cores / workers on a
+        LocalCluster, torch's own default in this process). On a machine whose
+        cores are shared, 1 avoids OpenMP oversubscription.
     resume : bool
         Skip slides whose result folder is complete for the same parameters,
         model and slide file; False redoes every slide.
@@ -1189,6 +1195,8 @@ def iter_batch(
             threads = max(1, len(os.sched_getaffinity(0)) // n_workers)
         except AttributeError:  # pragma: no cover
             threads = max(1, (os.cpu_count() or 1) // n_workers)
+    if torch_threads:
+        threads = int(torch_threads)
     runtime = {"device": device, "batch_size": batch_size, "num_workers": num_workers,
                "torch_threads": threads, "architecture": architecture}
     runtime = {k: v for k, v in runtime.items() if v is not None}

@@ -337,3 +337,11 @@ def test_cli_batch_subcommand(cohort: Path, tmp_path: Path, capsys) -> None:
     assert "1/2 slides scored" in out and "FAILED broken" in err
     assert "summary:" in out and (tmp_path / "case1" / "manifest.json").is_file()
     assert read_manifest(tmp_path / "case1")["params"]["summary"]["top_k"] == 3
+
+
+def test_params_hash_the_same_however_given() -> None:
+    from napari_xai.core.results import hash_params
+
+    assert hash_params(B.make_params()) == hash_params(
+        B.make_params(tissue_threshold=0.5, overlap=0.0, top_k=10))
+    assert hash_params(B.make_params()) != hash_params(B.make_params(overlap=0.25))
