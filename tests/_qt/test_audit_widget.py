@@ -84,6 +84,25 @@ def test_audit_slide_layers_gallery_and_jump(
     assert len(viewer.layers) == n_layers
 
 
+def test_cancel_stops_the_audit(make_napari_viewer, qtbot, slide_path, tmp_path) -> None:
+    from napari_xai._widgets.audit import AuditWidget
+
+    viewer = make_napari_viewer()
+    viewer.open(slide_path, plugin="napari-xai")
+    widget = AuditWidget(viewer)
+    widget._output.value = tmp_path
+    widget._max_tiles.value = 10_000
+    widget._batch_size.value = 1
+
+    def start_and_cancel() -> None:
+        widget._on_run()
+        widget._on_cancel()
+
+    _run(widget, qtbot, start_and_cancel)
+    assert widget.last_result is None
+    assert widget._run.enabled and not widget._cancel.enabled
+
+
 def test_audit_cohort_from_widget(make_napari_viewer, qtbot, tmp_path) -> None:
     from napari_xai._widgets.audit import AuditWidget
     from tests.core.test_audit_data import _write_cohort

@@ -139,9 +139,10 @@ def _tile_hist_figure(att: AttentionAudit) -> Figure:
     fig = _figure(5.5, 2.8)
     ax = fig.add_subplot(1, 1, 1)
     bins = [float(b) for b in np.linspace(0, 1, 21)]
-    ax.hist(att.tile_off_tissue_share(), bins=bins, color="#777", label="off tissue (all)")
     ax.hist(att.tile_shares[:, ARTEFACT], bins=bins, color=_REGION_COLOURS["artefact"],
             alpha=0.8, label="on artefacts")  # fmt: skip
+    ax.hist(att.tile_off_tissue_share(), bins=bins, color="#333", histtype="step", lw=1.5,
+            label="off tissue (artefact + background + border)")  # fmt: skip
     ax.axvline(att.thresholds.tile_off_tissue_share, color="#d73027", ls="--", label="flag limit")
     ax.set_xlabel("share of a tile's attribution")
     ax.set_ylabel("tiles")
