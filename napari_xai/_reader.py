@@ -66,7 +66,7 @@ def read_slide(path: PathOrPaths) -> list[LayerDataTuple]:
 
 
 def slide_layer_data(slide: Any) -> LayerDataTuple:
-    """The LayerDataTuple of an open :class:`~napari_xai.core.wsi.Slide`."""
+    """Build the LayerDataTuple of an open :class:`~napari_xai.core.wsi.Slide`."""
     info = slide.info
     levels = slide.levels
     metadata = {

@@ -26,7 +26,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
+    parser.add_argument(
+        "--out", default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})"
+    )
     parser.add_argument(
         "--size", type=int, default=8192,
         help="sample slide height in level-0 pixels; width is 1.25x (default: 8192)",

@@ -348,7 +348,8 @@ class Slide:
             to RGB (see :meth:`to_rgb`).
         """
         if not 0 <= level < self.info.n_levels:
-            raise ValueError(f"{self.path}: level {level} out of range 0..{self.info.n_levels - 1}")
+            last = self.info.n_levels - 1
+            raise ValueError(f"{self.path}: level {level} out of range 0..{last}")
         ds = self.info.level_downsamples[level]
         lrows, lcols = self.info.level_shapes_rc[level]
         r0 = int(math.floor(loc_rc[0] / ds))
@@ -398,7 +399,7 @@ class Slide:
         return np.ascontiguousarray(block[..., :3])
 
     def thumbnail(self, *, max_size: int = 2048) -> tuple[npt.NDArray[np.uint8], float]:
-        """A small RGB image of the whole slide and its downsample against level 0.
+        """Return a small RGB image of the whole slide and its downsample against level 0.
 
         Reads the smallest level at least ``max_size`` pixels on its long side
         (or the largest level below that) and reduces it chunk row by chunk

@@ -96,7 +96,9 @@ def test_multichannel_tiff_opens_one_layer_per_channel(tmp_path: Path) -> None:
 
     path = tmp_path / "multiplex.qptiff"
     data = np.random.default_rng(0).integers(0, 4000, (4, 300, 400), dtype=np.uint16)
-    tifffile.imwrite(path, data, tile=(128, 128), photometric="minisblack", metadata={"axes": "CYX"})
+    tifffile.imwrite(
+        path, data, tile=(128, 128), photometric="minisblack", metadata={"axes": "CYX"}
+    )
     [(layer_data, meta, kind)] = _read(path)
     assert meta["channel_axis"] == 0
     assert len(meta["name"]) == 4
