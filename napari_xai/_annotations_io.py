@@ -40,13 +40,32 @@ def read_annotations(path: str | list[str]) -> list[LayerDataTuple]:
     from napari_xai.core.annotations.layers import annotations_to_layer_data
 
     paths = [path] if isinstance(path, str) else list(path)
+    mpp = _open_slide_mpp()
     layers: list[LayerDataTuple] = []
     for p in paths:
         aset = read_geojson(p)
         if not aset.report.clean:
             _warn(aset.report.summary())
-        layers += annotations_to_layer_data(aset, name=Path(p).stem, source=str(p))
+        layers += annotations_to_layer_data(aset, name=Path(p).stem, source=str(p), mpp=mpp)
     return layers
+
+
+def _open_slide_mpp() -> float | None:
+    """Return the µm/px of the slide open in the current viewer (napari-xai reader), if one."""
+    try:
+        from napari import current_viewer
+
+        viewer = current_viewer()
+    except Exception:  # pragma: no cover - no napari viewer
+        return None
+    if viewer is None:
+        return None
+    mpps = {
+        float(layer.metadata["mpp"])
+        for layer in viewer.layers
+        if "shape_rc" in layer.metadata and layer.metadata.get("mpp")
+    }
+    return mpps.pop() if len(mpps) == 1 else None  # ambiguous with several slides
 
 
 def _warn(message: str) -> None:

@@ -500,7 +500,7 @@ class AnnotationWidget(Container):
         self._report(f"Saved {len(layer.data)} shapes to {path}.")
 
     @_guarded
-    def _on_load(self, _value: Any = None) -> Any:
+    def _on_load(self, _value: Any = None, *, start: bool = True) -> Any:
         """Read a GeoJSON file in a worker thread and add its layers."""
         from napari.qt.threading import thread_worker
 
@@ -523,7 +523,8 @@ class AnnotationWidget(Container):
         worker.returned.connect(self._on_loaded)
         worker.errored.connect(lambda e: self._report(str(e), error=True))
         self._worker = worker
-        worker.start()
+        if start:  # tests start it themselves, inside qtbot.waitSignal
+            worker.start()
         return worker
 
     @_guarded
@@ -623,7 +624,7 @@ class EvaluationWidget(Container):
         (show_error if error else show_info)(message)
 
     @_guarded
-    def _on_run(self, _value: Any = None) -> Any:
+    def _on_run(self, _value: Any = None, *, start: bool = True) -> Any:
         """Evaluate in a worker thread (one core call), then draw."""
         from napari.qt.threading import thread_worker
 
@@ -691,7 +692,8 @@ class EvaluationWidget(Container):
         worker.returned.connect(self._on_result)
         worker.errored.connect(lambda e: self._report(str(e), error=True))
         self._worker = worker
-        worker.start()
+        if start:  # tests start it themselves, inside qtbot.waitSignal
+            worker.start()
         return worker
 
     @_guarded

@@ -142,9 +142,9 @@ def test_annotation_widget_classes_masks_measure_save_load(
     widget._path.value = tmp_path / "w.geojson"
     widget._on_save()
     assert (tmp_path / "w.geojson").is_file()
-    worker = widget._on_load()
+    worker = widget._on_load(start=False)
     with qtbot.waitSignal(worker.finished, timeout=20000):
-        pass
+        worker.start()
     loaded = viewer.layers["w"]
     assert list(loaded.features["class"]) == ["Tumor", "Necrosis"]
     np.testing.assert_allclose(loaded.data[0], layer.data[0], atol=1e-4)
@@ -191,9 +191,9 @@ def test_evaluation_widget_draws_confusion_matrix(viewer, qtbot) -> None:  # noq
     widget._shapes.value = shapes
     widget._background.value = "normal"
     widget._heatmap.value = viewer.layers["heatmap"]
-    worker = widget._on_run()
+    worker = widget._on_run(start=False)
     with qtbot.waitSignal(worker.finished, timeout=20000):
-        pass
+        worker.start()
     result = widget.result
     assert result["tiles"]["labels"] == ["tumor", "normal"]  # prob_* column order
     assert result["tiles"]["confusion_matrix"] == [[11, 1], [0, 36]]
@@ -229,14 +229,14 @@ def test_annotations_line_up_with_a_real_slide(make_napari_viewer, shared_data, 
     )
     slide_extent = slide.extent.world[:, -2:]
     np.testing.assert_allclose(layer.extent.world[1], slide_extent[1], atol=1.0)
-    # The reader alone does not know the slide's mpp: no µm invented.
-    assert np.isnan(layer.features["area_um2"][0])
+    # µm from the open slide's mpp (the file itself has none).
     assert layer.features["area_px"][0] == pytest.approx(rows * cols / 4)
+    assert layer.features["area_um2"][0] == pytest.approx(rows * cols / 4 * 0.499**2, rel=0.01)
     from napari_xai._widgets.annotate import AnnotationWidget
 
     widget = AnnotationWidget(viewer)
     widget._shapes.value = layer
-    widget._on_measure()  # takes the mpp from the slide layer
+    widget._on_measure()  # same from the widget
     assert layer.features["area_um2"][0] == pytest.approx(rows * cols / 4 * 0.499**2, rel=0.01)
     viewer.reset_view()
     shot = viewer.screenshot(canvas_only=True)[..., :3].astype(int)
@@ -250,6 +250,10 @@ def test_annotations_line_up_with_a_real_slide(make_napari_viewer, shared_data, 
         redness(shot[int(h * 0.6) : int(h * 0.7), int(w * 0.6) : int(w * 0.7)])
         > redness(shot[int(h * 0.3) : int(h * 0.4), int(w * 0.3) : int(w * 0.4)]) + 10
     )
+    # Without a slide in the viewer, no µm are invented.
+    viewer.layers.remove(slide)
+    (alone,) = viewer.open(str(path), plugin="napari-xai")
+    assert np.isnan(alone.features["area_um2"][0])
 
 
 def test_holes_render_as_holes(make_napari_viewer) -> None:  # noqa: ANN001
@@ -345,9 +349,9 @@ def test_widget_errors_become_notifications(viewer, qtbot, tmp_path: Path) -> No
     bad = tmp_path / "bad.geojson"
     bad.write_text("{not json")
     widget._path.value = bad
-    worker = widget._on_load()  # the error surfaces in the worker, shown, not raised
+    worker = widget._on_load(start=False)  # the error surfaces in the worker, shown, not raised
     with qtbot.waitSignal(worker.finished, timeout=20000):
-        pass
+        worker.start()
     assert "not valid JSON" in widget._status.value
     assert widget._on_loaded(("not an AnnotationSet", [])) is None  # raised inside, shown
     assert widget._on_to_shapes() is None  # no Labels layer chosen: message, no exception
