@@ -210,10 +210,9 @@ class AnnotationWidget(Container):
             categories = layer.features["class"]
             if hasattr(categories, "cat") and name not in categories.cat.categories:
                 layer.features["class"] = categories.cat.add_categories([name])
-            layer.feature_defaults = {
-                **{k: v for k, v in layer.feature_defaults.items()},
-                **defaults,
-            }
+            current = layer.feature_defaults
+            old = current.iloc[0].to_dict() if len(current) else {}
+            layer.feature_defaults = {**old, **defaults}
         r, g, b = (c / 255 for c in rgb)
         layer.current_face_color = (r, g, b, FACE_ALPHA)
         layer.current_edge_color = (r, g, b, 1.0)
