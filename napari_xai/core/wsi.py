@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+import zarr
+
 if TYPE_CHECKING:
     import dask.array as da
     import tiffslide
-    import zarr
 
 __all__ = ["Slide", "SlideError", "SlideInfo", "open_slide", "SLIDE_SUFFIXES"]
 
@@ -212,8 +213,7 @@ class Slide:
     def _read_info(self, mpp: float | None) -> SlideInfo:
         ts = self._ts
         try:
-            group = ts.zarr_group
-            arrays = [group[str(i)] for i in range(ts.level_count)]
+            arrays = [self._zarr_level(i) for i in range(ts.level_count)]
         except NotImplementedError:
             series = ts.ts_tifffile.series[0]
             raise SlideError(
@@ -225,6 +225,7 @@ class Slide:
         except Exception as exc:
             raise SlideError(self.path, f"cannot index the image pyramid: {exc}") from None
         props = dict(ts.properties)
+        mpp_value: float | None
         if mpp is not None:
             if not mpp > 0:
                 raise SlideError(self.path, f"mpp must be positive, got {mpp}")
@@ -284,7 +285,10 @@ class Slide:
     # -- arrays ------------------------------------------------------------
     def _zarr_level(self, level: int) -> zarr.Array:
         # tiffslide keeps one zarr group per thread (its fix for multi-threaded reads).
-        return self._ts.zarr_group[str(level)]  # type: ignore[return-value]
+        array = self._ts.zarr_group[str(level)]
+        if not isinstance(array, zarr.Array):
+            raise SlideError(self.path, f"level {level} is not an image array")
+        return array
 
     @property
     def levels(self) -> list[da.Array]:
