@@ -762,9 +762,11 @@ def _feature_collection_text(
         for k, v in a.properties.items():
             if k != "nucleusGeometry":
                 props[k] = v
+        # QuPath reads measurements as numbers: leave out NaN/inf (JSON has no NaN).
         measurements = {
-            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            k: v
             for k, v in a.measurements.items()
+            if not (isinstance(v, float) and not math.isfinite(v))
         }
         if measurements:
             props["measurements"] = measurements
