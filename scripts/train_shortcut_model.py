@@ -45,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--check-every-epoch", action="store_true",
+        help="fail fast: audit saliency on 16 marked held-out tiles after every epoch",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from napari_xai.core.models.loading import save_torchscript
@@ -72,9 +76,20 @@ def main(argv: list[str] | None = None) -> int:
         f"{'model':9s} {'method':22s} {'marker share':>12s} {'median/tile':>11s} "
         f"{'enrichment':>10s} {'flagged':>8s} verdict"
     )
+    check = np.flatnonzero(marked)[:16]
     for name, cohort in train.items():
+        def fail_fast(epoch: int, m: torch.nn.Module, _name: str = name) -> None:
+            # Explainability check every epoch: where does the model look on marked tiles?
+            maps = sd.explain(m, audit_set.images[check], method="saliency")
+            res = audit_attention(maps, audit_set.regions[check])
+            print(f"  {_name} epoch {epoch + 1}: {res.shares['artefact']:.0%} of saliency on "
+                  f"the marker, {int(res.flagged.sum())}/{len(check)} tiles flagged")  # fmt: skip
+
         t0 = time.perf_counter()
-        model = sd.train_tiny_cnn(cohort, epochs=args.epochs, seed=args.seed)
+        model = sd.train_tiny_cnn(
+            cohort, epochs=args.epochs, seed=args.seed,
+            on_epoch=fail_fast if args.check_every_epoch else None,
+        )  # fmt: skip
         t_train = time.perf_counter() - t0
         card = sd.make_card(
             name=f"tiny-{name}",

@@ -20,6 +20,7 @@ two models; the tests build tiny versions in memory with the same functions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -314,6 +315,7 @@ def train_tiny_cnn(
     lr: float = 3e-3,
     seed: int = 0,
     width: int = 8,
+    on_epoch: Callable[[int, TinyCNN], Any] | None = None,
 ) -> TinyCNN:
     """Train :class:`TinyCNN` on a cohort (CPU, seconds).
 
@@ -327,6 +329,10 @@ def train_tiny_cnn(
         Torch seed (weights and batch order).
     width : int
         Channels of the first conv layer.
+    on_epoch : callable, optional
+        Called as ``on_epoch(epoch, model)`` (model in eval mode) after every epoch:
+        the place for an explainability check that fails fast (e.g. an attention
+        audit on a few held-out tiles).
 
     Returns
     -------
@@ -340,7 +346,7 @@ def train_tiny_cnn(
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     model.train()
-    for _ in range(epochs):
+    for epoch in range(epochs):
         perm = torch.randperm(len(y), generator=gen)
         for start in range(0, len(y), batch_size):
             idx = perm[start : start + batch_size]
@@ -353,6 +359,10 @@ def train_tiny_cnn(
             loss = nn.functional.cross_entropy(model(xb), y[idx])
             loss.backward()
             opt.step()
+        if on_epoch is not None:
+            model.eval()
+            on_epoch(epoch, model)
+            model.train()
     model.eval()
     return model
 
