@@ -183,3 +183,12 @@ def test_tile_audit_with_detected_regions_and_cli(
         assert summary["data"]["verdict"] == "pass"
     assert verdicts == {"shortcut": "fail", "clean": "pass"}
     assert "attention (integrated_gradients, 24 tiles): FAIL" in capsys.readouterr().out
+
+
+def test_fail_fast_hook_runs_every_epoch_in_eval_mode() -> None:
+    seen: list[tuple[int, bool]] = []
+    sd.train_tiny_cnn(
+        sd.make_shortcut_cohort(8, seed=1), epochs=3,
+        on_epoch=lambda e, m: seen.append((e, m.training)),
+    )  # fmt: skip
+    assert seen == [(0, False), (1, False), (2, False)]
