@@ -90,24 +90,26 @@ def run(args: argparse.Namespace) -> int:
             if not args.quiet:
                 print(f"\rcohort: {done}/{total} images", end="", file=sys.stderr, flush=True)
 
+        options: dict[str, Any] = {}
+        if args.method == "integrated_gradients":
+            options["n_steps"] = args.steps
         data = audit_cohort(
             args.cohort, label_column=args.label_column, path_column=args.path_column,
-            metadata_columns=args.columns, progress=progress,
+            metadata_columns=args.columns, progress=progress, model=args.model,
+            method=args.method, batch_size=args.batch_size,
+            device=None if args.device == "auto" else args.device, **options,
         )  # fmt: skip
         if not args.quiet:
             print(file=sys.stderr)
-        tile_audit = None
-        if args.model is not None:
-            tile_audit, slides_in_cohort = _audit_cohort_tiles(data, args)
-            args.slides = [*args.slides, *slides_in_cohort]
+        tile_audit = data.tile_audit
+        if args.model is not None:  # the cohort's slides get a slide audit each
+            from napari_xai.core.audit.data import is_tile_file
+
+            paths = [str(p) for p in data.table[data.path_column]]
+            slides = [p for p in paths if Path(p).is_file() and not is_tile_file(p)]
+            args.slides = [*args.slides, *slides]
         report = write_report(
-            out / Path(args.cohort).stem,
-            data_audit=data,
-            attention=None if tile_audit is None else tile_audit.attention,
-            tile_images=None if tile_audit is None else tile_audit.images,
-            tile_maps=None if tile_audit is None else tile_audit.maps,
-            pred_class=None if tile_audit is None else tile_audit.pred_class,
-            title=f"Audit: {args.cohort}",
+            out / Path(args.cohort).stem, data_audit=data, title=f"Audit: {args.cohort}"
         )
         print(f"cohort {args.cohort}: {data.verdict.upper()} - {len(data.table)} images, "
               f"classes {data.class_counts}")  # fmt: skip
@@ -162,45 +164,3 @@ def run(args: argparse.Namespace) -> int:
             _print_attention(Path(slide).name, res, report)
             failed |= res.verdict == "fail"
     return 3 if (failed and args.strict) else 0
-
-
-def _audit_cohort_tiles(data: Any, args: argparse.Namespace) -> tuple[Any, list[str]]:
-    """Attention audit of a cohort's image files; return it and the cohort's slide files."""
-    import sys
-    from pathlib import Path
-
-    from napari_xai.core.audit.data import _IMAGE_SUFFIXES
-    from napari_xai.core.audit.tiles import audit_tiles
-
-    def is_tile(p: str) -> bool:
-        """Tell whether ``p`` is a plain image or a small one-page TIFF (a patch, not a slide)."""
-        path = Path(p)
-        if not path.is_file():
-            return False
-        if path.suffix.lower() in _IMAGE_SUFFIXES:
-            return True
-        if path.suffix.lower() not in (".tif", ".tiff"):
-            return False
-        try:
-            from PIL import Image
-
-            with Image.open(path) as img:
-                return max(img.size) <= 2048 and getattr(img, "n_frames", 1) == 1
-        except (OSError, ValueError):
-            return False
-
-    paths = [str(p) for p in data.table[data.path_column]]
-    images = [p for p in paths if is_tile(p)]
-    slides = [p for p in paths if p not in images and Path(p).is_file()]
-    result = None
-    if images:
-        if not args.quiet:
-            print(f"explaining {len(images)} tiles with {args.model}…", file=sys.stderr)
-        options: dict[str, Any] = {}
-        if args.method == "integrated_gradients":
-            options["n_steps"] = args.steps
-        result = audit_tiles(
-            images, args.model, method=args.method, batch_size=args.batch_size,
-            device=None if args.device == "auto" else args.device, **options,
-        )  # fmt: skip
-    return result, slides

@@ -42,6 +42,7 @@ __all__ = [
     "audit_cohort",
     "colour_stats",
     "cramers_v",
+    "is_tile_file",
     "iter_audit_cohort",
     "load_thumbnail",
     "make_montage",
@@ -129,6 +130,9 @@ class DataAudit:
     thresholds : DataThresholds
     report_path : Path or None
         ``report.html`` when the audit was run with ``out_dir``.
+    tile_audit : TileAudit or None
+        Where the model looks on the cohort's tile images, when run with ``model``
+        (:class:`napari_xai.core.audit.tiles.TileAudit`).
     """
 
     table: pd.DataFrame
@@ -146,6 +150,7 @@ class DataAudit:
     errors: list[str] = field(default_factory=list)
     thresholds: DataThresholds = field(default_factory=DataThresholds)
     report_path: Path | None = None
+    tile_audit: Any = None
 
     def flagged_columns(self) -> list[str]:
         """Metadata columns flagged as strongly associated with the label."""
@@ -256,6 +261,34 @@ def read_cohort(
         ]
     table[label_column] = table[label_column].astype(str)
     return table.reset_index(drop=True), path_column
+
+
+def is_tile_file(path: str | Path) -> bool:
+    """Tell whether ``path`` is a plain image or a small one-page TIFF (a patch, not a slide).
+
+    Parameters
+    ----------
+    path : str or Path
+        File to check (missing files are not tiles).
+
+    Returns
+    -------
+    bool
+    """
+    p = Path(path)
+    if not p.is_file():
+        return False
+    if p.suffix.lower() in _IMAGE_SUFFIXES:
+        return True
+    if p.suffix.lower() not in (".tif", ".tiff"):
+        return False
+    try:
+        from PIL import Image
+
+        with Image.open(p) as img:
+            return max(img.size) <= 2048 and getattr(img, "n_frames", 1) == 1
+    except (OSError, ValueError):
+        return False
 
 
 def _square_resize(rgb: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]:
@@ -461,6 +494,11 @@ def iter_audit_cohort(
     thresholds: DataThresholds | None = None,
     seed: int = 0,
     out_dir: str | Path | None = None,
+    model: Any = None,
+    method: str = "integrated_gradients",
+    batch_size: int = 32,
+    device: str | None = None,
+    **options: Any,
 ) -> Generator[tuple[int, int], None, DataAudit]:
     """Audit a cohort (generator: yields ``(done, total)`` per image, returns a DataAudit).
 
@@ -486,6 +524,12 @@ def iter_audit_cohort(
         Seed of the montage sample.
     out_dir : str or Path, optional
         When given, ``report.html`` and ``audit.json`` are written there.
+    model : LoadedModel, str or Path, optional
+        When given, also audit where this model looks on the cohort's tile images
+        (:func:`napari_xai.core.audit.tiles.iter_audit_tiles`; slides are left to
+        the slide audit).
+    method, batch_size, device, **options
+        Attribution settings of that tile audit.
 
     Yields
     ------
@@ -639,6 +683,22 @@ def iter_audit_cohort(
     if errors:
         flags.append(f"{len(errors)} of {n} images could not be read")
     montages = {c: make_montage(thumbs[c], tile=montage_tile) for c in classes if thumbs[c]}
+    tile_audit = None
+    if model is not None:
+        tile_paths = [p for p in table[path_col] if is_tile_file(p)]
+        if tile_paths:
+            from napari_xai.core.audit.tiles import iter_audit_tiles
+
+            gen = iter_audit_tiles(
+                tile_paths, model, method=method, batch_size=batch_size, device=device, **options
+            )
+            while True:
+                try:
+                    done, total = next(gen)
+                except StopIteration as stop:
+                    tile_audit = stop.value
+                    break
+                yield n + done, n + total
     result = DataAudit(
         table=table,
         label_column=label_column,
@@ -654,11 +714,12 @@ def iter_audit_cohort(
         verdict="fail" if flags else "pass",
         errors=errors,
         thresholds=th,
+        tile_audit=tile_audit,
     )
     if out_dir is not None:
         from napari_xai.core.audit.report import write_report
 
-        result.report_path = write_report(out_dir, data_audit=result, title="Cohort data audit")
+        result.report_path = write_report(out_dir, data_audit=result, title="Cohort audit")
     return result
 
 

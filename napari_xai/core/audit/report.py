@@ -451,6 +451,11 @@ def write_report(
     """
     if slide_audit is None and attention is None and data_audit is None:
         raise ValueError("write_report needs at least one audit (slide, attention or data)")
+    tile_audit = getattr(data_audit, "tile_audit", None)
+    if slide_audit is None and attention is None and tile_audit is not None:
+        attention = tile_audit.attention
+        tile_images, tile_maps = tile_audit.images, tile_audit.maps
+        pred_class = tile_audit.pred_class
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = audit_summary(
