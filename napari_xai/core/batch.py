@@ -1084,7 +1084,7 @@ def _start_client(
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
         cluster = LocalCluster(
             n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None, silence_logs=logging.ERROR,
+            dashboard_address=None, silence_logs=logging.CRITICAL,  # shutdown heartbeats are noise
         )
     return Client(cluster), cluster
 
