@@ -8,7 +8,8 @@
   worst tiles (tile + attribution overlay) — clicking one centres the camera on
   that tile. The HTML report and ``audit.json`` go to the output folder.
 * "Audit cohort" runs :func:`napari_xai.core.audit.data.iter_audit_cohort` on a
-  cohort CSV and writes its report.
+  cohort CSV (optionally with the model: where it looks on the cohort's tiles)
+  and writes its report.
 
 Heavy modules (torch, pandas, the core) are imported inside methods only.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import (
+    CheckBox,
     ComboBox,
     Container,
     FileEdit,
@@ -89,6 +91,10 @@ class AuditWidget(Container):
         self._verdict = Label(value="")
         self._cohort = FileEdit(label="cohort CSV", mode="r", filter="*.csv")
         self._label_column = ComboBox(label="label column", choices=["label"], value="label")
+        self._cohort_model = CheckBox(
+            text="also: where the model looks on the tiles", value=False,
+            tooltip="Explain the cohort's tile images with the model and method above",
+        )  # fmt: skip
         self._run_cohort = PushButton(text="Audit cohort")
         self.extend(
             [
@@ -107,6 +113,7 @@ class AuditWidget(Container):
                 Label(value="Cohort data"),
                 self._cohort,
                 self._label_column,
+                self._cohort_model,
                 self._run_cohort,
                 Label(value="Worst tiles of the slide audit (click to go there)"),
             ]
@@ -234,10 +241,22 @@ class AuditWidget(Container):
         if self._worker is not None:
             show_error("Audit: already running; cancel first")
             return
+        extra: dict[str, Any] = {}
+        if self._cohort_model.value:
+            try:
+                from napari_xai.core.attribution.whole_slide import resolve_model
+
+                extra["model"] = resolve_model(self._model_spec())
+            except Exception as exc:  # noqa: BLE001 - any loading problem becomes a message
+                show_error(f"Audit: {exc}")
+                return
+            extra["method"] = str(self._method.value)
+            extra["batch_size"] = int(self._batch_size.value)
         worker = thread_worker(iter_audit_cohort)(
             path,
             label_column=str(self._label_column.value),
             out_dir=Path(self._output.value) / path.stem,
+            **extra,
         )
         worker.yielded.connect(self._on_cohort_yielded)
         worker.returned.connect(self._on_cohort_returned)
@@ -285,7 +304,15 @@ class AuditWidget(Container):
     def _on_cohort_returned(self, result: DataAudit) -> None:
         self.last_data = result
         flags = "; ".join(result.flags) if result.flags else "nothing flagged"
-        self._verdict.value = f"cohort: {result.verdict.upper()} - {flags}"
+        text = f"cohort data: {result.verdict.upper()} - {flags}"
+        if result.tile_audit is not None:
+            att = result.tile_audit.attention
+            text += (
+                f"\nmodel attention: {att.verdict.upper()} - artefacts "
+                f"{att.shares['artefact']:.1%} of attribution, {int(att.flagged.sum())} / "
+                f"{att.n_tiles} tiles flagged"
+            )
+        self._verdict.value = text
         self._status.value = f"report: {result.report_path}"
 
     def _on_returned(self, result: SlideAudit) -> None:

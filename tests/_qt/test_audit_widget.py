@@ -118,3 +118,11 @@ def test_audit_cohort_from_widget(make_napari_viewer, qtbot, tmp_path) -> None:
     assert data is not None and data.flagged_columns() == ["site"]
     assert "FAIL" in widget._verdict.value
     assert data.report_path is not None and data.report_path.is_file()
+    assert data.tile_audit is None
+    # With the model: where the demo model looks on the cohort's tiles.
+    widget._cohort_model.value = True
+    widget._method.value = "saliency"
+    _run(widget, qtbot, widget._on_run_cohort)
+    assert widget.last_data.tile_audit is not None
+    assert widget.last_data.tile_audit.attention.n_tiles == 12
+    assert "model attention:" in widget._verdict.value
