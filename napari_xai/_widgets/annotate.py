@@ -30,6 +30,7 @@ from magicgui.widgets import (
 if TYPE_CHECKING:
     import napari
     import napari.layers
+    import napari.viewer
 
 ANNOTATION_LAYER = "annotations"
 
@@ -105,7 +106,7 @@ class AnnotationWidget(Container):
         The viewer whose layers are annotated.
     """
 
-    def __init__(self, viewer: napari.Viewer) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
         self._viewer = viewer
         self._class = ComboBox(label="Class", choices=_class_names(), value="Tumor")
@@ -549,7 +550,7 @@ class EvaluationWidget(Container):
         The viewer holding the annotation layer and maps.
     """
 
-    def __init__(self, viewer: napari.Viewer) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
         self._viewer = viewer
         self._tiles_layer = ComboBox(

@@ -355,3 +355,12 @@ def test_widget_errors_become_notifications(viewer, qtbot, tmp_path: Path) -> No
     assert "not valid JSON" in widget._status.value
     assert widget._on_loaded(("not an AnnotationSet", [])) is None  # raised inside, shown
     assert widget._on_to_shapes() is None  # no Labels layer chosen: message, no exception
+
+
+@pytest.mark.parametrize("name", ["Annotate", "Evaluate against annotations"])
+def test_widgets_dock_from_the_plugins_menu_with_the_viewer(make_napari_viewer, name) -> None:  # noqa: ANN001
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-xai", name)
+    # napari passed (a proxy of) this viewer: it needs the annotation napari.viewer.Viewer.
+    viewer.add_shapes(name="drawn here")
+    assert "drawn here" in widget._viewer.layers
