@@ -120,12 +120,12 @@ def main() -> None:
     timed("napari Labels layer", lambda: Labels(labels, scale=(d, d)))
 
     paths = [geometry_to_path_rc(a.geometry) for a in aset.annotations[:shapes_n]]
-    segs = np.concatenate([np.stack([p, np.roll(p, -1, 0) - p], 1) for p in paths])
-    timed(
-        f"napari Vectors layer, outlines of {len(paths)} ({len(segs)} segments)",
-        lambda: Vectors(segs, edge_width=1),
-    )
     if shapes_n:
+        segs = np.concatenate([np.stack([p, np.roll(p, -1, 0) - p], 1) for p in paths])
+        timed(
+            f"napari Vectors layer, outlines of {len(paths)} ({len(segs)} segments)",
+            lambda: Vectors(segs, edge_width=1),
+        )
         timed(
             f"napari Shapes layer, {shapes_n} polygons",
             lambda: Shapes(paths, shape_type="polygon"),
@@ -159,6 +159,10 @@ def main() -> None:
 
     timed(f"VIEWER: zoom out + redraw ({n} as {type(layers[0]).__name__})", redraw, 0.02)
     timed(f"VIEWER: zoom in + redraw ({n} as {type(layers[0]).__name__})", redraw, 1.0)
+    timed(
+        f"SAVE: {type(layers[0]).__name__} layer ({n}) via napari-xai writer",
+        lambda: layers[0].save(str(tmp / "points.geojson"), plugin="napari-xai"),
+    )
     if shapes_n:
         viewer.layers.remove(layers[0])
         _, t_add = timed(
