@@ -34,6 +34,7 @@ from magicgui.widgets import (
 if TYPE_CHECKING:
     import napari
     import napari.layers
+    import napari.viewer
 
     from napari_xai.core.audit.data import DataAudit
     from napari_xai.core.audit.slide import AuditProgress, SlideAudit
@@ -69,7 +70,7 @@ class AuditWidget(Container):
         Viewer holding the slide layer (opened with the napari-xai reader).
     """
 
-    def __init__(self, viewer: napari.Viewer) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
         self._viewer = viewer
         self._slide_layer = ComboBox(label="slide", choices=self._slide_choices, nullable=True)

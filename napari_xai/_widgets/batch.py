@@ -37,6 +37,7 @@ from magicgui.widgets import (
 
 if TYPE_CHECKING:
     import napari
+    import napari.viewer
 
     from napari_xai.core.batch import BatchEvent, BatchResult
 
@@ -73,7 +74,7 @@ class BatchWidget(Container):
         Viewer in which results are opened.
     """
 
-    def __init__(self, viewer: napari.Viewer) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
         self._viewer = viewer
         self._inputs = FileEdit(
