@@ -146,6 +146,7 @@ class ExplainWidget(Container):
         self._worker: Any = None
         self._timer: Any = None
         self._rerun = False
+        self._auto_limits: tuple[float, ...] | None = None
         self._last_refresh = 0.0
         self._layer_name: str | None = None
         self.last_result: ExplainResult | None = None
@@ -301,6 +302,7 @@ class ExplainWidget(Container):
         self._worker = worker
         self._last_refresh = 0.0
         self._layer_name = None
+        self._auto_limits = None
         self.last_result = None
         self._run.enabled = False
         self._channel_slide.enabled = False
@@ -328,14 +330,34 @@ class ExplainWidget(Container):
             self._layer_name = step.layer_name
             self._last_refresh = now
             try:
-                self._upsert(stitched_layer(step.store, step.key, name=step.layer_name))
+                layer = self._upsert(stitched_layer(step.store, step.key, name=step.layer_name))
+                self._auto_limits = tuple(float(v) for v in layer.contrast_limits)
             except Exception:  # noqa: BLE001 - the first write may still be in flight
                 self._layer_name = None
         elif now - self._last_refresh >= REFRESH_S:
             self._last_refresh = now
             name = self._layer_name
             if name is not None and name in self._viewer.layers:
-                self._viewer.layers[name].refresh()
+                layer = self._viewer.layers[name]
+                self._update_limits(layer, step.store, step.key)
+                layer.refresh()
+
+    def _update_limits(self, layer: Any, store: Any, key: str) -> None:
+        """Follow the map's range while it fills in, unless the user set the limits."""
+        import zarr
+
+        from napari_xai.core.attribution.stitch import StitchedMap
+
+        current = tuple(float(v) for v in layer.contrast_limits)
+        if self._auto_limits is not None and current != self._auto_limits:
+            return  # the user changed them: leave them alone
+        try:
+            lo, hi = StitchedMap(zarr.open_group(str(store), mode="r")[key]).value_limits()
+        except Exception:  # noqa: BLE001 - a write in flight; try at the next refresh
+            return
+        if hi > lo:
+            layer.contrast_limits = (lo, hi)
+            self._auto_limits = tuple(float(v) for v in layer.contrast_limits)
 
     def _upsert(self, ldt: tuple[Any, dict[str, Any], str]) -> Any:
         """Replace the layer with this name (keeping what the user set), or add it."""

@@ -142,3 +142,29 @@ def test_follow_view_explains_after_panning(
     )
     qtbot.waitUntil(lambda: widget._worker is None, timeout=60_000)
     assert widget.last_result.n_computed > 0
+
+
+def test_cancel_keeps_napari_running(make_napari_viewer, qtbot, slide_path, tmp_path) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    from napari_xai._widgets.explain import SLIDE, ExplainWidget
+
+    viewer = make_napari_viewer(show=True)
+    viewer.open(slide_path, plugin="napari-xai")
+    widget = ExplainWidget(viewer)
+    widget._output.value = tmp_path
+    widget._mode.value = SLIDE
+    widget._method.value = "integrated_gradients"  # slow enough to cancel
+    widget._batch_size.value = 2
+    widget._on_run()
+    worker = widget._worker
+    with qtbot.waitSignal(worker.yielded, timeout=60_000):
+        pass
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        widget._cancel.changed.emit(True)
+    assert widget._worker is None and widget._run.enabled
+    assert widget.last_result is None and "cancelled" in widget._status.value
+    # the layer shown from the first batch stays, with what was computed
+    name = "explain saliency [integrated_gradients, predicted]"
+    assert name in viewer.layers
