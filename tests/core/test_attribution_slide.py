@@ -218,3 +218,19 @@ def test_cancel_keeps_done_tiles_and_resumes(slide, model, tmp_path) -> None:
     assert first.n_done == 8
     res = explain_slide(slide, model, store=store, tissue=None, batch_size=8)
     assert res.n_cached == 16 and res.n_computed == res.n_tiles - 16 and res.complete
+
+
+def test_write_to_result_folder(slide, model, tmp_path) -> None:
+    from napari_xai.core.attribution.whole_slide import write_to_result
+    from napari_xai.core.results import ResultWriter, list_heatmaps
+
+    res = explain_slide(slide, model, store=tmp_path / "cache.zarr", tissue=None, target="b")
+    with ResultWriter(tmp_path / "out" / "pyramid") as writer:
+        key = write_to_result(writer, res)
+        writer.commit({"slide": "pyramid"})
+    assert key == "saliency/grad_cam/b"
+    (info,) = list_heatmaps(tmp_path / "out" / "pyramid" / "heatmaps.zarr")
+    assert info.key == key and info.scales[0] == res.scale_rc
+    copied = np.asarray(zarr.open_group(str(tmp_path / "out/pyramid/heatmaps.zarr"))[f"{key}/0"])
+    original = np.asarray(zarr.open_group(str(tmp_path / "cache.zarr"))[f"{res.key}/0"])
+    np.testing.assert_array_equal(copied, original)

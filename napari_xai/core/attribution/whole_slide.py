@@ -49,6 +49,7 @@ __all__ = [
     "slide_grid",
     "slide_name",
     "tiles_in_view",
+    "write_to_result",
 ]
 
 #: Map pixels per tile side in the stitched store (finer adds nothing for Grad-CAM).
@@ -668,6 +669,41 @@ def iter_explain_view(
             select=select,
         )
     )
+
+
+def write_to_result(writer: Any, result: ExplainResult) -> str:
+    """Copy a stitched saliency map into a result folder being written.
+
+    The stitched store is written in place (resumable); a result folder is written
+    atomically by :class:`napari_xai.core.results.ResultWriter`. This copies the
+    finest level (the writer rebuilds the pyramid, chunk by chunk, never whole in
+    memory) as ``heatmaps.zarr/saliency/<method>/<class>``.
+
+    Parameters
+    ----------
+    writer : ResultWriter
+        Open writer (before ``commit``).
+    result : ExplainResult
+        From :func:`explain_slide` / :func:`iter_explain_slide`.
+
+    Returns
+    -------
+    str
+        The group path written in the result's ``heatmaps.zarr``.
+    """
+    import zarr
+
+    group: Any = zarr.open_group(str(result.store), mode="r")[result.key]
+    level0 = StitchedMap(group).to_dask()[0]
+    key: str = writer.write_heatmap(
+        "saliency",
+        result.class_name,
+        level0,
+        scale_rc=result.scale_rc,
+        translate_rc=result.translate_rc,
+        method=result.method,
+    )
+    return key
 
 
 def explain_slide(
