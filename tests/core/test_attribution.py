@@ -177,3 +177,17 @@ def test_methods_on_cuda(quadrant_model, tiles) -> None:
         maps = explain_tiles(model, tiles, method=method, n_steps=8)
         ref = explain_tiles(quadrant_model, tiles, method=method, n_steps=8)
         np.testing.assert_allclose(maps, ref, rtol=1e-3, atol=1e-5)
+
+
+def test_every_method_runs_on_the_demo_model() -> None:
+    from napari_xai.core.models.demo import load_demo_model
+    from napari_xai.core.synthetic import render_patch
+
+    model = load_demo_model(device="cpu")
+    assert supported_methods(model) == tuple(ATTRIBUTION_METHODS)
+    rng = np.random.default_rng(0)
+    tiles = np.stack([render_patch(k, size=64, rng=rng) for k in ("tumour", "normal")])
+    for method in ATTRIBUTION_METHODS:
+        maps = explain_tiles(model, tiles, method=method, target="tumour", n_steps=8)
+        assert maps.shape == (2, 64, 64) and np.isfinite(maps).all(), method
+        assert maps.max() > 0, method

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 # ruff: noqa: TID253 (imported only when attribution runs, never by napari's menus)
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -259,6 +260,12 @@ class Explainer:
         return out.argmax(dim=1) if out.ndim == 2 else torch.zeros(len(x), dtype=torch.long)
 
     def _run(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with warnings.catch_warnings():
+            # captum says so each call when guided backprop hooks the ReLUs
+            warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
+            return self._run_method(x)
+
+    def _run_method(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         opts = self.options
         x = x.detach().requires_grad_(True)
         if self._in_pass_target:
