@@ -785,7 +785,9 @@ def _label_to_binary(value: Any, positive: str) -> float:
     return 0.0
 
 
-def _roc(y: np.ndarray, s: np.ndarray) -> tuple[list[float], list[float], list[float], float]:
+def _roc(
+    y: np.ndarray, s: np.ndarray
+) -> tuple[list[float], list[float], list[float | None], float]:
     order = np.argsort(-s, kind="mergesort")
     y, s = y[order], s[order]
     distinct = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
@@ -795,7 +797,8 @@ def _roc(y: np.ndarray, s: np.ndarray) -> tuple[list[float], list[float], list[f
     tpr = np.r_[0.0, tps / p]
     fpr = np.r_[0.0, fps / n]
     thr = np.r_[np.inf, s[distinct]]
-    auc = float(np.trapezoid(tpr, fpr)) if hasattr(np, "trapezoid") else float(np.trapz(tpr, fpr))
+    # trapezoid rule over the ROC points (np.trapz is gone from numpy 2.x)
+    auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
     return fpr.tolist(), tpr.tolist(), [float(t) if np.isfinite(t) else None for t in thr], auc
 
 
@@ -952,7 +955,10 @@ def write_cohort_summary(
     from napari_xai.core.results import _jsonable
 
     body = {"metrics": _jsonable(dict(metrics)), "run": _jsonable(dict(run or {}))}
-    _atomic_write(paths["json"], lambda p: p.write_text(json.dumps(body, indent=2) + "\n"))
+    def write_json(p: Path) -> None:
+        p.write_text(json.dumps(body, indent=2) + "\n")
+
+    _atomic_write(paths["json"], write_json)
     if plot and metrics.get("confusion_matrix") is not None:
         tmp = root / f".{COHORT_ROC_PNG}.{uuid.uuid4().hex[:8]}.png"
         try:
@@ -1216,7 +1222,7 @@ def iter_batch(
     n_finished = 0
     cancelled = False
     threshold = float(p.get("summary", {}).get("threshold", 0.5))
-    run_info = {"model": model_ref, "model_sha256": model_hash, "params": p,
+    run_info: dict[str, Any] = {"model": model_ref, "model_sha256": model_hash, "params": p,
                 "params_sha256": hash_params(p), "scheduler": scheduler or "local",
                 "run_id": run_id, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
@@ -1297,7 +1303,7 @@ def iter_batch(
             if client is None:
                 client_owned, cluster = _start_client(
                     scheduler, n_workers=n_workers, threads=threads or 1, n_slides=len(todo))
-            cl = client or client_owned
+            cl: Any = client if client is not None else client_owned
             topic = f"{_TOPIC}-{run_id}"
             cl.subscribe_topic(topic, lambda ev: progress_q.put(ev[1]))
             futures = {}

@@ -186,7 +186,8 @@ def _nanmean_block(block: npt.NDArray[np.floating[Any]], axis: Any = None,
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks stay NaN
-        return np.nanmean(block, axis=axis).astype(np.float32)
+        out: npt.NDArray[np.float32] = np.nanmean(block, axis=axis).astype(np.float32)
+        return out
 
 
 def write_multiscale(
@@ -327,8 +328,8 @@ def list_heatmaps(zarr_path: str | os.PathLike[str]) -> list[HeatmapInfo]:
     for key, member in root.members(max_depth=None):
         if not isinstance(member, zarr.Group):
             continue
-        attrs = member.attrs.asdict()
-        ms = attrs.get("multiscales")
+        attrs: dict[str, Any] = dict(member.attrs.asdict())
+        ms: Any = attrs.get("multiscales")
         if not ms:
             continue
         datasets = ms[0]["datasets"]
