@@ -345,3 +345,39 @@ def test_params_hash_the_same_however_given() -> None:
     assert hash_params(B.make_params()) == hash_params(
         B.make_params(tissue_threshold=0.5, overlap=0.0, top_k=10))
     assert hash_params(B.make_params()) != hash_params(B.make_params(overlap=0.25))
+
+
+def _crash_on_some(task: B.SlideTask, progress) -> dict:
+    """A slide function whose worker process dies on slides named crash*."""
+    if task.slide_id.startswith("crash"):
+        os._exit(13)
+    return B.score_and_save(task, progress)
+
+
+def test_scheduler_address_and_a_worker_that_dies(
+    cohort: Path, model: str, tmp_path: Path
+) -> None:
+    """An existing cluster given by address; a slide that kills its worker is recorded."""
+    import shutil
+
+    import cloudpickle
+    import dask
+    from distributed import LocalCluster
+
+    shutil.copy(cohort / "slides" / "case3.tif", tmp_path / "crash.tif")
+    slides = [cohort / "slides" / "case1.tif", tmp_path / "crash.tif"]
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers lack `tests`
+    try:
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0}), LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster:
+            res = B.run_batch(slides, model, tmp_path / "out", slide_fn=_crash_on_some,
+                              scheduler=cluster.scheduler_address)
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    s = res.summary.set_index("slide_id")
+    assert s.loc["case1", "status"] == "done"
+    assert s.loc["crash", "status"] == "failed" and "KilledWorker" in s.loc["crash", "error"]
+    assert is_complete(tmp_path / "out" / "case1", B.make_params(),
+                       read_manifest(tmp_path / "out" / "case1")["model"]["sha256"])
