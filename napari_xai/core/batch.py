@@ -637,7 +637,7 @@ def score_and_save(task: SlideTask, progress: ProgressFn) -> dict[str, Any]:
             "score_s": round(t_score - t_open, 3),
             "write_s": round(t_write - t_score, 3),
         }
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"grid": scored.grid.attrs(), "scoring": dict(scored.timings)}
         if params.get("attribution"):
             extra["saliency"] = _explain_into(writer, slide, loaded, task, progress)
             timings["explain_s"] = round(time.perf_counter() - t_write, 3)
