@@ -31,6 +31,14 @@ from magicgui.widgets import (
     SpinBox,
 )
 
+from napari_xai._widgets._pickers import (
+    DEMO,
+    FROM_FILE,
+    MODEL_FILE_FILTER,
+    model_spec,
+    slide_layer_choices,
+)
+
 if TYPE_CHECKING:
     import napari
     import napari.layers
@@ -39,8 +47,6 @@ if TYPE_CHECKING:
     from napari_xai.core.audit.data import DataAudit
     from napari_xai.core.audit.slide import AuditProgress, SlideAudit
 
-DEMO = "demo model (bundled)"
-FROM_FILE = "model file…"
 METHODS = ("grad_cam", "saliency", "integrated_gradients", "gradient_shap", "occlusion")
 #: Gallery icon size in screen pixels.
 ICON_PX = 96
@@ -76,7 +82,7 @@ class AuditWidget(Container):
         self._slide_layer = ComboBox(label="slide", choices=self._slide_choices, nullable=True)
         self._model_source = ComboBox(label="model", choices=[DEMO, FROM_FILE], value=DEMO)
         self._model_file = FileEdit(
-            label="model file", mode="r", filter="*.pt *.pth *.ts *.json", visible=False
+            label="model file", mode="r", filter=MODEL_FILE_FILTER, visible=False
         )
         self._method = ComboBox(label="method", choices=list(METHODS), value="grad_cam")
         self._max_tiles = SpinBox(
@@ -151,13 +157,7 @@ class AuditWidget(Container):
 
     def _slide_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
         """Image layers that come from a slide file (have ``metadata['path']``)."""
-        from napari.layers import Image
-
-        return [
-            (layer.name, layer)
-            for layer in self._viewer.layers
-            if isinstance(layer, Image) and layer.metadata.get("path")
-        ]
+        return slide_layer_choices(self._viewer)
 
     def _refresh_slides(self, _event: Any = None) -> None:
         self._slide_layer.reset_choices()
@@ -183,10 +183,7 @@ class AuditWidget(Container):
             self._label_column.value = "label" if "label" in cols else cols[-1]
 
     def _model_spec(self) -> str | Path:
-        if self._model_source.value == DEMO:
-            return "demo"
-        path = Path(self._model_file.value)
-        return path.parent if path.name.endswith(".json") else path
+        return model_spec(self._model_source.value, self._model_file.value)
 
     # -- running ---------------------------------------------------------------------
     def _on_run(self, _value: Any = None) -> None:

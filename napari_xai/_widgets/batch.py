@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import (
@@ -35,14 +34,14 @@ from magicgui.widgets import (
     Table,
 )
 
+from napari_xai._widgets._pickers import DEMO, FROM_FILE, MODEL_FILE_FILTER, model_spec
+
 if TYPE_CHECKING:
     import napari
     import napari.viewer
 
     from napari_xai.core.batch import BatchEvent, BatchResult
 
-DEMO = "demo model (bundled)"
-FROM_FILE = "model file…"
 LOCAL = "local cluster (this machine)"
 IN_PROCESS = "in this process"
 ADDRESS = "dask scheduler address"
@@ -86,7 +85,7 @@ class BatchWidget(Container):
                                     value="folder")
         self._model_source = ComboBox(label="model", choices=[DEMO, FROM_FILE], value=DEMO)
         self._model_file = FileEdit(label="model file", mode="r",
-                                    filter="*.pt *.pth *.ts *.json", visible=False)
+                                    filter=MODEL_FILE_FILTER, visible=False)
         self._out = FileEdit(label="output folder", mode="d",
                              tooltip="One result folder per slide, plus cohort_summary.csv")
         self._overlap = FloatSpinBox(label="overlap", value=0.0, min=0.0, max=0.9, step=0.05)
@@ -147,10 +146,7 @@ class BatchWidget(Container):
         self._workers.visible = value == LOCAL
 
     def _model_spec(self) -> str:
-        if self._model_source.value == DEMO:
-            return "demo"
-        path = Path(self._model_file.value)
-        return str(path.parent if path.name.endswith(".json") else path)
+        return str(model_spec(self._model_source.value, self._model_file.value))
 
     def _scheduler_spec(self) -> str:
         if self._scheduler.value == IN_PROCESS:

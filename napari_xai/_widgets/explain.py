@@ -33,6 +33,14 @@ from magicgui.widgets import (
     SpinBox,
 )
 
+from napari_xai._widgets._pickers import (
+    DEMO,
+    FROM_FILE,
+    MODEL_FILE_FILTER,
+    model_spec,
+    slide_layer_choices,
+)
+
 if TYPE_CHECKING:
     import napari
     import napari.layers
@@ -40,8 +48,6 @@ if TYPE_CHECKING:
 
     from napari_xai.core.attribution.whole_slide import ExplainProgress, ExplainResult
 
-DEMO = "demo model (bundled)"
-FROM_FILE = "model file…"
 VIEW = "what I see (current view)"
 SLIDE = "whole slide"
 PREDICTED = "predicted"
@@ -80,7 +86,7 @@ class ExplainWidget(Container):
         self._slide_layer = ComboBox(label="slide", choices=self._slide_choices, nullable=True)
         self._model_source = ComboBox(label="model", choices=[DEMO, FROM_FILE], value=DEMO)
         self._model_file = FileEdit(
-            label="model file", mode="r", filter="*.pt *.pth *.ts *.json", visible=False
+            label="model file", mode="r", filter=MODEL_FILE_FILTER, visible=False
         )
         self._method = ComboBox(label="method", choices=list(METHODS), value="grad_cam")
         self._target = ComboBox(label="target", choices=[PREDICTED], value=PREDICTED)
@@ -167,13 +173,7 @@ class ExplainWidget(Container):
     # -- controls --------------------------------------------------------------------
     def _slide_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
         """Image layers that come from a slide file (have ``metadata['path']``)."""
-        from napari.layers import Image
-
-        return [
-            (layer.name, layer)
-            for layer in self._viewer.layers
-            if isinstance(layer, Image) and layer.metadata.get("path")
-        ]
+        return slide_layer_choices(self._viewer)
 
     def _refresh_slides(self, _event: Any = None) -> None:
         self._slide_layer.reset_choices()
@@ -182,10 +182,7 @@ class ExplainWidget(Container):
             self._slide_layer.value = choices[0][1]
 
     def _model_spec(self) -> str | Path:
-        if self._model_source.value == DEMO:
-            return "demo"
-        path = Path(self._model_file.value)
-        return path.parent if path.name.endswith(".json") else path
+        return model_spec(self._model_source.value, self._model_file.value)
 
     def _load_model(self) -> Any:
         from napari_xai.core.attribution.whole_slide import resolve_model

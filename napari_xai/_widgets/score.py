@@ -26,14 +26,20 @@ from magicgui.widgets import (
     SpinBox,
 )
 
+from napari_xai._widgets._pickers import (
+    DEMO,
+    FROM_FILE,
+    MODEL_FILE_FILTER,
+    model_spec,
+    slide_layer_choices,
+)
+
 if TYPE_CHECKING:
     import napari.layers
     import napari.viewer
 
     from napari_xai.core.inference import ScoreProgress, ScoreResult
 
-DEMO = "demo model (bundled)"
-FROM_FILE = "model file…"
 #: Seconds between live layer refreshes while scoring.
 REFRESH_S = 0.5
 
@@ -55,7 +61,7 @@ class ScoreWidget(Container):
         self._slide_layer = ComboBox(label="slide", choices=self._slide_choices, nullable=True)
         self._model_source = ComboBox(label="model", choices=[DEMO, FROM_FILE], value=DEMO)
         self._model_file = FileEdit(
-            label="model file", mode="r", filter="*.pt *.pth *.ts *.json", visible=False
+            label="model file", mode="r", filter=MODEL_FILE_FILTER, visible=False
         )
         self._device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"])
         self._batch_size = SpinBox(label="batch size", value=32, min=1, max=4096)
@@ -102,13 +108,7 @@ class ScoreWidget(Container):
     # -- controls --------------------------------------------------------------------
     def _slide_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
         """Image layers that come from a slide file (have ``metadata['path']``)."""
-        from napari.layers import Image
-
-        return [
-            (layer.name, layer)
-            for layer in self._viewer.layers
-            if isinstance(layer, Image) and layer.metadata.get("path")
-        ]
+        return slide_layer_choices(self._viewer)
 
     def _refresh_slides(self, _event: Any = None) -> None:
         """Refresh the slide choices; pick the newest slide when none is chosen."""
@@ -121,12 +121,7 @@ class ScoreWidget(Container):
         self._model_file.visible = value == FROM_FILE
 
     def _model_spec(self) -> str | Path:
-        if self._model_source.value == DEMO:
-            return "demo"
-        path = Path(self._model_file.value)
-        if path.name.endswith(".json"):  # a card / WSInfer config.json: use its folder
-            return path.parent
-        return path
+        return model_spec(self._model_source.value, self._model_file.value)
 
     # -- running ---------------------------------------------------------------------
     def _on_run(self, _value: Any = None) -> None:
