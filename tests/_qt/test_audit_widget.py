@@ -17,10 +17,11 @@ def slide_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _run(widget, qtbot, start) -> None:
     start()
-    worker = widget._worker
-    assert worker is not None
-    with qtbot.waitSignal(worker.finished, timeout=180_000):
-        pass
+    assert widget._worker is not None
+    # The widget's own `finished` handler clears `_worker`. Waiting on that (connected
+    # before the start) cannot miss a worker that finishes, e.g. is cancelled, before a
+    # signal blocker could connect to it.
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=180_000)
 
 
 def test_methods_are_registered() -> None:
