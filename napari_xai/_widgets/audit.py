@@ -97,7 +97,12 @@ class AuditWidget(Container):
         self._status = Label(value="")
         self._verdict = Label(value="")
         self._cohort = FileEdit(label="cohort CSV", mode="r", filter="*.csv")
-        self._label_column = ComboBox(label="label column", choices=["label"], value="label")
+        # choices from the cohort CSV's header (a callable: napari's reset_choices() on
+        # every layer change re-evaluates it and keeps the current column)
+        self._columns: tuple[str, ...] = ("label",)
+        self._label_column = ComboBox(
+            label="label column", choices=self._column_choices, value="label"
+        )
         self._cohort_model = CheckBox(
             text="also: where the model looks on the tiles", value=False,
             tooltip="Explain the cohort's tile images with the model and method above",
@@ -179,8 +184,15 @@ class AuditWidget(Container):
             return
         cols = [c.strip().strip('"') for c in header.split(",") if c.strip()]
         if cols:
-            self._label_column.choices = cols
-            self._label_column.value = "label" if "label" in cols else cols[-1]
+            previous = self._label_column.value
+            self._columns = tuple(cols)
+            self._label_column.reset_choices()
+            if previous not in cols:
+                self._label_column.value = "label" if "label" in cols else cols[-1]
+
+    def _column_choices(self, _widget: Any = None) -> list[str]:
+        """Columns of the chosen cohort CSV (``label`` before one is chosen)."""
+        return list(self._columns)
 
     def _model_spec(self) -> str | Path:
         return model_spec(self._model_source.value, self._model_file.value)

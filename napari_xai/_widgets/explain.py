@@ -88,8 +88,14 @@ class ExplainWidget(Container):
         self._model_file = FileEdit(
             label="model file", mode="r", filter=MODEL_FILE_FILTER, visible=False
         )
-        self._method = ComboBox(label="method", choices=list(METHODS), value="grad_cam")
-        self._target = ComboBox(label="target", choices=[PREDICTED], value=PREDICTED)
+        # Choices are computed from the current model (callables): napari calls
+        # reset_choices() whenever a layer is added or removed, which re-evaluates
+        # them and keeps the current value while it is still a choice.
+        self._class_names: tuple[str, ...] = ()
+        self._methods: tuple[str, ...] = METHODS
+        self._model_layers: tuple[str, ...] = ()
+        self._method = ComboBox(label="method", choices=self._method_choices, value="grad_cam")
+        self._target = ComboBox(label="target", choices=self._target_choices, value=PREDICTED)
         self._smooth = CheckBox(
             text="SmoothGrad (NoiseTunnel)", value=False,
             tooltip="Average gradients over noisy copies (saliency, IG, guided Grad-CAM)",
@@ -117,7 +123,7 @@ class ExplainWidget(Container):
         self._progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self._status = Label(value="")
         # inside the model
-        self._act_layer = ComboBox(label="layer", choices=[], nullable=True)
+        self._act_layer = ComboBox(label="layer", choices=self._layer_choices, nullable=True)
         self._channel = SpinBox(label="channel", value=0, min=0, max=4095)
         self._show_channels = PushButton(text="Channels at cursor")
         self._channel_slide = PushButton(text="Channel across slide")
@@ -199,16 +205,30 @@ class ExplainWidget(Container):
         from napari_xai.core.activations import list_layers
         from napari_xai.core.attribution import supported_methods
 
-        self._target.choices = [PREDICTED, *model.card.class_names]
+        self._class_names = tuple(str(c) for c in model.card.class_names)
         methods = supported_methods(model)
-        self._method.choices = [m for m in METHODS if m in methods]
+        self._methods = tuple(m for m in METHODS if m in methods)
         try:
-            layers = list_layers(model)
+            self._model_layers = tuple(list_layers(model))
         except Exception:  # noqa: BLE001
-            layers = []
-        self._act_layer.choices = layers
-        if layers:
-            self._act_layer.value = layers[-1]
+            self._model_layers = ()
+        self._target.reset_choices()
+        self._method.reset_choices()
+        self._act_layer.reset_choices()
+        if self._act_layer.value is None and self._model_layers:
+            self._act_layer.value = self._model_layers[-1]
+
+    def _target_choices(self, _widget: Any = None) -> list[str]:
+        """"predicted" and the current model's classes."""
+        return [PREDICTED, *self._class_names]
+
+    def _method_choices(self, _widget: Any = None) -> list[str]:
+        """Attribution methods the current model supports, in menu order."""
+        return list(self._methods)
+
+    def _layer_choices(self, _widget: Any = None) -> list[str]:
+        """Layers of the current model whose activations can be shown."""
+        return list(self._model_layers)
 
     def _slide(self) -> tuple[Any, Any] | None:
         from napari.utils.notifications import show_error
@@ -337,7 +357,25 @@ class ExplainWidget(Container):
             if name is not None and name in self._viewer.layers:
                 layer = self._viewer.layers[name]
                 self._update_limits(layer, step.store, step.key)
-                layer.refresh()
+                self._reload(layer, step.store, step.key)
+
+    @staticmethod
+    def _reload(layer: Any, store: Any, key: str) -> None:
+        """Swap the layer's data for fresh reads of the store.
+
+        ``layer.refresh()`` is not enough: it re-slices the same dask arrays, whose
+        chunks napari's dask cache keeps from the first read (stale tiles). Fresh
+        arrays have fresh task names, so every chunk is read from the store again.
+        """
+        import zarr
+
+        from napari_xai.core.attribution.stitch import StitchedMap
+
+        try:
+            levels = StitchedMap(zarr.open_group(str(store), mode="r")[key]).to_dask()
+        except Exception:  # noqa: BLE001 - a write in flight; try at the next refresh
+            return
+        layer.data = levels if layer.multiscale else levels[0]
 
     def _update_limits(self, layer: Any, store: Any, key: str) -> None:
         """Follow the map's range while it fills in, unless the user set the limits."""

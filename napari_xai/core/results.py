@@ -706,6 +706,8 @@ class Result:
 
     def heatmap_levels(self, key: str) -> list[Any]:
         """Levels of one map as lazy dask arrays, finest first."""
+        import uuid
+
         import dask.array as da
         import zarr
 
@@ -713,7 +715,13 @@ class Result:
         if info is None:
             raise KeyError(f"{self.folder}: no heatmap {key!r}")
         root = zarr.open_group(str(self.folder / HEATMAPS_NAME), mode="r")
-        return [da.from_zarr(root[p]) for p in info.paths]
+        # fresh task names: a folder re-written in place must not be served from
+        # napari's dask chunk cache under the names of the arrays read before
+        token = uuid.uuid4().hex
+        return [
+            da.from_zarr(root[p], name=f"napari-xai-result-{token}-{k}")
+            for k, p in enumerate(info.paths)
+        ]
 
 
 def load_result(folder: str | os.PathLike[str]) -> Result:

@@ -415,10 +415,22 @@ class StitchedMap:
         return (0.0, hi)
 
     def to_dask(self) -> list[Any]:
-        """Return the pyramid as lazy dask arrays, finest first (re-read on each compute)."""
+        """Return the pyramid as lazy dask arrays, finest first.
+
+        Every call gets fresh task names: dask names ``from_zarr`` arrays after the
+        store's path, so arrays read before and after a write would share names and
+        napari's chunk cache would keep serving the chunks read first. Call this again
+        after the store changes (a live layer swaps its data for the new arrays).
+        """
+        import uuid
+
         import dask.array as da
 
-        return [da.from_zarr(level) for level in self.levels]
+        token = uuid.uuid4().hex
+        return [
+            da.from_zarr(level, name=f"napari-xai-map-{token}-{k}")
+            for k, level in enumerate(self.levels)
+        ]
 
 
 def _plain(value: Any) -> Any:

@@ -1,0 +1,99 @@
+"""Dropdowns keep the user's choice when layers come and go.
+
+napari calls ``reset_choices()`` on a docked magicgui widget whenever a layer is
+added or removed (every run adds one); a dropdown whose choices were set once as
+a list fell back to its first entry then, so the second run explained the wrong
+class. Each widget is docked from the Plugins menu, as a user does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ..conftest import write_pyramid_tiff  # noqa: TID252
+
+
+@pytest.fixture(scope="module")
+def slide_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("controls")
+    return write_pyramid_tiff(folder / "controls.svs", shape_rc=(512, 512), tile=256, levels=1)
+
+
+def _add_three_layers(viewer) -> None:
+    viewer.add_image(np.zeros((8, 8), np.float32), name="extra image")
+    viewer.add_points(np.array([[1.0, 1.0]]), name="extra points")
+    viewer.add_shapes(
+        [np.array([[0.0, 0.0], [0.0, 4.0], [4.0, 4.0]])], shape_type="polygon", name="extra shapes"
+    )
+
+
+def _dock(viewer, name: str):
+    _, widget = viewer.window.add_plugin_dock_widget("napari-xai", name)
+    return widget
+
+
+def test_explain_choices_survive_layer_changes(make_napari_viewer, slide_path) -> None:
+    viewer = make_napari_viewer()
+    (slide,) = viewer.open(slide_path, plugin="napari-xai")
+    widget = _dock(viewer, "Explain")
+    # offered as soon as the widget is docked with the demo model
+    assert "tumour" in widget._target.choices
+    layers = [c for c in widget._act_layer.choices if c is not None]
+    assert len(layers) >= 2
+    assert widget._act_layer.value == layers[-1]
+    widget._target.value = "tumour"
+    widget._act_layer.value = layers[0]
+    widget._method.value = "integrated_gradients"
+    _add_three_layers(viewer)
+    assert widget._target.value == "tumour"
+    assert widget._act_layer.value == layers[0]
+    assert widget._method.value == "integrated_gradients"
+    assert widget._slide_layer.value is slide
+    assert [c for c in widget._act_layer.choices if c is not None] == layers
+    # removing layers too
+    viewer.layers.remove("extra image")
+    assert (widget._target.value, widget._act_layer.value) == ("tumour", layers[0])
+
+
+def test_score_and_audit_choices_survive_layer_changes(
+    make_napari_viewer, slide_path, tmp_path
+) -> None:
+    viewer = make_napari_viewer()
+    (first,) = viewer.open(slide_path, plugin="napari-xai")
+    (second,) = viewer.open(slide_path, plugin="napari-xai")
+    score = _dock(viewer, "Score slide")
+    audit = _dock(viewer, "Audit")
+    score._slide_layer.value = first
+    audit._slide_layer.value = first
+    audit._method.value = "saliency"
+    cohort = tmp_path / "cohort.csv"
+    cohort.write_text("path,label,diagnosis\na.png,1,tumour\n", encoding="utf-8")
+    audit._cohort.value = cohort
+    assert set(audit._label_column.choices) == {"path", "label", "diagnosis"}
+    audit._label_column.value = "diagnosis"
+    _add_three_layers(viewer)
+    assert score._slide_layer.value is first
+    assert audit._slide_layer.value is first
+    assert audit._method.value == "saliency"
+    assert audit._label_column.value == "diagnosis"
+    assert set(audit._label_column.choices) == {"path", "label", "diagnosis"}
+    assert second in score._slide_layer.choices
+
+
+def test_annotation_choices_survive_layer_changes(make_napari_viewer) -> None:
+    viewer = make_napari_viewer()
+    shapes = viewer.add_shapes(name="my regions")
+    annotate = _dock(viewer, "Annotate")
+    evaluate = _dock(viewer, "Evaluate against annotations")
+    classes = [c for c in annotate._class.choices if c is not None]
+    other = next(c for c in classes if c != annotate._class.value)
+    annotate._class.value = other
+    annotate._shapes.value = shapes
+    evaluate._shapes.value = shapes
+    _add_three_layers(viewer)
+    assert annotate._class.value == other
+    assert annotate._shapes.value is shapes
+    assert evaluate._shapes.value is shapes
