@@ -334,11 +334,13 @@ class AuditWidget(Container):
             self._viewer.layers.selection.active = layer
         att = result.attention
         self._verdict.value = (
-            f"{att.verdict.upper()}: artefacts {att.shares['artefact']:.1%} of attribution "
-            f"(area {att.area_shares['artefact']:.1%}), {int(att.flagged.sum())} / "
+            f"{result.sentence}\nattention {att.verdict.upper()}: artefacts "
+            f"{att.shares['artefact']:.1%} of attribution (area "
+            f"{att.area_shares['artefact']:.1%}), {int(att.flagged.sum())} / "
             f"{att.n_tiles} tiles flagged"
         )
-        self._verdict.tooltip = "\n".join(att.evidence)
+        evidence = result.shortcut.evidence if result.shortcut is not None else []
+        self._verdict.tooltip = "\n".join([*evidence, *att.evidence])
         self._status.value = f"report: {result.report_path}"
         self._fill_gallery(result)
 

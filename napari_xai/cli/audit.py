@@ -59,8 +59,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _print_attention(name: str, res: Any, report: Any) -> None:
     att = res.attention
     sh = att.shares
+    if getattr(res, "shortcut", None) is not None:
+        print(f"{name}: {res.sentence}")
+        for e in res.shortcut.evidence:
+            print(f"  - {e}")
     print(
-        f"{name}: {att.verdict.upper()} - {len(res.tiles)} tiles ({res.sampling}); attribution on "
+        f"{name}: attention {att.verdict.upper()} - {len(res.tiles)} tiles ({res.sampling}); "
+        f"attribution on "
         f"tissue {sh['tissue']:.1%}, artefacts {sh['artefact']:.1%} (area "
         f"{att.area_shares['artefact']:.1%}), background {sh['background']:.1%}, border "
         f"{sh['border']:.1%}; {int(att.flagged.sum())} tiles flagged; "

@@ -396,6 +396,9 @@ def audit_summary(
     if slide_audit is not None:
         out["attention"] = slide_audit.to_dict()
         verdicts.append(slide_audit.verdict)
+        if slide_audit.shortcut is not None:
+            out["sentence"] = slide_audit.sentence
+            out["shortcut_suspected"] = slide_audit.shortcut.shortcut_suspected
     elif attention is not None:
         out["attention"] = attention.to_dict()
         verdicts.append(attention.verdict)
@@ -469,6 +472,13 @@ def write_report(
         f'<p>Overall: <span class="verdict" style="background:{colour}">{verdict.upper()}'
         "</span></p>",
     ]
+    if slide_audit is not None and slide_audit.shortcut is not None:
+        body.append(
+            f'<p class="sentence"><b>{html.escape(slide_audit.sentence)}</b></p>'
+            '<ul class="evidence">'
+            + "".join(f"<li>{html.escape(e)}</li>" for e in slide_audit.shortcut.evidence)
+            + "</ul>"
+        )
     if slide_audit is not None:
         body.append(
             _attention_section(

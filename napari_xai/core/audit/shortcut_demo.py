@@ -415,3 +415,50 @@ def explain(
     return explain_tiles(
         model, to_tensor(images), method=method, target=target, batch_size=batch_size, **options
     )
+
+
+def write_cohort_slide(
+    cohort: ShortcutCohort,
+    path: Any,
+    *,
+    n_cols: int = 8,
+    margin: int | None = None,
+) -> Any:
+    """Lay a cohort's tiles out as a slide (tiled TIFF, lossless) on white glass.
+
+    The tiles sit edge to edge on the model's tile grid, with a white margin of one
+    tile around them (glass, so the border band lies off tissue). Open it with
+    ``mpp=0.5`` (the demo models' resolution; the file carries no mpp).
+
+    Parameters
+    ----------
+    cohort : ShortcutCohort
+        Tiles to lay out (row-major).
+    path : str or Path
+        Output ``.tif``.
+    n_cols : int
+        Tiles per row.
+    margin : int, optional
+        White margin in pixels (default one tile).
+
+    Returns
+    -------
+    Path
+    """
+    from pathlib import Path
+
+    import tifffile
+
+    n, s = len(cohort), int(cohort.images.shape[1])
+    m = s if margin is None else int(margin)
+    n_rows = -(-n // n_cols)
+    h, w = n_rows * s + 2 * m, n_cols * s + 2 * m
+    h16, w16 = -(-h // 16) * 16, -(-w // 16) * 16
+    canvas = np.full((h16, w16, 3), 244, np.uint8)
+    for i, img in enumerate(cohort.images):
+        r, c = divmod(i, n_cols)
+        canvas[m + r * s : m + (r + 1) * s, m + c * s : m + (c + 1) * s] = img
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(out, canvas, tile=(128, 128), photometric="rgb", compression="zlib")
+    return out

@@ -26,13 +26,18 @@ import numpy as np
 import numpy.typing as npt
 
 from napari_xai.core.audit.attention import (
+    ARTEFACT,
     REGION_NAMES,
+    TISSUE,
     AttentionAudit,
     AuditThresholds,
     audit_attention,
     crop_tile_regions,
     make_region_map,
 )
+from napari_xai.core.audit.counterfactual import CounterfactualResult
+from napari_xai.core.audit.evidence import PairEvidence
+from napari_xai.core.audit.verdict import Verdict, VerdictThresholds
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -116,11 +121,21 @@ class SlideAudit:
     worst_maps: npt.NDArray[np.float32]
     timings: dict[str, float] = field(default_factory=dict)
     report_path: Path | None = None
+    pairs: list[PairEvidence] = field(default_factory=list)
+    counterfactual: CounterfactualResult | None = None
+    shortcut: Verdict | None = None
 
     @property
     def verdict(self) -> str:
-        """``"pass"``, ``"warn"`` or ``"fail"``."""
-        return self.attention.verdict
+        """``"pass"``, ``"warn"`` or ``"fail"`` (the shortcut verdict when it was made)."""
+        return self.shortcut.verdict if self.shortcut is not None else self.attention.verdict
+
+    @property
+    def sentence(self) -> str:
+        """The verdict's first sentence, in words a pathologist reads."""
+        if self.shortcut is not None:
+            return self.shortcut.sentence
+        return f"{self.attention.verdict.upper()}: " + "; ".join(self.attention.evidence[:1])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (the ``attention`` part of ``audit.json``)."""
@@ -148,6 +163,19 @@ class SlideAudit:
             "col": [int(x) for x in self.tiles["col"]],
             "pred_class": [str(x) for x in self.tiles["pred_class"]],
         }
+        shortcut: dict[str, Any] = {}
+        if self.shortcut is not None:
+            v = self.shortcut.to_dict()
+            shortcut = {
+                "verdict": v["verdict"],
+                "shortcut_suspected": v["shortcut_suspected"],
+                "sentence": v["sentence"],
+                "shortcut": v,
+                "class_artefact": [p.to_dict() for p in self.pairs],
+                "counterfactual": (
+                    self.counterfactual.to_dict() if self.counterfactual is not None else None
+                ),
+            }
         return {
             "slide": str(self.slide_path),
             "slide_shape_rc": [int(x) for x in self.slide_shape_rc],
@@ -159,6 +187,8 @@ class SlideAudit:
             "regions_downsample": float(self.regions_downsample),
             "timings": {k: float(v) for k, v in self.timings.items()},
             **att,
+            **shortcut,
+            "attention_verdict": att["verdict"],
         }
 
 
@@ -226,6 +256,8 @@ def iter_audit_slide(
     num_workers: int = 2,
     mask_size: int = 1024,
     out_dir: str | Path | None = None,
+    counterfactual: bool = True,
+    verdict_thresholds: VerdictThresholds | None = None,
     **options: Any,
 ) -> Generator[AuditProgress, None, SlideAudit]:
     """Audit where a model looks on one slide (generator).
@@ -261,6 +293,11 @@ def iter_audit_slide(
         Longest side of the thumbnail the tissue/artefact masks are computed on.
     out_dir : str or Path, optional
         When given, ``report.html`` and ``audit.json`` are written there.
+    counterfactual : bool
+        Run the counterfactual test (remove / paste the artefacts and re-score;
+        :mod:`napari_xai.core.audit.counterfactual`).
+    verdict_thresholds : VerdictThresholds, optional
+        Limits of the shortcut verdict.
     **options
         Attribution options (``n_steps``, ``smooth_samples``...; see ``ExplainOptions``).
 
@@ -282,14 +319,18 @@ def iter_audit_slide(
                     opened, model, method=method, target=target, max_tiles=max_tiles,
                     batch_size=batch_size, mpp=mpp, min_tissue=min_tissue,
                     border_width0=border_width0, thresholds=thresholds, device=device,
-                    num_workers=num_workers, mask_size=mask_size, out_dir=out_dir, **options,
+                    num_workers=num_workers, mask_size=mask_size, out_dir=out_dir,
+                    counterfactual=counterfactual, verdict_thresholds=verdict_thresholds,
+                    **options,
                 )
             )  # fmt: skip
     import pandas as pd
-    import torch
 
-    from napari_xai.core.attribution import Explainer, ExplainOptions, tiles_to_tensor
+    from napari_xai.core.attribution import Explainer, ExplainOptions
     from napari_xai.core.attribution.whole_slide import resolve_model
+    from napari_xai.core.audit.counterfactual import counterfactual_test, tile_probabilities
+    from napari_xai.core.audit.evidence import class_artefact_evidence
+    from napari_xai.core.audit.verdict import make_verdict
     from napari_xai.core.inference import grid_for_slide
     from napari_xai.core.masks import masks_from_thumbnail
     from napari_xai.core.reader import TileReader
@@ -334,19 +375,17 @@ def iter_audit_slide(
         slide, grid, batch_size=batch_size, num_workers=num_workers, indices=indices
     )
     done = 0
-    module = explainer.prepared.module
-    dev = explainer.prepared.device
+    all_probs: list[npt.NDArray[np.float32]] = []
     try:
         for batch in reader:
             tiles = np.asarray(batch.tiles)
             m, targets = explainer.explain(tiles)
-            with torch.inference_mode():
-                logits = module(tiles_to_tensor(tiles, card, device=dev))
-                probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
+            probs = tile_probabilities(explainer.prepared, tiles, batch_size=batch_size)
             k = len(tiles)
             maps[done : done + k] = m
             preds[done : done + k] = probs.argmax(axis=1)
             conf[done : done + k] = probs.max(axis=1)
+            all_probs.append(probs)
             if keep_images is not None:
                 keep_images[done : done + k] = tiles
             done += k
@@ -385,6 +424,30 @@ def iter_audit_slide(
             "flagged": attention.flagged,
         }
     )
+    # Per class x artefact kind (kinds from the mask's labels, only on artefact pixels).
+    kinds = crop_tile_regions(
+        np.asarray(masks.artefact_labels, np.uint8),
+        np.stack([rows, cols], axis=1),
+        regions_downsample=ds,
+        tile_shape0=(grid.tile_size0, grid.tile_size0),
+        out_shape=(size, size),
+    )
+    kinds[tile_regions != ARTEFACT] = 0
+    pairs = class_artefact_evidence(maps, kinds, pred_names, images=keep_images)
+    t_cf = time.perf_counter()
+    cf_result = None
+    if counterfactual and keep_images is not None and (kinds > 0).any():
+        yield AuditProgress(n, n, time.perf_counter() - t0, stage="counterfactual")
+        cf_result = counterfactual_test(
+            explainer.prepared,
+            keep_images,
+            kinds,
+            probabilities=np.concatenate(all_probs) if all_probs else None,
+            tissue=tile_regions == TISSUE,
+            batch_size=batch_size,
+        )
+    t_cf = time.perf_counter() - t_cf
+    shortcut = make_verdict(pairs, cf_result, method=method, thresholds=verdict_thresholds)
     worst = np.asarray(attention.worst, dtype=np.int64)
     if keep_images is not None:
         worst_images = keep_images[worst]
@@ -409,9 +472,13 @@ def iter_audit_slide(
         timings={
             "masks_s": t_masks,
             "explain_s": t_explain,
+            "counterfactual_s": t_cf,
             "total_s": time.perf_counter() - t0,
             "tiles_per_s": n / t_explain if t_explain > 0 else 0.0,
         },
+        pairs=pairs,
+        counterfactual=cf_result,
+        shortcut=shortcut,
     )
     if out_dir is not None:
         from napari_xai.core.audit.report import write_report

@@ -1,0 +1,373 @@
+"""Counterfactual shortcut test: remove and add artefacts, re-score, compare with a control.
+
+Independent of any saliency map. For every predicted class ``c`` and artefact kind
+``k`` (tiles of ``c`` that contain ``k``):
+
+- **removal**: the artefact's pixels (dilated by one pixel) are inpainted from the
+  surrounding tissue (mean of known neighbours, grown inwards) and the tile is
+  re-scored. A *flip* is a tile no longer called ``c``; ``mean_dp`` is the mean drop
+  of ``p(c)``. The **control** inpaints a region of the same shape moved onto plain
+  tissue of the same tile.
+- **paste**: the artefact's pixels are pasted, at the same place, onto clean tiles
+  (no artefact) predicted as another class. A *flip* is a tile now called ``c``;
+  ``mean_dp`` is the mean rise of ``p(c)``. The **control** pastes the same area
+  filled with tissue from another clean tile.
+
+A model whose ``c`` calls vanish when the mark is removed, or appear when it is
+added, while the control edit moves nothing, has learned the mark.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "CounterfactualPair",
+    "CounterfactualResult",
+    "EditStats",
+    "counterfactual_test",
+    "inpaint",
+    "tile_probabilities",
+]
+
+
+def tile_probabilities(
+    model: Any, tiles: npt.ArrayLike, *, batch_size: int = 64
+) -> npt.NDArray[np.float32]:
+    """Class probabilities of uint8 RGB tiles (N, H, W, 3) in memory, through the card.
+
+    The tiles go through the card's transform exactly as for scoring
+    (:func:`napari_xai.core.attribution.tiles_to_tensor`) and the scoring softmax
+    (:func:`napari_xai.core.inference.to_probabilities`).
+
+    Parameters
+    ----------
+    model : LoadedModel
+        Model with its card.
+    tiles : array-like of uint8, shape (N, H, W, 3)
+    batch_size : int
+        Tiles per forward pass.
+
+    Returns
+    -------
+    ndarray of float32, shape (N, n_classes)
+    """
+    import torch
+
+    from napari_xai.core.attribution import tiles_to_tensor
+    from napari_xai.core.inference import to_probabilities
+
+    arr = np.asarray(tiles)
+    module, card = model.module, model.card
+    dev = getattr(model, "device", None)
+    out: list[npt.NDArray[np.float32]] = []
+    with torch.inference_mode():
+        for s in range(0, len(arr), batch_size):
+            x = tiles_to_tensor(arr[s : s + batch_size], card, device=dev)
+            out.append(to_probabilities(module(x)).cpu().numpy().astype(np.float32))
+    n_cls = len(card.class_names)
+    return np.concatenate(out) if out else np.zeros((0, n_cls), np.float32)
+
+
+def _dilate(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    out = mask.copy()
+    out[1:] |= mask[:-1]
+    out[:-1] |= mask[1:]
+    out[:, 1:] |= mask[:, :-1]
+    out[:, :-1] |= mask[:, 1:]
+    return out
+
+
+def inpaint(image: npt.ArrayLike, mask: npt.ArrayLike) -> npt.NDArray[np.uint8]:
+    """Fill ``mask`` from the surrounding pixels (mean of known 8-neighbours, grown inwards).
+
+    Parameters
+    ----------
+    image : array-like of uint8, shape (H, W, 3)
+    mask : array-like of bool, shape (H, W)
+        Pixels to replace.
+
+    Returns
+    -------
+    ndarray of uint8, shape (H, W, 3)
+        A copy with the masked pixels filled.
+    """
+    img = np.asarray(image, np.float64).copy()
+    todo = np.asarray(mask, bool).copy()
+    if todo.all():
+        raise ValueError("inpaint: the mask covers the whole image; nothing to fill from")
+    known = ~todo
+    h, w = todo.shape
+    while todo.any():
+        acc = np.zeros_like(img)
+        cnt = np.zeros((h, w))
+        pad_i = np.pad(img * known[..., None], ((1, 1), (1, 1), (0, 0)))
+        pad_k = np.pad(known.astype(np.float64), 1)
+        for dr in (-1, 0, 1):
+            for dc in (-1, 0, 1):
+                if dr == 0 and dc == 0:
+                    continue
+                acc += pad_i[1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w]
+                cnt += pad_k[1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w]
+        grow = todo & (cnt > 0)
+        img[grow] = acc[grow] / cnt[grow, None]
+        known = known | grow
+        todo = todo & ~grow
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+def _moved_mask(
+    mask: npt.NDArray[np.bool_], avoid: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.bool_] | None:
+    """Move the mask to where it overlaps nothing in ``avoid`` (None when it cannot)."""
+    h, w = mask.shape
+    for dr, dc in ((h // 2, w // 2), (h // 2, 0), (0, w // 2), (h // 3, w // 3), (h // 4, 0)):
+        moved = np.roll(mask, (dr, dc), axis=(0, 1))
+        if not (moved & avoid).any():
+            return moved
+    return None
+
+
+@dataclass(frozen=True)
+class EditStats:
+    """What one kind of edit did to the predictions.
+
+    Attributes
+    ----------
+    n : int
+        Tiles edited.
+    n_flipped : int
+        Tiles whose call changed (removal: no longer the class; paste: now the class).
+    mean_dp : float
+        Mean change of the class probability in the shortcut direction (removal:
+        drop of ``p(class)``; paste: rise of ``p(class)``).
+    to_class : str or None
+        Most common new call of the flipped tiles (removal).
+    """
+
+    n: int
+    n_flipped: int
+    mean_dp: float
+    to_class: str | None = None
+
+    @property
+    def flip_rate(self) -> float:
+        """``n_flipped / n`` (0 when nothing was edited)."""
+        return self.n_flipped / self.n if self.n else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "n": self.n,
+            "n_flipped": self.n_flipped,
+            "flip_rate": self.flip_rate,
+            "mean_dp": self.mean_dp,
+            "to_class": self.to_class,
+        }
+
+
+@dataclass(frozen=True)
+class CounterfactualPair:
+    """Counterfactual figures of one predicted class and one artefact kind."""
+
+    pred_class: str
+    kind: int
+    removal: EditStats
+    removal_control: EditStats
+    paste: EditStats
+    paste_control: EditStats
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "pred_class": self.pred_class,
+            "kind": self.kind,
+            "removal": self.removal.to_dict(),
+            "removal_control": self.removal_control.to_dict(),
+            "paste": self.paste.to_dict(),
+            "paste_control": self.paste_control.to_dict(),
+        }
+
+
+@dataclass
+class CounterfactualResult:
+    """Result of :func:`counterfactual_test`."""
+
+    pairs: list[CounterfactualPair]
+    n_scored: int
+    seconds: float
+    examples: dict[str, npt.NDArray[np.uint8]] = field(default_factory=dict)
+
+    @property
+    def seconds_per_100_tiles(self) -> float:
+        """Cost: seconds per 100 edited tiles scored."""
+        return 100.0 * self.seconds / self.n_scored if self.n_scored else 0.0
+
+    def pair(self, pred_class: str, kind: int) -> CounterfactualPair | None:
+        """Return the figures of one (class, kind), or None when it was not tested."""
+        for p in self.pairs:
+            if p.pred_class == pred_class and p.kind == kind:
+                return p
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "pairs": [p.to_dict() for p in self.pairs],
+            "n_scored": self.n_scored,
+            "seconds": self.seconds,
+            "seconds_per_100_tiles": self.seconds_per_100_tiles,
+        }
+
+
+def _stats(
+    before: npt.NDArray[np.float32],
+    after: npt.NDArray[np.float32],
+    cls: int,
+    names: tuple[str, ...],
+    *,
+    removal: bool,
+) -> EditStats:
+    if len(before) == 0:
+        return EditStats(0, 0, 0.0)
+    pred = after.argmax(axis=1)
+    if removal:
+        flipped = pred != cls
+        dp = before[:, cls] - after[:, cls]
+        to = None
+        if flipped.any():
+            vals, counts = np.unique(pred[flipped], return_counts=True)
+            to = names[int(vals[counts.argmax()])]
+        return EditStats(len(before), int(flipped.sum()), float(dp.mean()), to)
+    flipped = pred == cls
+    dp = after[:, cls] - before[:, cls]
+    return EditStats(len(before), int(flipped.sum()), float(dp.mean()))
+
+
+def counterfactual_test(
+    model: Any,
+    images: npt.ArrayLike,
+    kinds: npt.ArrayLike,
+    *,
+    probabilities: npt.ArrayLike | None = None,
+    tissue: npt.ArrayLike | None = None,
+    max_tiles: int = 64,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> CounterfactualResult:
+    """Remove artefacts from the tiles that have them, paste them onto clean tiles, re-score.
+
+    Parameters
+    ----------
+    model : LoadedModel
+        Model with its card.
+    images : array-like of uint8, shape (N, S, S, 3)
+        Tiles at the model's input size.
+    kinds : array-like of uint8, shape (N, S, S)
+        Artefact kind under each pixel (0: none).
+    probabilities : array-like, shape (N, n_classes), optional
+        The tiles' probabilities (scored again when not given).
+    tissue : array-like of bool, shape (N, S, S), optional
+        Tissue pixels (controls are placed on tissue); default: everything that is
+        not artefact.
+    max_tiles : int
+        Most tiles per (class, kind) and edit.
+    batch_size : int
+        Tiles per forward pass.
+    seed : int
+        Choice of tiles and of control sources.
+
+    Returns
+    -------
+    CounterfactualResult
+    """
+    t0 = time.perf_counter()
+    imgs = np.asarray(images, np.uint8)
+    kind_arr = np.asarray(kinds, np.uint8)
+    if imgs.shape[:3] != kind_arr.shape:
+        raise ValueError(f"images {imgs.shape} and kinds {kind_arr.shape} do not match")
+    names = tuple(str(c) for c in model.card.class_names)
+    probs = (
+        np.asarray(probabilities, np.float32)
+        if probabilities is not None
+        else tile_probabilities(model, imgs, batch_size=batch_size)
+    )
+    pred = probs.argmax(axis=1)
+    any_art = (kind_arr > 0).reshape(len(imgs), -1).any(axis=1)
+    tis = (np.asarray(tissue, bool) if tissue is not None else np.ones(kind_arr.shape, bool)) & (
+        kind_arr == 0
+    )
+    rng = np.random.default_rng(seed)
+    pairs: list[CounterfactualPair] = []
+    n_scored = 0
+    examples: dict[str, npt.NDArray[np.uint8]] = {}
+    for k in sorted(int(v) for v in np.unique(kind_arr) if v != 0):
+        has_k = (kind_arr == k).reshape(len(imgs), -1).any(axis=1)
+        for c in sorted(set(pred[has_k].tolist())):
+            src = np.flatnonzero(has_k & (pred == c))
+            if len(src) > max_tiles:
+                src = np.sort(rng.choice(src, max_tiles, replace=False))
+            masks = np.stack([_dilate(kind_arr[i] == k) for i in src])
+            # Removal and its control.
+            removed, ctrl, ctrl_idx = [], [], []
+            for j, i in enumerate(src):
+                removed.append(inpaint(imgs[i], masks[j]))
+                moved = _moved_mask(masks[j], ~tis[i])
+                if moved is not None:
+                    ctrl.append(inpaint(imgs[i], moved))
+                    ctrl_idx.append(i)
+            after = tile_probabilities(model, np.stack(removed), batch_size=batch_size)
+            removal = _stats(probs[src], after, int(c), names, removal=True)
+            if ctrl:
+                after_c = tile_probabilities(model, np.stack(ctrl), batch_size=batch_size)
+                removal_control = _stats(probs[ctrl_idx], after_c, int(c), names, removal=True)
+            else:
+                removal_control = EditStats(0, 0, 0.0)
+            n_scored += len(removed) + len(ctrl)
+            # Paste onto clean tiles called something else, and its control.
+            dst = np.flatnonzero(~any_art & (pred != c))
+            if len(dst) > max_tiles:
+                dst = np.sort(rng.choice(dst, max_tiles, replace=False))
+            pasted, pasted_c = [], []
+            clean_pool = np.flatnonzero(~any_art)
+            for j, d in enumerate(dst):
+                s = j % len(src)
+                m = masks[s] & (kind_arr[src[s]] == k)
+                out = imgs[d].copy()
+                out[m] = imgs[src[s]][m]
+                pasted.append(out)
+                donor = clean_pool[(np.searchsorted(clean_pool, d) + 1 + j) % len(clean_pool)]
+                out_c = imgs[d].copy()
+                out_c[m] = imgs[donor][m]
+                pasted_c.append(out_c)
+            if pasted:
+                after_p = tile_probabilities(model, np.stack(pasted), batch_size=batch_size)
+                after_pc = tile_probabilities(model, np.stack(pasted_c), batch_size=batch_size)
+                paste = _stats(probs[dst], after_p, int(c), names, removal=False)
+                paste_control = _stats(probs[dst], after_pc, int(c), names, removal=False)
+                n_scored += 2 * len(pasted)
+            else:
+                paste = paste_control = EditStats(0, 0, 0.0)
+            key = f"{names[int(c)]}/{k}"
+            examples[f"{key}/original"] = imgs[src[0]]
+            examples[f"{key}/removed"] = removed[0]
+            if pasted:
+                examples[f"{key}/pasted"] = pasted[0]
+            pairs.append(
+                CounterfactualPair(
+                    pred_class=names[int(c)],
+                    kind=k,
+                    removal=removal,
+                    removal_control=removal_control,
+                    paste=paste,
+                    paste_control=paste_control,
+                )
+            )
+    return CounterfactualResult(
+        pairs=pairs, n_scored=n_scored, seconds=time.perf_counter() - t0, examples=examples
+    )

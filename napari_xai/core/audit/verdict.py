@@ -1,0 +1,260 @@
+"""The shortcut verdict: pass / warn / fail from attention and counterfactual evidence.
+
+The first sentence is for a pathologist: it names the class and the artefact and
+says what removing or adding the mark does, e.g. "FAIL: the model's tumour calls
+depend on the yellow mark: removing it turns 41 of 52 tumour tiles normal; 34% of
+what drives those calls lies on it, which covers 8% of them."
+
+Rules (thresholds in :class:`VerdictThresholds`):
+
+- **fail** when, for some class × artefact, the counterfactual moves the calls
+  (removal or paste flip rate at least ``flip_rate`` above its control's, over at
+  least ``min_tiles`` tiles, or a mean probability change ``dp`` above the
+  control's), or, when no counterfactual could be run for that pair, the
+  attention on the mark is both large (``share``) and enriched (lower bound of
+  the bootstrap CI at least ``enrichment``).
+- **warn** when the attention line alone says so but the counterfactual does not
+  confirm it, or either line reaches its ``warn_*`` level, or the attribution
+  method failed its sanity checks.
+- **pass** otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from napari_xai.core.audit.counterfactual import CounterfactualPair, CounterfactualResult
+from napari_xai.core.audit.evidence import PairEvidence
+
+__all__ = ["Verdict", "VerdictThresholds", "make_verdict"]
+
+
+@dataclass(frozen=True)
+class VerdictThresholds:
+    """Limits of the shortcut verdict (fractions in [0, 1] unless said otherwise).
+
+    Parameters
+    ----------
+    flip_rate : float
+        Counterfactual fail: removal or paste flip rate minus its control's.
+    dp : float
+        Counterfactual fail: mean change of the class probability minus the control's.
+    warn_flip_rate, warn_dp : float
+        The same for warn.
+    min_tiles : int
+        Fewest edited tiles (and flips) for a counterfactual fail.
+    share : float
+        Attention fail: share of the class's attribution on the artefact.
+    enrichment : float
+        Attention fail: lower 95 % bound of share / area (x).
+    warn_share, warn_enrichment : float
+        The same for warn.
+    """
+
+    flip_rate: float = 0.3
+    dp: float = 0.25
+    warn_flip_rate: float = 0.15
+    warn_dp: float = 0.1
+    min_tiles: int = 3
+    share: float = 0.2
+    enrichment: float = 3.0
+    warn_share: float = 0.1
+    warn_enrichment: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in ("flip_rate", "dp", "warn_flip_rate", "warn_dp", "share", "warn_share"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"VerdictThresholds.{name} must be in [0, 1], got {v}")
+        if self.enrichment < 0 or self.warn_enrichment < 0 or self.min_tiles < 1:
+            raise ValueError("VerdictThresholds: enrichments must be >= 0 and min_tiles >= 1")
+
+
+@dataclass
+class Verdict:
+    """The verdict, its first sentence and the evidence lines behind it."""
+
+    verdict: str
+    sentence: str
+    evidence: list[str]
+    pred_class: str | None = None
+    artefact: str | None = None
+    method: str | None = None
+    sanity: dict[str, Any] | None = None
+    thresholds: VerdictThresholds = field(default_factory=VerdictThresholds)
+
+    @property
+    def shortcut_suspected(self) -> bool:
+        """True unless the verdict is pass."""
+        return self.verdict != "pass"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "verdict": self.verdict,
+            "shortcut_suspected": self.shortcut_suspected,
+            "sentence": self.sentence,
+            "evidence": list(self.evidence),
+            "pred_class": self.pred_class,
+            "artefact": self.artefact,
+            "method": self.method,
+            "sanity": self.sanity,
+            "thresholds": asdict(self.thresholds),
+        }
+
+
+def _cf_level(cf: CounterfactualPair | None, th: VerdictThresholds) -> tuple[int, str]:
+    """0 nothing, 1 warn, 2 fail; and the clause that says why."""
+    if cf is None:
+        return 0, ""
+    best = (0, "")
+    r, rc = cf.removal, cf.removal_control
+    p, pc = cf.paste, cf.paste_control
+    r_ex, r_dp = r.flip_rate - rc.flip_rate, r.mean_dp - max(rc.mean_dp, 0.0)
+    p_ex, p_dp = p.flip_rate - pc.flip_rate, p.mean_dp - max(pc.mean_dp, 0.0)
+    cls = cf.pred_class
+    if r.n >= th.min_tiles:
+        to = f" {r.to_class}" if r.to_class else " into something else"
+        clause = f"removing it turns {r.n_flipped} of {r.n} {cls} tiles{to}"
+        if (r_ex >= th.flip_rate and r.n_flipped >= th.min_tiles) or r_dp >= th.dp:
+            best = (2, clause)
+        elif r_ex >= th.warn_flip_rate or r_dp >= th.warn_dp:
+            best = (1, clause)
+    if p.n >= th.min_tiles:
+        clause = f"adding it to {p.n} tiles called otherwise turns {p.n_flipped} of them {cls}"
+        lvl = 0
+        if (p_ex >= th.flip_rate and p.n_flipped >= th.min_tiles) or p_dp >= th.dp:
+            lvl = 2
+        elif p_ex >= th.warn_flip_rate or p_dp >= th.warn_dp:
+            lvl = 1
+        if lvl > best[0]:
+            best = (lvl, clause)
+        elif lvl and lvl == best[0]:
+            best = (lvl, f"{best[1]}; {clause}")
+    return best
+
+
+def _att_level(ev: PairEvidence, th: VerdictThresholds) -> int:
+    lo = ev.enrichment_ci[0]
+    if ev.share >= th.share and lo >= th.enrichment:
+        return 2
+    if ev.share >= th.warn_share and lo >= th.warn_enrichment:
+        return 1
+    return 0
+
+
+def _att_clause(ev: PairEvidence) -> str:
+    return (
+        f"{ev.share:.0%} of what drives those calls lies on it, which covers {ev.area:.0%} of them"
+    )
+
+
+def make_verdict(
+    pairs: list[PairEvidence],
+    counterfactual: CounterfactualResult | None,
+    *,
+    method: str | None = None,
+    sanity: dict[str, Any] | None = None,
+    thresholds: VerdictThresholds | None = None,
+) -> Verdict:
+    """Combine per class × artefact attention and counterfactual figures into a verdict.
+
+    Parameters
+    ----------
+    pairs : list of PairEvidence
+        From :func:`~napari_xai.core.audit.evidence.class_artefact_evidence`.
+    counterfactual : CounterfactualResult or None
+        From :func:`~napari_xai.core.audit.counterfactual.counterfactual_test`.
+    method : str, optional
+        Attribution method the attention line rests on.
+    sanity : dict, optional
+        That method's sanity result (``{"passed": bool, ...}``); a failed method
+        cannot carry a fail on its own and adds a warning.
+    thresholds : VerdictThresholds, optional
+
+    Returns
+    -------
+    Verdict
+    """
+    th = thresholds or VerdictThresholds()
+    method_ok = sanity is None or bool(sanity.get("passed", True))
+    scored: list[tuple[int, float, str, str, str, list[str]]] = []
+    keys: dict[tuple[str, int], PairEvidence | None] = {(p.pred_class, p.kind): p for p in pairs}
+    if counterfactual is not None:
+        for tested in counterfactual.pairs:
+            keys.setdefault((tested.pred_class, tested.kind), None)
+    for (cls, kind), ev in keys.items():
+        cf = counterfactual.pair(cls, kind) if counterfactual is not None else None
+        cf_lvl, cf_clause = _cf_level(cf, th)
+        att_lvl = _att_level(ev, th) if ev is not None else 0
+        if not method_ok:
+            att_lvl = min(att_lvl, 1)
+        cf_ran = cf is not None and (cf.removal.n >= th.min_tiles or cf.paste.n >= th.min_tiles)
+        if cf_lvl == 2:
+            lvl = 2
+        elif att_lvl == 2 and not cf_ran:
+            lvl = 2
+        else:
+            lvl = max(cf_lvl, min(att_lvl, 1))
+        name = ev.name if ev is not None else f"artefact kind {kind}"
+        lines: list[str] = []
+        if ev is not None:
+            lines.append(
+                f"tiles called {cls} with {name} ({ev.n_tiles}): {ev.share:.0%} of attribution "
+                f"(95% CI {ev.share_ci[0]:.0%}-{ev.share_ci[1]:.0%}) on it, area "
+                f"{ev.area:.1%}, enrichment {ev.enrichment:.1f}x "
+                f"(CI {ev.enrichment_ci[0]:.1f}-{ev.enrichment_ci[1]:.1f}x)"
+            )
+        if cf is not None:
+            r, rc, p, pc = cf.removal, cf.removal_control, cf.paste, cf.paste_control
+            lines.append(
+                f"counterfactual {cls} × {name}: removing it flips {r.n_flipped}/{r.n} "
+                f"(mean Δp {r.mean_dp:+.2f}; control edit on tissue {rc.n_flipped}/{rc.n}, "
+                f"Δp {rc.mean_dp:+.2f}); pasting it onto other tiles flips {p.n_flipped}/{p.n} "
+                f"to {cls} (Δp {p.mean_dp:+.2f}; control {pc.n_flipped}/{pc.n}, "
+                f"Δp {pc.mean_dp:+.2f})"
+            )
+        clauses = [c for c in (cf_clause, _att_clause(ev) if ev is not None else "") if c]
+        strength = (ev.enrichment_ci[0] * ev.share if ev is not None else 0.0) + (
+            (cf.removal.flip_rate + cf.paste.flip_rate) if cf is not None else 0.0
+        )
+        scored.append((lvl, strength, cls, name, "; ".join(clauses), lines))
+    evidence: list[str] = []
+    if not scored:
+        return Verdict(
+            "pass",
+            "PASS: no artefacts were found on the audited tissue tiles, so no shortcut "
+            "through them can be tested.",
+            ["no artefact (pen, marker, ruler, label) in the audited tiles"],
+            method=method,
+            sanity=sanity,
+            thresholds=th,
+        )
+    scored.sort(key=lambda s: (s[0], s[1]), reverse=True)
+    lvl, _, cls, name, clause, _ = scored[0]
+    for s in scored:
+        evidence.extend(s[5])
+    if method is not None:
+        status = (
+            "not checked"
+            if sanity is None
+            else ("passed its sanity checks" if method_ok else "FAILED its sanity checks")
+        )
+        evidence.append(f"attention measured with {method}, which {status}")
+    if lvl == 2:
+        sentence = f"FAIL: the model's {cls} calls depend on the {name}: {clause}."
+        verdict = "fail"
+    elif lvl == 1:
+        sentence = f"WARN: the model's {cls} calls may depend on the {name}: {clause}."
+        verdict = "warn"
+    else:
+        sentence = (
+            f"PASS: the model's calls do not depend on the artefacts found; for {cls} tiles "
+            f"with the {name}, {clause}."
+        )
+        verdict = "pass"
+    if not method_ok and verdict == "pass":
+        verdict = "warn"
+        sentence = "WARN" + sentence[4:] + f" (but {method} failed its sanity checks)"
+    return Verdict(verdict, sentence, evidence, cls, name, method, sanity, th)
