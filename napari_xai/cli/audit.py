@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from napari_xai.core.options import DEFAULT_MIN_TISSUE
+
 METHODS = ("grad_cam", "saliency", "integrated_gradients", "gradient_shap", "occlusion")
 
 
@@ -16,7 +18,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=(
             "Slides: explain a sample of tissue tiles and measure how much of the attribution "
             "lands on tissue, background, artefacts (pen, marker, ruler, text) and the border "
-            "band; flag tiles and give a verdict. Writes OUT/<slide>/report.html and audit.json. "
+            "band; flag tiles and give a verdict. Adds report.html and audit.json to the "
+            "slide's result folder OUT/<slide>/ (scored first when it is not). "
             "Cohort (--cohort CSV with a path and a label column): class balance, montages per "
             "class, colour statistics, and metadata columns associated with the label "
             "(Cramér's V); writes OUT/<csv name>/report.html and audit.json. With --model, the "
@@ -40,7 +43,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--target", default=None, help="class name/index (default: predicted)")
     parser.add_argument("--max-tiles", type=int, default=512, help="tiles explained per slide")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--min-tissue", type=float, default=0.5)
+    parser.add_argument("--min-tissue", type=float, default=DEFAULT_MIN_TISSUE)
     parser.add_argument("--mpp", type=float, default=None, help="slide µm/px if the file lacks it")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--steps", type=int, default=16, help="Integrated Gradients steps")
@@ -134,38 +137,31 @@ def run(args: argparse.Namespace) -> int:
         print(f"  report: {report}")
         failed |= data.verdict == "fail"
     if args.slides:
-        from napari_xai.core.attribution.whole_slide import resolve_model
-        from napari_xai.core.audit.slide import audit_slide
-        from napari_xai.core.inference import slide_stem
+        from napari_xai.core.options import AuditSpec, GridOptions, RunOptions
+        from napari_xai.core.pipeline import REPORT_NAME, drive, run_slide
 
-        model = resolve_model(
-            args.model or "demo", device=None if args.device == "auto" else args.device
-        )
         target: Any = args.target
         if target is not None and str(target).isdigit():
             target = int(target)
-        options: dict[str, Any] = {}
-        if args.method == "integrated_gradients":
-            options["n_steps"] = args.steps
+        grid = GridOptions(min_tissue=args.min_tissue, mpp=args.mpp)
+        run_opts = RunOptions(device=args.device, explain_batch_size=args.batch_size)
+        spec = AuditSpec(method=args.method, target=target, max_tiles=args.max_tiles,
+                         n_steps=args.steps, border_width0=args.border)  # fmt: skip
         for slide in args.slides:
+            audits: list[Any] = []
 
-            def progress_slide(p: Any, _s: str = slide) -> None:
+            def progress_slide(p: Any, _s: str = slide, _a: list[Any] = audits) -> None:
+                if p.stage == "audit" and p.value is not None:
+                    _a.append(p.value)
                 if not args.quiet:
-                    print(f"\r{Path(_s).name}: {p.stage} {p.n_done}/{p.n_total}", end="",
-                          file=sys.stderr, flush=True)  # fmt: skip
+                    print(f"\r{Path(_s).name}: {p.message or p.stage} {p.n_done}/{p.n_total}",
+                          end="", file=sys.stderr, flush=True)  # fmt: skip
 
-            res = audit_slide(
-                slide, model, method=args.method, target=target, max_tiles=args.max_tiles,
-                batch_size=args.batch_size, mpp=args.mpp, min_tissue=args.min_tissue,
-                border_width0=args.border, progress=progress_slide, **options,
-            )  # fmt: skip
+            folder = drive(run_slide(slide, args.model or "demo", out, grid=grid, run=run_opts,
+                                     audit=spec), progress_slide)  # fmt: skip
             if not args.quiet:
                 print(file=sys.stderr)
-            report = write_report(
-                out / slide_stem(slide),
-                slide_audit=res,
-                title=f"Shortcut audit: {Path(slide).name}",
-            )
-            _print_attention(Path(slide).name, res, report)
+            res = audits[-1]
+            _print_attention(Path(slide).name, res, folder / REPORT_NAME)
             failed |= res.verdict == "fail"
     return 3 if (failed and args.strict) else 0

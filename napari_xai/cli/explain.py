@@ -1,9 +1,11 @@
-"""``napari-xai explain SLIDE``: whole-slide saliency into ``<out>/<slide>/heatmaps.zarr``."""
+"""``napari-xai explain SLIDE``: whole-slide saliency into the result folder ``OUT/<slide>/``."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
+
+from napari_xai.core.options import DEFAULT_MIN_TISSUE
 
 METHODS = (
     "grad_cam",
@@ -23,7 +25,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=(
             "Run an attribution method over every tissue tile of a slide and stitch the "
             "tile maps into a multiscale saliency map, saved as "
-            "OUT/<slide>/heatmaps.zarr/saliency/<method>/<class>. Resumes where a previous "
+            "OUT/<slide>/heatmaps.zarr/saliency/<method>/<class> in the slide's result folder "
+            "(scored first when it is not, with the same tile grid). Resumes where a previous "
             "run with the same settings stopped. With --view, only the tiles in a level-0 "
             "rectangle are explained."
         ),
@@ -37,7 +40,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--out", default="napari-xai-results", help="output folder")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--overlap", type=float, default=0.0, help="tile overlap fraction")
-    parser.add_argument("--min-tissue", type=float, default=0.5)
+    parser.add_argument("--min-tissue", type=float, default=DEFAULT_MIN_TISSUE)
     parser.add_argument("--mpp", type=float, default=None, help="slide µm/px if the file lacks it")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--steps", type=int, default=32, help="Integrated Gradients steps")
@@ -55,58 +58,39 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Explain the slide; print where the map is; return 0."""
+    """Explain the slide into its result folder; print where the map is; return 0."""
     import sys
-    from pathlib import Path
 
-    from napari_xai.core.attribution.whole_slide import (
-        iter_explain_slide,
-        iter_explain_view,
-        resolve_model,
-    )
-    from napari_xai.core.inference import slide_stem
-    from napari_xai.core.wsi import open_slide
+    from napari_xai.core.options import ExplainSpec, GridOptions, RunOptions
+    from napari_xai.core.pipeline import drive, run_slide
 
     target: Any = args.target
     if target is not None and str(target).isdigit():
         target = int(target)
-    store = Path(args.out) / slide_stem(args.slide) / "heatmaps.zarr"
-    model = resolve_model(args.model, device=args.device)
-    options: dict[str, Any] = {"n_steps": args.steps}
-    if args.smoothgrad:
-        options["smooth_samples"] = args.smoothgrad
-    common: dict[str, Any] = dict(
-        store=store,
-        method=args.method,
-        target=target,
-        batch_size=args.batch_size,
-        overlap=args.overlap,
-        min_tissue=args.min_tissue,
-        mpp=args.mpp,
-        **options,
-    )
-    with open_slide(args.slide, mpp=args.mpp) as slide:
-        if args.view is not None:
-            gen = iter_explain_view(slide, model, args.view, max_tiles=1_000_000, **common)
-        else:
-            gen = iter_explain_slide(slide, model, resume=not args.restart, **common)
-        while True:
-            try:
-                step = next(gen)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            if not args.quiet:
-                print(
-                    f"\r{step.n_done:,}/{step.n_total:,} tiles · {step.tiles_per_s:,.1f} tiles/s",
-                    end="",
-                    file=sys.stderr,
-                    flush=True,
-                )
-    if not args.quiet:
-        print(file=sys.stderr)
+    grid = GridOptions(min_tissue=args.min_tissue, overlap=args.overlap, mpp=args.mpp)
+    run_opts = RunOptions(device=args.device, explain_batch_size=args.batch_size)
+    spec = ExplainSpec(
+        method=args.method, target=target, n_steps=args.steps, smooth_samples=args.smoothgrad,
+        view_rc=None if args.view is None else tuple(args.view), restart=args.restart,
+    )  # fmt: skip
+    done: list[Any] = []
+
+    def show(step: Any) -> None:
+        if step.stage == "explain" and step.value is not None:
+            done.append(step.value)
+        if args.quiet:
+            return
+        if step.stage in ("score", "explain") and step.value is None:
+            print(f"\r{step.stage}: {step.n_done:,}/{step.n_total:,} tiles · "
+                  f"{step.tiles_per_s:,.1f} tiles/s", end="", file=sys.stderr, flush=True)
+        elif step.message:
+            print(f"\r{step.message}", file=sys.stderr)
+
+    folder = drive(run_slide(args.slide, args.model, args.out, grid=grid, run=run_opts,
+                             explain=spec), show)  # fmt: skip
+    result = done[-1]
     print(
-        f"{result.store}/{result.key}: {result.n_computed} tiles computed, "
+        f"{folder}/heatmaps.zarr/{result.key}: {result.n_computed} tiles computed, "
         f"{result.n_cached} reused, {result.n_done}/{result.n_tiles} in the map "
         f"({result.timings.get('total_s', 0.0):.1f} s)"
     )

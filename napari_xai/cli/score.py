@@ -1,9 +1,12 @@
 """``napari-xai score SLIDE --model PATH|demo --out DIR``: score one slide with a tile model.
 
-Writes ``DIR/<slide-stem>/tiles.parquet`` (one row per tissue tile: level-0
-position and size, tissue fraction, ``prob_<class>``, predicted class,
-confidence, entropy, flags) and ``preview.png`` (the most telling class's
-heatmap over the slide's thumbnail). Same core call as the "Score slide" widget.
+Writes the result folder ``DIR/<slide-stem>/`` (:func:`napari_xai.core.pipeline.run_slide`):
+``tiles.parquet`` (one row per tissue tile: level-0 position and size, tissue
+fraction, ``prob_<class>``, predicted class, confidence, entropy, flags),
+class-probability maps in ``heatmaps.zarr``, predicted regions, ``manifest.json``
+and ``preview.png`` (the most telling class's heatmap over the slide's
+thumbnail). Saliency and audit already in the folder are kept when the grid
+and model are the same. Drop the folder on napari to open it whole.
 
 Examples
 --------
@@ -18,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from napari_xai.core.options import DEFAULT_MIN_TISSUE
 
 __all__ = ["add_parser", "run"]
 
@@ -41,7 +46,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=32, help="tiles per batch (32)")
     parser.add_argument("--overlap", type=float, default=0.0, help="tile overlap in [0, 1)")
     parser.add_argument(
-        "--min-tissue", type=float, default=0.5, help="minimum tissue fraction of a tile (0.5)"
+        "--min-tissue", type=float, default=DEFAULT_MIN_TISSUE,
+        help=f"minimum tissue fraction of a tile ({DEFAULT_MIN_TISSUE})",
     )
     parser.add_argument(
         "--all-tiles", action="store_true", help="score every tile (no tissue detection)"
@@ -59,6 +65,10 @@ def _progress_printer() -> Any:
     last = [0.0]
 
     def show(step: Any) -> None:
+        if step.stage != "score":
+            if step.message and step.stage in ("reuse", "invalidate"):
+                print(f"  {step.message}", file=sys.stderr)
+            return
         now = time.monotonic()
         if now - last[0] >= 2.0 or step.n_done == step.n_total:
             last[0] = now
@@ -70,67 +80,24 @@ def _progress_printer() -> Any:
     return show
 
 
-def write_preview(result: Any, slide: Any, path: Path, *, class_name: str | None = None) -> Path:
-    """Blend one class's heatmap over the slide thumbnail and save a PNG."""
-    import numpy as np
-    from PIL import Image
-
-    from napari_xai.core.layers import _focus_class, class_colour
-
-    names = list(result.class_names)
-    name = class_name or _focus_class(names)
-    k = names.index(name)
-    thumb, ds = slide.thumbnail(max_size=1024)
-    prob = np.nan_to_num(result.probabilities[k], nan=0.0)
-    # Map every thumbnail pixel to the grid cell whose stride box holds it.
-    rows = (np.arange(thumb.shape[0]) + 0.5) * ds
-    cols = (np.arange(thumb.shape[1]) + 0.5) * ds
-    g = result.grid
-    half = (g.tile_size0 - g.stride0) / 2.0
-    gi = np.clip(((rows - half) // g.stride0).astype(int), 0, prob.shape[0] - 1)
-    gj = np.clip(((cols - half) // g.stride0).astype(int), 0, prob.shape[1] - 1)
-    alpha = (prob[gi][:, gj] * 0.6)[..., None]
-    colour = np.asarray(class_colour(name, k)) * 255.0
-    out = thumb.astype(np.float32) * (1 - alpha) + colour * alpha
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(out.clip(0, 255).astype(np.uint8)).save(path)
-    return path
-
-
 def run(args: argparse.Namespace) -> int:
-    """Score the slide and write the outputs; return the exit status."""
-    from napari_xai.core.inference import iter_score_slide, slide_stem
-    from napari_xai.core.wsi import open_slide
+    """Score the slide into its result folder; return the exit status."""
+    from napari_xai.core.options import GridOptions, RunOptions
+    from napari_xai.core.pipeline import drive, run_slide
+    from napari_xai.core.results import load_result
 
-    out = Path(args.out) / slide_stem(args.slide)
-    show = _progress_printer()
-    with open_slide(args.slide, mpp=args.mpp) as slide:
-        print(f"scoring {args.slide} with {args.model}", file=sys.stderr)
-        gen = iter_score_slide(
-            slide,
-            args.model,
-            architecture=args.architecture,
-            mpp=args.mpp,
-            overlap=args.overlap,
-            tissue=None if args.all_tiles else "auto",
-            min_tissue=args.min_tissue,
-            batch_size=args.batch_size,
-            device=args.device,
-            num_workers=args.workers,
-            max_tiles=args.max_tiles,
-        )
-        while True:
-            try:
-                show(next(gen))
-            except StopIteration as stop:
-                result = stop.value
-                break
-        tiles_path = result.save(out)
-        preview = None
-        if not args.no_preview and len(result.tiles):
-            preview = write_preview(result, slide, out / "preview.png")
-    counts = result.tiles["pred_class"].value_counts().to_dict() if len(result.tiles) else {}
-    rate = result.timings.get("tiles_per_s", 0.0)
-    print(f"{len(result.tiles):,} tiles scored at {rate:,.1f} tiles/s; predicted: {counts}")
-    print(f"wrote {tiles_path}" + (f" and {preview}" if preview else ""))
+    grid = GridOptions(min_tissue=args.min_tissue, overlap=args.overlap,
+                       tissue=not args.all_tiles, mpp=args.mpp, max_tiles=args.max_tiles)
+    run_opts = RunOptions(device=args.device, batch_size=args.batch_size,
+                          num_workers=args.workers, architecture=args.architecture,
+                          preview=not args.no_preview)
+    print(f"scoring {args.slide} with {args.model}", file=sys.stderr)
+    folder = drive(run_slide(args.slide, args.model, args.out, grid=grid, run=run_opts),
+                   _progress_printer())
+    result = load_result(folder)
+    tiles = result.tiles
+    counts = tiles["pred_class"].value_counts().to_dict() if len(tiles) else {}
+    rate = result.manifest.get("scoring", {}).get("tiles_per_s", 0.0)
+    print(f"{len(tiles):,} tiles scored at {rate:,.1f} tiles/s; predicted: {counts}")
+    print(f"wrote {folder}")
     return 0

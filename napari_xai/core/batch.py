@@ -28,7 +28,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,16 @@ from typing import Any
 import numpy as np
 import pandas as pd  # noqa: TID253 - only imported when work runs
 
+from napari_xai.core.pipeline import (  # moved there: one writer of result folders
+    _POSITIVE_NAMES,
+    _iter_prob_maps,
+    _model_info,
+    _slide_info_dict,
+    model_fingerprint,
+    predicted_regions,
+    summarize_tiles,
+)
+from napari_xai.core.pipeline import load_model_cached as _load_model_cached
 from napari_xai.core.results import (
     ResultWriter,
     clean_stale_temporaries,
@@ -71,8 +81,6 @@ __all__ = [
 #: File suffixes taken as slides when a folder or glob is given.
 SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".scn", ".bif", ".qptiff", ".mrxs", ".vms")
 _PATH_COLUMNS = ("slide_path", "path", "slide", "file", "filename", "image")
-_POSITIVE_NAMES = ("tumour", "tumor", "tum", "cancer", "malignant", "positive", "lesion")
-_BACKGROUND_NAMES = ("background", "back", "bg", "glass", "empty")
 #: Columns of the cohort summary, in order (label/metadata columns follow ``slide_path``).
 SUMMARY_COLUMNS = (
     "rank", "slide_id", "slide_path", "status", "score", "mean_prob", "topk_mean",
@@ -287,202 +295,6 @@ def make_params(
     }
 
 
-# --------------------------------------------------------------------------- slide scores
-
-
-def _positive_class(class_names: Sequence[str], requested: str | None) -> str:
-    names = [str(c) for c in class_names]
-    if not names:
-        raise ValueError("the model has no class names")
-    if requested:
-        if requested not in names:
-            raise ValueError(f"positive class {requested!r} is not one of {names}")
-        return requested
-    for cand in _POSITIVE_NAMES:
-        for name in names:
-            if name.lower() == cand:
-                return name
-    for name in names:
-        if any(cand in name.lower() for cand in _POSITIVE_NAMES):
-            return name
-    return names[-1]
-
-
-def summarize_tiles(
-    tiles: pd.DataFrame,
-    *,
-    class_names: Sequence[str],
-    positive_class: str | None = None,
-    top_k: int = 10,
-    mpp: float | None = None,
-) -> dict[str, Any]:
-    """Slide-level scores from a tiles table.
-
-    Parameters
-    ----------
-    tiles : pandas.DataFrame
-        The tiles table (``prob_<class>``, ``pred_class``, ``tissue_fraction``...).
-    class_names : sequence of str
-        The model's classes.
-    positive_class : str, optional
-        Class that scores the slide (see :func:`make_params`).
-    top_k : int
-        Number of tiles in the top-k mean.
-    mpp : float, optional
-        Slide µm/px, for the area in mm².
-
-    Returns
-    -------
-    dict
-        ``positive_class``, ``n_tiles``, ``mean_prob`` (mean probability of the
-        positive class over tiles), ``topk_mean`` (mean of its ``top_k`` highest
-        probabilities), ``tumour_area_fraction`` (tissue-weighted fraction of
-        tiles predicted positive), ``tumour_area_mm2`` (None without mpp),
-        ``score`` (= ``topk_mean``) and ``class_counts``.
-    """
-    pos = _positive_class(class_names, positive_class)
-    n = int(len(tiles))
-    out: dict[str, Any] = {"positive_class": pos, "n_tiles": n}
-    col = f"prob_{pos}"
-    if n == 0 or col not in tiles.columns:
-        out.update(mean_prob=float("nan"), topk_mean=float("nan"),
-                   tumour_area_fraction=float("nan"), tumour_area_mm2=None,
-                   score=float("nan"), class_counts={})
-        return out
-    prob = tiles[col].to_numpy(dtype=np.float64)
-    k = max(1, min(int(top_k), n))
-    topk = np.sort(prob)[-k:]
-    is_pos = (tiles["pred_class"].astype(str) == pos).to_numpy() if "pred_class" in tiles else (
-        prob >= 0.5
-    )
-    weight = (tiles["tissue_fraction"].to_numpy(dtype=np.float64)
-              if "tissue_fraction" in tiles else np.ones(n))
-    total = float(weight.sum())
-    frac = float((weight * is_pos).sum() / total) if total > 0 else float("nan")
-    area_mm2 = None
-    if mpp:
-        stride = tiles.attrs.get("stride0")
-        if stride:
-            cell = float(stride) ** 2 * np.ones(n)
-        else:
-            cell = (tiles["height"] * tiles["width"]).to_numpy(dtype=np.float64)
-        area_mm2 = float((cell * weight * is_pos).sum() * float(mpp) ** 2 / 1e6)
-    counts = tiles["pred_class"].astype(str).value_counts() if "pred_class" in tiles else {}
-    out.update(
-        mean_prob=float(prob.mean()),
-        topk_mean=float(topk.mean()),
-        tumour_area_fraction=frac,
-        tumour_area_mm2=area_mm2,
-        score=float(topk.mean()),
-        class_counts={str(k_): int(v) for k_, v in dict(counts).items()},
-    )
-    return out
-
-
-def predicted_regions(
-    tiles: pd.DataFrame,
-    *,
-    class_names: Sequence[str],
-    min_confidence: float = 0.0,
-) -> dict[str, Any]:
-    """Predicted regions as a QuPath-style GeoJSON FeatureCollection.
-
-    Tiles predicted as each non-background class are merged into (multi)polygons
-    (x/y in level-0 pixels), one feature per class.
-    """
-    from shapely.geometry import box, mapping
-    from shapely.ops import unary_union
-
-    features: list[dict[str, Any]] = []
-    if len(tiles) == 0 or "pred_class" not in tiles:
-        return {"type": "FeatureCollection", "features": features}
-    stride = tiles.attrs.get("stride0")
-    palette = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180)]
-    for i, name in enumerate(class_names):
-        if str(name).lower() in _BACKGROUND_NAMES:
-            continue
-        sel = tiles[(tiles["pred_class"].astype(str) == str(name))]
-        if "confidence" in sel and min_confidence > 0:
-            sel = sel[sel["confidence"] >= min_confidence]
-        if len(sel) == 0:
-            continue
-        rows = sel["row"].to_numpy(dtype=np.float64)
-        cols = sel["col"].to_numpy(dtype=np.float64)
-        if stride:
-            # Stride cells centred in the tiles: overlapping tiles do not swell regions.
-            h = w = float(stride)
-            rows = rows + (sel["height"].to_numpy() - h) / 2
-            cols = cols + (sel["width"].to_numpy() - w) / 2
-            boxes = [box(c, r, c + w, r + h) for r, c in zip(rows, cols, strict=True)]
-        else:
-            boxes = [box(c, r, c + w_, r + h_) for r, c, h_, w_ in zip(
-                rows, cols, sel["height"], sel["width"], strict=True)]
-        geom = unary_union(boxes)
-        features.append({
-            "type": "Feature",
-            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"napari-xai/{name}")),
-            "geometry": mapping(geom),
-            "properties": {
-                "objectType": "annotation",
-                "name": f"predicted {name}",
-                "classification": {"name": str(name), "color": list(palette[i % len(palette)])},
-                "isLocked": False,
-                "source": "napari-xai prediction",
-                "n_tiles": int(len(sel)),
-            },
-        })
-    return {"type": "FeatureCollection", "features": features}
-
-
-# --------------------------------------------------------------------------- models
-
-
-_MODEL_CACHE: dict[tuple[str, str, str], Any] = {}
-_MODEL_LOCK = threading.Lock()
-
-
-def _resolve_model_ref(model: str | os.PathLike[str]) -> Path:
-    if str(model).lower() in ("demo", "demo-model", ":demo:"):
-        from napari_xai.core.models.demo import demo_model_path
-
-        return demo_model_path()
-    return Path(model).expanduser().absolute()
-
-
-def _load_model_cached(
-    model: str | os.PathLike[str], *, device: str | None = None, architecture: str | None = None
-) -> Any:
-    """Load a model once per process (a dask worker scores many slides with it)."""
-    from napari_xai.core.models.loading import load_model
-
-    path = _resolve_model_ref(model)
-    key = (str(path), str(device), str(architecture))
-    with _MODEL_LOCK:
-        if key not in _MODEL_CACHE:
-            _MODEL_CACHE[key] = load_model(path, device=device, architecture=architecture)
-        return _MODEL_CACHE[key]
-
-
-def model_fingerprint(loaded: Any) -> str:
-    """One hash for a loaded model: its weight file bytes and its card."""
-    card = loaded.card
-    card_hash = getattr(card, "sha256", None) or hash_params(card.to_dict())
-    return hash_params({"weights": loaded.sha256, "card": card_hash})
-
-
-def _model_info(loaded: Any) -> dict[str, Any]:
-    card = loaded.card
-    return {
-        "path": None if loaded.path is None else str(loaded.path),
-        "name": getattr(card, "name", "model"),
-        "sha256": model_fingerprint(loaded),
-        "weights_sha256": loaded.sha256,
-        "card_sha256": getattr(card, "sha256", None),
-        "card": card.to_dict(),
-        "is_scripted": bool(getattr(loaded, "is_scripted", False)),
-    }
-
-
 # --------------------------------------------------------------------------- tasks
 
 
@@ -552,18 +364,6 @@ def build_manifest(
     }
 
 
-def _slide_info_dict(slide: Any) -> dict[str, Any]:
-    info = slide.info
-    return {
-        "vendor": info.vendor,
-        "shape_rc": list(info.shape_rc),
-        "level_shapes_rc": [list(s) for s in info.level_shapes_rc],
-        "level_downsamples": list(info.level_downsamples),
-        "mpp": info.mpp,
-        "magnification": info.magnification,
-    }
-
-
 def _score_slide_call(slide: Any, loaded: Any, task: SlideTask, progress: ProgressFn) -> Any:
     """Call the single-slide scorer with the task's options and a progress hook."""
     from napari_xai.core.inference import score_slide
@@ -575,16 +375,6 @@ def _score_slide_call(slide: Any, loaded: Any, task: SlideTask, progress: Progre
         if task.runtime.get(key) is not None:
             kwargs[key] = task.runtime[key]
     return score_slide(slide, loaded, progress=lambda p: progress(p.n_done, p.n_total), **kwargs)
-
-
-def _iter_prob_maps(scored: Any) -> Iterable[tuple[str, Any, Any, Any]]:
-    """(class, map, scale_rc, translate_rc) for every class-probability map of a score result."""
-    from napari_xai.core.layers import grid_to_world
-
-    grid = scored.grid
-    scale, translate = grid_to_world(grid.stride0, grid.tile_size0)
-    maps = np.asarray(scored.probabilities)
-    return [(str(name), maps[k], scale, translate) for k, name in enumerate(scored.class_names)]
 
 
 def score_and_save(task: SlideTask, progress: ProgressFn) -> dict[str, Any]:

@@ -517,6 +517,17 @@ class ResultWriter:
         if key not in self._heatmaps:
             self._heatmaps.append(key)
 
+    def remove_heatmap(self, key: str) -> None:
+        """Forget a map recorded under ``key`` (its files are the caller's to remove)."""
+        if key in self._heatmaps:
+            self._heatmaps.remove(key)
+
+    def add_file(self, kind: str, name: str) -> None:
+        """Record a file another writer put in :attr:`path` (listed in the manifest)."""
+        if not (self.tmp / name).exists():
+            raise FileNotFoundError(f"{self.tmp / name}: no such file to record")
+        self._files[kind] = name
+
     def write_annotations(self, geojson: Mapping[str, Any]) -> Path:
         """Write a GeoJSON FeatureCollection (x/y in level-0 pixels)."""
         target = self.tmp / ANNOTATIONS_NAME

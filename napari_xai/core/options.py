@@ -1,0 +1,228 @@
+"""Options of a slide run as frozen dataclasses: one place for every default.
+
+A run of :func:`napari_xai.core.pipeline.run_slide` is described by four
+option objects, each with a stable :meth:`hash` (sha256 of its canonical JSON)
+that a result manifest records so that a later run knows what it may reuse:
+
+* :class:`GridOptions`: which tiles are scored (tissue threshold, overlap, mpp);
+  it defines the numbers, so a change invalidates saliency and audit too.
+* :class:`RunOptions`: how the work runs (device, batch size, threads); never
+  hashed into a result, since it does not change the numbers.
+* :class:`ExplainSpec`: a whole-slide saliency map (method, target class...).
+* :class:`AuditSpec`: a shortcut audit (method, tiles sampled, border band).
+
+This module imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "DEFAULT_MIN_TISSUE",
+    "AuditSpec",
+    "ExplainSpec",
+    "GridOptions",
+    "RunOptions",
+    "stable_hash",
+]
+
+#: Minimum tissue fraction of a scored tile (the one default every caller uses).
+DEFAULT_MIN_TISSUE = 0.5
+
+
+def stable_hash(value: Any) -> str:
+    """sha256 of the canonical JSON of ``value`` (sorted keys, no whitespace).
+
+    Parameters
+    ----------
+    value : JSON-able
+        Dicts, lists, strings, numbers, None.
+
+    Returns
+    -------
+    str
+        64 hex digits, equal for equal values in any process.
+    """
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class _Options:
+    """Mixin: ``to_dict`` and ``hash`` for the frozen option dataclasses."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the fields as a JSON-able dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))  # type: ignore[call-overload]
+
+    def hash(self) -> str:
+        """Return the stable hash of :meth:`to_dict` (see :func:`stable_hash`)."""
+        return stable_hash({"kind": type(self).__name__, **self.to_dict()})
+
+
+def _check_fraction(name: str, value: float, *, upper_open: bool) -> None:
+    ok = 0.0 <= value < 1.0 if upper_open else 0.0 <= value <= 1.0
+    if not ok:
+        bound = "[0, 1)" if upper_open else "[0, 1]"
+        raise ValueError(f"{name} must be in {bound}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class GridOptions(_Options):
+    """Which tiles of a slide are scored (defines the numbers of a result).
+
+    Attributes
+    ----------
+    min_tissue : float
+        Minimum tissue fraction of a tile, in [0, 1].
+    overlap : float
+        Fraction of a tile shared with its neighbours, in [0, 1).
+    tissue : bool
+        Detect tissue (False: score every tile).
+    mpp : float or None
+        Slide µm/px at level 0 when the file does not say.
+    max_tiles : int or None
+        Score only this many tiles, spread over the slide.
+    """
+
+    min_tissue: float = DEFAULT_MIN_TISSUE
+    overlap: float = 0.0
+    tissue: bool = True
+    mpp: float | None = None
+    max_tiles: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_fraction("min_tissue", float(self.min_tissue), upper_open=False)
+        _check_fraction("overlap", float(self.overlap), upper_open=True)
+        if self.mpp is not None and not float(self.mpp) > 0:
+            raise ValueError(f"mpp must be positive, not {self.mpp!r}")
+        if self.max_tiles is not None and int(self.max_tiles) < 1:
+            raise ValueError(f"max_tiles must be at least 1, not {self.max_tiles!r}")
+
+    def score_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`napari_xai.core.inference.score_tiles`."""
+        return {
+            "min_tissue": float(self.min_tissue),
+            "overlap": float(self.overlap),
+            "tissue": "auto" if self.tissue else None,
+            "mpp": self.mpp,
+            "max_tiles": self.max_tiles,
+        }
+
+    def grid_kwargs(self) -> dict[str, Any]:
+        """Tile grid keywords shared by explanation and audit (no ``max_tiles``)."""
+        kwargs = self.score_kwargs()
+        del kwargs["max_tiles"]
+        return kwargs
+
+
+@dataclass(frozen=True)
+class RunOptions(_Options):
+    """How a run is executed; does not change the numbers, so not part of a result's hash.
+
+    Attributes
+    ----------
+    device : str
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
+    batch_size : int
+        Tiles per forward pass when scoring.
+    explain_batch_size : int
+        Tiles per forward/backward pass when explaining or auditing.
+    num_workers : int
+        Tile reader threads.
+    architecture : str or None
+        ``package.module:factory`` for state-dict weights.
+    preview : bool
+        Also write ``preview.png`` (the most telling class over the thumbnail).
+    """
+
+    device: str = "auto"
+    batch_size: int = 32
+    explain_batch_size: int = 16
+    num_workers: int = 2
+    architecture: str | None = None
+    preview: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "explain_batch_size", "num_workers"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
+
+    @property
+    def torch_device(self) -> str | None:
+        """The device for the model loaders (None means pick automatically)."""
+        return None if self.device in ("", "auto") else self.device
+
+
+@dataclass(frozen=True)
+class ExplainSpec(_Options):
+    """A whole-slide saliency map.
+
+    Attributes
+    ----------
+    method : str
+        Key of :data:`napari_xai.core.attribution.ATTRIBUTION_METHODS`.
+    target : str, int or None
+        Class name or index explained (None: each tile's predicted class).
+    n_steps : int
+        Integrated Gradients steps.
+    smooth_samples : int
+        SmoothGrad noisy samples (0: off).
+    view_rc : tuple of 4 floats or None
+        Explain only the tiles in this level-0 rectangle (row0, col0, row1, col1).
+    restart : bool
+        Ignore a partial map a killed run left (not hashed).
+    """
+
+    method: str = "grad_cam"
+    target: str | int | None = None
+    n_steps: int = 32
+    smooth_samples: int = 0
+    view_rc: tuple[float, float, float, float] | None = None
+    restart: bool = dataclasses.field(default=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the result-defining fields (``restart`` left out)."""
+        body = super().to_dict()
+        body.pop("restart", None)
+        return body
+
+    def method_options(self) -> dict[str, Any]:
+        """Extra keywords of the attribution method (``n_steps``, ``smooth_samples``)."""
+        options: dict[str, Any] = {"n_steps": int(self.n_steps)}
+        if self.smooth_samples:
+            options["smooth_samples"] = int(self.smooth_samples)
+        return options
+
+
+@dataclass(frozen=True)
+class AuditSpec(_Options):
+    """A shortcut audit of one slide (where the model looks).
+
+    Attributes
+    ----------
+    method : str
+        Attribution method.
+    target : str, int or None
+        Class explained (None: predicted).
+    max_tiles : int
+        Most tiles explained.
+    n_steps : int
+        Integrated Gradients steps.
+    border_width0 : float or None
+        Border band width in level-0 pixels (None: 2 % of the shorter side).
+    """
+
+    method: str = "grad_cam"
+    target: str | int | None = None
+    max_tiles: int = 512
+    n_steps: int = 16
+    border_width0: float | None = None
+
+    def method_options(self) -> dict[str, Any]:
+        """Extra keywords of the attribution method."""
+        return {"n_steps": int(self.n_steps)} if self.method == "integrated_gradients" else {}

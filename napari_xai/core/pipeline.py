@@ -1,0 +1,693 @@
+"""One pipeline from a slide to its result folder: :func:`run_slide`.
+
+``run_slide(slide, model, out, grid=..., run=..., explain=..., audit=...)`` is
+the one writer of result folders (``out/<slide stem>/``, see DESIGN.md). It is
+a generator that yields :class:`PipelineProgress` and returns the folder. Its
+stages add to what the folder already holds:
+
+* **score**: tiles table, class-probability maps, predicted regions, slide
+  summary. Reused when the folder was scored with the same
+  :class:`~napari_xai.core.options.GridOptions`, model and slide file; when the
+  grid or the model changed, the saliency and audit computed on the old tiles
+  are dropped and a progress message says which.
+* **explain** (an :class:`~napari_xai.core.options.ExplainSpec`): a stitched
+  saliency map, added beside the maps already there. It is computed in a
+  resumable cache next to the folder (``.<stem>.saliency-cache.zarr``), so a
+  killed run picks up where it stopped, then copied into the result.
+* **audit** (an :class:`~napari_xai.core.options.AuditSpec`): ``audit.json``
+  and ``report.html``.
+
+Every run writes a fresh temporary folder and renames it into place
+(:class:`napari_xai.core.results.ResultWriter`), so a kill leaves either the
+old result or the new one, and a temporary folder the next run removes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Generator, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_xai.core.options import AuditSpec, ExplainSpec, GridOptions, RunOptions
+from napari_xai.core.results import (
+    AUDIT_NAME,
+    ResultWriter,
+    clean_stale_temporaries,
+    hash_params,
+    is_complete,
+    package_versions,
+    read_manifest,
+    slide_identity,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "PipelineProgress",
+    "load_model_cached",
+    "model_fingerprint",
+    "predicted_regions",
+    "result_folder",
+    "run_slide",
+    "summarize_tiles",
+    "write_preview",
+]
+
+_POSITIVE_NAMES = ("tumour", "tumor", "tum", "cancer", "malignant", "positive", "lesion")
+_BACKGROUND_NAMES = ("background", "back", "bg", "glass", "empty")
+REPORT_NAME = "report.html"
+PREVIEW_NAME = "preview.png"
+_CACHE_MARK = ".saliency-cache.zarr"
+
+
+# --------------------------------------------------------------------------- slide scores
+
+
+def _positive_class(class_names: Sequence[str], requested: str | None) -> str:
+    names = [str(c) for c in class_names]
+    if not names:
+        raise ValueError("the model has no class names")
+    if requested:
+        if requested not in names:
+            raise ValueError(f"positive class {requested!r} is not one of {names}")
+        return requested
+    for cand in _POSITIVE_NAMES:
+        for name in names:
+            if name.lower() == cand:
+                return name
+    for name in names:
+        if any(cand in name.lower() for cand in _POSITIVE_NAMES):
+            return name
+    return names[-1]
+
+
+def summarize_tiles(
+    tiles: pd.DataFrame,
+    *,
+    class_names: Sequence[str],
+    positive_class: str | None = None,
+    top_k: int = 10,
+    mpp: float | None = None,
+) -> dict[str, Any]:
+    """Slide-level scores from a tiles table.
+
+    Parameters
+    ----------
+    tiles : pandas.DataFrame
+        The tiles table (``prob_<class>``, ``pred_class``, ``tissue_fraction``...).
+    class_names : sequence of str
+        The model's classes.
+    positive_class : str, optional
+        Class that scores the slide (see :func:`make_params`).
+    top_k : int
+        Number of tiles in the top-k mean.
+    mpp : float, optional
+        Slide µm/px, for the area in mm².
+
+    Returns
+    -------
+    dict
+        ``positive_class``, ``n_tiles``, ``mean_prob`` (mean probability of the
+        positive class over tiles), ``topk_mean`` (mean of its ``top_k`` highest
+        probabilities), ``tumour_area_fraction`` (tissue-weighted fraction of
+        tiles predicted positive), ``tumour_area_mm2`` (None without mpp),
+        ``score`` (= ``topk_mean``) and ``class_counts``.
+    """
+    pos = _positive_class(class_names, positive_class)
+    n = int(len(tiles))
+    out: dict[str, Any] = {"positive_class": pos, "n_tiles": n}
+    col = f"prob_{pos}"
+    if n == 0 or col not in tiles.columns:
+        out.update(
+            mean_prob=float("nan"),
+            topk_mean=float("nan"),
+            tumour_area_fraction=float("nan"),
+            tumour_area_mm2=None,
+            score=float("nan"),
+            class_counts={},
+        )
+        return out
+    prob = tiles[col].to_numpy(dtype=np.float64)
+    k = max(1, min(int(top_k), n))
+    topk = np.sort(prob)[-k:]
+    is_pos = (
+        (tiles["pred_class"].astype(str) == pos).to_numpy()
+        if "pred_class" in tiles
+        else (prob >= 0.5)
+    )
+    weight = (
+        tiles["tissue_fraction"].to_numpy(dtype=np.float64)
+        if "tissue_fraction" in tiles
+        else np.ones(n)
+    )
+    total = float(weight.sum())
+    frac = float((weight * is_pos).sum() / total) if total > 0 else float("nan")
+    area_mm2 = None
+    if mpp:
+        stride = tiles.attrs.get("stride0")
+        if stride:
+            cell = float(stride) ** 2 * np.ones(n)
+        else:
+            cell = (tiles["height"] * tiles["width"]).to_numpy(dtype=np.float64)
+        area_mm2 = float((cell * weight * is_pos).sum() * float(mpp) ** 2 / 1e6)
+    counts = tiles["pred_class"].astype(str).value_counts() if "pred_class" in tiles else {}
+    out.update(
+        mean_prob=float(prob.mean()),
+        topk_mean=float(topk.mean()),
+        tumour_area_fraction=frac,
+        tumour_area_mm2=area_mm2,
+        score=float(topk.mean()),
+        class_counts={str(k_): int(v) for k_, v in dict(counts).items()},
+    )
+    return out
+
+
+def predicted_regions(
+    tiles: pd.DataFrame,
+    *,
+    class_names: Sequence[str],
+    min_confidence: float = 0.0,
+) -> dict[str, Any]:
+    """Predicted regions as a QuPath-style GeoJSON FeatureCollection.
+
+    Tiles predicted as each non-background class are merged into (multi)polygons
+    (x/y in level-0 pixels), one feature per class.
+    """
+    from shapely.geometry import box, mapping
+    from shapely.ops import unary_union
+
+    features: list[dict[str, Any]] = []
+    if len(tiles) == 0 or "pred_class" not in tiles:
+        return {"type": "FeatureCollection", "features": features}
+    stride = tiles.attrs.get("stride0")
+    palette = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180)]
+    for i, name in enumerate(class_names):
+        if str(name).lower() in _BACKGROUND_NAMES:
+            continue
+        sel = tiles[(tiles["pred_class"].astype(str) == str(name))]
+        if "confidence" in sel and min_confidence > 0:
+            sel = sel[sel["confidence"] >= min_confidence]
+        if len(sel) == 0:
+            continue
+        rows = sel["row"].to_numpy(dtype=np.float64)
+        cols = sel["col"].to_numpy(dtype=np.float64)
+        if stride:
+            # Stride cells centred in the tiles: overlapping tiles do not swell regions.
+            h = w = float(stride)
+            rows = rows + (sel["height"].to_numpy() - h) / 2
+            cols = cols + (sel["width"].to_numpy() - w) / 2
+            boxes = [box(c, r, c + w, r + h) for r, c in zip(rows, cols, strict=True)]
+        else:
+            boxes = [
+                box(c, r, c + w_, r + h_)
+                for r, c, h_, w_ in zip(rows, cols, sel["height"], sel["width"], strict=True)
+            ]
+        geom = unary_union(boxes)
+        features.append(
+            {
+                "type": "Feature",
+                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"napari-xai/{name}")),
+                "geometry": mapping(geom),
+                "properties": {
+                    "objectType": "annotation",
+                    "name": f"predicted {name}",
+                    "classification": {
+                        "name": str(name),
+                        "color": list(palette[i % len(palette)]),
+                    },
+                    "isLocked": False,
+                    "source": "napari-xai prediction",
+                    "n_tiles": int(len(sel)),
+                },
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
+
+
+# --------------------------------------------------------------------------- models
+
+
+_MODEL_CACHE: dict[tuple[str, str, str], Any] = {}
+_MODEL_LOCK = threading.Lock()
+
+
+def _resolve_model_ref(model: str | os.PathLike[str]) -> Path:
+    if str(model).lower() in ("demo", "demo-model", ":demo:"):
+        from napari_xai.core.models.demo import demo_model_path
+
+        return demo_model_path()
+    return Path(model).expanduser().absolute()
+
+
+def load_model_cached(
+    model: Any, *, device: str | None = None, architecture: str | None = None
+) -> Any:
+    """Load a model once per process (a dask worker scores many slides with it).
+
+    Parameters
+    ----------
+    model : LoadedModel, str or Path
+        A loaded model (returned as it is), ``"demo"`` or a model file/folder.
+    device : str, optional
+        ``None``/``"auto"``: CUDA, then MPS, then CPU.
+    architecture : str, optional
+        ``package.module:factory`` for state-dict weights.
+    """
+    from napari_xai.core.models.loading import load_model
+
+    if not isinstance(model, (str, os.PathLike)):
+        return model
+    if device in ("", "auto"):
+        device = None
+    path = _resolve_model_ref(model)
+    key = (str(path), str(device), str(architecture))
+    with _MODEL_LOCK:
+        if key not in _MODEL_CACHE:
+            _MODEL_CACHE[key] = load_model(path, device=device, architecture=architecture)
+        return _MODEL_CACHE[key]
+
+
+def model_fingerprint(loaded: Any) -> str:
+    """One hash for a loaded model: its weight file bytes and its card."""
+    card = loaded.card
+    card_hash = getattr(card, "sha256", None) or hash_params(card.to_dict())
+    return hash_params({"weights": loaded.sha256, "card": card_hash})
+
+
+def _model_info(loaded: Any) -> dict[str, Any]:
+    card = loaded.card
+    return {
+        "path": None if loaded.path is None else str(loaded.path),
+        "name": getattr(card, "name", "model"),
+        "sha256": model_fingerprint(loaded),
+        "weights_sha256": loaded.sha256,
+        "card_sha256": getattr(card, "sha256", None),
+        "card": card.to_dict(),
+        "is_scripted": bool(getattr(loaded, "is_scripted", False)),
+    }
+
+
+def _slide_info_dict(slide: Any) -> dict[str, Any]:
+    info = slide.info
+    return {
+        "vendor": info.vendor,
+        "shape_rc": list(info.shape_rc),
+        "level_shapes_rc": [list(s) for s in info.level_shapes_rc],
+        "level_downsamples": list(info.level_downsamples),
+        "mpp": info.mpp,
+        "magnification": info.magnification,
+    }
+
+
+def _iter_prob_maps(scored: Any) -> Iterable[tuple[str, Any, Any, Any]]:
+    """(class, map, scale_rc, translate_rc) for every class-probability map of a score result."""
+    from napari_xai.core.layers import grid_to_world
+
+    grid = scored.grid
+    scale, translate = grid_to_world(grid.stride0, grid.tile_size0)
+    maps = np.asarray(scored.probabilities)
+    return [(str(name), maps[k], scale, translate) for k, name in enumerate(scored.class_names)]
+
+
+def write_preview(result: Any, slide: Any, path: Path, *, class_name: str | None = None) -> Path:
+    """Blend one class's heatmap over the slide thumbnail and save a PNG."""
+    from PIL import Image
+
+    from napari_xai.core.layers import _focus_class, class_colour
+
+    names = list(result.class_names)
+    name = class_name or _focus_class(names)
+    k = names.index(name)
+    thumb, ds = slide.thumbnail(max_size=1024)
+    prob = np.nan_to_num(result.probabilities[k], nan=0.0)
+    # Map every thumbnail pixel to the grid cell whose stride box holds it.
+    rows = (np.arange(thumb.shape[0]) + 0.5) * ds
+    cols = (np.arange(thumb.shape[1]) + 0.5) * ds
+    g = result.grid
+    half = (g.tile_size0 - g.stride0) / 2.0
+    gi = np.clip(((rows - half) // g.stride0).astype(int), 0, prob.shape[0] - 1)
+    gj = np.clip(((cols - half) // g.stride0).astype(int), 0, prob.shape[1] - 1)
+    alpha = (prob[gi][:, gj] * 0.6)[..., None]
+    colour = np.asarray(class_colour(name, k)) * 255.0
+    out = thumb.astype(np.float32) * (1 - alpha) + colour * alpha
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(out.clip(0, 255).astype(np.uint8)).save(path)
+    return path
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+@dataclass(frozen=True)
+class PipelineProgress:
+    """One step of :func:`run_slide`.
+
+    Attributes
+    ----------
+    stage : str
+        ``"score"``, ``"explain"``, ``"audit"``, ``"reuse"``, ``"invalidate"`` or ``"write"``.
+    n_done, n_total : int
+        Work done and to do in this stage (tiles).
+    tiles_per_s : float
+        Current rate of the stage (0 when unknown).
+    message : str
+        What happened, in words (e.g. what a re-score invalidated).
+    value : object
+        On a stage's last step: its result (``ScoreResult``, ``ExplainResult``,
+        ``SlideAudit``); else None.
+    """
+
+    stage: str
+    n_done: int = 0
+    n_total: int = 0
+    tiles_per_s: float = 0.0
+    message: str = ""
+    value: Any = None
+
+    @property
+    def fraction(self) -> float:
+        """Share of the stage done, in [0, 1]."""
+        return self.n_done / self.n_total if self.n_total else 1.0
+
+
+def result_folder(out: str | os.PathLike[str], slide: Any) -> Path:
+    """Return the result folder of a slide: ``out/<slide stem>`` (``a.ome.tiff`` → ``a``)."""
+    from napari_xai.core.inference import slide_stem
+
+    return Path(out) / slide_stem(getattr(slide, "path", slide))
+
+
+def _cache_store(folder: Path) -> Path:
+    return folder.parent / f".{folder.name}{_CACHE_MARK}"
+
+
+def _adopt(writer: ResultWriter, folder: Path, manifest: dict[str, Any], drop: set[str]) -> None:
+    """Copy an existing result's files into the writer, leaving out the ``drop`` kinds."""
+    files = dict(manifest.get("files", {}))
+    for kind, name in files.items():
+        if kind in drop or kind == "heatmaps":
+            continue
+        src = folder / name
+        if src.exists():
+            shutil.copy2(src, writer.path / name)
+            writer.add_file(kind, name)
+    if "heatmaps" in files and (folder / files["heatmaps"]).is_dir():
+        shutil.copytree(
+            folder / files["heatmaps"], writer.path / files["heatmaps"], dirs_exist_ok=True
+        )
+        for key in manifest.get("heatmaps", []):
+            writer.add_heatmap(str(key))
+
+
+def _drop_heatmap(writer: ResultWriter, key: str) -> None:
+    """Remove one map from the copy being written (before it is written again)."""
+    shutil.rmtree(writer.path / "heatmaps.zarr" / key, ignore_errors=True)
+    writer.remove_heatmap(key)
+
+
+def _score(
+    slide: Any, loaded: Any, writer: ResultWriter, grid: GridOptions, run: RunOptions
+) -> Generator[PipelineProgress, None, tuple[dict[str, Any], dict[str, Any]]]:
+    """Score stage: write tiles, maps, regions (and preview); return (summary, extra)."""
+    from napari_xai.core.inference import score_tiles
+
+    gen = score_tiles(
+        slide,
+        loaded,
+        batch_size=run.batch_size,
+        device=run.torch_device,
+        num_workers=run.num_workers,
+        **grid.score_kwargs(),
+    )
+    while True:
+        try:
+            step = next(gen)
+        except StopIteration as stop:
+            scored = stop.value
+            break
+        yield PipelineProgress("score", step.n_done, step.n_total, step.tiles_per_s)
+    class_names = list(loaded.card.class_names)
+    tiles = scored.tiles
+    info = _slide_info_dict(slide)
+    summary = summarize_tiles(tiles, class_names=class_names, mpp=info.get("mpp"))
+    writer.write_tiles(tiles)
+    for name, data, scale, translate in _iter_prob_maps(scored):
+        writer.write_heatmap(
+            "probabilities", name, data, scale_rc=tuple(scale), translate_rc=tuple(translate)
+        )
+    writer.write_annotations(predicted_regions(tiles, class_names=class_names))
+    if run.preview and len(tiles):
+        write_preview(scored, slide, writer.path / PREVIEW_NAME)
+        writer.add_file("preview", PREVIEW_NAME)
+    extra = {"grid": scored.grid.attrs(), "scoring": dict(scored.timings)}
+    n = len(tiles)
+    yield PipelineProgress(
+        "score",
+        n,
+        n,
+        scored.timings.get("tiles_per_s", 0.0),
+        message=f"{n:,} tiles scored",
+        value=scored,
+    )
+    return summary, extra
+
+
+def _explain(
+    slide: Any,
+    loaded: Any,
+    writer: ResultWriter,
+    folder: Path,
+    grid: GridOptions,
+    run: RunOptions,
+    spec: ExplainSpec,
+) -> Generator[PipelineProgress, None, dict[str, Any]]:
+    """Explain stage: stitch into the resumable cache, copy into the result."""
+    from napari_xai.core.attribution.whole_slide import (
+        iter_explain_slide,
+        iter_explain_view,
+        write_to_result,
+    )
+
+    common: dict[str, Any] = dict(
+        store=_cache_store(folder),
+        method=spec.method,
+        target=spec.target,
+        batch_size=run.explain_batch_size,
+        num_workers=run.num_workers,
+        **grid.grid_kwargs(),
+        **spec.method_options(),
+    )
+    if spec.view_rc is not None:
+        gen = iter_explain_view(slide, loaded, spec.view_rc, max_tiles=1_000_000, **common)
+    else:
+        gen = iter_explain_slide(slide, loaded, resume=not spec.restart, **common)
+    while True:
+        try:
+            step = next(gen)
+        except StopIteration as stop:
+            result = stop.value
+            break
+        yield PipelineProgress("explain", step.n_done, step.n_total, step.tiles_per_s)
+    _drop_heatmap(writer, result.key)
+    write_to_result(writer, result)
+    yield PipelineProgress(
+        "explain", result.n_done, result.n_tiles, message=f"saliency {result.key}", value=result
+    )
+    return {
+        "spec": spec.to_dict(),
+        "sha256": spec.hash(),
+        "key": result.key,
+        "method": result.method,
+        "class_name": result.class_name,
+        "n_tiles": result.n_tiles,
+        "n_done": result.n_done,
+        "limits": list(result.limits),
+    }
+
+
+def _audit(
+    slide: Any,
+    loaded: Any,
+    writer: ResultWriter,
+    grid: GridOptions,
+    run: RunOptions,
+    spec: AuditSpec,
+) -> Generator[PipelineProgress, None, dict[str, Any]]:
+    """Audit stage: ``audit.json`` and ``report.html``."""
+    from napari_xai.core.audit.report import write_report
+    from napari_xai.core.audit.slide import iter_audit_slide
+
+    gen = iter_audit_slide(
+        slide,
+        loaded,
+        method=spec.method,
+        target=spec.target,
+        max_tiles=spec.max_tiles,
+        batch_size=run.explain_batch_size,
+        mpp=grid.mpp,
+        min_tissue=grid.min_tissue,
+        border_width0=spec.border_width0,
+        device=run.torch_device,
+        num_workers=run.num_workers,
+        **spec.method_options(),
+    )
+    while True:
+        try:
+            step = next(gen)
+        except StopIteration as stop:
+            res = stop.value
+            break
+        yield PipelineProgress("audit", step.n_done, step.n_total, message=step.stage)
+    name = Path(getattr(slide, "path", "slide")).name
+    write_report(writer.path, slide_audit=res, title=f"Shortcut audit: {name}")
+    writer.add_file("audit", AUDIT_NAME)
+    writer.add_file("report", REPORT_NAME)
+    yield PipelineProgress("audit", 1, 1, message=f"audit {res.verdict}", value=res)
+    return {"spec": spec.to_dict(), "sha256": spec.hash(), "verdict": str(res.verdict)}
+
+
+def run_slide(
+    slide: Any,
+    model: Any,
+    out: str | os.PathLike[str],
+    *,
+    grid: GridOptions | None = None,
+    run: RunOptions | None = None,
+    explain: ExplainSpec | None = None,
+    audit: AuditSpec | None = None,
+) -> Generator[PipelineProgress, None, Path]:
+    """Score a slide (or reuse its score), optionally explain and audit it, into one folder.
+
+    Parameters
+    ----------
+    slide : str, Path or Slide
+        Slide file, or an open :class:`napari_xai.core.wsi.Slide`.
+    model : LoadedModel, str or Path
+        Loaded model, model file/folder or ``"demo"``.
+    out : path-like
+        Output folder; the result goes to ``out/<slide stem>/``.
+    grid : GridOptions, optional
+        Which tiles are scored (defaults: :class:`GridOptions`).
+    run : RunOptions, optional
+        Device, batch sizes, threads.
+    explain : ExplainSpec, optional
+        Add a whole-slide saliency map.
+    audit : AuditSpec, optional
+        Add a shortcut audit.
+
+    Yields
+    ------
+    PipelineProgress
+        After every batch of every stage; closing the generator cancels (the old
+        result stays; a partial saliency map stays in the cache for a resume).
+
+    Returns
+    -------
+    Path
+        The result folder.
+
+    Raises
+    ------
+    ValueError, OSError
+        Bad slide, model or options (the message names the file).
+    """
+    import contextlib
+
+    from napari_xai.core.wsi import open_slide
+
+    grid = grid or GridOptions()
+    run = run or RunOptions()
+    folder = result_folder(out, slide).absolute()
+    clean_stale_temporaries(folder.parent, name=folder.name)
+    t0 = time.perf_counter()
+    loaded = load_model_cached(model, device=run.torch_device, architecture=run.architecture)
+    model_hash = model_fingerprint(loaded)
+    with contextlib.ExitStack() as stack:
+        if not hasattr(slide, "read_region"):
+            slide = stack.enter_context(open_slide(slide, mpp=grid.mpp))
+        slide_path = Path(slide.path)
+        writer = stack.enter_context(ResultWriter(folder))
+        old: dict[str, Any] = {}
+        with contextlib.suppress(OSError, ValueError):
+            old = read_manifest(folder)
+        reuse = is_complete(folder, grid.to_dict(), model_hash, slide_path=slide_path)
+        stages: dict[str, Any] = dict(old.get("stages", {})) if reuse else {}
+        timings: dict[str, Any] = dict(old.get("timings", {})) if reuse else {}
+        if reuse:
+            _adopt(writer, folder, old, drop=set())
+            summary = dict(old.get("summary", {}))
+            extra = {k: old[k] for k in ("grid", "scoring") if k in old}
+            yield PipelineProgress(
+                "reuse", message=f"{folder}: scored with the same grid, model and slide; kept"
+            )
+        else:
+            lost = [
+                *old.get("stages", {}).get("explain", {}),
+                *(["audit"] if "audit" in old.get("stages", {}) else []),
+            ]
+            if lost:
+                yield PipelineProgress(
+                    "invalidate",
+                    message=(
+                        f"{folder}: re-scoring with other parameters, model or slide "
+                        f"invalidates {', '.join(lost)}"
+                    ),
+                )
+            t = time.perf_counter()
+            summary, extra = yield from _score(slide, loaded, writer, grid, run)
+            timings["score_s"] = round(time.perf_counter() - t, 3)
+            stages["score"] = {"params": grid.to_dict(), "sha256": grid.hash()}
+        if explain is not None:
+            t = time.perf_counter()
+            done = yield from _explain(slide, loaded, writer, folder, grid, run, explain)
+            stages["explain"] = {**stages.get("explain", {}), done["key"]: done}
+            timings["explain_s"] = round(time.perf_counter() - t, 3)
+        if audit is not None:
+            t = time.perf_counter()
+            stages["audit"] = yield from _audit(slide, loaded, writer, grid, run, audit)
+            summary["audit_verdict"] = stages["audit"]["verdict"]
+            timings["audit_s"] = round(time.perf_counter() - t, 3)
+        timings["total_s"] = round(time.perf_counter() - t0, 3)
+        yield PipelineProgress("write", message=f"writing {folder}")
+        writer.commit(
+            {
+                "slide_id": folder.name,
+                "slide": {**slide_identity(slide_path), **_slide_info_dict(slide)},
+                "model": _model_info(loaded),
+                "params": grid.to_dict(),
+                "params_sha256": hash_params(grid.to_dict()),
+                "runtime": run.to_dict(),
+                "versions": package_versions(),
+                "timings": timings,
+                "summary": summary,
+                "stages": stages,
+                **extra,
+            }
+        )
+    if explain is not None and explain.view_rc is None:
+        shutil.rmtree(_cache_store(folder), ignore_errors=True)
+    return folder
+
+
+def drive(
+    gen: Generator[PipelineProgress, None, Path],
+    progress: Any = None,
+) -> Path:
+    """Run a :func:`run_slide` generator to the end, calling ``progress(step)`` on each step."""
+    while True:
+        try:
+            step = next(gen)
+        except StopIteration as stop:
+            folder: Path = stop.value
+            return folder
+        if progress is not None:
+            progress(step)

@@ -1,0 +1,51 @@
+"""score, explain, audit from the command line leave one folder that a real viewer opens whole."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def test_score_explain_audit_folder_opens_whole(
+    make_napari_viewer, shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from napari_xai.cli import main
+
+    slide = shared_data / "slides" / "CMU-1-Small-Region.svs"
+    if not slide.is_file():
+        pytest.skip(f"{slide} is not there (real test data)")
+    out = tmp_path / "D"
+    common = ["--out", str(out), "--device", "cpu"]
+    assert main(["score", str(slide), *common]) == 0
+    assert main(["explain", str(slide), "--method", "saliency", "--quiet", *common]) == 0
+    assert main(["audit", str(slide), "--max-tiles", "8", "--quiet", *common]) == 0
+    capsys.readouterr()
+    folder = out / "CMU-1-Small-Region"
+    assert sorted(p.name for p in out.iterdir()) == ["CMU-1-Small-Region"]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert {"tiles", "heatmaps", "annotations", "audit", "report"} <= set(manifest["files"])
+    assert "saliency/saliency/predicted" in manifest["heatmaps"]
+
+    viewer = make_napari_viewer(show=True)
+    layers = viewer.open(folder, plugin="napari-xai")
+    names = [layer.name for layer in layers]
+    kinds = {type(layer).__name__ for layer in layers}
+    assert {"Image", "Points", "Shapes"} <= kinds
+    slide_layer = layers[0]
+    assert slide_layer.rgb and slide_layer.metadata["mpp"] == pytest.approx(0.499)
+    probs = [layer for layer in layers
+             if str(layer.metadata.get("key", "")).startswith("probabilities/")]  # fmt: skip
+    assert len(probs) == 3, names  # background, normal, tumour
+    saliency = [layer for layer in layers if layer.metadata.get("napari_xai") == "saliency"]
+    assert len(saliency) == 1 and saliency[0].metadata["method"] == "saliency"
+    # every derived layer lines up with the slide: its extent lies inside the slide's
+    lo, hi = slide_layer.extent.world
+    for layer in layers[1:]:
+        elo, ehi = layer.extent.world
+        assert np.all(elo[-2:] >= lo[-2:] - layer.scale[-2:]), layer.name
+        assert np.all(ehi[-2:] <= hi[-2:] + layer.scale[-2:]), layer.name
+    tiles = next(layer for layer in layers if type(layer).__name__ == "Points")
+    assert len(tiles.data) == len(tiles.features) > 50

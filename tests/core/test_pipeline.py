@@ -1,0 +1,165 @@
+"""run_slide: one result folder per slide, stages that add to it, options with stable hashes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import FrozenInstanceError
+from pathlib import Path
+
+import pytest
+
+from napari_xai.core.options import (
+    DEFAULT_MIN_TISSUE,
+    AuditSpec,
+    ExplainSpec,
+    GridOptions,
+    RunOptions,
+    stable_hash,
+)
+
+SLIDE = "CMU-1-Small-Region.svs"
+
+
+@pytest.fixture(scope="module")
+def cmu(shared_data: Path) -> Path:
+    path = shared_data / "slides" / SLIDE
+    if not path.is_file():
+        pytest.skip(f"{path} is not there (real test data)")
+    return path
+
+
+def test_options_hash_is_stable_and_defaults_live_in_one_place() -> None:
+    assert GridOptions().min_tissue == DEFAULT_MIN_TISSUE == 0.5
+    assert GridOptions().hash() == GridOptions(min_tissue=0.5, overlap=0.0).hash()
+    assert GridOptions(min_tissue=0.6).hash() != GridOptions().hash()
+    # the same fields in another option kind hash differently
+    assert ExplainSpec().hash() != AuditSpec(method="grad_cam").hash()
+    # a known value: the hash does not depend on the process or dict order
+    assert stable_hash({"b": 1, "a": [1, 2]}) == stable_hash({"a": [1, 2], "b": 1})
+    assert len(GridOptions().hash()) == 64
+    # restarting a map does not change what it is
+    assert ExplainSpec(restart=True).hash() == ExplainSpec().hash()
+    assert ExplainSpec(view_rc=(0, 0, 10, 10)).to_dict()["view_rc"] == [0, 0, 10, 10]
+    with pytest.raises(FrozenInstanceError):
+        GridOptions().min_tissue = 0.1  # type: ignore[misc]
+    with pytest.raises(ValueError, match="overlap must be in"):
+        GridOptions(overlap=1.0)
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        RunOptions(batch_size=0)
+    assert RunOptions().torch_device is None and RunOptions(device="cpu").torch_device == "cpu"
+
+
+def _drive(gen):
+    steps = []
+    while True:
+        try:
+            steps.append(next(gen))
+        except StopIteration as stop:
+            return stop.value, steps
+
+
+def test_stages_add_to_one_folder_and_rescoring_keeps_or_invalidates(
+    cmu: Path, tmp_path: Path
+) -> None:
+    from napari_xai.core.pipeline import run_slide
+    from napari_xai.core.results import load_result
+
+    run = RunOptions(device="cpu", num_workers=1)
+    grid = GridOptions()
+    folder, steps = _drive(run_slide(cmu, "demo", tmp_path, grid=grid, run=run))
+    assert folder == tmp_path / "CMU-1-Small-Region"
+    assert [s.stage for s in steps][-1] == "write"
+    scored = load_result(folder)
+    n_tiles = len(scored.tiles)
+    assert n_tiles > 50 and scored.manifest["stages"]["score"]["sha256"] == grid.hash()
+
+    folder, _ = _drive(
+        run_slide(
+            cmu,
+            "demo",
+            tmp_path,
+            grid=grid,
+            run=run,
+            explain=ExplainSpec(method="saliency", target="tumour"),
+        )
+    )
+    folder, steps = _drive(
+        run_slide(cmu, "demo", tmp_path, grid=grid, run=run, audit=AuditSpec(max_tiles=8))
+    )
+    assert "score" not in {s.stage for s in steps}  # the score was reused, not redone
+    res = load_result(folder)
+    kinds = {h.kind for h in res.heatmaps}
+    assert kinds == {"probabilities", "saliency"}
+    assert "saliency/saliency/tumour" in res.manifest["heatmaps"]
+    assert res.audit is not None and res.audit["attention"]["n_audited_tiles"] <= 8
+    assert (folder / "report.html").is_file()
+    assert len(res.tiles) == n_tiles
+    assert set(res.manifest["stages"]) == {"score", "explain", "audit"}
+    # nothing left beside the folder: no temporaries, the finished cache removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["CMU-1-Small-Region"]
+
+    # the same grid again: everything kept
+    folder, steps = _drive(run_slide(cmu, "demo", tmp_path, grid=grid, run=run))
+    assert steps[0].stage == "reuse"
+    again = load_result(folder)
+    assert again.manifest["heatmaps"] == res.manifest["heatmaps"]
+    assert again.audit == res.audit
+
+    # another grid: re-scored, and it says what it invalidated
+    folder, steps = _drive(run_slide(cmu, "demo", tmp_path, grid=GridOptions(min_tissue=0.9),
+                                     run=run))  # fmt: skip
+    said = [s.message for s in steps if s.stage == "invalidate"]
+    assert len(said) == 1 and "saliency/saliency/tumour" in said[0] and "audit" in said[0]
+    fresh = load_result(folder)
+    assert {h.kind for h in fresh.heatmaps} == {"probabilities"}
+    assert fresh.audit is None and not (folder / "report.html").exists()
+    assert len(fresh.tiles) < n_tiles  # a stricter tissue threshold keeps fewer tiles
+
+
+def test_a_cancelled_stage_keeps_the_old_result_and_the_next_run_resumes(
+    cmu: Path, tmp_path: Path
+) -> None:
+    from napari_xai.core.pipeline import run_slide
+    from napari_xai.core.results import load_result, read_manifest
+
+    run = RunOptions(device="cpu", num_workers=1, explain_batch_size=8)
+    folder, _ = _drive(run_slide(cmu, "demo", tmp_path, run=run))
+    before = read_manifest(folder)
+    spec = ExplainSpec(method="saliency")
+    gen = run_slide(cmu, "demo", tmp_path, run=run, explain=spec)
+    while next(gen).stage != "explain":
+        pass
+    next(gen)
+    gen.close()  # cancelled in the middle of the explain stage
+    assert read_manifest(folder) == before  # the old result is untouched
+    leftovers = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("."))
+    assert leftovers == [".CMU-1-Small-Region.saliency-cache.zarr"]  # kept for the resume
+    folder, steps = _drive(run_slide(cmu, "demo", tmp_path, run=run, explain=spec))
+    done = next(s.value for s in steps if s.stage == "explain" and s.value is not None)
+    assert done.n_cached >= 8 and done.n_done == done.n_tiles  # resumed, then completed
+    assert "saliency/saliency/predicted" in load_result(folder).manifest["heatmaps"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["CMU-1-Small-Region"]
+
+
+def test_leftover_temporary_folders_are_removed(cmu: Path, tmp_path: Path) -> None:
+    from napari_xai.core.pipeline import run_slide
+
+    stale = tmp_path / ".CMU-1-Small-Region.tmp-0123456789ab"
+    stale.mkdir()
+    (stale / "tiles.parquet").write_bytes(b"half")
+    folder, _ = _drive(run_slide(cmu, "demo", tmp_path, run=RunOptions(device="cpu"),
+                                 grid=GridOptions(max_tiles=8)))  # fmt: skip
+    assert not stale.exists()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["params"]["max_tiles"] == 8
+
+
+def test_bad_slide_is_a_clear_error(shared_data: Path, tmp_path: Path) -> None:
+    from napari_xai.core.pipeline import run_slide
+
+    bad = shared_data / "slides" / "bad" / "boxes_0.dcm"
+    if not bad.is_file():
+        pytest.skip(f"{bad} is not there (real test data)")
+    with pytest.raises(ValueError, match="boxes_0.dcm"):
+        _drive(run_slide(bad, "demo", tmp_path, run=RunOptions(device="cpu")))
+    assert not any(tmp_path.iterdir())
