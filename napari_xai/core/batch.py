@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd  # noqa: TID253 - only imported when work runs
 
+from napari_xai.core.atomic import atomic_write as _atomic_write
 from napari_xai.core.pipeline import (  # moved there: one writer of result folders
     _POSITIVE_NAMES,
     _iter_prob_maps,
@@ -674,16 +675,6 @@ def rank_summary(summary: pd.DataFrame, *, threshold: float = 0.5) -> pd.DataFra
     extra = [c for c in df.columns if c not in SUMMARY_COLUMNS]
     rest = [c for c in SUMMARY_COLUMNS[3:] if c in df.columns]
     return df[first + extra + rest]
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _parquet_safe(df: pd.DataFrame) -> pd.DataFrame:

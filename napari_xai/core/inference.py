@@ -445,12 +445,9 @@ def slide_stem(path: str | Path) -> str:
 
 def save_tiles(tiles: pd.DataFrame, path: str | Path) -> Path:
     """Write a tiles table to parquet atomically (``attrs`` kept in the metadata)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tiles.to_parquet(tmp, index=False)
-    tmp.replace(path)
-    return path
+    from napari_xai.core.atomic import atomic_write
+
+    return atomic_write(path, lambda p: tiles.to_parquet(p, index=False))
 
 
 def iter_score_slide(

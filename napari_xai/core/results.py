@@ -366,12 +366,15 @@ def clean_stale_temporaries(out: str | os.PathLike[str], *, name: str | None = N
     Returns
     -------
     int
-        Number of folders removed.
+        Number of folders (and, without ``name``, temporary files) removed.
     """
+    from napari_xai.core.atomic import clean_temporaries
+
     root = Path(out)
     if not root.is_dir():
         return 0
-    removed = 0
+    # files a killed atomic write left (e.g. ``.cohort_summary.parquet.<id>.tmp``)
+    removed = clean_temporaries(root) if name is None else 0
     for p in root.iterdir():
         if not (p.is_dir() and p.name.startswith(".")):
             continue

@@ -15,7 +15,6 @@ import datetime as _dt
 import html
 import io
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -511,6 +510,6 @@ def write_report(
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    from napari_xai.core.atomic import atomic_write_text
+
+    atomic_write_text(path, text)

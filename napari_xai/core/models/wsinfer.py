@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -380,13 +379,9 @@ def save_wsinfer_model(
 
 def _atomic_write(path: Path, write: Any) -> None:
     """Write through a temporary sibling renamed into place (normal file permissions)."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    from napari_xai.core.atomic import atomic_write
+
+    atomic_write(path, write)
 
 
 # -- preprocessing -----------------------------------------------------------
