@@ -40,3 +40,54 @@ def test_core_never_imports_qt_magicgui_or_napari() -> None:
         pytest.skip("import-linter is not installed (pip install -e '.[dev]')")
     result = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _import_cycles() -> list[list[str]]:
+    """Strongly connected groups (more than one module) of napari_xai's runtime imports."""
+    grimp = pytest.importorskip("grimp", reason="grimp comes with import-linter ('.[dev]')")
+    graph = grimp.build_graph("napari_xai", cache_dir=None, exclude_type_checking_imports=True)
+    modules = sorted(m for m in graph.modules if m.startswith("napari_xai"))
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's algorithm
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.find_modules_directly_imported_by(v):
+            if not w.startswith("napari_xai"):
+                continue
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for m in modules:
+        if m not in index:
+            visit(m)
+    return sorted(groups)
+
+
+# models.card validates WSInfer configs with models.wsinfer, which builds ModelCards; the
+# models package is being reworked (issue 16), so this one cycle is known. Any other fails.
+_KNOWN_CYCLES = [["napari_xai.core.models.card", "napari_xai.core.models.wsinfer"]]
+
+
+def test_no_import_cycles() -> None:
+    """Function-level imports count (they run); ``if TYPE_CHECKING:`` imports do not."""
+    cycles = _import_cycles()
+    assert [c for c in cycles if c not in _KNOWN_CYCLES] == []

@@ -321,9 +321,8 @@ def _balance_figure(data: DataAudit) -> Figure:
 
 
 def _colour_figure(data: DataAudit) -> Figure:
-    from napari_xai.core.audit.data import COLOUR_STATS
-
-    stats_ = [s for s in COLOUR_STATS if data.table[s].notna().any()]
+    # the statistics are colour_by_class's columns (no import of audit.data: no cycle)
+    stats_ = [str(s) for s in data.colour_by_class.columns if data.table[s].notna().any()]
     fig = _figure(2.2 * len(stats_), 2.8)
     classes = list(data.class_counts)
     labels = data.table[data.label_column].astype(str)
