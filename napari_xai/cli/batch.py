@@ -99,7 +99,7 @@ def add_batch_arguments(parser: argparse.ArgumentParser, *, with_slides: bool = 
                    help="torch threads per worker (default: cores / workers); 1 helps on "
                    "machines whose cores are shared")
     r.add_argument("--architecture", default=None,
-                   help="package.module:factory for state-dict weights without a card entry")
+                   help="registered architecture name for state-dict weights without a card entry")
     r.add_argument("--no-resume", action="store_true",
                    help="redo every slide, even those already done with the same options")
     r.add_argument("--label-column", default="label",

@@ -41,7 +41,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="model file or folder (TorchScript, or state dict + card), or 'demo' (default)",
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--architecture", help="package.module:factory for state-dict weights")
+    parser.add_argument("--architecture", help="registered architecture name for state-dict weights")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
     parser.add_argument("--batch-size", type=int, default=32, help="tiles per batch (32)")
     parser.add_argument("--overlap", type=float, default=0.0, help="tile overlap in [0, 1)")

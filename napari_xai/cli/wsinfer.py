@@ -40,7 +40,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("model", type=Path, help="model file or folder napari-xai can load")
     p.add_argument("out", type=Path, help="output folder")
-    p.add_argument("--architecture", help="package.module:factory for state-dict weights")
+    p.add_argument("--architecture", help="registered architecture name for state-dict weights")
     p.add_argument("--overwrite", action="store_true", help="replace an existing folder's files")
 
     p = actions.add_parser(

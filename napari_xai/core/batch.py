@@ -935,7 +935,7 @@ def iter_batch(
     device, batch_size, num_workers : optional
         Runtime options passed to the scorer (``num_workers``: tile reader threads).
     architecture : str, optional
-        ``package.module:factory`` for state-dict weights (part of the model's identity).
+        Registered architecture name for state-dict weights (part of the model's identity).
     torch_threads : int, optional
         torch intra-op threads per worker (default: cores / workers on a
         LocalCluster, torch's own default in this process). On a machine whose

@@ -466,7 +466,7 @@ def iter_score_slide(
     model : LoadedModel, str or Path
         Loaded model, a model file/folder, or ``"demo"`` (the bundled demo model).
     architecture : str, optional
-        ``package.module:factory`` for state-dict weights given as a path.
+        Registered architecture name for state-dict weights given as a path.
     **kwargs
         ``mpp``, ``overlap``, ``tissue``, ``min_tissue``, ``batch_size``,
         ``device``, ``prefetch``, ``num_workers``, ``amp``, ``max_tiles``,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -164,12 +165,10 @@ def test_state_dict_problems(tmp_path: Path) -> None:
     (weights.parent / "config.json").unlink()
     with pytest.raises(ModelError, match="no model card"):
         load_model(weights)
-    # Unknown architecture form, missing module, missing factory.
-    for spec, message in [
-        ("resnet34", "not an importable 'package.module:factory'"),
-        ("no_such_pkg.mod:make", "cannot import architecture module"),
-        ("napari_xai.core.models.demo:nope", "has no factory"),
-    ]:
+    # Names that are not registered (a WSInfer name, a missing module, a missing
+    # factory): one clear error naming the source and listing the registry.
+    for spec in ["resnet34", "no_such_pkg.mod:make", "napari_xai.core.models.demo:nope"]:
+        message = rf"architecture= argument\): unknown architecture '{re.escape(spec)}'.*demo_cnn"
         with pytest.raises(ModelError, match=message):
             load_model(weights, architecture=spec, card=CARD)
     # Weights that do not fit the architecture.

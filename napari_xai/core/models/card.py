@@ -49,8 +49,8 @@ class ModelCard:
     name : str
         Short human-readable name.
     architecture : str, optional
-        ``package.module:factory`` for state-dict weights, or WSInfer's
-        architecture name.
+        Registered architecture name (:mod:`napari_xai.core.models.architectures`)
+        for state-dict weights, or WSInfer's architecture name.
     description : str
         Free text: training data, intended use, caveats.
     transform : tuple of dict

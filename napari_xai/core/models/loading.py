@@ -7,15 +7,15 @@ Accepted layouts
 * a TorchScript file with a card beside it: ``<stem>.json``, ``card.json`` or
   WSInfer's ``config.json`` (a WSInfer model-zoo folder reads unchanged);
 * a state dict (``torch.save(model.state_dict())``) with a card beside it whose
-  ``architecture`` (or the ``architecture=`` argument) names a factory as
-  ``package.module:factory``; it is read with ``torch.load(weights_only=True)``;
+  ``architecture`` (or the ``architecture=`` argument) is a name registered in
+  :mod:`napari_xai.core.models.architectures` (never code to import); it is
+  read with ``torch.load(weights_only=True)``;
 * a folder holding one of the above (``model.pt``, ``torchscript_model.pt``…).
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import inspect
 import io
 import json
@@ -135,35 +135,28 @@ def _sha256(path: Path) -> str:
 
 
 def resolve_factory(spec: str, *, path: object = "model") -> Callable[..., nn.Module]:
-    """Import ``package.module:factory`` and return the callable.
+    """Return the registered factory named ``spec`` (nothing is imported from it).
+
+    Parameters
+    ----------
+    spec : str
+        A name from :func:`~napari_xai.core.models.architectures.registered_architectures`.
+    path : object
+        What named it (the card file), for the error message.
 
     Raises
     ------
     ModelError
-        When ``spec`` is not of that form, the module cannot be imported or the
-        factory does not exist.
+        When ``spec`` is not a registered architecture; the message names
+        ``path`` and lists the registered names.
     """
-    if ":" not in spec:
-        raise ModelError(
-            f"{path}: architecture {spec!r} is not an importable 'package.module:factory' "
-            "(state-dict weights need one; WSInfer names such as 'resnet34' only work "
-            "with a TorchScript model)"
-        )
-    module_name, _, attr = spec.partition(":")
+    from napari_xai.core.models.architectures import ArchitectureError, get_architecture
+
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ModelError(
-            f"{path}: cannot import architecture module {module_name!r}: {exc}"
-        ) from None
-    obj: Any = module
-    for part in attr.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            raise ModelError(f"{path}: {module_name!r} has no factory {attr!r}")
-    if not callable(obj):
-        raise ModelError(f"{path}: architecture {spec!r} is not callable")
-    return obj  # type: ignore[no-any-return]
+        factory = get_architecture(spec, source=path)
+    except ArchitectureError as exc:
+        raise ModelError(str(exc)) from None
+    return factory
 
 
 def _build(factory: Callable[..., nn.Module], card: ModelCard, *, path: object) -> nn.Module:
@@ -215,11 +208,16 @@ def _find_in_folder(folder: Path) -> Path:
     )
 
 
-def _card_beside(path: Path) -> ModelCard | None:
+def _card_file_beside(path: Path) -> Path | None:
     for candidate in (path.with_suffix(".json"), *(path.parent / n for n in CARD_FILE_NAMES)):
         if candidate.is_file():
-            return ModelCard.from_json(candidate)
+            return candidate
     return None
+
+
+def _card_beside(path: Path) -> ModelCard | None:
+    card_file = _card_file_beside(path)
+    return None if card_file is None else ModelCard.from_json(card_file)
 
 
 def _unwrap_state_dict(obj: Any, path: Path) -> Mapping[str, torch.Tensor]:
@@ -253,7 +251,8 @@ def load_model(
     path_or_dir : str or Path
         Weight file, or a folder holding one (``model.pt``, ``torchscript_model.pt``…).
     architecture : str, optional
-        ``package.module:factory`` for state-dict weights; overrides the card's.
+        Registered architecture name for state-dict weights (see
+        :mod:`napari_xai.core.models.architectures`); overrides the card's.
     device : str or torch.device, optional
         ``"cuda"``, ``"mps"``, ``"cpu"``; best available when omitted or ``"auto"``.
     card : ModelCard, optional
@@ -304,8 +303,11 @@ def load_model(
                     card = _card_beside(path)
             scripted = True
         else:
+            card_source: object = f"{path} (model card given by the caller)"
             if card is None:
-                card = _card_beside(path)
+                card_file = _card_file_beside(path)
+                card = None if card_file is None else ModelCard.from_json(card_file)
+                card_source = card_file
             if card is None:
                 raise ModelError(
                     f"{path}: no model card: put a card JSON (config.json / card.json / "
@@ -315,9 +317,10 @@ def load_model(
             if not spec:
                 raise ModelError(
                     f"{path}: state-dict weights need an architecture "
-                    "('package.module:factory') in the card or as architecture=..."
+                    "(a registered name) in the card or as architecture=..."
                 )
-            factory = resolve_factory(spec, path=path)
+            source = f"{path} (architecture= argument)" if architecture else card_source
+            factory = resolve_factory(spec, path=source)
             module = _build(factory, card, path=path)
             try:
                 state = torch.load(path, map_location="cpu", weights_only=True)
