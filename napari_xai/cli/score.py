@@ -55,6 +55,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--mpp", type=float, help="slide µm/px at level 0 (when the file lacks it)"
     )
+    parser.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="exit 0 even when no tile has enough tissue (default: fail, naming the file)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="tile reader threads (2)")
     parser.add_argument("--max-tiles", type=int, help="score only this many tiles (spread out)")
     parser.add_argument("--no-preview", action="store_true", help="skip preview.png")
@@ -80,6 +85,27 @@ def _progress_printer() -> Any:
     return show
 
 
+def _empty_message(args: argparse.Namespace) -> str:
+    """Why no tile was scored: the file, the tissue fraction found, what to try."""
+    from napari_xai.core.masks import slide_masks
+    from napari_xai.core.wsi import open_slide
+
+    if args.all_tiles:
+        found = "the tile grid is empty (the slide is smaller than one tile?)"
+    else:
+        with open_slide(args.slide, mpp=args.mpp) as slide:
+            masks = slide_masks(slide)
+        found = (
+            f"tissue detection ({masks.modality}, {masks.stain}) found "
+            f"{masks.tissue_fraction:.2%} tissue and no tile reached --min-tissue {args.min_tissue:g}"
+        )
+    return (
+        f"{args.slide}: 0 tiles scored: {found}. Try --all-tiles (score every tile), "
+        "a lower --min-tissue, `napari-xai qc` to inspect the masks, or --allow-empty "
+        "to accept an empty result"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Score the slide into its result folder; return the exit status."""
     from napari_xai.core.options import GridOptions, RunOptions
@@ -100,4 +126,7 @@ def run(args: argparse.Namespace) -> int:
     rate = result.manifest.get("scoring", {}).get("tiles_per_s", 0.0)
     print(f"{len(tiles):,} tiles scored at {rate:,.1f} tiles/s; predicted: {counts}")
     print(f"wrote {folder}")
+    if not len(tiles) and not args.allow_empty:
+        print(f"napari-xai: error: {_empty_message(args)}", file=sys.stderr)
+        return 1
     return 0

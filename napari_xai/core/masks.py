@@ -10,8 +10,24 @@ red > green and blue > green. Inks, dyes, plastics and paper break that rule:
 * black ink, printed text and ruler ticks are dark and nearly grey, whereas the
   darkest haematoxylin is still clearly purple.
 
-Tissue is what is clearly coloured (HSV saturation above an Otsu threshold kept
-within sensible bounds), minus artefacts, cleaned with a little morphology.
+Optical density (brightfield)
+-----------------------------
+The glass (background light) is estimated from the image itself
+(:func:`estimate_background`); ``OD = -log10(I / glass)`` per channel. Tissue is
+where the largest channel OD exceeds an Otsu threshold kept within sensible
+bounds, so that pale IHC counterstain, faint eosin and grey tissue count, and
+glass does not, whatever the scanner's white balance. In OD, every stain
+absorbs green at least as much as red (haematoxylin, eosin, DAB); blue, green and
+teal inks absorb red most (``OD_R > 1.2 OD_G``), which the blue haematoxylin
+counterstain of IHC does not (RGB rules such as ``green > red`` do). Red ink
+absorbs green and blue but almost no red (``OD_B > 6 OD_R``), which eosin, DAB
+and all but the odd red blood cell do not (isolated small objects are dropped).
+
+Fluorescence
+------------
+A dark background (most of the image near black) is detected as fluorescence;
+tissue is where stained objects (nuclei) are dense, from a smoothed foreground.
+No colour rule applies to it, so no ink is looked for.
 
 Masks are computed at thumbnail resolution; a mask at downsample ``d`` (its pixel
 ``(i, j)`` covers level-0 rows ``[i d, (i + 1) d)`` and cols ``[j d, (j + 1) d)``)
@@ -31,6 +47,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ARTEFACT_LABELS",
+    "Background",
+    "estimate_background",
+    "guess_stain",
     "SlideMasks",
     "artefact_labels",
     "artefact_mask",
@@ -46,7 +65,125 @@ ARTEFACT_LABELS: dict[int, str] = {
     1: "ink or dye (green, blue, teal)",
     2: "dark, grey (black ink, text, ruler ticks)",
     3: "other non-stain colour (yellow, brown: ruler, label)",
+    4: "red ink",
 }
+
+#: Short names of the artefact classes (for reports and legends).
+ARTEFACT_NAMES: dict[int, str] = {1: "ink", 2: "dark", 3: "other", 4: "red_ink"}
+
+#: Optical-density unit vectors (R, G, B) of common brightfield stains.
+STAIN_VECTORS: dict[str, tuple[float, float, float]] = {
+    "haematoxylin": (0.65, 0.70, 0.29),
+    "eosin": (0.07, 0.99, 0.11),
+    "dab": (0.27, 0.57, 0.78),
+}
+
+
+@dataclass(frozen=True)
+class Background:
+    """What the empty part of a slide looks like.
+
+    Attributes
+    ----------
+    modality : str
+        ``"brightfield"`` (light glass) or ``"fluorescence"`` (dark background).
+    level : tuple of float
+        RGB of the glass (brightfield) or of the dark field (fluorescence).
+    estimated : bool
+        False when the image showed no usable background and a default was used.
+    """
+
+    modality: str
+    level: tuple[float, float, float]
+    estimated: bool = True
+
+
+_DEFAULT_GLASS = (242.0, 242.0, 242.0)
+
+
+def estimate_background(rgb: npt.ArrayLike) -> Background:
+    """Estimate the background of a slide image and whether it is fluorescence.
+
+    Parameters
+    ----------
+    rgb : array of shape (rows, cols, 3)
+        uint8 RGB thumbnail or tile.
+
+    Returns
+    -------
+    Background
+        Fluorescence when most of the image is near black (a quarter of the
+        pixels below 40 and the median below 80 in their brightest channel);
+        otherwise brightfield, with the glass taken as the per-channel median of
+        the brightest 2% of pixels when those are nearly grey and bright, else a
+        default white (242).
+    """
+    px = _check_rgb(rgb).reshape(-1, 3)
+    if px.shape[0] > 400_000:  # a sample is plenty for percentiles
+        px = px[:: px.shape[0] // 400_000]
+    value = px.max(axis=-1)
+    if np.percentile(value, 25) < 40 and np.median(value) < 80:
+        dark = px[value <= np.percentile(value, 5)]
+        return Background("fluorescence", tuple(float(v) for v in np.median(dark, axis=0)))
+    brightness = px.mean(axis=-1)
+    top = px[brightness >= np.percentile(brightness, 98)]
+    level = np.median(top, axis=0).astype(float)
+    chroma = float(level.max() - level.min())
+    if level.min() < 190 or chroma > 15:
+        return Background("brightfield", _DEFAULT_GLASS, estimated=False)
+    return Background("brightfield", tuple(float(v) for v in level))
+
+
+def optical_density(
+    rgb: npt.ArrayLike, *, background: Background | None = None
+) -> npt.NDArray[np.float32]:
+    """Per-channel optical density ``-log10(I / glass)`` (>= 0) of a brightfield image."""
+    px = _check_rgb(rgb).astype(np.float32)
+    bg = estimate_background(px.astype(np.uint8)) if background is None else background
+    level = np.asarray(bg.level, np.float32) if bg.modality == "brightfield" else 242.0
+    od = -np.log10(np.maximum(px, 1.0) / np.maximum(level, 1.0))
+    return np.maximum(od, 0.0).astype(np.float32)
+
+
+def _brown_fraction(od: npt.NDArray[np.float32]) -> float:
+    """Fraction of clearly stained pixels that are brown (DAB: ``OD_B > 1.1 OD_G > OD_R``)."""
+    flat = od.reshape(-1, 3)
+    if flat.shape[0] > 200_000:
+        flat = flat[:: flat.shape[0] // 200_000]
+    flat = flat[np.linalg.norm(flat, axis=-1) > 0.15]
+    if flat.shape[0] < 20:
+        return 0.0
+    return float(np.mean((flat[:, 2] > 1.1 * flat[:, 1]) & (flat[:, 0] < flat[:, 1])))
+
+
+def guess_stain(
+    rgb: npt.ArrayLike, tissue: BoolArray, *, background: Background | None = None
+) -> str:
+    """Guess the stain of a slide from its tissue pixels.
+
+    Returns
+    -------
+    str
+        ``"fluorescence"``; ``"IHC"`` when at least 10% of the stained tissue
+        pixels are brown (DAB: ``OD_B > 1.1 OD_G > OD_R``) and more than are pink
+        (eosin: ``OD_G > 2.5 OD_R``); else ``"H&E"`` (any brightfield stain
+        without a brown chromogen); ``"unknown"`` when there is too little tissue.
+    """
+    bg = estimate_background(rgb) if background is None else background
+    if bg.modality == "fluorescence":
+        return "fluorescence"
+    od = optical_density(rgb, background=bg)[tissue]
+    norm = np.linalg.norm(od, axis=-1)
+    od = od[norm > 0.15]
+    if od.shape[0] < 20:
+        return "unknown"
+    # DAB is brown: it absorbs blue more than green, and green more than red;
+    # haematoxylin and eosin absorb green most.
+    brown = _brown_fraction(od)
+    pink = float(np.mean(od[:, 1] > 2.5 * od[:, 0]))
+    if brown >= 0.1 and brown > pink:
+        return "IHC"
+    return "H&E"
 
 
 def _check_rgb(rgb: npt.ArrayLike) -> npt.NDArray[np.int16]:
@@ -76,6 +213,7 @@ def artefact_labels(
     min_chroma: int = 24,
     close_radius: int | None = None,
     min_size: int | None = None,
+    background: Background | None = None,
 ) -> npt.NDArray[np.uint8]:
     """Label non-stain objects in an RGB image (thumbnail) of a slide.
 
@@ -91,6 +229,9 @@ def artefact_labels(
     min_size : int, optional
         Objects smaller than this (pixels) are dropped; default
         ``rows * cols / 50000`` (at least 4).
+    background : Background, optional
+        Default :func:`estimate_background` of ``rgb``. Fluorescence images get
+        no artefact labels (colour rules do not apply to them).
 
     Returns
     -------
@@ -100,7 +241,12 @@ def artefact_labels(
     from skimage.morphology import closing, remove_small_holes, remove_small_objects
 
     px = _check_rgb(rgb)
+    bg = estimate_background(px.astype(np.uint8)) if background is None else background
+    if bg.modality == "fluorescence":
+        return np.zeros(px.shape[:2], np.uint8)
     r, g, b = px[..., 0], px[..., 1], px[..., 2]
+    od = optical_density(px, background=bg)
+    od_r, od_g, od_b = od[..., 0], od[..., 1], od[..., 2]
     value = px.max(axis=-1)
     chroma = value - px.min(axis=-1)
     radius = _default_radius(px.shape) if close_radius is None else int(close_radius)
@@ -108,20 +254,40 @@ def artefact_labels(
 
     # inks and dyes: green above red (green, teal, most blue inks). Blue ink over
     # tissue, with red just above green, looks like (bluish) haematoxylin: missed.
-    ink = (g > r + 8) & (chroma >= min_chroma)
+    # In OD, blue, green and teal inks absorb red most; every stain (haematoxylin,
+    # eosin, DAB) absorbs green at least as much as red.
+    ink = (od_r > 1.2 * od_g) & (od_r > 0.25) & (chroma >= min_chroma)
+    dab = _brown_fraction(od) >= 0.1
+    if not dab:
+        # no blue IHC counterstain: green above red in RGB also flags pale ink on glass
+        ink |= (g > r + 8) & (chroma >= min_chroma)
+    # red ink absorbs green and blue, almost no red (eosin lets blue through)
+    # (and, like any ink, some red: nothing transmits more light than the glass)
+    red = (od_b > 6.0 * od_r) & (od_r > 0.015) & (od_b > 0.35) & (od_g > 0.35)
+    red &= chroma >= 2 * min_chroma
     # dark and nearly grey; the darkest haematoxylin stays clearly purple
     dark = ((value < 110) & (10 * chroma < 4 * value)) | ((value < 35) & (10 * chroma < 6 * value))
-    other = (b < g - 15) & (r > g - 10) & (chroma >= min_chroma) & ~ink & ~dark
+    od_max = od.max(axis=-1)
+    # grey in OD too: not dark DAB, nor the darkest (purple: OD_G > OD_R) haematoxylin
+    dark &= ((od_max - od.min(axis=-1)) < 0.35 * od_max) & (od_g - od_r < 0.12 * od_max)
+    # pale yellow plastic and paper absorb mostly blue, far more than DAB (OD_B / OD_G ~ 1.4)
+    other = (b < g - 15) & (r > g - 10) & (chroma >= min_chroma) & ~ink & ~dark & ~red
+    if dab:  # light DAB is yellow-brown too: keep only what absorbs mostly blue
+        other &= od_b > 2.2 * od_g
 
     out = np.zeros(px.shape[:2], np.uint8)
     fp = _disk(radius) if radius > 0 else None
     done = np.zeros(px.shape[:2], bool)
-    for value_, raw in ((3, other), (2, dark), (1, ink)):  # later ones win where they overlap
+    # later ones win where they overlap
+    for value_, raw in ((3, other), (4, red), (2, dark), (1, ink)):
         if not raw.any():
             continue
         m = closing(raw, fp) if fp is not None else raw
         m = remove_small_holes(m, max_size=max(4, 4 * radius * radius))
-        m = remove_small_objects(m, max_size=size - 1)
+        # red ink: red blood cells are small isolated objects; a stroke is not
+        m = remove_small_objects(
+            m, max_size=(4 * size if value_ == 4 or (dab and value_ == 3) else size) - 1
+        )
         if value_ == 2:
             m = _fill_text_lines(m, exclude=done)
         out[m] = value_
@@ -207,11 +373,12 @@ def tissue_mask(
     rgb: npt.ArrayLike,
     *,
     artefact: BoolArray | None = None,
-    saturation_bounds: tuple[float, float] = (0.06, 0.15),
+    od_bounds: tuple[float, float] = (0.035, 0.05),
     min_size: int | None = None,
     hole_size: int | None = None,
+    background: Background | None = None,
 ) -> BoolArray:
-    """Boolean tissue mask of an RGB image (thumbnail) of a slide.
+    """Boolean tissue mask of an RGB image (thumbnail) of a slide, of any modality.
 
     Parameters
     ----------
@@ -220,43 +387,68 @@ def tissue_mask(
     artefact : ndarray of shape (rows, cols), bool, optional
         Pixels never counted as tissue; default :func:`artefact_mask` of ``rgb``.
         Pass an all-False array to keep tissue under ink.
-    saturation_bounds : tuple of float
-        The Otsu threshold on HSV saturation is clipped to these bounds, so that
-        an image of only glass or only tissue is still classified sensibly.
+    od_bounds : tuple of float
+        Brightfield: the Otsu threshold on the (smoothed) largest channel optical
+        density is clipped to these bounds, so that an image of only glass or
+        only tissue is still classified sensibly.
     min_size : int, optional
         Tissue pieces smaller than this (pixels) are dropped; default
         ``rows * cols / 20000`` (at least 4).
     hole_size : int, optional
-        Holes smaller than this (pixels) are filled; default as ``min_size``.
+        Holes smaller than this (pixels) are filled; default ``4 * min_size``.
+    background : Background, optional
+        Default :func:`estimate_background` of ``rgb``.
 
     Returns
     -------
     ndarray of shape (rows, cols), bool
     """
+    from scipy import ndimage as ndi
     from skimage.filters import threshold_otsu
     from skimage.morphology import opening, remove_small_holes, remove_small_objects
 
     px = _check_rgb(rgb)
-    value = px.max(axis=-1).astype(np.float32)
-    chroma = value - px.min(axis=-1)
-    sat = np.where(value > 0, chroma / np.maximum(value, 1.0), 0.0).astype(np.float32)
+    bg = estimate_background(px.astype(np.uint8)) if background is None else background
     if artefact is None:
-        artefact = artefact_mask(px.astype(np.uint8))
+        artefact = artefact_mask(px.astype(np.uint8), background=bg)
     elif artefact.shape != px.shape[:2]:
         raise ValueError(f"artefact mask {artefact.shape} does not match the image {px.shape}")
-    lo, hi = saturation_bounds
-    try:
-        t = float(threshold_otsu(sat[~artefact])) if (~artefact).any() else hi
-    except ValueError:  # a single value
-        t = hi
-    t = min(max(t, lo), hi)
-    cand = (sat > t) & ~artefact
     size = max(4, px.shape[0] * px.shape[1] // 20000) if min_size is None else int(min_size)
-    holes = size if hole_size is None else int(hole_size)
-    cand = opening(cand, _disk(1))
+    holes = 4 * size if hole_size is None else int(hole_size)
+    if bg.modality == "fluorescence":
+        cand = _fluorescence_tissue(px, max(bg.level))
+    else:
+        odmax = np.where(
+            artefact, 0.0, optical_density(px, background=bg).max(axis=-1)
+        )  # ink does not bleed
+        odmax = ndi.gaussian_filter(odmax, 2.0)
+        lo, hi = od_bounds
+        try:
+            t = float(threshold_otsu(odmax[~artefact])) if (~artefact).any() else hi
+        except ValueError:  # a single value
+            t = hi
+        t = min(max(t, lo), hi)
+        cand = (odmax > t) & ~artefact
+        cand = opening(cand, _disk(1))
     cand = remove_small_objects(cand, max_size=size - 1)
     cand = remove_small_holes(cand, max_size=holes)
     return np.asarray(cand & ~artefact)
+
+
+def _fluorescence_tissue(px: npt.NDArray[np.int16], dark: float) -> BoolArray:
+    """Tissue of a dark-field image: stained objects and tissue autofluorescence.
+
+    The brightest channel is smoothed (sigma ``min(rows, cols) / 150``, at least
+    1.5 pixels); tissue is brighter than the dark field ``dark`` by more than 3
+    grey levels (autofluorescence); holes are filled later.
+    """
+    from scipy import ndimage as ndi
+
+    value = px.max(axis=-1).astype(np.float32)
+    sigma = max(1.5, min(px.shape[:2]) / 150)
+    smooth = np.log1p(ndi.gaussian_filter(value, sigma))
+    floor = float(np.log1p(dark + 3.0))
+    return np.asarray(smooth > floor)
 
 
 @dataclass(frozen=True)
@@ -271,12 +463,21 @@ class SlideMasks:
         Kinds of artefact (:data:`ARTEFACT_LABELS`).
     downsample : float
         Level-0 pixels per mask pixel.
+    modality : str
+        ``"brightfield"`` or ``"fluorescence"`` (:func:`estimate_background`).
+    stain : str
+        ``"H&E"``, ``"IHC"``, ``"fluorescence"`` or ``"unknown"`` (:func:`guess_stain`).
+    warnings : tuple of str
+        What a user should know about these masks (no tissue found, ...).
     """
 
     tissue: BoolArray
     artefact: BoolArray
     artefact_labels: npt.NDArray[np.uint8]
     downsample: float
+    modality: str = "brightfield"
+    stain: str = "unknown"
+    warnings: tuple[str, ...] = ()
 
     @property
     def tissue_fraction(self) -> float:
@@ -298,10 +499,19 @@ def masks_from_thumbnail(thumb: npt.ArrayLike, downsample: float) -> SlideMasks:
     -------
     SlideMasks
     """
-    labels = artefact_labels(thumb)
+    bg = estimate_background(thumb)
+    labels = artefact_labels(thumb, background=bg)
     artefact = labels > 0
-    tissue = tissue_mask(thumb, artefact=artefact)
-    return SlideMasks(tissue, artefact, labels, float(downsample))
+    tissue = tissue_mask(thumb, artefact=artefact, background=bg)
+    stain = guess_stain(thumb, tissue, background=bg)
+    warnings: list[str] = []
+    if not tissue.any():
+        warnings.append("no tissue found")
+    if bg.modality == "brightfield" and not bg.estimated:
+        warnings.append("no bare glass seen: optical density relative to a default white")
+    return SlideMasks(
+        tissue, artefact, labels, float(downsample), bg.modality, stain, tuple(warnings)
+    )
 
 
 def slide_masks(slide: Slide, *, max_size: int = 2048) -> SlideMasks:

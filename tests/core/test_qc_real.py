@@ -1,0 +1,115 @@
+"""Tissue and ink masks of every modality against hand-checked references on real images.
+
+The references in ``tests/data/qc/`` were drawn with rules independent of
+:mod:`napari_xai.core.masks` (HSV hue bands for pen ink, smoothed brightness for
+tissue) and checked by eye on overlays; see ``tests/data/qc/README.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_xai.core.masks import (
+    artefact_labels,
+    estimate_background,
+    guess_stain,
+    masks_from_thumbnail,
+    tissue_mask,
+)
+
+REF = Path(__file__).resolve().parents[1] / "data" / "qc"
+
+
+def _ref(name: str) -> np.ndarray:
+    import imageio.v3 as iio
+
+    return np.asarray(iio.imread(REF / f"{name}.png")) > 0
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+def _png(path: Path) -> np.ndarray:
+    import imageio.v3 as iio
+
+    return np.asarray(iio.imread(path))[..., :3]
+
+
+def _thumb(path: Path) -> tuple[np.ndarray, float]:
+    from napari_xai.core.wsi import open_slide
+
+    with open_slide(path) as slide:
+        thumb, ds = slide.thumbnail(max_size=1024)
+    return np.asarray(thumb)[..., :3], ds
+
+
+def test_ihc_tissue_and_no_false_ink() -> None:
+    from skimage.data import immunohistochemistry
+
+    rgb = immunohistochemistry()
+    masks = masks_from_thumbnail(rgb, 1.0)
+    assert masks.modality == "brightfield" and masks.stain == "IHC"
+    iou = _iou(masks.tissue | masks.artefact, _ref("ihc_tissue"))
+    print(f"\nIHC: tissue IoU {iou:.3f}, ink {masks.artefact.mean():.4f}")
+    assert iou > 0.8
+    # the blue haematoxylin counterstain and the DAB are stain, not ink
+    assert masks.artefact.mean() < 0.01
+
+
+def test_he_slide_tissue(shared_data: Path) -> None:
+    thumb, _ = _thumb(shared_data / "slides" / "CMU-1-Small-Region.svs")
+    masks = masks_from_thumbnail(thumb, 3.0)
+    assert masks.stain == "H&E"
+    iou = _iou(masks.tissue, _ref("CMU-1-Small-Region_tissue"))
+    print(f"\nCMU-1-Small-Region: tissue IoU {iou:.3f}")
+    assert iou > 0.9
+
+
+def test_fluorescence_detected_with_its_tissue(shared_data: Path) -> None:
+    thumb, ds = _thumb(shared_data / "slides" / "test3-DAPI-2.ndpi")
+    bg = estimate_background(thumb)
+    assert bg.modality == "fluorescence"
+    masks = masks_from_thumbnail(thumb, ds)
+    assert masks.stain == "fluorescence"
+    assert not masks.artefact.any()
+    iou = _iou(masks.tissue, _ref("test3-DAPI-2_tissue"))
+    print(f"\ntest3-DAPI-2: tissue IoU {iou:.3f}")
+    assert iou > 0.9
+
+
+@pytest.mark.parametrize(
+    ("name", "label"), [("tcga-green-pen", None), ("tcga-red-pen", 4), ("wsi-blue-pen", 1)]
+)
+def test_real_pen_ink_found(shared_data: Path, name: str, label: int | None) -> None:
+    rgb = _png(shared_data / "patches" / "pen" / f"{name}.png")
+    labels = artefact_labels(rgb)
+    ref = _ref(f"{name}_pen")
+    found = labels > 0
+    recall = (found & ref).sum() / ref.sum()
+    precision = (found & ref).sum() / max(1, found.sum())
+    print(f"\n{name}: pen recall {recall:.3f}, precision {precision:.3f}")
+    assert recall > 0.85
+    assert precision > 0.6
+    if label is not None:  # the colour class of the ink
+        assert np.mean(labels[ref & found] == label) > 0.9
+    # ink is not tissue
+    assert not (tissue_mask(rgb, artefact=found) & found).any()
+
+
+@pytest.mark.parametrize("name", ["tcga-lung-rgb"])
+def test_pen_free_he_has_no_ink(shared_data: Path, name: str) -> None:
+    rgb = _png(shared_data / "patches" / "pen" / f"{name}.png")
+    assert (artefact_labels(rgb) > 0).mean() < 0.01  # red blood cells included
+    assert guess_stain(rgb, tissue_mask(rgb)) == "H&E"
+
+
+def test_nct_tiles_have_no_ink(shared_data: Path) -> None:
+    import tifffile
+
+    for path in sorted((shared_data / "patches" / "nct_crc_he_100k_sample").glob("*.tif")):
+        rgb = tifffile.imread(path)[..., :3]
+        assert (artefact_labels(rgb) > 0).mean() < 0.01, path.name

@@ -1,0 +1,33 @@
+"""Scoring a slide with no tissue fails clearly instead of writing an empty result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _glass_slide(path: Path) -> Path:
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    data = np.clip(244 + rng.normal(0, 1.5, (1024, 1024, 3)), 0, 255).astype(np.uint8)
+    desc = "Aperio Image Library v12.0.0\r\n1024x1024 -> 1024x1024 - |AppMag = 20|MPP = 0.5"
+    tifffile.imwrite(path, data, description=desc, tile=(256, 256), photometric="rgb")
+    return path
+
+
+def test_zero_tissue_tiles_is_an_error(tmp_path: Path, capsys) -> None:
+    from napari_xai.cli import main
+
+    slide = _glass_slide(tmp_path / "glass.svs")
+    status = main(["score", str(slide), "--model", "demo", "--out", str(tmp_path / "out"),
+                   "--device", "cpu"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "glass.svs" in err and "0 tiles scored" in err
+    assert "0.00% tissue" in err and "--all-tiles" in err and "--min-tissue" in err
+    status = main(["score", str(slide), "--model", "demo", "--out", str(tmp_path / "out"),
+                   "--device", "cpu", "--allow-empty"])  # fmt: skip
+    assert status == 0
+    assert "0 tiles scored" in capsys.readouterr().out
