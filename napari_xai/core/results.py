@@ -341,6 +341,14 @@ def list_heatmaps(zarr_path: str | os.PathLike[str]) -> list[HeatmapInfo]:
             scales.append((float(s[0]), float(s[1])))
             translates.append((float(t[0]), float(t[1])))
         kind = key.split("/", 1)[0]
+        for ds in datasets:
+            ds_path = ds.get("path")
+            if not isinstance(ds_path, str) or not ds_path or ds_path.startswith("/") or (
+                ".." in ds_path.split("/")
+            ):
+                raise ValueError(
+                    f"{p}: map {key!r} names a level path {ds_path!r} outside its group"
+                )
         found.append(HeatmapInfo(
             key=key, kind=kind, name=str(ms[0].get("name") or key.split("/", 1)[-1]),
             paths=tuple(f"{key}/{ds['path']}" for ds in datasets),
@@ -606,7 +614,36 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(f"{path}: manifest is not valid JSON ({exc})") from exc
     if not isinstance(body, dict) or body.get("format") != FORMAT_NAME:
         raise ValueError(f"{path}: not a napari-xai result manifest")
+    _check_manifest_files(body, path)
     return body
+
+
+def _inside(root: Path, name: Any, *, manifest: Path, what: str) -> None:
+    """Refuse a path from a manifest that is absolute or leaves the result folder."""
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise ValueError(f"{manifest}: {what} must be a relative file name, got {name!r}")
+    pure = Path(name)
+    if pure.is_absolute() or name.startswith(("/", "\\")) or ".." in pure.parts or (
+        len(name) > 1 and name[1] == ":"
+    ):
+        raise ValueError(
+            f"{manifest}: {what} {name!r} points outside the result folder "
+            "(absolute or '..' paths are refused)"
+        )
+    target = (root / pure).resolve()
+    if not target.is_relative_to(root.resolve()):
+        raise ValueError(
+            f"{manifest}: {what} {name!r} resolves outside the result folder (a link?)"
+        )
+
+
+def _check_manifest_files(body: Mapping[str, Any], manifest: Path) -> None:
+    """Every ``files`` entry of a manifest must name a file inside its folder."""
+    files = body.get("files", {})
+    if not isinstance(files, Mapping):
+        raise ValueError(f"{manifest}: 'files' must be an object, got {type(files).__name__}")
+    for kind, name in files.items():
+        _inside(manifest.parent, name, manifest=manifest, what=f"files[{kind!r}]")
 
 
 def is_complete(

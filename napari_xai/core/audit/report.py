@@ -218,7 +218,7 @@ def _gallery(
         cap = (
             f"#{rank + 1} tile {i}"
             + (f" at (row {positions[rank][0]}, col {positions[rank][1]})" if positions else "")
-            + (f", pred. {pred[i]}" if pred else "")
+            + (f", pred. {html.escape(str(pred[i]))}" if pred else "")
             + f"<br>artefact {sh[ARTEFACT]:.0%}, background {sh[BACKGROUND]:.0%}, "
             f"border {sh[BORDER]:.0%}, tissue {sh[TISSUE]:.0%}"
             + (" <b>FLAGGED</b>" if att.flagged[i] else "")
@@ -466,7 +466,7 @@ def write_report(
     colour = _VERDICT_COLOURS.get(verdict, "#555")
     body = [
         f"<h1>{html.escape(title)}</h1>",
-        f'<p class="muted">{summary["created"]} · napari-xai</p>',
+        f'<p class="muted">{html.escape(str(summary["created"]))} · napari-xai</p>',
         f'<p>Overall: <span class="verdict" style="background:{colour}">{verdict.upper()}'
         "</span></p>",
     ]
