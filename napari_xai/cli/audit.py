@@ -51,6 +51,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--border", type=float, default=None, metavar="PX",
         help="border band width in level-0 px (default: 2%% of the shorter side)",
     )  # fmt: skip
+    parser.add_argument(
+        "--no-counterfactual", action="store_true",
+        help="skip the counterfactual test (remove / paste artefacts and re-score)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-sanity", action="store_true",
+        help="skip the attribution method's sanity checks (randomisation, deletion/insertion)",
+    )  # fmt: skip
     parser.add_argument("--out", default="napari-xai-results", help="output folder")
     parser.add_argument(
         "--strict", action="store_true", help="exit with status 3 when any audit fails"
@@ -146,7 +154,9 @@ def run(args: argparse.Namespace) -> int:
         grid = GridOptions(min_tissue=args.min_tissue, mpp=args.mpp)
         run_opts = RunOptions(device=args.device, explain_batch_size=args.batch_size)
         spec = AuditSpec(method=args.method, target=target, max_tiles=args.max_tiles,
-                         n_steps=args.steps, border_width0=args.border)  # fmt: skip
+                         n_steps=args.steps, border_width0=args.border,
+                         counterfactual=not args.no_counterfactual,
+                         sanity=not args.no_sanity)  # fmt: skip
         for slide in args.slides:
             audits: list[Any] = []
 

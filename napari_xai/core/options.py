@@ -215,6 +215,10 @@ class AuditSpec(_Options):
         Integrated Gradients steps.
     border_width0 : float or None
         Border band width in level-0 pixels (None: 2 % of the shorter side).
+    counterfactual : bool
+        Run the counterfactual test (remove / paste artefacts and re-score).
+    sanity : bool
+        Run the attribution method's sanity checks.
     """
 
     method: str = "grad_cam"
@@ -222,6 +226,8 @@ class AuditSpec(_Options):
     max_tiles: int = 512
     n_steps: int = 16
     border_width0: float | None = None
+    counterfactual: bool = True
+    sanity: bool = True
 
     def method_options(self) -> dict[str, Any]:
         """Extra keywords of the attribution method."""

@@ -538,6 +538,8 @@ def _audit(
         border_width0=spec.border_width0,
         device=run.torch_device,
         num_workers=run.num_workers,
+        counterfactual=spec.counterfactual,
+        sanity=spec.sanity,
         **spec.method_options(),
     )
     while True:

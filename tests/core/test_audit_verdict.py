@@ -94,7 +94,7 @@ def test_verdict_from_attention_alone_names_class_and_artefact() -> None:
     assert v.sentence.startswith("FAIL: the model's tumour calls depend on the green ink")
     assert "which covers 6% of them" in v.sentence
     # A method that failed its sanity checks cannot carry a fail on its own.
-    v2 = make_verdict(pairs, None, method="edge", sanity={"passed": False})
+    v2 = make_verdict(pairs, None, method="edge", sanity={"passed": False, "trusted": False})
     assert v2.verdict == "warn"
     assert any("FAILED its sanity checks" in e for e in v2.evidence)
 
@@ -150,6 +150,12 @@ def test_cli_planted_shortcut_fails_and_clean_twin_passes(
     assert html.escape(sentence) in (out / "planted" / "report.html").read_text()
     att = summary["attention"]
     assert att["verdict"] == verdict and att["shortcut"]["method"] == "grad_cam"
+    # The verdict says which method it rests on, and that method's sanity result.
+    sanity = att["shortcut"]["sanity"]
+    assert sanity["method"] == "grad_cam" and sanity["trusted"] is True
+    assert sanity["spearman"][-1] < 0.8
+    assert any(e.startswith("attention measured with grad_cam, which passed") for e in
+               att["shortcut"]["evidence"])  # fmt: skip
     pairs = {p["pred_class"]: p for p in att["class_artefact"]}
     cf = {p["pred_class"]: p for p in att["counterfactual"]["pairs"]}
     if name == "shortcut":

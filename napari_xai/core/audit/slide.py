@@ -258,6 +258,7 @@ def iter_audit_slide(
     out_dir: str | Path | None = None,
     counterfactual: bool = True,
     verdict_thresholds: VerdictThresholds | None = None,
+    sanity: bool = True,
     **options: Any,
 ) -> Generator[AuditProgress, None, SlideAudit]:
     """Audit where a model looks on one slide (generator).
@@ -298,6 +299,10 @@ def iter_audit_slide(
         :mod:`napari_xai.core.audit.counterfactual`).
     verdict_thresholds : VerdictThresholds, optional
         Limits of the shortcut verdict.
+    sanity : bool
+        Run the attribution method's sanity checks (randomisation, deletion /
+        insertion; :mod:`napari_xai.core.audit.sanity`) on up to 8 audited tiles,
+        cached per model and method; a failing method cannot carry a fail alone.
     **options
         Attribution options (``n_steps``, ``smooth_samples``...; see ``ExplainOptions``).
 
@@ -321,7 +326,7 @@ def iter_audit_slide(
                     border_width0=border_width0, thresholds=thresholds, device=device,
                     num_workers=num_workers, mask_size=mask_size, out_dir=out_dir,
                     counterfactual=counterfactual, verdict_thresholds=verdict_thresholds,
-                    **options,
+                    sanity=sanity, **options,
                 )
             )  # fmt: skip
     import pandas as pd
@@ -447,7 +452,18 @@ def iter_audit_slide(
             batch_size=batch_size,
         )
     t_cf = time.perf_counter() - t_cf
-    shortcut = make_verdict(pairs, cf_result, method=method, thresholds=verdict_thresholds)
+    t_sanity = time.perf_counter()
+    sanity_d = None
+    if sanity and keep_images is not None and n:
+        from napari_xai.core.audit.sanity import sanity_check
+
+        yield AuditProgress(n, n, time.perf_counter() - t0, stage="sanity checks")
+        probe = np.unique(np.linspace(0, n - 1, min(n, 8)).astype(np.int64))
+        sanity_d = sanity_check(loaded, keep_images[probe], method).to_dict()
+    t_sanity = time.perf_counter() - t_sanity
+    shortcut = make_verdict(
+        pairs, cf_result, method=method, sanity=sanity_d, thresholds=verdict_thresholds
+    )
     worst = np.asarray(attention.worst, dtype=np.int64)
     if keep_images is not None:
         worst_images = keep_images[worst]
@@ -473,6 +489,7 @@ def iter_audit_slide(
             "masks_s": t_masks,
             "explain_s": t_explain,
             "counterfactual_s": t_cf,
+            "sanity_s": t_sanity,
             "total_s": time.perf_counter() - t0,
             "tiles_per_s": n / t_explain if t_explain > 0 else 0.0,
         },

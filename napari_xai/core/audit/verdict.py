@@ -169,8 +169,9 @@ def make_verdict(
     method : str, optional
         Attribution method the attention line rests on.
     sanity : dict, optional
-        That method's sanity result (``{"passed": bool, ...}``); a failed method
-        cannot carry a fail on its own and adds a warning.
+        That method's sanity result (``SanityResult.to_dict()``); a method that is
+        not ``trusted`` (its maps survive model randomisation) cannot carry a fail
+        on its own and adds a warning.
     thresholds : VerdictThresholds, optional
 
     Returns
@@ -178,7 +179,7 @@ def make_verdict(
     Verdict
     """
     th = thresholds or VerdictThresholds()
-    method_ok = sanity is None or bool(sanity.get("passed", True))
+    method_ok = sanity is None or bool(sanity.get("trusted", sanity.get("passed", True)))
     scored: list[tuple[int, float, str, str, str, list[str]]] = []
     keys: dict[tuple[str, int], PairEvidence | None] = {(p.pred_class, p.kind): p for p in pairs}
     if counterfactual is not None:
@@ -236,12 +237,23 @@ def make_verdict(
     for s in scored:
         evidence.extend(s[5])
     if method is not None:
-        status = (
-            "not checked"
-            if sanity is None
-            else ("passed its sanity checks" if method_ok else "FAILED its sanity checks")
-        )
-        evidence.append(f"attention measured with {method}, which {status}")
+        if sanity is None:
+            status = "was not sanity-checked"
+        elif not method_ok:
+            status = "FAILED its sanity checks (its maps do not depend on the model)"
+        elif sanity.get("passed", True):
+            status = "passed its sanity checks"
+        else:
+            status = "passed the randomisation check but not deletion/insertion"
+        figures = ""
+        if sanity is not None and "spearman" in sanity and sanity["spearman"]:
+            figures = (
+                f" (randomised model: Spearman {sanity['spearman'][-1]:.2f}, SSIM "
+                f"{sanity['ssim'][-1]:.2f}; deletion AUC {sanity['deletion_auc']:.2f} vs "
+                f"random {sanity['deletion_auc_random']:.2f}, insertion "
+                f"{sanity['insertion_auc']:.2f} vs {sanity['insertion_auc_random']:.2f})"
+            )
+        evidence.append(f"attention measured with {method}, which {status}{figures}")
     if lvl == 2:
         sentence = f"FAIL: the model's {cls} calls depend on the {name}: {clause}."
         verdict = "fail"
