@@ -23,6 +23,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "clean_temporaries",
+    "fsync_path",
     "is_temporary",
     "temporary_path",
 ]
@@ -53,7 +54,8 @@ def is_temporary(path: str | os.PathLike[str], *, name: str | None = None) -> bo
     return m is not None and (name is None or m.group("name") == name)
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """Flush a file or folder to disk (errors ignored: not every file system can)."""
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -92,7 +94,7 @@ def atomic_write(
     try:
         write(tmp)
         if fsync:
-            _fsync(tmp)
+            fsync_path(tmp)
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):

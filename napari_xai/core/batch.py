@@ -1226,15 +1226,10 @@ def run_batch(
     **kwargs
         Passed to :func:`iter_batch`.
     """
-    gen = iter_batch(slides, model, out, **kwargs)
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            result: BatchResult = stop.value
-            return result
-        if on_event is not None:
-            on_event(event)
+    from napari_xai.core.progress import drive
+
+    result: BatchResult = drive(iter_batch(slides, model, out, **kwargs), on_event)
+    return result
 
 
 def table_equal_columns(summary: pd.DataFrame) -> list[str]:

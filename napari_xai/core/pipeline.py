@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_xai.core.options import AuditSpec, ExplainSpec, GridOptions, RunOptions
+from napari_xai.core.progress import drive, relay
 from napari_xai.core.results import (
     AUDIT_NAME,
     ResultWriter,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PipelineProgress",
+    "drive",
     "load_model_cached",
     "model_fingerprint",
     "predicted_regions",
@@ -428,13 +430,9 @@ def _score(
         num_workers=run.num_workers,
         **grid.score_kwargs(),
     )
-    while True:
-        try:
-            step = next(gen)
-        except StopIteration as stop:
-            scored = stop.value
-            break
-        yield PipelineProgress("score", step.n_done, step.n_total, step.tiles_per_s)
+    scored = yield from relay(
+        gen, lambda s: PipelineProgress("score", s.n_done, s.n_total, s.tiles_per_s)
+    )
     class_names = list(loaded.card.class_names)
     tiles = scored.tiles
     info = _slide_info_dict(slide)
@@ -490,13 +488,9 @@ def _explain(
         gen = iter_explain_view(slide, loaded, spec.view_rc, max_tiles=1_000_000, **common)
     else:
         gen = iter_explain_slide(slide, loaded, resume=not spec.restart, **common)
-    while True:
-        try:
-            step = next(gen)
-        except StopIteration as stop:
-            result = stop.value
-            break
-        yield PipelineProgress("explain", step.n_done, step.n_total, step.tiles_per_s)
+    result = yield from relay(
+        gen, lambda s: PipelineProgress("explain", s.n_done, s.n_total, s.tiles_per_s)
+    )
     _drop_heatmap(writer, result.key)
     write_to_result(writer, result)
     yield PipelineProgress(
@@ -542,13 +536,9 @@ def _audit(
         sanity=spec.sanity,
         **spec.method_options(),
     )
-    while True:
-        try:
-            step = next(gen)
-        except StopIteration as stop:
-            res = stop.value
-            break
-        yield PipelineProgress("audit", step.n_done, step.n_total, message=step.stage)
+    res = yield from relay(
+        gen, lambda s: PipelineProgress("audit", s.n_done, s.n_total, message=s.stage)
+    )
     name = Path(getattr(slide, "path", "slide")).name
     write_report(writer.path, slide_audit=res, title=f"Shortcut audit: {name}")
     writer.add_file("audit", AUDIT_NAME)
@@ -678,18 +668,3 @@ def run_slide(
     if explain is not None and explain.view_rc is None:
         shutil.rmtree(_cache_store(folder), ignore_errors=True)
     return folder
-
-
-def drive(
-    gen: Generator[PipelineProgress, None, Path],
-    progress: Any = None,
-) -> Path:
-    """Run a :func:`run_slide` generator to the end, calling ``progress(step)`` on each step."""
-    while True:
-        try:
-            step = next(gen)
-        except StopIteration as stop:
-            folder: Path = stop.value
-            return folder
-        if progress is not None:
-            progress(step)

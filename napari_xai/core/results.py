@@ -19,7 +19,6 @@ batch run whether a folder can be reused; :func:`load_result` reads one back.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -397,12 +396,9 @@ def clean_stale_temporaries(out: str | os.PathLike[str], *, name: str | None = N
 
 
 def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    from napari_xai.core.atomic import fsync_path
+
+    fsync_path(path)
 
 
 def _write_json(path: Path, value: Any) -> None:

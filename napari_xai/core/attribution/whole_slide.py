@@ -715,12 +715,8 @@ def explain_slide(
     **kwargs: Any,
 ) -> ExplainResult:
     """Run :func:`iter_explain_slide` to the end; ``progress`` is called after each batch."""
+    from napari_xai.core.progress import drive
+
     gen = iter_explain_slide(slide, model, store=store, **kwargs)
-    while True:
-        try:
-            step = next(gen)
-        except StopIteration as stop:
-            result: ExplainResult = stop.value
-            return result
-        if progress is not None:
-            progress(step)
+    result: ExplainResult = drive(gen, progress)
+    return result
