@@ -86,7 +86,7 @@ _PATH_COLUMNS = ("slide_path", "path", "slide", "file", "filename", "image")
 SUMMARY_COLUMNS = (
     "rank", "slide_id", "slide_path", "status", "score", "mean_prob", "topk_mean",
     "tumour_area_fraction", "tumour_area_mm2", "n_tiles", "positive_class",
-    "pred_label", "audit_verdict", "reused", "result_folder", "error",
+    "pred_label", "audit_verdict", "audit_sentence", "reused", "result_folder", "error",
     "time_total_s", "time_open_s", "time_score_s", "time_write_s", "worker",
 )
 _TIMING_COLUMNS = ("time_total_s", "time_open_s", "time_score_s", "time_write_s")
@@ -434,8 +434,9 @@ def score_and_save(task: SlideTask, progress: ProgressFn) -> dict[str, Any]:
             timings["explain_s"] = round(time.perf_counter() - t_write, 3)
         if params.get("audit"):
             t_audit = time.perf_counter()
-            verdict = _audit_into(writer, slide, loaded, task, progress)
+            verdict, sentence = _audit_into(writer, slide, loaded, task, progress)
             summary["audit_verdict"] = verdict
+            summary["audit_sentence"] = sentence
             timings["audit_s"] = round(time.perf_counter() - t_audit, 3)
         timings["total_s"] = round(time.perf_counter() - t0, 3)
         writer.commit(build_manifest(
@@ -472,8 +473,9 @@ def _explain_into(
 
 def _audit_into(
     writer: ResultWriter, slide: Any, loaded: Any, task: SlideTask, progress: ProgressFn
-) -> str:
-    """Run the shortcut audit and write ``audit.json``; return its verdict."""
+) -> tuple[str, str]:
+    """Audit, write ``report.html`` and ``audit.json``; return (verdict, sentence)."""
+    from napari_xai.core.audit.report import REPORT_NAME, write_report
     from napari_xai.core.audit.slide import audit_slide
 
     params = task.params
@@ -488,8 +490,10 @@ def _audit_into(
         slide, loaded, method=params.get("attribution") or "grad_cam",
         progress=lambda p: progress(p.n_done, p.n_total), **kwargs,
     )
+    write_report(writer.path, slide_audit=audit, title=f"Shortcut audit: {Path(slide.path).name}")
+    writer.add_file("report", REPORT_NAME)
     writer.write_audit(audit.to_dict())
-    return str(audit.verdict)
+    return str(audit.verdict), str(audit.sentence)
 
 
 def _worker_progress(task: SlideTask, cancel: threading.Event | None) -> ProgressFn:

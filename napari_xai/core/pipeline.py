@@ -544,7 +544,12 @@ def _audit(
     writer.add_file("audit", AUDIT_NAME)
     writer.add_file("report", REPORT_NAME)
     yield PipelineProgress("audit", 1, 1, message=f"audit {res.verdict}", value=res)
-    return {"spec": spec.to_dict(), "sha256": spec.hash(), "verdict": str(res.verdict)}
+    return {
+        "spec": spec.to_dict(),
+        "sha256": spec.hash(),
+        "verdict": str(res.verdict),
+        "sentence": str(res.sentence),
+    }
 
 
 def run_slide(
@@ -647,6 +652,7 @@ def run_slide(
             t = time.perf_counter()
             stages["audit"] = yield from _audit(slide, loaded, writer, grid, run, audit)
             summary["audit_verdict"] = stages["audit"]["verdict"]
+            summary["audit_sentence"] = stages["audit"].get("sentence", "")
             timings["audit_s"] = round(time.perf_counter() - t, 3)
         timings["total_s"] = round(time.perf_counter() - t0, 3)
         yield PipelineProgress("write", message=f"writing {folder}")

@@ -307,8 +307,12 @@ def test_saliency_and_audit_options(cohort: Path, model: str, tmp_path: Path) ->
     row = res.summary.iloc[0]
     assert row["status"] == "done", row["error"]
     assert row["audit_verdict"] in ("pass", "warn", "fail")
+    assert str(row["audit_sentence"]).startswith(f"{row['audit_verdict'].upper()}: ")
     r = load_result(tmp_path / "case0")
     assert r.audit is not None and r.audit["verdict"] == row["audit_verdict"]
+    import html
+
+    assert html.escape(row["audit_sentence"]) in (tmp_path / "case0" / "report.html").read_text()
     [sal] = [h for h in r.heatmaps if h.kind == "saliency"]
     assert sal.key.startswith("saliency/grad_cam/")
     assert r.manifest["saliency"]["method"] == "grad_cam"
