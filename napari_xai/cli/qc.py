@@ -37,6 +37,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-size", type=int, default=2048, help="longest thumbnail side for the masks (2048)"
     )
+    parser.add_argument(
+        "--no-strokes", action="store_true",
+        help="skip the stroke-resolution ink pass (thumbnail only; faster)",
+    )  # fmt: skip
     return parser
 
 
@@ -74,7 +78,11 @@ def run(args: argparse.Namespace) -> int:
         seen[stem] = n + 1
         try:
             res, masks, thumb = qc_image(
-                path, mpp=args.mpp, max_size=args.max_size, stem=stem if not n else f"{stem}-{n}"
+                path,
+                mpp=args.mpp,
+                max_size=args.max_size,
+                stem=stem if not n else f"{stem}-{n}",
+                strokes=not args.no_strokes,
             )
         except (OSError, ValueError) as exc:
             print(f"napari-xai: error: {exc}", file=sys.stderr)

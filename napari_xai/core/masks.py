@@ -53,8 +53,11 @@ __all__ = [
     "SlideMasks",
     "artefact_labels",
     "artefact_mask",
+    "fine_ink_labels",
     "mask_layers",
+    "merge_strokes",
     "slide_masks",
+    "stroke_labels",
     "tissue_mask",
 ]
 
@@ -514,7 +517,7 @@ def masks_from_thumbnail(thumb: npt.ArrayLike, downsample: float) -> SlideMasks:
     )
 
 
-def slide_masks(slide: Slide, *, max_size: int = 2048) -> SlideMasks:
+def slide_masks(slide: Slide, *, max_size: int = 2048, strokes: bool = False) -> SlideMasks:
     """Tissue and artefact masks of an open slide, from its thumbnail.
 
     Parameters
@@ -523,6 +526,11 @@ def slide_masks(slide: Slide, *, max_size: int = 2048) -> SlideMasks:
         The open slide.
     max_size : int
         Longest side of the thumbnail the masks are computed on.
+    strokes : bool
+        Also look for thin ink strokes over tissue at stroke resolution
+        (:func:`stroke_labels`, lazily over the pyramid) and add them to the
+        artefact labels (where the thumbnail pass found none) and remove them
+        from the tissue.
 
     Returns
     -------
@@ -530,7 +538,20 @@ def slide_masks(slide: Slide, *, max_size: int = 2048) -> SlideMasks:
         Masks at the thumbnail's downsample.
     """
     thumb, downsample = slide.thumbnail(max_size=max_size)
-    return masks_from_thumbnail(thumb, downsample)
+    masks = masks_from_thumbnail(thumb, downsample)
+    if not strokes or masks.modality == "fluorescence":
+        return masks
+    return merge_strokes(masks, stroke_labels(slide, masks, background=estimate_background(thumb)))
+
+
+def merge_strokes(masks: SlideMasks, strokes: npt.NDArray[np.uint8]) -> SlideMasks:
+    """Add stroke-pass labels to the thumbnail masks (thumbnail labels win where both)."""
+    from dataclasses import replace
+
+    labels = masks.artefact_labels.copy()
+    new = (strokes > 0) & (labels == 0)
+    labels[new] = strokes[new]
+    return replace(masks, tissue=masks.tissue & ~new, artefact=labels > 0, artefact_labels=labels)
 
 
 def mask_layers(
@@ -591,3 +612,142 @@ def mask_layers(
         "labels",
     )
     return [tissue, artefacts]
+
+
+def fine_ink_labels(
+    rgb: npt.ArrayLike,
+    *,
+    background: Background | None = None,
+    window: int = 31,
+    min_od: float = 0.12,
+) -> npt.NDArray[np.uint8]:
+    """Label thin ink strokes in a high-resolution RGB region (stroke several pixels wide).
+
+    Semi-transparent ink over tissue adds its own optical density to the
+    stain's, so a pixel's colour alone is not enough (navy ink over eosin is
+    purple). The local stain background (a median over ``window`` pixels, wider
+    than a stroke) is subtracted in OD and the excess is classified: blue, green
+    and teal ink absorb red most (``excess_R > 1.2 excess_G``), red ink absorbs
+    green and blue but hardly red (``excess_B > 3 excess_R``), black ink absorbs
+    all three alike. Nuclei (haematoxylin) and DAB excess absorb green at least
+    as much as red, and are left alone.
+
+    Parameters
+    ----------
+    rgb : array of shape (rows, cols, 3)
+        uint8 RGB, at a resolution where strokes are a few pixels wide.
+    background : Background, optional
+        The slide's (from its thumbnail); default estimated from ``rgb``.
+    window : int
+        Side of the median window (pixels) that estimates the local stain.
+    min_od : float
+        Minimum excess OD (largest channel) to consider a pixel inked.
+
+    Returns
+    -------
+    ndarray of shape (rows, cols), uint8
+        0 = none, 1 = blue/green ink, 2 = black ink, 4 = red ink
+        (:data:`ARTEFACT_LABELS`).
+    """
+    from scipy import ndimage as ndi
+
+    px = _check_rgb(rgb)
+    bg = estimate_background(px.astype(np.uint8)) if background is None else background
+    out = np.zeros(px.shape[:2], np.uint8)
+    if bg.modality == "fluorescence" or min(px.shape[:2]) < 3:
+        return out
+    od = optical_density(px, background=bg)
+    step = max(1, window // 8)  # median on a subsampled grid, then upsampled: cheap
+    small = od[::step, ::step]
+    local = ndi.median_filter(small, size=(max(3, window // step), max(3, window // step), 1))
+    local = np.repeat(np.repeat(local, step, axis=0), step, axis=1)[: od.shape[0], : od.shape[1]]
+    ex = od - np.minimum(local, od)
+    ex_r, ex_g, ex_b = ex[..., 0], ex[..., 1], ex[..., 2]
+    ex_max = ex.max(axis=-1)
+    strong = ex_max > min_od
+    blue = strong & (ex_r > 1.2 * ex_g)
+    red = strong & (ex_b > 3.0 * ex_r) & (ex_g > 3.0 * ex_r) & ~blue
+    black = strong & (ex.min(axis=-1) > 0.2) & (ex_max - ex.min(axis=-1) < 0.3 * ex_max)
+    black &= ~blue & ~red
+    # pixel-level colour rules of the thumbnail pass still apply (opaque ink)
+    # a stroke is an elongated object several pixels wide: drop isolated specks
+    for value, m in ((2, black), (4, red), (1, blue)):
+        if not m.any():
+            continue
+        m = ndi.binary_opening(m, structure=np.ones((2, 2), bool))
+        lab, n = ndi.label(m)
+        if n:
+            sizes = np.bincount(lab.ravel())
+            keep = sizes >= 40
+            keep[0] = False
+            m = keep[lab]
+        out[m & (out == 0)] = value
+    return out
+
+
+def stroke_labels(
+    slide: Slide,
+    masks: SlideMasks,
+    *,
+    downsample: float = 2.0,
+    background: Background | None = None,
+) -> npt.NDArray[np.uint8]:
+    """Thin ink strokes of a slide, found lazily at stroke resolution, on the masks' grid.
+
+    The pyramid level nearest (not above) ``downsample`` is read chunk by chunk
+    with dask (never a whole level in memory); chunks with no tissue in
+    ``masks`` are skipped (ink on glass is already in the thumbnail pass).
+    :func:`fine_ink_labels` runs on each chunk with a margin, and a mask pixel
+    takes the class found in any of the level pixels it covers.
+
+    Parameters
+    ----------
+    slide : napari_xai.core.wsi.Slide
+    masks : SlideMasks
+        The thumbnail pass (its grid and tissue).
+    downsample : float
+        Target level-0 pixels per pixel for the fine pass (2: a 6 px stroke at
+        level 0 is 3 px wide).
+    background : Background, optional
+        Default: estimated from the slide's thumbnail.
+
+    Returns
+    -------
+    ndarray of the masks' shape, uint8 (:data:`ARTEFACT_LABELS` values)
+    """
+    level = slide.best_level_for_downsample(downsample)
+    lvl_ds = float(slide.info.level_downsamples[level])
+    arr = slide.levels[level]
+    if arr.ndim != 3 or arr.shape[-1] < 3:
+        return np.zeros(masks.tissue.shape, np.uint8)
+    if background is None:
+        thumb, _ = slide.thumbnail(max_size=1024)
+        background = estimate_background(thumb)
+    if background.modality == "fluorescence":
+        return np.zeros(masks.tissue.shape, np.uint8)
+    f = masks.downsample / lvl_ds  # level pixels per mask pixel
+    rows_m, cols_m = masks.tissue.shape
+    out = np.zeros((rows_m, cols_m), np.uint8)
+    tissue = masks.tissue
+    chunk = 1024
+    margin = 32
+    rows, cols = int(arr.shape[0]), int(arr.shape[1])
+    for r0 in range(0, rows, chunk):
+        for c0 in range(0, cols, chunk):
+            r1, c1 = min(rows, r0 + chunk), min(cols, c0 + chunk)
+            mr0, mr1 = int(r0 / f), min(rows_m, int(np.ceil(r1 / f)))
+            mc0, mc1 = int(c0 / f), min(cols_m, int(np.ceil(c1 / f)))
+            if mr1 <= mr0 or mc1 <= mc0 or not tissue[mr0:mr1, mc0:mc1].any():
+                continue
+            a0, b0 = max(0, r0 - margin), max(0, c0 - margin)
+            a1, b1 = min(rows, r1 + margin), min(cols, c1 + margin)
+            block = np.asarray(arr[a0:a1, b0:b1, :3].compute())
+            lab = fine_ink_labels(block, background=background)[
+                r0 - a0 : r1 - a0, c0 - b0 : c1 - b0
+            ]
+            rr, cc = np.nonzero(lab)
+            if rr.size:
+                mi = np.minimum(((rr + r0) / f).astype(int), rows_m - 1)
+                mj = np.minimum(((cc + c0) / f).astype(int), cols_m - 1)
+                out[mi, mj] = np.maximum(out[mi, mj], lab[rr, cc])
+    return out

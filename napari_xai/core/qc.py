@@ -94,7 +94,12 @@ def _downscale(rgb: npt.NDArray[np.uint8], max_size: int) -> tuple[npt.NDArray[n
 
 
 def qc_image(
-    path: str | Path, *, mpp: float | None = None, max_size: int = 2048, stem: str | None = None
+    path: str | Path,
+    *,
+    mpp: float | None = None,
+    max_size: int = 2048,
+    stem: str | None = None,
+    strokes: bool = True,
 ) -> tuple[QCResult, Any, npt.NDArray[np.uint8]]:
     """QC one slide or image tile.
 
@@ -108,12 +113,23 @@ def qc_image(
         Longest side of the thumbnail the masks are computed on.
     stem : str, optional
         Output folder name; default the file name without its suffixes.
+    strokes : bool
+        Slides: also run the stroke-resolution ink pass
+        (:func:`napari_xai.core.masks.stroke_labels`); tiles are analysed at full
+        resolution by both passes.
 
     Returns
     -------
     (QCResult, SlideMasks, thumbnail)
     """
-    from napari_xai.core.masks import ARTEFACT_NAMES, masks_from_thumbnail
+    from napari_xai.core.masks import (
+        ARTEFACT_NAMES,
+        estimate_background,
+        fine_ink_labels,
+        masks_from_thumbnail,
+        merge_strokes,
+        stroke_labels,
+    )
 
     path = Path(path)
     if not path.is_file():
@@ -131,6 +147,10 @@ def qc_image(
                 shape = tuple(int(v) for v in slide.info.shape_rc)
                 level_mpp = slide.info.mpp or mpp
                 kind = "slide"
+                masks = masks_from_thumbnail(thumb, ds)
+                if strokes and masks.modality == "brightfield":
+                    bg = estimate_background(thumb)
+                    masks = merge_strokes(masks, stroke_labels(slide, masks, background=bg))
         except SlideError:
             if path.suffix.lower() not in TILE_SUFFIXES:
                 raise
@@ -138,7 +158,10 @@ def qc_image(
         full = _read_tile(path)
         shape = (int(full.shape[0]), int(full.shape[1]))
         thumb, ds = _downscale(full, max_size)
-    masks = masks_from_thumbnail(thumb, ds)
+        masks = masks_from_thumbnail(thumb, ds)
+        if strokes and ds == 1.0 and masks.modality == "brightfield":
+            fine = fine_ink_labels(thumb, background=estimate_background(thumb))
+            masks = merge_strokes(masks, fine)
     labels = masks.artefact_labels
     per_class = {n: float(np.mean(labels == k)) for k, n in ARTEFACT_NAMES.items()}
     warnings = list(masks.warnings)

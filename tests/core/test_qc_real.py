@@ -113,3 +113,47 @@ def test_nct_tiles_have_no_ink(shared_data: Path) -> None:
     for path in sorted((shared_data / "patches" / "nct_crc_he_100k_sample").glob("*.tif")):
         rgb = tifffile.imread(path)[..., :3]
         assert (artefact_labels(rgb) > 0).mean() < 0.01, path.name
+
+
+def test_thin_strokes_over_real_tissue(shared_data: Path) -> None:
+    """Semi-transparent 6-10 px strokes composited onto real H&E and IHC, found at downsample 2."""
+    import sys
+
+    from skimage.data import immunohistochemistry
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from bench_qc import _down, composite_strokes
+
+    from napari_xai.core.masks import fine_ink_labels
+
+    lung = _png(shared_data / "patches" / "pen" / "tcga-lung-rgb.png")
+    for name, img in (("lung", lung), ("IHC", immunohistochemistry())):
+        rng = np.random.default_rng(1)
+        bg = estimate_background(img)
+        for ink, min_recall in (("green", 0.9), ("red", 0.8), ("navy", 0.6), ("black", 0.6)):
+            comp, truth = composite_strokes(img, ink, rng=rng, width=8, alpha=0.7)
+            found = fine_ink_labels(_down(comp).astype(np.uint8), background=bg) > 0
+            truth = _down(truth.astype(float)) > 0.5
+            recall = (found & truth).sum() / truth.sum()
+            from scipy import ndimage as ndi
+
+            precision = (found & ndi.binary_dilation(truth, iterations=2)).sum() / found.sum()
+            print(f"\n{name} {ink}: recall {recall:.3f} precision {precision:.3f}")
+            assert recall > min_recall, (name, ink)
+            assert precision > 0.9, (name, ink)
+        # the clean image: nuclei, DAB, eosin, red blood cells are not ink
+        assert (fine_ink_labels(_down(img).astype(np.uint8), background=bg) > 0).mean() < 0.01
+
+
+def test_stroke_pass_over_a_slide_is_lazy_and_on_the_mask_grid(shared_data: Path) -> None:
+    from napari_xai.core.masks import slide_masks
+    from napari_xai.core.wsi import open_slide
+
+    with open_slide(shared_data / "slides" / "CMU-1-Small-Region.svs") as slide:
+        coarse = slide_masks(slide, max_size=1024)
+        fine = slide_masks(slide, max_size=1024, strokes=True)
+    assert fine.artefact_labels.shape == coarse.artefact_labels.shape
+    # the thumbnail pass is kept; the stroke pass only adds
+    assert (fine.artefact_labels[coarse.artefact] == coarse.artefact_labels[coarse.artefact]).all()
+    assert fine.artefact.mean() < coarse.artefact.mean() + 0.02  # a clean H&E slide
+    assert not (fine.tissue & fine.artefact).any()

@@ -1,0 +1,215 @@
+"""Tissue and artefact QC on real material, thin strokes on real tissue, and a gigapixel slide.
+
+Prints, per evaluation image: tissue IoU against the hand-checked references in
+``tests/data/qc/``; pen recall and precision on the real pen tiles; thin
+synthetic strokes (6-10 px at level 0, semi-transparent navy, green, red and
+black) composited onto *real* tissue and found by the stroke-resolution pass
+(:func:`napari_xai.core.masks.fine_ink_labels` at downsample 2); false ink on
+pen-free IHC and H&E; and time and peak RSS of :func:`napari_xai.core.qc.qc_image`
+plus :func:`napari_xai.core.masks.stroke_labels` on a large synthetic slide.
+
+Usage::
+
+    python benchmarks/bench_qc.py                 # real material + 100,000 x 80,000 slide
+    python benchmarks/bench_qc.py --big-shape 20000 16000
+    python benchmarks/bench_qc.py --no-big
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's napari_xai
+DATA = ROOT.parent / "shared" / "data"
+REF = ROOT / "tests" / "data" / "qc"
+INKS = {"navy": (36, 58, 150), "green": (38, 128, 74), "red": (200, 20, 30), "black": (28, 28, 32)}
+
+
+def _png(path: Path) -> np.ndarray:
+    import imageio.v3 as iio
+
+    return np.asarray(iio.imread(path))
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+def composite_strokes(
+    img: np.ndarray, ink: str, *, rng: np.random.Generator, width: float, alpha: float, n: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw ``n`` polylines of ``ink`` (``width`` px, opacity ``alpha``), in transmittance."""
+    from scipy import ndimage as ndi
+    from skimage.draw import line
+
+    h, w = img.shape[:2]
+    centre = np.zeros((h, w), bool)
+    for _ in range(n):
+        start = np.array([rng.uniform(0, h), rng.uniform(0, w)])
+        pts = start + np.cumsum(rng.normal(0, 1, (8, 2)) * [h / 10, w / 10], axis=0)
+        for (a, b), (c, d) in zip(pts[:-1], pts[1:], strict=True):
+            rr, cc = line(int(a), int(b), int(c), int(d))
+            ok = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+            centre[rr[ok], cc[ok]] = True
+    mask = ndi.distance_transform_edt(~centre) <= width / 2
+    t = np.asarray(INKS[ink], float) / 255.0
+    out = img.astype(float) * np.where(mask[..., None], t**alpha, 1.0)
+    return out.clip(0, 255).astype(np.uint8), mask
+
+
+def _down(x: np.ndarray, f: int = 2) -> np.ndarray:
+    h, w = (x.shape[0] // f) * f, (x.shape[1] // f) * f
+    return x[:h, :w].reshape(h // f, f, w // f, f, *x.shape[2:]).mean(axis=(1, 3))
+
+
+def thin_strokes(img: np.ndarray, name: str, *, seed: int = 0, repeats: int = 2) -> None:
+    """Recall and precision of the stroke pass for each ink colour on one real image."""
+    from scipy import ndimage as ndi
+
+    from napari_xai.core.masks import estimate_background, fine_ink_labels
+
+    rng = np.random.default_rng(seed)
+    bg = estimate_background(img)
+    for ink in INKS:
+        rec, prec = [], []
+        for _ in range(repeats):
+            comp, m = composite_strokes(
+                img, ink, rng=rng, width=rng.uniform(6, 10), alpha=rng.uniform(0.5, 0.8)
+            )
+            small = _down(comp).astype(np.uint8)
+            truth = _down(m.astype(float)) > 0.5
+            found = fine_ink_labels(small, background=bg) > 0
+            rec.append((found & truth).sum() / max(1, truth.sum()))
+            near = ndi.binary_dilation(truth, iterations=2)  # stroke edges are soft
+            prec.append((found & near).sum() / max(1, found.sum()))
+        print(
+            f"  thin strokes {name:14s} {ink:6s} recall {np.mean(rec):.3f} "
+            f"precision {np.mean(prec):.3f}"
+        )
+    false = (fine_ink_labels(_down(img).astype(np.uint8), background=bg) > 0).mean()
+    print(f"  thin strokes {name:14s} no ink: false ink {false:.4f}")
+
+
+def real_material() -> None:
+    import tifffile
+    from skimage.data import immunohistochemistry
+
+    from napari_xai.core.masks import artefact_labels, masks_from_thumbnail
+    from napari_xai.core.wsi import open_slide
+
+    def thumb(name: str) -> np.ndarray:
+        with open_slide(DATA / "slides" / name) as slide:
+            t, _ = slide.thumbnail(max_size=1024)
+        return np.asarray(t)[..., :3]
+
+    print("tissue IoU against tests/data/qc references")
+    ihc = immunohistochemistry()
+    for name, rgb, ref in [
+        ("IHC (skimage)", ihc, "ihc_tissue"),
+        ("CMU-1 H&E", thumb("CMU-1-Small-Region.svs"), "CMU-1-Small-Region_tissue"),
+        ("DAPI fluor.", thumb("test3-DAPI-2.ndpi"), "test3-DAPI-2_tissue"),
+    ]:
+        m = masks_from_thumbnail(rgb, 1.0)
+        tissue = m.tissue | m.artefact if name.startswith("IHC") else m.tissue
+        print(
+            f"  {name:14s} IoU {_iou(tissue, _png(REF / f'{ref}.png') > 0):.3f} "
+            f"({m.modality}, {m.stain})"
+        )
+    print("real pen tiles (thumbnail pass)")
+    for name in ("tcga-green-pen", "tcga-red-pen", "wsi-blue-pen"):
+        found = artefact_labels(_png(DATA / "patches" / "pen" / f"{name}.png")[..., :3]) > 0
+        ref = _png(REF / f"{name}_pen.png") > 0
+        print(
+            f"  {name:14s} recall {(found & ref).sum() / ref.sum():.3f} "
+            f"precision {(found & ref).sum() / max(1, found.sum()):.3f}"
+        )
+    print("false ink on pen-free images (thumbnail pass)")
+    lung = _png(DATA / "patches" / "pen" / "tcga-lung-rgb.png")[..., :3]
+    with open_slide(DATA / "slides" / "OS-1-detail.ome.tif") as slide:
+        os1 = np.asarray(slide.levels[0].compute())[..., :3]
+    for name, rgb in [("IHC (skimage)", ihc), ("TCGA lung H&E", lung), ("OS-1 H&E", os1)]:
+        print(f"  {name:14s} {(artefact_labels(rgb) > 0).mean():.4f}")
+    worst = max(
+        (artefact_labels(tifffile.imread(p)[..., :3]) > 0).mean()
+        for p in (DATA / "patches" / "nct_crc_he_100k_sample").glob("*.tif")
+    )
+    print(f"  {'NCT-CRC (worst of 9)':14s} {worst:.4f}")
+    print("thin strokes on real tissue (stroke pass at downsample 2)")
+    with open_slide(DATA / "slides" / "CMU-1-Small-Region.svs") as slide:
+        cmu = np.asarray(slide.levels[0][1200:2200, 500:1500].compute())[..., :3]
+    thin_strokes(cmu, "CMU-1 H&E")
+    thin_strokes(lung, "TCGA lung H&E")
+    thin_strokes(os1, "OS-1 H&E")
+    thin_strokes(ihc, "IHC (skimage)")
+
+
+def _big_child(path: str) -> None:
+    """Run in a fresh process so that peak RSS is the QC's own."""
+    from napari_xai.core.masks import masks_from_thumbnail, stroke_labels
+    from napari_xai.core.wsi import open_slide
+
+    t0 = time.perf_counter()
+    with open_slide(path) as slide:
+        thumb, ds = slide.thumbnail(max_size=2048)
+        masks = masks_from_thumbnail(np.asarray(thumb)[..., :3], ds)
+        t1 = time.perf_counter()
+        fine = stroke_labels(slide, masks)
+    t2 = time.perf_counter()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"  thumbnail pass {t1 - t0:.1f} s, stroke pass {t2 - t1:.1f} s, total {t2 - t0:.1f} s; "
+        f"peak RSS {rss:.0f} MB; tissue {masks.tissue_fraction:.3f}, "
+        f"fine ink {(fine > 0).mean():.4f}"
+    )
+
+
+def big_slide(shape_rc: tuple[int, int]) -> None:
+    from napari_xai.core.synthetic import write_synthetic_slide
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "big.svs"
+        t0 = time.perf_counter()
+        write_synthetic_slide(path, shape_rc=shape_rc, seed=0)
+        print(
+            f"synthetic slide {shape_rc[1]} x {shape_rc[0]} "
+            f"written in {time.perf_counter() - t0:.0f} s"
+        )
+        load = os.getloadavg()
+        print(f"  (load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f})")
+        subprocess.run(
+            [sys.executable, __file__, "--child", str(path)], check=True, env=dict(os.environ)
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("Usage")[0])
+    parser.add_argument("--big-shape", type=int, nargs=2, default=(80_000, 100_000),
+                        metavar=("ROWS", "COLS"))  # fmt: skip
+    parser.add_argument("--no-big", action="store_true")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _big_child(args.child)
+        return
+    load = os.getloadavg()
+    print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {os.cpu_count()} CPUs")
+    if DATA.is_dir():
+        real_material()
+    else:
+        print(f"real data not found at {DATA}: skipping the real-material figures")
+    if not args.no_big:
+        big_slide(tuple(args.big_shape))
+
+
+if __name__ == "__main__":
+    main()
