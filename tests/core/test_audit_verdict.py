@@ -170,3 +170,52 @@ def test_cli_planted_shortcut_fails_and_clean_twin_passes(
         assert all(p["enrichment_ci"][1] < 2 for p in pairs.values())
         assert all(p["removal"]["flip_rate"] < 0.1 for p in cf.values())
         assert all(p["paste"]["flip_rate"] < 0.1 for p in cf.values())
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"), [("stroke", 1), ("circle", 1), ("arrow", 2), ("ruler", 3)]
+)
+def test_marker_kinds_are_found_by_the_artefact_mask(kind: str, expected: int) -> None:
+    from napari_xai.core.audit import shortcut_demo as sd
+    from napari_xai.core.masks import artefact_labels
+
+    held = sd.make_shortcut_cohort(8, marker=True, seed=5, marker_kind=kind)
+    marked = held.has_marker
+    assert marked.sum() == 8 and not held.has_marker[held.labels == 0].any()
+    truth = held.regions[marked] == 2
+    found = np.stack([artefact_labels(t) for t in held.images[marked]])
+    iou = ((found > 0) & truth).sum() / ((found > 0) | truth).sum()
+    assert iou > 0.35, iou
+    kinds, counts = np.unique(found[truth & (found > 0)], return_counts=True)
+    assert kinds[counts.argmax()] == expected
+    with pytest.raises(ValueError, match="unknown marker kind"):
+        sd.make_shortcut_cohort(2, marker_kind="smiley")
+
+
+def test_green_pen_stroke_shortcut_fails_and_its_twin_passes(tmp_path: Path) -> None:
+    """A model that learned 'green pen => tumour' fails; its twin, trained with the pen
+    on both classes (so the pen says nothing), passes."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("captum")
+    from napari_xai.core.audit import shortcut_demo as sd
+    from napari_xai.core.audit.slide import audit_slide
+    from napari_xai.core.models.loading import load_model
+    from napari_xai.core.models.wsinfer import save_wsinfer_model
+
+    torch.set_num_threads(1)
+    held = sd.make_shortcut_cohort(16, marker=True, seed=100, marker_kind="stroke")
+    slide = sd.write_cohort_slide(held, tmp_path / "stroke.tif")
+    verdicts = {}
+    for name, classes in (("shortcut", ("tumour",)), ("twin", sd.CLASS_NAMES)):
+        cohort = sd.make_shortcut_cohort(80, seed=0, marker_kind="stroke", marker_classes=classes)
+        folder = save_wsinfer_model(sd.train_tiny_cnn(cohort), sd.make_card(name=name),
+                                    tmp_path / name)  # fmt: skip
+        res = audit_slide(slide, load_model(folder), mpp=0.5, sanity=False)
+        verdicts[name] = res.verdict
+        if name == "shortcut":
+            assert res.sentence.startswith(
+                "FAIL: the model's tumour calls depend on the green ink"
+            )
+            cf = res.counterfactual.pair("tumour", 1) if res.counterfactual else None
+            assert cf is not None and cf.paste.flip_rate > 0.5 and cf.paste_control.flip_rate < 0.1
+    assert verdicts == {"shortcut": "fail", "twin": "pass"}

@@ -122,12 +122,57 @@ def render_tissue(kind: str, *, size: int, rng: np.random.Generator) -> npt.NDAr
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+#: Marker kinds of :func:`stamp_marker` (and a typical colour for each).
+MARKER_KINDS: dict[str, tuple[int, int, int]] = {
+    "R": (240, 220, 40),  # yellow 'R' token
+    "stroke": (40, 150, 60),  # green pen stroke
+    "circle": (40, 70, 190),  # blue pen circle
+    "arrow": (25, 25, 30),  # black arrow
+    "ruler": (215, 175, 60),  # yellow-brown ruler edge with dark ticks
+}
+
+
+def _shape_mask(kind: str, h: int, w: int, rng: np.random.Generator) -> npt.NDArray[np.bool_]:
+    """Pixels of a non-glyph marker (stroke, circle, arrow, ruler) in an (h, w) tile."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    t = max(2.0, h / 24)  # pen width
+    if kind == "stroke":
+        # A slightly curved pen line across the bottom-right corner.
+        c0 = rng.uniform(0.55, 0.7) * (h + w)
+        d = (yy + xx - c0 - 0.004 * (yy - xx) ** 2) / np.sqrt(2)
+        stroke: npt.NDArray[np.bool_] = np.abs(d) <= t / 2
+        return stroke
+    if kind == "circle":
+        cy, cx = h * rng.uniform(0.68, 0.75), w * rng.uniform(0.68, 0.75)
+        r = h * rng.uniform(0.14, 0.18)
+        ring: npt.NDArray[np.bool_] = np.abs(np.hypot(yy - cy, xx - cx) - r) <= t / 2
+        return ring
+    if kind == "arrow":
+        y0, x0 = h * rng.uniform(0.55, 0.62), w * rng.uniform(0.55, 0.62)
+        y1, x1 = h * 0.9, w * 0.9
+        L = np.hypot(y1 - y0, x1 - x0)
+        uy, ux = (y1 - y0) / L, (x1 - x0) / L
+        along = (yy - y0) * uy + (xx - x0) * ux
+        across = -(yy - y0) * ux + (xx - x0) * uy
+        shaft = (along >= 0) & (along <= L) & (np.abs(across) <= t / 2)
+        head = (along >= 0) & (along <= L * 0.45) & (np.abs(across) <= (L * 0.45 - along) * 0.8)
+        arrow: npt.NDArray[np.bool_] = shaft | head
+        return arrow
+    if kind == "ruler":
+        band = int(round(h * rng.uniform(0.12, 0.15)))
+        m = np.zeros((h, w), bool)
+        m[h - band - 2 : h - 2, :] = True
+        return m
+    raise ValueError(f"unknown marker kind {kind!r}; expected one of {tuple(MARKER_KINDS)}")
+
+
 def stamp_marker(
     image: npt.NDArray[np.uint8],
     *,
     rng: np.random.Generator,
     marker_size: int | None = None,
-    colour: tuple[int, int, int] = (240, 220, 40),
+    colour: tuple[int, int, int] | None = None,
+    kind: str = "R",
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
     """Stamp the marker glyph near the bottom-right corner of a tile.
 
@@ -139,9 +184,13 @@ def stamp_marker(
         Random source (position jitter of a couple of pixels).
     marker_size : int, optional
         Glyph height in pixels (default ``H // 4``).
-    colour : (int, int, int)
-        Ink colour (yellow marker pen: a colour that no tissue in the cohort has,
-        so a model that never saw it has no reason to look at it).
+    colour : (int, int, int), optional
+        Ink colour (default: :data:`MARKER_KINDS` of ``kind``; yellow marker pen for
+        the 'R': a colour that no tissue in the cohort has, so a model that never
+        saw it has no reason to look at it).
+    kind : str
+        ``"R"`` (a glyph near the bottom-right corner), ``"stroke"``, ``"circle"``,
+        ``"arrow"`` or ``"ruler"`` (see :data:`MARKER_KINDS`).
 
     Returns
     -------
@@ -151,6 +200,17 @@ def stamp_marker(
         Artefact mask: the glyph's pixels dilated by one pixel.
     """
     h, w = image.shape[:2]
+    colour = MARKER_KINDS[kind] if colour is None and kind in MARKER_KINDS else colour
+    if kind != "R":
+        mask = _shape_mask(kind, h, w, rng)
+        out = image.copy()
+        ink = np.asarray(colour, dtype=np.float32) + rng.normal(0, 5, 3)
+        out[mask] = np.clip(ink, 0, 255).astype(np.uint8)
+        if kind == "ruler":  # dark ticks on the ruler edge
+            rows = np.flatnonzero(mask.any(axis=1))
+            step = max(3, w // 12)
+            out[rows[0] : rows[0] + max(2, len(rows) // 2), ::step] = (40, 35, 30)
+        return out, _dilate1(mask)
     gh = int(marker_size or max(7, h // 4))
     gw = max(5, int(round(gh * 5 / 7)))
     rows = np.minimum((np.arange(gh) * _GLYPH_R.shape[0] / gh).astype(int), _GLYPH_R.shape[0] - 1)
@@ -173,6 +233,15 @@ def stamp_marker(
     return out, dilated
 
 
+def _dilate1(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    out = mask.copy()
+    out[1:, :] |= mask[:-1, :]
+    out[:-1, :] |= mask[1:, :]
+    out[:, 1:] |= mask[:, :-1]
+    out[:, :-1] |= mask[:, 1:]
+    return out
+
+
 def make_shortcut_cohort(
     n_per_class: int,
     *,
@@ -181,6 +250,8 @@ def make_shortcut_cohort(
     marker_classes: tuple[str, ...] = ("tumour",),
     purity: float = 0.45,
     seed: int = 0,
+    marker_kind: str = "R",
+    colour: tuple[int, int, int] | None = None,
 ) -> ShortcutCohort:
     """Build a planted-shortcut (or clean) cohort of tiles in memory.
 
@@ -201,6 +272,10 @@ def make_shortcut_cohort(
         normal, as tiles of a tumour slide often do).
     seed : int
         Random seed; the same seed gives the same tissue with or without marker.
+    marker_kind : str
+        Kind of mark (key of :data:`MARKER_KINDS`).
+    colour : (int, int, int), optional
+        Its colour (default: the kind's).
 
     Returns
     -------
@@ -221,7 +296,7 @@ def make_shortcut_cohort(
         if cls == "tumour" and rng.random() >= purity:
             looks = "normal"
         tile = render_tissue(looks, size=size, rng=rng)
-        stamped, mask = stamp_marker(tile, rng=marker_rng)
+        stamped, mask = stamp_marker(tile, rng=marker_rng, kind=marker_kind, colour=colour)
         if marker and cls in marker_classes:
             tile = stamped
             regions[i][mask] = ARTEFACT
