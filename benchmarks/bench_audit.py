@@ -9,7 +9,14 @@ Prints, on this machine in one run:
 2. the planted-shortcut figures (``--shortcut``): share of attribution on the
    marker for the shortcut vs the clean model (Integrated Gradients, Saliency,
    Grad-CAM) on held-out tiles;
-3. peak RSS of this process.
+3. (``--sanity``) the sanity checks of each attribution method on the demo model
+   (cascading randomisation: Spearman and SSIM with every layer randomised;
+   deletion / insertion AUC vs random order), and an edge detector as a method
+   that ignores the model;
+4. peak RSS of this process.
+
+Each slide audit also times its counterfactual test (seconds per 100 edited
+tiles scored) and the sanity checks of its method.
 
 Slides: the 100,000 x 80,000 px slide of ``bench_score.py`` (written once into
 ``--cache``, tissue only) and the plugin's synthetic sample slide (20,480 x
@@ -70,6 +77,32 @@ def shortcut_figures(threads: int) -> None:
                   f"{res.verdict}")  # fmt: skip
 
 
+def sanity_figures(methods: list[str], n_probe: int = 12) -> None:
+    import numpy as np
+
+    from napari_xai.core.audit.sanity import edge_detector, sanity_check
+    from napari_xai.core.models.demo import load_demo_model
+    from napari_xai.core.synthetic import render_patch
+
+    model = load_demo_model(device="cpu")
+    rng = np.random.default_rng(0)
+    kinds = ["normal", "tumour", "background"]
+    tiles = np.stack([render_patch(kinds[i % 3], size=64, rng=rng) for i in range(n_probe)])
+    print(f"\nsanity checks on the demo model, {n_probe} synthetic 64 px probe tiles")
+    print(f"{'method':21s} {'spearman':>8s} {'ssim':>6s} {'random.':>7s} {'del AUC':>7s} "
+          f"{'random':>6s} {'ins AUC':>7s} {'random':>6s} {'faithful':>8s} "
+          f"{'time':>6s}")  # fmt: skip
+    for name in methods:
+        method = edge_detector if name == "edge_detector" else name
+        t0 = time.perf_counter()
+        r = sanity_check(model, tiles, method, cache=False)
+        print(f"{name:21s} {r.spearman[-1]:8.2f} {r.ssim[-1]:6.2f} "
+              f"{'pass' if r.randomisation_passed else 'FAIL':>7s} {r.deletion_auc:7.3f} "
+              f"{r.deletion_auc_random:6.3f} {r.insertion_auc:7.3f} {r.insertion_auc_random:6.3f} "
+              f"{'pass' if r.faithfulness_passed else 'FAIL':>8s} "
+              f"{time.perf_counter() - t0:5.1f}s")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=Path("/tmp/napari-xai-bench"))
@@ -80,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-shortcut", action="store_true")
+    parser.add_argument("--sanity", action="store_true", help="sanity checks per method")
+    parser.add_argument(
+        "--sanity-methods", nargs="*",
+        default=["grad_cam", "saliency", "integrated_gradients", "edge_detector"],
+    )  # fmt: skip
     args = parser.parse_args(argv)
     import torch
 
@@ -112,8 +150,13 @@ def main(argv: list[str] | None = None) -> int:
                     f"\n{path.name} ({cols:,} x {rows:,} px, {res.n_grid_tiles:,} tissue tiles), "
                     f"{method}: {len(res.tiles)} tiles audited\n"
                     f"  masks+grid {t['masks_s']:.1f} s · explain {t['explain_s']:.1f} s "
-                    f"({t['tiles_per_s']:.0f} tiles/s) · report {report_s:.1f} s · "
-                    f"total {total:.1f} s\n"
+                    f"({t['tiles_per_s']:.0f} tiles/s) · counterfactual "
+                    f"{t.get('counterfactual_s', 0.0):.1f} s ("
+                    f"{res.counterfactual.seconds_per_100_tiles if res.counterfactual else 0:.2f}"
+                    f" s per 100 edited tiles, "
+                    f"{res.counterfactual.n_scored if res.counterfactual else 0} scored) · "
+                    f"sanity {t.get('sanity_s', 0.0):.1f} s · report {report_s:.1f} s · "
+                    f"total {total:.1f} s\n  {res.sentence}\n"
                     f"  verdict {res.verdict}; attribution on tissue {sh['tissue']:.1%}, "
                     f"artefacts {sh['artefact']:.1%} (area {art_area:.1%}), "
                     f"background {sh['background']:.1%}, border {sh['border']:.1%}; "
@@ -122,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
     if not args.no_shortcut:
         shortcut_figures(args.threads)
+    if args.sanity:
+        sanity_figures(args.sanity_methods)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak RSS {peak:,.0f} MB")
     return 0
