@@ -35,6 +35,7 @@ from magicgui.widgets import (
 )
 
 from napari_xai._widgets._pickers import DEMO, FROM_FILE, MODEL_FILE_FILTER, model_spec
+from napari_xai.core.options import DEFAULT_MIN_TISSUE
 
 if TYPE_CHECKING:
     import napari
@@ -89,7 +90,8 @@ class BatchWidget(Container):
         self._out = FileEdit(label="output folder", mode="d",
                              tooltip="One result folder per slide, plus cohort_summary.csv")
         self._overlap = FloatSpinBox(label="overlap", value=0.0, min=0.0, max=0.9, step=0.05)
-        self._min_tissue = FloatSpinBox(label="min tissue", value=0.5, min=0.0, max=1.0,
+        self._min_tissue = FloatSpinBox(label="min tissue", value=DEFAULT_MIN_TISSUE, min=0.0,
+                                        max=1.0,
                                         step=0.05)
         self._attribution = ComboBox(label="saliency", choices=list(ATTRIBUTION_CHOICES),
                                      value=NO_ATTRIBUTION)

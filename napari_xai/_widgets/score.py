@@ -33,6 +33,7 @@ from napari_xai._widgets._pickers import (
     model_spec,
     slide_layer_choices,
 )
+from napari_xai.core.options import DEFAULT_MIN_TISSUE
 
 if TYPE_CHECKING:
     import napari.layers
@@ -67,7 +68,7 @@ class ScoreWidget(Container):
         self._batch_size = SpinBox(label="batch size", value=32, min=1, max=4096)
         self._overlap = FloatSpinBox(label="overlap", value=0.0, min=0.0, max=0.9, step=0.05)
         self._min_tissue = FloatSpinBox(
-            label="min tissue", value=0.5, min=0.0, max=1.0, step=0.05,
+            label="min tissue", value=DEFAULT_MIN_TISSUE, min=0.0, max=1.0, step=0.05,
             tooltip="Keep tiles whose tissue fraction is at least this",
         )  # fmt: skip
         self._mpp = FloatSpinBox(

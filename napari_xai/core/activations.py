@@ -29,6 +29,7 @@ from torch import nn
 
 from napari_xai.core.attribution._base import AttributionError, PreparedModel, prepare_model
 from napari_xai.core.attribution.registry import tiles_to_tensor
+from napari_xai.core.options import DEFAULT_MIN_TISSUE
 
 if TYPE_CHECKING:
     from napari_xai.core.attribution.whole_slide import ExplainProgress, ExplainResult
@@ -190,7 +191,7 @@ def iter_channel_slide(
     batch_size: int = 32,
     overlap: float = 0.0,
     tissue: Any = "auto",
-    min_tissue: float = 0.5,
+    min_tissue: float = DEFAULT_MIN_TISSUE,
     mpp: float | None = None,
     map_px: int | None = None,
     num_workers: int = 2,

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd  # noqa: TID253 - only imported when work runs
 
 from napari_xai.core.atomic import atomic_write as _atomic_write
+from napari_xai.core.options import DEFAULT_MIN_TISSUE
 from napari_xai.core.pipeline import (  # moved there: one writer of result folders
     _POSITIVE_NAMES,
     _iter_prob_maps,
@@ -277,7 +278,9 @@ def make_params(
         JSON-able parameters.
     """
     # Defaults are written out, so equal settings hash equally however they were given.
-    score: dict[str, Any] = {"min_tissue": 0.5, "overlap": 0.0, **dict(score_options or {})}
+    score: dict[str, Any] = {
+        "min_tissue": DEFAULT_MIN_TISSUE, "overlap": 0.0, **dict(score_options or {})
+    }
     if tissue_threshold is not None:
         score["min_tissue"] = float(tissue_threshold)
     if overlap is not None:

@@ -28,6 +28,7 @@ import torch  # noqa: TID253 (core runs only when scoring)
 from napari_xai.core.heatmaps import empty_maps, tiles_table, update_maps
 from napari_xai.core.models.card import ModelCard
 from napari_xai.core.models.loading import LoadedModel, check_outputs, choose_device
+from napari_xai.core.options import DEFAULT_MIN_TISSUE
 from napari_xai.core.reader import RegionSource, TileReader
 from napari_xai.core.tiling import TileGrid, model_downsample, plan_tile_grid
 
@@ -318,7 +319,7 @@ def grid_for_slide(
     mpp: float | None = None,
     overlap: float = 0.0,
     tissue: TissueSpec = "auto",
-    min_tissue: float = 0.5,
+    min_tissue: float = DEFAULT_MIN_TISSUE,
 ) -> TileGrid:
     """Tile grid for ``card``'s model over ``slide``, kept where there is tissue.
 
@@ -508,7 +509,7 @@ def score_tiles(
     mpp: float | None = None,
     overlap: float = 0.0,
     tissue: TissueSpec = "auto",
-    min_tissue: float = 0.5,
+    min_tissue: float = DEFAULT_MIN_TISSUE,
     batch_size: int = 32,
     device: str | torch.device | None = None,
     prefetch: int = 2,

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from napari_xai.core.options import DEFAULT_MIN_TISSUE
+
 __all__ = [
     "TileGrid",
     "choose_read_level",
@@ -346,7 +348,7 @@ def plan_tile_grid(
     overlap: float = 0.0,
     tissue_mask: npt.ArrayLike | None = None,
     mask_downsample: float = 1.0,
-    min_tissue: float = 0.5,
+    min_tissue: float = DEFAULT_MIN_TISSUE,
     artefact_mask: npt.ArrayLike | None = None,
     path: object = "slide",
 ) -> TileGrid:

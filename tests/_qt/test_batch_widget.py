@@ -149,18 +149,18 @@ def test_widget_cancel_and_errors(make_napari_viewer, qtbot, cohort_csv: Path, t
     widget._inputs.value = tmp_path / "empty"
     widget._out.value = tmp_path / "out"
     widget._on_run()
-    with qtbot.waitSignal(widget._worker.finished, timeout=60_000):
-        pass
-    qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
+    # the widget clears _worker in its own finished handler: waiting on that cannot miss a
+    # worker that finished before a signal blocker would have connected
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=60_000)
     assert "no slide files" in errors[-1] and widget._run.enabled
     # cancel right away: every slide is reported cancelled, the summary is still written
     widget._input_kind.value = "cohort CSV"
     widget._inputs.value = cohort_csv
     widget._on_run()
     widget._on_cancel()
-    with qtbot.waitSignal(widget._worker.finished, timeout=60_000):
-        pass
-    qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
+    # the widget clears _worker in its own finished handler: waiting on that cannot miss a
+    # worker that finished before a signal blocker would have connected
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=60_000)
     result = widget.last_result
     assert result is not None and result.cancelled
     assert result.count("done") == 0 and result.count("cancelled") == 3

@@ -30,6 +30,7 @@ import numpy.typing as npt
 from napari_xai.core.attribution._base import ExplainOptions
 from napari_xai.core.attribution.registry import Explainer
 from napari_xai.core.attribution.stitch import StitchedMap
+from napari_xai.core.options import DEFAULT_MIN_TISSUE
 from napari_xai.core.reader import TileReader
 from napari_xai.core.tiling import TileGrid
 
@@ -184,7 +185,7 @@ def slide_grid(
     mpp: float | None = None,
     overlap: float = 0.0,
     tissue: Any = "auto",
-    min_tissue: float = 0.5,
+    min_tissue: float = DEFAULT_MIN_TISSUE,
 ) -> TileGrid:
     """Return the scoring pipeline's tile grid for ``card`` over ``slide`` (cached per slide).
 
@@ -530,7 +531,7 @@ def iter_explain_slide(
     batch_size: int = 16,
     overlap: float = 0.0,
     tissue: Any = "auto",
-    min_tissue: float = 0.5,
+    min_tissue: float = DEFAULT_MIN_TISSUE,
     mpp: float | None = None,
     map_px: int | None = None,
     resume: bool = True,
@@ -611,7 +612,7 @@ def iter_explain_view(
     batch_size: int = 16,
     overlap: float = 0.0,
     tissue: Any = "auto",
-    min_tissue: float = 0.5,
+    min_tissue: float = DEFAULT_MIN_TISSUE,
     mpp: float | None = None,
     map_px: int | None = None,
     num_workers: int = 2,
