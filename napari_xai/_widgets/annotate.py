@@ -27,6 +27,8 @@ from magicgui.widgets import (
     PushButton,
 )
 
+from napari_xai._widgets._layout import ScrollPanel, fit_panel
+
 if TYPE_CHECKING:
     import napari
     import napari.layers
@@ -97,7 +99,7 @@ def _slide_mpp(viewer: napari.Viewer) -> float | None:
     return float(mpp) if mpp else None
 
 
-class AnnotationWidget(Container):
+class AnnotationWidget(ScrollPanel, Container):
     """Annotate regions by class, convert polygons ⇄ masks, measure, load/save GeoJSON.
 
     Parameters
@@ -107,7 +109,7 @@ class AnnotationWidget(Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
+        super().__init__(labels=True, scrollable=True)
         self._viewer = viewer
         self._class = ComboBox(label="Class", choices=_class_names(), value="Tumor")
         self._swatch = Label(label="Colour")
@@ -143,6 +145,7 @@ class AnnotationWidget(Container):
                 self._status,
             ]
         )
+        fit_panel(self)
         self._class.changed.connect(self._on_class_changed)
         self._new_layer.changed.connect(self._on_new_layer)
         self._new_mask.changed.connect(self._on_new_mask)
@@ -541,7 +544,7 @@ class AnnotationWidget(Container):
         self._report(aset.report.summary(), error=not aset.report.clean)
 
 
-class EvaluationWidget(Container):
+class EvaluationWidget(ScrollPanel, Container):
     """Compare the model's tiles (and maps) with the annotations; draw the confusion matrix.
 
     Parameters
@@ -551,7 +554,7 @@ class EvaluationWidget(Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
+        super().__init__(labels=True, scrollable=True)
         self._viewer = viewer
         self._tiles_layer = ComboBox(
             label="Tiles layer", choices=self._tiles_choices, nullable=True
@@ -585,6 +588,7 @@ class EvaluationWidget(Container):
                 self._save,
             ]
         )
+        fit_panel(self)
         self._run.changed.connect(self._on_run)
         self._save.changed.connect(self._on_save)
         viewer.layers.events.inserted.connect(self._refresh)
@@ -724,7 +728,7 @@ class EvaluationWidget(Container):
             self._figure = Figure(figsize=(4, 3.5), tight_layout=True)
             self._canvas = FigureCanvasQTAgg(self._figure)
             self._canvas.setMinimumHeight(280)
-            self.native.layout().addWidget(self._canvas)
+            self.inner.layout().addWidget(self._canvas)
         fig = self._figure
         fig.clear()
         ax = fig.add_subplot(1, 1, 1)

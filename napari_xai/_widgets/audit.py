@@ -31,6 +31,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 
+from napari_xai._widgets._layout import ScrollPanel, fit_panel
 from napari_xai._widgets._pickers import (
     DEMO,
     FROM_FILE,
@@ -67,7 +68,7 @@ def regions_layer_name(slide_name: str) -> str:
     return f"{slide_name} audit regions"
 
 
-class AuditWidget(Container):
+class AuditWidget(ScrollPanel, Container):
     """Audit where a model looks on a slide, and audit a cohort's data.
 
     Parameters
@@ -77,7 +78,7 @@ class AuditWidget(Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
+        super().__init__(labels=True, scrollable=True)
         self._viewer = viewer
         self._slide_layer = ComboBox(label="slide", choices=self._slide_choices, nullable=True)
         self._model_source = ComboBox(label="model", choices=[DEMO, FROM_FILE], value=DEMO)
@@ -132,7 +133,8 @@ class AuditWidget(Container):
         )
         # A Qt list in icon mode, added last so magicgui's own layout indices stay valid.
         self._gallery = self._make_gallery()
-        self.native.layout().addWidget(self._gallery)
+        self.inner.layout().addWidget(self._gallery)
+        fit_panel(self)
         self._worker: Any = None
         self.last_result: SlideAudit | None = None
         self.last_data: DataAudit | None = None

@@ -34,6 +34,7 @@ from magicgui.widgets import (
     Table,
 )
 
+from napari_xai._widgets._layout import ScrollPanel, fit_panel
 from napari_xai._widgets._pickers import DEMO, FROM_FILE, MODEL_FILE_FILTER, model_spec
 from napari_xai.core.options import DEFAULT_MIN_TISSUE
 
@@ -65,7 +66,7 @@ def _fmt(value: Any, spec: str = ".3f") -> str:
         return str(value)
 
 
-class BatchWidget(Container):
+class BatchWidget(ScrollPanel, Container):
     """Batch-score slides (folder, glob or cohort CSV) into one result folder each.
 
     Parameters
@@ -75,7 +76,7 @@ class BatchWidget(Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
+        super().__init__(labels=True, scrollable=True)
         self._viewer = viewer
         self._inputs = FileEdit(
             label="slides", mode="d",
@@ -120,6 +121,7 @@ class BatchWidget(Container):
             self._run, self._cancel, self._progress, self._status, self._table,
             self._metrics, self._open,
         ])
+        fit_panel(self)
         self._worker: Any = None
         self._cancel_event = threading.Event()
         self._rows: dict[int, int] = {}  # cohort index -> status row

@@ -33,6 +33,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 
+from napari_xai._widgets._layout import ScrollPanel, fit_panel
 from napari_xai._widgets._pickers import (
     DEMO,
     FROM_FILE,
@@ -71,7 +72,7 @@ def default_output() -> Path:
     return Path(tempfile.gettempdir()) / "napari-xai"
 
 
-class ExplainWidget(Container):
+class ExplainWidget(ScrollPanel, Container):
     """Explain a slide layer's model predictions as saliency layers.
 
     Parameters
@@ -81,7 +82,7 @@ class ExplainWidget(Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
+        super().__init__(labels=True, scrollable=True)
         self._viewer = viewer
         self._slide_layer = ComboBox(label="slide", choices=self._slide_choices, nullable=True)
         self._model_source = ComboBox(label="model", choices=[DEMO, FROM_FILE], value=DEMO)
@@ -155,6 +156,7 @@ class ExplainWidget(Container):
                 self._channel_slide,
             ]
         )
+        fit_panel(self)
         self._worker: Any = None
         self._timer: Any = None
         self._rerun = False

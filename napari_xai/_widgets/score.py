@@ -26,6 +26,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 
+from napari_xai._widgets._layout import ScrollPanel, fit_panel
 from napari_xai._widgets._pickers import (
     DEMO,
     FROM_FILE,
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 REFRESH_S = 0.5
 
 
-class ScoreWidget(Container):
+class ScoreWidget(ScrollPanel, Container):
     """Score a slide layer with a tile model and show class-probability heatmaps.
 
     Parameters
@@ -57,7 +58,7 @@ class ScoreWidget(Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
+        super().__init__(labels=True, scrollable=True)
         self._viewer = viewer
         self._slide_layer = ComboBox(label="slide", choices=self._slide_choices, nullable=True)
         self._model_source = ComboBox(label="model", choices=[DEMO, FROM_FILE], value=DEMO)
@@ -95,6 +96,7 @@ class ScoreWidget(Container):
                 self._status,
             ]
         )
+        fit_panel(self)
         self._worker: Any = None
         self._last_refresh = 0.0
         self._slide_name = ""

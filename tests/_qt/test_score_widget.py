@@ -90,8 +90,10 @@ def test_score_widget_cancel(make_napari_viewer, qtbot, sample_slide) -> None:
     widget._min_tissue.value = 0.0
     widget._on_run()
     worker = widget._worker
-    with qtbot.waitSignal(worker.yielded, timeout=120_000):
-        pass
+    # a batch was shown (set by the yielded handler; a signal blocker connected after
+    # the start could miss a yield that came first, under load)
+    qtbot.waitUntil(lambda: widget._progress.value > 0, timeout=120_000)
+    assert widget._worker is worker
     with qtbot.waitSignal(worker.finished, timeout=60_000):
         widget._on_cancel()
     qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)

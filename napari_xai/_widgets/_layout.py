@@ -1,0 +1,63 @@
+"""Make a plugin widget fit the screen: wrapped labels inside a vertical scroll area.
+
+A widget built with ``Container(..., scrollable=True)`` and :class:`ScrollPanel`
+first in its bases is docked as a ``QScrollArea`` (napari docks ``widget.native``,
+which magicgui makes the inner widget, so the scroll area would be dropped);
+:func:`fit_panel` wraps every label's text (status lines, long messages and the
+label column) and sets the scroll area's minimum width from the wrapped layout,
+so long text neither widens the dock nor squeezes the canvas.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Widest minimum width (pixels) a docked panel may ask for.
+MAX_MIN_WIDTH = 380
+
+
+class ScrollPanel:
+    """Mixin for a ``scrollable=True`` magicgui Container docked by napari.
+
+    ``native`` is the scroll area (what napari docks); :attr:`inner` is the widget
+    inside it, whose layout holds the controls.
+    """
+
+    @property
+    def native(self) -> Any:
+        """The root Qt widget: the scroll area."""
+        return self.root_native_widget  # type: ignore[attr-defined]
+
+    @property
+    def inner(self) -> Any:
+        """The Qt widget inside the scroll area (holds the controls' layout)."""
+        return self._widget._mgui_get_native_widget()  # type: ignore[attr-defined]
+
+
+def fit_panel(container: Any, *, max_min_width: int = MAX_MIN_WIDTH) -> None:
+    """Wrap the container's labels and cap the minimum width of its scroll area.
+
+    Parameters
+    ----------
+    container : magicgui.widgets.Container
+        A container made with ``scrollable=True`` (its root widget is a scroll area).
+    max_min_width : int
+        Upper bound of the panel's minimum width, in pixels.
+    """
+    from magicgui.widgets import Label
+    from qtpy.QtWidgets import QLabel, QScrollArea, QSizePolicy
+
+    inner = getattr(container, "inner", container.native)
+    for label in inner.findChildren(QLabel):  # the label column too
+        label.setWordWrap(True)
+    for widget in container:
+        if isinstance(widget, Label):  # messages: take the width given, wrap to it
+            widget.native.setWordWrap(True)
+            policy = widget.native.sizePolicy()
+            policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
+            widget.native.setSizePolicy(policy)
+    root = container.root_native_widget
+    if isinstance(root, QScrollArea):
+        layout = inner.layout()
+        wanted = layout.totalMinimumSize().width() + 20 if layout is not None else 0
+        root.setMinimumWidth(min(max(wanted, 200), max_min_width))
