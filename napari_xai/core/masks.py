@@ -627,7 +627,8 @@ def fine_ink_labels(
     stain's, so a pixel's colour alone is not enough (navy ink over eosin is
     purple). The local stain background (a median over ``window`` pixels, wider
     than a stroke) is subtracted in OD and the excess is classified: blue, green
-    and teal ink absorb red most (``excess_R > 1.2 excess_G``), red ink absorbs
+    and teal ink absorb red most (``excess_R > 1.2 excess_G`` with little blue,
+    or ``excess_R > 1.6 excess_G``), red ink absorbs
     green and blue but hardly red (``excess_B > 3 excess_R``), black ink absorbs
     all three alike. Nuclei (haematoxylin) and DAB excess absorb green at least
     as much as red, and are left alone.
@@ -657,15 +658,16 @@ def fine_ink_labels(
     if bg.modality == "fluorescence" or min(px.shape[:2]) < 3:
         return out
     od = optical_density(px, background=bg)
-    step = max(1, window // 8)  # median on a subsampled grid, then upsampled: cheap
-    small = od[::step, ::step]
-    local = ndi.median_filter(small, size=(max(3, window // step), max(3, window // step), 1))
-    local = np.repeat(np.repeat(local, step, axis=0), step, axis=1)[: od.shape[0], : od.shape[1]]
+    local = _local_median(od, cell=max(4, window // 2))
     ex = od - np.minimum(local, od)
     ex_r, ex_g, ex_b = ex[..., 0], ex[..., 1], ex[..., 2]
     ex_max = ex.max(axis=-1)
     strong = ex_max > min_od
-    blue = strong & (ex_r > 1.2 * ex_g)
+    # navy/blue ink lets blue through (haematoxylin, even a blue one, absorbs some blue);
+    # green and teal ink absorb red far more than green
+    # (haematoxylin's excess has OD_B / OD_R ~ 0.4-0.55: navy ink is below, green above)
+    hue_ok = (ex_b < 0.4 * ex_r) | (ex_b > 0.55 * ex_r)
+    blue = strong & (((ex_r > 1.2 * ex_g) & hue_ok) | (ex_r > 1.6 * ex_g))
     red = strong & (ex_b > 3.0 * ex_r) & (ex_g > 3.0 * ex_r) & ~blue
     black = strong & (ex.min(axis=-1) > 0.2) & (ex_max - ex.min(axis=-1) < 0.3 * ex_max)
     black &= ~blue & ~red
@@ -683,6 +685,23 @@ def fine_ink_labels(
             m = keep[lab]
         out[m & (out == 0)] = value
     return out
+
+
+def _local_median(od: npt.NDArray[np.float32], *, cell: int) -> npt.NDArray[np.float32]:
+    """Local stain OD: per-channel median of ``cell`` x ``cell`` cells, 3 x 3 median of cells.
+
+    A stroke a few pixels wide covers a minority of each cell and of its
+    neighbours, so the median is the stain around it. Cheap: one median per cell.
+    """
+    from scipy import ndimage as ndi
+
+    rows, cols = od.shape[:2]
+    pr, pc = -rows % cell, -cols % cell
+    padded = np.pad(od, ((0, pr), (0, pc), (0, 0)), mode="edge")
+    grid = padded.reshape(padded.shape[0] // cell, cell, padded.shape[1] // cell, cell, 3)
+    med = np.median(grid.transpose(0, 2, 4, 1, 3).reshape(*grid.shape[::2][:2], 3, -1), axis=-1)
+    med = ndi.median_filter(med, size=(3, 3, 1), mode="nearest")
+    return np.repeat(np.repeat(med, cell, axis=0), cell, axis=1)[:rows, :cols].astype(np.float32)
 
 
 def stroke_labels(

@@ -31,3 +31,13 @@ def test_zero_tissue_tiles_is_an_error(tmp_path: Path, capsys) -> None:
                    "--device", "cpu", "--allow-empty"])  # fmt: skip
     assert status == 0
     assert "0 tiles scored" in capsys.readouterr().out
+
+
+def test_fluorescence_slide_with_a_brightfield_model_warns(shared_data, tmp_path: Path, capsys):
+    from napari_xai.cli import main
+
+    slide = shared_data / "slides" / "test3-DAPI-2.ndpi"
+    main(["score", str(slide), "--model", "demo", "--out", str(tmp_path), "--device", "cpu",
+          "--max-tiles", "4", "--allow-empty"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert "test3-DAPI-2.ndpi looks like a fluorescence slide" in err and "brightfield" in err
