@@ -116,7 +116,8 @@ def _empty_message(args: argparse.Namespace) -> str:
             masks = slide_masks(slide)
         found = (
             f"tissue detection ({masks.modality}, {masks.stain}) found "
-            f"{masks.tissue_fraction:.2%} tissue and no tile reached --min-tissue {args.min_tissue:g}"
+            f"{masks.tissue_fraction:.2%} tissue and no tile reached "
+            f"--min-tissue {args.min_tissue:g}"
         )
     return (
         f"{args.slide}: 0 tiles scored: {found}. Try --all-tiles (score every tile), "
