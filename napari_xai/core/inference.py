@@ -651,15 +651,9 @@ def score_slide(
     **kwargs
         Options of :func:`iter_score_slide`.
     """
-    gen = iter_score_slide(slide, model, **kwargs)
-    while True:
-        try:
-            step = next(gen)
-        except StopIteration as stop:
-            result: ScoreResult = stop.value
-            break
-        if progress is not None:
-            progress(step)
+    from napari_xai.core.progress import drive
+
+    result: ScoreResult = drive(iter_score_slide(slide, model, **kwargs), progress)
     if out_dir is not None:
         result.save(out_dir)
     return result

@@ -527,15 +527,10 @@ def audit_slide(
     **kwargs
         Options of :func:`iter_audit_slide`.
     """
-    gen = iter_audit_slide(slide, model, **kwargs)
-    while True:
-        try:
-            step = next(gen)
-        except StopIteration as stop:
-            result: SlideAudit = stop.value
-            return result
-        if progress is not None:
-            progress(step)
+    from napari_xai.core.progress import drive
+
+    result: SlideAudit = drive(iter_audit_slide(slide, model, **kwargs), progress)
+    return result
 
 
 def audit_saliency_store(
