@@ -61,3 +61,17 @@ def fit_panel(container: Any, *, max_min_width: int = MAX_MIN_WIDTH) -> None:
         layout = inner.layout()
         wanted = layout.totalMinimumSize().width() + 20 if layout is not None else 0
         root.setMinimumWidth(min(max(wanted, 200), max_min_width))
+
+
+def show_colorbar(layer: Any) -> Any:
+    """Show the colour bar of a scalar image layer (heatmap, saliency, activation).
+
+    The bar sits on the canvas with the layer's colormap and contrast limits as
+    ticks (probability 0-1 for heatmaps; the attribution's own range for
+    saliency). RGB images and other layer kinds are returned unchanged.
+    """
+    from napari.layers import Image
+
+    if isinstance(layer, Image) and not layer.rgb:
+        layer.colorbar.visible = True
+    return layer

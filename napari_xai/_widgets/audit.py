@@ -31,7 +31,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from napari_xai._widgets._layout import ScrollPanel, fit_panel
+from napari_xai._widgets._layout import ScrollPanel, fit_panel, show_colorbar
 from napari_xai._widgets._pickers import (
     DEMO,
     FROM_FILE,
@@ -356,10 +356,10 @@ class AuditWidget(ScrollPanel, Container):
             old = self._viewer.layers[name]
             index = self._viewer.layers.index(old)
             self._viewer.layers.remove(old)
-            new = Layer.create(data, kwargs, layer_type)
+            new = show_colorbar(Layer.create(data, kwargs, layer_type))
             self._viewer.layers.insert(index, new)
             return new
-        return self._viewer.add_layer(Layer.create(data, kwargs, layer_type))
+        return self._viewer.add_layer(show_colorbar(Layer.create(data, kwargs, layer_type)))
 
     # -- gallery ---------------------------------------------------------------------
     def _fill_gallery(self, result: SlideAudit) -> None:

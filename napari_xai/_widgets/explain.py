@@ -33,7 +33,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from napari_xai._widgets._layout import ScrollPanel, fit_panel
+from napari_xai._widgets._layout import ScrollPanel, fit_panel, show_colorbar
 from napari_xai._widgets._pickers import (
     DEMO,
     FROM_FILE,
@@ -408,10 +408,10 @@ class ExplainWidget(ScrollPanel, Container):
             kwargs = {**kwargs, "colormap": old.colormap.name, "opacity": old.opacity}
             index = self._viewer.layers.index(old)
             self._viewer.layers.remove(old)
-            new = Layer.create(data, kwargs, layer_type)
+            new = show_colorbar(Layer.create(data, kwargs, layer_type))
             self._viewer.layers.insert(index, new)
             return new
-        return self._viewer.add_layer(Layer.create(data, kwargs, layer_type))
+        return self._viewer.add_layer(show_colorbar(Layer.create(data, kwargs, layer_type)))
 
     def _on_returned(self, result: ExplainResult) -> None:
         from napari_xai.core.attribution.layers import saliency_layer

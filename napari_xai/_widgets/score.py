@@ -26,7 +26,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from napari_xai._widgets._layout import ScrollPanel, fit_panel
+from napari_xai._widgets._layout import ScrollPanel, fit_panel, show_colorbar
 from napari_xai._widgets._pickers import (
     DEMO,
     FROM_FILE,
@@ -212,7 +212,7 @@ class ScoreWidget(ScrollPanel, Container):
                 layer.data = data
                 return
             self._viewer.layers.remove(name)
-        self._viewer.add_layer(Layer.create(data, kwargs, layer_type))
+        self._viewer.add_layer(show_colorbar(Layer.create(data, kwargs, layer_type)))
 
     def _on_returned(self, result: ScoreResult) -> None:
         from napari_xai.core.layers import tiles_layer

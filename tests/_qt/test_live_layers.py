@@ -84,6 +84,7 @@ def test_whole_slide_saliency_matches_store(
     assert n_refresh >= 1  # the layer was shown and refreshed while the run wrote
     layer = viewer.layers[res.layer_name]
     assert layer.multiscale
+    assert layer.colorbar.visible  # a legend with the attribution's range
     store_levels = StitchedMap(zarr.open_group(str(res.store), mode="r")[res.key]).levels
     full = np.asarray(store_levels[0][...])
     assert np.isfinite(full).mean() > 0.2  # the store holds the whole slide's map

@@ -53,6 +53,11 @@ def test_score_widget_scores_the_sample(make_napari_viewer, qtbot, sample_slide)
         assert name in viewer.layers, name
     heat = viewer.layers["sample prob [tumour]"]
     assert heat.visible and not viewer.layers["sample prob [normal]"].visible
+    # every probability layer carries its colour bar (probability 0-1)
+    for name in ("sample prob [tumour]", "sample prob [normal]"):
+        bar_layer = viewer.layers[name]
+        assert bar_layer.colorbar.visible
+        assert tuple(bar_layer.contrast_limits) == (0.0, 1.0)
     # Aligned: map pixel (0, 0) sits on the centre of tile (0, 0) in slide pixels.
     t0 = result.grid.tile_size0
     np.testing.assert_allclose(heat.data_to_world((0, 0)), ((t0 - 1) / 2, (t0 - 1) / 2))
