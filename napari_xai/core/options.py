@@ -57,7 +57,9 @@ class _Options:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as a JSON-able dict (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))  # type: ignore[call-overload]
+        fields: dict[str, Any] = dataclasses.asdict(self)  # type: ignore[call-overload]
+        body: dict[str, Any] = json.loads(json.dumps(fields))
+        return body
 
     def hash(self) -> str:
         """Return the stable hash of :meth:`to_dict` (see :func:`stable_hash`)."""

@@ -622,7 +622,7 @@ def run_slide(
         if reuse:
             _adopt(writer, folder, old, drop=set())
             summary = dict(old.get("summary", {}))
-            extra = {k: old[k] for k in ("grid", "scoring") if k in old}
+            extra: dict[str, Any] = {k: old[k] for k in ("grid", "scoring") if k in old}
             yield PipelineProgress(
                 "reuse", message=f"{folder}: scored with the same grid, model and slide; kept"
             )
