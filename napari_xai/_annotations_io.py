@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     LayerDataTuple = tuple[Any, dict[str, Any], str]
 
@@ -30,20 +30,32 @@ def napari_get_annotations_reader(
     return read_annotations
 
 
-def read_annotations(path: str | list[str]) -> list[LayerDataTuple]:
+def read_annotations(
+    path: str | list[str], *, extra_classes: Sequence[str] = ()
+) -> list[LayerDataTuple]:
     """Read one or more GeoJSON files into napari layer data.
 
     Whatever could not be imported is reported (napari warning + layer
-    metadata ``annotation_report``), never dropped silently.
+    metadata ``annotation_report``), never dropped silently. ``extra_classes``
+    (e.g. a model's own class names, for its predicted regions) count as known
+    classes next to the default ones, so they raise no "unknown classes" warning.
     """
+    from napari_xai.core.annotations.classes import DEFAULT_CLASSES, AnnotationClass
     from napari_xai.core.annotations.geojson import read_geojson
     from napari_xai.core.annotations.layers import annotations_to_layer_data
+    from napari_xai.core.layers import class_colour
 
+    known = {c.name for c in DEFAULT_CLASSES}
+    classes = list(DEFAULT_CLASSES) + [
+        AnnotationClass(name, tuple(int(round(v * 255)) for v in class_colour(name, k)))
+        for k, name in enumerate(extra_classes)
+        if name not in known
+    ]
     paths = [path] if isinstance(path, str) else list(path)
     mpp = _open_slide_mpp()
     layers: list[LayerDataTuple] = []
     for p in paths:
-        aset = read_geojson(p)
+        aset = read_geojson(p, classes=classes)
         if not aset.report.clean:
             _warn(aset.report.summary())
         layers += annotations_to_layer_data(aset, name=Path(p).stem, source=str(p), mpp=mpp)

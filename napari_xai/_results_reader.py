@@ -161,7 +161,7 @@ def _annotation_layers(result: Result, name: str) -> list[LayerDataTuple]:
     try:
         from napari_xai._annotations_io import read_annotations
 
-        layers = read_annotations(str(path))
+        layers = read_annotations(str(path), extra_classes=result.class_names)
     except ImportError:  # pragma: no cover - the annotations module is part of the package
         return []
     out = []
