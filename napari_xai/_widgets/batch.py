@@ -35,7 +35,13 @@ from magicgui.widgets import (
 )
 
 from napari_xai._widgets._layout import ScrollPanel, fit_panel
-from napari_xai._widgets._pickers import DEMO, FROM_FILE, MODEL_FILE_FILTER, model_spec
+from napari_xai._widgets._pickers import (
+    DEMO,
+    MODEL_FILE_FILTER,
+    MODEL_SOURCES,
+    model_spec,
+    show_model_file,
+)
 from napari_xai.core.options import DEFAULT_MIN_TISSUE
 
 if TYPE_CHECKING:
@@ -85,7 +91,7 @@ class BatchWidget(ScrollPanel, Container):
         )
         self._input_kind = ComboBox(label="browse for", choices=["folder", "cohort CSV"],
                                     value="folder")
-        self._model_source = ComboBox(label="model", choices=[DEMO, FROM_FILE], value=DEMO)
+        self._model_source = ComboBox(label="model", choices=list(MODEL_SOURCES), value=DEMO)
         self._model_file = FileEdit(label="model file", mode="r",
                                     filter=MODEL_FILE_FILTER, visible=False)
         self._out = FileEdit(label="output folder", mode="d",
@@ -139,7 +145,7 @@ class BatchWidget(ScrollPanel, Container):
 
     # -- controls --------------------------------------------------------------------
     def _on_model_source(self, value: str) -> None:
-        self._model_file.visible = value == FROM_FILE
+        show_model_file(value, self._model_file)
 
     def _on_input_kind(self, value: str) -> None:
         self._inputs.mode = "d" if value == "folder" else "r"

@@ -36,9 +36,10 @@ from magicgui.widgets import (
 from napari_xai._widgets._layout import ScrollPanel, fit_panel, show_colorbar
 from napari_xai._widgets._pickers import (
     DEMO,
-    FROM_FILE,
     MODEL_FILE_FILTER,
+    MODEL_SOURCES,
     model_spec,
+    show_model_file,
     slide_layer_choices,
 )
 
@@ -85,7 +86,7 @@ class ExplainWidget(ScrollPanel, Container):
         super().__init__(labels=True, scrollable=True)
         self._viewer = viewer
         self._slide_layer = ComboBox(label="slide", choices=self._slide_choices, nullable=True)
-        self._model_source = ComboBox(label="model", choices=[DEMO, FROM_FILE], value=DEMO)
+        self._model_source = ComboBox(label="model", choices=list(MODEL_SOURCES), value=DEMO)
         self._model_file = FileEdit(
             label="model file", mode="r", filter=MODEL_FILE_FILTER, visible=False
         )
@@ -199,7 +200,7 @@ class ExplainWidget(ScrollPanel, Container):
 
     def _on_model_changed(self, _value: Any = None) -> None:
         """Refresh target classes, supported methods and layers for the chosen model."""
-        self._model_file.visible = self._model_source.value == FROM_FILE
+        show_model_file(self._model_source.value, self._model_file)
         try:
             model = self._load_model()
         except Exception:  # noqa: BLE001 - no model chosen yet / unreadable: keep defaults

@@ -29,9 +29,11 @@ from magicgui.widgets import (
 from napari_xai._widgets._layout import ScrollPanel, fit_panel, show_colorbar
 from napari_xai._widgets._pickers import (
     DEMO,
-    FROM_FILE,
+    FROM_FILE,  # noqa: F401 - re-exported (tests and scripts import it from here)
     MODEL_FILE_FILTER,
+    MODEL_SOURCES,
     model_spec,
+    show_model_file,
     slide_layer_choices,
 )
 from napari_xai.core.options import DEFAULT_MIN_TISSUE
@@ -61,7 +63,7 @@ class ScoreWidget(ScrollPanel, Container):
         super().__init__(labels=True, scrollable=True)
         self._viewer = viewer
         self._slide_layer = ComboBox(label="slide", choices=self._slide_choices, nullable=True)
-        self._model_source = ComboBox(label="model", choices=[DEMO, FROM_FILE], value=DEMO)
+        self._model_source = ComboBox(label="model", choices=list(MODEL_SOURCES), value=DEMO)
         self._model_file = FileEdit(
             label="model file", mode="r", filter=MODEL_FILE_FILTER, visible=False
         )
@@ -121,7 +123,7 @@ class ScoreWidget(ScrollPanel, Container):
             self._slide_layer.value = choices[-1]
 
     def _on_model_source(self, value: str) -> None:
-        self._model_file.visible = value == FROM_FILE
+        show_model_file(value, self._model_file)
 
     def _model_spec(self) -> str | Path:
         return model_spec(self._model_source.value, self._model_file.value)
