@@ -128,3 +128,36 @@ def test_fresh_dask_names_per_read(tmp_path) -> None:
     second = _Map([z]).to_dask()[0]
     assert first.name != second.name
     assert float(second.sum().compute()) == 32.0
+
+
+def test_channel_across_slide_matches_store(
+    make_napari_viewer, qtbot, slide_path, tmp_path, monkeypatch
+) -> None:
+    import torch
+    import zarr
+
+    torch.set_num_threads(1)
+    from napari_xai._widgets import explain
+    from napari_xai.core.attribution.stitch import StitchedMap
+
+    monkeypatch.setattr(explain, "REFRESH_S", 0.0)
+    viewer = make_napari_viewer(show=True)
+    viewer.open(slide_path, plugin="napari-xai")
+    widget = explain.ExplainWidget(viewer)
+    widget._output.value = tmp_path
+    widget._batch_size.value = 2
+    assert widget._act_layer.value is not None
+    viewer.reset_view()
+    widget._on_channel_slide()
+    assert widget._worker is not None
+    with qtbot.waitSignal(widget._worker.finished, timeout=180_000):
+        pass
+    res = widget.last_result
+    assert res is not None and res.n_computed > 2
+    layer = viewer.layers[res.layer_name]
+    assert layer.colorbar.visible
+    store_levels = StitchedMap(zarr.open_group(str(res.store), mode="r")[res.key]).levels
+    _settle(viewer, qtbot)
+    raw, ref = _sliced_vs_store(layer, store_levels)
+    assert raw.shape == ref.shape and np.isfinite(raw).any()
+    np.testing.assert_array_equal(raw, ref)
