@@ -196,7 +196,8 @@ def collect_slides(
                 loose.extend(found)
             elif p.suffix.lower() == ".csv" and p.is_file():
                 frames.append(_read_cohort_csv(p, label_column=label_column))
-            elif any(ch in text for ch in "*?["):
+            elif not p.exists() and any(ch in text for ch in "*?["):
+                # an existing file named like "slide[1].svs" is a file, not a pattern
                 found = sorted(f for f in _glob.glob(str(p), recursive=True) if Path(f).is_file())
                 if not found:
                     raise ValueError(f"{text}: the pattern matches no file")

@@ -22,6 +22,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from napari_xai.core.limits import check_batch_size, check_mpp
+
 __all__ = [
     "DEFAULT_MIN_TISSUE",
     "AuditSpec",
@@ -102,6 +104,8 @@ class GridOptions(_Options):
         _check_fraction("overlap", float(self.overlap), upper_open=True)
         if self.mpp is not None and not float(self.mpp) > 0:
             raise ValueError(f"mpp must be positive, not {self.mpp!r}")
+        if self.mpp is not None:
+            check_mpp(self.mpp, what="mpp")
         if self.max_tiles is not None and int(self.max_tiles) < 1:
             raise ValueError(f"max_tiles must be at least 1, not {self.max_tiles!r}")
 
@@ -153,6 +157,8 @@ class RunOptions(_Options):
         for name in ("batch_size", "explain_batch_size", "num_workers"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
+        for name in ("batch_size", "explain_batch_size"):
+            check_batch_size(getattr(self, name), what=name)
 
     @property
     def torch_device(self) -> str | None:

@@ -7,8 +7,11 @@ and locations are always level-0 pixels (``loc_rc``).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -17,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 import zarr
+
+from napari_xai.core.limits import LimitError, check_mpp, check_slide_shape
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -138,12 +143,30 @@ def _sniff(path: Path) -> None:
     raise SlideError(path, f"not a TIFF-based slide (file starts with {head[:8]!r})")
 
 
+@contextlib.contextmanager
+def _quiet_tifffile() -> Iterator[None]:
+    """Keep tifffile's own log lines (about the damage we report) off stderr."""
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _check_truncated(path: Path, tf: Any) -> None:
     """Raise when tile data points past the end of the file (a truncated copy)."""
     size = path.stat().st_size
     for page in tf.pages:
         offsets = np.asarray(getattr(page, "dataoffsets", ()), dtype=np.int64)
         counts = np.asarray(getattr(page, "databytecounts", ()), dtype=np.int64)
+        if not offsets.size or offsets.size != counts.size:
+            raise SlideError(
+                path,
+                f"truncated or not a slide: image {page.index} has no (or mismatched) "
+                "data offsets and byte counts",
+            )
         if offsets.size and offsets.size == counts.size:
             end = int((offsets + counts).max())
             if end > size:
@@ -192,19 +215,22 @@ class Slide:
 
         self.path = Path(path)
         _sniff(self.path)
-        try:
-            self._ts: tiffslide.TiffSlide = tiffslide.TiffSlide(self.path)
-        except NotImplementedError as exc:
-            raise SlideError(self.path, f"not a 2-D slide image ({exc})") from None
-        except Exception as exc:  # tifffile raises many kinds on corrupt files
-            raise SlideError(self.path, f"cannot read as a TIFF slide: {exc}") from None
-        try:
-            _check_truncated(self.path, self._ts.ts_tifffile)
-            self.info = self._read_info(mpp)
-            self._check_tiled()
-        except BaseException:
-            self._ts.close()
-            raise
+        with _quiet_tifffile():
+            try:
+                self._ts: tiffslide.TiffSlide = tiffslide.TiffSlide(self.path)
+            except NotImplementedError as exc:
+                raise SlideError(self.path, f"not a 2-D slide image ({exc})") from None
+            except Exception as exc:  # tifffile raises many kinds on corrupt files
+                raise SlideError(
+                    self.path, f"truncated or not a slide: cannot read it as a TIFF ({exc})"
+                ) from None
+            try:
+                _check_truncated(self.path, self._ts.ts_tifffile)
+                self.info = self._read_info(mpp)
+                self._check_tiled()
+            except BaseException:
+                self._ts.close()
+                raise
         self._local = threading.local()
         self._levels: list[da.Array] | None = None
 
@@ -222,13 +248,20 @@ class Slide:
                 "with a general image reader instead",
             ) from None
         except Exception as exc:
-            raise SlideError(self.path, f"cannot index the image pyramid: {exc}") from None
+            raise SlideError(
+                self.path, f"truncated or not a slide: cannot index the image pyramid ({exc})"
+            ) from None
+        if not arrays:
+            raise SlideError(self.path, "truncated or not a slide: the file holds no image")
         props = dict(ts.properties)
         mpp_value: float | None
         if mpp is not None:
             if not mpp > 0:
                 raise SlideError(self.path, f"mpp must be positive, got {mpp}")
-            mpp_value, mpp_source = float(mpp), "user"
+            try:
+                mpp_value, mpp_source = check_mpp(mpp, what="mpp option"), "user"
+            except LimitError as exc:
+                raise SlideError(self.path, str(exc)) from None
         else:
             mpp_value, mpp_source = _mpp_from_properties(props)
         series = ts.ts_tifffile.series[0]
@@ -250,6 +283,11 @@ class Slide:
             return int(shape[0]), int(shape[1])
 
         shapes = tuple(rc(a.shape) for a in arrays)
+        # before anything is planned or read: a small file may declare 10^12 pixels
+        try:
+            check_slide_shape(shapes[0])
+        except LimitError as exc:
+            raise SlideError(self.path, str(exc)) from None
         # tiffslide's downsamples (mean of the row and column ratios), as openslide reports.
         downsamples = tuple(float(d) for d in ts.level_downsamples)
         objective = props.get("tiffslide.objective-power")

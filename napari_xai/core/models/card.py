@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from napari_xai.core.limits import LimitError, check_mpp, check_resize, check_tile_size
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -84,6 +86,14 @@ class ModelCard:
             raise ModelCardError(f"model card: tile_size must be positive, got {self.tile_size}")
         if not float(self.mpp) > 0:
             raise ModelCardError(f"model card: mpp must be positive, got {self.mpp}")
+        try:
+            check_mpp(self.mpp, what="mpp (spacing_um_px)")
+            check_tile_size(self.tile_size, what="tile_size (patch_size_pixels)")
+            for step in self.transform:
+                if isinstance(step, Mapping) and step.get("name") == "Resize":
+                    _check_resize_step(step)
+        except LimitError as exc:
+            raise ModelCardError(f"model card: {exc}") from None
         if len(self.mean) != 3 or len(self.std) != 3:
             raise ModelCardError("model card: mean and std need 3 values (one per channel)")
         if any(float(s) <= 0 for s in self.std):
@@ -238,6 +248,18 @@ class ModelCard:
         """Hash of the canonical JSON form (stable across key order)."""
         canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _check_resize_step(step: Mapping[str, Any]) -> None:
+    """Refuse a Resize whose output would be larger than the limits allow."""
+    args = step.get("arguments") or {}
+    if not isinstance(args, Mapping):
+        return
+    size = args.get("size")
+    sizes = size if isinstance(size, (list, tuple)) else [size]
+    for value in [*sizes, args.get("max_size")]:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            check_resize(value, what="transform Resize size")
 
 
 def _copy_step(step: Any) -> dict[str, Any]:

@@ -178,6 +178,30 @@ def _check_transform_arguments(config: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _check_limits(config: Mapping[str, Any]) -> list[str]:
+    """Values the schema accepts but no model can use (inf, 200000 px tiles...)."""
+    from napari_xai.core.limits import LimitError, check_mpp, check_resize, check_tile_size
+
+    problems: list[str] = []
+    checks: list[tuple[Any, Any, str]] = [
+        (check_mpp, config["spacing_um_px"], "spacing_um_px"),
+        (check_tile_size, config["patch_size_pixels"], "patch_size_pixels"),
+    ]
+    for i, step in enumerate(config["transform"]):
+        if step.get("name") == "Resize":
+            args = step.get("arguments") or {}
+            size = args.get("size")
+            for value in [*(size if isinstance(size, list) else [size]), args.get("max_size")]:
+                if isinstance(value, int) and not isinstance(value, bool):
+                    checks.append((check_resize, value, f"transform[{i}] (Resize) size"))
+    for check, value, what in checks:
+        try:
+            check(value, what=what)
+        except LimitError as exc:
+            problems.append(str(exc))
+    return problems
+
+
 def validate_wsinfer_config(config: Any, *, source: str | os.PathLike[str] | None = None) -> None:
     """Check a ``config.json`` dict against WSInfer spec 1.0.
 
@@ -215,6 +239,7 @@ def validate_wsinfer_config(config: Any, *, source: str | os.PathLike[str] | Non
                 f"class_names are given"
             )
         problems += _check_transform_arguments(config)
+        problems += _check_limits(config)
     if problems:
         rest = problems[1:]
         more = f" (and {len(rest)} more: {'; '.join(rest)})" if rest else ""
