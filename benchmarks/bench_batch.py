@@ -33,8 +33,14 @@ from pathlib import Path
 import numpy as np
 
 
-def write_mosaic_slide(path: Path, *, seed: int, grid_rc: tuple[int, int], tumour: bool,
-                       pool: dict[str, list[np.ndarray]]) -> Path:
+def write_mosaic_slide(
+    path: Path,
+    *,
+    seed: int,
+    grid_rc: tuple[int, int],
+    tumour: bool,
+    pool: dict[str, list[np.ndarray]],
+) -> Path:
     """A JPEG-tiled TIFF of 64 px synthetic patches: glass border, tissue, tumour blocks."""
     import tifffile
 
@@ -53,8 +59,15 @@ def write_mosaic_slide(path: Path, *, seed: int, grid_rc: tuple[int, int], tumou
             choices = pool[kinds[i, j]]
             pick = int(rng.integers(len(choices)))
             img[i * p : (i + 1) * p, j * p : (j + 1) * p] = choices[pick]
-    tifffile.imwrite(path, img, tile=(256, 256), photometric="rgb", compression="jpeg",
-                     resolution=(1e4, 1e4), resolutionunit="CENTIMETER")
+    tifffile.imwrite(
+        path,
+        img,
+        tile=(256, 256),
+        photometric="rgb",
+        compression="jpeg",
+        resolution=(1e4, 1e4),
+        resolutionunit="CENTIMETER",
+    )
     return path
 
 
@@ -76,16 +89,24 @@ def one_by_one(slides: list[Path], out: Path, *, torch_threads: int) -> float:
     return time.perf_counter() - t0
 
 
-def batch(slides: list[Path], out: Path, *, scheduler: str, n_workers: int | None,
-          torch_threads: int) -> float:
+def batch(
+    slides: list[Path], out: Path, *, scheduler: str, n_workers: int | None, torch_threads: int
+) -> float:
     import torch
 
     from napari_xai.core.batch import run_batch
 
     torch.set_num_threads(torch_threads)
     t0 = time.perf_counter()
-    res = run_batch(slides, "demo", out, scheduler=scheduler, n_workers=n_workers, device="cpu",
-                    torch_threads=torch_threads)
+    res = run_batch(
+        slides,
+        "demo",
+        out,
+        scheduler=scheduler,
+        n_workers=n_workers,
+        device="cpu",
+        torch_threads=torch_threads,
+    )
     elapsed = time.perf_counter() - t0
     if res.count("done") != len(slides):
         raise RuntimeError(f"batch run failed: {res.summary[['slide_id', 'status', 'error']]}")
@@ -95,12 +116,23 @@ def batch(slides: list[Path], out: Path, *, scheduler: str, n_workers: int | Non
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--slides", type=int, default=8, help="number of slides (8)")
-    parser.add_argument("--grid", type=int, nargs=2, default=(24, 32), metavar=("ROWS", "COLS"),
-                        help="slide size in 64 px patches (24 32 = 1536 x 2048 px)")
-    parser.add_argument("--repeats", type=int, default=2,
-                        help="repeats of every mode; the best time counts (2)")
-    parser.add_argument("--torch-threads", type=int, default=1,
-                        help="torch threads per process/worker, the same in every mode (1)")
+    parser.add_argument(
+        "--grid",
+        type=int,
+        nargs=2,
+        default=(24, 32),
+        metavar=("ROWS", "COLS"),
+        help="slide size in 64 px patches (24 32 = 1536 x 2048 px)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="repeats of every mode; the best time counts (2)"
+    )
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="torch threads per process/worker, the same in every mode (1)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
 
@@ -113,27 +145,46 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="napari-xai-bench-batch-"))
     try:
         rng = np.random.default_rng(0)
-        pool = {k: [render_patch(k, size=64, rng=rng) for _ in range(6)]
-                for k in ("background", "normal", "tumour")}
-        slides = [write_mosaic_slide(tmp / f"slide{i:03d}.tif", seed=i, grid_rc=tuple(args.grid),
-                                     tumour=i % 2 == 0, pool=pool)
-                  for i in range(args.slides)]
+        pool = {
+            k: [render_patch(k, size=64, rng=rng) for _ in range(6)]
+            for k in ("background", "normal", "tumour")
+        }
+        slides = [
+            write_mosaic_slide(
+                tmp / f"slide{i:03d}.tif",
+                seed=i,
+                grid_rc=tuple(args.grid),
+                tumour=i % 2 == 0,
+                pool=pool,
+            )
+            for i in range(args.slides)
+        ]
         rows, cols = args.grid[0] * 64, args.grid[1] * 64
-        print(f"{args.slides} synthetic slides of {rows} x {cols} px (64 px tiles at 1 µm/px, "
-              f"~{args.grid[0] * args.grid[1]} grid cells each); {cores} CPU cores; "
-              f"torch threads per process: {args.torch_threads}; python {sys.version.split()[0]}")
+        print(
+            f"{args.slides} synthetic slides of {rows} x {cols} px (64 px tiles at 1 µm/px, "
+            f"~{args.grid[0] * args.grid[1]} grid cells each); {cores} CPU cores; "
+            f"torch threads per process: {args.torch_threads}; python {sys.version.split()[0]}"
+        )
         tt = int(args.torch_threads)
         # warm the imports and the file cache so the first timing is not penalised
         one_by_one(slides[:1], tmp / "warm", torch_threads=tt)
         modes = [
-            ("one by one (1 process, plain loop)",
-             lambda d: one_by_one(slides, d, torch_threads=tt)),
-            ("batch, in process (scheduler=sync)",
-             lambda d: batch(slides, d, scheduler="sync", n_workers=None, torch_threads=tt)),
-            ("batch, LocalCluster 1 worker",
-             lambda d: batch(slides, d, scheduler="local", n_workers=1, torch_threads=tt)),
-            ("batch, LocalCluster 2 workers",
-             lambda d: batch(slides, d, scheduler="local", n_workers=2, torch_threads=tt)),
+            (
+                "one by one (1 process, plain loop)",
+                lambda d: one_by_one(slides, d, torch_threads=tt),
+            ),
+            (
+                "batch, in process (scheduler=sync)",
+                lambda d: batch(slides, d, scheduler="sync", n_workers=None, torch_threads=tt),
+            ),
+            (
+                "batch, LocalCluster 1 worker",
+                lambda d: batch(slides, d, scheduler="local", n_workers=1, torch_threads=tt),
+            ),
+            (
+                "batch, LocalCluster 2 workers",
+                lambda d: batch(slides, d, scheduler="local", n_workers=2, torch_threads=tt),
+            ),
         ]
         # Modes alternate within each repeat and the best time is kept, so a burst of
         # load from other processes does not land on one mode only.
@@ -145,8 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  repeat {rep + 1}: {name}: {seconds:.1f} s", flush=True)
         base = best[modes[0][0]]
         head = f"run (best of {args.repeats})"
-        print(f"{head:40s} {'seconds':>9s} {'slides/hour':>12s} "
-              f"{'overhead':>9s}")
+        print(f"{head:40s} {'seconds':>9s} {'slides/hour':>12s} {'overhead':>9s}")
         for name, _ in modes:
             seconds = best[name]
             per_hour = args.slides / seconds * 3600

@@ -110,8 +110,13 @@ def _probability_layers(result: Result, name: str) -> list[LayerDataTuple]:
         data, _ = _map_data(result, info.key)
         index = order.index(cls) if cls in order else 0
         ldt = heatmap_layer(
-            data.compute(), slide_name=name, class_name=cls, stride0=stride0, tile_size0=tile0,
-            colour=class_colour(cls, index), visible=cls == focus,
+            data.compute(),
+            slide_name=name,
+            class_name=cls,
+            stride0=stride0,
+            tile_size0=tile0,
+            colour=class_colour(cls, index),
+            visible=cls == focus,
             metadata={"result_folder": str(result.folder), "key": info.key},
         )
         # the stored transform is the truth (written by the scorer from the grid)
@@ -135,25 +140,37 @@ def _saliency_layers(result: Result, name: str) -> list[LayerDataTuple]:
         lo = float(min(0.0, finite.min())) if finite.size else 0.0
         if not hi > lo:
             hi = lo + 1.0
-        layers.append((data, {
-            "name": f"{name} saliency [{method}, {cls}]",
-            "scale": info.scales[0],
-            "translate": info.translates[0],
-            "colormap": "inferno",
-            "opacity": 0.6,
-            "blending": "translucent",
-            "contrast_limits": [lo, hi],
-            "multiscale": multiscale,
-            "visible": False,
-            "metadata": {"napari_xai": "saliency", "method": method, "class_name": cls,
-                         "result_folder": str(result.folder), "key": info.key},
-        }, "image"))
+        layers.append(
+            (
+                data,
+                {
+                    "name": f"{name} saliency [{method}, {cls}]",
+                    "scale": info.scales[0],
+                    "translate": info.translates[0],
+                    "colormap": "inferno",
+                    "opacity": 0.6,
+                    "blending": "translucent",
+                    "contrast_limits": [lo, hi],
+                    "multiscale": multiscale,
+                    "visible": False,
+                    "metadata": {
+                        "napari_xai": "saliency",
+                        "method": method,
+                        "class_name": cls,
+                        "result_folder": str(result.folder),
+                        "key": info.key,
+                    },
+                },
+                "image",
+            )
+        )
     return layers
 
 
 def _annotation_layers(result: Result, name: str) -> list[LayerDataTuple]:
     path = result.folder / result.manifest.get("files", {}).get(
-        "annotations", "annotations.geojson")
+        "annotations", "annotations.geojson"
+    )
     if result.annotations is None or not path.is_file():
         return []
     if not result.annotations.get("features"):
@@ -167,8 +184,11 @@ def _annotation_layers(result: Result, name: str) -> list[LayerDataTuple]:
     out = []
     for data, kwargs, kind in layers:
         kwargs = dict(kwargs)
-        kwargs["name"] = f"{name} predicted regions" if kind == "shapes" else (
-            f"{name} predicted regions ({kind})")
+        kwargs["name"] = (
+            f"{name} predicted regions"
+            if kind == "shapes"
+            else (f"{name} predicted regions ({kind})")
+        )
         kwargs.setdefault("opacity", 0.4)
         out.append((data, kwargs, kind))
     return out
@@ -200,14 +220,15 @@ def result_layers(result: Result, *, with_slide: bool = True) -> list[LayerDataT
 
             layers += read_slide(str(slide))
         else:
-            _warn(f"{result.folder}: the slide {slide} is not there any more; "
-                  "showing the results alone")
+            _warn(
+                f"{result.folder}: the slide {slide} is not there any more; "
+                "showing the results alone"
+            )
     layers += _probability_layers(result, name)
     layers += _saliency_layers(result, name)
     layers += _annotation_layers(result, name)
     if len(result.tiles):
         ldt = tiles_layer(result.tiles, slide_name=name, class_names=result.class_names)
-        ldt[1]["metadata"] = {**ldt[1].get("metadata", {}),
-                              "result_folder": str(result.folder)}
+        ldt[1]["metadata"] = {**ldt[1].get("metadata", {}), "result_folder": str(result.folder)}
         layers.append(ldt)
     return layers

@@ -89,8 +89,10 @@ def main() -> int:
     t0 = time.perf_counter()
     x_train, y_train = make_patches(args.n_train, seed=args.seed)
     x_test, y_test = make_patches(args.n_test, seed=args.seed + 10_000)
-    print(f"rendered {len(x_train)} train + {len(x_test)} test patches "
-          f"in {time.perf_counter() - t0:.0f} s")
+    print(
+        f"rendered {len(x_train)} train + {len(x_test)} test patches "
+        f"in {time.perf_counter() - t0:.0f} s"
+    )
 
     model = make_demo_cnn(len(CLASSES))
     xt, yt = to_tensor(x_train), torch.from_numpy(y_train)
@@ -117,8 +119,10 @@ def main() -> int:
         model.eval()
         with torch.no_grad():
             acc = float((model(xv).argmax(1) == yv).float().mean())
-        print(f"epoch {epoch + 1}/{args.epochs}: loss {total / len(xt):.4f}, "
-              f"held-out accuracy {acc:.4f}")
+        print(
+            f"epoch {epoch + 1}/{args.epochs}: loss {total / len(xt):.4f}, "
+            f"held-out accuracy {acc:.4f}"
+        )
     model.eval()
     with torch.no_grad():
         pred = model(xv).argmax(1).numpy()
@@ -126,8 +130,10 @@ def main() -> int:
     confusion = np.zeros((len(CLASSES), len(CLASSES)), int)
     for t, p in zip(y_test, pred, strict=True):
         confusion[t, p] += 1
-    print(f"trained in {time.perf_counter() - t1:.0f} s; held-out accuracy {acc:.4f} "
-          f"on {len(y_test)} patches")
+    print(
+        f"trained in {time.perf_counter() - t1:.0f} s; held-out accuracy {acc:.4f} "
+        f"on {len(y_test)} patches"
+    )
     print("confusion (rows: true, cols: predicted):", CLASSES)
     print(confusion)
 
@@ -153,11 +159,22 @@ def main() -> int:
     )
     torch.save(model.state_dict(), args.out / "model.pt")
     card.to_json(args.out / "config.json")
-    (args.out / "training.json").write_text(json.dumps({
-        "seed": args.seed, "epochs": args.epochs, "n_train_per_class": args.n_train,
-        "n_test_per_class": args.n_test, "held_out_accuracy": acc,
-        "confusion": confusion.tolist(), "classes": list(CLASSES), "parameters": n_params,
-    }, indent=2) + "\n")
+    (args.out / "training.json").write_text(
+        json.dumps(
+            {
+                "seed": args.seed,
+                "epochs": args.epochs,
+                "n_train_per_class": args.n_train,
+                "n_test_per_class": args.n_test,
+                "held_out_accuracy": acc,
+                "confusion": confusion.tolist(),
+                "classes": list(CLASSES),
+                "parameters": n_params,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     size_kib = (args.out / "model.pt").stat().st_size / 1024
     print(f"wrote {args.out / 'model.pt'} ({size_kib:.0f} KiB) and {args.out / 'config.json'}")
     return 0

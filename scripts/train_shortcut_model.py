@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     check = np.flatnonzero(marked)[:16]
     for name, cohort in train.items():
+
         def fail_fast(epoch: int, m: torch.nn.Module, _name: str = name) -> None:
             # Explainability check every epoch: where does the model look on marked tiles?
             maps = sd.explain(m, audit_set.images[check], method="saliency")

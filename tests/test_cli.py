@@ -41,8 +41,12 @@ def test_info_on_bad_files_names_them_and_exits_1(
     empty = tmp_path / "empty.svs"
     empty.write_bytes(b"")
     status = main(
-        ["info", str(empty), str(shared_data / "slides" / "bad" / "boxes_0.dcm"),
-         str(shared_data / "slides" / "small.svs")]
+        [
+            "info",
+            str(empty),
+            str(shared_data / "slides" / "bad" / "boxes_0.dcm"),
+            str(shared_data / "slides" / "small.svs"),
+        ]
     )
     captured = capsys.readouterr()
     assert status == 1

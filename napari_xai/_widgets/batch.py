@@ -55,8 +55,15 @@ IN_PROCESS = "in this process"
 ADDRESS = "dask scheduler address"
 NO_ATTRIBUTION = "none"
 #: Attribution methods offered (the core checks them against the model).
-ATTRIBUTION_CHOICES = (NO_ATTRIBUTION, "grad_cam", "saliency", "integrated_gradients",
-                       "gradient_shap", "occlusion", "guided_grad_cam")
+ATTRIBUTION_CHOICES = (
+    NO_ATTRIBUTION,
+    "grad_cam",
+    "saliency",
+    "integrated_gradients",
+    "gradient_shap",
+    "occlusion",
+    "guided_grad_cam",
+)
 STATUS_COLUMNS = ["slide", "status", "tiles", "score", "seconds", "error"]
 #: Seconds between redraws of the status table while a batch runs.
 REFRESH_S = 0.3
@@ -85,32 +92,51 @@ class BatchWidget(ScrollPanel, Container):
         super().__init__(labels=True, scrollable=True)
         self._viewer = viewer
         self._inputs = FileEdit(
-            label="slides", mode="d",
+            label="slides",
+            mode="d",
             tooltip="A folder of slides. You can also type a glob pattern (data/**/*.svs),"
             " a slide file, or a cohort CSV (slide_path, optional label and metadata columns).",
         )
-        self._input_kind = ComboBox(label="browse for", choices=["folder", "cohort CSV"],
-                                    value="folder")
+        self._input_kind = ComboBox(
+            label="browse for", choices=["folder", "cohort CSV"], value="folder"
+        )
         self._model_source = ComboBox(label="model", choices=list(MODEL_SOURCES), value=DEMO)
-        self._model_file = FileEdit(label="model file", mode="r",
-                                    filter=MODEL_FILE_FILTER, visible=False)
-        self._out = FileEdit(label="output folder", mode="d",
-                             tooltip="One result folder per slide, plus cohort_summary.csv")
+        self._model_file = FileEdit(
+            label="model file", mode="r", filter=MODEL_FILE_FILTER, visible=False
+        )
+        self._out = FileEdit(
+            label="output folder",
+            mode="d",
+            tooltip="One result folder per slide, plus cohort_summary.csv",
+        )
         self._overlap = FloatSpinBox(label="overlap", value=0.0, min=0.0, max=0.9, step=0.05)
-        self._min_tissue = FloatSpinBox(label="min tissue", value=DEFAULT_MIN_TISSUE, min=0.0,
-                                        max=1.0,
-                                        step=0.05)
-        self._attribution = ComboBox(label="saliency", choices=list(ATTRIBUTION_CHOICES),
-                                     value=NO_ATTRIBUTION)
-        self._top_k = SpinBox(label="top-k tiles", value=10, min=1, max=100_000,
-                              tooltip="Slide score = mean of the k highest tile probabilities")
-        self._positive = LineEdit(label="positive class", value="",
-                                  tooltip="Blank: the tumour-like class of the model")
-        self._scheduler = ComboBox(label="run on", choices=[LOCAL, IN_PROCESS, ADDRESS],
-                                   value=LOCAL)
+        self._min_tissue = FloatSpinBox(
+            label="min tissue", value=DEFAULT_MIN_TISSUE, min=0.0, max=1.0, step=0.05
+        )
+        self._attribution = ComboBox(
+            label="saliency", choices=list(ATTRIBUTION_CHOICES), value=NO_ATTRIBUTION
+        )
+        self._top_k = SpinBox(
+            label="top-k tiles",
+            value=10,
+            min=1,
+            max=100_000,
+            tooltip="Slide score = mean of the k highest tile probabilities",
+        )
+        self._positive = LineEdit(
+            label="positive class", value="", tooltip="Blank: the tumour-like class of the model"
+        )
+        self._scheduler = ComboBox(
+            label="run on", choices=[LOCAL, IN_PROCESS, ADDRESS], value=LOCAL
+        )
         self._address = LineEdit(label="scheduler", value="tcp://127.0.0.1:8786", visible=False)
-        self._workers = SpinBox(label="workers", value=0, min=0, max=256,
-                                tooltip="Worker processes of the local cluster (0 = auto)")
+        self._workers = SpinBox(
+            label="workers",
+            value=0,
+            min=0,
+            max=256,
+            tooltip="Worker processes of the local cluster (0 = auto)",
+        )
         self._device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"])
         self._resume = CheckBox(label="skip slides already done", value=True)
         self._run = PushButton(text="Batch score")
@@ -120,13 +146,32 @@ class BatchWidget(ScrollPanel, Container):
         self._table = Table(value=[], columns=STATUS_COLUMNS)
         self._metrics = Label(value="")
         self._open = PushButton(text="Open selected result", enabled=False)
-        self.extend([
-            self._inputs, self._input_kind, self._model_source, self._model_file, self._out,
-            self._overlap, self._min_tissue, self._attribution, self._top_k, self._positive,
-            self._scheduler, self._address, self._workers, self._device, self._resume,
-            self._run, self._cancel, self._progress, self._status, self._table,
-            self._metrics, self._open,
-        ])
+        self.extend(
+            [
+                self._inputs,
+                self._input_kind,
+                self._model_source,
+                self._model_file,
+                self._out,
+                self._overlap,
+                self._min_tissue,
+                self._attribution,
+                self._top_k,
+                self._positive,
+                self._scheduler,
+                self._address,
+                self._workers,
+                self._device,
+                self._resume,
+                self._run,
+                self._cancel,
+                self._progress,
+                self._status,
+                self._table,
+                self._metrics,
+                self._open,
+            ]
+        )
         fit_panel(self)
         self._worker: Any = None
         self._cancel_event = threading.Event()
@@ -204,7 +249,9 @@ class BatchWidget(ScrollPanel, Container):
         device = None if self._device.value == "auto" else str(self._device.value)
         # Errors go to _on_errored (a notification), not re-raised in the Qt loop.
         worker = thread_worker(iter_batch, ignore_errors=True)(
-            inputs, self._model_spec(), out,
+            inputs,
+            self._model_spec(),
+            out,
             params=self._params(),
             scheduler=self._scheduler_spec(),
             n_workers=int(self._workers.value) or None,
@@ -230,8 +277,11 @@ class BatchWidget(ScrollPanel, Container):
         self._status.value = "cancelling (finished slides are kept)…"
 
     def _set_table(self, rows: list[list[Any]], columns: list[str]) -> None:
-        self._table.value = {"data": rows, "index": [str(i + 1) for i in range(len(rows))],
-                             "columns": columns}
+        self._table.value = {
+            "data": rows,
+            "index": [str(i + 1) for i in range(len(rows))],
+            "columns": columns,
+        }
 
     def _on_event(self, event: BatchEvent) -> None:
         """Update the progress bar and the slide's row of the status table.
@@ -268,26 +318,36 @@ class BatchWidget(ScrollPanel, Container):
         rows = []
         self._ranked_folders = []
         for rec in summary.to_dict("records"):
-            rows.append([
-                "" if rec.get("rank") is None or rec.get("rank") != rec.get("rank")
-                else str(rec.get("rank")),
-                rec["slide_id"], _fmt(rec.get("score")),
-                _fmt(rec.get("tumour_area_fraction")), _fmt(rec.get("n_tiles"), ".0f"),
-                "" if rec.get("label") is None else str(rec.get("label")),
-                str(rec.get("status")), str(rec.get("error") or ""),
-            ])
+            rows.append(
+                [
+                    ""
+                    if rec.get("rank") is None or rec.get("rank") != rec.get("rank")
+                    else str(rec.get("rank")),
+                    rec["slide_id"],
+                    _fmt(rec.get("score")),
+                    _fmt(rec.get("tumour_area_fraction")),
+                    _fmt(rec.get("n_tiles"), ".0f"),
+                    "" if rec.get("label") is None else str(rec.get("label")),
+                    str(rec.get("status")),
+                    str(rec.get("error") or ""),
+                ]
+            )
             self._ranked_folders.append(rec.get("result_folder") or None)
         self._set_table(rows, RANKED_COLUMNS)
         self._progress.value = self._progress.max
         m = result.metrics
-        text = (f"{result.count('done')} done · {result.count('failed')} failed · "
-                f"{result.count('cancelled')} cancelled · summary: {result.files['csv']}")
+        text = (
+            f"{result.count('done')} done · {result.count('failed')} failed · "
+            f"{result.count('cancelled')} cancelled · summary: {result.files['csv']}"
+        )
         if m.get("confusion_matrix") is not None:
             (tn, fp), (fn, tp) = m["confusion_matrix"]
             auc = (m.get("roc") or {}).get("auc")
-            text += (f"\nlabelled {m['n_labelled']}: TP {tp} FP {fp} TN {tn} FN {fn} · "
-                     f"accuracy {m['accuracy']:.2f}"
-                     + (f" · ROC AUC {auc:.3f}" if auc is not None else ""))
+            text += (
+                f"\nlabelled {m['n_labelled']}: TP {tp} FP {fp} TN {tn} FN {fn} · "
+                f"accuracy {m['accuracy']:.2f}"
+                + (f" · ROC AUC {auc:.3f}" if auc is not None else "")
+            )
         self._metrics.value = text
         self._status.value = "cancelled" if result.cancelled else "done"
         self._open.enabled = any(self._ranked_folders)

@@ -222,7 +222,7 @@ class ExplainWidget(ScrollPanel, Container):
             self._act_layer.value = self._model_layers[-1]
 
     def _target_choices(self, _widget: Any = None) -> list[str]:
-        """"predicted" and the current model's classes."""
+        """Return "predicted" and the current model's classes."""
         return [PREDICTED, *self._class_names]
 
     def _method_choices(self, _widget: Any = None) -> list[str]:

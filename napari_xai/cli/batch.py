@@ -51,59 +51,126 @@ def add_batch_arguments(parser: argparse.ArgumentParser, *, with_slides: bool = 
     """Add the cohort-scoring options to ``parser`` (shared with ``napari-xai score``)."""
     if with_slides:
         parser.add_argument(
-            "slides", nargs="+", metavar="SLIDES",
+            "slides",
+            nargs="+",
+            metavar="SLIDES",
             help="slide files, folders of slides, glob patterns (quote them) or cohort CSV files",
         )
     parser.add_argument(
-        "-m", "--model", default="demo",
+        "-m",
+        "--model",
+        default="demo",
         help="model file or folder: TorchScript, state dict + model card, or a WSInfer "
         "model folder (default: the bundled demo model)",
     )
     parser.add_argument(
-        "-o", "--out", required=with_slides, default=None,
+        "-o",
+        "--out",
+        required=with_slides,
+        default=None,
         help="output folder (created): one result folder per slide + cohort_summary.csv",
     )
-    g = parser.add_argument_group("scoring options (they define a result: changing one redoes "
-                                  "the slides)")
-    g.add_argument("--overlap", type=float, default=None,
-                   help="tile overlap as a fraction of the tile, in [0, 1) (default 0)")
-    g.add_argument("--min-tissue", "--tissue-threshold", dest="min_tissue", type=float,
-                   default=None, metavar="FRACTION",
-                   help="score a tile only if at least this fraction is tissue (default 0.5)")
-    g.add_argument("--all-tiles", action="store_true",
-                   help="score every tile of the slide (no tissue detection)")
-    g.add_argument("--mpp", type=float, default=None,
-                   help="µm per pixel to assume for slides whose file does not say")
-    g.add_argument("--attribution", default=None, metavar="METHOD",
-                   help="also compute saliency maps with this attribution method")
+    g = parser.add_argument_group(
+        "scoring options (they define a result: changing one redoes the slides)"
+    )
+    g.add_argument(
+        "--overlap",
+        type=float,
+        default=None,
+        help="tile overlap as a fraction of the tile, in [0, 1) (default 0)",
+    )
+    g.add_argument(
+        "--min-tissue",
+        "--tissue-threshold",
+        dest="min_tissue",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="score a tile only if at least this fraction is tissue (default 0.5)",
+    )
+    g.add_argument(
+        "--all-tiles",
+        action="store_true",
+        help="score every tile of the slide (no tissue detection)",
+    )
+    g.add_argument(
+        "--mpp",
+        type=float,
+        default=None,
+        help="µm per pixel to assume for slides whose file does not say",
+    )
+    g.add_argument(
+        "--attribution",
+        default=None,
+        metavar="METHOD",
+        help="also compute saliency maps with this attribution method",
+    )
     g.add_argument("--audit", action="store_true", help="also run the shortcut audit")
-    g.add_argument("--positive-class", default=None, metavar="CLASS",
-                   help="class that scores a slide (default: the tumour-like class)")
-    g.add_argument("--top-k", type=int, default=10,
-                   help="slide score = mean of the K highest tile probabilities (default 10)")
-    g.add_argument("--threshold", type=float, default=0.5,
-                   help="slides scoring at least this are called positive (default 0.5)")
+    g.add_argument(
+        "--positive-class",
+        default=None,
+        metavar="CLASS",
+        help="class that scores a slide (default: the tumour-like class)",
+    )
+    g.add_argument(
+        "--top-k",
+        type=int,
+        default=10,
+        help="slide score = mean of the K highest tile probabilities (default 10)",
+    )
+    g.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="slides scoring at least this are called positive (default 0.5)",
+    )
     r = parser.add_argument_group("running")
-    r.add_argument("--scheduler", default="local", metavar="WHERE",
-                   help="'local' (default): a dask LocalCluster on this machine; 'sync': "
-                   "one slide after another in this process; or a dask scheduler address "
-                   "such as tcp://host:8786")
-    r.add_argument("--workers", dest="batch_workers", type=int, default=None, metavar="N",
-                   help="worker processes of the local cluster (default: one per GPU, "
-                   "else one per 4 cores)")
+    r.add_argument(
+        "--scheduler",
+        default="local",
+        metavar="WHERE",
+        help="'local' (default): a dask LocalCluster on this machine; 'sync': "
+        "one slide after another in this process; or a dask scheduler address "
+        "such as tcp://host:8786",
+    )
+    r.add_argument(
+        "--workers",
+        dest="batch_workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes of the local cluster (default: one per GPU, else one per 4 cores)",
+    )
     r.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     r.add_argument("--batch-size", type=int, default=None, help="tiles per model batch")
-    r.add_argument("--reader-threads", type=int, default=None, metavar="N",
-                   help="tile reader threads per slide (default 2)")
-    r.add_argument("--torch-threads", type=int, default=None, metavar="N",
-                   help="torch threads per worker (default: cores / workers); 1 helps on "
-                   "machines whose cores are shared")
-    r.add_argument("--architecture", default=None,
-                   help="registered architecture name for state-dict weights without a card entry")
-    r.add_argument("--no-resume", action="store_true",
-                   help="redo every slide, even those already done with the same options")
-    r.add_argument("--label-column", default="label",
-                   help="label column of a cohort CSV (default 'label')")
+    r.add_argument(
+        "--reader-threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="tile reader threads per slide (default 2)",
+    )
+    r.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="torch threads per worker (default: cores / workers); 1 helps on "
+        "machines whose cores are shared",
+    )
+    r.add_argument(
+        "--architecture",
+        default=None,
+        help="registered architecture name for state-dict weights without a card entry",
+    )
+    r.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="redo every slide, even those already done with the same options",
+    )
+    r.add_argument(
+        "--label-column", default="label", help="label column of a cohort CSV (default 'label')"
+    )
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -159,8 +226,13 @@ class _Progress:
             try:
                 from tqdm import tqdm
 
-                self.bar = tqdm(total=event.n_total, unit="slide", file=sys.stderr,
-                                dynamic_ncols=True, desc="Scoring slides")
+                self.bar = tqdm(
+                    total=event.n_total,
+                    unit="slide",
+                    file=sys.stderr,
+                    dynamic_ncols=True,
+                    desc="Scoring slides",
+                )
             except ImportError:  # pragma: no cover
                 self.bar = False
         if self.bar is False:
@@ -172,8 +244,9 @@ class _Progress:
             if event.kind == "failed":
                 self.bar.write(event.message, file=sys.stderr)
         if event.kind == "progress":
-            self.bar.set_postfix_str(f"{event.slide_id} {event.tiles_done}/{event.tiles_total}"
-                                     " tiles", refresh=False)
+            self.bar.set_postfix_str(
+                f"{event.slide_id} {event.tiles_done}/{event.tiles_total} tiles", refresh=False
+            )
         elif event.kind in ("done", "skipped", "started"):
             self.bar.set_postfix_str(f"{event.slide_id} {event.kind}", refresh=True)
 
@@ -190,8 +263,19 @@ def _print_report(result: Any, *, top: int = 10) -> None:
         f"({int(summary['reused'].sum()) if n else 0} reused), "
         f"{result.count('failed')} failed, {result.count('cancelled')} cancelled"
     )
-    cols = [c for c in ("rank", "slide_id", "score", "tumour_area_fraction", "n_tiles",
-                        "label", "status") if c in summary.columns]
+    cols = [
+        c
+        for c in (
+            "rank",
+            "slide_id",
+            "score",
+            "tumour_area_fraction",
+            "n_tiles",
+            "label",
+            "status",
+        )
+        if c in summary.columns
+    ]
     if n:
         shown = summary[cols].head(top)
         print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -204,8 +288,10 @@ def _print_report(result: Any, *, top: int = 10) -> None:
         (tn, fp), (fn, tp) = m["confusion_matrix"]
         auc = (m.get("roc") or {}).get("auc")
         auc_text = f"  ROC AUC {auc:.3f}" if auc is not None else ""
-        print(f"labelled slides: {m['n_labelled']}  TP {tp}  FP {fp}  TN {tn}  FN {fn}  "
-              f"accuracy {m['accuracy']:.3f}{auc_text}")
+        print(
+            f"labelled slides: {m['n_labelled']}  TP {tp}  FP {fp}  TN {tn}  FN {fn}  "
+            f"accuracy {m['accuracy']:.3f}{auc_text}"
+        )
     print(f"summary: {result.files['csv']}")
 
 
@@ -224,7 +310,9 @@ def run_batch_cli(args: argparse.Namespace) -> int:
     cancel = threading.Event()
     progress = _Progress(quiet=bool(getattr(args, "quiet", False)))
     gen = iter_batch(
-        list(args.slides), getattr(args, "model", "demo") or "demo", out,
+        list(args.slides),
+        getattr(args, "model", "demo") or "demo",
+        out,
         params=params_from_args(args),
         scheduler=scheduler,
         n_workers=getattr(args, "batch_workers", None),
@@ -249,8 +337,11 @@ def run_batch_cli(args: argparse.Namespace) -> int:
         cancel.set()
         gen.close()
         progress.close()
-        print("napari-xai: interrupted; finished slides are kept, run the same command "
-              "again to resume", file=sys.stderr)
+        print(
+            "napari-xai: interrupted; finished slides are kept, run the same command "
+            "again to resume",
+            file=sys.stderr,
+        )
         return 130
     progress.close()
     _print_report(result)
@@ -267,7 +358,9 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run ``napari-xai batch`` alone: ``python -m napari_xai.cli.batch SLIDES... --out OUT``."""
     parser = argparse.ArgumentParser(
-        prog="napari-xai batch", description=_DESCRIPTION, epilog=_EPILOG,
+        prog="napari-xai batch",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_batch_arguments(parser)

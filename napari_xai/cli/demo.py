@@ -30,17 +30,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--out", default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})"
     )
     parser.add_argument(
-        "--size", type=int, default=8192,
+        "--size",
+        type=int,
+        default=8192,
         help="sample slide height in level-0 pixels; width is 1.25x (default: 8192)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample slide")
     parser.add_argument(
-        "--method", default="grad_cam",
+        "--method",
+        default="grad_cam",
         help="attribution method for the saliency layer (default: grad_cam)",
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
     parser.add_argument(
-        "--no-show", action="store_true",
+        "--no-show",
+        action="store_true",
         help="do not open a napari window; save OUT/screenshot.png of the same view instead",
     )
     return parser
@@ -66,9 +70,7 @@ def ensure_sample_slide(out: Path, *, size: int, seed: int) -> Path:
     return path
 
 
-def score_explain_audit(
-    slide: Path, out: Path, *, method: str, device: str | None
-) -> Path:
+def score_explain_audit(slide: Path, out: Path, *, method: str, device: str | None) -> Path:
     """Run the per-slide pipeline into ``out/results/<slide>`` and return that folder."""
     from napari_xai.core.batch import make_params, run_batch
 
@@ -84,7 +86,12 @@ def score_explain_audit(
     _say(f"scoring, explaining ({method}) and auditing with the demo model -> {out / 'results'}")
     t0 = time.perf_counter()
     result = run_batch(
-        [slide], "demo", out / "results", params=params, scheduler="sync", device=device,
+        [slide],
+        "demo",
+        out / "results",
+        params=params,
+        scheduler="sync",
+        device=device,
         on_event=on_event,
     )
     row = result.summary.iloc[0]

@@ -81,8 +81,13 @@ def run(args: argparse.Namespace) -> int:
         if args.quiet:
             return
         if step.stage in ("score", "explain") and step.value is None:
-            print(f"\r{step.stage}: {step.n_done:,}/{step.n_total:,} tiles · "
-                  f"{step.tiles_per_s:,.1f} tiles/s", end="", file=sys.stderr, flush=True)
+            print(
+                f"\r{step.stage}: {step.n_done:,}/{step.n_total:,} tiles · "
+                f"{step.tiles_per_s:,.1f} tiles/s",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
         elif step.message:
             print(f"\r{step.message}", file=sys.stderr)
 

@@ -39,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  vendor        {info.vendor or 'generic TIFF'}")
         print(f"  size          {cols} x {rows} px (width x height)")
         print(f"  mpp           {mpp}")
-        print(f"  levels        {info.n_levels}: downsamples "
-              + ", ".join(f"{d:.3f}" for d in info.level_downsamples))
+        print(
+            f"  levels        {info.n_levels}: downsamples "
+            + ", ".join(f"{d:.3f}" for d in info.level_downsamples)
+        )
         print(f"  pixels        {info.dtype}, {info.n_channels} channel(s), rgb={info.is_rgb}")
     return 1 if failed else 0

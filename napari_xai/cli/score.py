@@ -41,12 +41,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="model file or folder (TorchScript, or state dict + card), or 'demo' (default)",
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--architecture", help="registered architecture name for state-dict weights")
+    parser.add_argument(
+        "--architecture", help="registered architecture name for state-dict weights"
+    )
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
     parser.add_argument("--batch-size", type=int, default=32, help="tiles per batch (32)")
     parser.add_argument("--overlap", type=float, default=0.0, help="tile overlap in [0, 1)")
     parser.add_argument(
-        "--min-tissue", type=float, default=DEFAULT_MIN_TISSUE,
+        "--min-tissue",
+        type=float,
+        default=DEFAULT_MIN_TISSUE,
         help=f"minimum tissue fraction of a tile ({DEFAULT_MIN_TISSUE})",
     )
     parser.add_argument(
@@ -132,15 +136,25 @@ def run(args: argparse.Namespace) -> int:
     from napari_xai.core.pipeline import drive, run_slide
     from napari_xai.core.results import load_result
 
-    grid = GridOptions(min_tissue=args.min_tissue, overlap=args.overlap,
-                       tissue=not args.all_tiles, mpp=args.mpp, max_tiles=args.max_tiles)
-    run_opts = RunOptions(device=args.device, batch_size=args.batch_size,
-                          num_workers=args.workers, architecture=args.architecture,
-                          preview=not args.no_preview)
+    grid = GridOptions(
+        min_tissue=args.min_tissue,
+        overlap=args.overlap,
+        tissue=not args.all_tiles,
+        mpp=args.mpp,
+        max_tiles=args.max_tiles,
+    )
+    run_opts = RunOptions(
+        device=args.device,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        architecture=args.architecture,
+        preview=not args.no_preview,
+    )
     print(f"scoring {args.slide} with {args.model}", file=sys.stderr)
     _warn_modality(args)
-    folder = drive(run_slide(args.slide, args.model, args.out, grid=grid, run=run_opts),
-                   _progress_printer())
+    folder = drive(
+        run_slide(args.slide, args.model, args.out, grid=grid, run=run_opts), _progress_printer()
+    )
     result = load_result(folder)
     tiles = result.tiles
     counts = tiles["pred_class"].value_counts().to_dict() if len(tiles) else {}

@@ -85,10 +85,28 @@ SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".scn", ".bif", ".qptiff", "
 _PATH_COLUMNS = ("slide_path", "path", "slide", "file", "filename", "image")
 #: Columns of the cohort summary, in order (label/metadata columns follow ``slide_path``).
 SUMMARY_COLUMNS = (
-    "rank", "slide_id", "slide_path", "status", "score", "mean_prob", "topk_mean",
-    "tumour_area_fraction", "tumour_area_mm2", "n_tiles", "positive_class",
-    "pred_label", "audit_verdict", "audit_sentence", "reused", "result_folder", "error",
-    "time_total_s", "time_open_s", "time_score_s", "time_write_s", "worker",
+    "rank",
+    "slide_id",
+    "slide_path",
+    "status",
+    "score",
+    "mean_prob",
+    "topk_mean",
+    "tumour_area_fraction",
+    "tumour_area_mm2",
+    "n_tiles",
+    "positive_class",
+    "pred_label",
+    "audit_verdict",
+    "audit_sentence",
+    "reused",
+    "result_folder",
+    "error",
+    "time_total_s",
+    "time_open_s",
+    "time_score_s",
+    "time_write_s",
+    "worker",
 )
 _TIMING_COLUMNS = ("time_total_s", "time_open_s", "time_score_s", "time_write_s")
 _TOPIC = "napari-xai-batch"
@@ -118,8 +136,10 @@ def slide_id_for(path: str | os.PathLike[str]) -> str:
 
 
 def _is_slide_file(path: Path) -> bool:
-    return path.is_file() and path.name.lower().endswith(SLIDE_SUFFIXES) and (
-        not path.name.startswith(".")
+    return (
+        path.is_file()
+        and path.name.lower().endswith(SLIDE_SUFFIXES)
+        and (not path.name.startswith("."))
     )
 
 
@@ -280,7 +300,9 @@ def make_params(
     """
     # Defaults are written out, so equal settings hash equally however they were given.
     score: dict[str, Any] = {
-        "min_tissue": DEFAULT_MIN_TISSUE, "overlap": 0.0, **dict(score_options or {})
+        "min_tissue": DEFAULT_MIN_TISSUE,
+        "overlap": 0.0,
+        **dict(score_options or {}),
     }
     if tissue_threshold is not None:
         score["min_tissue"] = float(tissue_threshold)
@@ -404,27 +426,36 @@ def score_and_save(task: SlideTask, progress: ProgressFn) -> dict[str, Any]:
     from napari_xai.core.wsi import open_slide
 
     t0 = time.perf_counter()
-    loaded = _load_model_cached(task.model, device=task.runtime.get("device"),
-                                architecture=task.runtime.get("architecture"))
+    loaded = _load_model_cached(
+        task.model,
+        device=task.runtime.get("device"),
+        architecture=task.runtime.get("architecture"),
+    )
     identity = slide_identity(task.slide_path)
     params = task.params
     class_names = list(loaded.card.class_names)
     opts = params.get("summary", {})
-    with open_slide(task.slide_path, mpp=params.get("mpp")) as slide, \
-            ResultWriter(task.out_folder) as writer:
+    with (
+        open_slide(task.slide_path, mpp=params.get("mpp")) as slide,
+        ResultWriter(task.out_folder) as writer,
+    ):
         t_open = time.perf_counter()
         info = _slide_info_dict(slide)
         scored = _score_slide_call(slide, loaded, task, progress)
         t_score = time.perf_counter()
         tiles: pd.DataFrame = scored.tiles
         summary = summarize_tiles(
-            tiles, class_names=class_names, positive_class=opts.get("positive_class"),
-            top_k=int(opts.get("top_k", 10)), mpp=info.get("mpp"),
+            tiles,
+            class_names=class_names,
+            positive_class=opts.get("positive_class"),
+            top_k=int(opts.get("top_k", 10)),
+            mpp=info.get("mpp"),
         )
         writer.write_tiles(tiles)
         for name, data, scale, translate in _iter_prob_maps(scored):
-            writer.write_heatmap("probabilities", name, data, scale_rc=tuple(scale),
-                                 translate_rc=tuple(translate))
+            writer.write_heatmap(
+                "probabilities", name, data, scale_rc=tuple(scale), translate_rc=tuple(translate)
+            )
         writer.write_annotations(predicted_regions(tiles, class_names=class_names))
         t_write = time.perf_counter()
         timings = {
@@ -443,10 +474,17 @@ def score_and_save(task: SlideTask, progress: ProgressFn) -> dict[str, Any]:
             summary["audit_sentence"] = sentence
             timings["audit_s"] = round(time.perf_counter() - t_audit, 3)
         timings["total_s"] = round(time.perf_counter() - t0, 3)
-        writer.commit(build_manifest(
-            task, identity=identity, model_info=_model_info(loaded), slide_info=info,
-            timings=timings, summary=summary, extra=extra,
-        ))
+        writer.commit(
+            build_manifest(
+                task,
+                identity=identity,
+                model_info=_model_info(loaded),
+                slide_info=info,
+                timings=timings,
+                summary=summary,
+                extra=extra,
+            )
+        )
     return {**summary, **{f"time_{k}": v for k, v in timings.items()}}
 
 
@@ -466,13 +504,23 @@ def _explain_into(
     if task.runtime.get("num_workers") is not None:
         kwargs["num_workers"] = task.runtime["num_workers"]
     result = explain_slide(
-        slide, loaded, store=writer.path / "heatmaps.zarr", method=params["attribution"],
-        target=params.get("attribution_target"), resume=False,
-        progress=lambda p: progress(p.n_done, p.n_total), **kwargs,
+        slide,
+        loaded,
+        store=writer.path / "heatmaps.zarr",
+        method=params["attribution"],
+        target=params.get("attribution_target"),
+        resume=False,
+        progress=lambda p: progress(p.n_done, p.n_total),
+        **kwargs,
     )
     writer.add_heatmap(result.key)
-    return {"method": result.method, "class_name": result.class_name, "key": result.key,
-            "n_tiles": result.n_tiles, "limits": list(result.limits)}
+    return {
+        "method": result.method,
+        "class_name": result.class_name,
+        "key": result.key,
+        "n_tiles": result.n_tiles,
+        "limits": list(result.limits),
+    }
 
 
 def _audit_into(
@@ -491,8 +539,11 @@ def _audit_into(
         if task.runtime.get(key) is not None:
             kwargs[key] = task.runtime[key]
     audit = audit_slide(
-        slide, loaded, method=params.get("attribution") or "grad_cam",
-        progress=lambda p: progress(p.n_done, p.n_total), **kwargs,
+        slide,
+        loaded,
+        method=params.get("attribution") or "grad_cam",
+        progress=lambda p: progress(p.n_done, p.n_total),
+        **kwargs,
     )
     write_report(writer.path, slide_audit=audit, title=f"Shortcut audit: {Path(slide.path).name}")
     writer.add_file("report", REPORT_NAME)
@@ -517,8 +568,10 @@ def _worker_progress(task: SlideTask, cancel: threading.Event | None) -> Progres
         now = time.monotonic()
         if worker is not None and (now - last[0] >= 0.25 or done >= total):
             last[0] = now
-            worker.log_event(f"{_TOPIC}-{task.run_id}",
-                             {"index": task.index, "done": int(done), "total": int(total)})
+            worker.log_event(
+                f"{_TOPIC}-{task.run_id}",
+                {"index": task.index, "done": int(done), "total": int(total)},
+            )
 
     return progress
 
@@ -632,12 +685,18 @@ def cohort_metrics(summary: pd.DataFrame, *, threshold: float = 0.5) -> dict[str
     if "label" not in summary.columns or len(summary) == 0:
         out["n_labelled"] = 0
         return out
-    pos = (summary["positive_class"].dropna() if "positive_class" in summary.columns
-           else pd.Series([], dtype=object))
+    pos = (
+        summary["positive_class"].dropna()
+        if "positive_class" in summary.columns
+        else pd.Series([], dtype=object)
+    )
     positive = str(pos.iloc[0]) if len(pos) else "tumour"
     y = np.array([_label_to_binary(v, positive) for v in summary["label"]], dtype=np.float64)
-    s = (pd.to_numeric(summary["score"], errors="coerce").to_numpy(dtype=np.float64)
-         if "score" in summary.columns else np.full(len(summary), np.nan))
+    s = (
+        pd.to_numeric(summary["score"], errors="coerce").to_numpy(dtype=np.float64)
+        if "score" in summary.columns
+        else np.full(len(summary), np.nan)
+    )
     ok = np.isfinite(y) & np.isfinite(s)
     out["n_labelled"] = int(ok.sum())
     out["positive_class"] = positive
@@ -667,8 +726,9 @@ def rank_summary(summary: pd.DataFrame, *, threshold: float = 0.5) -> pd.DataFra
     df = summary.copy()
     score = pd.to_numeric(df.get("score"), errors="coerce") if len(df) else pd.Series(dtype=float)
     df["_score"] = score
-    df = df.sort_values(["_score", "slide_id"], ascending=[False, True], na_position="last",
-                        kind="mergesort")
+    df = df.sort_values(
+        ["_score", "slide_id"], ascending=[False, True], na_position="last", kind="mergesort"
+    )
     ranks = np.arange(1, len(df) + 1, dtype=float)
     ranks[~np.isfinite(df["_score"].to_numpy(dtype=float))] = np.nan
     df["rank"] = pd.array(ranks, dtype="Int64") if len(df) else pd.array([], dtype="Int64")
@@ -689,8 +749,10 @@ def _parquet_safe(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     for col in out.columns:
         if out[col].dtype == object or str(out[col].dtype).startswith("string"):
-            out[col] = [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
-                        for v in out[col]]
+            out[col] = [
+                None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+                for v in out[col]
+            ]
     return out
 
 
@@ -736,14 +798,18 @@ def write_cohort_summary(
 
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    paths = {"csv": root / SUMMARY_CSV, "parquet": root / SUMMARY_PARQUET,
-             "json": root / COHORT_JSON}
+    paths = {
+        "csv": root / SUMMARY_CSV,
+        "parquet": root / SUMMARY_PARQUET,
+        "json": root / COHORT_JSON,
+    }
     table = summary.drop(columns=[c for c in ("traceback",) if c in summary.columns])
     _atomic_write(paths["csv"], lambda p: table.to_csv(p, index=False))
     _atomic_write(paths["parquet"], lambda p: _parquet_safe(table).to_parquet(p, index=False))
     from napari_xai.core.results import _jsonable
 
     body = {"metrics": _jsonable(dict(metrics)), "run": _jsonable(dict(run or {}))}
+
     def write_json(p: Path) -> None:
         p.write_text(json.dumps(body, indent=2) + "\n")
 
@@ -866,7 +932,11 @@ def default_cluster_size(n_slides: int | None = None) -> tuple[int, int]:
 
 
 def _start_client(
-    scheduler: str | None, *, n_workers: int | None, threads: int, n_slides: int,
+    scheduler: str | None,
+    *,
+    n_workers: int | None,
+    threads: int,
+    n_slides: int,
 ) -> tuple[Any, Any]:
     import logging
 
@@ -878,8 +948,12 @@ def _start_client(
     n = n_workers or default_cluster_size(n_slides)[0]
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
         cluster = LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None, silence_logs=logging.CRITICAL,  # shutdown heartbeats are noise
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            silence_logs=logging.CRITICAL,  # shutdown heartbeats are noise
         )
     return Client(cluster), cluster
 
@@ -992,39 +1066,66 @@ def iter_batch(
             threads = max(1, (os.cpu_count() or 1) // n_workers)
     if torch_threads:
         threads = int(torch_threads)
-    runtime = {"device": device, "batch_size": batch_size, "num_workers": num_workers,
-               "torch_threads": threads, "architecture": architecture}
+    runtime = {
+        "device": device,
+        "batch_size": batch_size,
+        "num_workers": num_workers,
+        "torch_threads": threads,
+        "architecture": architecture,
+    }
     runtime = {k: v for k, v in runtime.items() if v is not None}
     meta_cols = [c for c in table.columns if c not in ("slide_id", "slide_path")]
     rows: dict[int, dict[str, Any]] = {}
     tasks: list[SlideTask] = []
     for i, rec in enumerate(table.to_dict("records")):
-        base = {"slide_id": rec["slide_id"], "slide_path": rec["slide_path"],
-                **{c: rec[c] for c in meta_cols},
-                "result_folder": None}
+        base = {
+            "slide_id": rec["slide_id"],
+            "slide_path": rec["slide_path"],
+            **{c: rec[c] for c in meta_cols},
+            "result_folder": None,
+        }
         rows[i] = {**base, "status": "pending", "reused": False}
-        tasks.append(SlideTask(
-            index=i, slide_id=rec["slide_id"], slide_path=rec["slide_path"],
-            out_folder=str(out_dir / rec["slide_id"]), model=model_ref, model_hash=model_hash,
-            params=p, runtime=runtime, run_id=run_id,
-        ))
+        tasks.append(
+            SlideTask(
+                index=i,
+                slide_id=rec["slide_id"],
+                slide_path=rec["slide_path"],
+                out_folder=str(out_dir / rec["slide_id"]),
+                model=model_ref,
+                model_hash=model_hash,
+                params=p,
+                runtime=runtime,
+                run_id=run_id,
+            )
+        )
     n_finished = 0
     cancelled = False
     threshold = float(p.get("summary", {}).get("threshold", 0.5))
-    run_info: dict[str, Any] = {"model": model_ref, "model_sha256": model_hash, "params": p,
-                "params_sha256": hash_params(p), "scheduler": scheduler or "local",
-                "run_id": run_id, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    run_info: dict[str, Any] = {
+        "model": model_ref,
+        "model_sha256": model_hash,
+        "params": p,
+        "params_sha256": hash_params(p),
+        "scheduler": scheduler or "local",
+        "run_id": run_id,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
     def finish_row(i: int, result: Mapping[str, Any], *, reused: bool = False) -> dict[str, Any]:
-        base = {k: v for k, v in rows[i].items() if k in ("slide_id", "slide_path",
-                                                         "result_folder", *meta_cols)}
-        clean = {k: v for k, v in result.items()
-                 if k not in ("index", "class_counts", "traceback")}
+        base = {
+            k: v
+            for k, v in rows[i].items()
+            if k in ("slide_id", "slide_path", "result_folder", *meta_cols)
+        }
+        clean = {
+            k: v for k, v in result.items() if k not in ("index", "class_counts", "traceback")
+        }
         if result.get("traceback"):
             errors = out_dir / ERRORS_DIR
             errors.mkdir(exist_ok=True)
             (errors / f"{rows[i]['slide_id']}.txt").write_text(
-                f"{rows[i]['slide_path']}\n{result['traceback']}", encoding="utf-8")
+                f"{rows[i]['slide_path']}\n{result['traceback']}", encoding="utf-8"
+            )
         rows[i] = {**base, "error": None, "worker": None, **clean, "reused": reused}
         done = rows[i].get("status") == "done"
         rows[i]["result_folder"] = str(out_dir / rows[i]["slide_id"]) if done else None
@@ -1036,16 +1137,25 @@ def iter_batch(
 
     def save() -> dict[str, Path]:
         df = current_summary()
-        return write_cohort_summary(out_dir, df, cohort_metrics(df, threshold=threshold),
-                                    run=run_info, plot=False)
+        return write_cohort_summary(
+            out_dir, df, cohort_metrics(df, threshold=threshold), run=run_info, plot=False
+        )
 
     todo: list[SlideTask] = []
     for task in tasks:
         folder = Path(task.out_folder)
         if resume and is_complete(folder, p, model_hash, slide_path=task.slide_path):
             try:
-                row = finish_row(task.index, {**_row_from_manifest(folder), "status": "done",
-                                              "error": None, "worker": None}, reused=True)
+                row = finish_row(
+                    task.index,
+                    {
+                        **_row_from_manifest(folder),
+                        "status": "done",
+                        "error": None,
+                        "worker": None,
+                    },
+                    reused=True,
+                )
             except (OSError, ValueError):
                 todo.append(task)
                 continue
@@ -1073,32 +1183,43 @@ def iter_batch(
                     except StopIteration as stop:
                         res = stop.value
                         break
-                    yield BatchEvent("progress", task.index, task.slide_id, n_total,
-                                     n_finished, tiles_done=payload[0], tiles_total=payload[1])
+                    yield BatchEvent(
+                        "progress",
+                        task.index,
+                        task.slide_id,
+                        n_total,
+                        n_finished,
+                        tiles_done=payload[0],
+                        tiles_total=payload[1],
+                    )
                 row = finish_row(task.index, res)
                 if row["status"] == "cancelled":
                     cancelled = True
                     rows[task.index]["status"] = "cancelled"
-                    yield BatchEvent("cancelled", task.index, task.slide_id, n_total,
-                                     n_finished, row=row)
+                    yield BatchEvent(
+                        "cancelled", task.index, task.slide_id, n_total, n_finished, row=row
+                    )
                     break
                 n_finished += 1
                 save()
-                yield BatchEvent(row["status"], task.index, task.slide_id, n_total,
-                                 n_finished, row=row)
+                yield BatchEvent(
+                    row["status"], task.index, task.slide_id, n_total, n_finished, row=row
+                )
         elif todo:
             from distributed import as_completed
 
             if client is None:
                 client_owned, cluster = _start_client(
-                    scheduler, n_workers=n_workers, threads=threads or 1, n_slides=len(todo))
+                    scheduler, n_workers=n_workers, threads=threads or 1, n_slides=len(todo)
+                )
             cl: Any = client if client is not None else client_owned
             topic = f"{_TOPIC}-{run_id}"
             cl.subscribe_topic(topic, lambda ev: progress_q.put(ev[1]))
             futures = {}
             for task in todo:
-                fut = cl.submit(run_task, fn, task, key=f"napari-xai-{task.slide_id}-{run_id}",
-                                pure=False)
+                fut = cl.submit(
+                    run_task, fn, task, key=f"napari-xai-{task.slide_id}-{run_id}", pure=False
+                )
                 futures[fut.key] = (fut, task)
                 yield BatchEvent("queued", task.index, task.slide_id, n_total, n_finished)
             ac = as_completed([f for f, _ in futures.values()])
@@ -1113,8 +1234,15 @@ def iter_batch(
                     if idx not in started:
                         started.add(idx)
                         yield BatchEvent("started", idx, t.slide_id, n_total, n_finished)
-                    yield BatchEvent("progress", idx, t.slide_id, n_total, n_finished,
-                                     tiles_done=int(ev["done"]), tiles_total=int(ev["total"]))
+                    yield BatchEvent(
+                        "progress",
+                        idx,
+                        t.slide_id,
+                        n_total,
+                        n_finished,
+                        tiles_done=int(ev["done"]),
+                        tiles_total=int(ev["total"]),
+                    )
                 batch = ac.next_batch(block=False)
                 if not batch:
                     time.sleep(poll_interval)
@@ -1129,16 +1257,23 @@ def iter_batch(
                     row = finish_row(task.index, res)
                     n_finished += 1
                     save()
-                    yield BatchEvent(row["status"], task.index, task.slide_id, n_total,
-                                     n_finished, row=row)
+                    yield BatchEvent(
+                        row["status"], task.index, task.slide_id, n_total, n_finished, row=row
+                    )
             if cancelled:
                 pending = [f for f, t in futures.values() if rows[t.index]["status"] == "pending"]
                 cl.cancel(pending, force=True)
                 for _f, t in futures.values():
                     if rows[t.index]["status"] == "pending":
                         rows[t.index]["status"] = "cancelled"
-                        yield BatchEvent("cancelled", t.index, t.slide_id, n_total, n_finished,
-                                         row=rows[t.index])
+                        yield BatchEvent(
+                            "cancelled",
+                            t.index,
+                            t.slide_id,
+                            n_total,
+                            n_finished,
+                            row=rows[t.index],
+                        )
             with _suppress_all():
                 cl.unsubscribe_topic(topic)
     finally:
@@ -1158,8 +1293,9 @@ def iter_batch(
     run_info["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     run_info["cancelled"] = cancelled
     files = write_cohort_summary(out_dir, summary, metrics, run=run_info, plot=write_plot)
-    return BatchResult(out=out_dir, summary=summary, metrics=metrics, files=files,
-                       cancelled=cancelled)
+    return BatchResult(
+        out=out_dir, summary=summary, metrics=metrics, files=files, cancelled=cancelled
+    )
 
 
 class _suppress_all:  # noqa: N801 - tiny context manager
@@ -1180,8 +1316,11 @@ def _drain(q: queue.Queue[Any]) -> list[Any]:
 
 
 def _run_local(
-    fn: SlideFn, task: SlideTask, cancel: threading.Event | None,
-    progress_q: queue.Queue[Any], poll_interval: float,
+    fn: SlideFn,
+    task: SlideTask,
+    cancel: threading.Event | None,
+    progress_q: queue.Queue[Any],
+    poll_interval: float,
 ) -> Generator[tuple[str, tuple[int, int]], None, dict[str, Any]]:
     """Run one slide in a helper thread of this process, relaying its progress."""
     box: dict[str, Any] = {}

@@ -157,8 +157,18 @@ def package_versions() -> dict[str, str]:
     from importlib import metadata
 
     versions = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for dist in ("napari-xai", "numpy", "pandas", "zarr", "dask", "torch", "captum",
-                 "tiffslide", "tifffile", "scikit-image"):
+    for dist in (
+        "napari-xai",
+        "numpy",
+        "pandas",
+        "zarr",
+        "dask",
+        "torch",
+        "captum",
+        "tiffslide",
+        "tifffile",
+        "scikit-image",
+    ):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -179,8 +189,9 @@ def _safe_key(name: str) -> str:
     return key or "_"
 
 
-def _nanmean_block(block: npt.NDArray[np.floating[Any]], axis: Any = None,
-                   **kwargs: Any) -> npt.NDArray[np.float32]:
+def _nanmean_block(
+    block: npt.NDArray[np.floating[Any]], axis: Any = None, **kwargs: Any
+) -> npt.NDArray[np.float32]:
     import warnings
 
     with warnings.catch_warnings():
@@ -243,23 +254,31 @@ def write_multiscale(
     while True:
         chunks = (min(chunk_size, max(1, arr.shape[0])), min(chunk_size, max(1, arr.shape[1])))
         target = group.create_array(
-            str(level), shape=arr.shape, chunks=chunks, dtype="float32",
-            fill_value=np.nan, overwrite=True,
+            str(level),
+            shape=arr.shape,
+            chunks=chunks,
+            dtype="float32",
+            fill_value=np.nan,
+            overwrite=True,
         )
         if lazy:  # chunk by chunk: never the whole map in memory
             da.store(arr.rechunk(chunks), target, lock=False, compute=True)
         else:
             target[...] = arr
         f = 2**level
-        datasets.append({
-            "path": str(level),
-            "coordinateTransformations": [
-                {"type": "scale", "scale": [sr * f, sc * f]},
-                # centre of a coarse pixel = mean of the centres of the fine ones it pools
-                {"type": "translation",
-                 "translation": [tr + sr * (f - 1) / 2, tc + sc * (f - 1) / 2]},
-            ],
-        })
+        datasets.append(
+            {
+                "path": str(level),
+                "coordinateTransformations": [
+                    {"type": "scale", "scale": [sr * f, sc * f]},
+                    # centre of a coarse pixel = mean of the centres of the fine ones it pools
+                    {
+                        "type": "translation",
+                        "translation": [tr + sr * (f - 1) / 2, tc + sc * (f - 1) / 2],
+                    },
+                ],
+            }
+        )
         if max(arr.shape) <= min_size or min(arr.shape) < 2:
             break
         if lazy:
@@ -270,17 +289,23 @@ def write_multiscale(
             blocks = arr[:r2, :c2].reshape(r2 // 2, 2, c2 // 2, 2)
             arr = _nanmean_block(blocks, axis=(1, 3))
         level += 1
-    group.attrs.update({
-        **({} if attrs is None else _jsonable(dict(attrs))),
-        "multiscales": [{
-            "version": "0.4",
-            "name": name,
-            "axes": [{"name": "y", "type": "space", "unit": "pixel"},
-                     {"name": "x", "type": "space", "unit": "pixel"}],
-            "datasets": datasets,
-            "type": "mean",
-        }],
-    })
+    group.attrs.update(
+        {
+            **({} if attrs is None else _jsonable(dict(attrs))),
+            "multiscales": [
+                {
+                    "version": "0.4",
+                    "name": name,
+                    "axes": [
+                        {"name": "y", "type": "space", "unit": "pixel"},
+                        {"name": "x", "type": "space", "unit": "pixel"},
+                    ],
+                    "datasets": datasets,
+                    "type": "mean",
+                }
+            ],
+        }
+    )
     return level + 1
 
 
@@ -342,18 +367,26 @@ def list_heatmaps(zarr_path: str | os.PathLike[str]) -> list[HeatmapInfo]:
         kind = key.split("/", 1)[0]
         for ds in datasets:
             ds_path = ds.get("path")
-            if not isinstance(ds_path, str) or not ds_path or ds_path.startswith("/") or (
-                ".." in ds_path.split("/")
+            if (
+                not isinstance(ds_path, str)
+                or not ds_path
+                or ds_path.startswith("/")
+                or (".." in ds_path.split("/"))
             ):
                 raise ValueError(
                     f"{p}: map {key!r} names a level path {ds_path!r} outside its group"
                 )
-        found.append(HeatmapInfo(
-            key=key, kind=kind, name=str(ms[0].get("name") or key.split("/", 1)[-1]),
-            paths=tuple(f"{key}/{ds['path']}" for ds in datasets),
-            scales=tuple(scales), translates=tuple(translates),
-            attrs={k: v for k, v in attrs.items() if k != "multiscales"},
-        ))
+        found.append(
+            HeatmapInfo(
+                key=key,
+                kind=kind,
+                name=str(ms[0].get("name") or key.split("/", 1)[-1]),
+                paths=tuple(f"{key}/{ds['path']}" for ds in datasets),
+                scales=tuple(scales),
+                translates=tuple(translates),
+                attrs={k: v for k, v in attrs.items() if k != "multiscales"},
+            )
+        )
     return sorted(found, key=lambda h: h.key)
 
 
@@ -510,7 +543,11 @@ class ResultWriter:
         grp = root.require_group(key)
         label = f"{method}/{name}" if method else name
         write_multiscale(
-            grp, data, scale_rc=scale_rc, translate_rc=translate_rc, name=label,
+            grp,
+            data,
+            scale_rc=scale_rc,
+            translate_rc=translate_rc,
+            name=label,
             min_size=min_size,
             attrs={"kind": kind, "class_name": name, **({"method": method} if method else {})},
         )
@@ -565,14 +602,16 @@ class ResultWriter:
             The final result folder.
         """
         body = dict(manifest)
-        body.update({
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "status": "complete",
-            "files": dict(self._files),
-            "heatmaps": list(self._heatmaps),
-            "written": _now(),
-        })
+        body.update(
+            {
+                "format": FORMAT_NAME,
+                "format_version": FORMAT_VERSION,
+                "status": "complete",
+                "files": dict(self._files),
+                "heatmaps": list(self._heatmaps),
+                "written": _now(),
+            }
+        )
         _write_json(self.tmp / MANIFEST_NAME, body)
         _fsync_dir(self.tmp)
         old: Path | None = None
@@ -619,8 +658,11 @@ def _inside(root: Path, name: Any, *, manifest: Path, what: str) -> None:
     if not isinstance(name, str) or not name or "\x00" in name:
         raise ValueError(f"{manifest}: {what} must be a relative file name, got {name!r}")
     pure = Path(name)
-    if pure.is_absolute() or name.startswith(("/", "\\")) or ".." in pure.parts or (
-        len(name) > 1 and name[1] == ":"
+    if (
+        pure.is_absolute()
+        or name.startswith(("/", "\\"))
+        or ".." in pure.parts
+        or (len(name) > 1 and name[1] == ":")
     ):
         raise ValueError(
             f"{manifest}: {what} {name!r} points outside the result folder "
@@ -695,7 +737,8 @@ def is_complete(
         except OSError:
             return False
         if (recorded.get("size"), recorded.get("header_sha256")) != (
-            current["size"], current["header_sha256"]
+            current["size"],
+            current["header_sha256"],
         ):
             return False
     return True
@@ -801,9 +844,12 @@ def load_result(folder: str | os.PathLike[str]) -> Result:
     if audit_path.is_file():
         audit = json.loads(audit_path.read_text(encoding="utf-8"))
     return Result(
-        folder=root, manifest=manifest, tiles=tiles,
+        folder=root,
+        manifest=manifest,
+        tiles=tiles,
         heatmaps=list_heatmaps(root / HEATMAPS_NAME),
-        annotations=annotations, audit=audit,
+        annotations=annotations,
+        audit=audit,
     )
 
 

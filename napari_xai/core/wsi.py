@@ -343,8 +343,9 @@ class Slide:
                 arr = self._zarr_level(i)
                 chunks = list(arr.chunks)
                 for ax in range(arr.ndim):
-                    if ax == self.info.channel_axis or (arr.ndim == 3 and ax == 2 and
-                                                        self.info.channel_axis is None):
+                    if ax == self.info.channel_axis or (
+                        arr.ndim == 3 and ax == 2 and self.info.channel_axis is None
+                    ):
                         continue
                     # Merge tiny file chunks (NDPI strips) into >= 256-px dask chunks.
                     if chunks[ax] < _MIN_DASK_CHUNK:
@@ -475,9 +476,11 @@ class Slide:
                 level=level,
             )
             if factor > 1:
-                block = block.reshape(
-                    (r1 - r) // factor, factor, out_cols, factor, 3
-                ).mean(axis=(1, 3)).astype(np.uint8)
+                block = (
+                    block.reshape((r1 - r) // factor, factor, out_cols, factor, 3)
+                    .mean(axis=(1, 3))
+                    .astype(np.uint8)
+                )
             thumb[r // factor : r1 // factor] = block
         return thumb, rows0 / float(out_rows)
 

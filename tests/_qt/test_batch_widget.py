@@ -95,7 +95,8 @@ def test_widget_runs_batch_and_opens_result(
     if os.environ.get("NAPARI_XAI_SCREENSHOT_DIR"):  # for docs/batch.md
         widget.native.resize(520, 900)
         widget.native.grab().save(
-            str(Path(os.environ["NAPARI_XAI_SCREENSHOT_DIR"]) / "batch_widget.png"))
+            str(Path(os.environ["NAPARI_XAI_SCREENSHOT_DIR"]) / "batch_widget.png")
+        )
 
     widget._open_row(0)
     names = [layer.name for layer in viewer.layers]
@@ -130,8 +131,9 @@ def test_widget_runs_batch_and_opens_result(
     assert red_gain[changed].mean() > 20
 
 
-def test_widget_cancel_and_errors(make_napari_viewer, qtbot, cohort_csv: Path, tmp_path: Path,
-                                  monkeypatch) -> None:
+def test_widget_cancel_and_errors(
+    make_napari_viewer, qtbot, cohort_csv: Path, tmp_path: Path, monkeypatch
+) -> None:
     from napari.utils import notifications
 
     from napari_xai._widgets.batch import IN_PROCESS, BatchWidget

@@ -21,8 +21,10 @@ def _pool() -> dict[str, list[np.ndarray]]:
     from napari_xai.core.synthetic import render_patch
 
     rng = np.random.default_rng(1234)
-    return {k: [render_patch(k, size=PATCH, rng=rng) for _ in range(4)]
-            for k in ("background", "normal", "tumour")}
+    return {
+        k: [render_patch(k, size=PATCH, rng=rng) for _ in range(4)]
+        for k in ("background", "normal", "tumour")
+    }
 
 
 def write_tiny_slide(
@@ -53,8 +55,12 @@ def write_tiny_slide(
             img[i * PATCH : (i + 1) * PATCH, j * PATCH : (j + 1) * PATCH] = patch
     res = 1e4 / mpp
     tifffile.imwrite(
-        path, img, tile=(128, 128), photometric="rgb",
-        resolution=(res, res), resolutionunit="CENTIMETER",
+        path,
+        img,
+        tile=(128, 128),
+        photometric="rgb",
+        resolution=(res, res),
+        resolutionunit="CENTIMETER",
     )
     return path
 

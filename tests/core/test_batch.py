@@ -40,11 +40,13 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for i in range(4):
         write_tiny_slide(slides / f"case{i}.tif", seed=i, tumour=i % 2 == 0)
     (slides / "broken.svs").write_bytes(b"this is not a slide")
-    pd.DataFrame({
-        "slide": [f"slides/case{i}.tif" for i in range(4)] + ["slides/broken.svs"],
-        "label": ["tumour", "normal", "tumour", "normal", "tumour"],
-        "site": ["A", "B", "A", "B", "C"],
-    }).to_csv(root / "cohort.csv", index=False)
+    pd.DataFrame(
+        {
+            "slide": [f"slides/case{i}.tif" for i in range(4)] + ["slides/broken.svs"],
+            "label": ["tumour", "normal", "tumour", "normal", "tumour"],
+            "site": ["A", "B", "A", "B", "C"],
+        }
+    ).to_csv(root / "cohort.csv", index=False)
     return root
 
 
@@ -60,8 +62,12 @@ def sync_run(cohort: Path, model: str, tmp_path_factory: pytest.TempPathFactory)
 def _same_tables(a: pd.DataFrame, b: pd.DataFrame) -> None:
     cols = [c for c in B.table_equal_columns(a) if c != "result_folder"]
     assert cols == [c for c in B.table_equal_columns(b) if c != "result_folder"]
-    pd.testing.assert_frame_equal(a[cols].reset_index(drop=True), b[cols].reset_index(drop=True),
-                                  check_exact=False, rtol=1e-5)
+    pd.testing.assert_frame_equal(
+        a[cols].reset_index(drop=True),
+        b[cols].reset_index(drop=True),
+        check_exact=False,
+        rtol=1e-5,
+    )
 
 
 def _same_results(out_a: Path, out_b: Path, ids: list[str]) -> None:
@@ -70,8 +76,11 @@ def _same_results(out_a: Path, out_b: Path, ids: list[str]) -> None:
         pd.testing.assert_frame_equal(ra.tiles, rb.tiles, check_exact=False, rtol=1e-5)
         assert [h.key for h in ra.heatmaps] == [h.key for h in rb.heatmaps]
         for h in ra.heatmaps:
-            np.testing.assert_allclose(ra.heatmap_levels(h.key)[0].compute(),
-                                       rb.heatmap_levels(h.key)[0].compute(), rtol=1e-5)
+            np.testing.assert_allclose(
+                ra.heatmap_levels(h.key)[0].compute(),
+                rb.heatmap_levels(h.key)[0].compute(),
+                rtol=1e-5,
+            )
         assert ra.manifest["params_sha256"] == rb.manifest["params_sha256"]
         assert ra.annotations == rb.annotations
 
@@ -97,8 +106,9 @@ def test_collect_slides_from_folder_glob_and_csv(cohort: Path) -> None:
     other = cohort / "other"
     other.mkdir(exist_ok=True)
     write_tiny_slide(other / "case0.tif", seed=9)
-    both = B.collect_slides([cohort / "slides" / "case0.tif", other / "case0.tif",
-                             cohort / "slides" / "case0.tif"])
+    both = B.collect_slides(
+        [cohort / "slides" / "case0.tif", other / "case0.tif", cohort / "slides" / "case0.tif"]
+    )
     assert list(both["slide_id"]) == ["case0", "case0-2"]
     assert B.slide_id_for("/x/a.b.ome.tiff") == "a.b"
 
@@ -114,12 +124,18 @@ def test_collect_slides_errors(tmp_path: Path) -> None:
 
 
 def test_summarize_tiles_and_regions() -> None:
-    tiles = pd.DataFrame({
-        "row": [0, 0, 100, 100], "col": [0, 100, 0, 100], "height": 100, "width": 100,
-        "tissue_fraction": [1.0, 1.0, 0.5, 1.0],
-        "prob_normal": [0.9, 0.2, 0.4, 0.7], "prob_tumour": [0.1, 0.8, 0.6, 0.3],
-        "pred_class": ["normal", "tumour", "tumour", "normal"],
-    })
+    tiles = pd.DataFrame(
+        {
+            "row": [0, 0, 100, 100],
+            "col": [0, 100, 0, 100],
+            "height": 100,
+            "width": 100,
+            "tissue_fraction": [1.0, 1.0, 0.5, 1.0],
+            "prob_normal": [0.9, 0.2, 0.4, 0.7],
+            "prob_tumour": [0.1, 0.8, 0.6, 0.3],
+            "pred_class": ["normal", "tumour", "tumour", "normal"],
+        }
+    )
     tiles.attrs["stride0"] = 100
     s = B.summarize_tiles(tiles, class_names=["normal", "tumour"], top_k=2, mpp=0.5)
     assert s["positive_class"] == "tumour"
@@ -138,11 +154,15 @@ def test_summarize_tiles_and_regions() -> None:
 
 
 def test_cohort_metrics_confusion_matrix_and_roc() -> None:
-    summary = pd.DataFrame({
-        "slide_id": list("abcde"), "status": ["done"] * 4 + ["failed"],
-        "label": ["tumour", 1, "normal", 0, "tumour"],
-        "score": [0.9, 0.4, 0.6, 0.1, np.nan], "positive_class": "tumour",
-    })
+    summary = pd.DataFrame(
+        {
+            "slide_id": list("abcde"),
+            "status": ["done"] * 4 + ["failed"],
+            "label": ["tumour", 1, "normal", 0, "tumour"],
+            "score": [0.9, 0.4, 0.6, 0.1, np.nan],
+            "positive_class": "tumour",
+        }
+    )
     m = B.cohort_metrics(summary, threshold=0.5)
     assert m["n_labelled"] == 4 and m["n_failed"] == 1
     assert m["confusion_matrix"] == [[1, 1], [1, 1]]  # [[TN, FP], [FN, TP]]
@@ -171,7 +191,8 @@ def test_sync_run_bad_slide_labels_and_resume(
     assert not (out / "broken").exists()
     assert (s.drop(index="broken")["status"] == "done").all()
     assert list(res.summary["slide_id"][:4]) == list(
-        res.summary.iloc[:4].sort_values("score", ascending=False)["slide_id"])
+        res.summary.iloc[:4].sort_values("score", ascending=False)["slide_id"]
+    )
     assert list(res.summary["rank"][:4]) == [1, 2, 3, 4]
     assert s.loc["case0", "site"] == "A" and s.loc["case0", "label"] == "tumour"
     # the demo model finds the tumour blocks: slide labels are recovered
@@ -235,8 +256,10 @@ def test_cancel_keeps_finished_slides(cohort: Path, model: str, tmp_path: Path) 
     statuses = res.summary["status"].value_counts().to_dict()
     assert statuses.get("done", 0) >= 1 and statuses.get("cancelled", 0) >= 1
     done = res.summary[res.summary["status"] == "done"]["slide_id"]
-    assert all(is_complete(out / sid, B.make_params(), read_manifest(out / sid)["model"]["sha256"])
-               for sid in done)
+    assert all(
+        is_complete(out / sid, B.make_params(), read_manifest(out / sid)["model"]["sha256"])
+        for sid in done
+    )
     assert not [p for p in out.iterdir() if ".tmp-" in p.name]
 
 
@@ -246,8 +269,14 @@ def test_local_cluster_two_workers(
     """A real LocalCluster: 2 worker processes on loopback, 1 thread each."""
     ref_out, ref, _ = sync_run
     events: list[B.BatchEvent] = []
-    res = B.run_batch(cohort / "cohort.csv", model, tmp_path / "dask", scheduler="local",
-                      n_workers=2, on_event=events.append)
+    res = B.run_batch(
+        cohort / "cohort.csv",
+        model,
+        tmp_path / "dask",
+        scheduler="local",
+        n_workers=2,
+        on_event=events.append,
+    )
     status = res.summary.set_index("slide_id")["status"]
     assert status["broken"] == "failed" and (status.drop("broken") == "done").all()
     workers = set(res.summary[res.summary["status"] == "done"]["worker"])
@@ -266,11 +295,28 @@ def test_kill_and_resume_matches_uninterrupted_run(model: str, tmp_path: Path) -
         write_tiny_slide(slides / f"s{i}.tif", seed=10 + i, tumour=i % 3 == 0)
     ref = B.run_batch(slides, model, tmp_path / "ref", scheduler="sync")
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "napari_xai.cli.batch", str(slides), "--model", model,
-           "--out", str(out), "--scheduler", "sync", "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "napari_xai.cli.batch",
+        str(slides),
+        "--model",
+        model,
+        "--out",
+        str(out),
+        "--scheduler",
+        "sync",
+        "-q",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     done_at_kill = 0
     try:
         deadline = time.monotonic() + 120
@@ -302,8 +348,9 @@ def test_saliency_and_audit_options(cohort: Path, model: str, tmp_path: Path) ->
     from napari_xai._results_reader import result_layers
 
     params = B.make_params(attribution="grad_cam", audit=True)
-    res = B.run_batch([cohort / "slides" / "case0.tif"], model, tmp_path, scheduler="sync",
-                      params=params)
+    res = B.run_batch(
+        [cohort / "slides" / "case0.tif"], model, tmp_path, scheduler="sync", params=params
+    )
     row = res.summary.iloc[0]
     assert row["status"] == "done", row["error"]
     assert row["audit_verdict"] in ("pass", "warn", "fail")
@@ -333,9 +380,20 @@ def test_cli_batch_subcommand(cohort: Path, tmp_path: Path, capsys) -> None:
         main(["batch", "--help"])
     assert "resume" in capsys.readouterr().out
     slides = cohort / "slides"
-    rc = main(["batch", str(slides / "case1.tif"), str(slides / "broken.svs"), "--out",
-               str(tmp_path),
-               "--scheduler", "sync", "-q", "--top-k", "3"])
+    rc = main(
+        [
+            "batch",
+            str(slides / "case1.tif"),
+            str(slides / "broken.svs"),
+            "--out",
+            str(tmp_path),
+            "--scheduler",
+            "sync",
+            "-q",
+            "--top-k",
+            "3",
+        ]
+    )
     out, err = capsys.readouterr()
     assert rc == 1  # one slide failed, the other is done
     assert "1/2 slides scored" in out and "FAILED broken" in err
@@ -347,7 +405,8 @@ def test_params_hash_the_same_however_given() -> None:
     from napari_xai.core.results import hash_params
 
     assert hash_params(B.make_params()) == hash_params(
-        B.make_params(tissue_threshold=0.5, overlap=0.0, top_k=10))
+        B.make_params(tissue_threshold=0.5, overlap=0.0, top_k=10)
+    )
     assert hash_params(B.make_params()) != hash_params(B.make_params(overlap=0.25))
 
 
@@ -372,16 +431,30 @@ def test_scheduler_address_and_a_worker_that_dies(
     slides = [cohort / "slides" / "case1.tif", tmp_path / "crash.tif"]
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers lack `tests`
     try:
-        with dask.config.set({"distributed.scheduler.allowed-failures": 0}), LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None,
-        ) as cluster:
-            res = B.run_batch(slides, model, tmp_path / "out", slide_fn=_crash_on_some,
-                              scheduler=cluster.scheduler_address)
+        with (
+            dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+            LocalCluster(
+                n_workers=2,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+            ) as cluster,
+        ):
+            res = B.run_batch(
+                slides,
+                model,
+                tmp_path / "out",
+                slide_fn=_crash_on_some,
+                scheduler=cluster.scheduler_address,
+            )
     finally:
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     s = res.summary.set_index("slide_id")
     assert s.loc["case1", "status"] == "done"
     assert s.loc["crash", "status"] == "failed" and "KilledWorker" in s.loc["crash", "error"]
-    assert is_complete(tmp_path / "out" / "case1", B.make_params(),
-                       read_manifest(tmp_path / "out" / "case1")["model"]["sha256"])
+    assert is_complete(
+        tmp_path / "out" / "case1",
+        B.make_params(),
+        read_manifest(tmp_path / "out" / "case1")["model"]["sha256"],
+    )

@@ -273,7 +273,9 @@ def test_cli_score_without_mpp_is_a_clear_error(shared_data, tmp_path: Path, cap
     err = capsys.readouterr().err
     assert "boxes.tiff: the slide has no resolution" in err and "--mpp" in err
     # 300 x 250 px of coloured boxes holds no whole tile with tissue: accept the empty result
-    assert main(["score", str(slide), "--out", str(tmp_path), "--mpp", "0.25", "--allow-empty"]) == 0
+    assert (
+        main(["score", str(slide), "--out", str(tmp_path), "--mpp", "0.25", "--allow-empty"]) == 0
+    )
 
 
 def test_threaded_prefetch_gives_the_same_results(synthetic, demo) -> None:

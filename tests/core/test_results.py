@@ -20,16 +20,23 @@ def _tiles(n: int = 6) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     p = rng.dirichlet(np.ones(3), size=n).astype(np.float32)
     names = ["background", "normal", "tumour"]
-    df = pd.DataFrame({
-        "row": np.arange(n, dtype=np.int64) // 3 * 64,
-        "col": np.arange(n, dtype=np.int64) % 3 * 64,
-        "height": np.full(n, 64, np.int64), "width": np.full(n, 64, np.int64),
-        "grid_row": np.arange(n) // 3, "grid_col": np.arange(n) % 3,
-        "tissue_fraction": np.ones(n, np.float32),
-        **{f"prob_{c}": p[:, k] for k, c in enumerate(names)},
-        "pred_class": [names[i] for i in p.argmax(1)], "pred_index": p.argmax(1),
-        "confidence": p.max(1), "entropy": np.zeros(n, np.float32), "flags": [""] * n,
-    })
+    df = pd.DataFrame(
+        {
+            "row": np.arange(n, dtype=np.int64) // 3 * 64,
+            "col": np.arange(n, dtype=np.int64) % 3 * 64,
+            "height": np.full(n, 64, np.int64),
+            "width": np.full(n, 64, np.int64),
+            "grid_row": np.arange(n) // 3,
+            "grid_col": np.arange(n) % 3,
+            "tissue_fraction": np.ones(n, np.float32),
+            **{f"prob_{c}": p[:, k] for k, c in enumerate(names)},
+            "pred_class": [names[i] for i in p.argmax(1)],
+            "pred_index": p.argmax(1),
+            "confidence": p.max(1),
+            "entropy": np.zeros(n, np.float32),
+            "flags": [""] * n,
+        }
+    )
     df.attrs = {"class_names": names, "stride0": 64, "tile_size0": 64, "grid_shape": (2, 3)}
     return df
 
@@ -38,8 +45,10 @@ def _manifest(slide: Path, params: dict = PARAMS, model_hash: str = MODEL_HASH) 
     return {
         "slide_id": slide.stem,
         "slide": R.slide_identity(slide),
-        "model": {"sha256": model_hash, "card": {"class_names": ["background", "normal",
-                                                                 "tumour"]}},
+        "model": {
+            "sha256": model_hash,
+            "card": {"class_names": ["background", "normal", "tumour"]},
+        },
         "params": params,
         "params_sha256": R.hash_params(params),
         "versions": R.package_versions(),
@@ -59,8 +68,9 @@ def _write(folder: Path, slide: Path, **kw) -> Path:
     with R.ResultWriter(folder) as w:
         w.write_tiles(_tiles())
         prob = np.arange(6, dtype=np.float32).reshape(2, 3) / 6
-        w.write_heatmap("probabilities", "tumour", prob, scale_rc=(64, 64),
-                        translate_rc=(31.5, 31.5))
+        w.write_heatmap(
+            "probabilities", "tumour", prob, scale_rc=(64, 64), translate_rc=(31.5, 31.5)
+        )
         w.write_annotations({"type": "FeatureCollection", "features": []})
         w.write_audit({"attention_on_artefacts": 0.1})
         return w.commit(_manifest(slide, **kw))
@@ -88,7 +98,12 @@ def test_slide_identity_hashes_only_the_header(tmp_path: Path) -> None:
 def test_write_then_load_roundtrip(tmp_path: Path, slide: Path) -> None:
     folder = _write(tmp_path / "out" / "slide", slide)
     assert sorted(p.name for p in folder.iterdir()) == [
-        "annotations.geojson", "audit.json", "heatmaps.zarr", "manifest.json", "tiles.parquet"]
+        "annotations.geojson",
+        "audit.json",
+        "heatmaps.zarr",
+        "manifest.json",
+        "tiles.parquet",
+    ]
     # nothing temporary left next to it
     assert [p.name for p in folder.parent.iterdir()] == ["slide"]
     res = R.load_result(folder / "manifest.json")
@@ -115,8 +130,9 @@ def test_multiscale_levels_stay_aligned(tmp_path: Path) -> None:
     data = np.random.default_rng(1).random((37, 50)).astype(np.float32)
     data[0, 0] = np.nan
     grp = zarr.open_group(str(tmp_path / "m.zarr"), mode="w").require_group("probabilities/x")
-    n = R.write_multiscale(grp, data, scale_rc=(10, 10), translate_rc=(4.5, 4.5),
-                           min_size=10, chunk_size=16)
+    n = R.write_multiscale(
+        grp, data, scale_rc=(10, 10), translate_rc=(4.5, 4.5), min_size=10, chunk_size=16
+    )
     assert n == 4  # 37x50 -> 18x25 -> 9x12 -> 4x6
     [info] = R.list_heatmaps(tmp_path / "m.zarr")
     assert [grp[p].shape for p in ("0", "1", "2", "3")] == [(37, 50), (18, 25), (9, 12), (4, 6)]
@@ -190,10 +206,17 @@ def test_load_result_errors_name_the_folder(tmp_path: Path) -> None:
 def test_saliency_needs_a_method(tmp_path: Path) -> None:
     with R.ResultWriter(tmp_path / "s") as w:
         with pytest.raises(ValueError, match="method"):
-            w.write_heatmap("saliency", "tumour", np.zeros((2, 2)), scale_rc=(1, 1),
-                            translate_rc=(0, 0))
-        key = w.write_heatmap("saliency", "tumour/x", np.ones((4, 4)), method="grad cam",
-                              scale_rc=(16, 16), translate_rc=(7.5, 7.5))
+            w.write_heatmap(
+                "saliency", "tumour", np.zeros((2, 2)), scale_rc=(1, 1), translate_rc=(0, 0)
+            )
+        key = w.write_heatmap(
+            "saliency",
+            "tumour/x",
+            np.ones((4, 4)),
+            method="grad cam",
+            scale_rc=(16, 16),
+            translate_rc=(7.5, 7.5),
+        )
         assert key == "saliency/grad_cam/tumour_x"
 
 
@@ -205,10 +228,17 @@ def test_multiscale_from_dask_equals_numpy(tmp_path: Path) -> None:
     data[5:9, 7:20] = np.nan
     g1 = zarr.open_group(str(tmp_path / "a.zarr"), mode="w")
     g2 = zarr.open_group(str(tmp_path / "b.zarr"), mode="w")
-    n1 = R.write_multiscale(g1, data, scale_rc=(1, 1), translate_rc=(0, 0), min_size=16,
-                            chunk_size=32)
-    n2 = R.write_multiscale(g2, da.from_array(data, chunks=40), scale_rc=(1, 1),
-                            translate_rc=(0, 0), min_size=16, chunk_size=32)
+    n1 = R.write_multiscale(
+        g1, data, scale_rc=(1, 1), translate_rc=(0, 0), min_size=16, chunk_size=32
+    )
+    n2 = R.write_multiscale(
+        g2,
+        da.from_array(data, chunks=40),
+        scale_rc=(1, 1),
+        translate_rc=(0, 0),
+        min_size=16,
+        chunk_size=32,
+    )
     assert n1 == n2 == 4
     for k in range(n1):
         np.testing.assert_allclose(g1[str(k)][:], g2[str(k)][:], rtol=1e-6, equal_nan=True)
