@@ -91,3 +91,15 @@ def test_no_import_cycles() -> None:
     """Function-level imports count (they run); ``if TYPE_CHECKING:`` imports do not."""
     cycles = _import_cycles()
     assert [c for c in cycles if c not in _KNOWN_CYCLES] == []
+
+
+@pytest.mark.parametrize("args", [["format", "--check"], ["check"]], ids=["format", "check"])
+def test_ruff_is_clean(args: list[str]) -> None:
+    """`ruff format --check` and `ruff check` pass on the whole tree (pre-commit runs both)."""
+    ruff = Path(sys.executable).with_name("ruff")
+    if not ruff.exists():
+        pytest.skip("ruff is not installed (pip install -e '.[dev]')")
+    result = subprocess.run(
+        [str(ruff), *args, "."], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
