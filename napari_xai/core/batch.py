@@ -20,6 +20,7 @@ finished slides. A slide that fails is recorded with its error and the others go
 
 from __future__ import annotations
 
+import contextlib
 import glob as _glob
 import math
 import os
@@ -1274,7 +1275,7 @@ def iter_batch(
                             n_finished,
                             row=rows[t.index],
                         )
-            with _suppress_all():
+            with _best_effort():
                 cl.unsubscribe_topic(topic)
     finally:
         if cancelled or (cancel is not None and cancel.is_set()):
@@ -1283,10 +1284,10 @@ def iter_batch(
                 if r["status"] == "pending":
                     rows[i]["status"] = "cancelled"
         if client_owned is not None:
-            with _suppress_all():
+            with _best_effort():
                 client_owned.close(timeout=10)
         if cluster is not None:
-            with _suppress_all():
+            with _best_effort():
                 cluster.close(timeout=10)
     summary = current_summary()
     metrics = cohort_metrics(summary, threshold=threshold)
@@ -1298,12 +1299,9 @@ def iter_batch(
     )
 
 
-class _suppress_all:  # noqa: N801 - tiny context manager
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return True
+def _best_effort() -> contextlib.suppress:
+    """Ignore errors of cleanup steps, but never Ctrl-C or SystemExit (BaseException)."""
+    return contextlib.suppress(Exception)
 
 
 def _drain(q: queue.Queue[Any]) -> list[Any]:

@@ -458,3 +458,13 @@ def test_scheduler_address_and_a_worker_that_dies(
         B.make_params(),
         read_manifest(tmp_path / "out" / "case1")["model"]["sha256"],
     )
+
+
+def test_cleanup_suppression_lets_ctrl_c_through() -> None:
+    """Cluster cleanup ignores errors but never swallows KeyboardInterrupt (issue 16)."""
+    from napari_xai.core.batch import _best_effort
+
+    with _best_effort():
+        raise OSError("cluster already gone")
+    with pytest.raises(KeyboardInterrupt), _best_effort():
+        raise KeyboardInterrupt
