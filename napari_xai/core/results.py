@@ -200,6 +200,30 @@ def _nanmean_block(
         return out
 
 
+def multiscales_attr(name: str, datasets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return the OME-Zarr (0.4) ``multiscales`` attribute of a 2-D map pyramid (one place).
+
+    Parameters
+    ----------
+    name : str
+        The map's name.
+    datasets : list of dict
+        One ``{"path": ..., "coordinateTransformations": [...]}`` entry per level.
+    """
+    return [
+        {
+            "version": "0.4",
+            "name": name,
+            "axes": [
+                {"name": "y", "type": "space", "unit": "pixel"},
+                {"name": "x", "type": "space", "unit": "pixel"},
+            ],
+            "datasets": datasets,
+            "type": "mean",
+        }
+    ]
+
+
 def write_multiscale(
     group: Any,
     data: Any,
@@ -292,18 +316,7 @@ def write_multiscale(
     group.attrs.update(
         {
             **({} if attrs is None else _jsonable(dict(attrs))),
-            "multiscales": [
-                {
-                    "version": "0.4",
-                    "name": name,
-                    "axes": [
-                        {"name": "y", "type": "space", "unit": "pixel"},
-                        {"name": "x", "type": "space", "unit": "pixel"},
-                    ],
-                    "datasets": datasets,
-                    "type": "mean",
-                }
-            ],
+            "multiscales": multiscales_attr(name, datasets),
         }
     )
     return level + 1

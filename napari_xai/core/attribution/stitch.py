@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 import zarr
 
+from napari_xai.core.results import multiscales_attr
+
 __all__ = ["StitchedMap", "footprint", "taper_window"]
 
 _STATE = "_stitch"
@@ -267,18 +269,7 @@ class StitchedMap:
             {
                 **_plain(dict(attrs or {})),
                 "napari_xai_stitch": meta,
-                "multiscales": [
-                    {
-                        "version": "0.4",
-                        "name": name,
-                        "axes": [
-                            {"name": "y", "type": "space", "unit": "pixel"},
-                            {"name": "x", "type": "space", "unit": "pixel"},
-                        ],
-                        "datasets": datasets,
-                        "type": "mean",
-                    }
-                ],
+                "multiscales": multiscales_attr(name, datasets),
             }
         )
         return cls(group)
