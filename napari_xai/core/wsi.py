@@ -11,6 +11,7 @@ import contextlib
 import logging
 import math
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -338,6 +339,10 @@ class Slide:
         if self._levels is None:
             import dask.array as da
 
+            # A fresh token per opened slide: napari's chunk cache is keyed by task
+            # name, and id(self) is reused once a closed slide is collected, which
+            # served another slide's chunks (wrong shapes) to a new one.
+            token = uuid.uuid4().hex
             levels = []
             for i in range(self.info.n_levels):
                 arr = self._zarr_level(i)
@@ -352,7 +357,7 @@ class Slide:
                         chunks[ax] = chunks[ax] * math.ceil(_MIN_DASK_CHUNK / chunks[ax])
                     chunks[ax] = min(chunks[ax], arr.shape[ax])
                 levels.append(
-                    da.from_zarr(arr, chunks=tuple(chunks), name=f"napari-xai-{id(self)}-{i}")
+                    da.from_zarr(arr, chunks=tuple(chunks), name=f"napari-xai-{token}-{i}")
                 )
             self._levels = levels
         return self._levels

@@ -211,3 +211,27 @@ def test_copy_of_a_real_slide_under_another_name_opens(tmp_path: Path, shared_da
     shutil.copy(shared_data / "slides" / "CMU-1-Small-Region.svs", copy)
     with open_slide(copy) as slide:
         assert slide.info.shape_rc == (2967, 2220)
+
+
+def test_every_opened_slide_gets_its_own_dask_names(tmp_path: Path) -> None:
+    """napari caches chunks by task name, so two slides must never share one.
+
+    Names built from ``id(slide)`` collided once a closed slide was collected:
+    a freshly opened multichannel TIFF got another slide's cached chunks and
+    dask failed with "could not broadcast (256,144) into (480,144)".
+    """
+    import gc
+
+    import tifffile
+
+    names = set()
+    for k in range(20):
+        path = tmp_path / f"s{k}.tif"
+        tifffile.imwrite(path, np.full((64 + k, 80), k, np.uint8), tile=(16, 16))
+        slide = open_slide(path)
+        names.add(slide.levels[0].name)
+        assert int(slide.levels[0][-1, -1].compute()) == k
+        slide.close()
+        del slide
+        gc.collect()
+    assert len(names) == 20
