@@ -169,6 +169,12 @@ def add_batch_arguments(parser: argparse.ArgumentParser, *, with_slides: bool = 
         help="redo every slide, even those already done with the same options",
     )
     r.add_argument(
+        "--verify",
+        action="store_true",
+        help="on resume, hash every file and zarr chunk of a result folder against its "
+        "manifest (sizes are always checked); a damaged folder is scored again",
+    )
+    r.add_argument(
         "--label-column", default="label", help="label column of a cohort CSV (default 'label')"
     )
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -236,13 +242,15 @@ class _Progress:
             except ImportError:  # pragma: no cover
                 self.bar = False
         if self.bar is False:
-            if event.kind in ("done", "failed", "skipped", "cancelled"):
+            if event.kind in ("done", "failed", "skipped", "cancelled", "recompute"):
                 print(event.message, file=sys.stderr, flush=True)
             return
         if event.kind in ("done", "failed", "skipped"):
             self.bar.update(event.n_finished - self.bar.n)
             if event.kind == "failed":
                 self.bar.write(event.message, file=sys.stderr)
+        if event.kind == "recompute":
+            self.bar.write(event.message, file=sys.stderr)
         if event.kind == "progress":
             self.bar.set_postfix_str(
                 f"{event.slide_id} {event.tiles_done}/{event.tiles_total} tiles", refresh=False
@@ -322,6 +330,7 @@ def run_batch_cli(args: argparse.Namespace) -> int:
         architecture=getattr(args, "architecture", None),
         torch_threads=getattr(args, "torch_threads", None),
         resume=not bool(getattr(args, "no_resume", False)),
+        verify=bool(getattr(args, "verify", False)),
         cancel=cancel,
         label_column=getattr(args, "label_column", "label") or "label",
     )

@@ -25,6 +25,7 @@ import glob as _glob
 import math
 import os
 import queue
+import shutil
 import threading
 import time
 import traceback
@@ -38,6 +39,7 @@ import numpy as np
 import pandas as pd  # noqa: TID253 - only imported when work runs
 
 from napari_xai.core.atomic import atomic_write as _atomic_write
+from napari_xai.core.atomic import atomic_write_text
 from napari_xai.core.options import DEFAULT_MIN_TISSUE
 from napari_xai.core.pipeline import (  # moved there: one writer of result folders
     _POSITIVE_NAMES,
@@ -51,9 +53,9 @@ from napari_xai.core.pipeline import (  # moved there: one writer of result fold
 from napari_xai.core.pipeline import load_model_cached as _load_model_cached
 from napari_xai.core.results import (
     ResultWriter,
+    check_result,
     clean_stale_temporaries,
     hash_params,
-    is_complete,
     package_versions,
     read_manifest,
     slide_identity,
@@ -117,6 +119,29 @@ COHORT_JSON = "cohort.json"
 COHORT_ROC_PNG = "cohort_roc.png"
 #: Sub-folder of the output folder holding the traceback of each failed slide.
 ERRORS_DIR = "_errors"
+
+
+def remove_stale_error(out: str | os.PathLike[str], slide_id: str, slide_path: str) -> bool:
+    """Remove ``_errors/<slide_id>.txt`` of a slide now done, when it is provably ours.
+
+    The file is ours when its first line is the slide's path (as a failed run
+    writes it); anything else in ``_errors`` is left alone.
+
+    Returns
+    -------
+    bool
+        True when a stale error file was removed.
+    """
+    path = Path(out) / ERRORS_DIR / f"{slide_id}.txt"
+    try:
+        with open(path, encoding="utf-8") as fh:
+            first = fh.readline().rstrip("\n")
+    except (OSError, UnicodeDecodeError):
+        return False
+    if first != str(slide_path):
+        return False
+    path.unlink(missing_ok=True)
+    return True
 
 
 class BatchCancelled(RuntimeError):
@@ -780,7 +805,7 @@ def _write_roc_png(path: Path, metrics: Mapping[str, Any]) -> None:
     ax2.set_yticks([0, 1], ["true neg", "true pos"])
     ax2.set_title("confusion matrix")
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, format="png")
 
 
 def write_cohort_summary(
@@ -816,13 +841,11 @@ def write_cohort_summary(
 
     _atomic_write(paths["json"], write_json)
     if plot and metrics.get("confusion_matrix") is not None:
-        tmp = root / f".{COHORT_ROC_PNG}.{uuid.uuid4().hex[:8]}.png"
         try:
-            _write_roc_png(tmp, metrics)
-            os.replace(tmp, root / COHORT_ROC_PNG)
+            _atomic_write(root / COHORT_ROC_PNG, lambda p: _write_roc_png(p, metrics))
             paths["roc_png"] = root / COHORT_ROC_PNG
         except Exception:  # noqa: BLE001 - a plot is a nicety, never fail a batch for it
-            tmp.unlink(missing_ok=True)
+            pass
     return paths
 
 
@@ -838,7 +861,9 @@ class BatchEvent:
     kind : str
         ``"queued"`` (slide submitted), ``"started"`` (first progress from its
         worker), ``"progress"`` (tiles done), ``"skipped"`` (complete result
-        reused), ``"done"``, ``"failed"``, ``"cancelled"``.
+        reused), ``"recompute"`` (a result folder found on resume is damaged or
+        incomplete: ``note`` says why, the slide is scored again), ``"done"``,
+        ``"failed"``, ``"cancelled"``.
     index : int
         Row of the slide in the cohort table.
     slide_id : str
@@ -849,6 +874,8 @@ class BatchEvent:
         Tile progress of this slide (``progress`` events).
     row : dict or None
         The slide's summary row (finished slides).
+    note : str
+        Why (``recompute`` events).
     """
 
     kind: str
@@ -859,6 +886,7 @@ class BatchEvent:
     tiles_done: int = 0
     tiles_total: int = 0
     row: dict[str, Any] | None = None
+    note: str = ""
 
     @property
     def message(self) -> str:
@@ -866,6 +894,8 @@ class BatchEvent:
         head = f"[{self.n_finished}/{self.n_total}] {self.slide_id}: {self.kind}"
         if self.kind == "progress" and self.tiles_total:
             return f"{head} {self.tiles_done}/{self.tiles_total} tiles"
+        if self.note:
+            return f"{head} ({self.note})"
         if self.kind == "failed" and self.row:
             return f"{head} ({self.row.get('error')})"
         if self.kind in ("done", "skipped") and self.row:
@@ -988,6 +1018,7 @@ def iter_batch(
     poll_interval: float = 0.1,
     label_column: str = "label",
     write_plot: bool = True,
+    verify: bool = False,
 ) -> Generator[BatchEvent, None, BatchResult]:
     """Score a cohort slide by slide on dask.distributed, yielding events.
 
@@ -1034,6 +1065,10 @@ def iter_batch(
         Label column of a cohort CSV.
     write_plot : bool
         Also write ``cohort_roc.png`` when labels are given.
+    verify : bool
+        On resume, also compare the sha256 of every file and zarr chunk of a
+        result folder with its manifest (sizes and chunk listings are always
+        compared). A damaged folder is scored again, with a ``recompute`` event.
 
     Yields
     ------
@@ -1122,13 +1157,14 @@ def iter_batch(
             k: v for k, v in result.items() if k not in ("index", "class_counts", "traceback")
         }
         if result.get("traceback"):
-            errors = out_dir / ERRORS_DIR
-            errors.mkdir(exist_ok=True)
-            (errors / f"{rows[i]['slide_id']}.txt").write_text(
-                f"{rows[i]['slide_path']}\n{result['traceback']}", encoding="utf-8"
+            atomic_write_text(
+                out_dir / ERRORS_DIR / f"{rows[i]['slide_id']}.txt",
+                f"{rows[i]['slide_path']}\n{result['traceback']}",
             )
         rows[i] = {**base, "error": None, "worker": None, **clean, "reused": reused}
         done = rows[i].get("status") == "done"
+        if done:
+            remove_stale_error(out_dir, rows[i]["slide_id"], rows[i]["slide_path"])
         rows[i]["result_folder"] = str(out_dir / rows[i]["slide_id"]) if done else None
         return rows[i]
 
@@ -1145,7 +1181,23 @@ def iter_batch(
     todo: list[SlideTask] = []
     for task in tasks:
         folder = Path(task.out_folder)
-        if resume and is_complete(folder, p, model_hash, slide_path=task.slide_path):
+        problem = (
+            check_result(folder, p, model_hash, slide_path=task.slide_path, verify=verify)
+            if resume
+            else None
+        )
+        if resume and problem is not None and problem.kind not in ("missing", "stale"):
+            if problem.kind == "damaged":  # never adopted by the slide function either
+                shutil.rmtree(folder, ignore_errors=True)
+            yield BatchEvent(
+                "recompute",
+                task.index,
+                task.slide_id,
+                n_total,
+                n_finished,
+                note=f"scoring again: {problem}",
+            )
+        if resume and problem is None:
             try:
                 row = finish_row(
                     task.index,

@@ -45,12 +45,16 @@ __all__ = [
     "MANIFEST_NAME",
     "HeatmapInfo",
     "Result",
+    "ResultProblem",
     "ResultWriter",
+    "check_files",
+    "check_result",
     "clean_stale_temporaries",
+    "file_checksums",
     "hash_file",
     "hash_params",
-    "iter_result_folders",
     "is_complete",
+    "iter_result_folders",
     "list_heatmaps",
     "load_result",
     "package_versions",
@@ -68,6 +72,8 @@ ANNOTATIONS_NAME = "annotations.geojson"
 AUDIT_NAME = "audit.json"
 #: Bytes hashed to identify a slide (its header and first tiles): cheap on gigapixel files.
 HEADER_BYTES = 1 << 20
+#: Manifest entry with the size and sha256 of every file it lists (per array for zarr).
+CHECKSUMS_KEY = "checksums"
 _TMP_MARK = ".tmp-"
 _OLD_MARK = ".old-"
 
@@ -403,6 +409,170 @@ def list_heatmaps(zarr_path: str | os.PathLike[str]) -> list[HeatmapInfo]:
     return sorted(found, key=lambda h: h.key)
 
 
+# --------------------------------------------------------------------------- integrity
+
+
+def _is_zarr_array(folder: Path) -> bool:
+    """Tell whether ``folder`` holds a zarr array (v3 ``zarr.json`` or v2 ``.zarray``)."""
+    if (folder / ".zarray").is_file():
+        return True
+    meta = folder / "zarr.json"
+    if not meta.is_file():
+        return False
+    try:
+        return bool(json.loads(meta.read_text(encoding="utf-8")).get("node_type") == "array")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _zarr_listing(store: Path) -> dict[str, list[tuple[str, Path]]]:
+    """Group the files of a zarr store by array (``""``: group metadata), iteratively."""
+    arrays: dict[str, list[tuple[str, Path]]] = {"": []}
+    pending = [store]
+    while pending:
+        folder = pending.pop()
+        rel = folder.relative_to(store).as_posix()
+        if folder != store and _is_zarr_array(folder):
+            files = arrays.setdefault(rel, [])
+            for sub, dirs, names in os.walk(folder):
+                dirs.sort()
+                for n in names:
+                    f = Path(sub) / n
+                    files.append((f.relative_to(folder).as_posix(), f))
+            continue
+        for entry in sorted(folder.iterdir()):
+            if entry.is_dir() and not entry.is_symlink():
+                pending.append(entry)
+            else:
+                arrays[""].append((entry.relative_to(store).as_posix(), entry))
+    return arrays
+
+
+def _file_entry(path: Path, *, with_hash: bool) -> dict[str, Any]:
+    if path.is_symlink():  # a result folder holds plain files; a link is never ours
+        return {"link": True}
+    entry: dict[str, Any] = {"size": path.stat().st_size}
+    if with_hash:
+        entry["sha256"] = hash_file(path)
+    return entry
+
+
+def file_checksums(
+    root: str | os.PathLike[str], name: str, *, with_hash: bool = True
+) -> dict[str, Any]:
+    """Size and sha256 of one listed file, or per array of a zarr store.
+
+    Parameters
+    ----------
+    root : path-like
+        The result folder.
+    name : str
+        The listed file (``tiles.parquet``) or store (``heatmaps.zarr``) inside it.
+    with_hash : bool
+        Hash the bytes (else sizes and, for a store, the chunk listing only).
+
+    Returns
+    -------
+    dict
+        ``{"size", "sha256"}`` for a file; for a store ``{"arrays": {key: {"files",
+        "size", "listing_sha256", "sha256"}}}``, where ``listing_sha256`` covers the
+        chunk names and sizes and ``sha256`` their bytes (key ``""``: group metadata).
+    """
+    path = Path(root) / name
+    if path.is_symlink() or not path.is_dir():
+        return _file_entry(path, with_hash=with_hash)
+    arrays: dict[str, Any] = {}
+    for key, files in sorted(_zarr_listing(path).items()):
+        listing = hashlib.sha256()
+        content = hashlib.sha256()
+        size = 0
+        for rel, f in sorted(files):
+            entry = _file_entry(f, with_hash=with_hash)
+            size += int(entry.get("size", 0))
+            listing.update(f"{rel}\t{entry.get('size', 'link')}\n".encode())
+            if with_hash:
+                content.update(f"{rel}\t{entry.get('sha256', 'link')}\n".encode())
+        arrays[key] = {"files": len(files), "size": size, "listing_sha256": listing.hexdigest()}
+        if with_hash:
+            arrays[key]["sha256"] = content.hexdigest()
+    return {"arrays": arrays}
+
+
+def _differs(recorded: Any, current: Mapping[str, Any], *, verify: bool) -> str | None:
+    """Describe how a file's current checksums differ from the recorded ones."""
+    if not isinstance(recorded, Mapping):
+        return "no checksum recorded"
+    if "arrays" in current:
+        rec_arrays = recorded.get("arrays")
+        if not isinstance(rec_arrays, Mapping):
+            return "recorded as a file, found a folder"
+        for key in sorted(set(rec_arrays) | set(current["arrays"])):
+            label = f"array {key!r}" if key else "group metadata"
+            rec, cur = rec_arrays.get(key), current["arrays"].get(key)
+            if not isinstance(rec, Mapping):
+                return f"{label} is not in the manifest"
+            if cur is None:
+                return f"{label} is missing"
+            if (rec.get("files"), rec.get("size")) != (cur["files"], cur["size"]):
+                return (
+                    f"{label} has {cur['files']} chunk files / {cur['size']} bytes, "
+                    f"the manifest says {rec.get('files')} / {rec.get('size')}"
+                )
+            if rec.get("listing_sha256") != cur["listing_sha256"]:
+                return f"{label}: chunk files differ from the manifest's listing"
+            if verify and rec.get("sha256") != cur.get("sha256"):
+                return f"{label}: chunk bytes differ from the manifest's sha256"
+        return None
+    if current.get("link"):
+        return "is a link"
+    if recorded.get("size") != current.get("size"):
+        return f"has {current.get('size')} bytes, the manifest says {recorded.get('size')}"
+    if verify and recorded.get("sha256") != current.get("sha256"):
+        return "bytes differ from the manifest's sha256"
+    return None
+
+
+def check_files(
+    folder: str | os.PathLike[str], manifest: Mapping[str, Any], *, verify: bool = False
+) -> str | None:
+    """Check the files a manifest lists against its recorded sizes and hashes.
+
+    Sizes (and, for zarr stores, the chunk listing: names and sizes) are always
+    checked; bytes are hashed only with ``verify``.
+
+    Parameters
+    ----------
+    folder : path-like
+        The result folder.
+    manifest : mapping
+        Its manifest (as :func:`read_manifest` returns it).
+    verify : bool
+        Also compare sha256 of every file and chunk.
+
+    Returns
+    -------
+    str or None
+        A one-line reason naming the file when something is missing or differs;
+        None when every listed file matches.
+    """
+    root = Path(folder)
+    sums = manifest.get(CHECKSUMS_KEY)
+    if not isinstance(sums, Mapping):
+        return f"{root / MANIFEST_NAME}: records no checksums (written by an older version)"
+    for name in manifest.get("files", {}).values():
+        path = root / str(name)
+        if not (path.exists() or path.is_symlink()):
+            return f"{path}: listed in the manifest but missing"
+        try:
+            current = file_checksums(root, str(name), with_hash=verify)
+        except OSError as exc:
+            return f"{path}: cannot be read ({exc.strerror or exc})"
+        why = _differs(sums.get(str(name)), current, verify=verify)
+        if why is not None:
+            return f"{path}: {why}"
+    return None
+
+
 # --------------------------------------------------------------------------- writer
 
 
@@ -623,6 +793,10 @@ class ResultWriter:
                 "files": dict(self._files),
                 "heatmaps": list(self._heatmaps),
                 "written": _now(),
+                CHECKSUMS_KEY: {
+                    name: file_checksums(self.tmp, name)
+                    for name in sorted(set(self._files.values()))
+                },
             }
         )
         _write_json(self.tmp / MANIFEST_NAME, body)
@@ -697,19 +871,44 @@ def _check_manifest_files(body: Mapping[str, Any], manifest: Path) -> None:
         _inside(manifest.parent, name, manifest=manifest, what=f"files[{kind!r}]")
 
 
-def is_complete(
+@dataclass(frozen=True)
+class ResultProblem:
+    """Why a result folder cannot be reused.
+
+    Attributes
+    ----------
+    kind : str
+        ``"missing"`` (no manifest), ``"invalid"`` (unreadable or hostile
+        manifest), ``"incomplete"``, ``"stale"`` (other parameters, model or
+        slide) or ``"damaged"`` (a listed file is missing or differs from its
+        recorded size or sha256).
+    message : str
+        One line naming the folder or file and the problem.
+    """
+
+    kind: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def check_result(
     folder: str | os.PathLike[str],
     params: Mapping[str, Any],
     model_hash: str,
     *,
     slide_path: str | os.PathLike[str] | None = None,
-) -> bool:
-    """Tell whether a result folder is complete and up to date.
+    verify: bool = False,
+) -> ResultProblem | None:
+    """Tell why a result folder cannot be reused (None when it can).
 
-    A folder is complete when its manifest says so, all files it lists exist,
-    its parameters hash to the same value as ``params``, its model hash equals
-    ``model_hash`` and (when ``slide_path`` is given) the slide file still has
-    the same size and header hash.
+    A folder can be reused when its manifest says it is complete, its
+    parameters hash to the same value as ``params``, its model hash equals
+    ``model_hash``, (when ``slide_path`` is given) the slide file still has the
+    same size and header hash, and every file it lists has the recorded size
+    (zarr stores: the recorded chunk listing) and, with ``verify``, the
+    recorded sha256 (:func:`check_files`).
 
     Parameters
     ----------
@@ -721,40 +920,79 @@ def is_complete(
         sha256 of the current model.
     slide_path : path-like, optional
         The slide the folder should describe.
+    verify : bool
+        Hash every listed file and chunk (slower; sizes are always checked).
 
     Returns
     -------
-    bool
-        False for missing, partial, stale or foreign folders.
+    ResultProblem or None
+        What is wrong, in one line naming the folder or file; None when the
+        folder can be reused.
     """
-    try:
-        manifest = read_manifest(folder)
-    except (OSError, ValueError):
-        return False
     root = Path(folder)
     if root.name == MANIFEST_NAME:
         root = root.parent
+    try:
+        manifest = read_manifest(root)
+    except FileNotFoundError as exc:
+        return ResultProblem("missing", str(exc))
+    except (OSError, ValueError) as exc:
+        return ResultProblem("invalid", str(exc))
     if manifest.get("status") != "complete":
-        return False
+        return ResultProblem(
+            "incomplete", f"{root}: not complete (status {manifest.get('status')!r})"
+        )
     if manifest.get("params_sha256") != hash_params(params):
-        return False
-    if manifest.get("model", {}).get("sha256") != model_hash:
-        return False
-    for name in manifest.get("files", {}).values():
-        if not (root / name).exists():
-            return False
+        return ResultProblem("stale", f"{root}: scored with other parameters")
+    model = manifest.get("model", {})
+    if not isinstance(model, Mapping) or model.get("sha256") != model_hash:
+        return ResultProblem("stale", f"{root}: scored with another model")
     if slide_path is not None:
         recorded = manifest.get("slide", {})
         try:
             current = slide_identity(slide_path)
-        except OSError:
-            return False
-        if (recorded.get("size"), recorded.get("header_sha256")) != (
-            current["size"],
-            current["header_sha256"],
-        ):
-            return False
-    return True
+        except OSError as exc:
+            return ResultProblem("stale", str(exc))
+        if not isinstance(recorded, Mapping) or (
+            recorded.get("size"),
+            recorded.get("header_sha256"),
+        ) != (current["size"], current["header_sha256"]):
+            return ResultProblem("stale", f"{root}: the slide {slide_path} changed since")
+    why = check_files(root, manifest, verify=verify)
+    return None if why is None else ResultProblem("damaged", why)
+
+
+def is_complete(
+    folder: str | os.PathLike[str],
+    params: Mapping[str, Any],
+    model_hash: str,
+    *,
+    slide_path: str | os.PathLike[str] | None = None,
+    verify: bool = False,
+) -> bool:
+    """Tell whether a result folder is complete, intact and up to date.
+
+    See :func:`check_result` (which also says why not).
+
+    Parameters
+    ----------
+    folder : path-like
+        The result folder.
+    params : mapping
+        Scoring parameters of the current run.
+    model_hash : str
+        sha256 of the current model.
+    slide_path : path-like, optional
+        The slide the folder should describe.
+    verify : bool
+        Hash every listed file and chunk (sizes are always checked).
+
+    Returns
+    -------
+    bool
+        False for missing, partial, corrupt, stale or foreign folders.
+    """
+    return check_result(folder, params, model_hash, slide_path=slide_path, verify=verify) is None
 
 
 @dataclass

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -13,6 +15,9 @@ import pytest
 from napari_xai.core.results import (
     MANIFEST_NAME,
     ResultWriter,
+    check_files,
+    check_result,
+    hash_params,
     is_complete,
     load_result,
     read_manifest,
@@ -132,3 +137,116 @@ def test_model_strings_are_escaped_in_report_html(tmp_path: Path) -> None:
     joined = "".join(parsed.text)
     assert evil[0] in joined and evil[1] in joined
     assert "&lt;script&gt;" in text
+
+
+# --------------------------------------------------------------------------- integrity
+
+
+def _result_with_maps(tmp_path: Path) -> Path:
+    """A folder with a tiles table and a two-level probability pyramid."""
+    folder = tmp_path / "out" / "maps"
+    rng = np.random.default_rng(0)
+    with ResultWriter(folder) as writer:
+        writer.write_tiles(pd.DataFrame({"row": range(50), "p_tumour": rng.random(50)}))
+        writer.write_heatmap(
+            "probabilities",
+            "tumour",
+            rng.random((40, 40)).astype(np.float32),
+            scale_rc=(64.0, 64.0),
+            translate_rc=(31.5, 31.5),
+            min_size=16,
+        )
+        writer.commit({"params_sha256": hash_params({}), "model": {"sha256": "m"}})
+    return folder
+
+
+def _chunks(folder: Path) -> list[Path]:
+    store = folder / "heatmaps.zarr" / "probabilities" / "tumour" / "0"
+    return sorted(p for p in store.rglob("*") if p.is_file() and p.name != "zarr.json")
+
+
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_manifest_records_size_and_sha256_of_every_listed_file(tmp_path: Path) -> None:
+    folder = _result_with_maps(tmp_path)
+    body = read_manifest(folder)
+    sums = body["checksums"]
+    assert set(sums) == set(body["files"].values()) == {"tiles.parquet", "heatmaps.zarr"}
+    tiles = folder / "tiles.parquet"
+    assert sums["tiles.parquet"]["size"] == tiles.stat().st_size
+    assert sums["tiles.parquet"]["sha256"] == hashlib.sha256(tiles.read_bytes()).hexdigest()
+    arrays = sums["heatmaps.zarr"]["arrays"]
+    assert {"probabilities/tumour/0", "probabilities/tumour/1"} <= set(arrays)
+    level0 = arrays["probabilities/tumour/0"]
+    files = [
+        p for p in (folder / "heatmaps.zarr/probabilities/tumour/0").rglob("*") if p.is_file()
+    ]
+    assert level0["files"] == len(files) and level0["size"] == sum(p.stat().st_size for p in files)
+    assert check_files(folder, body) is None and check_files(folder, body, verify=True) is None
+
+
+def test_a_truncated_tiles_table_is_damaged_without_verify(tmp_path: Path) -> None:
+    folder = _result_with_maps(tmp_path)
+    tiles = folder / "tiles.parquet"
+    tiles.write_bytes(tiles.read_bytes()[:-10])
+    problem = check_result(folder, {}, "m")
+    assert problem is not None and problem.kind == "damaged"
+    assert str(tiles) in problem.message and "bytes" in problem.message
+    assert not is_complete(folder, {}, "m")
+
+
+def test_same_size_corruption_is_found_by_verify(tmp_path: Path) -> None:
+    folder = _result_with_maps(tmp_path)
+    _flip_last_byte(folder / "tiles.parquet")
+    assert is_complete(folder, {}, "m")  # sizes match: only hashing can tell
+    problem = check_result(folder, {}, "m", verify=True)
+    assert problem is not None and problem.kind == "damaged"
+    assert "tiles.parquet" in problem.message and "sha256" in problem.message
+
+
+@pytest.mark.parametrize("damage", ["remove", "alter", "extra", "link", "empty-group"])
+def test_a_damaged_zarr_chunk_is_found(tmp_path: Path, damage: str) -> None:
+    folder = _result_with_maps(tmp_path)
+    chunk = _chunks(folder)[0]
+    if damage == "remove":
+        chunk.unlink()
+    elif damage == "alter":
+        _flip_last_byte(chunk)
+    elif damage == "extra":
+        (chunk.parent / "99").write_bytes(b"x")
+    elif damage == "link":
+        target = tmp_path / "elsewhere"
+        target.write_bytes(chunk.read_bytes())
+        chunk.unlink()
+        chunk.symlink_to(target)
+    else:
+        shutil.rmtree(folder / "heatmaps.zarr" / "probabilities" / "tumour" / "1")
+    verify = damage == "alter"
+    if not verify:
+        assert not is_complete(folder, {}, "m")  # the chunk listing catches it, no hashing
+    problem = check_result(folder, {}, "m", verify=True)
+    assert problem is not None and problem.kind == "damaged"
+    assert "heatmaps.zarr" in problem.message and "probabilities/tumour" in problem.message
+
+
+def test_a_manifest_without_checksums_is_not_trusted(tmp_path: Path) -> None:
+    folder = _result_with_maps(tmp_path)
+    body = json.loads((folder / MANIFEST_NAME).read_text())
+    del body["checksums"]
+    (folder / MANIFEST_NAME).write_text(json.dumps(body))
+    problem = check_result(folder, {}, "m")
+    assert problem is not None and problem.kind == "damaged"
+    assert "no checksums" in problem.message
+    assert len(load_result(folder).tiles) == 50  # still readable, just not reused
+
+
+def test_a_listed_file_replaced_by_a_folder_is_damaged(tmp_path: Path) -> None:
+    folder = _result_with_maps(tmp_path)
+    (folder / "tiles.parquet").unlink()
+    (folder / "tiles.parquet").mkdir()
+    problem = check_result(folder, {}, "m")
+    assert problem is not None and "tiles.parquet" in problem.message
