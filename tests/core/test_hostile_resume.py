@@ -1,4 +1,4 @@
-"""A resumed batch trusts only intact result folders and cleans what killed runs left (issue 16)."""
+"""A resumed batch trusts only intact result folders and cleans what killed runs left."""
 
 from __future__ import annotations
 
