@@ -18,9 +18,7 @@ if TYPE_CHECKING:
 
 # Suffixes the manifest claims; ``.dcm`` is claimed only to say clearly that
 # DICOM slides are not supported, instead of "no reader found".
-_SUFFIXES = (
-    ".svs", ".tif", ".tiff", ".ndpi", ".scn", ".bif", ".qptiff", ".ome.tif", ".ome.tiff", ".dcm",
-)  # fmt: skip
+from napari_xai.core.naming import READER_SUFFIXES as _SUFFIXES
 
 
 def napari_get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerDataTuple]] | None:

@@ -95,14 +95,15 @@ def _map_data(result: Result, key: str) -> tuple[Any, bool]:
 
 
 def _probability_layers(result: Result, name: str) -> list[LayerDataTuple]:
-    from napari_xai.core.layers import _focus_class, class_colour, heatmap_layer
+    from napari_xai.core.layers import class_colour, heatmap_layer
+    from napari_xai.core.naming import positive_class
 
     maps = [h for h in result.heatmaps if h.kind == "probabilities"]
     if not maps:
         return []
     names = [str(h.attrs.get("class_name", h.name)) for h in maps]
     order = list(result.class_names) or names
-    focus = _focus_class(order)
+    focus = positive_class(order)
     stride0 = float(result.tiles.attrs.get("stride0", maps[0].scales[0][0]))
     tile0 = float(result.tiles.attrs.get("tile_size0", stride0))
     layers = []

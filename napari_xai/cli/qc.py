@@ -45,16 +45,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _expand(inputs: list[Path]) -> list[Path]:
+    from napari_xai.core.naming import COHORT_SUFFIXES, is_slide_name
     from napari_xai.core.qc import TILE_SUFFIXES
 
-    slide_suffixes = (".svs", ".ndpi", ".scn", ".mrxs", ".bif", ".vms", ".svslide")
     out: list[Path] = []
     for p in inputs:
         if p.is_dir():
             out.extend(
                 q
                 for q in sorted(p.iterdir())
-                if q.is_file() and q.suffix.lower() in (*TILE_SUFFIXES, *slide_suffixes)
+                if q.is_file() and is_slide_name(q, suffixes=(*TILE_SUFFIXES, *COHORT_SUFFIXES))
             )
         else:
             out.append(p)

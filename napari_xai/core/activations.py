@@ -210,6 +210,7 @@ def iter_channel_slide(
         slide_grid,
         slide_name,
     )
+    from napari_xai.core.naming import activation_layer_name
 
     card = getattr(model, "card", None)
     if card is None:
@@ -250,7 +251,7 @@ def iter_channel_slide(
         compute,
         batch_size=batch_size,
         num_workers=num_workers,
-        layer_name=f"{slide_name(slide)} activation [{layer_name}, channel {channel}]",
+        layer_name=activation_layer_name(slide_name(slide), layer_name, channel),
     )
     coarse = np.asarray(smap.levels[-1][...], dtype=np.float32)
     finite = coarse[np.isfinite(coarse)]

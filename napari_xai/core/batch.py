@@ -40,9 +40,11 @@ import pandas as pd  # noqa: TID253 - only imported when work runs
 
 from napari_xai.core.atomic import atomic_write as _atomic_write
 from napari_xai.core.atomic import atomic_write_text
+from napari_xai.core.naming import COHORT_SUFFIXES as SLIDE_SUFFIXES
+from napari_xai.core.naming import is_positive_label, is_slide_name
+from napari_xai.core.naming import slide_stem as slide_id_for
 from napari_xai.core.options import DEFAULT_MIN_TISSUE
 from napari_xai.core.pipeline import (  # moved there: one writer of result folders
-    _POSITIVE_NAMES,
     _iter_prob_maps,
     _model_info,
     _slide_info_dict,
@@ -83,8 +85,6 @@ __all__ = [
     "summarize_tiles",
 ]
 
-#: File suffixes taken as slides when a folder or glob is given.
-SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".scn", ".bif", ".qptiff", ".mrxs", ".vms")
 _PATH_COLUMNS = ("slide_path", "path", "slide", "file", "filename", "image")
 #: Columns of the cohort summary, in order (label/metadata columns follow ``slide_path``).
 SUMMARY_COLUMNS = (
@@ -151,22 +151,8 @@ class BatchCancelled(RuntimeError):
 # --------------------------------------------------------------------------- inputs
 
 
-def slide_id_for(path: str | os.PathLike[str]) -> str:
-    """Name of a slide's result folder: the file name without its (double) suffix."""
-    name = Path(path).name
-    lower = name.lower()
-    for suffix in (".ome.tiff", ".ome.tif", ".ome.zarr", *SLIDE_SUFFIXES):
-        if lower.endswith(suffix):
-            return name[: -len(suffix)] or name
-    return Path(name).stem or name
-
-
 def _is_slide_file(path: Path) -> bool:
-    return (
-        path.is_file()
-        and path.name.lower().endswith(SLIDE_SUFFIXES)
-        and (not path.name.startswith("."))
-    )
+    return is_slide_name(path) and path.is_file()
 
 
 def _read_cohort_csv(path: Path, *, label_column: str) -> pd.DataFrame:
@@ -657,10 +643,7 @@ def _label_to_binary(value: Any, positive: str) -> float:
     text = str(value).strip().lower()
     if not text or text in ("nan", "none", "na"):
         return float("nan")
-    positives = ("1", "true", "yes", "positive", "pos", *_POSITIVE_NAMES)
-    if text == positive.lower() or text in positives:
-        return 1.0
-    return 0.0
+    return 1.0 if is_positive_label(text, positive) else 0.0
 
 
 def _roc(

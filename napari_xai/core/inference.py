@@ -28,6 +28,7 @@ import torch  # noqa: TID253 (core runs only when scoring)
 from napari_xai.core.heatmaps import empty_maps, tiles_table, update_maps
 from napari_xai.core.models.card import ModelCard
 from napari_xai.core.models.loading import LoadedModel, check_outputs, choose_device
+from napari_xai.core.naming import slide_stem
 from napari_xai.core.options import DEFAULT_MIN_TISSUE
 from napari_xai.core.reader import RegionSource, TileReader
 from napari_xai.core.tiling import TileGrid, model_downsample, plan_tile_grid
@@ -433,15 +434,6 @@ class ScoreResult:
     def save(self, out_dir: str | Path) -> Path:
         """Write ``tiles.parquet`` into ``out_dir`` (created); return its path."""
         return save_tiles(self.tiles, Path(out_dir) / "tiles.parquet")
-
-
-def slide_stem(path: str | Path) -> str:
-    """File name without slide suffixes (``a.ome.tiff`` → ``a``)."""
-    name = Path(path).name
-    for suffix in (".ome.tiff", ".ome.tif"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(name).stem
 
 
 def save_tiles(tiles: pd.DataFrame, path: str | Path) -> Path:

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from napari_xai.core.naming import heatmap_layer_name, positive_class, tiles_layer_name
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -60,7 +62,6 @@ _PALETTE = (
     (0.58, 0.40, 0.74), (0.55, 0.34, 0.29), (0.89, 0.47, 0.76), (0.74, 0.74, 0.13),
     (0.09, 0.75, 0.81), (0.50, 0.50, 0.50),
 )  # fmt: skip
-_BACKGROUND_NAMES = ("background", "back", "glass", "other", "normal", "benign", "notumor")
 
 
 def grid_to_world(
@@ -103,27 +104,6 @@ def mask_to_world(downsample: float) -> tuple[tuple[float, float], tuple[float, 
 def class_colour(name: str, index: int = 0) -> tuple[float, float, float]:
     """Display colour of a class (fixed for common names, else a palette entry)."""
     return CLASS_COLOURS.get(name.lower(), _PALETTE[index % len(_PALETTE)])
-
-
-def heatmap_layer_name(slide_name: str, class_name: str) -> str:
-    """Deterministic name of a class-probability layer."""
-    return f"{slide_name} prob [{class_name}]"
-
-
-def tiles_layer_name(slide_name: str) -> str:
-    """Deterministic name of the tiles (Points) layer."""
-    return f"{slide_name} tiles"
-
-
-def _focus_class(class_names: Sequence[str]) -> str:
-    """Class whose map is shown first: the first that is not background-like."""
-    for name in reversed(class_names):
-        if name.lower() in ("tumour", "tumor", "cancer", "positive", "tum"):
-            return name
-    for name in class_names:
-        if name.lower() not in _BACKGROUND_NAMES:
-            return name
-    return class_names[-1]
 
 
 def heatmap_layer(
@@ -191,7 +171,7 @@ def heatmap_layers(
         raise ValueError(
             f"maps must have shape (n_classes={len(class_names)}, rows, cols), got {arr.shape}"
         )
-    focus = visible_class or _focus_class(class_names)
+    focus = visible_class or positive_class(class_names)
     return [
         heatmap_layer(
             arr[k],

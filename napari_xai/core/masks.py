@@ -572,6 +572,7 @@ def mask_layers(
     list of (data, kwargs, "labels")
     """
     from napari_xai.core.layers import mask_to_world
+    from napari_xai.core.naming import mask_layer_name
 
     scale, translate = mask_to_world(masks.downsample)
     common = {"scale": scale, "translate": translate, "blending": "translucent"}
@@ -579,7 +580,7 @@ def mask_layers(
         masks.tissue.astype(np.uint8),
         {
             **common,
-            "name": f"{name_prefix} tissue",
+            "name": mask_layer_name(name_prefix, "tissue"),
             "opacity": 0.35,
             "colormap": {0: "transparent", 1: "lime", None: "transparent"},
             "metadata": {
@@ -594,7 +595,7 @@ def mask_layers(
         masks.artefact_labels.astype(np.uint8),
         {
             **common,
-            "name": f"{name_prefix} artefacts",
+            "name": mask_layer_name(name_prefix, "artefacts"),
             "opacity": 0.6,
             "colormap": {
                 0: "transparent",

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_xai.core import naming
 from napari_xai.core.options import AuditSpec, ExplainSpec, GridOptions, RunOptions
 from napari_xai.core.progress import drive, relay
 from napari_xai.core.results import (
@@ -64,32 +65,12 @@ __all__ = [
     "write_preview",
 ]
 
-_POSITIVE_NAMES = ("tumour", "tumor", "tum", "cancer", "malignant", "positive", "lesion")
-_BACKGROUND_NAMES = ("background", "back", "bg", "glass", "empty")
 REPORT_NAME = "report.html"
 PREVIEW_NAME = "preview.png"
 _CACHE_MARK = ".saliency-cache.zarr"
 
 
 # --------------------------------------------------------------------------- slide scores
-
-
-def _positive_class(class_names: Sequence[str], requested: str | None) -> str:
-    names = [str(c) for c in class_names]
-    if not names:
-        raise ValueError("the model has no class names")
-    if requested:
-        if requested not in names:
-            raise ValueError(f"positive class {requested!r} is not one of {names}")
-        return requested
-    for cand in _POSITIVE_NAMES:
-        for name in names:
-            if name.lower() == cand:
-                return name
-    for name in names:
-        if any(cand in name.lower() for cand in _POSITIVE_NAMES):
-            return name
-    return names[-1]
 
 
 def summarize_tiles(
@@ -124,7 +105,7 @@ def summarize_tiles(
         tiles predicted positive), ``tumour_area_mm2`` (None without mpp),
         ``score`` (= ``topk_mean``) and ``class_counts``.
     """
-    pos = _positive_class(class_names, positive_class)
+    pos = naming.positive_class(class_names, positive_class)
     n = int(len(tiles))
     out: dict[str, Any] = {"positive_class": pos, "n_tiles": n}
     col = f"prob_{pos}"
@@ -193,7 +174,7 @@ def predicted_regions(
     stride = tiles.attrs.get("stride0")
     palette = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180)]
     for i, name in enumerate(class_names):
-        if str(name).lower() in _BACKGROUND_NAMES:
+        if naming.is_background(name):
             continue
         sel = tiles[(tiles["pred_class"].astype(str) == str(name))]
         if "confidence" in sel and min_confidence > 0:
@@ -324,10 +305,10 @@ def write_preview(result: Any, slide: Any, path: Path, *, class_name: str | None
     """Blend one class's heatmap over the slide thumbnail and save a PNG."""
     from PIL import Image
 
-    from napari_xai.core.layers import _focus_class, class_colour
+    from napari_xai.core.layers import class_colour
 
     names = list(result.class_names)
-    name = class_name or _focus_class(names)
+    name = class_name or naming.positive_class(names)
     k = names.index(name)
     thumb, ds = slide.thumbnail(max_size=1024)
     prob = np.nan_to_num(result.probabilities[k], nan=0.0)
@@ -383,9 +364,7 @@ class PipelineProgress:
 
 def result_folder(out: str | os.PathLike[str], slide: Any) -> Path:
     """Return the result folder of a slide: ``out/<slide stem>`` (``a.ome.tiff`` → ``a``)."""
-    from napari_xai.core.inference import slide_stem
-
-    return Path(out) / slide_stem(getattr(slide, "path", slide))
+    return Path(out) / naming.slide_stem(getattr(slide, "path", slide))
 
 
 def _cache_store(folder: Path) -> Path:

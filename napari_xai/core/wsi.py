@@ -23,17 +23,13 @@ import numpy.typing as npt
 import zarr
 
 from napari_xai.core.limits import LimitError, check_mpp, check_slide_shape
+from napari_xai.core.naming import SLIDE_SUFFIXES
 
 if TYPE_CHECKING:
     import dask.array as da
     import tiffslide
 
 __all__ = ["Slide", "SlideError", "SlideInfo", "open_slide", "SLIDE_SUFFIXES"]
-
-#: File endings the reader claims (``.dcm`` only to explain that DICOM is unsupported).
-SLIDE_SUFFIXES = (
-    ".svs", ".tif", ".tiff", ".ndpi", ".scn", ".bif", ".qptiff", ".ome.tif", ".ome.tiff",
-)  # fmt: skip
 
 # A plausible whole-slide pixel size. TIFF files without real calibration often
 # carry 72 or 96 dpi (352.8 / 264.6 µm per pixel): that is a default, not a

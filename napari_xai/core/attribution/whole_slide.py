@@ -30,6 +30,7 @@ import numpy.typing as npt
 from napari_xai.core.attribution._base import ExplainOptions
 from napari_xai.core.attribution.registry import Explainer
 from napari_xai.core.attribution.stitch import StitchedMap
+from napari_xai.core.naming import activation_layer_name, saliency_layer_name, slide_stem
 from napari_xai.core.options import DEFAULT_MIN_TISSUE
 from napari_xai.core.reader import TileReader
 from napari_xai.core.tiling import TileGrid
@@ -146,7 +147,7 @@ class ExplainResult:
     def layer_name(self) -> str:
         """Deterministic napari layer name (re-runs replace the layer)."""
         if self.kind == "activations":
-            return f"{self.slide_name} activation [{self.method}, {self.class_name}]"
+            return activation_layer_name(self.slide_name, self.method, self.class_name)
         return saliency_layer_name(self.slide_name, self.method, self.class_name)
 
 
@@ -160,19 +161,9 @@ def saliency_key(method: str, class_name: str) -> str:
     return f"saliency/{_safe_key(method)}/{_safe_key(class_name)}"
 
 
-def saliency_layer_name(slide_name: str, method: str, class_name: str) -> str:
-    """``"<slide> saliency [<method>, <class>]"``."""
-    return f"{slide_name} saliency [{method}, {class_name}]"
-
-
 def slide_name(slide: Any) -> str:
-    """Display name of a slide: file name without its (OME-)TIFF/vendor suffix."""
-    path = Path(getattr(slide, "path", "slide"))
-    name = path.name
-    for suffix in (".ome.tiff", ".ome.tif"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
+    """Display name of a slide: its file's stem (:func:`napari_xai.core.naming.slide_stem`)."""
+    return slide_stem(getattr(slide, "path", "slide"))
 
 
 _GRID_CACHE: dict[tuple[Any, ...], TileGrid] = {}
