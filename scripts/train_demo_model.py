@@ -10,9 +10,12 @@ Usage::
     python scripts/train_demo_model.py                 # writes napari_xai/models/demo/
     python scripts/train_demo_model.py --out /tmp/demo --n-train 300 --epochs 4
 
-Writes ``model.pt`` (state dict for ``napari_xai.core.models.demo:make_demo_cnn``)
-and ``config.json`` (napari-xai card, also a WSInfer spec-1.0 config), and prints
-the accuracy on held-out patches (different seeds from training).
+Writes ``model.pt`` (state dict for ``napari_xai.core.models.demo:make_demo_cnn``),
+``config.json`` (napari-xai card, also a WSInfer spec-1.0 config) and
+``feature_stats.npz`` (the training tiles' features at the card's
+``feature_layer``, for out-of-distribution scores), and prints the accuracy on
+held-out patches (different seeds from training). ``--stats-only`` recomputes
+``feature_stats.npz`` for the model already in ``--out`` (same training patches).
 """
 
 from __future__ import annotations
@@ -74,6 +77,30 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return x * gain + shift
 
 
+FEATURE_STATS = "feature_stats.npz"
+
+
+def write_feature_stats(out: Path, x_train: np.ndarray, y_train: np.ndarray) -> Path:
+    """Summarise the training patches' features of the model in ``out`` (for ood_score)."""
+    from napari_xai.core.explore.features import FeatureCapture
+    from napari_xai.core.explore.ood import fit_feature_stats, save_feature_stats
+    from napari_xai.core.models.loading import load_model
+
+    loaded = load_model(out, device="cpu")
+    capture = FeatureCapture(loaded)
+    with torch.inference_mode():
+        for i in range(0, len(x_train), 256):
+            capture(to_tensor(x_train[i : i + 256]))
+    feats = capture.collect()["features"]
+    stats = fit_feature_stats(feats, y_train, layer=capture.layer_name)
+    path = save_feature_stats(stats, out / FEATURE_STATS)
+    print(
+        f"wrote {path}: {stats.n} training tiles, layer {stats.layer!r}, "
+        f"99th-percentile distance {stats.reference:.3f}"
+    )
+    return path
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=demo_model_path())
@@ -82,12 +109,18 @@ def main() -> int:
     parser.add_argument("--n-test", type=int, default=200, help="held-out patches per class")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--stats-only", action="store_true", help="only recompute feature_stats.npz"
+    )
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     x_train, y_train = make_patches(args.n_train, seed=args.seed)
+    if args.stats_only:
+        write_feature_stats(args.out, x_train, y_train)
+        return 0
     x_test, y_test = make_patches(args.n_test, seed=args.seed + 10_000)
     print(
         f"rendered {len(x_train)} train + {len(x_test)} test patches "
@@ -147,6 +180,7 @@ def main() -> int:
         std=STD,
         cam_layer="layer3",
         feature_layer="pool",
+        feature_stats=FEATURE_STATS,
         name="napari-xai demo CNN",
         architecture=DEMO_ARCHITECTURE,
         description=(
@@ -159,6 +193,7 @@ def main() -> int:
     )
     torch.save(model.state_dict(), args.out / "model.pt")
     card.to_json(args.out / "config.json")
+    write_feature_stats(args.out, x_train, y_train)
     (args.out / "training.json").write_text(
         json.dumps(
             {

@@ -18,6 +18,8 @@ import sys
 import threading
 from typing import Any
 
+from napari_xai.cli.explore import add_feature_arguments, feature_spec
+
 __all__ = ["add_batch_arguments", "add_parser", "main", "params_from_args", "run", "run_batch_cli"]
 
 _DESCRIPTION = """\
@@ -106,6 +108,7 @@ def add_batch_arguments(parser: argparse.ArgumentParser, *, with_slides: bool = 
         help="also compute saliency maps with this attribution method",
     )
     g.add_argument("--audit", action="store_true", help="also run the shortcut audit")
+    add_feature_arguments(g)
     g.add_argument(
         "--positive-class",
         default=None,
@@ -202,6 +205,7 @@ def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
         options["tissue"] = None
     if getattr(args, "max_tiles", None):
         options["max_tiles"] = int(args.max_tiles)
+    spec = feature_spec(args) if hasattr(args, "features") else None
     tissue = getattr(args, "min_tissue", None)
     if tissue is None:
         tissue = getattr(args, "tissue_threshold", None)
@@ -215,6 +219,7 @@ def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
         top_k=int(getattr(args, "top_k", 10) or 10),
         positive_class=getattr(args, "positive_class", None),
         threshold=float(getattr(args, "threshold", 0.5) or 0.5),
+        features=None if spec is None else spec.to_dict(),
     )
 
 

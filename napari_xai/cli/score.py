@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from napari_xai.cli.explore import add_feature_arguments, feature_spec
 from napari_xai.core.options import DEFAULT_MIN_TISSUE
 
 __all__ = ["add_parser", "run"]
@@ -67,6 +68,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=2, help="tile reader threads (2)")
     parser.add_argument("--max-tiles", type=int, help="score only this many tiles (spread out)")
     parser.add_argument("--no-preview", action="store_true", help="skip preview.png")
+    add_feature_arguments(parser)
     return parser
 
 
@@ -153,13 +155,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"scoring {args.slide} with {args.model}", file=sys.stderr)
     _warn_modality(args)
     folder = drive(
-        run_slide(args.slide, args.model, args.out, grid=grid, run=run_opts), _progress_printer()
+        run_slide(
+            args.slide, args.model, args.out, grid=grid, run=run_opts, features=feature_spec(args)
+        ),
+        _progress_printer(),
     )
     result = load_result(folder)
     tiles = result.tiles
     counts = tiles["pred_class"].value_counts().to_dict() if len(tiles) else {}
     rate = result.manifest.get("scoring", {}).get("tiles_per_s", 0.0)
     print(f"{len(tiles):,} tiles scored at {rate:,.1f} tiles/s; predicted: {counts}")
+    if "ood_score" in tiles:
+        method = result.manifest.get("features", {}).get("ood_method", "?")
+        print(f"ood_score ({method}): median {tiles['ood_score'].median():.3g}")
     print(f"wrote {folder}")
     if not len(tiles) and not args.allow_empty:
         print(f"napari-xai: error: {_empty_message(args)}", file=sys.stderr)

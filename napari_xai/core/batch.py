@@ -275,6 +275,7 @@ def make_params(
     positive_class: str | None = None,
     threshold: float = 0.5,
     score_options: Mapping[str, Any] | None = None,
+    features: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Collect the parameters that define a result (hashed into its manifest).
 
@@ -304,6 +305,9 @@ def make_params(
         Slide score at or above which a slide is called positive.
     score_options : mapping, optional
         Extra keyword arguments for the scorer.
+    features : mapping, optional
+        ``FeatureSpec.to_dict()``: keep per-tile features and ``ood_score``
+        (:mod:`napari_xai.core.explore.features`).
 
     Returns
     -------
@@ -331,6 +335,8 @@ def make_params(
             "positive_class": positive_class or None,
             "threshold": float(threshold),
         },
+        # Only when asked, so results scored without features keep their hash.
+        **({"features": dict(features)} if features is not None else {}),
     }
 
 
@@ -403,11 +409,15 @@ def build_manifest(
     }
 
 
-def _score_slide_call(slide: Any, loaded: Any, task: SlideTask, progress: ProgressFn) -> Any:
+def _score_slide_call(
+    slide: Any, loaded: Any, task: SlideTask, progress: ProgressFn, forward: Any = None
+) -> Any:
     """Call the single-slide scorer with the task's options and a progress hook."""
     from napari_xai.core.inference import score_slide
 
     kwargs = dict(task.params.get("score", {}))
+    if forward is not None:
+        kwargs["forward"] = forward
     if task.params.get("mpp") is not None:
         kwargs["mpp"] = task.params["mpp"]
     for key in ("device", "batch_size", "num_workers"):
@@ -453,9 +463,23 @@ def score_and_save(task: SlideTask, progress: ProgressFn) -> dict[str, Any]:
     ):
         t_open = time.perf_counter()
         info = _slide_info_dict(slide)
-        scored = _score_slide_call(slide, loaded, task, progress)
+        capture = None
+        if params.get("features") is not None:
+            from napari_xai.core.explore.features import FeatureCapture
+
+            spec = params["features"]
+            capture = FeatureCapture(
+                loaded, layer=spec.get("layer"), mc_samples=int(spec.get("mc_samples", 0))
+            )
+        scored = _score_slide_call(slide, loaded, task, progress, capture)
         t_score = time.perf_counter()
         tiles: pd.DataFrame = scored.tiles
+        feature_info: dict[str, Any] = {}
+        if capture is not None:
+            from napari_xai.core.explore.features import FEATURES_NAME, add_features
+
+            tiles, feature_info = add_features(capture, tiles, loaded, writer.path)
+            writer.add_file("features", FEATURES_NAME)
         summary = summarize_tiles(
             tiles,
             class_names=class_names,
@@ -476,6 +500,8 @@ def score_and_save(task: SlideTask, progress: ProgressFn) -> dict[str, Any]:
             "write_s": round(t_write - t_score, 3),
         }
         extra: dict[str, Any] = {"grid": scored.grid.attrs(), "scoring": dict(scored.timings)}
+        if feature_info:
+            extra["features"] = feature_info
         if params.get("attribution"):
             extra["saliency"] = _explain_into(writer, slide, loaded, task, progress)
             timings["explain_s"] = round(time.perf_counter() - t_write, 3)

@@ -161,6 +161,7 @@ def iter_predictions(
     num_workers: int | None = None,
     amp: bool = True,
     indices: Sequence[int] | npt.NDArray[np.int64] | None = None,
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Generator[PredictionBatch, None, None]:
     """Run ``model`` over the tiles of ``grid``, one batch at a time.
 
@@ -185,6 +186,10 @@ def iter_predictions(
         Mixed precision (float16 autocast) on CUDA; ignored elsewhere.
     indices : sequence of int, optional
         Score only these grid tiles (in this order).
+    forward : callable, optional
+        Called instead of the module on each normalised batch; must return its
+        logits (e.g. :class:`napari_xai.core.explore.features.FeatureCapture`,
+        which also keeps the batch's features).
 
     Yields
     ------
@@ -237,7 +242,7 @@ def iter_predictions(
                     else contextlib.nullcontext()
                 )
                 with ctx:
-                    logits = module(x)
+                    logits = (forward or module)(x)
                 check_outputs(logits, model.card, batch=x.shape[0], path=model.path or "model")
                 probs = to_probabilities(logits).cpu().numpy()
             n_done += int(batch.indices.shape[0])
@@ -509,6 +514,7 @@ def score_tiles(
     amp: bool = True,
     max_tiles: int | None = None,
     grid: TileGrid | None = None,
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Generator[ScoreProgress, None, ScoreResult]:
     """Score an open slide with a loaded model (generator; see :func:`iter_score_slide`).
 
@@ -528,6 +534,8 @@ def score_tiles(
         Score only the first ``max_tiles`` tiles (evenly spread over the slide).
     grid : TileGrid, optional
         Precomputed grid (skips mask detection).
+    forward : callable, optional
+        Replaces the module's forward (see :func:`iter_predictions`).
 
     Yields
     ------
@@ -597,6 +605,7 @@ def score_tiles(
         num_workers=num_workers,
         amp=amp,
         indices=indices,
+        forward=forward,
     )
     try:
         for batch in gen:

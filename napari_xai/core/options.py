@@ -10,6 +10,8 @@ that a result manifest records so that a later run knows what it may reuse:
   hashed into a result, since it does not change the numbers.
 * :class:`ExplainSpec`: a whole-slide saliency map (method, target class...).
 * :class:`AuditSpec`: a shortcut audit (method, tiles sampled, border band).
+* :class:`FeatureSpec`: per-tile features and out-of-distribution scores,
+  captured while scoring (``features.zarr``, ``ood_score``).
 
 This module imports only the standard library.
 """
@@ -28,6 +30,7 @@ __all__ = [
     "DEFAULT_MIN_TISSUE",
     "AuditSpec",
     "ExplainSpec",
+    "FeatureSpec",
     "GridOptions",
     "RunOptions",
     "stable_hash",
@@ -240,3 +243,26 @@ class AuditSpec(_Options):
     def method_options(self) -> dict[str, Any]:
         """Extra keywords of the attribution method."""
         return {"n_steps": int(self.n_steps)} if self.method == "integrated_gradients" else {}
+
+
+@dataclass(frozen=True)
+class FeatureSpec(_Options):
+    """Features captured while scoring (``features.zarr``) and the ``ood_score`` column.
+
+    Attributes
+    ----------
+    layer : str or None
+        Module whose output is the feature vector (pooled over space when it is
+        a map); default the card's ``feature_layer``, else the
+        ``forward_features`` boundary (the only one a TorchScript model offers).
+    mc_samples : int
+        MC-dropout passes per batch for the ``mc_uncertainty`` column (0: none;
+        ignored, with a note in the manifest, when the model has no dropout).
+    """
+
+    layer: str | None = None
+    mc_samples: int = 0
+
+    def __post_init__(self) -> None:
+        if int(self.mc_samples) < 0 or int(self.mc_samples) > 256:
+            raise ValueError(f"mc_samples must be in [0, 256], not {self.mc_samples!r}")

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_xai.core import naming
-from napari_xai.core.options import AuditSpec, ExplainSpec, GridOptions, RunOptions
+from napari_xai.core.options import AuditSpec, ExplainSpec, FeatureSpec, GridOptions, RunOptions
 from napari_xai.core.progress import drive, relay
 from napari_xai.core.results import (
     AUDIT_NAME,
@@ -151,6 +151,9 @@ def summarize_tiles(
         score=float(topk.mean()),
         class_counts={str(k_): int(v) for k_, v in dict(counts).items()},
     )
+    if "ood_score" in tiles:
+        # Median: one slide-level figure that a few odd tiles do not move.
+        out["ood_score"] = float(np.nanmedian(tiles["ood_score"].to_numpy(np.float64)))
     return out
 
 
@@ -378,7 +381,10 @@ def _adopt(writer: ResultWriter, folder: Path, manifest: dict[str, Any], drop: s
         if kind in drop or kind == "heatmaps":
             continue
         src = folder / name
-        if src.exists():
+        if src.is_dir():
+            shutil.copytree(src, writer.path / name, dirs_exist_ok=True)
+            writer.add_file(kind, name)
+        elif src.exists():
             shutil.copy2(src, writer.path / name)
             writer.add_file(kind, name)
     if "heatmaps" in files and (folder / files["heatmaps"]).is_dir():
@@ -396,17 +402,28 @@ def _drop_heatmap(writer: ResultWriter, key: str) -> None:
 
 
 def _score(
-    slide: Any, loaded: Any, writer: ResultWriter, grid: GridOptions, run: RunOptions
+    slide: Any,
+    loaded: Any,
+    writer: ResultWriter,
+    grid: GridOptions,
+    run: RunOptions,
+    features: FeatureSpec | None = None,
 ) -> Generator[PipelineProgress, None, tuple[dict[str, Any], dict[str, Any]]]:
-    """Score stage: write tiles, maps, regions (and preview); return (summary, extra)."""
+    """Score stage: write tiles, maps, regions (features, preview); return (summary, extra)."""
     from napari_xai.core.inference import score_tiles
 
+    capture = None
+    if features is not None:
+        from napari_xai.core.explore.features import FeatureCapture
+
+        capture = FeatureCapture(loaded, layer=features.layer, mc_samples=features.mc_samples)
     gen = score_tiles(
         slide,
         loaded,
         batch_size=run.batch_size,
         device=run.torch_device,
         num_workers=run.num_workers,
+        forward=capture,
         **grid.score_kwargs(),
     )
     scored = yield from relay(
@@ -414,6 +431,12 @@ def _score(
     )
     class_names = list(loaded.card.class_names)
     tiles = scored.tiles
+    feature_info: dict[str, Any] = {}
+    if capture is not None:
+        from napari_xai.core.explore.features import FEATURES_NAME, add_features
+
+        tiles, feature_info = add_features(capture, tiles, loaded, writer.path)
+        writer.add_file("features", FEATURES_NAME)
     info = _slide_info_dict(slide)
     summary = summarize_tiles(tiles, class_names=class_names, mpp=info.get("mpp"))
     writer.write_tiles(tiles)
@@ -425,7 +448,9 @@ def _score(
     if run.preview and len(tiles):
         write_preview(scored, slide, writer.path / PREVIEW_NAME)
         writer.add_file("preview", PREVIEW_NAME)
-    extra = {"grid": scored.grid.attrs(), "scoring": dict(scored.timings)}
+    extra: dict[str, Any] = {"grid": scored.grid.attrs(), "scoring": dict(scored.timings)}
+    if feature_info:
+        extra["features"] = feature_info
     n = len(tiles)
     yield PipelineProgress(
         "score",
@@ -540,6 +565,7 @@ def run_slide(
     run: RunOptions | None = None,
     explain: ExplainSpec | None = None,
     audit: AuditSpec | None = None,
+    features: FeatureSpec | None = None,
 ) -> Generator[PipelineProgress, None, Path]:
     """Score a slide (or reuse its score), optionally explain and audit it, into one folder.
 
@@ -559,6 +585,9 @@ def run_slide(
         Add a whole-slide saliency map.
     audit : AuditSpec, optional
         Add a shortcut audit.
+    features : FeatureSpec, optional
+        Keep per-tile features (``features.zarr``) and add ``ood_score`` to the
+        tiles; a folder scored without them (or with another spec) is re-scored.
 
     Yields
     ------
@@ -596,12 +625,17 @@ def run_slide(
         with contextlib.suppress(OSError, ValueError):
             old = read_manifest(folder)
         reuse = is_complete(folder, grid.to_dict(), model_hash, slide_path=slide_path)
+        if features is not None:
+            had = old.get("stages", {}).get("features", {})
+            reuse = reuse and had.get("sha256") == features.hash()
         stages: dict[str, Any] = dict(old.get("stages", {})) if reuse else {}
         timings: dict[str, Any] = dict(old.get("timings", {})) if reuse else {}
         if reuse:
             _adopt(writer, folder, old, drop=set())
             summary = dict(old.get("summary", {}))
-            extra: dict[str, Any] = {k: old[k] for k in ("grid", "scoring") if k in old}
+            extra: dict[str, Any] = {
+                k: old[k] for k in ("grid", "scoring", "features") if k in old
+            }
             yield PipelineProgress(
                 "reuse", message=f"{folder}: scored with the same grid, model and slide; kept"
             )
@@ -619,9 +653,11 @@ def run_slide(
                     ),
                 )
             t = time.perf_counter()
-            summary, extra = yield from _score(slide, loaded, writer, grid, run)
+            summary, extra = yield from _score(slide, loaded, writer, grid, run, features)
             timings["score_s"] = round(time.perf_counter() - t, 3)
             stages["score"] = {"params": grid.to_dict(), "sha256": grid.hash()}
+            if features is not None:
+                stages["features"] = {"spec": features.to_dict(), "sha256": features.hash()}
         if explain is not None:
             t = time.perf_counter()
             done = yield from _explain(slide, loaded, writer, folder, grid, run, explain)

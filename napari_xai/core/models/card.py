@@ -55,6 +55,10 @@ class ModelCard:
         for state-dict weights, or WSInfer's architecture name.
     description : str
         Free text: training data, intended use, caveats.
+    feature_stats : str, optional
+        File beside the weights (``.npz``) summarising the training tiles'
+        features at ``feature_layer``, for out-of-distribution scores
+        (:mod:`napari_xai.core.explore.ood`).
     transform : tuple of dict
         WSInfer ``transform`` list (``{"name": ..., "arguments": {...}}``
         steps: Resize, ToTensor, Normalize), kept as read so the model is fed
@@ -75,6 +79,7 @@ class ModelCard:
     name: str = "model"
     architecture: str | None = None
     description: str = ""
+    feature_stats: str | None = None
     transform: tuple[Mapping[str, Any], ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
@@ -159,6 +164,7 @@ class ModelCard:
                     name=str(ext.get("name", data.get("architecture", "model"))),
                     architecture=ext.get("architecture", data.get("architecture")),
                     description=str(ext.get("description", "")),
+                    feature_stats=ext.get("feature_stats"),
                     transform=transform,
                 )
             return cls(
@@ -173,6 +179,7 @@ class ModelCard:
                 name=str(data.get("name", "model")),
                 architecture=data.get("architecture"),
                 description=str(data.get("description", "")),
+                feature_stats=data.get("feature_stats"),
                 transform=tuple(_copy_step(step) for step in data.get("transform") or ()),
             )
         except KeyError as exc:
@@ -196,6 +203,7 @@ class ModelCard:
             "feature_layer": self.feature_layer,
             "architecture": self.architecture,
             "description": self.description,
+            **({"feature_stats": self.feature_stats} if self.feature_stats else {}),
             # Only when set, so cards without one keep the same JSON and hash.
             **({"transform": [_copy_step(t) for t in self.transform]} if self.transform else {}),
         }
@@ -218,6 +226,7 @@ class ModelCard:
                 "feature_layer": self.feature_layer,
                 "architecture": self.architecture,
                 "description": self.description,
+                **({"feature_stats": self.feature_stats} if self.feature_stats else {}),
             },
         }
 
