@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch  # noqa: TID253 (a script, not imported by napari)
 
@@ -27,6 +28,23 @@ from napari_xai.core.models.wsinfer import (
 )
 
 
+def write_feature_stats(demo: Any, folder: Path) -> None:
+    """Copy the training feature summary, named for the scripted model's layer.
+
+    TorchScript has no hooks, so the scripted copy gives features at the
+    ``forward_features`` boundary; the demo CNN's ``pool`` is the mean of exactly
+    that output, so the summary holds as it is.
+    """
+    from dataclasses import replace
+
+    from napari_xai.core.explore.ood import load_feature_stats, save_feature_stats
+
+    if not demo.card.feature_stats:
+        return
+    stats = load_feature_stats(demo_model_path() / demo.card.feature_stats)
+    save_feature_stats(replace(stats, layer="forward_features"), folder / demo.card.feature_stats)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=demo_model_path().parent / "demo_wsinfer")
@@ -35,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     demo = load_demo_model(device="cpu")
     folder = save_wsinfer_model(demo.module, demo.card, args.out, overwrite=True)
+    write_feature_stats(demo, folder)
 
     # Same predictions from the scripted copy as from the original.
     module, card = load_wsinfer_folder(folder)

@@ -228,3 +228,23 @@ def test_batch_and_score_cli_features(tmp_path: Path, capsys) -> None:
                  "--features", "--no-preview"]) == 0  # fmt: skip
     assert "ood_score (mahalanobis): median" in capsys.readouterr().out
     assert (tmp_path / "s" / "case0" / "features.zarr").is_dir()
+
+
+def test_scripted_demo_gives_the_same_ood_scores(synthetic_he: Path, tmp_path: Path) -> None:
+    """The WSInfer (TorchScript) copy of the demo: features at the boundary, same summary."""
+    from napari_xai.core.models.demo import demo_model_path
+    from napari_xai.core.options import FeatureSpec, GridOptions
+    from napari_xai.core.pipeline import drive, run_slide
+    from napari_xai.core.results import load_result
+
+    grid = GridOptions(max_tiles=40)
+    scripted = demo_model_path().parent / "demo_wsinfer"
+    a = load_result(
+        drive(run_slide(synthetic_he, "demo", tmp_path / "a", grid=grid, features=FeatureSpec()))
+    )
+    b = load_result(
+        drive(run_slide(synthetic_he, scripted, tmp_path / "b", grid=grid, features=FeatureSpec()))
+    )
+    assert b.manifest["features"]["layer"] == "forward_features"
+    assert b.manifest["features"]["ood_method"] == "mahalanobis"
+    np.testing.assert_allclose(b.tiles["ood_score"], a.tiles["ood_score"], rtol=0.02, atol=0.02)
