@@ -210,17 +210,33 @@ class BatchWidget(ScrollPanel, Container):
             return str(self._address.value).strip()
         return "local"
 
-    def _params(self) -> dict[str, Any]:
-        from napari_xai.core.batch import make_params
+    def _options(self) -> dict[str, Any]:
+        """Keyword options of :func:`napari_xai.core.batch.iter_batch` from the controls."""
+        from napari_xai.core.options import (
+            BatchOptions,
+            ExplainSpec,
+            GridOptions,
+            RunOptions,
+            SummaryOptions,
+        )
 
         method = self._attribution.value
-        return make_params(
-            overlap=float(self._overlap.value),
-            tissue_threshold=float(self._min_tissue.value),
-            attribution=None if method == NO_ATTRIBUTION else str(method),
-            top_k=int(self._top_k.value),
-            positive_class=str(self._positive.value).strip() or None,
-        )
+        return {
+            "grid": GridOptions(
+                min_tissue=float(self._min_tissue.value), overlap=float(self._overlap.value)
+            ),
+            "summary": SummaryOptions(
+                top_k=int(self._top_k.value),
+                positive_class=str(self._positive.value).strip() or None,
+            ),
+            "explain": None if method == NO_ATTRIBUTION else ExplainSpec(method=str(method)),
+            "run": RunOptions(device=str(self._device.value)),
+            "batch": BatchOptions(
+                scheduler=self._scheduler_spec(),
+                n_workers=int(self._workers.value) or None,
+                resume=bool(self._resume.value),
+            ),
+        }
 
     # -- running ---------------------------------------------------------------------
     def _on_run(self, _value: Any = None) -> None:
@@ -246,18 +262,13 @@ class BatchWidget(ScrollPanel, Container):
         self.last_result = None
         self._set_table([], STATUS_COLUMNS)
         self._metrics.value = ""
-        device = None if self._device.value == "auto" else str(self._device.value)
         # Errors go to _on_errored (a notification), not re-raised in the Qt loop.
         worker = thread_worker(iter_batch, ignore_errors=True)(
             inputs,
             self._model_spec(),
             out,
-            params=self._params(),
-            scheduler=self._scheduler_spec(),
-            n_workers=int(self._workers.value) or None,
-            device=device,
-            resume=bool(self._resume.value),
             cancel=self._cancel_event,
+            **self._options(),
         )
         worker.yielded.connect(self._on_event)
         worker.returned.connect(self._on_returned)

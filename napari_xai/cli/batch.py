@@ -20,7 +20,14 @@ from typing import Any
 
 from napari_xai.cli.explore import add_feature_arguments, feature_spec
 
-__all__ = ["add_batch_arguments", "add_parser", "main", "params_from_args", "run", "run_batch_cli"]
+__all__ = [
+    "add_batch_arguments",
+    "add_parser",
+    "main",
+    "options_from_args",
+    "run",
+    "run_batch_cli",
+]
 
 _DESCRIPTION = """\
 Score many slides with a tile model, one result folder per slide.
@@ -196,31 +203,62 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """Result-defining parameters from parsed arguments (missing ones: defaults)."""
-    from napari_xai.core.batch import make_params
+def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Build the keyword options of :func:`napari_xai.core.batch.iter_batch` from arguments.
 
-    options: dict[str, Any] = {}
-    if getattr(args, "all_tiles", False):
-        options["tissue"] = None
-    if getattr(args, "max_tiles", None):
-        options["max_tiles"] = int(args.max_tiles)
-    spec = feature_spec(args) if hasattr(args, "features") else None
-    tissue = getattr(args, "min_tissue", None)
-    if tissue is None:
-        tissue = getattr(args, "tissue_threshold", None)
-    return make_params(
-        tissue_threshold=tissue,
-        score_options=options,
-        overlap=getattr(args, "overlap", None),
-        mpp=getattr(args, "mpp", None),
-        attribution=getattr(args, "attribution", None),
-        audit=bool(getattr(args, "audit", False)),
-        top_k=int(getattr(args, "top_k", 10) or 10),
-        positive_class=getattr(args, "positive_class", None),
-        threshold=float(getattr(args, "threshold", 0.5) or 0.5),
-        features=None if spec is None else spec.to_dict(),
+    Returns
+    -------
+    dict
+        ``grid``, ``summary``, ``explain``, ``audit``, ``features``, ``run`` and ``batch``
+        (missing arguments: the options' defaults).
+    """
+    from napari_xai.core.options import (
+        DEFAULT_MIN_TISSUE,
+        AuditSpec,
+        BatchOptions,
+        ExplainSpec,
+        GridOptions,
+        RunOptions,
+        SummaryOptions,
     )
+
+    def arg(name: str, default: Any = None) -> Any:
+        value = getattr(args, name, None)
+        return default if value is None else value
+
+    method = arg("attribution")
+    run = RunOptions()
+    return {
+        "grid": GridOptions(
+            min_tissue=float(arg("min_tissue", DEFAULT_MIN_TISSUE)),
+            overlap=float(arg("overlap", 0.0)),
+            tissue=not arg("all_tiles", False),
+            mpp=arg("mpp"),
+            max_tiles=arg("max_tiles") or None,
+        ),
+        "summary": SummaryOptions(
+            top_k=int(arg("top_k", 10)),
+            positive_class=arg("positive_class") or None,
+            threshold=float(arg("threshold", 0.5)),
+        ),
+        "explain": ExplainSpec(method=method) if method else None,
+        "audit": AuditSpec(method=method or "grad_cam") if arg("audit", False) else None,
+        "features": feature_spec(args) if hasattr(args, "features") else None,
+        "run": RunOptions(
+            device=arg("device", run.device),
+            batch_size=int(arg("batch_size", run.batch_size)),
+            num_workers=int(arg("reader_threads", run.num_workers)),
+            architecture=arg("architecture"),
+        ),
+        "batch": BatchOptions(
+            scheduler=arg("scheduler", "local"),
+            n_workers=arg("batch_workers"),
+            torch_threads=arg("torch_threads"),
+            resume=not arg("no_resume", False),
+            verify=bool(arg("verify", False)),
+            label_column=arg("label_column", "label"),
+        ),
+    }
 
 
 class _Progress:
@@ -319,25 +357,14 @@ def run_batch_cli(args: argparse.Namespace) -> int:
     out = getattr(args, "out", None)
     if not out:
         raise ValueError("an output folder is needed for several slides (--out)")
-    scheduler = getattr(args, "scheduler", "local") or "local"
     cancel = threading.Event()
     progress = _Progress(quiet=bool(getattr(args, "quiet", False)))
     gen = iter_batch(
         list(args.slides),
         getattr(args, "model", "demo") or "demo",
         out,
-        params=params_from_args(args),
-        scheduler=scheduler,
-        n_workers=getattr(args, "batch_workers", None),
-        device=getattr(args, "device", None),
-        batch_size=getattr(args, "batch_size", None),
-        num_workers=getattr(args, "reader_threads", None),
-        architecture=getattr(args, "architecture", None),
-        torch_threads=getattr(args, "torch_threads", None),
-        resume=not bool(getattr(args, "no_resume", False)),
-        verify=bool(getattr(args, "verify", False)),
         cancel=cancel,
-        label_column=getattr(args, "label_column", "label") or "label",
+        **options_from_args(args),
     )
     try:
         while True:

@@ -71,34 +71,34 @@ def ensure_sample_slide(out: Path, *, size: int, seed: int) -> Path:
 
 
 def score_explain_audit(slide: Path, out: Path, *, method: str, device: str | None) -> Path:
-    """Run the per-slide pipeline into ``out/results/<slide>`` and return that folder."""
-    from napari_xai.core.batch import make_params, run_batch
+    """Run :func:`napari_xai.core.pipeline.run_slide` into ``out/results/<slide>``; return it."""
+    from napari_xai.core.options import AuditSpec, ExplainSpec, RunOptions
+    from napari_xai.core.pipeline import drive, run_slide
 
-    params = make_params(attribution=method, audit=True)
     last = [0.0]
 
-    def on_event(event: Any) -> None:
+    def on_step(step: Any) -> None:
         now = time.monotonic()
-        if now - last[0] > 2.0 or event.kind != "progress":
+        if now - last[0] > 2.0 or step.message:
             last[0] = now
-            _say(f"  {event.message}")
+            done = f" {step.n_done:,}/{step.n_total:,}" if step.n_total else ""
+            _say(f"  {step.stage}{done} {step.message}".rstrip())
 
     _say(f"scoring, explaining ({method}) and auditing with the demo model -> {out / 'results'}")
     t0 = time.perf_counter()
-    result = run_batch(
-        [slide],
-        "demo",
-        out / "results",
-        params=params,
-        scheduler="sync",
-        device=device,
-        on_event=on_event,
+    folder = drive(
+        run_slide(
+            slide,
+            "demo",
+            out / "results",
+            run=RunOptions(device=device or "auto"),
+            explain=ExplainSpec(method=method),
+            audit=AuditSpec(method=method),
+        ),
+        on_step,
     )
-    row = result.summary.iloc[0]
-    if row["status"] not in ("done", "skipped"):
-        raise RuntimeError(f"{slide}: the pipeline failed: {row.get('error', row['status'])}")
     _say(f"  done in {time.perf_counter() - t0:.1f} s")
-    return Path(row["result_folder"])
+    return folder
 
 
 def show_result(folder: Path, *, screenshot: Path | None) -> list[Path]:

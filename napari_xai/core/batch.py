@@ -11,11 +11,12 @@ timings, errors, rank) and cohort metrics (confusion matrix, ROC) when slides
 carry labels. :func:`run_batch` drives it to the end.
 
 Each slide's work is a *slide function* ``fn(task, progress) -> dict``; the
-default, :func:`score_and_save`, opens the slide, scores it with the model and
-writes the result folder atomically (:class:`napari_xai.core.results.ResultWriter`).
-A slide whose folder is complete for the same parameters and model hash is
-skipped, so re-running a killed command finishes the cohort without redoing
-finished slides. A slide that fails is recorded with its error and the others go on.
+default, :func:`score_and_save`, runs :func:`napari_xai.core.pipeline.run_slide`,
+the one writer of result folders, with the batch's options (frozen dataclasses
+of :mod:`napari_xai.core.options`). A slide whose folder is up to date for the
+same options, model and slide file is skipped, so re-running a killed command
+finishes the cohort without redoing finished slides. A slide that fails is
+recorded with its error and the others go on.
 """
 
 from __future__ import annotations
@@ -43,25 +44,26 @@ from napari_xai.core.atomic import atomic_write_text
 from napari_xai.core.naming import COHORT_SUFFIXES as SLIDE_SUFFIXES
 from napari_xai.core.naming import is_positive_label, is_slide_name
 from napari_xai.core.naming import slide_stem as slide_id_for
-from napari_xai.core.options import DEFAULT_MIN_TISSUE
-from napari_xai.core.pipeline import (  # moved there: one writer of result folders
-    _iter_prob_maps,
-    _model_info,
-    _slide_info_dict,
+from napari_xai.core.options import (
+    AuditSpec,
+    BatchOptions,
+    ExplainSpec,
+    FeatureSpec,
+    GridOptions,
+    RunOptions,
+    SummaryOptions,
+    result_params,
+)
+from napari_xai.core.pipeline import (  # the one writer of result folders
+    load_model_cached,
     model_fingerprint,
     predicted_regions,
+    run_slide,
     summarize_tiles,
+    up_to_date,
 )
-from napari_xai.core.pipeline import load_model_cached as _load_model_cached
-from napari_xai.core.results import (
-    ResultWriter,
-    check_result,
-    clean_stale_temporaries,
-    hash_params,
-    package_versions,
-    read_manifest,
-    slide_identity,
-)
+from napari_xai.core.progress import drive
+from napari_xai.core.results import clean_stale_temporaries, hash_params, read_manifest
 
 __all__ = [
     "SLIDE_SUFFIXES",
@@ -70,12 +72,10 @@ __all__ = [
     "BatchEvent",
     "BatchResult",
     "SlideTask",
-    "build_manifest",
     "cohort_metrics",
     "collect_slides",
     "default_cluster_size",
     "iter_batch",
-    "make_params",
     "model_fingerprint",
     "predicted_regions",
     "rank_summary",
@@ -260,92 +260,12 @@ def collect_slides(
     return table[first + [c for c in table.columns if c not in first]]
 
 
-# --------------------------------------------------------------------------- parameters
-
-
-def make_params(
-    *,
-    tissue_threshold: float | None = None,
-    overlap: float | None = None,
-    mpp: float | None = None,
-    attribution: str | None = None,
-    attribution_target: str | None = None,
-    audit: bool = False,
-    top_k: int = 10,
-    positive_class: str | None = None,
-    threshold: float = 0.5,
-    score_options: Mapping[str, Any] | None = None,
-    features: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Collect the parameters that define a result (hashed into its manifest).
-
-    Runtime choices that do not change the numbers (device, batch size,
-    workers) are not parameters.
-
-    Parameters
-    ----------
-    tissue_threshold : float, optional
-        Minimum tissue fraction of a scored tile (0.5 when None).
-    overlap : float, optional
-        Tile overlap in [0, 1) (0 when None).
-    mpp : float, optional
-        µm/px to assume for slides whose file does not say.
-    attribution : str, optional
-        Attribution method for saliency maps (none when None).
-    attribution_target : str, optional
-        Class explained (default: each tile's predicted class).
-    audit : bool
-        Run the shortcut audit.
-    top_k : int
-        Number of most-positive tiles averaged into ``topk_mean``.
-    positive_class : str, optional
-        Class whose probability scores a slide (default: a class named like
-        "tumour", else the last class).
-    threshold : float
-        Slide score at or above which a slide is called positive.
-    score_options : mapping, optional
-        Extra keyword arguments for the scorer.
-    features : mapping, optional
-        ``FeatureSpec.to_dict()``: keep per-tile features and ``ood_score``
-        (:mod:`napari_xai.core.explore.features`).
-
-    Returns
-    -------
-    dict
-        JSON-able parameters.
-    """
-    # Defaults are written out, so equal settings hash equally however they were given.
-    score: dict[str, Any] = {
-        "min_tissue": DEFAULT_MIN_TISSUE,
-        "overlap": 0.0,
-        **dict(score_options or {}),
-    }
-    if tissue_threshold is not None:
-        score["min_tissue"] = float(tissue_threshold)
-    if overlap is not None:
-        score["overlap"] = float(overlap)
-    return {
-        "score": score,
-        "mpp": None if mpp is None else float(mpp),
-        "attribution": attribution or None,
-        **({"attribution_target": attribution_target} if attribution_target else {}),
-        "audit": bool(audit),
-        "summary": {
-            "top_k": int(top_k),
-            "positive_class": positive_class or None,
-            "threshold": float(threshold),
-        },
-        # Only when asked, so results scored without features keep their hash.
-        **({"features": dict(features)} if features is not None else {}),
-    }
-
-
 # --------------------------------------------------------------------------- tasks
 
 
 @dataclass(frozen=True)
 class SlideTask:
-    """Everything a worker needs to score one slide (picklable, paths as strings).
+    """Everything a worker needs to do one slide (picklable: paths as strings, frozen options).
 
     Attributes
     ----------
@@ -361,10 +281,14 @@ class SlideTask:
         Model file or folder, or ``"demo"``.
     model_hash : str
         Fingerprint of the model (see :func:`model_fingerprint`).
-    params : dict
-        Result-defining parameters (see :func:`make_params`).
-    runtime : dict
-        Device, batch size, threads: choices that do not change the numbers.
+    grid, summary, run : GridOptions, SummaryOptions, RunOptions
+        The options of :func:`napari_xai.core.pipeline.run_slide`.
+    explain, audit : ExplainSpec, AuditSpec or None
+        Stages to add.
+    features : FeatureSpec or None
+        Per-tile features captured while scoring.
+    torch_threads : int or None
+        torch intra-op threads of the worker.
     run_id : str
         Identifies the batch run (progress topic).
     """
@@ -375,8 +299,13 @@ class SlideTask:
     out_folder: str
     model: str
     model_hash: str
-    params: dict[str, Any]
-    runtime: dict[str, Any] = field(default_factory=dict)
+    grid: GridOptions = field(default_factory=GridOptions)
+    summary: SummaryOptions = field(default_factory=SummaryOptions)
+    run: RunOptions = field(default_factory=RunOptions)
+    explain: ExplainSpec | None = None
+    audit: AuditSpec | None = None
+    features: FeatureSpec | None = None
+    torch_threads: int | None = None
     run_id: str = ""
 
 
@@ -384,209 +313,44 @@ ProgressFn = Callable[[int, int], None]
 SlideFn = Callable[[SlideTask, ProgressFn], dict[str, Any]]
 
 
-def build_manifest(
-    task: SlideTask,
-    *,
-    identity: Mapping[str, Any],
-    model_info: Mapping[str, Any],
-    slide_info: Mapping[str, Any] | None = None,
-    timings: Mapping[str, Any] | None = None,
-    summary: Mapping[str, Any] | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Assemble a result manifest (status and file list are added on commit)."""
-    return {
-        "slide_id": task.slide_id,
-        "slide": {**dict(identity), **dict(slide_info or {})},
-        "model": dict(model_info),
-        "params": task.params,
-        "params_sha256": hash_params(task.params),
-        "runtime": task.runtime,
-        "versions": package_versions(),
-        "timings": dict(timings or {}),
-        "summary": dict(summary or {}),
-        **dict(extra or {}),
-    }
-
-
-def _score_slide_call(
-    slide: Any, loaded: Any, task: SlideTask, progress: ProgressFn, forward: Any = None
-) -> Any:
-    """Call the single-slide scorer with the task's options and a progress hook."""
-    from napari_xai.core.inference import score_slide
-
-    kwargs = dict(task.params.get("score", {}))
-    if forward is not None:
-        kwargs["forward"] = forward
-    if task.params.get("mpp") is not None:
-        kwargs["mpp"] = task.params["mpp"]
-    for key in ("device", "batch_size", "num_workers"):
-        if task.runtime.get(key) is not None:
-            kwargs[key] = task.runtime[key]
-    return score_slide(slide, loaded, progress=lambda p: progress(p.n_done, p.n_total), **kwargs)
-
-
 def score_and_save(task: SlideTask, progress: ProgressFn) -> dict[str, Any]:
-    """Score one slide with the model and write its result folder atomically.
+    """Run :func:`napari_xai.core.pipeline.run_slide` for one slide of a cohort.
 
     The default slide function of :func:`iter_batch`. Runs in a dask worker (or
-    in this process); the model is loaded once per process.
+    in this process); the model is loaded once per process. The result folder
+    is written (or kept, or added to) by ``run_slide`` alone.
 
     Parameters
     ----------
     task : SlideTask
-        The slide, model, parameters and output folder.
+        The slide, model, options and output folder.
     progress : callable
         ``progress(tiles_done, tiles_total)``; raises :class:`BatchCancelled`
-        to stop.
+        to stop (the old result stays).
 
     Returns
     -------
     dict
-        The slide's summary row (scores and timings).
+        The slide's summary row (scores and timings, from its manifest).
     """
-    from napari_xai.core.wsi import open_slide
-
-    t0 = time.perf_counter()
-    loaded = _load_model_cached(
+    folder = Path(task.out_folder)
+    gen = run_slide(
+        task.slide_path,
         task.model,
-        device=task.runtime.get("device"),
-        architecture=task.runtime.get("architecture"),
+        folder.parent,
+        name=folder.name,
+        grid=task.grid,
+        run=task.run,
+        explain=task.explain,
+        audit=task.audit,
+        summary=task.summary,
+        features=task.features,
     )
-    identity = slide_identity(task.slide_path)
-    params = task.params
-    class_names = list(loaded.card.class_names)
-    opts = params.get("summary", {})
-    with (
-        open_slide(task.slide_path, mpp=params.get("mpp")) as slide,
-        ResultWriter(task.out_folder) as writer,
-    ):
-        t_open = time.perf_counter()
-        info = _slide_info_dict(slide)
-        capture = None
-        if params.get("features") is not None:
-            from napari_xai.core.explore.features import FeatureCapture
-
-            spec = params["features"]
-            capture = FeatureCapture(
-                loaded, layer=spec.get("layer"), mc_samples=int(spec.get("mc_samples", 0))
-            )
-        scored = _score_slide_call(slide, loaded, task, progress, capture)
-        t_score = time.perf_counter()
-        tiles: pd.DataFrame = scored.tiles
-        feature_info: dict[str, Any] = {}
-        if capture is not None:
-            from napari_xai.core.explore.features import FEATURES_NAME, add_features
-
-            tiles, feature_info = add_features(capture, tiles, loaded, writer.path)
-            writer.add_file("features", FEATURES_NAME)
-        summary = summarize_tiles(
-            tiles,
-            class_names=class_names,
-            positive_class=opts.get("positive_class"),
-            top_k=int(opts.get("top_k", 10)),
-            mpp=info.get("mpp"),
-        )
-        writer.write_tiles(tiles)
-        for name, data, scale, translate in _iter_prob_maps(scored):
-            writer.write_heatmap(
-                "probabilities", name, data, scale_rc=tuple(scale), translate_rc=tuple(translate)
-            )
-        writer.write_annotations(predicted_regions(tiles, class_names=class_names))
-        t_write = time.perf_counter()
-        timings = {
-            "open_s": round(t_open - t0, 3),
-            "score_s": round(t_score - t_open, 3),
-            "write_s": round(t_write - t_score, 3),
-        }
-        extra: dict[str, Any] = {"grid": scored.grid.attrs(), "scoring": dict(scored.timings)}
-        if feature_info:
-            extra["features"] = feature_info
-        if params.get("attribution"):
-            extra["saliency"] = _explain_into(writer, slide, loaded, task, progress)
-            timings["explain_s"] = round(time.perf_counter() - t_write, 3)
-        if params.get("audit"):
-            t_audit = time.perf_counter()
-            verdict, sentence = _audit_into(writer, slide, loaded, task, progress)
-            summary["audit_verdict"] = verdict
-            summary["audit_sentence"] = sentence
-            timings["audit_s"] = round(time.perf_counter() - t_audit, 3)
-        timings["total_s"] = round(time.perf_counter() - t0, 3)
-        writer.commit(
-            build_manifest(
-                task,
-                identity=identity,
-                model_info=_model_info(loaded),
-                slide_info=info,
-                timings=timings,
-                summary=summary,
-                extra=extra,
-            )
-        )
-    return {**summary, **{f"time_{k}": v for k, v in timings.items()}}
-
-
-def _explain_into(
-    writer: ResultWriter, slide: Any, loaded: Any, task: SlideTask, progress: ProgressFn
-) -> dict[str, Any]:
-    """Stitch a whole-slide saliency map into the result's ``heatmaps.zarr``."""
-    from napari_xai.core.attribution.whole_slide import explain_slide
-
-    params = task.params
-    score = params.get("score", {})
-    kwargs: dict[str, Any] = {
-        k: score[k] for k in ("overlap", "tissue", "min_tissue") if k in score
-    }
-    if params.get("mpp") is not None:
-        kwargs["mpp"] = params["mpp"]
-    if task.runtime.get("num_workers") is not None:
-        kwargs["num_workers"] = task.runtime["num_workers"]
-    result = explain_slide(
-        slide,
-        loaded,
-        store=writer.path / "heatmaps.zarr",
-        method=params["attribution"],
-        target=params.get("attribution_target"),
-        resume=False,
-        progress=lambda p: progress(p.n_done, p.n_total),
-        **kwargs,
-    )
-    writer.add_heatmap(result.key)
-    return {
-        "method": result.method,
-        "class_name": result.class_name,
-        "key": result.key,
-        "n_tiles": result.n_tiles,
-        "limits": list(result.limits),
-    }
-
-
-def _audit_into(
-    writer: ResultWriter, slide: Any, loaded: Any, task: SlideTask, progress: ProgressFn
-) -> tuple[str, str]:
-    """Audit, write ``report.html`` and ``audit.json``; return (verdict, sentence)."""
-    from napari_xai.core.audit.report import REPORT_NAME, write_report
-    from napari_xai.core.audit.slide import audit_slide
-
-    params = task.params
-    score = params.get("score", {})
-    kwargs: dict[str, Any] = {k: score[k] for k in ("min_tissue",) if k in score}
-    if params.get("mpp") is not None:
-        kwargs["mpp"] = params["mpp"]
-    for key in ("device", "num_workers"):
-        if task.runtime.get(key) is not None:
-            kwargs[key] = task.runtime[key]
-    audit = audit_slide(
-        slide,
-        loaded,
-        method=params.get("attribution") or "grad_cam",
-        progress=lambda p: progress(p.n_done, p.n_total),
-        **kwargs,
-    )
-    write_report(writer.path, slide_audit=audit, title=f"Shortcut audit: {Path(slide.path).name}")
-    writer.add_file("report", REPORT_NAME)
-    writer.write_audit(audit.to_dict())
-    return str(audit.verdict), str(audit.sentence)
+    try:
+        drive(gen, lambda step: progress(step.n_done, step.n_total) if step.n_total else None)
+    finally:
+        gen.close()  # a cancel raised in ``progress``: abort the folder being written
+    return _row_from_manifest(folder)
 
 
 def _worker_progress(task: SlideTask, cancel: threading.Event | None) -> ProgressFn:
@@ -630,7 +394,7 @@ def run_task(
         worker = str(get_worker().address)
     except (ImportError, ValueError):
         worker = "local"
-    threads = task.runtime.get("torch_threads")
+    threads = task.torch_threads
     if threads:
         try:
             import torch
@@ -975,7 +739,6 @@ def _start_client(
     scheduler: str | None,
     *,
     n_workers: int | None,
-    threads: int,
     n_slides: int,
 ) -> tuple[Any, Any]:
     import logging
@@ -1006,30 +769,237 @@ def _row_from_manifest(folder: Path) -> dict[str, Any]:
     return summary
 
 
+class _Cohort:
+    """The rows of a batch run and the summary files they make (one per slide, by index)."""
+
+    def __init__(
+        self, table: pd.DataFrame, out_dir: Path, threshold: float, run_info: dict[str, Any]
+    ) -> None:
+        self.out_dir = out_dir
+        self.threshold = threshold
+        self.run_info = run_info
+        self.meta_cols = [c for c in table.columns if c not in ("slide_id", "slide_path")]
+        self.rows: dict[int, dict[str, Any]] = {}
+        for i, rec in enumerate(table.to_dict("records")):
+            self.rows[i] = {
+                "slide_id": rec["slide_id"],
+                "slide_path": rec["slide_path"],
+                **{c: rec[c] for c in self.meta_cols},
+                "result_folder": None,
+                "status": "pending",
+                "reused": False,
+            }
+        self.n_total = len(self.rows)
+        self.n_finished = 0
+
+    def event(self, kind: str, i: int, **kwargs: Any) -> BatchEvent:
+        """Make a :class:`BatchEvent` for slide ``i``."""
+        sid = self.rows[i]["slide_id"]
+        return BatchEvent(kind, i, sid, self.n_total, self.n_finished, **kwargs)
+
+    def finish(self, i: int, result: Mapping[str, Any], *, reused: bool = False) -> dict[str, Any]:
+        """Record a slide's outcome (and its traceback under ``_errors``); return its row."""
+        row = self.rows[i]
+        keep = ("slide_id", "slide_path", "result_folder", *self.meta_cols)
+        base = {k: v for k, v in row.items() if k in keep}
+        drop = ("index", "class_counts", "traceback")
+        clean = {k: v for k, v in result.items() if k not in drop}
+        if result.get("traceback"):
+            atomic_write_text(
+                self.out_dir / ERRORS_DIR / f"{row['slide_id']}.txt",
+                f"{row['slide_path']}\n{result['traceback']}",
+            )
+        row = self.rows[i] = {**base, "error": None, "worker": None, **clean, "reused": reused}
+        done = row.get("status") == "done"
+        if done:
+            remove_stale_error(self.out_dir, row["slide_id"], row["slide_path"])
+        row["result_folder"] = str(self.out_dir / row["slide_id"]) if done else None
+        if row.get("status") != "cancelled":
+            self.n_finished += 1
+        return row
+
+    def summary(self) -> pd.DataFrame:
+        """Return the ranked cohort summary so far."""
+        df = pd.DataFrame([self.rows[i] for i in sorted(self.rows)])
+        return rank_summary(df, threshold=self.threshold)
+
+    def save(self, *, plot: bool = False) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Path]]:
+        """Write the summary files; return (summary, metrics, files)."""
+        df = self.summary()
+        metrics = cohort_metrics(df, threshold=self.threshold)
+        return (
+            df,
+            metrics,
+            write_cohort_summary(self.out_dir, df, metrics, run=self.run_info, plot=plot),
+        )
+
+    def cancel_pending(self) -> list[int]:
+        """Mark every slide still pending as cancelled; return their indices."""
+        pending = [i for i, r in self.rows.items() if r["status"] == "pending"]
+        for i in pending:
+            self.rows[i]["status"] = "cancelled"
+        return pending
+
+
+def _torch_threads(batch: BatchOptions, n_slides: int) -> int | None:
+    """Return torch threads per worker: the user's, else the cores shared by the workers."""
+    if batch.torch_threads:
+        return int(batch.torch_threads)
+    if batch.in_process:
+        return None
+    if batch.n_workers:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover
+            cores = os.cpu_count() or 1
+        return max(1, cores // batch.n_workers)
+    return default_cluster_size(n_slides)[1]
+
+
+def _skip_done(
+    cohort: _Cohort, tasks: list[SlideTask], batch: BatchOptions
+) -> Generator[BatchEvent, None, list[SlideTask]]:
+    """Yield ``skipped`` for slides whose folder is up to date; return the others."""
+    todo: list[SlideTask] = []
+    for task in tasks:
+        folder = Path(task.out_folder)
+        if not batch.resume:
+            todo.append(task)
+            continue
+        problem = up_to_date(
+            folder,
+            model_hash=task.model_hash,
+            slide_path=task.slide_path,
+            grid=task.grid,
+            summary=task.summary,
+            explain=task.explain,
+            audit=task.audit,
+            features=task.features,
+            verify=batch.verify,
+        )
+        if problem is not None and problem.kind not in ("missing", "stale"):
+            if problem.kind == "damaged":  # never adopted by the slide function either
+                shutil.rmtree(folder, ignore_errors=True)
+            yield cohort.event("recompute", task.index, note=f"scoring again: {problem}")
+        if problem is None:
+            try:
+                result = {**_row_from_manifest(folder), "status": "done"}
+            except (OSError, ValueError):
+                todo.append(task)
+                continue
+            row = cohort.finish(task.index, result, reused=True)
+            yield cohort.event("skipped", task.index, row=row)
+        else:
+            todo.append(task)
+    return todo
+
+
+def _run_in_process(
+    cohort: _Cohort,
+    fn: SlideFn,
+    todo: list[SlideTask],
+    cancel: threading.Event | None,
+    poll_interval: float,
+) -> Generator[BatchEvent, None, bool]:
+    """Do the slides one after another in this process; return True when cancelled."""
+    for task in todo:
+        if cancel is not None and cancel.is_set():
+            return True
+        yield cohort.event("started", task.index)
+        steps = _run_local(fn, task, cancel, poll_interval)
+        while True:
+            try:
+                done, total = next(steps)
+            except StopIteration as stop:
+                res = stop.value
+                break
+            yield cohort.event("progress", task.index, tiles_done=done, tiles_total=total)
+        row = cohort.finish(task.index, res)
+        if row["status"] == "cancelled":
+            yield cohort.event("cancelled", task.index, row=row)
+            return True
+        cohort.save()
+        yield cohort.event(row["status"], task.index, row=row)
+    return False
+
+
+def _run_on_cluster(
+    cohort: _Cohort,
+    fn: SlideFn,
+    todo: list[SlideTask],
+    cl: Any,
+    cancel: threading.Event | None,
+    poll_interval: float,
+) -> Generator[BatchEvent, None, bool]:
+    """Do the slides as dask tasks, relaying worker progress; return True when cancelled."""
+    from distributed import as_completed
+
+    run_id = todo[0].run_id
+    topic = f"{_TOPIC}-{run_id}"
+    progress_q: queue.Queue[Any] = queue.Queue()
+    cl.subscribe_topic(topic, lambda ev: progress_q.put(ev[1]))
+    futures = {}
+    for task in todo:
+        key = f"napari-xai-{task.slide_id}-{run_id}"
+        fut = cl.submit(run_task, fn, task, key=key, pure=False)
+        futures[fut.key] = (fut, task)
+        yield cohort.event("queued", task.index)
+    ac = as_completed([f for f, _ in futures.values()])
+    started: set[int] = set()
+    cancelled = False
+    while not ac.is_empty():
+        if cancel is not None and cancel.is_set():
+            cancelled = True
+            break
+        for ev in _drain(progress_q):
+            idx = int(ev["index"])
+            if idx not in started:
+                started.add(idx)
+                yield cohort.event("started", idx)
+            done, total = int(ev["done"]), int(ev["total"])
+            yield cohort.event("progress", idx, tiles_done=done, tiles_total=total)
+        batch = ac.next_batch(block=False)
+        if not batch:
+            time.sleep(poll_interval)
+            continue
+        for fut in batch:
+            task = futures[fut.key][1]
+            try:
+                res = fut.result()
+            except Exception as exc:  # noqa: BLE001 - worker died (KilledWorker...)
+                res = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+            fut.release()
+            row = cohort.finish(task.index, res)
+            cohort.save()
+            yield cohort.event(row["status"], task.index, row=row)
+    if cancelled:
+        pending = [f for f, t in futures.values() if cohort.rows[t.index]["status"] == "pending"]
+        cl.cancel(pending, force=True)
+        for i in cohort.cancel_pending():
+            yield cohort.event("cancelled", i, row=cohort.rows[i])
+    with _best_effort():
+        cl.unsubscribe_topic(topic)
+    return cancelled
+
+
 def iter_batch(
     slides: Any,
     model: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
-    params: Mapping[str, Any] | None = None,
+    grid: GridOptions | None = None,
+    summary: SummaryOptions | None = None,
+    explain: ExplainSpec | None = None,
+    audit: AuditSpec | None = None,
+    features: FeatureSpec | None = None,
+    run: RunOptions | None = None,
+    batch: BatchOptions | None = None,
     slide_fn: SlideFn | None = None,
     model_hash: str | None = None,
-    scheduler: str | None = None,
     client: Any = None,
-    n_workers: int | None = None,
-    device: str | None = None,
-    batch_size: int | None = None,
-    num_workers: int | None = None,
-    architecture: str | None = None,
-    torch_threads: int | None = None,
-    resume: bool = True,
     cancel: threading.Event | None = None,
-    poll_interval: float = 0.1,
-    label_column: str = "label",
-    write_plot: bool = True,
-    verify: bool = False,
 ) -> Generator[BatchEvent, None, BatchResult]:
-    """Score a cohort slide by slide on dask.distributed, yielding events.
+    """Run :func:`napari_xai.core.pipeline.run_slide` over a cohort on dask.distributed.
 
     Parameters
     ----------
@@ -1039,45 +1009,21 @@ def iter_batch(
         Model file or folder (TorchScript, state dict + card, WSInfer folder).
     out : path-like
         Output folder: one result folder per slide, plus the cohort summary.
-    params : mapping, optional
-        Result-defining parameters (:func:`make_params`; defaults when None).
+    grid, summary, explain, audit, features, run : optional
+        The options of every slide's :func:`~napari_xai.core.pipeline.run_slide`
+        (defaults: :class:`GridOptions`, :class:`SummaryOptions`, no saliency,
+        no audit, no features, :class:`RunOptions`).
+    batch : BatchOptions, optional
+        Scheduler, workers, torch threads, resume, label column.
     slide_fn : callable, optional
         ``fn(task, progress) -> dict`` doing one slide (default :func:`score_and_save`).
         Must be importable (or cloudpickle-able) in the workers.
     model_hash : str, optional
         Model fingerprint; computed by loading the model here when None.
-    scheduler : str, optional
-        ``None``/``"local"``: start a LocalCluster sized to the machine
-        (:func:`default_cluster_size`); ``"sync"``: score in this process, one
-        slide after another; otherwise a scheduler address (``tcp://host:8786``)
-        whose workers have napari-xai installed and see the same paths.
     client : distributed.Client, optional
-        Use this client (takes precedence over ``scheduler``).
-    n_workers : int, optional
-        Workers of the LocalCluster (default: :func:`default_cluster_size`).
-    device, batch_size, num_workers : optional
-        Runtime options passed to the scorer (``num_workers``: tile reader threads).
-    architecture : str, optional
-        Registered architecture name for state-dict weights (part of the model's identity).
-    torch_threads : int, optional
-        torch intra-op threads per worker (default: cores / workers on a
-        LocalCluster, torch's own default in this process). On a machine whose
-        cores are shared, 1 avoids OpenMP oversubscription.
-    resume : bool
-        Skip slides whose result folder is complete for the same parameters,
-        model and slide file; False redoes every slide.
+        Use this client (takes precedence over ``batch.scheduler``).
     cancel : threading.Event, optional
         Set it to stop: queued slides are dropped, finished ones stay.
-    poll_interval : float
-        Seconds between checks for progress and cancellation.
-    label_column : str
-        Label column of a cohort CSV.
-    write_plot : bool
-        Also write ``cohort_roc.png`` when labels are given.
-    verify : bool
-        On resume, also compare the sha256 of every file and zarr chunk of a
-        result folder with its manifest (sizes and chunk listings are always
-        compared). A damaged folder is scored again, with a ``recompute`` event.
 
     Yields
     ------
@@ -1090,273 +1036,81 @@ def iter_batch(
         Ranked summary, cohort metrics and summary file paths (the generator's
         return value; :func:`run_batch` hands it back).
     """
-    fn: SlideFn = slide_fn or score_and_save
-    table = collect_slides(slides, label_column=label_column)
+    grid, summary, run = grid or GridOptions(), summary or SummaryOptions(), run or RunOptions()
+    batch = batch or BatchOptions()
+    table = collect_slides(slides, label_column=batch.label_column)
     out_dir = Path(out).expanduser().absolute()
     out_dir.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(out_dir)
-    p = dict(params) if params is not None else make_params()
-    model_ref = str(model)
     if model_hash is None:
-        loaded = _load_model_cached(model_ref, device="cpu", architecture=architecture)
+        loaded = load_model_cached(str(model), device="cpu", architecture=run.architecture)
         model_hash = model_fingerprint(loaded)
     run_id = uuid.uuid4().hex[:12]
-    n_total = len(table)
-    local_mode = scheduler in ("sync", "synchronous", "process", "inline") and client is None
-    threads = default_cluster_size(n_total)[1] if not local_mode else None
-    if n_workers and not local_mode:
-        try:
-            threads = max(1, len(os.sched_getaffinity(0)) // n_workers)
-        except AttributeError:  # pragma: no cover
-            threads = max(1, (os.cpu_count() or 1) // n_workers)
-    if torch_threads:
-        threads = int(torch_threads)
-    runtime = {
-        "device": device,
-        "batch_size": batch_size,
-        "num_workers": num_workers,
-        "torch_threads": threads,
-        "architecture": architecture,
-    }
-    runtime = {k: v for k, v in runtime.items() if v is not None}
-    meta_cols = [c for c in table.columns if c not in ("slide_id", "slide_path")]
-    rows: dict[int, dict[str, Any]] = {}
-    tasks: list[SlideTask] = []
-    for i, rec in enumerate(table.to_dict("records")):
-        base = {
-            "slide_id": rec["slide_id"],
-            "slide_path": rec["slide_path"],
-            **{c: rec[c] for c in meta_cols},
-            "result_folder": None,
-        }
-        rows[i] = {**base, "status": "pending", "reused": False}
-        tasks.append(
-            SlideTask(
-                index=i,
-                slide_id=rec["slide_id"],
-                slide_path=rec["slide_path"],
-                out_folder=str(out_dir / rec["slide_id"]),
-                model=model_ref,
-                model_hash=model_hash,
-                params=p,
-                runtime=runtime,
-                run_id=run_id,
-            )
-        )
-    n_finished = 0
-    cancelled = False
-    threshold = float(p.get("summary", {}).get("threshold", 0.5))
+    params = result_params(grid, summary)
+    specs = (("explain", explain), ("audit", audit), ("features", features))
+    stages = {k: v.to_dict() for k, v in specs if v}
     run_info: dict[str, Any] = {
-        "model": model_ref,
+        "model": str(model),
         "model_sha256": model_hash,
-        "params": p,
-        "params_sha256": hash_params(p),
-        "scheduler": scheduler or "local",
+        "params": params,
+        "params_sha256": hash_params(params),
+        "stages": stages,
+        "scheduler": batch.scheduler or "local",
         "run_id": run_id,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-
-    def finish_row(i: int, result: Mapping[str, Any], *, reused: bool = False) -> dict[str, Any]:
-        base = {
-            k: v
-            for k, v in rows[i].items()
-            if k in ("slide_id", "slide_path", "result_folder", *meta_cols)
-        }
-        clean = {
-            k: v for k, v in result.items() if k not in ("index", "class_counts", "traceback")
-        }
-        if result.get("traceback"):
-            atomic_write_text(
-                out_dir / ERRORS_DIR / f"{rows[i]['slide_id']}.txt",
-                f"{rows[i]['slide_path']}\n{result['traceback']}",
-            )
-        rows[i] = {**base, "error": None, "worker": None, **clean, "reused": reused}
-        done = rows[i].get("status") == "done"
-        if done:
-            remove_stale_error(out_dir, rows[i]["slide_id"], rows[i]["slide_path"])
-        rows[i]["result_folder"] = str(out_dir / rows[i]["slide_id"]) if done else None
-        return rows[i]
-
-    def current_summary() -> pd.DataFrame:
-        df = pd.DataFrame([rows[i] for i in sorted(rows)])
-        return rank_summary(df, threshold=threshold)
-
-    def save() -> dict[str, Path]:
-        df = current_summary()
-        return write_cohort_summary(
-            out_dir, df, cohort_metrics(df, threshold=threshold), run=run_info, plot=False
+    cohort = _Cohort(table, out_dir, summary.threshold, run_info)
+    threads = _torch_threads(batch, cohort.n_total)
+    tasks = [
+        SlideTask(
+            index=i,
+            slide_id=row["slide_id"],
+            slide_path=row["slide_path"],
+            out_folder=str(out_dir / row["slide_id"]),
+            model=str(model),
+            model_hash=model_hash,
+            grid=grid,
+            summary=summary,
+            run=run,
+            explain=explain,
+            audit=audit,
+            features=features,
+            torch_threads=threads,
+            run_id=run_id,
         )
-
-    todo: list[SlideTask] = []
-    for task in tasks:
-        folder = Path(task.out_folder)
-        problem = (
-            check_result(folder, p, model_hash, slide_path=task.slide_path, verify=verify)
-            if resume
-            else None
-        )
-        if resume and problem is not None and problem.kind not in ("missing", "stale"):
-            if problem.kind == "damaged":  # never adopted by the slide function either
-                shutil.rmtree(folder, ignore_errors=True)
-            yield BatchEvent(
-                "recompute",
-                task.index,
-                task.slide_id,
-                n_total,
-                n_finished,
-                note=f"scoring again: {problem}",
-            )
-        if resume and problem is None:
-            try:
-                row = finish_row(
-                    task.index,
-                    {
-                        **_row_from_manifest(folder),
-                        "status": "done",
-                        "error": None,
-                        "worker": None,
-                    },
-                    reused=True,
-                )
-            except (OSError, ValueError):
-                todo.append(task)
-                continue
-            n_finished += 1
-            yield BatchEvent("skipped", task.index, task.slide_id, n_total, n_finished, row=row)
-        else:
-            todo.append(task)
-
-    client_owned = None
-    cluster = None
-    progress_q: queue.Queue[Any] = queue.Queue()
-    started: set[int] = set()
+        for i, row in cohort.rows.items()
+    ]
+    fn: SlideFn = slide_fn or score_and_save
+    todo = yield from _skip_done(cohort, tasks, batch)
+    client_owned = cluster = None
+    cancelled = False
     try:
-        if todo and local_mode:
-            for task in todo:
-                if cancel is not None and cancel.is_set():
-                    cancelled = True
-                    break
-                yield BatchEvent("started", task.index, task.slide_id, n_total, n_finished)
-                started.add(task.index)
-                result = _run_local(fn, task, cancel, progress_q, poll_interval)
-                while True:
-                    try:
-                        kind, payload = result.send(None)
-                    except StopIteration as stop:
-                        res = stop.value
-                        break
-                    yield BatchEvent(
-                        "progress",
-                        task.index,
-                        task.slide_id,
-                        n_total,
-                        n_finished,
-                        tiles_done=payload[0],
-                        tiles_total=payload[1],
-                    )
-                row = finish_row(task.index, res)
-                if row["status"] == "cancelled":
-                    cancelled = True
-                    rows[task.index]["status"] = "cancelled"
-                    yield BatchEvent(
-                        "cancelled", task.index, task.slide_id, n_total, n_finished, row=row
-                    )
-                    break
-                n_finished += 1
-                save()
-                yield BatchEvent(
-                    row["status"], task.index, task.slide_id, n_total, n_finished, row=row
-                )
+        if todo and batch.in_process and client is None:
+            cancelled = yield from _run_in_process(cohort, fn, todo, cancel, batch.poll_interval)
         elif todo:
-            from distributed import as_completed
-
             if client is None:
                 client_owned, cluster = _start_client(
-                    scheduler, n_workers=n_workers, threads=threads or 1, n_slides=len(todo)
+                    batch.scheduler, n_workers=batch.n_workers, n_slides=len(todo)
                 )
-            cl: Any = client if client is not None else client_owned
-            topic = f"{_TOPIC}-{run_id}"
-            cl.subscribe_topic(topic, lambda ev: progress_q.put(ev[1]))
-            futures = {}
-            for task in todo:
-                fut = cl.submit(
-                    run_task, fn, task, key=f"napari-xai-{task.slide_id}-{run_id}", pure=False
-                )
-                futures[fut.key] = (fut, task)
-                yield BatchEvent("queued", task.index, task.slide_id, n_total, n_finished)
-            ac = as_completed([f for f, _ in futures.values()])
-            by_index = {t.index: t for _, t in futures.values()}
-            while not ac.is_empty():
-                if cancel is not None and cancel.is_set():
-                    cancelled = True
-                    break
-                for ev in _drain(progress_q):
-                    idx = int(ev["index"])
-                    t = by_index[idx]
-                    if idx not in started:
-                        started.add(idx)
-                        yield BatchEvent("started", idx, t.slide_id, n_total, n_finished)
-                    yield BatchEvent(
-                        "progress",
-                        idx,
-                        t.slide_id,
-                        n_total,
-                        n_finished,
-                        tiles_done=int(ev["done"]),
-                        tiles_total=int(ev["total"]),
-                    )
-                batch = ac.next_batch(block=False)
-                if not batch:
-                    time.sleep(poll_interval)
-                    continue
-                for fut in batch:
-                    task = futures[fut.key][1]
-                    try:
-                        res = fut.result()
-                    except Exception as exc:  # noqa: BLE001 - worker died (KilledWorker...)
-                        res = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-                    fut.release()
-                    row = finish_row(task.index, res)
-                    n_finished += 1
-                    save()
-                    yield BatchEvent(
-                        row["status"], task.index, task.slide_id, n_total, n_finished, row=row
-                    )
-            if cancelled:
-                pending = [f for f, t in futures.values() if rows[t.index]["status"] == "pending"]
-                cl.cancel(pending, force=True)
-                for _f, t in futures.values():
-                    if rows[t.index]["status"] == "pending":
-                        rows[t.index]["status"] = "cancelled"
-                        yield BatchEvent(
-                            "cancelled",
-                            t.index,
-                            t.slide_id,
-                            n_total,
-                            n_finished,
-                            row=rows[t.index],
-                        )
-            with _best_effort():
-                cl.unsubscribe_topic(topic)
+            cl = client if client is not None else client_owned
+            cancelled = yield from _run_on_cluster(
+                cohort, fn, todo, cl, cancel, batch.poll_interval
+            )
     finally:
         if cancelled or (cancel is not None and cancel.is_set()):
             cancelled = True
-            for i, r in rows.items():
-                if r["status"] == "pending":
-                    rows[i]["status"] = "cancelled"
+            cohort.cancel_pending()
         if client_owned is not None:
             with _best_effort():
                 client_owned.close(timeout=10)
         if cluster is not None:
             with _best_effort():
                 cluster.close(timeout=10)
-    summary = current_summary()
-    metrics = cohort_metrics(summary, threshold=threshold)
     run_info["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     run_info["cancelled"] = cancelled
-    files = write_cohort_summary(out_dir, summary, metrics, run=run_info, plot=write_plot)
+    table_, metrics, files = cohort.save(plot=batch.write_plot)
     return BatchResult(
-        out=out_dir, summary=summary, metrics=metrics, files=files, cancelled=cancelled
+        out=out_dir, summary=table_, metrics=metrics, files=files, cancelled=cancelled
     )
 
 
@@ -1378,10 +1132,9 @@ def _run_local(
     fn: SlideFn,
     task: SlideTask,
     cancel: threading.Event | None,
-    progress_q: queue.Queue[Any],
     poll_interval: float,
-) -> Generator[tuple[str, tuple[int, int]], None, dict[str, Any]]:
-    """Run one slide in a helper thread of this process, relaying its progress."""
+) -> Generator[tuple[int, int], None, dict[str, Any]]:
+    """Run one slide in a helper thread of this process, yielding its (tiles done, total)."""
     box: dict[str, Any] = {}
     local_q: queue.Queue[tuple[int, int]] = queue.Queue()
 
@@ -1404,10 +1157,10 @@ def _run_local(
         items = _drain(local_q)
         if items and (time.monotonic() - last >= 0.2 or not th.is_alive()):
             last = time.monotonic()
-            yield ("progress", items[-1])
+            yield items[-1]
     items = _drain(local_q)
     if items:
-        yield ("progress", items[-1])
+        yield items[-1]
     row = dict(box.get("row") or {"status": "failed", "error": "the slide thread died"})
     row["worker"] = "local"
     return row

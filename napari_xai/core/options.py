@@ -12,6 +12,11 @@ that a result manifest records so that a later run knows what it may reuse:
 * :class:`AuditSpec`: a shortcut audit (method, tiles sampled, border band).
 * :class:`FeatureSpec`: per-tile features and out-of-distribution scores,
   captured while scoring (``features.zarr``, ``ood_score``).
+* :class:`SummaryOptions`: how the tiles become a slide score (top-k, positive
+  class, threshold); hashed into a result with the grid
+  (:func:`result_params`).
+* :class:`BatchOptions`: how a cohort runs (scheduler, workers, resume); never
+  hashed.
 
 This module imports only the standard library.
 """
@@ -29,10 +34,13 @@ from napari_xai.core.limits import check_batch_size, check_mpp
 __all__ = [
     "DEFAULT_MIN_TISSUE",
     "AuditSpec",
+    "BatchOptions",
     "ExplainSpec",
     "FeatureSpec",
     "GridOptions",
     "RunOptions",
+    "SummaryOptions",
+    "result_params",
     "stable_hash",
 ]
 
@@ -266,3 +274,77 @@ class FeatureSpec(_Options):
     def __post_init__(self) -> None:
         if int(self.mc_samples) < 0 or int(self.mc_samples) > 256:
             raise ValueError(f"mc_samples must be in [0, 256], not {self.mc_samples!r}")
+
+
+@dataclass(frozen=True)
+class SummaryOptions(_Options):
+    """How a slide's tiles become its slide-level score (part of a result's hash).
+
+    Attributes
+    ----------
+    top_k : int
+        Number of most-positive tiles averaged into ``topk_mean`` (the score).
+    positive_class : str or None
+        Class whose probability scores a slide (None: the tumour-like class,
+        :func:`napari_xai.core.naming.positive_class`).
+    threshold : float
+        Slide score at or above which a slide is called positive.
+    """
+
+    top_k: int = 10
+    positive_class: str | None = None
+    threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if int(self.top_k) < 1:
+            raise ValueError(f"top_k must be at least 1, not {self.top_k!r}")
+        _check_fraction("threshold", float(self.threshold), upper_open=False)
+
+
+def result_params(grid: GridOptions, summary: SummaryOptions) -> dict[str, Any]:
+    """Return the parameters a result folder records (``params`` in its manifest, hashed).
+
+    The grid fields, plus the summary options under ``"summary"``. Saliency maps
+    and audits are stages with their own spec hashes (``stages`` in the manifest).
+    """
+    return {**grid.to_dict(), "summary": summary.to_dict()}
+
+
+@dataclass(frozen=True)
+class BatchOptions(_Options):
+    """How a cohort runs (:func:`napari_xai.core.batch.iter_batch`); not hashed.
+
+    Attributes
+    ----------
+    scheduler : str or None
+        None/``"local"``: a LocalCluster sized to the machine; ``"sync"``: this
+        process, one slide after another; else a scheduler address.
+    n_workers : int or None
+        Workers of the LocalCluster (default: one per GPU, or per 4 cores).
+    torch_threads : int or None
+        torch intra-op threads per worker (default: cores / workers).
+    resume : bool
+        Skip slides whose result folder is complete for the same options.
+    verify : bool
+        On resume, also hash every file of a result folder against its manifest.
+    poll_interval : float
+        Seconds between checks for progress and cancellation.
+    label_column : str
+        Label column of a cohort CSV.
+    write_plot : bool
+        Also write ``cohort_roc.png`` when labels are given.
+    """
+
+    scheduler: str | None = None
+    n_workers: int | None = None
+    torch_threads: int | None = None
+    resume: bool = True
+    verify: bool = False
+    poll_interval: float = 0.1
+    label_column: str = "label"
+    write_plot: bool = True
+
+    @property
+    def in_process(self) -> bool:
+        """Slides run in this process, one after another (``scheduler="sync"``)."""
+        return self.scheduler in ("sync", "synchronous", "process", "inline")

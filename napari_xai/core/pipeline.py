@@ -37,14 +37,24 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_xai.core import naming
-from napari_xai.core.options import AuditSpec, ExplainSpec, FeatureSpec, GridOptions, RunOptions
+from napari_xai.core.options import (
+    AuditSpec,
+    ExplainSpec,
+    FeatureSpec,
+    GridOptions,
+    RunOptions,
+    SummaryOptions,
+    result_params,
+)
 from napari_xai.core.progress import drive, relay
 from napari_xai.core.results import (
     AUDIT_NAME,
+    TILES_NAME,
+    ResultProblem,
     ResultWriter,
+    check_result,
     clean_stale_temporaries,
     hash_params,
-    is_complete,
     package_versions,
     read_manifest,
     slide_identity,
@@ -62,6 +72,7 @@ __all__ = [
     "result_folder",
     "run_slide",
     "summarize_tiles",
+    "up_to_date",
     "write_preview",
 ]
 
@@ -401,15 +412,30 @@ def _drop_heatmap(writer: ResultWriter, key: str) -> None:
     writer.remove_heatmap(key)
 
 
+def _summary(folder: Path, loaded: Any, slide: Any, options: SummaryOptions) -> dict[str, Any]:
+    """Slide scores from the tiles table in ``folder`` (when only the summary options change)."""
+    import pandas as pd  # noqa: TID253 - only when summarising
+
+    tiles = pd.read_parquet(folder / TILES_NAME)  # pandas restores DataFrame.attrs
+    return summarize_tiles(
+        tiles,
+        class_names=list(loaded.card.class_names),
+        positive_class=options.positive_class,
+        top_k=options.top_k,
+        mpp=slide.info.mpp,
+    )
+
+
 def _score(
     slide: Any,
     loaded: Any,
     writer: ResultWriter,
     grid: GridOptions,
     run: RunOptions,
+    options: SummaryOptions,
     features: FeatureSpec | None = None,
-) -> Generator[PipelineProgress, None, tuple[dict[str, Any], dict[str, Any]]]:
-    """Score stage: write tiles, maps, regions (features, preview); return (summary, extra)."""
+) -> Generator[PipelineProgress, None, tuple[dict[str, Any], dict[str, Any], float]]:
+    """Score stage: tiles, maps, regions (features, preview); return (summary, extra, write_s)."""
     from napari_xai.core.inference import score_tiles
 
     capture = None
@@ -417,6 +443,7 @@ def _score(
         from napari_xai.core.explore.features import FeatureCapture
 
         capture = FeatureCapture(loaded, layer=features.layer, mc_samples=features.mc_samples)
+
     gen = score_tiles(
         slide,
         loaded,
@@ -429,6 +456,7 @@ def _score(
     scored = yield from relay(
         gen, lambda s: PipelineProgress("score", s.n_done, s.n_total, s.tiles_per_s)
     )
+    t_write = time.perf_counter()
     class_names = list(loaded.card.class_names)
     tiles = scored.tiles
     feature_info: dict[str, Any] = {}
@@ -437,8 +465,13 @@ def _score(
 
         tiles, feature_info = add_features(capture, tiles, loaded, writer.path)
         writer.add_file("features", FEATURES_NAME)
-    info = _slide_info_dict(slide)
-    summary = summarize_tiles(tiles, class_names=class_names, mpp=info.get("mpp"))
+    summary = summarize_tiles(
+        tiles,
+        class_names=class_names,
+        positive_class=options.positive_class,
+        top_k=options.top_k,
+        mpp=slide.info.mpp,
+    )
     writer.write_tiles(tiles)
     for name, data, scale, translate in _iter_prob_maps(scored):
         writer.write_heatmap(
@@ -448,6 +481,7 @@ def _score(
     if run.preview and len(tiles):
         write_preview(scored, slide, writer.path / PREVIEW_NAME)
         writer.add_file("preview", PREVIEW_NAME)
+    write_s = round(time.perf_counter() - t_write, 3)
     extra: dict[str, Any] = {"grid": scored.grid.attrs(), "scoring": dict(scored.timings)}
     if feature_info:
         extra["features"] = feature_info
@@ -460,7 +494,7 @@ def _score(
         message=f"{n:,} tiles scored",
         value=scored,
     )
-    return summary, extra
+    return summary, extra, write_s
 
 
 def _explain(
@@ -556,6 +590,90 @@ def _audit(
     }
 
 
+def _previous(
+    folder: Path,
+    grid: GridOptions,
+    model_hash: str,
+    slide_path: Path,
+    features: FeatureSpec | None,
+) -> tuple[dict[str, Any], bool]:
+    """Read the folder's manifest (``{}`` if unreadable); tell whether its score is reusable.
+
+    The score is reused when the folder is complete and intact for the same model
+    and slide file, and its score stage was computed with the same grid.
+    """
+    try:
+        old = read_manifest(folder)
+    except (OSError, ValueError):
+        return {}, False
+    params = old.get("params", {})
+    if not isinstance(params, dict):
+        return old, False
+    stages = old.get("stages", {})
+    same_grid = stages.get("score", {}).get("sha256") == grid.hash()
+    # features are captured while scoring: asking for them (or others) re-scores
+    same_features = features is None or stages.get("features", {}).get("sha256") == features.hash()
+    usable = check_result(folder, params, model_hash, slide_path=slide_path) is None
+    return old, bool(same_grid and same_features and usable)
+
+
+def _done_before(stages: dict[str, Any], kind: str, spec: ExplainSpec | AuditSpec) -> str | None:
+    """Key of a stage already computed, complete, with the same spec (None: compute it)."""
+    if kind == "audit":
+        return "audit" if stages.get("audit", {}).get("sha256") == spec.hash() else None
+    for key, done in stages.get("explain", {}).items():
+        if done.get("sha256") == spec.hash() and done.get("n_done", -1) >= done.get("n_tiles", 0):
+            return str(key)
+    return None
+
+
+def up_to_date(
+    folder: str | os.PathLike[str],
+    *,
+    model_hash: str,
+    slide_path: str | os.PathLike[str],
+    grid: GridOptions,
+    summary: SummaryOptions,
+    explain: ExplainSpec | None = None,
+    audit: AuditSpec | None = None,
+    features: FeatureSpec | None = None,
+    verify: bool = False,
+) -> ResultProblem | None:
+    """Tell why :func:`run_slide` would change a result folder (None: it would keep it all).
+
+    Parameters
+    ----------
+    folder : path-like
+        The result folder.
+    model_hash : str
+        :func:`model_fingerprint` of the model.
+    slide_path : path-like
+        The slide the folder should describe.
+    grid, summary, explain, audit, features
+        The options of the run (see :func:`run_slide`).
+    verify : bool
+        Also hash every listed file against the manifest.
+
+    Returns
+    -------
+    ResultProblem or None
+        The first reason found (``"stale"`` when a stage asked for is missing).
+    """
+    params = result_params(grid, summary)
+    problem = check_result(folder, params, model_hash, slide_path=slide_path, verify=verify)
+    if problem is not None:
+        return problem
+    stages = read_manifest(folder).get("stages", {})
+    if stages.get("score", {}).get("sha256") != grid.hash():
+        return ResultProblem("stale", f"{folder}: scored with another tile grid")
+    if features is not None and stages.get("features", {}).get("sha256") != features.hash():
+        return ResultProblem("stale", f"{folder}: scored without these features")
+    for kind, spec in (("explain", explain), ("audit", audit)):
+        if spec is not None and _done_before(stages, kind, spec) is None:
+            return ResultProblem("stale", f"{folder}: no {kind} stage with these options")
+    return None
+
+
 def run_slide(
     slide: Any,
     model: Any,
@@ -565,7 +683,9 @@ def run_slide(
     run: RunOptions | None = None,
     explain: ExplainSpec | None = None,
     audit: AuditSpec | None = None,
+    summary: SummaryOptions | None = None,
     features: FeatureSpec | None = None,
+    name: str | None = None,
 ) -> Generator[PipelineProgress, None, Path]:
     """Score a slide (or reuse its score), optionally explain and audit it, into one folder.
 
@@ -582,12 +702,18 @@ def run_slide(
     run : RunOptions, optional
         Device, batch sizes, threads.
     explain : ExplainSpec, optional
-        Add a whole-slide saliency map.
+        Add a whole-slide saliency map (kept as it is when the folder already
+        holds a complete map with the same spec).
     audit : AuditSpec, optional
-        Add a shortcut audit.
+        Add a shortcut audit (kept when already done with the same spec).
+    summary : SummaryOptions, optional
+        How the tiles become the slide score (recomputed from the kept tiles
+        when only these change).
     features : FeatureSpec, optional
         Keep per-tile features (``features.zarr``) and add ``ood_score`` to the
         tiles; a folder scored without them (or with another spec) is re-scored.
+    name : str, optional
+        Result folder name instead of the slide's stem (a cohort's ``slide_id``).
 
     Yields
     ------
@@ -611,7 +737,8 @@ def run_slide(
 
     grid = grid or GridOptions()
     run = run or RunOptions()
-    folder = result_folder(out, slide).absolute()
+    summary = summary or SummaryOptions()
+    folder = (Path(out) / name if name else result_folder(out, slide)).absolute()
     clean_stale_temporaries(folder.parent, name=folder.name)
     t0 = time.perf_counter()
     loaded = load_model_cached(model, device=run.torch_device, architecture=run.architecture)
@@ -621,21 +748,17 @@ def run_slide(
             slide = stack.enter_context(open_slide(slide, mpp=grid.mpp))
         slide_path = Path(slide.path)
         writer = stack.enter_context(ResultWriter(folder))
-        old: dict[str, Any] = {}
-        with contextlib.suppress(OSError, ValueError):
-            old = read_manifest(folder)
-        reuse = is_complete(folder, grid.to_dict(), model_hash, slide_path=slide_path)
-        if features is not None:
-            had = old.get("stages", {}).get("features", {})
-            reuse = reuse and had.get("sha256") == features.hash()
+        old, reuse = _previous(folder, grid, model_hash, slide_path, features)
         stages: dict[str, Any] = dict(old.get("stages", {})) if reuse else {}
         timings: dict[str, Any] = dict(old.get("timings", {})) if reuse else {}
+        timings["open_s"] = round(time.perf_counter() - t0, 3)
         if reuse:
             _adopt(writer, folder, old, drop=set())
-            summary = dict(old.get("summary", {}))
-            extra: dict[str, Any] = {
-                k: old[k] for k in ("grid", "scoring", "features") if k in old
-            }
+            slide_summary = dict(old.get("summary", {}))
+            if old.get("params", {}).get("summary") != summary.to_dict():
+                slide_summary.update(_summary(writer.path, loaded, slide, summary))
+            keep = ("grid", "scoring", "features")
+            extra: dict[str, Any] = {k: old[k] for k in keep if k in old}
             yield PipelineProgress(
                 "reuse", message=f"{folder}: scored with the same grid, model and slide; kept"
             )
@@ -653,35 +776,46 @@ def run_slide(
                     ),
                 )
             t = time.perf_counter()
-            summary, extra = yield from _score(slide, loaded, writer, grid, run, features)
-            timings["score_s"] = round(time.perf_counter() - t, 3)
+            slide_summary, extra, write_s = yield from _score(
+                slide, loaded, writer, grid, run, summary, features
+            )
+            timings["score_s"] = round(time.perf_counter() - t - write_s, 3)
+            timings["write_s"] = write_s
             stages["score"] = {"params": grid.to_dict(), "sha256": grid.hash()}
             if features is not None:
                 stages["features"] = {"spec": features.to_dict(), "sha256": features.hash()}
         if explain is not None:
-            t = time.perf_counter()
-            done = yield from _explain(slide, loaded, writer, folder, grid, run, explain)
-            stages["explain"] = {**stages.get("explain", {}), done["key"]: done}
-            timings["explain_s"] = round(time.perf_counter() - t, 3)
+            kept = _done_before(stages, "explain", explain)
+            if kept is not None:
+                yield PipelineProgress("reuse", message=f"{folder}: saliency {kept} kept")
+            else:
+                t = time.perf_counter()
+                done = yield from _explain(slide, loaded, writer, folder, grid, run, explain)
+                stages["explain"] = {**stages.get("explain", {}), done["key"]: done}
+                timings["explain_s"] = round(time.perf_counter() - t, 3)
         if audit is not None:
-            t = time.perf_counter()
-            stages["audit"] = yield from _audit(slide, loaded, writer, grid, run, audit)
-            summary["audit_verdict"] = stages["audit"]["verdict"]
-            summary["audit_sentence"] = stages["audit"].get("sentence", "")
-            timings["audit_s"] = round(time.perf_counter() - t, 3)
+            if _done_before(stages, "audit", audit) is not None:
+                yield PipelineProgress("reuse", message=f"{folder}: audit kept")
+            else:
+                t = time.perf_counter()
+                stages["audit"] = yield from _audit(slide, loaded, writer, grid, run, audit)
+                slide_summary["audit_verdict"] = stages["audit"]["verdict"]
+                slide_summary["audit_sentence"] = stages["audit"].get("sentence", "")
+                timings["audit_s"] = round(time.perf_counter() - t, 3)
         timings["total_s"] = round(time.perf_counter() - t0, 3)
         yield PipelineProgress("write", message=f"writing {folder}")
+        params = result_params(grid, summary)
         writer.commit(
             {
                 "slide_id": folder.name,
                 "slide": {**slide_identity(slide_path), **_slide_info_dict(slide)},
                 "model": _model_info(loaded),
-                "params": grid.to_dict(),
-                "params_sha256": hash_params(grid.to_dict()),
+                "params": params,
+                "params_sha256": hash_params(params),
                 "runtime": run.to_dict(),
                 "versions": package_versions(),
                 "timings": timings,
-                "summary": summary,
+                "summary": slide_summary,
                 "stages": stages,
                 **extra,
             }

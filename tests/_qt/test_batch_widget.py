@@ -28,9 +28,10 @@ def cohort_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def scored(cohort_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The cohort scored with the demo model (in this process)."""
     from napari_xai.core.batch import run_batch
+    from napari_xai.core.options import BatchOptions
 
     out = tmp_path_factory.mktemp("scored") / "out"
-    run_batch(cohort_csv, "demo", out, scheduler="sync")
+    run_batch(cohort_csv, "demo", out, batch=BatchOptions(scheduler="sync"))
     return out
 
 

@@ -20,13 +20,15 @@ def test_demo_scores_explains_audits_and_screenshots(tmp_path: Path, qapp) -> No
     [folder] = [p for p in (out / "results").iterdir() if p.is_dir()]
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["status"] == "complete"
-    assert manifest["params"]["attribution"] == "grad_cam" and manifest["params"]["audit"]
+    [explained] = manifest["stages"]["explain"].values()
+    assert explained["method"] == "grad_cam" and manifest["stages"]["audit"]["verdict"]
     for name in ("tiles.parquet", "heatmaps.zarr", "annotations.geojson", "audit.json"):
         assert (folder / name).exists(), name
     audit = json.loads((folder / "audit.json").read_text())
     assert audit["verdict"] in ("pass", "warn", "fail")
-    # Attribution shares over tissue, background, artefact and border add up to 1.
-    assert sum(audit["shares"].values()) == pytest.approx(1.0, abs=1e-6)
+    # Attribution shares over tissue, background, artefact and border add up to 1
+    # (audit.json: the overall verdict, and the slide audit under "attention").
+    assert sum(audit["attention"]["shares"].values()) == pytest.approx(1.0, abs=1e-6)
     for shot in (out / "screenshot.png", out / "screenshot-saliency.png"):
         image = imread(shot)[..., :3].astype(float)
         assert image.std() > 10, f"{shot.name} looks blank"

@@ -80,6 +80,7 @@ def test_a_resumed_batch_removes_a_summary_temporary_a_kill_left(tmp_path: Path)
     """A kill inside the cohort summary write once left ``.cohort_summary.parquet.<id>.tmp``."""
     pytest.importorskip("torch")
     from napari_xai.core import batch as B
+    from napari_xai.core.options import BatchOptions
 
     from .batch_helpers import write_tiny_slide
 
@@ -90,7 +91,7 @@ def test_a_resumed_batch_removes_a_summary_temporary_a_kill_left(tmp_path: Path)
     out.mkdir()
     stale = out / ".cohort_summary.parquet.5f3a9c0e1b2d.tmp"
     stale.write_bytes(b"PAR1 half a parquet file")
-    result = B.run_batch(slides, "demo", out, scheduler="sync")
+    result = B.run_batch(slides, "demo", out, batch=BatchOptions(scheduler="sync"))
     assert result.count("done") == 1
     assert not stale.exists()
     assert not [p for p in out.iterdir() if p.name.startswith(".")]

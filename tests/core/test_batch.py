@@ -15,11 +15,22 @@ import pandas as pd  # noqa: TID253
 import pytest
 
 from napari_xai.core import batch as B
+from napari_xai.core.options import (
+    AuditSpec,
+    BatchOptions,
+    ExplainSpec,
+    GridOptions,
+    SummaryOptions,
+    result_params,
+)
 from napari_xai.core.results import is_complete, load_result, read_manifest
 
 from .batch_helpers import write_tiny_slide
 
 REPO = Path(__file__).resolve().parents[2]
+SYNC = BatchOptions(scheduler="sync")
+#: What a result folder scored with the default options records as its parameters.
+DEFAULT_PARAMS = result_params(GridOptions(), SummaryOptions())
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +66,7 @@ def sync_run(cohort: Path, model: str, tmp_path_factory: pytest.TempPathFactory)
     """The cohort CSV scored in this process, one slide after another (the reference)."""
     out = tmp_path_factory.mktemp("sync") / "out"
     events: list[B.BatchEvent] = []
-    res = B.run_batch(cohort / "cohort.csv", model, out, scheduler="sync", on_event=events.append)
+    res = B.run_batch(cohort / "cohort.csv", model, out, batch=SYNC, on_event=events.append)
     return out, res, events
 
 
@@ -218,7 +229,7 @@ def test_sync_run_bad_slide_labels_and_resume(
     written = {sid: read_manifest(out / sid)["written"] for sid in ("case0", "case1")}
 
     # resume: nothing is redone; the table is the same
-    again = B.run_batch(cohort / "cohort.csv", model, out, scheduler="sync")
+    again = B.run_batch(cohort / "cohort.csv", model, out, batch=SYNC)
     a = again.summary.set_index("slide_id")
     assert a.drop(index="broken")["reused"].all()
     assert a.loc["broken", "status"] == "failed"  # failed slides are retried
@@ -227,13 +238,19 @@ def test_sync_run_bad_slide_labels_and_resume(
 
     # partial (a file lost) and stale (other parameters) folders are redone
     (out / "case1" / "tiles.parquet").unlink()
-    third = B.run_batch(cohort / "cohort.csv", model, out, scheduler="sync")
+    third = B.run_batch(cohort / "cohort.csv", model, out, batch=SYNC)
     t = third.summary.set_index("slide_id")
     assert not t.loc["case1", "reused"] and t.loc["case0", "reused"]
-    params = B.make_params(top_k=1)
-    fourth = B.run_batch(cohort / "cohort.csv", model, out, scheduler="sync", params=params)
+    summary = SummaryOptions(top_k=1)
+    fourth = B.run_batch(cohort / "cohort.csv", model, out, batch=SYNC, summary=summary)
     assert not fourth.summary["reused"].any()
+    params = result_params(GridOptions(), summary)
     assert is_complete(out / "case0", params, r0.manifest["model"]["sha256"])
+    # only the summary changed: the tiles were kept (not re-scored), the score recomputed
+    m0 = read_manifest(out / "case0")
+    assert m0["timings"]["score_s"] == r0.manifest["timings"]["score_s"]
+    top1 = fourth.summary.set_index("slide_id").loc["case0", "score"]
+    assert top1 == pytest.approx(r0.tiles["prob_tumour"].max())
 
 
 def test_cancel_keeps_finished_slides(cohort: Path, model: str, tmp_path: Path) -> None:
@@ -241,7 +258,7 @@ def test_cancel_keeps_finished_slides(cohort: Path, model: str, tmp_path: Path) 
 
     cancel = threading.Event()
     out = tmp_path / "out"
-    gen = B.iter_batch(cohort / "slides", model, out, scheduler="sync", cancel=cancel)
+    gen = B.iter_batch(cohort / "slides", model, out, batch=SYNC, cancel=cancel)
     seen = []
     while True:
         try:
@@ -257,7 +274,7 @@ def test_cancel_keeps_finished_slides(cohort: Path, model: str, tmp_path: Path) 
     assert statuses.get("done", 0) >= 1 and statuses.get("cancelled", 0) >= 1
     done = res.summary[res.summary["status"] == "done"]["slide_id"]
     assert all(
-        is_complete(out / sid, B.make_params(), read_manifest(out / sid)["model"]["sha256"])
+        is_complete(out / sid, DEFAULT_PARAMS, read_manifest(out / sid)["model"]["sha256"])
         for sid in done
     )
     assert not [p for p in out.iterdir() if ".tmp-" in p.name]
@@ -273,8 +290,7 @@ def test_local_cluster_two_workers(
         cohort / "cohort.csv",
         model,
         tmp_path / "dask",
-        scheduler="local",
-        n_workers=2,
+        batch=BatchOptions(scheduler="local", n_workers=2),
         on_event=events.append,
     )
     status = res.summary.set_index("slide_id")["status"]
@@ -293,7 +309,7 @@ def test_kill_and_resume_matches_uninterrupted_run(model: str, tmp_path: Path) -
     slides.mkdir()
     for i in range(8):
         write_tiny_slide(slides / f"s{i}.tif", seed=10 + i, tumour=i % 3 == 0)
-    ref = B.run_batch(slides, model, tmp_path / "ref", scheduler="sync")
+    ref = B.run_batch(slides, model, tmp_path / "ref", batch=SYNC)
     out = tmp_path / "killed"
     cmd = [
         sys.executable,
@@ -347,9 +363,13 @@ def test_kill_and_resume_matches_uninterrupted_run(model: str, tmp_path: Path) -
 def test_saliency_and_audit_options(cohort: Path, model: str, tmp_path: Path) -> None:
     from napari_xai._results_reader import result_layers
 
-    params = B.make_params(attribution="grad_cam", audit=True)
     res = B.run_batch(
-        [cohort / "slides" / "case0.tif"], model, tmp_path, scheduler="sync", params=params
+        [cohort / "slides" / "case0.tif"],
+        model,
+        tmp_path,
+        batch=SYNC,
+        explain=ExplainSpec(method="grad_cam"),
+        audit=AuditSpec(method="grad_cam"),
     )
     row = res.summary.iloc[0]
     assert row["status"] == "done", row["error"]
@@ -362,7 +382,8 @@ def test_saliency_and_audit_options(cohort: Path, model: str, tmp_path: Path) ->
     assert html.escape(row["audit_sentence"]) in (tmp_path / "case0" / "report.html").read_text()
     [sal] = [h for h in r.heatmaps if h.kind == "saliency"]
     assert sal.key.startswith("saliency/grad_cam/")
-    assert r.manifest["saliency"]["method"] == "grad_cam"
+    [done] = r.manifest["stages"]["explain"].values()
+    assert done["method"] == "grad_cam" and done["key"] == sal.key
     # the saliency map covers the slide in level-0 pixels
     shape = r.heatmap_levels(sal.key)[0].shape
     rows0 = shape[0] * sal.scales[0][0]
@@ -371,6 +392,35 @@ def test_saliency_and_audit_options(cohort: Path, model: str, tmp_path: Path) ->
     names = [kw["name"] for _, kw, _ in layers]
     assert any("saliency [grad_cam" in n for n in names)
     assert "case0 prob [tumour]" in names and "case0 tiles" in names
+
+    # the same stages again: nothing is recomputed, by the batch or by run_slide itself
+    again = B.run_batch(
+        [cohort / "slides" / "case0.tif"],
+        model,
+        tmp_path,
+        batch=SYNC,
+        explain=ExplainSpec(method="grad_cam"),
+        audit=AuditSpec(method="grad_cam"),
+    )
+    assert again.summary.iloc[0]["reused"]
+    from napari_xai.core.pipeline import run_slide
+
+    steps = []
+    gen = run_slide(
+        cohort / "slides" / "case0.tif",
+        model,
+        tmp_path,
+        explain=ExplainSpec(method="grad_cam"),
+        audit=AuditSpec(method="grad_cam"),
+    )
+    while True:
+        try:
+            steps.append(next(gen))
+        except StopIteration:
+            break
+    assert {s.stage for s in steps} == {"reuse", "write"}
+    kept = read_manifest(tmp_path / "case0")
+    assert kept["stages"] == r.manifest["stages"] and kept["summary"] == r.manifest["summary"]
 
 
 def test_cli_batch_subcommand(cohort: Path, tmp_path: Path, capsys) -> None:
@@ -404,10 +454,12 @@ def test_cli_batch_subcommand(cohort: Path, tmp_path: Path, capsys) -> None:
 def test_params_hash_the_same_however_given() -> None:
     from napari_xai.core.results import hash_params
 
-    assert hash_params(B.make_params()) == hash_params(
-        B.make_params(tissue_threshold=0.5, overlap=0.0, top_k=10)
+    assert hash_params(DEFAULT_PARAMS) == hash_params(
+        result_params(GridOptions(min_tissue=0.5, overlap=0.0), SummaryOptions(top_k=10))
     )
-    assert hash_params(B.make_params()) != hash_params(B.make_params(overlap=0.25))
+    assert hash_params(DEFAULT_PARAMS) != hash_params(
+        result_params(GridOptions(overlap=0.25), SummaryOptions())
+    )
 
 
 def _crash_on_some(task: B.SlideTask, progress) -> dict:
@@ -446,7 +498,7 @@ def test_scheduler_address_and_a_worker_that_dies(
                 model,
                 tmp_path / "out",
                 slide_fn=_crash_on_some,
-                scheduler=cluster.scheduler_address,
+                batch=BatchOptions(scheduler=cluster.scheduler_address),
             )
     finally:
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
@@ -455,7 +507,7 @@ def test_scheduler_address_and_a_worker_that_dies(
     assert s.loc["crash", "status"] == "failed" and "KilledWorker" in s.loc["crash", "error"]
     assert is_complete(
         tmp_path / "out" / "case1",
-        B.make_params(),
+        DEFAULT_PARAMS,
         read_manifest(tmp_path / "out" / "case1")["model"]["sha256"],
     )
 

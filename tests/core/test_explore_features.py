@@ -219,7 +219,8 @@ def test_batch_and_score_cli_features(tmp_path: Path, capsys) -> None:
     for sid in ("case0", "case1"):
         res = load_result(out / sid)
         assert read_features(out / sid).shape[0] == len(res.tiles) > 0
-        assert res.manifest["params"]["features"] == {"layer": None, "mc_samples": 0}
+        # features are captured by the score stage: its spec is recorded with the stages
+        assert res.manifest["stages"]["features"]["spec"] == {"layer": None, "mc_samples": 0}
         assert float(summary.set_index("slide_id").loc[sid, "ood_score"]) == pytest.approx(
             float(res.tiles["ood_score"].median()), rel=1e-5
         )

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from napari_xai.core import batch as B
+from napari_xai.core.options import BatchOptions
 from napari_xai.core.results import read_manifest
 
 from .batch_helpers import write_tiny_slide
@@ -20,12 +21,15 @@ def slides(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _run(slides: Path, out: Path, **kwargs: object) -> tuple[B.BatchResult, list[B.BatchEvent]]:
+def _run(
+    slides: Path, out: Path, *, verify: bool = False
+) -> tuple[B.BatchResult, list[B.BatchEvent]]:
     import torch
 
     torch.set_num_threads(1)
     events: list[B.BatchEvent] = []
-    res = B.run_batch(slides, "demo", out, scheduler="sync", on_event=events.append, **kwargs)
+    batch = BatchOptions(scheduler="sync", verify=verify)
+    res = B.run_batch(slides, "demo", out, batch=batch, on_event=events.append)
     return res, events
 
 
