@@ -33,10 +33,11 @@ import json
 import math
 import os
 import re
+import sys
 import tempfile
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -53,6 +54,13 @@ from napari_xai.core.annotations.classes import (
     fallback_color,
     find_class,
     unpack_rgb,
+)
+from napari_xai.core.annotations.json_stream import (
+    MAX_DEPTH,
+    STREAM_BYTES,
+    JSONDepthError,
+    check_depth,
+    iter_features,
 )
 
 __all__ = [
@@ -92,6 +100,8 @@ _LEGACY_TYPES = {
     "TMACoreObject": "tmaCore",
     "PathRootObject": "root",
 }
+#: Streamed polygons are built this many at a time (bounded temporary arrays).
+_BUILD_BATCH = 8192
 _KNOWN_PROPERTIES = {
     "objectType",
     "object_type",
@@ -105,7 +115,7 @@ class AnnotationError(ValueError):
     """Unreadable annotation file; the message reads ``"<path>: <problem>"``."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Annotation:
     """One annotated object (region or detection).
 
@@ -253,8 +263,17 @@ def read_geojson(
     shape_rc: tuple[int, int] | None = None,
     classes: Iterable[AnnotationClass] | None = DEFAULT_CLASSES,
     unknown_classes: Literal["keep", "skip"] = "keep",
+    stream: bool | None = None,
 ) -> AnnotationSet:
     """Read QuPath-style GeoJSON annotations, importing the valid part of bad files.
+
+    A file is first scanned for its nesting depth (deeper than
+    :data:`~napari_xai.core.annotations.json_stream.MAX_DEPTH` is refused, without
+    recursion); files larger than
+    :data:`~napari_xai.core.annotations.json_stream.STREAM_BYTES` are then parsed
+    feature by feature (``ijson``), each feature turned into compact arrays at once,
+    so memory stays a small multiple of the file size. Coordinates must be JSON
+    numbers: strings (``"12.5"``) are refused, never coerced.
 
     Parameters
     ----------
@@ -270,6 +289,8 @@ def read_geojson(
     unknown_classes : {"keep", "skip"}
         Keep objects of unknown classes (coloured from the file or a stable
         fallback colour) or skip them (reported).
+    stream : bool, optional
+        Parse feature by feature (default: for files larger than ``STREAM_BYTES``).
 
     Returns
     -------
@@ -279,25 +300,70 @@ def read_geojson(
     Raises
     ------
     AnnotationError
-        When the file cannot be read at all (missing, empty, not JSON with not
-        a single readable feature, or not GeoJSON).
+        When the file cannot be read at all (missing, empty, nested too deep,
+        not JSON with not a single readable feature, or not GeoJSON).
     """
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        report = ReadReport(source=str(path))
+    if not isinstance(source, (str, os.PathLike)):
+        return parse_feature_collection(
+            source,
+            shape_rc=shape_rc,
+            classes=classes,
+            unknown_classes=unknown_classes,
+            report=ReadReport(source="<object>"),
+        )
+    path = Path(source)
+    report = ReadReport(source=str(path))
+    try:
+        size = path.stat().st_size
+        check_depth(path)
+    except FileNotFoundError:
+        raise AnnotationError(f"{path}: file not found") from None
+    except JSONDepthError as e:
+        raise AnnotationError(str(e)) from None
+    except OSError as e:
+        raise AnnotationError(f"{path}: cannot read the file ({e})") from None
+    if stream if stream is not None else size > STREAM_BYTES:
+        data: Any = _stream_features(path, report)
+        eager = True
+    else:
         try:
             text = path.read_text(encoding="utf-8-sig")
-        except FileNotFoundError:
-            raise AnnotationError(f"{path}: file not found") from None
         except (OSError, UnicodeDecodeError) as e:
             raise AnnotationError(f"{path}: cannot read the file ({e})") from None
         data = _load_json_tolerant(text, path=path, report=report)
-    else:
-        report = ReadReport(source="<object>")
-        data = source
+        eager = False
     return parse_feature_collection(
-        data, shape_rc=shape_rc, classes=classes, unknown_classes=unknown_classes, report=report
+        data,
+        shape_rc=shape_rc,
+        classes=classes,
+        unknown_classes=unknown_classes,
+        report=report,
+        eager=eager,
     )
+
+
+def _stream_features(path: Path, report: ReadReport) -> Iterator[Any]:
+    """Features of a big file one by one; a break in the JSON ends them (reported)."""
+    import ijson
+
+    n = 0
+    try:
+        for feature in iter_features(path):
+            n += 1
+            yield feature
+    except (ijson.JSONError, UnicodeDecodeError) as error:
+        if n == 0:
+            raise AnnotationError(
+                f"{path}: not valid JSON ({error}) and no readable feature before it"
+            ) from None
+        report.n_features += 1  # the unreadable rest counts as one skipped entry
+        report.skipped.append(
+            Skipped(-1, MALFORMED_JSON, f"{error}; {n} features before it were read")
+        )
+        return
+    if n == 0:  # a single Feature or geometry, or not GeoJSON: parse it whole
+        text = path.read_text(encoding="utf-8-sig")
+        yield from _features_of(_load_json_tolerant(text, path=path, report=report), report)
 
 
 def parse_feature_collection(
@@ -307,8 +373,14 @@ def parse_feature_collection(
     classes: Iterable[AnnotationClass] | None = DEFAULT_CLASSES,
     unknown_classes: Literal["keep", "skip"] = "keep",
     report: ReadReport | None = None,
+    eager: bool = False,
 ) -> AnnotationSet:
-    """Turn parsed GeoJSON into annotations; see :func:`read_geojson` for the options."""
+    """Turn parsed GeoJSON into annotations; see :func:`read_geojson` for the options.
+
+    ``data`` may also be an iterator of features (streamed); ``eager`` converts
+    each feature's coordinates to arrays as it comes, so the parsed Python lists
+    are freed feature by feature.
+    """
     report = report if report is not None else ReadReport()
     features = _features_of(data, report)
     known = tuple(classes) if classes is not None else None
@@ -316,6 +388,7 @@ def parse_feature_collection(
 
     # 1. Per feature: properties and raw geometry (cheap, Python).
     pending: list[tuple[int, BaseGeometry, dict[str, Any]]] = []
+    built = 0  # pending[:built] holds shapely geometries only
     for index, feature in enumerate(features):
         report.n_features += 1
         if not isinstance(feature, Mapping) or not (
@@ -328,7 +401,7 @@ def parse_feature_collection(
             report.skipped.append(Skipped(index, NO_GEOMETRY, _short(feature.get("id"))))
             continue
         try:
-            geom, dropped_parts = _geometry_from_geojson(geometry)
+            geom, dropped_parts = _geometry_from_geojson(geometry, eager=eager)
         except _SkipError as e:
             report.skipped.append(Skipped(index, e.reason, e.detail))
             continue
@@ -340,9 +413,12 @@ def parse_feature_collection(
             report.skipped.append(Skipped(index, e.reason, e.detail))
             continue
         pending.append((index, geom, props))
+        if eager and len(pending) - built >= _BUILD_BATCH:  # free the ring arrays as we go
+            pending[built:] = _build_deferred(pending[built:], report)
+            built = len(pending)
 
     # 2. Hole-less polygons built in bulk; validity (vectorised), repair, clipping.
-    pending = _build_deferred(pending, report)
+    pending[built:] = _build_deferred(pending[built:], report)
     geoms = np.array([g for _, g, _ in pending], dtype=object)
     valid = shapely.is_valid(geoms) if len(geoms) else np.zeros(0, bool)
     areas = shapely.area(geoms) if len(geoms) else np.zeros(0)
@@ -419,7 +495,13 @@ def _build_deferred(
     lengths = np.array([len(r) for r in raws])
     arrays: list[npt.NDArray[np.float64] | None]
     try:
-        flat = np.array(list(itertools.chain.from_iterable(raws)), dtype=np.float64)
+        if all(isinstance(r, np.ndarray) for r in raws):  # streamed: converted already
+            flat = np.concatenate([r[:, :2] for r in raws])
+        else:
+            flat = np.array(list(itertools.chain.from_iterable(raws)))
+            if flat.dtype.kind not in "iuf":  # strings are refused, not coerced
+                raise ValueError("not all numbers")
+            flat = flat.astype(np.float64, copy=False)
         if flat.ndim != 2 or flat.shape[1] < 2:
             raise ValueError("ragged")
     except (TypeError, ValueError):
@@ -529,8 +611,8 @@ def _salvage_features(text: str) -> tuple[list[Any], int]:
     return features, pos
 
 
-def _features_of(data: Any, report: ReadReport) -> list[Any]:
-    if isinstance(data, list):  # QuPath's non-FeatureCollection export
+def _features_of(data: Any, report: ReadReport) -> Iterable[Any]:
+    if isinstance(data, (list, Iterator)):  # QuPath's non-FeatureCollection export, a stream
         return data
     if not isinstance(data, Mapping):
         raise AnnotationError(
@@ -550,11 +632,27 @@ def _features_of(data: Any, report: ReadReport) -> list[Any]:
     raise AnnotationError(f"{report.source}: not a GeoJSON FeatureCollection (type is {kind!r})")
 
 
-def _ring(coords: Any) -> npt.NDArray[np.float64]:
+NUMERIC_STRINGS = "coordinates are strings, not JSON numbers"
+
+
+def _numeric(raw: Any) -> npt.NDArray[np.float64]:
+    """Coordinates as float64, refusing anything but JSON numbers (no string coercion)."""
     try:
-        a = np.asarray(coords, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise _SkipError(MALFORMED_COORDINATES, _short(coords)) from None
+        a = np.asarray(raw)
+    except (TypeError, ValueError, RecursionError):
+        raise _SkipError(MALFORMED_COORDINATES, _short(raw)) from None
+    if a.dtype.kind in "US":
+        raise _SkipError(MALFORMED_COORDINATES, f"{NUMERIC_STRINGS}: {_short(raw, 60)}")
+    if a.dtype.kind not in "iuf" or a.ndim > 3:
+        raise _SkipError(MALFORMED_COORDINATES, _short(raw))
+    return a.astype(np.float64, copy=False)
+
+
+def _ring(coords: Any) -> npt.NDArray[np.float64]:
+    if isinstance(coords, np.ndarray) and coords.dtype == np.float64:
+        a = coords
+    else:
+        a = _numeric(coords)
     if a.ndim != 2 or a.shape[1] < 2:
         raise _SkipError(MALFORMED_COORDINATES, f"ring of shape {a.shape}")
     a = a[:, :2]
@@ -588,20 +686,27 @@ class _Deferred:
         self.coords = coords
 
 
-def _geometry_from_geojson(geometry: Any) -> tuple[BaseGeometry | _Deferred, str]:
+def _geometry_from_geojson(
+    geometry: Any, *, eager: bool = False
+) -> tuple[BaseGeometry | _Deferred, str]:
     """Polygon/MultiPolygon from a GeoJSON geometry; second value names dropped parts.
 
-    A polygon without holes comes back as its raw ring (:class:`_Deferred`), for
-    bulk conversion by :func:`_build_deferred`.
+    A polygon without holes comes back as its ring (:class:`_Deferred`), for bulk
+    conversion by :func:`_build_deferred`: raw (or, with ``eager``, already an
+    array). GeometryCollections are walked with a stack (no recursion), at most
+    ``MAX_DEPTH`` levels deep.
     """
     if not isinstance(geometry, Mapping):
         raise _SkipError(MALFORMED_COORDINATES, _short(geometry))
     kind = geometry.get("type")
+    if kind == "GeometryCollection":
+        return _collection(geometry)
     coords = geometry.get("coordinates")
     if kind == "Polygon":
         if isinstance(coords, list) and len(coords) == 1:
             if isinstance(coords[0], list) and len(coords[0]) >= 3:
-                return _Deferred(coords[0]), ""  # converted in bulk by the caller
+                # converted in bulk by the caller (eager: now, to free the lists)
+                return _Deferred(_ring(coords[0]) if eager else coords[0]), ""
             return Polygon(_ring(coords[0])), ""
         return _polygon(coords), ""
     if kind == "MultiPolygon":
@@ -617,23 +722,38 @@ def _geometry_from_geojson(geometry: Any) -> tuple[BaseGeometry | _Deferred, str
         if not polys:
             raise _SkipError(DEGENERATE, "MultiPolygon without a non-degenerate part")
         return MultiPolygon(polys), ""
-    if kind == "GeometryCollection":
-        parts: list[Polygon] = []
-        dropped: Counter[str] = Counter()
-        for g in geometry.get("geometries") or []:
-            try:
-                geom, _ = _geometry_from_geojson(g)
-            except _SkipError as e:
-                dropped[str(g.get("type") if isinstance(g, Mapping) else e.reason)] += 1
-                continue
-            if isinstance(geom, _Deferred):
-                geom = Polygon(_ring(geom.coords))
-            parts.extend(getattr(geom, "geoms", [geom]))
-        if not parts:
-            raise _SkipError(UNSUPPORTED_GEOMETRY, "GeometryCollection without polygons")
-        merged: BaseGeometry = parts[0] if len(parts) == 1 else MultiPolygon(parts)
-        return merged, ", ".join(f"{n} {k}" for k, n in dropped.items())
     raise _SkipError(UNSUPPORTED_GEOMETRY, str(kind))
+
+
+def _collection(geometry: Mapping[str, Any]) -> tuple[BaseGeometry, str]:
+    """Collect the polygons of a (nested) GeometryCollection, walked iteratively."""
+    parts: list[Polygon] = []
+    dropped: Counter[str] = Counter()
+    stack: list[tuple[Any, int]] = [(g, 1) for g in reversed(geometry.get("geometries") or [])]
+    while stack:
+        g, depth = stack.pop()
+        if isinstance(g, Mapping) and g.get("type") == "GeometryCollection":
+            if depth >= MAX_DEPTH:
+                raise _SkipError(
+                    MALFORMED_COORDINATES, f"GeometryCollection nested over {MAX_DEPTH} levels"
+                )
+            members = g.get("geometries") or []
+            stack.extend(
+                (m, depth + 1) for m in reversed(members if isinstance(members, list) else [])
+            )
+            continue
+        try:
+            geom, _ = _geometry_from_geojson(g)
+        except _SkipError as e:
+            dropped[str(g.get("type") if isinstance(g, Mapping) else e.reason)] += 1
+            continue
+        if isinstance(geom, _Deferred):
+            geom = Polygon(_ring(geom.coords))
+        parts.extend(getattr(geom, "geoms", [geom]))
+    if not parts:
+        raise _SkipError(UNSUPPORTED_GEOMETRY, "GeometryCollection without polygons")
+    merged: BaseGeometry = parts[0] if len(parts) == 1 else MultiPolygon(parts)
+    return merged, ", ".join(f"{n} {k}" for k, n in dropped.items())
 
 
 def _polygonal_part(geom: BaseGeometry) -> BaseGeometry | None:
@@ -660,10 +780,12 @@ def _properties_of(feature: Mapping[str, Any]) -> dict[str, Any]:
     if object_type is None and isinstance(fid, str) and fid in _LEGACY_TYPES:
         object_type = _LEGACY_TYPES[fid]
         fid = None
-    object_type = str(object_type) if object_type else "annotation"
+    object_type = sys.intern(str(object_type)) if object_type else "annotation"
     object_type = _LEGACY_TYPES.get(object_type, object_type)
 
     class_name, color = _classification_of(props.get("classification"))
+    if class_name is not None:  # thousands of objects share a few class names
+        class_name = sys.intern(class_name)
     if color is None and props.get("color") is not None and class_name is None:
         color = _color_of(props.get("color"))
     name = props.get("name")
@@ -729,7 +851,7 @@ def _measurements_of(value: Any) -> dict[str, float]:
         if k is None:
             continue
         try:
-            out[str(k)] = float(v) if v is not None else math.nan
+            out[sys.intern(str(k))] = float(v) if v is not None else math.nan
         except (TypeError, ValueError):
             continue
     return out

@@ -74,6 +74,22 @@ def measure_geometries(
     if n == 0:
         return pd.DataFrame({c: np.zeros(0) for c in MORPHOLOGY_COLUMNS})
     d = float(downsample)
+    scale = float(mpp) if mpp is not None else math.nan
+    # in chunks: hulls and oriented copies of every polygon are temporary GEOS objects
+    parts = [_measure_chunk(geoms[i : i + _CHUNK], d) for i in range(0, n, _CHUNK)]
+    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    area, perimeter = cols["area_px"], cols["perimeter_px"]
+    cols["area_um2"] = area * scale * scale
+    cols["perimeter_um"] = perimeter * scale
+    return pd.DataFrame({c: cols[c] for c in MORPHOLOGY_COLUMNS})
+
+
+#: Geometries measured at a time (bounds the temporary hulls and oriented copies).
+_CHUNK = 8192
+
+
+def _measure_chunk(geoms: npt.NDArray[np.object_], d: float) -> dict[str, npt.NDArray[np.float64]]:
+    """Measure one chunk of geometries (level-0 px; the µm columns are added by the caller)."""
     area = shapely.area(geoms) * d * d
     perimeter = shapely.length(geoms) * d
     hull = shapely.area(shapely.convex_hull(geoms)) * d * d
@@ -90,21 +106,16 @@ def measure_geometries(
         l1 = half_trace + root
         l2 = np.maximum(half_trace - root, 0)
         eccentricity = np.sqrt(np.clip(1 - l2 / l1, 0, 1))
-    scale = float(mpp) if mpp is not None else math.nan
-    return pd.DataFrame(
-        {
-            "area_px": area,
-            "area_um2": area * scale * scale,
-            "perimeter_px": perimeter,
-            "perimeter_um": perimeter * scale,
-            "circularity": circularity,
-            "solidity": solidity,
-            "eccentricity": eccentricity,
-            "extent": extent,
-            "centroid_row": cy * d,
-            "centroid_col": cx * d,
-        }
-    )
+    return {
+        "area_px": area,
+        "perimeter_px": perimeter,
+        "circularity": circularity,
+        "solidity": solidity,
+        "eccentricity": eccentricity,
+        "extent": extent,
+        "centroid_row": cy * d,
+        "centroid_col": cx * d,
+    }
 
 
 def _second_moments(

@@ -1,0 +1,190 @@
+"""Hostile GeoJSON: deep nesting, numbers as strings, big files streamed in bounded memory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from shapely.geometry import box
+
+from napari_xai.core.annotations.geojson import (
+    MALFORMED_COORDINATES,
+    MALFORMED_JSON,
+    Annotation,
+    AnnotationError,
+    read_geojson,
+    write_geojson,
+)
+from napari_xai.core.annotations.json_stream import MAX_DEPTH, JSONDepthError, check_depth
+
+REPO = Path(__file__).resolve().parents[2]
+SQUARE = [[0, 0], [10, 0], [10, 10], [0, 10], [0, 0]]
+
+
+def _collection(*geometries: object) -> dict[str, object]:
+    return {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "geometry": g, "properties": {"objectType": "annotation"}}
+            for g in geometries
+        ],
+    }
+
+
+@pytest.mark.parametrize("levels", [MAX_DEPTH + 1, 1_000, 100_000])
+@pytest.mark.parametrize("where", ["top", "coordinates", "properties"])
+def test_deep_nesting_is_a_clear_error(tmp_path: Path, levels: int, where: str) -> None:
+    deep = "[" * levels + "]" * levels
+    text = {
+        "top": deep,
+        "coordinates": '{"type":"FeatureCollection","features":[{"type":"Feature",'
+        f'"geometry":{{"type":"Polygon","coordinates":{deep}}},"properties":{{}}}}]}}',
+        "properties": '{"type":"FeatureCollection","features":[{"type":"Feature",'
+        f'"geometry":{{"type":"Polygon","coordinates":[{json.dumps(SQUARE)}]}},'
+        f'"properties":{{"x":{deep}}}}}]}}',
+    }[where]
+    path = tmp_path / "deep.geojson"
+    path.write_text(text)
+    for stream in (False, True):
+        with pytest.raises(AnnotationError, match=f"nested more than {MAX_DEPTH} levels") as info:
+            read_geojson(path, stream=stream)
+        assert str(path) in str(info.value)
+
+
+def test_brackets_inside_strings_do_not_count(tmp_path: Path) -> None:
+    path = tmp_path / "names.geojson"
+    name = "[" * 500 + '\\"{{' + "\\\\"
+    doc = _collection({"type": "Polygon", "coordinates": [SQUARE]})
+    doc["features"][0]["properties"]["name"] = name  # type: ignore[index]
+    path.write_text(json.dumps(doc))
+    assert check_depth(path) < 10
+    for stream in (False, True):
+        aset = read_geojson(path, stream=stream)
+        assert aset.annotations[0].name == name
+
+
+def test_depth_scan_agrees_across_chunk_boundaries(tmp_path: Path) -> None:
+    path = tmp_path / "x.json"
+    path.write_text('{"a": "x\\\\", "b": ["]\\"[", [[{"c": "\\\\\\""}]]]}')
+    assert {check_depth(path, chunk_size=k) for k in (1, 2, 3, 5, 1 << 20)} == {5}
+    with pytest.raises(JSONDepthError, match="at byte"):
+        check_depth(path, limit=4)
+
+
+def test_nested_geometry_collections_are_walked_without_recursion(tmp_path: Path) -> None:
+    geom: dict[str, object] = {"type": "Polygon", "coordinates": [SQUARE]}
+    for _ in range(20):
+        geom = {"type": "GeometryCollection", "geometries": [geom]}
+    aset = read_geojson(_collection(geom))
+    assert len(aset) == 1 and aset.annotations[0].geometry.area == 100
+    for _ in range(MAX_DEPTH):  # deeper than the limit: that feature is skipped, said why
+        geom = {"type": "GeometryCollection", "geometries": [geom]}
+    aset = read_geojson(_collection(geom, {"type": "Polygon", "coordinates": [SQUARE]}))
+    assert len(aset) == 1 and aset.report.skipped[0].reason == MALFORMED_COORDINATES
+    assert "nested" in aset.report.skipped[0].detail
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    "coords",
+    [
+        [[["0", "0"], ["10", "0"], ["10", "10"], ["0", "10"], ["0", "0"]]],  # all strings
+        [[[0, 0], [10, "0"], [10, 10], [0, 10], [0, 0]]],  # one string
+        [[["1e1", 0], [10, 0], [10, 10], [0, 10], [0, 0]]],
+    ],
+)
+def test_numeric_strings_as_coordinates_are_refused(
+    tmp_path: Path, coords: object, stream: bool
+) -> None:
+    hole = [[[2, 2], [4, 2], [4, 4], [2, 4], [2, 2]]]
+    doc = _collection(
+        {"type": "Polygon", "coordinates": coords},
+        {"type": "Polygon", "coordinates": coords + hole},  # type: ignore[operator]
+        {"type": "MultiPolygon", "coordinates": [coords]},
+        {"type": "Polygon", "coordinates": [SQUARE]},  # a good one beside them
+    )
+    path = tmp_path / "strings.geojson"
+    path.write_text(json.dumps(doc))
+    aset = read_geojson(path, stream=stream)
+    assert len(aset) == 1 and aset.annotations[0].geometry.area == 100
+    assert [s.reason for s in aset.report.skipped] == [MALFORMED_COORDINATES] * 3
+    assert all("strings, not JSON numbers" in s.detail for s in aset.report.skipped)
+
+
+def _annotations(n: int) -> list[Annotation]:
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        x, y = rng.uniform(0, 5000, 2)
+        out.append(
+            Annotation(
+                box(x, y, x + 5 + i % 7, y + 6),
+                "Tumor" if i % 3 else "Stroma",
+                object_type="detection" if i % 2 else "annotation",
+                object_id=f"id-{i}",
+                measurements={"Area": float(i)},
+                properties={"isLocked": bool(i % 2)},
+            )
+        )
+    return out
+
+
+def test_streamed_reading_gives_the_same_annotations(tmp_path: Path) -> None:
+    path = write_geojson(_annotations(20_000), tmp_path / "many.geojson")
+    whole = read_geojson(path, stream=False)
+    streamed = read_geojson(path, stream=True)
+    assert len(whole) == len(streamed) == 20_000
+    assert whole.report.to_dict() == streamed.report.to_dict()
+    for a, b in zip(whole.annotations, streamed.annotations, strict=True):
+        assert a.geometry.equals(b.geometry)
+        assert (a.class_name, a.object_type, a.object_id, dict(a.measurements)) == (
+            b.class_name,
+            b.object_type,
+            b.object_id,
+            dict(b.measurements),
+        )
+        assert dict(a.properties) == dict(b.properties)
+
+
+def test_a_streamed_file_cut_short_keeps_the_features_before(tmp_path: Path) -> None:
+    text = write_geojson(_annotations(50), tmp_path / "good.geojson").read_text()
+    cut = tmp_path / "cut.geojson"
+    cut.write_text(text[: text.index('"id":"id-40"')])
+    aset = read_geojson(cut, stream=True)
+    assert len(aset) == 40 and aset.report.skipped_counts() == {MALFORMED_JSON: 1}
+    assert aset.report.n_features == 41
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("{not json", "not valid JSON"), ("42", "not GeoJSON"), ('{"type": "Topology"}', "type")],
+)
+def test_streamed_unreadable_files_name_the_file(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "x.geojson"
+    path.write_text(text)
+    with pytest.raises(AnnotationError, match=message) as info:
+        read_geojson(path, stream=True)
+    assert str(path) in str(info.value)
+
+
+def test_a_big_file_opens_in_bounded_memory(tmp_path: Path) -> None:
+    """Reading a 40 MB file of detections grows the process by under 3x the file."""
+    out = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_geojson.py"), "--mb", "40", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+        timeout=600,
+    )
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    assert figures["n"] == figures["n_written"] > 60_000
+    assert figures["layers"] == ["points"]
+    read_growth = (figures["read_peak_mb"] - figures["base_mb"]) / figures["file_mb"]
+    assert read_growth < 3.0, figures
+    assert figures["growth_x_file"] < 5.0, figures  # with the napari layer data
