@@ -15,7 +15,7 @@ from collections.abc import Sequence
 # Module names under napari_xai.cli, in the order `--help` lists them.
 SUBCOMMANDS: tuple[str, ...] = (
     "demo", "info", "score", "explain", "batch", "wsinfer", "audit", "synthetic",
-    "evaluate", "qc",
+    "evaluate", "qc", "explore",
 )  # fmt: skip
 
 

@@ -23,9 +23,13 @@ Examples
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
-__all__ = ["add_feature_arguments", "feature_spec"]
+from napari_xai.core.explore.cluster import CLUSTER_METHODS
+from napari_xai.core.explore.reduce import EMBED_METHODS
+
+__all__ = ["add_feature_arguments", "add_parser", "feature_spec", "run"]
 
 
 def add_feature_arguments(parser: argparse._ActionsContainer) -> None:
@@ -56,3 +60,68 @@ def feature_spec(args: argparse.Namespace) -> Any:
     if not (args.features or args.feature_layer or args.mc_dropout):
         return None
     return FeatureSpec(layer=args.feature_layer, mc_samples=int(args.mc_dropout))
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``napari-xai explore``."""
+    parser = subparsers.add_parser(
+        "explore",
+        help="embed, cluster and summarise a cohort's tiles in the model's feature space",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
+    parser.add_argument(
+        "results",
+        nargs="+",
+        type=Path,
+        help="result folders scored with --features, or folders of them (batch output)",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--method", choices=EMBED_METHODS, default="pca", help="embedding (pca)")
+    parser.add_argument(
+        "--clusters", choices=CLUSTER_METHODS, default="kmeans", help="clustering (kmeans)"
+    )
+    parser.add_argument("--k", type=int, help="k-means clusters (default: by silhouette)")
+    parser.add_argument("--seed", type=int, default=0, help="seed (0)")
+    parser.add_argument(
+        "--fit-sample", type=int, default=20_000, help="tiles the methods are fitted on (20000)"
+    )
+    parser.add_argument(
+        "--max-tiles-per-slide", type=int, help="keep at most this many tiles per slide"
+    )
+    parser.add_argument(
+        "--metadata", type=Path, help="CSV with slide_id or slide_path and metadata columns"
+    )
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Explore the cohort; return the exit status."""
+    import time
+
+    from napari_xai.core.explore.cohort import load_cohort
+    from napari_xai.core.explore.report import ExploreOptions, explore_cohort, write_explore
+
+    t0 = time.perf_counter()
+    cohort = load_cohort(
+        args.results, metadata=args.metadata, max_tiles_per_slide=args.max_tiles_per_slide
+    )
+    opts = ExploreOptions(
+        method=args.method,
+        cluster_method=args.clusters,
+        n_clusters=args.k,
+        seed=args.seed,
+        fit_sample=args.fit_sample,
+    )
+    result = explore_cohort(cohort, options=opts)
+    paths = write_explore(result, args.out)
+    n_slides = result.tiles["slide_id"].nunique()
+    print(
+        f"{len(cohort):,} tiles of {n_slides} slides, {cohort.features.shape[1]} features "
+        f"({cohort.layer}); {args.method} + {result.clusters.shape[0]} {args.clusters} clusters "
+        f"in {time.perf_counter() - t0:.1f} s"
+    )
+    for _, row in result.clusters.iterrows():
+        extra = f", artefact {row['artefact_share']:.0%}" if "artefact_share" in row else ""
+        print(f"  cluster {row['cluster']}: {row['n_tiles']:,} tiles, {row['class_mix']}{extra}")
+    print(f"wrote {paths['index']}")
+    return 0

@@ -220,7 +220,9 @@ def write_features(
     return path
 
 
-def read_features(folder: str | Path, *, rows: Sequence[int] | None = None) -> npt.NDArray[Any]:
+def read_features(
+    folder: str | Path, *, rows: Sequence[int] | npt.NDArray[np.int64] | None = None
+) -> npt.NDArray[Any]:
     """Read the features of a result folder (float16, rows of ``tiles.parquet``).
 
     Parameters
@@ -247,6 +249,8 @@ def read_features(folder: str | Path, *, rows: Sequence[int] | None = None) -> n
         z = zarr.open_group(str(path), mode="r")["features"]
     except (KeyError, ValueError, OSError) as exc:
         raise FeatureError(f"{path}: not a features store ({exc})") from None
+    if not isinstance(z, zarr.Array):
+        raise FeatureError(f"{path}: 'features' is not an array")
     if rows is None:
         return np.asarray(z[...])
     return np.asarray(z.get_orthogonal_selection((np.asarray(rows, np.int64), slice(None))))

@@ -56,7 +56,8 @@ def energy_score(logits: npt.ArrayLike) -> npt.NDArray[np.float32]:
         raise ValueError(f"logits must be (N, C), got shape {z.shape}")
     m = z.max(axis=1, keepdims=True) if z.size else np.zeros((z.shape[0], 1))
     lse = m[:, 0] + np.log(np.exp(z - m).sum(axis=1))
-    return (-lse).astype(np.float32)
+    out: npt.NDArray[np.float32] = (-lse).astype(np.float32)
+    return out
 
 
 def mutual_information(probs: npt.ArrayLike) -> npt.NDArray[np.float32]:
@@ -76,7 +77,8 @@ def mutual_information(probs: npt.ArrayLike) -> npt.NDArray[np.float32]:
     mean = p.mean(axis=0)
     total = -(mean * np.log(mean)).sum(axis=1)
     expected = -(p * np.log(p)).sum(axis=2).mean(axis=0)
-    return np.maximum(total - expected, 0.0).astype(np.float32)
+    out: npt.NDArray[np.float32] = np.maximum(total - expected, 0.0).astype(np.float32)
+    return out
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,8 @@ class FeatureStats:
         for mu in self.means:
             d = x - mu
             best = np.minimum(best, np.einsum("ij,jk,ik->i", d, self.precision, d))
-        return np.sqrt(np.maximum(best, 0.0))
+        out: npt.NDArray[np.float64] = np.sqrt(np.maximum(best, 0.0))
+        return out
 
     def score(self, features: npt.ArrayLike) -> npt.NDArray[np.float32]:
         """``ood_score``: distance over the training reference (1 = edge of training)."""

@@ -1,0 +1,230 @@
+"""Explore a cohort without a viewer: embedding, clusters, HTML summary.
+
+:func:`explore_cohort` embeds a :class:`~napari_xai.core.explore.cohort.Cohort`
+(:func:`~napari_xai.core.explore.reduce.embed`), clusters it on its first
+principal components (:func:`~napari_xai.core.explore.cluster.cluster_tiles`)
+and summarises the clusters; :func:`write_explore` writes
+``embedding.parquet``, ``clusters.csv``, scatter PNGs and ``index.html``.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_xai.core.options import _Options
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from napari_xai.core.explore.cohort import Cohort
+    from napari_xai.core.explore.reduce import Embedding
+
+__all__ = ["ExploreOptions", "ExploreResult", "explore_cohort", "write_explore"]
+
+EMBEDDING_NAME = "embedding.parquet"
+CLUSTERS_NAME = "clusters.csv"
+INDEX_NAME = "index.html"
+
+
+@dataclass(frozen=True)
+class ExploreOptions(_Options):
+    """How a cohort is embedded and clustered.
+
+    Attributes
+    ----------
+    method : {"pca", "umap", "tsne"}
+        2-D embedding.
+    cluster_method : {"kmeans", "hdbscan"}
+        Clustering.
+    n_clusters : int or None
+        k-means clusters (None: chosen by silhouette).
+    cluster_dims : int
+        Principal components the clustering sees.
+    seed : int
+        Seed of samples and methods.
+    fit_sample : int
+        Tiles the embedding and the clustering are fitted on.
+    """
+
+    method: str = "pca"
+    cluster_method: str = "kmeans"
+    n_clusters: int | None = None
+    cluster_dims: int = 10
+    seed: int = 0
+    fit_sample: int = 20_000
+
+
+@dataclass
+class ExploreResult:
+    """Tiles with ``x``, ``y``, ``cluster``; the cluster summary; the embedding."""
+
+    tiles: pd.DataFrame
+    clusters: pd.DataFrame
+    embedding: Embedding
+    options: ExploreOptions
+    timings: dict[str, float]
+
+
+def explore_cohort(cohort: Cohort, *, options: ExploreOptions | None = None) -> ExploreResult:
+    """Embed, cluster and summarise a cohort.
+
+    Parameters
+    ----------
+    cohort : Cohort
+        Tiles and features (:func:`~napari_xai.core.explore.cohort.load_cohort`).
+    options : ExploreOptions, optional
+        Method, clusters, seed.
+    """
+    import time
+
+    from napari_xai.core.explore.cluster import cluster_tiles, summarize_clusters
+    from napari_xai.core.explore.reduce import embed
+
+    opts = options or ExploreOptions()
+    t0 = time.perf_counter()
+    emb = embed(cohort.features, method=opts.method, seed=opts.seed, fit_sample=opts.fit_sample)
+    t1 = time.perf_counter()
+    points = np.concatenate(
+        [
+            emb.pca.transform(cohort.features[i : i + 65_536], k=opts.cluster_dims)
+            for i in range(0, len(cohort), 65_536)
+        ]
+    )
+    labels = cluster_tiles(
+        points,
+        method=opts.cluster_method,
+        n_clusters=opts.n_clusters,
+        seed=opts.seed,
+        fit_sample=opts.fit_sample,
+    )
+    t2 = time.perf_counter()
+    tiles = cohort.tiles.copy()
+    tiles["x"] = emb.coords[:, 0]
+    tiles["y"] = emb.coords[:, 1]
+    tiles["cluster"] = labels
+    clusters = summarize_clusters(tiles)
+    return ExploreResult(
+        tiles=tiles,
+        clusters=clusters,
+        embedding=emb,
+        options=opts,
+        timings={"embed_s": t1 - t0, "cluster_s": t2 - t1, **emb.timings},
+    )
+
+
+def _colours(values: pd.Series) -> tuple[np.ndarray, list[tuple[str, Any]]]:
+    from matplotlib import colormaps
+
+    if values.dtype.kind == "f":
+        v = values.to_numpy(np.float64)
+        lo, hi = np.nanpercentile(v, [1, 99]) if np.isfinite(v).any() else (0.0, 1.0)
+        norm = np.clip((v - lo) / max(hi - lo, 1e-12), 0, 1)
+        return colormaps["viridis"](np.nan_to_num(norm)), [(f"{lo:.3g} … {hi:.3g}", None)]
+    cats = sorted(values.astype(str).unique())
+    cmap = colormaps["tab10" if len(cats) <= 10 else "tab20"]
+    lut = {c: cmap(i % cmap.N) for i, c in enumerate(cats)}
+    return np.array([lut[c] for c in values.astype(str)]), list(lut.items())[:20]
+
+
+def _scatter_png(tiles: pd.DataFrame, column: str, path: Path) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    colours, legend = _colours(tiles[column])
+    size = float(np.clip(2000 / max(len(tiles), 1) ** 0.5, 0.5, 12))
+    ax.scatter(tiles["x"], tiles["y"], c=colours, s=size, linewidths=0, rasterized=True)
+    for name, colour in legend:
+        if colour is not None:
+            ax.scatter([], [], color=colour, label=str(name), s=20)
+    if any(c is not None for _, c in legend):
+        ax.legend(title=column, fontsize=7, markerscale=1, loc="best")
+    else:
+        ax.set_title(f"{column}: {legend[0][0]} (viridis)")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def _html_table(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    out = ["<table><tr>" + "".join(f"<th>{html.escape(str(c))}</th>" for c in cols) + "</tr>"]
+    for _, row in df.iterrows():
+        cells = []
+        for c in cols:
+            v = row[c]
+            txt = f"{v:.3g}" if isinstance(v, (float, np.floating)) else str(v)
+            cells.append(f"<td>{html.escape(txt)}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    return "".join(out) + "</table>"
+
+
+def write_explore(result: ExploreResult, out: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write the embedding, the clusters, scatter PNGs and ``index.html`` into ``out``.
+
+    Returns
+    -------
+    dict
+        Kind → path (``embedding``, ``clusters``, ``index``, ``scatter_<column>``).
+    """
+    from napari_xai.core.atomic import atomic_write
+    from napari_xai.core.explore.select import confusion_cells
+
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    tiles = result.tiles
+    paths: dict[str, Path] = {
+        "embedding": atomic_write(
+            folder / EMBEDDING_NAME, lambda p: tiles.to_parquet(p, index=False)
+        ),
+        "clusters": atomic_write(
+            folder / CLUSTERS_NAME, lambda p: result.clusters.to_csv(p, index=False)
+        ),
+    }
+    columns = ["pred_class", "cluster", "confidence"] + [
+        c for c in ("ood_score", "label", "slide_id") if c in tiles
+    ]
+    figures = []
+    for col in columns:
+        shown = tiles.assign(cluster=tiles["cluster"].astype(str)) if col == "cluster" else tiles
+        name = f"scatter_{col}.png"
+        paths[f"scatter_{col}"] = _scatter_png(shown, col, folder / name)
+        figures.append(
+            f'<figure><img src="{name}" alt="scatter by {html.escape(col)}">'
+            f"<figcaption>coloured by {html.escape(col)}</figcaption></figure>"
+        )
+    opts = result.options
+    n_slides = int(tiles["slide_id"].nunique()) if "slide_id" in tiles else 1
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>napari-xai explore</title>",
+        "<style>body{font-family:sans-serif;margin:2em}figure{display:inline-block;margin:.5em}"
+        "img{width:420px}table{border-collapse:collapse;font-size:12px}"
+        "td,th{border:1px solid #ccc;padding:2px 6px}</style></head><body>",
+        "<h1>Cohort in the model's feature space</h1>",
+        f"<p>{len(tiles):,} tiles of {n_slides} slide(s); {html.escape(opts.method.upper())} "
+        f"embedding (seed {opts.seed}, fitted on {len(result.embedding.sample):,} tiles); "
+        f"{result.clusters.shape[0]} {html.escape(opts.cluster_method)} clusters on "
+        f"{opts.cluster_dims} principal components.</p>",
+        "".join(figures),
+        "<h2>Clusters</h2>",
+        _html_table(result.clusters),
+    ]
+    if "label" in tiles:
+        cm, _ = confusion_cells(tiles)
+        parts += ["<h2>Confusion matrix (rows: label, columns: predicted)</h2>"]
+        parts += [_html_table(cm.reset_index())]
+    parts.append("</body></html>")
+    text = "\n".join(parts)
+    paths["index"] = atomic_write(
+        folder / INDEX_NAME, lambda p: Path(p).write_text(text, encoding="utf-8")
+    )
+    return paths

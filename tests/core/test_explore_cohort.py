@@ -1,0 +1,193 @@
+"""Embedding, clusters and their summaries, filters, galleries and confusion cells.
+
+The cohort: synthetic H&E patches of two classes (the demo model's own
+generator), a planted artefact on a fifth of them (a heavy green marker-ink
+wash, of both classes), features from the demo model's forward pass.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pd = pytest.importorskip("pandas")
+pytest.importorskip("sklearn")
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    from napari_xai.core.audit.shortcut_demo import MARKER_KINDS
+    from napari_xai.core.explore.cohort import Cohort
+    from napari_xai.core.explore.features import FeatureCapture
+    from napari_xai.core.inference import preprocess_tiles, to_probabilities
+    from napari_xai.core.models.demo import load_demo_model
+    from napari_xai.core.reader import resize_tile
+    from napari_xai.core.synthetic import render_patch
+
+    rng = np.random.default_rng(0)
+    demo = load_demo_model(device="cpu")
+    labels = np.repeat(["normal", "tumour"], 100)
+    images = np.stack([resize_tile(render_patch(k, size=128, rng=rng), 64) for k in labels])
+    inked = rng.random(len(labels)) < 0.2
+    ink = np.asarray(MARKER_KINDS["stroke"], np.float64) / 255.0
+    images[inked] = (images[inked] * (0.2 + 0.8 * ink)).astype(np.uint8)
+    capture = FeatureCapture(demo)
+    with torch.inference_mode():
+        probs = to_probabilities(capture(preprocess_tiles(images, demo.card))).numpy()
+    names = np.asarray(demo.card.class_names)
+    tiles = pd.DataFrame(
+        {
+            "slide_id": np.where(np.arange(len(labels)) % 2 == 0, "a", "b"),
+            "tile": np.arange(len(labels)),
+            "pred_class": names[probs.argmax(1)],
+            "confidence": probs.max(1),
+            "label": labels,
+            "flags": np.where(inked, "artefact", ""),
+            "site": np.where(np.arange(len(labels)) % 2 == 0, "A", "B"),
+        }
+    )
+    tiles.attrs = {"class_names": list(names)}
+    feats = capture.collect()["features"]
+    return Cohort(tiles=tiles, features=feats, class_names=tuple(names), layer="pool"), inked
+
+
+@pytest.mark.parametrize("method", ["kmeans", "hdbscan"])
+def test_classes_separate_and_the_planted_artefact_forms_its_own_cluster(cohort, method) -> None:
+    from napari_xai.core.explore.report import ExploreOptions, explore_cohort
+
+    data, inked = cohort
+    opts = ExploreOptions(cluster_method=method, n_clusters=3 if method == "kmeans" else None)
+    res = explore_cohort(data, options=opts)
+    cl = res.tiles["cluster"].to_numpy()
+    art = pd.Series(cl[inked]).value_counts()
+    art_cluster = int(art.index[0])
+    members = cl == art_cluster
+    assert art.iloc[0] >= 0.95 * inked.sum()  # nearly every inked tile is in it
+    assert inked[members].mean() >= 0.95  # and it holds little else
+    # the ink is on both classes: the cluster mixes ground truth, the model calls it one class
+    truth = res.tiles.loc[members, "label"].value_counts(normalize=True)
+    assert set(truth.index) == {"normal", "tumour"} and truth.min() > 0.2
+    for cls in ("normal", "tumour"):  # clean tiles of each class: one cluster per class
+        clean = (res.tiles["label"] == cls).to_numpy() & ~inked
+        top = pd.Series(cl[clean]).value_counts()
+        assert top.iloc[0] >= 0.9 * clean.sum() and int(top.index[0]) not in (art_cluster, -1)
+    summary = res.clusters.set_index("cluster")
+    assert summary.loc[art_cluster, "artefact_share"] >= 0.95
+    assert (summary.drop(index=[art_cluster, -1], errors="ignore")["artefact_share"] < 0.05).all()
+    assert summary["n_tiles"].sum() == len(data)
+    assert {
+        "class_mix",
+        "confidence",
+        "label_mix",
+        "disagreement",
+        "n_slides",
+        "meta_site",
+    } <= set(summary.columns)
+    assert summary.loc[art_cluster, "n_slides"] == 2
+
+
+@pytest.mark.parametrize("method", ["pca", "tsne", "umap"])
+def test_embedding_is_seeded_and_fits_on_a_sample(cohort, method: str) -> None:
+    from napari_xai.core.explore.reduce import embed
+
+    if method == "umap":
+        pytest.importorskip("umap")
+    data, inked = cohort
+    a = embed(data.features, method=method, seed=1, fit_sample=120)
+    b = embed(data.features, method=method, seed=1, fit_sample=120)
+    np.testing.assert_allclose(a.coords, b.coords, rtol=1e-5, atol=1e-5)
+    assert a.coords.shape == (len(data), 2) and np.isfinite(a.coords).all()
+    assert len(a.sample) == 120
+    # the rest were placed, not fitted: they still land beside their own kind
+    rest = np.setdiff1d(np.arange(len(data)), a.sample)
+    group = np.where(inked, "ink", data.tiles["label"].to_numpy())
+    xy = a.coords
+    d = np.linalg.norm(xy[rest][:, None] - xy[a.sample][None], axis=2)
+    nearest = a.sample[d.argmin(axis=1)]
+    assert (group[nearest] == group[rest]).mean() > 0.9
+    with pytest.raises(ValueError, match="embedding method must be one of"):
+        embed(data.features, method="mds")
+
+
+def test_pca_of_a_sample_projects_everything_incrementally() -> None:
+    from napari_xai.core.explore.reduce import embed
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5000, 6)) * np.array([10, 3, 1, 1, 1, 1])
+    full = embed(x, fit_sample=10_000, chunk=700)
+    part = embed(x, fit_sample=1000, chunk=700)
+    # first axis along feature 0 either way; a sample is enough to find it
+    assert abs(np.corrcoef(full.coords[:, 0], x[:, 0])[0, 1]) > 0.99
+    assert abs(np.corrcoef(part.coords[:, 0], full.coords[:, 0])[0, 1]) > 0.99
+    assert full.pca.explained[0] > 0.5
+
+
+def test_filters_gallery_orders_and_confusion_cells(cohort) -> None:
+    from napari_xai.core.annotations.evaluation import confusion_matrix
+    from napari_xai.core.explore.report import explore_cohort
+    from napari_xai.core.explore.select import TileFilter, confusion_cells, gallery_order
+
+    data, inked = cohort
+    tiles = explore_cohort(data).tiles
+    keep = TileFilter(flags=("artefact",)).mask(tiles)
+    np.testing.assert_array_equal(keep, ~inked)
+    keep = TileFilter(classes=("tumour",), confidence=(0.9, 1.0), slides=("a",)).mask(tiles)
+    sub = tiles[keep]
+    assert (sub["pred_class"] == "tumour").all() and (sub["confidence"] >= 0.9).all()
+    assert set(sub["slide_id"]) == {"a"} and 0 < keep.sum() < len(tiles)
+    assert TileFilter(metadata={"site": ("B",)}).mask(tiles).sum() == (tiles["site"] == "B").sum()
+    with pytest.raises(KeyError, match="no metadata column 'scanner'"):
+        TileFilter(metadata={"scanner": ("x",)}).mask(tiles)
+
+    order = gallery_order(tiles, by="confidence")
+    assert np.all(np.diff(tiles["confidence"].to_numpy()[order]) >= 0)
+    wrong = gallery_order(tiles, by="disagreement")
+    assert (tiles["label"].to_numpy()[wrong] != tiles["pred_class"].to_numpy()[wrong]).all()
+    assert len(wrong) == (tiles["label"] != tiles["pred_class"]).sum()
+    by_cluster = gallery_order(tiles, by="cluster", rows=np.flatnonzero(keep))
+    assert set(by_cluster) == set(np.flatnonzero(keep))
+    assert np.all(np.diff(tiles["cluster"].to_numpy()[by_cluster]) >= 0)
+
+    cm, cells = confusion_cells(tiles)
+    ref = confusion_matrix(tiles["label"], tiles["pred_class"], labels=list(cm.index))
+    np.testing.assert_array_equal(cm.to_numpy(), ref.to_numpy())
+    # every cell opens exactly its tiles, each tile in one cell
+    seen = np.concatenate(list(cells.values()))
+    assert sorted(seen) == list(range(len(tiles)))
+    rows = cells[("normal", "tumour")]
+    assert len(rows) == cm.loc["normal", "tumour"] > 0
+    assert (tiles.iloc[rows]["label"] == "normal").all()
+    assert (tiles.iloc[rows]["pred_class"] == "tumour").all()
+    assert inked[rows].all()  # the ink made normal tissue 'tumour'
+
+
+def test_explore_cli_on_a_batch_scored_with_features(tmp_path: Path, capsys) -> None:
+    from napari_xai.cli import main
+
+    from .batch_helpers import write_tiny_slide
+
+    slides = [write_tiny_slide(tmp_path / f"case{i}.tif", seed=i, tumour=i == 0) for i in (0, 1)]
+    out = tmp_path / "out"
+    args = ["batch", *map(str, slides), "--out", str(out), "--scheduler", "sync", "-q"]
+    assert main(args) == 0
+    assert main(["explore", str(out), "--out", str(tmp_path / "x")]) == 1  # no features yet
+    assert "scored without features" in capsys.readouterr().err
+    assert main([*args, "--features"]) == 0
+    meta = tmp_path / "meta.csv"
+    pd.DataFrame({"slide_id": ["case0", "case1"], "scanner": ["S1", "S2"]}).to_csv(meta)
+    capsys.readouterr()
+    rc = main(["explore", str(out), "--out", str(tmp_path / "x"), "--metadata", str(meta)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "tiles of 2 slides, 64 features (pool)" in printed
+    emb = pd.read_parquet(tmp_path / "x" / "embedding.parquet")
+    n = sum(len(pd.read_parquet(out / s / "tiles.parquet")) for s in ("case0", "case1"))
+    assert len(emb) == n and {"x", "y", "cluster", "ood_score", "scanner"} <= set(emb.columns)
+    clusters = pd.read_csv(tmp_path / "x" / "clusters.csv")
+    assert clusters["n_tiles"].sum() == n and "meta_scanner" in clusters
+    html = (tmp_path / "x" / "index.html").read_text()
+    assert "scatter_pred_class.png" in html and (tmp_path / "x" / "scatter_cluster.png").is_file()
+    assert f"{n:,} tiles of 2 slide(s)" in html
