@@ -58,7 +58,11 @@ def read_annotations(
         aset = read_geojson(p, classes=classes)
         if not aset.report.clean:
             _warn(aset.report.summary())
-        layers += annotations_to_layer_data(aset, name=Path(p).stem, source=str(p), mpp=mpp)
+        new = annotations_to_layer_data(aset, name=Path(p).stem, source=str(p), mpp=mpp)
+        for _data, kwargs, _kind in new:
+            if kwargs["metadata"].get("simplified"):
+                _warn(f"{p}: {kwargs['metadata']['note']}")
+        layers += new
     return layers
 
 

@@ -188,3 +188,32 @@ def test_a_big_file_opens_in_bounded_memory(tmp_path: Path) -> None:
     read_growth = (figures["read_peak_mb"] - figures["base_mb"]) / figures["file_mb"]
     assert read_growth < 3.0, figures
     assert figures["growth_x_file"] < 5.0, figures  # with the napari layer data
+
+
+def test_a_million_vertex_outline_is_simplified_for_the_viewer(tmp_path: Path) -> None:
+    import time
+
+    from shapely.geometry import Polygon
+
+    from napari_xai.core.annotations.layers import MAX_VERTICES, annotations_to_layer_data
+
+    t = np.linspace(0, 2 * np.pi, 1_000_000, endpoint=False)
+    r = 5000 + 300 * np.sin(40 * t) + np.random.default_rng(0).normal(0, 1, t.size)
+    huge = Polygon(np.column_stack([10_000 + r * np.cos(t), 10_000 + r * np.sin(t)]))
+    small = box(0, 0, 50, 50)
+    path = write_geojson([Annotation(huge, "Tumor"), Annotation(small, "Stroma")], tmp_path / "h")
+    aset = read_geojson(path)
+    start = time.perf_counter()
+    (data, kwargs, kind), *_ = annotations_to_layer_data(aset)
+    elapsed = time.perf_counter() - start
+    assert kind == "shapes" and elapsed < 30
+    assert len(data[0]) <= MAX_VERTICES + 1 and len(data[1]) == 4  # small one unchanged
+    meta = kwargs["metadata"]
+    assert meta["simplified"]["n"] == 1 and meta["simplified"]["indices"] == [0]
+    assert "simplified for display" in meta["note"]
+    # morphology comes from the exact outline; the shown one stays close to it
+    assert kwargs["features"]["area_px"][0] == pytest.approx(huge.area)
+    from napari_xai.core.annotations.layers import path_rc_to_geometry
+
+    shown = path_rc_to_geometry(data[0])
+    assert shown is not None and abs(shown.area - huge.area) / huge.area < 0.01

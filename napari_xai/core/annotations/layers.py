@@ -47,6 +47,7 @@ from napari_xai.core.annotations.morphology import MORPHOLOGY_COLUMNS, measure_g
 __all__ = [
     "DETECTION_TYPES",
     "MAX_SHAPES",
+    "MAX_VERTICES",
     "annotations_to_layer_data",
     "geometry_to_path_rc",
     "labels_to_annotations",
@@ -64,6 +65,11 @@ LayerDataTuple = tuple[Any, dict[str, Any], str]
 DETECTION_TYPES = frozenset({"detection", "cell", "tile"})
 #: Above this many objects in one group, show centroids (Points) instead of Shapes.
 MAX_SHAPES = 5000
+#: Most vertices one shape gets in a Shapes layer: napari triangulates every
+#: polygon when the layer is built, and a million-vertex outline hangs the viewer.
+#: Bigger outlines are simplified (Douglas-Peucker, topology kept) to fit; the
+#: morphology columns are measured on the exact geometry.
+MAX_VERTICES = 10_000
 #: Fill opacity of region polygons.
 FACE_ALPHA = 0.35
 
@@ -340,7 +346,16 @@ def _shapes_layer(
     rgb = np.array([_class_color(a, classes) for a in items], dtype=np.float64) / 255.0
     face = np.column_stack([rgb, np.full(len(items), FACE_ALPHA)])
     edge = np.column_stack([rgb, np.ones(len(items))])
-    data = [geometry_to_path_rc(a.geometry) for a in items]
+    shown, simplified = fit_vertex_budget([a.geometry for a in items])
+    data = [geometry_to_path_rc(g) for g in shown]
+    if simplified:
+        metadata = dict(
+            metadata,
+            simplified=simplified,
+            note=f"{simplified['n']} outlines over {MAX_VERTICES} vertices simplified for "
+            f"display (tolerance up to {simplified['max_tolerance_px']:.3g} px); "
+            "morphology is measured on the exact outlines",
+        )
     kwargs: dict[str, Any] = {
         "name": name,
         "shape_type": "polygon",
@@ -351,6 +366,55 @@ def _shapes_layer(
         "metadata": dict(metadata, representation="shapes"),
     }
     return (data, kwargs, "shapes")
+
+
+def fit_vertex_budget(
+    geometries: Sequence[BaseGeometry], *, max_vertices: int = MAX_VERTICES
+) -> tuple[list[BaseGeometry], dict[str, Any]]:
+    """Simplify the outlines that have more than ``max_vertices`` vertices, to fit.
+
+    Parameters
+    ----------
+    geometries : sequence of shapely Polygon/MultiPolygon
+        The outlines.
+    max_vertices : int
+        Budget per outline.
+
+    Returns
+    -------
+    list of geometry
+        The outlines, simplified where over budget (the others unchanged).
+    dict
+        ``{}`` when nothing changed, else ``{"n", "indices", "max_vertices",
+        "max_tolerance_px"}``.
+    """
+    shown = list(geometries)
+    if not shown:
+        return shown, {}
+    counts = shapely.get_num_coordinates(np.array(shown, dtype=object))
+    over = np.flatnonzero(counts > max_vertices)
+    tolerances = []
+    for i in over:
+        geom = shown[i]
+        x0, y0, x1, y1 = geom.bounds
+        tol = max(x1 - x0, y1 - y0, 1.0) / max_vertices
+        while True:  # at most ~log2(size) rounds: each doubles the tolerance
+            fitted = geom.simplify(tol, preserve_topology=True)
+            if shapely.get_num_coordinates(fitted) <= max_vertices or fitted.is_empty:
+                break
+            tol *= 2
+        if fitted.is_empty or fitted.area <= 0:  # keep something visible
+            fitted = geom.envelope
+        shown[i] = fitted
+        tolerances.append(tol)
+    if not len(over):
+        return shown, {}
+    return shown, {
+        "n": len(over),
+        "indices": [int(i) for i in over],
+        "max_vertices": int(max_vertices),
+        "max_tolerance_px": float(max(tolerances)),
+    }
 
 
 def _points_layer(
