@@ -208,7 +208,8 @@ def result_layers(result: Result, *, with_slide: bool = True) -> list[LayerDataT
     Returns
     -------
     list of LayerDataTuple
-        Slide, probability heatmaps, saliency, predicted regions, tiles.
+        Slide, probability heatmaps, saliency, predicted regions, ``ood_score``
+        (when scored with features, hidden), tiles.
     """
     from napari_xai.core.layers import tiles_layer
 
@@ -228,6 +229,10 @@ def result_layers(result: Result, *, with_slide: bool = True) -> list[LayerDataT
     layers += _probability_layers(result, name)
     layers += _saliency_layers(result, name)
     layers += _annotation_layers(result, name)
+    if "ood_score" in result.tiles:
+        from napari_xai.core.explore.ood import ood_layer
+
+        layers.append(ood_layer(result.tiles, slide_name=name))
     if len(result.tiles):
         ldt = tiles_layer(result.tiles, slide_name=name, class_names=result.class_names)
         ldt[1]["metadata"] = {**ldt[1].get("metadata", {}), "result_folder": str(result.folder)}

@@ -38,6 +38,7 @@ __all__ = [
     "is_positive_label",
     "is_slide_name",
     "mask_layer_name",
+    "ood_layer_name",
     "positive_class",
     "saliency_layer_name",
     "slide_stem",
@@ -116,6 +117,11 @@ def activation_layer_name(slide_name: str, layer: str, channel: int | str) -> st
     if not text.startswith("channel"):
         text = f"channel {text}"
     return f"{slide_name} activation [{layer}, {text}]"
+
+
+def ood_layer_name(slide_name: str) -> str:
+    """``"<slide> ood_score"``: where the model does not know (out of distribution)."""
+    return f"{slide_name} ood_score"
 
 
 def mask_layer_name(slide_name: str, kind: str) -> str:

@@ -249,3 +249,28 @@ def test_scripted_demo_gives_the_same_ood_scores(synthetic_he: Path, tmp_path: P
     assert b.manifest["features"]["layer"] == "forward_features"
     assert b.manifest["features"]["ood_method"] == "mahalanobis"
     np.testing.assert_allclose(b.tiles["ood_score"], a.tiles["ood_score"], rtol=0.02, atol=0.02)
+
+
+def test_ood_layer_over_the_slide(synthetic_he: Path, tmp_path: Path) -> None:
+    """Opening a result scored with features adds an ood_score layer aligned with the tiles."""
+    from napari.layers import Layer
+
+    from napari_xai._results_reader import read_result_folder
+    from napari_xai.core.layers import grid_to_world
+    from napari_xai.core.options import FeatureSpec, GridOptions
+    from napari_xai.core.pipeline import drive, run_slide
+    from napari_xai.core.results import load_result
+
+    grid = GridOptions(max_tiles=50)
+    folder = drive(run_slide(synthetic_he, "demo", tmp_path, grid=grid, features=FeatureSpec()))
+    tiles = load_result(folder).tiles
+    layers = {ldt[1]["name"]: ldt for ldt in read_result_folder(str(folder))}
+    data, kwargs, kind = layers["syn ood_score"]
+    assert kind == "image" and kwargs["metadata"]["ood_method"] == "mahalanobis"
+    layer = Layer.create(data, kwargs, kind)
+    scale, translate = grid_to_world(tiles.attrs["stride0"], tiles.attrs["tile_size0"])
+    assert tuple(layer.scale) == scale and tuple(layer.translate) == translate
+    t = tiles.iloc[len(tiles) // 2]
+    centre = (t["row"] + (t["height"] - 1) / 2, t["col"] + (t["width"] - 1) / 2)
+    idx = np.round(layer.world_to_data(centre)).astype(int)
+    assert data[idx[0], idx[1]] == pytest.approx(t["ood_score"])
