@@ -214,7 +214,7 @@ def main() -> int:
         print(f"tissue masks + grid: {time.perf_counter() - t1:.1f} s for {len(grid):,} "
               "tissue tiles (once per slide)")  # fmt: skip
         # Model-only input: one batch of real tissue tiles, read and normalised once.
-        from napari_xai.core.inference import preprocess_tiles
+        from napari_xai.core.predict import preprocess_tiles
         from napari_xai.core.reader import read_tiles
 
         some = np.arange(len(grid) // 2, len(grid) // 2 + args.batch_size)

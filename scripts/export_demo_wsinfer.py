@@ -23,8 +23,8 @@ from napari_xai.core.models.wsinfer import (
     CONFIG_NAME,
     TORCHSCRIPT_NAME,
     load_wsinfer_folder,
-    preprocess_tiles,
     save_wsinfer_model,
+    wsinfer_transform,
 )
 
 
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     module, card = load_wsinfer_folder(folder)
     rng = torch.Generator().manual_seed(0)
     tiles = torch.randint(0, 256, (4, card.tile_size, card.tile_size, 3), generator=rng)
-    x = preprocess_tiles(tiles.to(torch.uint8), card)
+    x = wsinfer_transform(tiles.to(torch.uint8), card)
     with torch.no_grad():
         diff = (module(x) - demo.module(x)).abs().max().item()
     if diff > 1e-4:

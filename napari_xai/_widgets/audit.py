@@ -217,7 +217,7 @@ class AuditWidget(ScrollPanel, Container):
             show_error("Audit: already running; cancel first")
             return
         try:
-            from napari_xai.core.attribution.whole_slide import resolve_model
+            from napari_xai.core.models.resolve import resolve_model
 
             model = resolve_model(self._model_spec())
         except Exception as exc:  # noqa: BLE001 - any loading problem becomes a message
@@ -257,7 +257,7 @@ class AuditWidget(ScrollPanel, Container):
         extra: dict[str, Any] = {}
         if self._cohort_model.value:
             try:
-                from napari_xai.core.attribution.whole_slide import resolve_model
+                from napari_xai.core.models.resolve import resolve_model
 
                 extra["model"] = resolve_model(self._model_spec())
             except Exception as exc:  # noqa: BLE001 - any loading problem becomes a message

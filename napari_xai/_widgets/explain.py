@@ -194,7 +194,7 @@ class ExplainWidget(ScrollPanel, Container):
         return model_spec(self._model_source.value, self._model_file.value)
 
     def _load_model(self) -> Any:
-        from napari_xai.core.attribution.whole_slide import resolve_model
+        from napari_xai.core.models.resolve import resolve_model
 
         return resolve_model(self._model_spec())
 

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_xai.core.attribution._base import AttributionError, PreparedModel, prepare_model
-from napari_xai.core.attribution.registry import tiles_to_tensor
 from napari_xai.core.options import DEFAULT_MIN_TISSUE
+from napari_xai.core.predict import preprocess_tiles
 
 if TYPE_CHECKING:
     from napari_xai.core.attribution.whole_slide import ExplainProgress, ExplainResult
@@ -110,7 +110,7 @@ def _activations(prepared: PreparedModel, module: nn.Module, tiles: Any) -> torc
     handle = module.register_forward_hook(hook)
     try:
         with torch.no_grad():
-            prepared.module(tiles_to_tensor(tiles, prepared.card, device=prepared.device))
+            prepared.module(preprocess_tiles(tiles, prepared.card, device=prepared.device))
     finally:
         handle.remove()
     if not captured or captured[0].ndim != 4:

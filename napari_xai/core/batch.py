@@ -41,6 +41,7 @@ import pandas as pd  # noqa: TID253 - only imported when work runs
 
 from napari_xai.core.atomic import atomic_write as _atomic_write
 from napari_xai.core.atomic import atomic_write_text
+from napari_xai.core.models.resolve import resolve_model
 from napari_xai.core.naming import COHORT_SUFFIXES as SLIDE_SUFFIXES
 from napari_xai.core.naming import is_positive_label, is_slide_name
 from napari_xai.core.naming import slide_stem as slide_id_for
@@ -55,7 +56,6 @@ from napari_xai.core.options import (
     result_params,
 )
 from napari_xai.core.pipeline import (  # the one writer of result folders
-    load_model_cached,
     model_fingerprint,
     predicted_regions,
     run_slide,
@@ -1043,7 +1043,7 @@ def iter_batch(
     out_dir.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(out_dir)
     if model_hash is None:
-        loaded = load_model_cached(str(model), device="cpu", architecture=run.architecture)
+        loaded = resolve_model(str(model), device="cpu", architecture=run.architecture)
         model_hash = model_fingerprint(loaded)
     run_id = uuid.uuid4().hex[:12]
     params = result_params(grid, summary)

@@ -27,9 +27,11 @@ import torch  # noqa: TID253 (core runs only when scoring)
 
 from napari_xai.core.heatmaps import empty_maps, tiles_table, update_maps
 from napari_xai.core.models.card import ModelCard
-from napari_xai.core.models.loading import LoadedModel, check_outputs, choose_device
+from napari_xai.core.models.loading import LoadedModel, choose_device
+from napari_xai.core.models.resolve import resolve_model
 from napari_xai.core.naming import slide_stem
 from napari_xai.core.options import DEFAULT_MIN_TISSUE
+from napari_xai.core.predict import predict_probabilities
 from napari_xai.core.reader import RegionSource, TileReader
 from napari_xai.core.tiling import TileGrid, model_downsample, plan_tile_grid
 
@@ -49,11 +51,9 @@ __all__ = [
     "iter_score_slide",
     "score_tiles",
     "slide_stem",
-    "preprocess_tiles",
     "save_tiles",
     "score_slide",
     "tissue_masks",
-    "to_probabilities",
 ]
 
 #: ``"auto"`` (detect tissue), ``None`` (every tile), or ``(mask, downsample)`` or
@@ -90,64 +90,6 @@ class PredictionBatch:
     def tiles_per_s(self) -> float:
         """Throughput so far."""
         return self.n_done / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-
-def to_probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """Softmax over classes (WSInfer's convention); sigmoid for single-output models."""
-    logits = logits.float()
-    if logits.shape[1] == 1:
-        return torch.sigmoid(logits)
-    return torch.softmax(logits, dim=1)
-
-
-def preprocess_tiles(
-    tiles: npt.NDArray[np.uint8] | torch.Tensor,
-    card: ModelCard,
-    *,
-    device: torch.device | str = "cpu",
-) -> torch.Tensor:
-    """uint8 RGB tiles ``(B, H, W, 3)`` → normalised float ``(B, 3, H, W)`` on ``device``.
-
-    Mirrors WSInfer's ``ToTensor`` then ``Normalize`` (tiles are already resized).
-    The uint8 data is moved first (4× less traffic), non-blocking from pinned memory.
-    """
-    dev = torch.device(device)
-    t = torch.from_numpy(tiles) if isinstance(tiles, np.ndarray) else tiles
-    t = t.to(dev, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
-    if card.channel_order == "BGR":
-        t = t.flip(1)
-    mean = torch.tensor(card.mean, dtype=torch.float32, device=dev).view(1, 3, 1, 1)
-    std = torch.tensor(card.std, dtype=torch.float32, device=dev).view(1, 3, 1, 1)
-    return t.sub_(mean).div_(std).contiguous()
-
-
-def _fast_preprocess_ok(card: ModelCard) -> bool:
-    """Whether the card's transform is the standard Resize(tile_size), ToTensor, Normalize.
-
-    Then tiles already resized by the reader (PIL bilinear, as WSInfer) only need
-    scaling and normalising, done on the device. Other transform lists go through
-    WSInfer's exact preprocessing (:func:`napari_xai.core.models.wsinfer.preprocess_tiles`).
-    """
-    if not card.transform:
-        return True
-    names = [str(step.get("name")) for step in card.transform]
-    if names != ["Resize", "ToTensor", "Normalize"]:
-        return False
-    args = dict(card.transform[0].get("arguments") or {})
-    size = args.get("size")
-    if isinstance(size, (list, tuple)):
-        size = size[0] if len(size) == 1 or (len(size) == 2 and size[0] == size[1]) else None
-    interp = str(args.get("interpolation", "bilinear")).lower()
-    norm = dict(card.transform[2].get("arguments") or {})
-    same_norm = tuple(float(v) for v in norm.get("mean", card.mean)) == tuple(card.mean) and tuple(
-        float(v) for v in norm.get("std", card.std)
-    ) == tuple(card.std)
-    return (
-        size == card.tile_size
-        and interp in ("bilinear", "2", "interpolationmode.bilinear")
-        and args.get("max_size") is None
-        and same_norm
-    )
 
 
 def iter_predictions(
@@ -216,8 +158,6 @@ def iter_predictions(
         indices=indices,
     )
     n_total, n_done, wait = reader.n_tiles, 0, 0.0
-    use_amp = amp and dev.type == "cuda"
-    fast = _fast_preprocess_ok(model.card)
     start = time.perf_counter()
     batches = iter(reader)
     try:
@@ -227,28 +167,13 @@ def iter_predictions(
             wait += time.perf_counter() - t0
             if batch is None:
                 break
-            with torch.inference_mode():
-                if fast:
-                    x = preprocess_tiles(batch.tiles, model.card, device=dev)
-                else:
-                    from napari_xai.core.models.wsinfer import preprocess_tiles as ws_pre
-
-                    tiles = batch.tiles
-                    tiles = tiles.numpy() if isinstance(tiles, torch.Tensor) else tiles
-                    x = ws_pre(tiles, model.card, device=dev)
-                ctx = (
-                    torch.autocast(device_type="cuda", dtype=torch.float16)
-                    if use_amp
-                    else contextlib.nullcontext()
-                )
-                with ctx:
-                    logits = (forward or module)(x)
-                check_outputs(logits, model.card, batch=x.shape[0], path=model.path or "model")
-                probs = to_probabilities(logits).cpu().numpy()
+            probs = predict_probabilities(
+                model, batch.tiles, device=dev, amp=amp, forward=forward or module
+            )
             n_done += int(batch.indices.shape[0])
             yield PredictionBatch(
                 indices=batch.indices,
-                probabilities=probs.astype(np.float32, copy=False),
+                probabilities=probs,
                 n_done=n_done,
                 n_total=n_total,
                 elapsed_s=time.perf_counter() - start,
@@ -486,16 +411,7 @@ def iter_score_slide(
             from napari_xai.core.wsi import open_slide
 
             slide = stack.enter_context(open_slide(slide, mpp=kwargs.get("mpp")))
-        if not isinstance(model, LoadedModel):
-            device = kwargs.get("device")
-            if str(model) == "demo":
-                from napari_xai.core.models.demo import load_demo_model
-
-                model = load_demo_model(device=device)
-            else:
-                from napari_xai.core.models.loading import load_model
-
-                model = load_model(model, architecture=architecture, device=device)
+        model = resolve_model(model, device=kwargs.get("device"), architecture=architecture)
         return (yield from score_tiles(slide, model, **kwargs))  # type: ignore[arg-type]
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 import time
 import uuid
 from collections.abc import Generator, Iterable, Sequence
@@ -37,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_xai.core import naming
+from napari_xai.core.models.resolve import resolve_model
 from napari_xai.core.options import (
     AuditSpec,
     ExplainSpec,
@@ -66,7 +66,6 @@ if TYPE_CHECKING:
 __all__ = [
     "PipelineProgress",
     "drive",
-    "load_model_cached",
     "model_fingerprint",
     "predicted_regions",
     "result_folder",
@@ -231,46 +230,6 @@ def predicted_regions(
 
 
 # --------------------------------------------------------------------------- models
-
-
-_MODEL_CACHE: dict[tuple[str, str, str], Any] = {}
-_MODEL_LOCK = threading.Lock()
-
-
-def _resolve_model_ref(model: str | os.PathLike[str]) -> Path:
-    if str(model).lower() in ("demo", "demo-model", ":demo:"):
-        from napari_xai.core.models.demo import demo_model_path
-
-        return demo_model_path()
-    return Path(model).expanduser().absolute()
-
-
-def load_model_cached(
-    model: Any, *, device: str | None = None, architecture: str | None = None
-) -> Any:
-    """Load a model once per process (a dask worker scores many slides with it).
-
-    Parameters
-    ----------
-    model : LoadedModel, str or Path
-        A loaded model (returned as it is), ``"demo"`` or a model file/folder.
-    device : str, optional
-        ``None``/``"auto"``: CUDA, then MPS, then CPU.
-    architecture : str, optional
-        ``package.module:factory`` for state-dict weights.
-    """
-    from napari_xai.core.models.loading import load_model
-
-    if not isinstance(model, (str, os.PathLike)):
-        return model
-    if device in ("", "auto"):
-        device = None
-    path = _resolve_model_ref(model)
-    key = (str(path), str(device), str(architecture))
-    with _MODEL_LOCK:
-        if key not in _MODEL_CACHE:
-            _MODEL_CACHE[key] = load_model(path, device=device, architecture=architecture)
-        return _MODEL_CACHE[key]
 
 
 def model_fingerprint(loaded: Any) -> str:
@@ -741,7 +700,7 @@ def run_slide(
     folder = (Path(out) / name if name else result_folder(out, slide)).absolute()
     clean_stale_temporaries(folder.parent, name=folder.name)
     t0 = time.perf_counter()
-    loaded = load_model_cached(model, device=run.torch_device, architecture=run.architecture)
+    loaded = resolve_model(model, device=run.torch_device, architecture=run.architecture)
     model_hash = model_fingerprint(loaded)
     with contextlib.ExitStack() as stack:
         if not hasattr(slide, "read_region"):

@@ -103,12 +103,13 @@ def test_target_by_name_and_index(quadrant_model, tiles) -> None:
 
 
 def test_predicted_target_matches_argmax(quadrant_model, tiles) -> None:
-    from napari_xai.core.attribution import Explainer, tiles_to_tensor
+    from napari_xai.core.attribution import Explainer
+    from napari_xai.core.predict import preprocess_tiles
 
     explainer = Explainer(quadrant_model, method="grad_cam")
     _, targets = explainer.explain(tiles)
     with torch.no_grad():
-        expected = quadrant_model(tiles_to_tensor(tiles)).argmax(1).numpy()
+        expected = quadrant_model(preprocess_tiles(tiles)).argmax(1).numpy()
     np.testing.assert_array_equal(targets, expected)
 
 

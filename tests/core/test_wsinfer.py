@@ -20,12 +20,12 @@ from napari_xai.core.models.wsinfer import (
     is_wsinfer_folder,
     load_wsinfer_folder,
     model_input_size,
-    preprocess_tiles,
-    probabilities_from_logits,
     read_wsinfer_config,
     save_wsinfer_model,
     validate_wsinfer_config,
+    wsinfer_transform,
 )
+from napari_xai.core.predict import to_probabilities
 
 torch.set_num_threads(1)
 
@@ -222,10 +222,10 @@ def test_zoo_folder_scores_with_loader_preprocess_and_forward(tmp_path: Path) ->
     folder = write_zoo_folder(tmp_path / "zoo", zoo_config(), strict_size=32)
     assert is_wsinfer_folder(folder)
     module, card = load_wsinfer_folder(folder)
-    x = preprocess_tiles(known_tiles(), card)
+    x = wsinfer_transform(known_tiles(), card)
     assert x.shape == (2, 3, 32, 32) and x.dtype == torch.float32
     with torch.no_grad():
-        probs = probabilities_from_logits(module(x))
+        probs = to_probabilities(module(x))
     assert probs.shape == (2, 2)
     assert torch.allclose(probs.sum(dim=1), torch.ones(2))
     # A tile that skipped WSInfer's Resize would not even fit this model.
@@ -319,7 +319,7 @@ def test_save_refuses_a_model_that_does_not_fit_its_card(tmp_path: Path) -> None
 def test_preprocess_matches_wsinfer_order_numerically() -> None:
     tiles = known_tiles()
     card = ModelCard.from_dict(zoo_config())
-    got = preprocess_tiles(tiles, card).numpy()
+    got = wsinfer_transform(tiles, card).numpy()
     expected = np.stack([wsinfer_reference(t, 32, MEAN, STD) for t in tiles])
     np.testing.assert_array_equal(got, expected)  # bit for bit
     # The order matters: normalising before resizing gives another tensor.
@@ -343,7 +343,7 @@ def test_preprocess_hand_computed_antialiased_bilinear() -> None:
             ],
         )
     )
-    got = preprocess_tiles(tile, card)
+    got = wsinfer_transform(tile, card)
     value = round((0 + 100 + 200 + 255) / 4)  # 138.75 -> 139 in uint8
     expected = (np.float32(value) / np.float32(255) - np.float32(0.5)) / np.float32(0.25)
     assert got.shape == (1, 3, 1, 1)
@@ -357,7 +357,7 @@ def test_preprocess_hand_computed_antialiased_bilinear() -> None:
             transform=[{"name": "Resize", "arguments": {"size": [2, 2]}}, {"name": "ToTensor"}],
         )
     )
-    got2 = preprocess_tiles(row, card2)[0, 0, 0].numpy() * 255
+    got2 = wsinfer_transform(row, card2)[0, 0, 0].numpy() * 255
     left = (0 * 0.75 + 40 * 0.75 + 80 * 0.25) / 1.75  # 28.57
     right = (40 * 0.25 + 80 * 0.75 + 120 * 0.75) / 1.75  # 91.43
     np.testing.assert_allclose(got2, [round(left), round(right)], atol=1e-4)
@@ -367,7 +367,7 @@ def test_preprocess_int_size_sets_shorter_side() -> None:
     rng = np.random.default_rng(1)
     tiles = rng.integers(0, 256, (1, 48, 64, 3), dtype=np.uint8)
     card = ModelCard.from_dict(zoo_config())
-    got = preprocess_tiles(tiles, card).numpy()
+    got = wsinfer_transform(tiles, card).numpy()
     assert got.shape == (1, 3, 32, 42)  # int(32 * 64 / 48), as torchvision computes it
     np.testing.assert_array_equal(got[0], wsinfer_reference(tiles[0], 32, MEAN, STD))
 
@@ -376,19 +376,19 @@ def test_preprocess_without_resize_or_normalize_and_bgr() -> None:
     tiles = known_tiles()
     card = ModelCard.from_dict(zoo_config(transform=[{"name": "ToTensor"}]))
     assert card.mean == (0.0, 0.0, 0.0) and card.std == (1.0, 1.0, 1.0)
-    got = preprocess_tiles(tiles, card)
+    got = wsinfer_transform(tiles, card)
     np.testing.assert_array_equal(
         got.numpy(), tiles.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)
     )
     bgr = ModelCard.from_dict(
         zoo_config(transform=[{"name": "ToTensor"}], napari_xai={"channel_order": "BGR"})
     )
-    np.testing.assert_array_equal(preprocess_tiles(tiles, bgr).numpy(), got.numpy()[:, ::-1])
+    np.testing.assert_array_equal(wsinfer_transform(tiles, bgr).numpy(), got.numpy()[:, ::-1])
     # torch uint8 input gives the same tensor as numpy input
     card = ModelCard.from_dict(zoo_config())
     np.testing.assert_array_equal(
-        preprocess_tiles(torch.from_numpy(tiles), card).numpy(),
-        preprocess_tiles(tiles, card).numpy(),
+        wsinfer_transform(torch.from_numpy(tiles), card).numpy(),
+        wsinfer_transform(tiles, card).numpy(),
     )
 
 
@@ -397,7 +397,7 @@ def test_preprocess_default_card_is_tensor_then_normalize() -> None:
         class_names=("a", "b"), tile_size=48, mpp=0.5, mean=(0.5,) * 3, std=(0.2,) * 3
     )
     tiles = known_tiles()
-    got = preprocess_tiles(tiles, card).numpy()
+    got = wsinfer_transform(tiles, card).numpy()
     expected = (
         tiles.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255) - np.float32(0.5)
     ) / np.float32(0.2)
@@ -407,15 +407,15 @@ def test_preprocess_default_card_is_tensor_then_normalize() -> None:
 def test_preprocess_rejects_bad_tiles() -> None:
     card = ModelCard.from_dict(zoo_config())
     with pytest.raises(ValueError, match="uint8"):
-        preprocess_tiles(np.zeros((1, 48, 48, 3), np.float32), card)
+        wsinfer_transform(np.zeros((1, 48, 48, 3), np.float32), card)
     with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
-        preprocess_tiles(np.zeros((1, 48, 48, 4), np.uint8), card)
+        wsinfer_transform(np.zeros((1, 48, 48, 4), np.uint8), card)
 
 
 def test_probabilities_follow_wsinfer() -> None:
     logits = torch.tensor([[2.0, 0.0], [0.0, 0.0]])
-    np.testing.assert_allclose(probabilities_from_logits(logits).sum(1).numpy(), [1, 1], rtol=1e-6)
-    one = probabilities_from_logits(torch.tensor([[0.0], [100.0]]))
+    np.testing.assert_allclose(to_probabilities(logits).sum(1).numpy(), [1, 1], rtol=1e-6)
+    one = to_probabilities(torch.tensor([[0.0], [100.0]]))
     assert one.shape == (2, 1)
     np.testing.assert_allclose(one.numpy().ravel(), [0.5, 1.0])
 
@@ -485,6 +485,6 @@ def test_bundled_demo_wsinfer_folder_matches_demo_model() -> None:
     tiles = np.random.default_rng(0).integers(
         0, 256, (3, card.tile_size, card.tile_size, 3), dtype=np.uint8
     )
-    x = preprocess_tiles(tiles, card)
+    x = wsinfer_transform(tiles, card)
     with torch.no_grad():
         torch.testing.assert_close(module(x), original.module(x), rtol=1e-4, atol=1e-4)

@@ -27,7 +27,6 @@ from napari_xai.core.attribution.registry import (
     iter_explanations,
     resolve_target,
     supported_methods,
-    tiles_to_tensor,
     unsupported_methods,
 )
 
@@ -44,6 +43,5 @@ __all__ = [
     "reduce_attribution",
     "resolve_target",
     "supported_methods",
-    "tiles_to_tensor",
     "unsupported_methods",
 ]

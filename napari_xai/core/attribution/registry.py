@@ -31,6 +31,7 @@ from napari_xai.core.attribution._base import (
     prepare_model,
     reduce_attribution,
 )
+from napari_xai.core.predict import preprocess_tiles
 
 __all__ = [
     "ATTRIBUTION_METHODS",
@@ -39,7 +40,6 @@ __all__ = [
     "iter_explanations",
     "resolve_target",
     "supported_methods",
-    "tiles_to_tensor",
     "unsupported_methods",
 ]
 
@@ -109,56 +109,6 @@ def resolve_target(target: int | str | None, prepared: PreparedModel) -> int | N
             f"{len(names) if names else '?'} classes)"
         )
     return index
-
-
-def tiles_to_tensor(
-    tiles: npt.NDArray[Any] | torch.Tensor, card: Any = None, *, device: torch.device | None = None
-) -> torch.Tensor:
-    """Turn RGB tiles into a model input batch.
-
-    Parameters
-    ----------
-    tiles : ndarray of shape (N, H, W, 3) or Tensor of shape (N, C, H, W)
-        uint8 RGB tiles (normalised with the card's mean/std, channel order and
-        resized to its tile size), or a float tensor already in model-input space
-        (used unchanged).
-    card : ModelCard, optional
-        uint8 tiles go through the card's WSInfer transform exactly as for scoring
-        (:func:`napari_xai.core.models.wsinfer.preprocess_tiles`).
-    device : torch.device, optional
-
-    Returns
-    -------
-    Tensor of shape (N, C, S, S), float32
-    """
-    if isinstance(tiles, torch.Tensor):
-        x = tiles.float()
-        return x.to(device) if device is not None else x
-    arr = np.asarray(tiles)
-    if arr.ndim != 4 or arr.shape[-1] not in (3, 4):
-        raise ValueError(f"expected tiles of shape (N, H, W, 3), got {arr.shape}")
-    if card is not None and arr.dtype == np.uint8 and arr.shape[-1] == 3:
-        try:
-            from napari_xai.core.models.wsinfer import preprocess_tiles
-        except ImportError:  # pragma: no cover - the scoring pipeline's exact preprocessing
-            pass
-        else:
-            out: torch.Tensor = preprocess_tiles(arr, card, device=device or "cpu")
-            return out.float().contiguous()
-    x = torch.from_numpy(np.ascontiguousarray(arr[..., :3])).to(device or "cpu")
-    x = x.permute(0, 3, 1, 2).float()
-    if arr.dtype == np.uint8:
-        x = x / 255.0
-    if card is not None:
-        if str(getattr(card, "channel_order", "RGB")).upper() == "BGR":
-            x = x.flip(1)
-        size = int(getattr(card, "tile_size", x.shape[-1]))
-        if x.shape[-2:] != (size, size):
-            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
-        mean = torch.tensor(card.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(card.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        x = (x - mean) / std
-    return x.contiguous()
 
 
 class _TargetOutput(nn.Module):
@@ -307,7 +257,7 @@ class Explainer:
         Parameters
         ----------
         tiles : ndarray of shape (N, H, W, 3) or Tensor of shape (N, C, H, W)
-            See :func:`tiles_to_tensor`; split in sub-batches of
+            See :func:`napari_xai.core.predict.preprocess_tiles`; split in sub-batches of
             ``options.batch_size // method expansion``.
 
         Returns
@@ -327,7 +277,7 @@ class Explainer:
         with torch.inference_mode(False), torch.enable_grad():
             for start in range(0, n, step):
                 chunk = tiles[start : start + step]
-                x = tiles_to_tensor(chunk, self.prepared.card, device=self.prepared.device)
+                x = preprocess_tiles(chunk, self.prepared.card, device=self.prepared.device)
                 m, t = self._run(x)
                 if tuple(m.shape[-2:]) != in_hw:
                     m = F.interpolate(m[:, None], size=in_hw, mode="bilinear")[:, 0]

@@ -30,6 +30,7 @@ import numpy.typing as npt
 from napari_xai.core.attribution._base import ExplainOptions
 from napari_xai.core.attribution.registry import Explainer
 from napari_xai.core.attribution.stitch import StitchedMap
+from napari_xai.core.models.resolve import resolve_model
 from napari_xai.core.naming import activation_layer_name, saliency_layer_name, slide_stem
 from napari_xai.core.options import DEFAULT_MIN_TISSUE
 from napari_xai.core.reader import TileReader
@@ -45,7 +46,6 @@ __all__ = [
     "iter_explain_slide",
     "iter_explain_view",
     "iter_stitch_tiles",
-    "resolve_model",
     "saliency_key",
     "saliency_layer_name",
     "slide_grid",
@@ -359,39 +359,6 @@ def iter_stitch_tiles(
             close()
         reader.close()
     return n_done
-
-
-_MODEL_CACHE: dict[tuple[str, str], Any] = {}
-
-
-def resolve_model(model: Any, *, device: str | None = None) -> Any:
-    """Return a loaded model for a loaded model, ``"demo"`` or a model file/folder (cached).
-
-    Parameters
-    ----------
-    model : LoadedModel, str or Path
-        ``"demo"`` is the bundled demo model; a path goes to
-        :func:`napari_xai.core.models.loading.load_model`.
-    device : str, optional
-        ``None``/``"auto"``: CUDA, then MPS, then CPU.
-    """
-    if not isinstance(model, (str, Path)):
-        return model
-    key = (str(model), str(device or "auto"))
-    if key not in _MODEL_CACHE:
-        dev = None if device in (None, "auto") else device
-        if str(model).lower() == "demo":
-            from napari_xai.core.models.demo import load_demo_model
-
-            loaded = load_demo_model(device=dev)
-        else:
-            from napari_xai.core.models.loading import load_model
-
-            loaded = load_model(model, device=dev)
-        if len(_MODEL_CACHE) > 4:
-            _MODEL_CACHE.clear()
-        _MODEL_CACHE[key] = loaded
-    return _MODEL_CACHE[key]
 
 
 def _model_id(model: Any) -> str:

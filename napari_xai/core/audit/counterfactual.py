@@ -41,9 +41,9 @@ def tile_probabilities(
 ) -> npt.NDArray[np.float32]:
     """Class probabilities of uint8 RGB tiles (N, H, W, 3) in memory, through the card.
 
-    The tiles go through the card's transform exactly as for scoring
-    (:func:`napari_xai.core.attribution.tiles_to_tensor`) and the scoring softmax
-    (:func:`napari_xai.core.inference.to_probabilities`).
+    The tiles go through the scoring forward pass
+    (:func:`napari_xai.core.predict.predict_probabilities`: the card's transform,
+    softmax, or sigmoid for a one-output model).
 
     Parameters
     ----------
@@ -57,20 +57,14 @@ def tile_probabilities(
     -------
     ndarray of float32, shape (N, n_classes)
     """
-    import torch
-
-    from napari_xai.core.attribution import tiles_to_tensor
-    from napari_xai.core.inference import to_probabilities
+    from napari_xai.core.predict import predict_probabilities
 
     arr = np.asarray(tiles)
-    module, card = model.module, model.card
-    dev = getattr(model, "device", None)
-    out: list[npt.NDArray[np.float32]] = []
-    with torch.inference_mode():
-        for s in range(0, len(arr), batch_size):
-            x = tiles_to_tensor(arr[s : s + batch_size], card, device=dev)
-            out.append(to_probabilities(module(x)).cpu().numpy().astype(np.float32))
-    n_cls = len(card.class_names)
+    out = [
+        predict_probabilities(model, arr[s : s + batch_size])
+        for s in range(0, len(arr), batch_size)
+    ]
+    n_cls = len(model.card.class_names)
     return np.concatenate(out) if out else np.zeros((0, n_cls), np.float32)
 
 

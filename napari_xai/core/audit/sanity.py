@@ -294,10 +294,12 @@ def deletion_insertion(
     """
     import torch
 
+    from napari_xai.core.predict import to_probabilities
+
     module = _module_of(model)
     n, _, h, w = x.shape
     with torch.inference_mode():
-        probs0 = torch.softmax(module(x).float(), dim=1)
+        probs0 = to_probabilities(module(x))
     tgt = (
         probs0.argmax(1)
         if target is None
@@ -319,8 +321,8 @@ def deletion_insertion(
             up = keep.reshape(n, gh, gw).repeat(bs, axis=1).repeat(bs, axis=2)[:, :h, :w]
             m = torch.from_numpy(np.ascontiguousarray(up[:, None])).to(x.dtype)
             with torch.inference_mode():
-                pd_ = torch.softmax(module(x * (1 - m)).float(), 1)[idx, tgt]
-                pi = torch.softmax(module(x * m).float(), 1)[idx, tgt]
+                pd_ = to_probabilities(module(x * (1 - m)))[idx, tgt]
+                pi = to_probabilities(module(x * m))[idx, tgt]
             dele.append(float(pd_.mean()))
             ins.append(float(pi.mean()))
         return float(np.trapezoid(dele, fracs)), float(np.trapezoid(ins, fracs))
@@ -373,12 +375,12 @@ def sanity_check(
     -------
     SanityResult
     """
-    from napari_xai.core.attribution import tiles_to_tensor
+    from napari_xai.core.predict import preprocess_tiles
 
     th = thresholds or SanityThresholds()
     name = method if isinstance(method, str) else getattr(method, "__name__", "custom")
     sha = getattr(model, "sha256", None)
-    x = tiles_to_tensor(tiles, getattr(model, "card", None))
+    x = preprocess_tiles(tiles, getattr(model, "card", None))
     key = (str(sha), name, int(x.shape[0]))
     if cache and sha and key in _CACHE:
         return _CACHE[key]

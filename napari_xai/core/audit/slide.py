@@ -332,12 +332,12 @@ def iter_audit_slide(
     import pandas as pd
 
     from napari_xai.core.attribution import Explainer, ExplainOptions
-    from napari_xai.core.attribution.whole_slide import resolve_model
     from napari_xai.core.audit.counterfactual import counterfactual_test, tile_probabilities
     from napari_xai.core.audit.evidence import class_artefact_evidence
     from napari_xai.core.audit.verdict import make_verdict
     from napari_xai.core.inference import grid_for_slide
     from napari_xai.core.masks import masks_from_thumbnail
+    from napari_xai.core.models.resolve import resolve_model
     from napari_xai.core.reader import TileReader
 
     t0 = time.perf_counter()

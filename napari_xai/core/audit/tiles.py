@@ -152,10 +152,9 @@ def iter_audit_tiles(
     -------
     TileAudit
     """
-    import torch
-
-    from napari_xai.core.attribution import Explainer, ExplainOptions, tiles_to_tensor
-    from napari_xai.core.attribution.whole_slide import resolve_model
+    from napari_xai.core.attribution import Explainer, ExplainOptions
+    from napari_xai.core.models.resolve import resolve_model
+    from napari_xai.core.predict import predict_probabilities
 
     tiles = _load_images(images)
     loaded = resolve_model(model, device=device)
@@ -172,15 +171,11 @@ def iter_audit_tiles(
     n = len(tiles)
     maps = np.zeros(tiles.shape[:3], np.float32)
     probs_list: list[npt.NDArray[np.float32]] = []
-    module = explainer.prepared.module
-    dev = explainer.prepared.device
     for start in range(0, n, batch_size):
         chunk = tiles[start : start + batch_size]
         m, _ = explainer.explain(chunk)
         maps[start : start + len(chunk)] = m
-        with torch.inference_mode():
-            logits = module(tiles_to_tensor(chunk, card, device=dev))
-            probs_list.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+        probs_list.append(predict_probabilities(explainer.prepared, chunk))
         yield min(start + batch_size, n), n
     probs = np.concatenate(probs_list) if probs_list else np.zeros((0, len(names)), np.float32)
     pred = [names[i] if i < len(names) else str(i) for i in probs.argmax(axis=1)]

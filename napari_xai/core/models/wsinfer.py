@@ -10,7 +10,7 @@ WSInfer extension) is a folder with
 
 WSInfer builds ``torchvision.transforms.Compose`` from that list, each step
 constructed as ``transforms.<name>(**arguments)``, and applies it to the
-patch as an RGB ``PIL.Image``. :func:`preprocess_tiles` reproduces that
+patch as an RGB ``PIL.Image``. :func:`wsinfer_transform` reproduces that
 without torchvision: ``Resize`` on a PIL image is PIL's own resampling
 (bilinear by default, which PIL antialiases when it shrinks), ``ToTensor``
 is ``uint8 / 255`` in float32 with channels first, ``Normalize`` is
@@ -48,8 +48,7 @@ __all__ = [
     "is_wsinfer_folder",
     "load_wsinfer_folder",
     "model_input_size",
-    "preprocess_tiles",
-    "probabilities_from_logits",
+    "wsinfer_transform",
     "read_wsinfer_config",
     "save_wsinfer_model",
     "validate_wsinfer_config",
@@ -465,7 +464,7 @@ def _resize_uint8(
     return out
 
 
-def preprocess_tiles(
+def wsinfer_transform(
     tiles: npt.ArrayLike | torch.Tensor,
     card: ModelCard,
     *,
@@ -571,17 +570,3 @@ def preprocess_tiles(
     if dev is not None:
         tensor = tensor.to(dev)
     return tensor.contiguous()
-
-
-def probabilities_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Class probabilities as WSInfer computes them.
-
-    Softmax over classes when the model has more than one output, sigmoid of
-    the single output otherwise (a one-class WSInfer model, e.g. a tumour
-    probability). Returns shape (N, num_classes).
-    """
-    import torch
-
-    if logits.ndim > 1 and logits.shape[1] > 1:
-        return torch.softmax(logits.float(), dim=1)
-    return torch.sigmoid(logits.float().reshape(logits.shape[0], 1))
