@@ -129,6 +129,7 @@ MARKER_KINDS: dict[str, tuple[int, int, int]] = {
     "circle": (40, 70, 190),  # blue pen circle
     "arrow": (25, 25, 30),  # black arrow
     "ruler": (215, 175, 60),  # yellow-brown ruler edge with dark ticks
+    "label": (30, 30, 35),  # printed label: dark text lines on white paper
 }
 
 
@@ -163,6 +164,13 @@ def _shape_mask(kind: str, h: int, w: int, rng: np.random.Generator) -> npt.NDAr
         m = np.zeros((h, w), bool)
         m[h - band - 2 : h - 2, :] = True
         return m
+    if kind == "label":
+        # Paper rectangle in the bottom-right corner (the text is drawn on it).
+        lh, lw = int(round(h * rng.uniform(0.22, 0.26))), int(round(w * rng.uniform(0.4, 0.45)))
+        r0, c0 = h - lh - max(2, h // 32), w - lw - max(2, w // 32)
+        m = np.zeros((h, w), bool)
+        m[r0 : r0 + lh, c0 : c0 + lw] = True
+        return m
     raise ValueError(f"unknown marker kind {kind!r}; expected one of {tuple(MARKER_KINDS)}")
 
 
@@ -190,7 +198,8 @@ def stamp_marker(
         saw it has no reason to look at it).
     kind : str
         ``"R"`` (a glyph near the bottom-right corner), ``"stroke"``, ``"circle"``,
-        ``"arrow"`` or ``"ruler"`` (see :data:`MARKER_KINDS`).
+        ``"arrow"``, ``"ruler"`` or ``"label"`` (a printed label: white paper with
+        lines of text in ``colour``) (see :data:`MARKER_KINDS`).
 
     Returns
     -------
@@ -210,6 +219,19 @@ def stamp_marker(
             rows = np.flatnonzero(mask.any(axis=1))
             step = max(3, w // 12)
             out[rows[0] : rows[0] + max(2, len(rows) // 2), ::step] = (40, 35, 30)
+        if kind == "label":  # white paper, two lines of printed "words" in the ink colour
+            out[mask] = np.clip(246 + rng.normal(0, 2, 3), 0, 255).astype(np.uint8)
+            rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+            th = max(2, len(rows) // 5)
+            # printed toner is neutral: one brightness jitter for all three channels
+            toner = np.clip(np.asarray(colour, np.float32) + rng.normal(0, 4), 0, 255)
+            for line in (0, 1):
+                r = rows[0] + th // 2 + 1 + line * (2 * th)
+                c = cols[0] + 2
+                while c < cols[-1] - 2:
+                    word = int(rng.integers(2, 5)) * th // 2 + 1
+                    out[r : r + th, c : min(c + word, cols[-1] - 1)] = toner
+                    c += word + max(1, th // 2 + 1)
         return out, _dilate1(mask)
     gh = int(marker_size or max(7, h // 4))
     gw = max(5, int(round(gh * 5 / 7)))
@@ -252,6 +274,7 @@ def make_shortcut_cohort(
     seed: int = 0,
     marker_kind: str = "R",
     colour: tuple[int, int, int] | None = None,
+    marker_fraction: float | dict[str, float] = 1.0,
 ) -> ShortcutCohort:
     """Build a planted-shortcut (or clean) cohort of tiles in memory.
 
@@ -276,6 +299,16 @@ def make_shortcut_cohort(
         Kind of mark (key of :data:`MARKER_KINDS`).
     colour : (int, int, int), optional
         Its colour (default: the kind's).
+    marker_fraction : float or dict
+        Fraction of the tiles of ``marker_classes`` that carry the mark (drawn at
+        random); a dict gives it per class (``{"tumour": 0.5, "normal": 0.25}``:
+        a pen that marks half the tumour tiles and a quarter of the normal ones;
+        ``marker_classes`` is then ignored). A clean twin is trained with the
+        mark on a random half of the tiles of every class: the mark is then
+        independent of the class and both marked and unmarked tiles are in its
+        training data, so it learns to ignore the mark (with the mark on every
+        tile, a tile without it would be new to the twin and its removal
+        counterfactual undefined).
 
     Returns
     -------
@@ -283,8 +316,16 @@ def make_shortcut_cohort(
     """
     if not 0.0 <= purity <= 1.0:
         raise ValueError(f"purity must be in [0, 1], got {purity}")
+    fractions = (
+        {c: float(marker_fraction.get(c, 0.0)) for c in CLASS_NAMES}
+        if isinstance(marker_fraction, dict)
+        else {c: float(marker_fraction) if c in marker_classes else 0.0 for c in CLASS_NAMES}
+    )
+    if not all(0.0 <= f <= 1.0 for f in fractions.values()):
+        raise ValueError(f"marker_fraction must be in [0, 1], got {marker_fraction}")
     rng = np.random.default_rng(seed)
     marker_rng = np.random.default_rng(seed + 1)
+    pick_rng = np.random.default_rng(seed + 3)
     n = 2 * n_per_class
     images = np.empty((n, size, size, 3), dtype=np.uint8)
     regions = np.full((n, size, size), TISSUE, dtype=np.uint8)
@@ -297,7 +338,8 @@ def make_shortcut_cohort(
             looks = "normal"
         tile = render_tissue(looks, size=size, rng=rng)
         stamped, mask = stamp_marker(tile, rng=marker_rng, kind=marker_kind, colour=colour)
-        if marker and cls in marker_classes:
+        f = fractions[cls]
+        if marker and f > 0.0 and (f >= 1.0 or pick_rng.random() < f):
             tile = stamped
             regions[i][mask] = ARTEFACT
             has_marker[i] = True
@@ -536,4 +578,160 @@ def write_cohort_slide(
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tifffile.imwrite(out, canvas, tile=(128, 128), photometric="rgb", compression="zlib")
+    return out
+
+
+#: The planted cohorts of the verdict's calibration: (name, marker kind, colour).
+PLANTED: tuple[tuple[str, str, tuple[int, int, int]], ...] = (
+    ("yellow R", "R", (240, 220, 40)),
+    ("green stroke", "stroke", (40, 150, 60)),
+    ("blue stroke", "stroke", (40, 70, 190)),
+    ("blue circle", "circle", (40, 70, 190)),
+    ("black circle", "circle", (25, 25, 30)),
+    ("black arrow", "arrow", (25, 25, 30)),
+    ("green arrow", "arrow", (40, 150, 60)),
+    ("ruler", "ruler", (215, 175, 60)),
+    ("printed label", "label", (30, 30, 35)),
+)
+
+
+def planted_cohorts(
+    kind: str,
+    colour: tuple[int, int, int] | None = None,
+    *,
+    n_per_class: int = 200,
+    seed: int = 0,
+) -> dict[str, ShortcutCohort]:
+    """Training cohorts of a planted shortcut and of its clean twin.
+
+    ``shortcut``: the mark on every tumour tile and on no normal tile (the mark
+    predicts the label perfectly; the tissue only at ``purity``). ``partial``: the
+    mark on half the tumour tiles and a quarter of the normal ones (a pen drawn
+    mostly, not only, around tumour: a weaker shortcut, still one). ``twin``: the
+    same tissue, with the mark on a random half of the tiles of *both* classes
+    (independent of the label, and seen both present and absent), so a model
+    trained on it learns to ignore the mark.
+
+    Parameters
+    ----------
+    kind : str
+        Marker kind (key of :data:`MARKER_KINDS`).
+    colour : (int, int, int), optional
+        Its colour.
+    n_per_class : int
+        Tiles per class.
+    seed : int
+        Tissue seed (the same for both cohorts).
+
+    Returns
+    -------
+    dict
+        ``{"shortcut": ..., "partial": ..., "twin": ...}`` (ShortcutCohort each).
+    """
+    common: dict[str, Any] = {"seed": seed, "marker_kind": kind, "colour": colour}
+    return {
+        "shortcut": make_shortcut_cohort(n_per_class, marker_classes=("tumour",), **common),
+        "partial": make_shortcut_cohort(
+            n_per_class, marker_fraction={"tumour": 0.5, "normal": 0.25}, **common
+        ),
+        "twin": make_shortcut_cohort(
+            n_per_class, marker_classes=CLASS_NAMES, marker_fraction=0.5, **common
+        ),
+    }
+
+
+def planted_audit_cohort(
+    kind: str,
+    colour: tuple[int, int, int] | None = None,
+    *,
+    on: str = "one",
+    n_per_class: int = 16,
+    seed: int = 100,
+) -> ShortcutCohort:
+    """Held-out tiles of a planted cohort, to lay out as an audit slide.
+
+    Parameters
+    ----------
+    kind, colour
+        The mark (see :func:`planted_cohorts`).
+    on : {"one", "both"}
+        The mark on the tumour tiles only, or on the tiles of both classes.
+    n_per_class : int
+        Tiles per class.
+    seed : int
+        Tissue seed (different from the training cohorts').
+
+    Returns
+    -------
+    ShortcutCohort
+    """
+    if on not in ("one", "both"):
+        raise ValueError(f"on must be 'one' or 'both', got {on!r}")
+    classes = ("tumour",) if on == "one" else CLASS_NAMES
+    return make_shortcut_cohort(
+        n_per_class, marker_classes=classes, seed=seed, marker_kind=kind, colour=colour
+    )
+
+
+def planted_slug(name: str) -> str:
+    """File-name form of a :data:`PLANTED` name (``"black arrow"`` → ``"black-arrow"``)."""
+    return name.replace(" ", "-").lower()
+
+
+def save_planted_weights(models: dict[str, nn.Module], path: Any) -> Any:
+    """Write the weights of several :class:`TinyCNN` to one compressed ``.npz``.
+
+    Parameters
+    ----------
+    models : dict
+        ``{key: model}`` (keys such as ``"black-arrow/shortcut"``).
+    path : str or Path
+
+    Returns
+    -------
+    Path
+    """
+    from pathlib import Path
+
+    arrays = {
+        f"{key}|{name}": t.detach().cpu().numpy()
+        for key, m in models.items()
+        for name, t in m.state_dict().items()
+    }
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, **arrays)  # type: ignore[arg-type]
+    return out
+
+
+def load_planted_weights(path: Any) -> dict[str, TinyCNN]:
+    """Read models written by :func:`save_planted_weights` (in eval mode).
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    dict
+        ``{key: TinyCNN}``.
+    """
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"{p}: no planted-model weights (scripts/calibrate_verdict.py --train)"
+        )
+    states: dict[str, dict[str, torch.Tensor]] = {}
+    with np.load(p) as z:
+        for k in z.files:
+            key, _, name = k.partition("|")
+            states.setdefault(key, {})[name] = torch.from_numpy(z[k])
+    out: dict[str, TinyCNN] = {}
+    for key, state in states.items():
+        width = int(state["features.0.weight"].shape[0])
+        model = TinyCNN(n_classes=int(state["head.weight"].shape[0]), width=width)
+        model.load_state_dict(state)
+        out[key] = model.eval()
     return out
