@@ -69,12 +69,15 @@ def read_result_folder(path: PathOrPaths) -> list[LayerDataTuple]:
     FileNotFoundError, ValueError
         When the folder has no complete napari-xai result (the message names it).
     """
+    from napari_xai._widgets._style import watch_current_viewer
     from napari_xai.core.results import load_result
 
     folder = _result_folder(path)
     if folder is None:
         raise FileNotFoundError(f"{path}: not a result folder (no {MANIFEST})")
-    return result_layers(load_result(folder))
+    layers = result_layers(load_result(folder))
+    watch_current_viewer()  # colour bars on the maps once napari has made the layers
+    return layers
 
 
 def _warn(message: str) -> None:
@@ -130,6 +133,8 @@ def _probability_layers(result: Result, name: str) -> list[LayerDataTuple]:
 def _saliency_layers(result: Result, name: str) -> list[LayerDataTuple]:
     import numpy as np
 
+    from napari_xai.core.naming import ATTRIBUTION_COLORMAP
+
     layers = []
     for info in (h for h in result.heatmaps if h.kind == "saliency"):
         data, multiscale = _map_data(result, info.key)
@@ -148,7 +153,7 @@ def _saliency_layers(result: Result, name: str) -> list[LayerDataTuple]:
                     "name": f"{name} saliency [{method}, {cls}]",
                     "scale": info.scales[0],
                     "translate": info.translates[0],
-                    "colormap": "inferno",
+                    "colormap": ATTRIBUTION_COLORMAP,
                     "opacity": 0.6,
                     "blending": "translucent",
                     "contrast_limits": [lo, hi],

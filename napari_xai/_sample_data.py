@@ -88,6 +88,7 @@ def synthetic_slide() -> list[Any]:
     from napari_xai._reader import read_slide
     from napari_xai.core.layers import mask_to_world
     from napari_xai.core.masks import mask_layers, slide_masks
+    from napari_xai.core.naming import class_colour
     from napari_xai.core.synthetic import SyntheticTruth
 
     path = sample_slide_path(shape_rc=SAMPLE_SHAPE_RC, seed=SAMPLE_SEED)
@@ -106,10 +107,17 @@ def synthetic_slide() -> list[Any]:
                 "translate": translate,
                 "opacity": 0.4,
                 "visible": False,
-                "colormap": {0: "transparent", 1: "yellow", None: "transparent"},
-                "metadata": {"kind": "ground_truth", "downsample": truth.downsample},
+                "colormap": {0: "transparent", 1: class_colour("tumour"), None: "transparent"},
+                "metadata": {
+                    "kind": "ground_truth",
+                    "display": "outline",
+                    "downsample": truth.downsample,
+                },
             },
             "labels",
         )
     )
+    from napari_xai._widgets._style import watch_current_viewer
+
+    watch_current_viewer()  # masks drawn as outlines once napari has made the layers
     return layers

@@ -430,6 +430,7 @@ def audit_layers(
 
     from napari_xai.core.audit.attention import REGION_NAMES
     from napari_xai.core.inference import slide_stem
+    from napari_xai.core.naming import ROLE_COLOURS
 
     name = slide_layer.name if slide_layer is not None else slide_stem(result.slide_path)
     base_scale = np.ones(2)
@@ -443,9 +444,10 @@ def audit_layers(
         for r, c, h, w in zip(t["row"], t["col"], t["height"], t["width"], strict=True)
     ]
     flagged = t["flagged"].to_numpy(bool)
-    edge = np.where(flagged[:, None], [[0.84, 0.19, 0.15, 1.0]], [[0.27, 0.46, 0.71, 0.8]])
-    # Flagged tiles are filled, so they stay visible as red dots when zoomed out.
-    face = np.where(flagged[:, None], [[0.84, 0.19, 0.15, 0.45]], [[0.0, 0.0, 0.0, 0.0]])
+    flag, plain = ROLE_COLOURS["flag"], ROLE_COLOURS["tile"]
+    edge = np.where(flagged[:, None], [[*flag, 1.0]], [[*plain, 0.8]])
+    # Flagged tiles are filled (vermillion, the one red), so they stay visible when zoomed out.
+    face = np.where(flagged[:, None], [[*flag, 0.45]], [[0.0, 0.0, 0.0, 0.0]])
     features = t.drop(columns=["grid_index"], errors="ignore").reset_index(drop=True)
     tiles_ldt = (
         rects,

@@ -42,6 +42,7 @@ from napari_xai._widgets._pickers import (
     show_model_file,
     slide_layer_choices,
 )
+from napari_xai.core.naming import ATTRIBUTION_COLORMAP
 
 if TYPE_CHECKING:
     import napari
@@ -503,7 +504,7 @@ class ExplainWidget(ScrollPanel, Container):
         s = t0 / cell  # each channel drawn as large as the tile
         kwargs = {
             "name": f"{slide_name(slide)} channels [{layer_name}]",
-            "colormap": "viridis",
+            "colormap": ATTRIBUTION_COLORMAP,  # activations share the attribution colormap
             "contrast_limits": [0.0, 1.0],
             "scale": (s, s),
             # top-left of the grid at the tile's top-right corner

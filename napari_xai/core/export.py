@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_xai.core.naming import class_colour, rgb255
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
@@ -51,11 +53,6 @@ WSINFER_CSV_COLUMNS: tuple[str, ...] = ("minx", "miny", "width", "height")
 QUPATH_OBJECT_TYPES: tuple[str, ...] = ("tile", "detection", "annotation")
 #: Measurements copied next to the probabilities when the table has them.
 DEFAULT_EXTRA_MEASUREMENTS: tuple[str, ...] = ("confidence", "entropy", "tissue_fraction")
-# Tableau-10 colours, one per class in order (QuPath wants [r, g, b] ints).
-_PALETTE: tuple[tuple[int, int, int], ...] = (
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-)  # fmt: skip
 _ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/napari-xai/tiles")
 
 
@@ -230,8 +227,9 @@ def read_wsinfer_csv(
     return out
 
 
-def _class_color(index: int) -> list[int]:
-    return list(_PALETTE[index % len(_PALETTE)])
+def _class_color(name: str, index: int) -> list[int]:
+    """QuPath's [r, g, b] of a class: the palette colour of :mod:`napari_xai.core.naming`."""
+    return list(rgb255(class_colour(name, index)))
 
 
 def _finite(value: Any) -> float | None:
@@ -270,7 +268,8 @@ def tiles_to_qupath_geojson(
         Further numeric columns to copy into ``measurements`` where present;
         NaN values are left out (JSON has no NaN).
     colors : mapping of class name to (r, g, b), optional
-        Classification colours; default Tableau-10 in class order.
+        Classification colours; default the class palette
+        (:func:`napari_xai.core.naming.class_colour`).
     locked : bool
         ``isLocked`` as WSInfer writes it, so a click does not move a tile.
 
@@ -284,7 +283,7 @@ def tiles_to_qupath_geojson(
         raise ValueError(f"object_type must be one of {QUPATH_OBJECT_TYPES}, got {object_type!r}")
     _check_geometry(tiles)
     names = class_names_of(tiles, class_names)
-    palette = {n: _class_color(i) for i, n in enumerate(names)}
+    palette = {n: _class_color(n, i) for i, n in enumerate(names)}
     if colors:
         palette.update({str(k): [int(c) for c in v][:3] for k, v in colors.items()})
     prob_cols = [f"prob_{n}" for n in names]
@@ -318,7 +317,7 @@ def tiles_to_qupath_geojson(
             cls = str(preds[i])
             properties["classification"] = {
                 "name": cls,
-                "color": palette.get(cls, _class_color(len(palette))),
+                "color": palette.get(cls, _class_color(str(cls), len(palette))),
             }
         properties["measurements"] = measurements
         features.append(

@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from napari_xai.core.naming import heatmap_layer_name, positive_class, tiles_layer_name
+from napari_xai.core.naming import (
+    CLASS_COLOURS,
+    class_colour,
+    heatmap_layer_name,
+    positive_class,
+    probability_colormap,
+    tiles_layer_name,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,21 +54,6 @@ __all__ = [
 ]
 
 LayerDataTuple = tuple[Any, dict[str, Any], str]
-
-#: RGB colours for well-known class names; others cycle through ``_PALETTE``.
-CLASS_COLOURS: dict[str, tuple[float, float, float]] = {
-    "tumour": (0.89, 0.10, 0.11),
-    "tumor": (0.89, 0.10, 0.11),
-    "normal": (0.20, 0.63, 0.17),
-    "background": (0.60, 0.60, 0.60),
-    "stroma": (0.98, 0.60, 0.60),
-    "lymphocytes": (0.12, 0.47, 0.71),
-}
-_PALETTE = (
-    (0.12, 0.47, 0.71), (1.00, 0.50, 0.05), (0.17, 0.63, 0.17), (0.84, 0.15, 0.16),
-    (0.58, 0.40, 0.74), (0.55, 0.34, 0.29), (0.89, 0.47, 0.76), (0.74, 0.74, 0.13),
-    (0.09, 0.75, 0.81), (0.50, 0.50, 0.50),
-)  # fmt: skip
 
 
 def grid_to_world(
@@ -101,11 +93,6 @@ def mask_to_world(downsample: float) -> tuple[tuple[float, float], tuple[float, 
     return (d, d), ((d - 1.0) / 2.0, (d - 1.0) / 2.0)
 
 
-def class_colour(name: str, index: int = 0) -> tuple[float, float, float]:
-    """Display colour of a class (fixed for common names, else a palette entry)."""
-    return CLASS_COLOURS.get(name.lower(), _PALETTE[index % len(_PALETTE)])
-
-
 def heatmap_layer(
     prob_map: npt.ArrayLike,
     *,
@@ -121,8 +108,10 @@ def heatmap_layer(
 ) -> LayerDataTuple:
     """Image layer for one class-probability map ``(grid_rows, grid_cols)``.
 
-    Unscored cells (NaN) become 0; the colormap runs from transparent at
-    probability 0 to the class colour at 1, so the slide shows through.
+    Unscored cells (NaN) become 0; the colormap is the one probability colormap
+    (:func:`napari_xai.core.naming.probability_colormap`: viridis, transparent at
+    0, so the slide shows through), the same for every class; ``colour`` (default:
+    the class's palette colour) goes to ``metadata["class_colour"]`` for legends.
     """
     data = np.nan_to_num(np.asarray(prob_map, dtype=np.float32), nan=0.0)
     scale, translate = grid_to_world(stride0, tile_size0, origin_rc=origin_rc)
@@ -131,10 +120,7 @@ def heatmap_layer(
         "name": heatmap_layer_name(slide_name, class_name),
         "scale": scale,
         "translate": translate,
-        "colormap": {
-            "colors": [[*rgb[:3], 0.0], [*rgb[:3], 1.0]],
-            "name": f"napari-xai {class_name}",
-        },
+        "colormap": probability_colormap(),
         "contrast_limits": (0.0, 1.0),
         "opacity": float(opacity),
         "blending": "translucent",
@@ -144,6 +130,8 @@ def heatmap_layer(
             "napari_xai": "probability",
             "slide": slide_name,
             "class_name": class_name,
+            "class_colour": [float(v) for v in rgb[:3]],
+            "units": "probability (0-1)",
             "stride0": float(stride0),
             "tile_size0": float(stride0 if tile_size0 is None else tile_size0),
             **(metadata or {}),

@@ -572,7 +572,7 @@ def mask_layers(
     list of (data, kwargs, "labels")
     """
     from napari_xai.core.layers import mask_to_world
-    from napari_xai.core.naming import mask_layer_name
+    from napari_xai.core.naming import ARTEFACT_COLOURS, ROLE_COLOURS, mask_layer_name
 
     scale, translate = mask_to_world(masks.downsample)
     common = {"scale": scale, "translate": translate, "blending": "translucent"}
@@ -582,9 +582,10 @@ def mask_layers(
             **common,
             "name": mask_layer_name(name_prefix, "tissue"),
             "opacity": 0.35,
-            "colormap": {0: "transparent", 1: "lime", None: "transparent"},
+            "colormap": {0: "transparent", 1: ROLE_COLOURS["tissue"], None: "transparent"},
             "metadata": {
                 "kind": "tissue_mask",
+                "display": "outline",
                 "downsample": masks.downsample,
                 "tissue_fraction": masks.tissue_fraction,
             },
@@ -599,13 +600,12 @@ def mask_layers(
             "opacity": 0.6,
             "colormap": {
                 0: "transparent",
-                1: "cyan",
-                2: "red",
-                3: "orange",
+                **{k: ARTEFACT_COLOURS[k] for k in ARTEFACT_LABELS},
                 None: "transparent",
             },
             "metadata": {
                 "kind": "artefact_mask",
+                "display": "outline",
                 "downsample": masks.downsample,
                 "labels": dict(ARTEFACT_LABELS),
             },

@@ -15,6 +15,29 @@ summary, the widgets and the result folder.
   layer updates it in place, so re-runs never pile up layers.
 * Classes: :func:`positive_class` (the class that scores a slide and is shown
   first), :func:`is_background`, :func:`is_positive_label`.
+* Colours: the palette below.
+
+Palette
+-------
+One colour-blind-safe palette (Okabe & Ito, 2008, "Color Universal Design",
+plus two of Paul Tol's muted colours for the eighth and ninth class) gives
+every class one colour in every layer: tile squares, heatmap legends, predicted
+regions, annotations, QuPath exports. Each *role* has its own colour, so no
+colour means two things:
+
+* **classes** (:func:`class_colour`): tumour orange, normal sky blue, stroma
+  bluish green, immune cells blue, background grey...; other names cycle
+  through :data:`CLASS_PALETTE` in class order;
+* **probability** (:func:`probability_colormap`): viridis, transparent at 0,
+  the same for every class (the legend names the class); no red in it;
+* **attribution** (:data:`ATTRIBUTION_COLORMAP`): inferno, its own scale;
+* **flagged tile** (:data:`ROLE_COLOURS` ``"flag"``): vermillion, the only red;
+* **masks**: tissue outlined in blue, artefacts in colours chosen to
+  stand out from the ink they outline (black ink is outlined in sky blue,
+  green/blue ink in yellow, red ink in bluish green), see
+  :data:`ARTEFACT_COLOURS`.
+
+Colours are RGB floats in ``[0, 1]``; :func:`rgb255` gives QuPath's integers.
 
 This module imports only the standard library.
 """
@@ -26,20 +49,31 @@ from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = [
+    "ARTEFACT_COLOURS",
+    "ATTRIBUTION_COLORMAP",
     "BACKGROUND_NAMES",
+    "CLASS_COLOURS",
+    "CLASS_PALETTE",
     "COHORT_SUFFIXES",
     "NEGATIVE_NAMES",
+    "OKABE_ITO",
     "POSITIVE_NAMES",
+    "PROBABILITY_COLORMAP",
     "READER_SUFFIXES",
+    "ROLE_COLOURS",
     "SLIDE_SUFFIXES",
     "activation_layer_name",
+    "class_colour",
     "heatmap_layer_name",
+    "hex_colour",
     "is_background",
     "is_positive_label",
     "is_slide_name",
     "mask_layer_name",
     "ood_layer_name",
     "positive_class",
+    "probability_colormap",
+    "rgb255",
     "saliency_layer_name",
     "slide_stem",
     "tiles_layer_name",
@@ -193,4 +227,141 @@ def is_positive_label(text: str, positive: str) -> bool:
 
 
 # --------------------------------------------------------------------------- palette
-# (class colours: the colour-blind-safe palette goes here, issue 14)
+
+RGB = tuple[float, float, float]
+
+
+def _hex(code: str) -> RGB:
+    code = code.lstrip("#")
+    r, g, b = (int(code[i : i + 2], 16) / 255.0 for i in (0, 2, 4))
+    return (round(r, 4), round(g, 4), round(b, 4))
+
+
+#: The eight Okabe-Ito colours, distinguishable with every common colour-vision deficiency.
+OKABE_ITO: dict[str, RGB] = {
+    "orange": _hex("#E69F00"),
+    "sky_blue": _hex("#56B4E9"),
+    "bluish_green": _hex("#009E73"),
+    "yellow": _hex("#F0E442"),
+    "blue": _hex("#0072B2"),
+    "vermillion": _hex("#D55E00"),
+    "reddish_purple": _hex("#CC79A7"),
+    "black": _hex("#000000"),
+}
+_GREY = _hex("#999999")
+_INDIGO = _hex("#332288")  # Tol muted
+_OLIVE = _hex("#999933")  # Tol muted
+
+#: Colours of classes without a fixed colour, taken in class order (vermillion,
+#: the flag colour, and black, the dark-ink colour, are left out).
+CLASS_PALETTE: tuple[RGB, ...] = (
+    OKABE_ITO["blue"],
+    OKABE_ITO["orange"],
+    OKABE_ITO["bluish_green"],
+    OKABE_ITO["sky_blue"],
+    OKABE_ITO["reddish_purple"],
+    OKABE_ITO["yellow"],
+    _GREY,
+    _INDIGO,
+    _OLIVE,
+)
+
+#: Fixed colours of well-known class names (lower case; NCT-CRC-HE codes too).
+CLASS_COLOURS: dict[str, RGB] = {
+    **dict.fromkeys(("tumour", "tumor", "tum", "cancer", "positive"), OKABE_ITO["orange"]),
+    **dict.fromkeys(("normal", "norm", "benign", "notumor", "negative"), OKABE_ITO["sky_blue"]),
+    **dict.fromkeys(("stroma", "str"), OKABE_ITO["bluish_green"]),
+    **dict.fromkeys(("lymphocytes", "lym", "immune cells", "immune"), OKABE_ITO["blue"]),
+    **dict.fromkeys(("necrosis", "deb", "debris"), _INDIGO),
+    **dict.fromkeys(("adipose", "adi", "fat"), OKABE_ITO["yellow"]),
+    **dict.fromkeys(("muscle", "mus"), OKABE_ITO["reddish_purple"]),
+    **dict.fromkeys(("mucus", "muc"), _OLIVE),
+    **dict.fromkeys(("background", "back", "glass", "other"), _GREY),
+    "ignore*": _hex("#DDDDDD"),  # Tol pale grey
+}
+
+#: Colours of roles that are not classes.
+ROLE_COLOURS: dict[str, RGB] = {
+    "flag": OKABE_ITO["vermillion"],  # a tile the audit flags: the one red
+    "tile": _GREY,  # outline of a tile that is not flagged
+    "tissue": OKABE_ITO["blue"],  # tissue mask outline
+    "artefact": OKABE_ITO["reddish_purple"],  # annotation class 'Artefact'
+    "region": OKABE_ITO["yellow"],  # annotation class 'Region*'
+}
+
+#: Artefact mask label -> outline colour (labels of ``core.masks.ARTEFACT_LABELS``),
+#: each chosen to stand out from the ink it outlines.
+ARTEFACT_COLOURS: dict[int, RGB] = {
+    1: OKABE_ITO["yellow"],  # green, blue, teal ink or dye
+    2: OKABE_ITO["sky_blue"],  # black ink, text, ruler ticks
+    3: OKABE_ITO["blue"],  # yellow/brown (ruler, label)
+    4: OKABE_ITO["bluish_green"],  # red ink
+}
+
+#: Name of the probability colormap (:func:`probability_colormap`).
+PROBABILITY_COLORMAP = "napari-xai probability"
+#: napari colormap of attribution (saliency) and activation maps.
+ATTRIBUTION_COLORMAP = "inferno"
+
+# viridis at 0, 1/8, ..., 1 (matplotlib's values, rounded)
+_VIRIDIS_9: tuple[RGB, ...] = (
+    (0.267, 0.005, 0.329),
+    (0.279, 0.175, 0.483),
+    (0.230, 0.322, 0.546),
+    (0.173, 0.449, 0.558),
+    (0.128, 0.567, 0.551),
+    (0.158, 0.684, 0.502),
+    (0.369, 0.789, 0.383),
+    (0.678, 0.864, 0.190),
+    (0.993, 0.906, 0.144),
+)
+#: Probability at and above which the probability colormap is opaque.
+PROBABILITY_OPAQUE_FROM = 0.25
+
+
+def probability_colormap() -> dict[str, object]:
+    """Return the probability colormap as napari's dict (``colors``, ``controls``, ``name``).
+
+    viridis (no red, colour-blind safe, dark to bright with probability) whose
+    alpha rises from 0 at probability 0 to 1 at :data:`PROBABILITY_OPAQUE_FROM`,
+    so unscored and unlikely tiles leave the slide visible.
+    """
+    n = len(_VIRIDIS_9)
+    controls = [k / (n - 1) for k in range(n)]
+    colors = [
+        [*rgb, min(1.0, t / PROBABILITY_OPAQUE_FROM)]
+        for rgb, t in zip(_VIRIDIS_9, controls, strict=True)
+    ]
+    return {"colors": colors, "controls": controls, "name": PROBABILITY_COLORMAP}
+
+
+def class_colour(name: str, index: int = 0) -> RGB:
+    """Display colour of a class: its fixed colour, else :data:`CLASS_PALETTE` entry ``index``.
+
+    Parameters
+    ----------
+    name : str
+        Class name (case-insensitive).
+    index : int
+        Position of the class in the model's class list (picks the palette entry
+        of a class without a fixed colour).
+    """
+    key = name.casefold()
+    if key in CLASS_COLOURS:
+        return CLASS_COLOURS[key]
+    if key == "artefact":
+        return ROLE_COLOURS["artefact"]
+    if key == "region*":
+        return ROLE_COLOURS["region"]
+    return CLASS_PALETTE[index % len(CLASS_PALETTE)]
+
+
+def rgb255(colour: Sequence[float]) -> tuple[int, int, int]:
+    """RGB floats in ``[0, 1]`` to integers 0-255 (QuPath's ``color``)."""
+    r, g, b = (int(round(min(max(float(v), 0.0), 1.0) * 255)) for v in colour[:3])
+    return (r, g, b)
+
+
+def hex_colour(colour: Sequence[float]) -> str:
+    """``#rrggbb`` of RGB floats in ``[0, 1]``."""
+    return "#{:02x}{:02x}{:02x}".format(*rgb255(colour))

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from napari_xai.core.naming import class_colour, rgb255
+
 SLIDE_RC = (1200, 1600)
 MPP = 0.5
 
@@ -92,7 +94,8 @@ def test_reading_a_bad_file_imports_the_valid_part(viewer, tmp_path: Path) -> No
     assert len(layer.data) == 1
     report = layer.metadata["annotation_report"]
     assert report["n_features"] == 2 and report["skipped"] == {"malformed coordinates": 1}
-    assert np.allclose(layer.face_color[0][:3], np.array([200, 0, 0]) / 255)
+    # no colour in the file: the default class's palette colour (core/naming.py)
+    assert np.allclose(layer.face_color[0][:3], np.array(rgb255(class_colour("Tumor"))) / 255)
 
 
 def test_annotation_widget_classes_masks_measure_save_load(
@@ -112,7 +115,7 @@ def test_annotation_widget_classes_masks_measure_save_load(
     widget._class.value = "Stroma"
     layer.add_polygons([np.array([[600.0, 800.0], [600.0, 1000.0], [700.0, 1000.0]])])
     assert list(layer.features["class"]) == ["Tumor", "Stroma"]
-    assert np.allclose(layer.face_color[1][:3], np.array([150, 200, 150]) / 255)
+    assert np.allclose(layer.face_color[1][:3], np.array(rgb255(class_colour("Stroma"))) / 255)
     # Morphology follows drawing, without pressing Measure.
     assert layer.features["area_px"].tolist() == pytest.approx([300 * 400, 100 * 200 / 2])
     assert layer.feature_defaults["class"][0] == "Stroma"
@@ -280,7 +283,11 @@ def test_holes_render_as_holes(make_napari_viewer) -> None:  # noqa: ANN001
 
     assert pixel(1300, 1550).tolist() == [255, 255, 255]  # the hole shows the slide
     ring = pixel(1250 - 300, 1500)
-    assert ring[0] - ring[1] > 40  # the ring is tinted with Tumor red
+    # the ring is tinted with the Tumor colour (the palette's orange) over white
+    tint = 255 - ring.astype(float)
+    towards = 255 - np.array(rgb255(class_colour("Tumor")), float)
+    assert tint.max() > 40
+    assert tint @ towards / (np.linalg.norm(tint) * np.linalg.norm(towards)) > 0.95
     assert pixel(300, 300).tolist() == [255, 255, 255]  # outside
 
 

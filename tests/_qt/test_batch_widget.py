@@ -127,9 +127,10 @@ def test_widget_runs_batch_and_opens_result(
     without = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
     changed = np.abs(with_heat - without).sum(-1) > 30
     assert 0.01 < changed.mean() < 0.5
-    # where it changed, the picture got redder (the tumour colour)
-    red_gain = (with_heat[..., 0] - with_heat[..., 1]) - (without[..., 0] - without[..., 1])
-    assert red_gain[changed].mean() > 20
+    # where it changed, the picture moved towards the probability colormap (viridis:
+    # green above blue for p >= 0.5), away from the pink-purple slide (blue above green)
+    green_gain = (with_heat[..., 1] - with_heat[..., 2]) - (without[..., 1] - without[..., 2])
+    assert green_gain[changed].mean() > 20
 
 
 def test_widget_cancel_and_errors(

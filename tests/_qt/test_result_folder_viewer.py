@@ -41,6 +41,11 @@ def test_score_explain_audit_folder_opens_whole(
     assert len(probs) == 3, names  # background, normal, tumour
     saliency = [layer for layer in layers if layer.metadata.get("napari_xai") == "saliency"]
     assert len(saliency) == 1 and saliency[0].metadata["method"] == "saliency"
+    # the reader's maps carry a colour bar too (not only widget-added layers)
+    for layer in [*probs, *saliency]:
+        assert layer.colorbar.visible, layer.name
+    assert all(not layer.colorbar.visible for layer in layers if type(layer).__name__ == "Image"
+               and layer not in probs and layer not in saliency)  # fmt: skip
     # every derived layer lines up with the slide: its extent lies inside the slide's
     lo, hi = slide_layer.extent.world
     for layer in layers[1:]:

@@ -41,6 +41,7 @@ from napari_xai.core.annotations.layers import (
     shapes_to_annotations,
     xy_to_rc,
 )
+from napari_xai.core.naming import class_colour, rgb255
 
 DONUT = box(100, 200, 400, 500).difference(box(200, 300, 300, 400))  # x 100..400, y 200..500
 TWO_PARTS = MultiPolygon(
@@ -223,7 +224,8 @@ def test_reads_qupath_02_legacy_export(tmp_path: Path) -> None:
 
 
 def test_classes_and_packed_colours() -> None:
-    assert find_class("Tumor").color == (200, 0, 0)
+    # the default classes carry the plugin's colour-blind-safe palette (core/naming.py)
+    assert find_class("Tumor").color == rgb255(class_colour("tumour")) == (230, 159, 0)
     assert find_class("tumor").name == "Tumor"
     assert find_class("Nope") is None
     names = {c.name for c in DEFAULT_CLASSES}
@@ -402,7 +404,8 @@ def test_shapes_back_to_annotations_keeps_class_and_properties() -> None:
         default_class="Necrosis",
     )
     assert report.skipped_counts() == {"no area (line or path)": 1}
-    assert lines[0].class_name == "Necrosis" and lines[0].color == (50, 50, 50)
+    assert lines[0].class_name == "Necrosis"
+    assert lines[0].color == rgb255(class_colour("Necrosis")) == (51, 34, 136)
 
 
 def test_rasterize_and_trace_back() -> None:

@@ -2,8 +2,9 @@
 
 QuPath stores a class as ``{"name": "Tumor", "color": [200, 0, 0]}`` in GeoJSON
 (v0.4 and later) and as a packed signed ARGB integer ``"colorRGB"`` before that.
-The defaults below are QuPath's ``StandardPathClasses`` colours, so annotations
-written here look the same when opened in QuPath.
+The defaults below are QuPath's ``StandardPathClasses`` names in the plugin's
+colour-blind-safe class palette (:mod:`napari_xai.core.naming`); the colour is
+written into each feature, so QuPath shows the same colours.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+from napari_xai.core.naming import class_colour, rgb255
 
 __all__ = [
     "DEFAULT_CLASSES",
@@ -54,19 +57,24 @@ class AnnotationClass:
 #: Name used in napari feature tables for objects without a classification.
 UNCLASSIFIED = "Unclassified"
 
-#: QuPath's standard classes (``PathClass.StandardPathClasses``) and their colours,
-#: plus ``Artefact`` (not a QuPath default) for pen marks, folds and debris.
-DEFAULT_CLASSES: tuple[AnnotationClass, ...] = (
-    AnnotationClass("Tumor", (200, 0, 0)),
-    AnnotationClass("Stroma", (150, 200, 150)),
-    AnnotationClass("Necrosis", (50, 50, 50)),
-    AnnotationClass("Immune cells", (160, 90, 160)),
-    AnnotationClass("Other", (255, 200, 0)),
-    AnnotationClass("Region*", (0, 0, 180)),
-    AnnotationClass("Ignore*", (180, 180, 180)),
-    AnnotationClass("Positive", (200, 50, 50)),
-    AnnotationClass("Negative", (112, 112, 225)),
-    AnnotationClass("Artefact", (255, 0, 255)),
+#: QuPath's standard classes (``PathClass.StandardPathClasses``), plus ``Artefact``
+#: (not a QuPath default) for pen marks, folds and debris, in the plugin's
+#: colour-blind-safe palette (:mod:`napari_xai.core.naming`), not QuPath's red
+#: Tumor: a file that states its own colours keeps them.
+DEFAULT_CLASSES: tuple[AnnotationClass, ...] = tuple(
+    AnnotationClass(name, rgb255(class_colour(name)))
+    for name in (
+        "Tumor",
+        "Stroma",
+        "Necrosis",
+        "Immune cells",
+        "Other",
+        "Region*",
+        "Ignore*",
+        "Positive",
+        "Negative",
+        "Artefact",
+    )
 )
 
 

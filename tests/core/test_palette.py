@@ -1,0 +1,193 @@
+"""One colour-blind-safe palette: every layer builder takes its colours from core/naming.py.
+
+Colour-blind safety is checked with the Machado, Oliveira & Fernandes (2009)
+simulation matrices (severity 1) for protanopia, deuteranopia and tritanopia and
+CIE76 colour differences in CIELAB (skimage), not against our own numbers.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_xai.core.naming import (
+    ARTEFACT_COLOURS,
+    ATTRIBUTION_COLORMAP,
+    CLASS_PALETTE,
+    ROLE_COLOURS,
+    class_colour,
+    probability_colormap,
+    rgb255,
+)
+
+_MACHADO = {
+    "normal": np.eye(3),
+    "protanopia": np.array(
+        [[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216],
+         [-0.003882, -0.048116, 1.051998]]
+    ),
+    "deuteranopia": np.array(
+        [[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413],
+         [-0.011820, 0.042940, 0.968881]]
+    ),
+    "tritanopia": np.array(
+        [[1.255528, -0.076749, -0.178779], [-0.078411, 0.930809, 0.147602],
+         [0.004733, 0.691367, 0.303900]]
+    ),
+}  # fmt: skip
+
+
+def _seen(rgb: tuple[float, ...], vision: str) -> np.ndarray:
+    """CIELAB of an sRGB colour as seen with ``vision``."""
+    from skimage.color import rgb2lab
+
+    c = np.asarray(rgb[:3], dtype=np.float64)
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    out = np.clip(lin @ _MACHADO[vision].T, 0.0, 1.0)
+    srgb = np.where(out <= 0.0031308, 12.92 * out, 1.055 * out ** (1 / 2.4) - 0.055)
+    return rgb2lab(srgb[None, None, :])[0, 0]
+
+
+def _delta_e(a: tuple[float, ...], b: tuple[float, ...], vision: str) -> float:
+    return float(np.linalg.norm(_seen(a, vision) - _seen(b, vision)))
+
+
+@pytest.mark.parametrize("vision", list(_MACHADO))
+def test_first_six_classes_stay_apart_for_colour_blind_viewers(vision: str) -> None:
+    six = CLASS_PALETTE[:6]
+    worst = min(_delta_e(a, b, vision) for a, b in itertools.combinations(six, 2))
+    assert worst > 10.0, f"{vision}: two of the first six class colours look alike ({worst:.1f})"
+    named = [class_colour(n) for n in ("tumour", "normal", "stroma", "lymphocytes")]
+    assert min(_delta_e(a, b, vision) for a, b in itertools.combinations(named, 2)) > 10.0
+
+
+@pytest.mark.parametrize("vision", list(_MACHADO))
+def test_red_means_one_thing(vision: str) -> None:
+    """Tumour class, flagged tile, probability colormap and dark ink: four different colours."""
+    cmap = probability_colormap()
+    roles = {
+        "tumour class": class_colour("Tumor"),
+        "flagged tile": ROLE_COLOURS["flag"],
+        "dark-ink outline": ARTEFACT_COLOURS[2],
+        "high probability": tuple(cmap["colors"][-1][:3]),
+        "mid probability": tuple(cmap["colors"][len(cmap["colors"]) // 2][:3]),
+    }
+    for (na, a), (nb, b) in itertools.combinations(roles.items(), 2):
+        assert _delta_e(a, b, vision) > 15.0, f"{vision}: {na} looks like {nb}"
+    # no red anywhere in the probability colormap
+    for r, g, b, _alpha in cmap["colors"]:
+        assert not (r > g + 0.25 and r > b + 0.25), (r, g, b)
+    # the flag colour is no class colour
+    assert ROLE_COLOURS["flag"] not in CLASS_PALETTE
+
+
+def test_probability_colormap_is_transparent_at_zero_and_opaque_when_likely() -> None:
+    cmap = probability_colormap()
+    colors, controls = np.asarray(cmap["colors"]), np.asarray(cmap["controls"])
+    assert controls[0] == 0.0 and controls[-1] == 1.0
+    assert colors[0, 3] == 0.0 and colors[-1, 3] == 1.0
+    assert np.all(np.diff(colors[:, 3]) >= 0)
+    # bright with probability (viridis: luminance rises)
+    lum = colors[:, :3] @ np.array([0.2126, 0.7152, 0.0722])
+    assert np.all(np.diff(lum) > 0)
+    from matplotlib import colormaps
+
+    np.testing.assert_allclose(colors[:, :3], colormaps["viridis"](controls)[:, :3], atol=2e-3)
+
+
+def _tiles(class_names: list[str]) -> pd.DataFrame:
+    n = len(class_names)
+    probs = np.eye(n) * 0.9 + 0.1 / n
+    df = pd.DataFrame(
+        {
+            "row": np.zeros(n, np.int64),
+            "col": np.arange(n, dtype=np.int64) * 64,
+            "height": np.full(n, 64),
+            "width": np.full(n, 64),
+            "pred_class": class_names,
+            "confidence": probs.max(1),
+            **{f"prob_{c}": probs[:, k] for k, c in enumerate(class_names)},
+        }
+    )
+    df.attrs.update(class_names=class_names, stride0=64.0, tile_size0=64.0)
+    return df
+
+
+CLASSES = ["normal", "tumour", "necrosis", "my class"]
+
+
+def test_heatmap_and_tiles_layers_use_the_palette() -> None:
+    from napari_xai.core.layers import heatmap_layers, tiles_layer
+
+    maps = np.random.default_rng(0).random((len(CLASSES), 3, 4))
+    for k, (_, kwargs, kind) in enumerate(
+        heatmap_layers(maps, CLASSES, slide_name="s", stride0=64.0)
+    ):
+        assert kind == "image"
+        assert kwargs["colormap"] == probability_colormap()
+        assert kwargs["metadata"]["class_colour"] == list(class_colour(CLASSES[k], k))
+        assert kwargs["metadata"]["units"] == "probability (0-1)"
+    _, kwargs, _ = tiles_layer(_tiles(CLASSES), slide_name="s", class_names=CLASSES)
+    assert kwargs["face_color_cycle"] == [
+        [*class_colour(c, k), 1.0] for k, c in enumerate(CLASSES)
+    ]
+    assert kwargs["face_color_cycle"][1][:3] == list(class_colour("tumour"))
+    # 'my class' has no fixed colour: the palette entry of its position
+    assert tuple(kwargs["face_color_cycle"][3][:3]) == CLASS_PALETTE[3]
+
+
+def test_qupath_export_and_annotation_classes_use_the_palette() -> None:
+    from napari_xai.core.annotations.classes import DEFAULT_CLASSES, find_class
+    from napari_xai.core.export import tiles_to_qupath_geojson
+
+    geo = tiles_to_qupath_geojson(_tiles(CLASSES))
+    got = {
+        f["properties"]["classification"]["name"]: f["properties"]["classification"]["color"]
+        for f in geo["features"]
+    }
+    assert got == {c: list(rgb255(class_colour(c, k))) for k, c in enumerate(CLASSES)}
+    for c in DEFAULT_CLASSES:
+        assert c.color == rgb255(class_colour(c.name))
+    assert find_class("Tumor").color == rgb255(class_colour("tumour"))
+    assert find_class("Artefact").color == rgb255(ROLE_COLOURS["artefact"])
+
+
+def test_annotation_layers_use_the_palette() -> None:
+    from shapely.geometry import box
+
+    from napari_xai.core.annotations.geojson import Annotation
+    from napari_xai.core.annotations.layers import annotations_to_layer_data
+
+    items = [Annotation(box(0, 0, 10, 10), "Tumor"), Annotation(box(20, 0, 30, 10), "Stroma")]
+    (_, kwargs, kind), *_ = annotations_to_layer_data(items, name="a")
+    assert kind == "shapes"
+    np.testing.assert_allclose(
+        kwargs["face_color"][0][:3], np.array(rgb255(class_colour("Tumor"))) / 255
+    )
+    np.testing.assert_allclose(
+        kwargs["edge_color"][1][:3], np.array(rgb255(class_colour("Stroma"))) / 255
+    )
+
+
+def test_mask_layers_use_the_palette_and_ask_for_outlines() -> None:
+    from napari_xai.core.masks import ARTEFACT_LABELS, mask_layers, masks_from_thumbnail
+
+    thumb = np.full((64, 64, 3), 240, np.uint8)
+    thumb[16:48, 16:48] = (200, 120, 180)  # eosin-pink tissue
+    thumb[20:24, 20:40] = (30, 140, 60)  # green ink
+    (_, tissue, _), (_, art, _) = mask_layers(masks_from_thumbnail(thumb, 16.0))
+    assert tissue["colormap"][1] == ROLE_COLOURS["tissue"]
+    assert {k: art["colormap"][k] for k in ARTEFACT_LABELS} == {
+        k: ARTEFACT_COLOURS[k] for k in ARTEFACT_LABELS
+    }
+    assert tissue["metadata"]["display"] == art["metadata"]["display"] == "outline"
+
+
+def test_saliency_layers_use_the_attribution_colormap() -> None:
+    from napari_xai.core.attribution.layers import DEFAULT_COLORMAP
+
+    assert DEFAULT_COLORMAP == ATTRIBUTION_COLORMAP
+    assert ATTRIBUTION_COLORMAP != probability_colormap()["name"]
