@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -53,8 +54,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (OSError, ValueError) as exc:
         # Bad input (unreadable slide, bad model card...): one clear line, no traceback.
-        print(f"napari-xai: error: {exc}", file=sys.stderr)
+        print(f"napari-xai: error: {_one_line(exc)}", file=sys.stderr)
         return 1
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, traceback on request
+        if os.environ.get("NAPARI_XAI_TRACEBACK"):
+            raise
+        print(
+            f"napari-xai {args.command}: error: {type(exc).__name__}: {_one_line(exc)} "
+            "(set NAPARI_XAI_TRACEBACK=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    """Return the message on one line, naming the file for a bare OSError."""
+    text = " ".join(str(exc).split())
+    filename = getattr(exc, "filename", None)
+    if isinstance(exc, OSError) and filename and str(filename) not in text:
+        text = f"{filename}: {text}"
+    return text
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,7 +15,7 @@ import contextlib
 import os
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "clean_temporaries",
     "fsync_path",
     "is_temporary",
+    "naming_path",
     "temporary_path",
 ]
 
@@ -52,6 +53,23 @@ def is_temporary(path: str | os.PathLike[str], *, name: str | None = None) -> bo
     """Tell whether ``path`` is a temporary left by :func:`atomic_write` (for ``name``)."""
     m = _TEMP_RE.match(Path(path).name)
     return m is not None and (name is None or m.group("name") == name)
+
+
+@contextlib.contextmanager
+def naming_path(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Make an ``OSError`` without a file name (a full disk, say) name ``path``.
+
+    ``OSError(ENOSPC)`` raised deep inside a writer (pyarrow, zarr) often
+    carries no file name; re-raised here as the same ``OSError`` subclass with
+    ``path`` as its ``filename``, so the one-line message says which file.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        err = exc.errno if exc.errno is not None else 0
+        raise type(exc)(err, exc.strerror or str(exc), os.fspath(path)) from exc
 
 
 def fsync_path(path: str | os.PathLike[str]) -> None:
@@ -92,10 +110,11 @@ def atomic_write(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path(target)
     try:
-        write(tmp)
-        if fsync:
-            fsync_path(tmp)
-        os.replace(tmp, target)
+        with naming_path(target):
+            write(tmp)
+            if fsync:
+                fsync_path(tmp)
+            os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

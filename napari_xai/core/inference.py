@@ -27,7 +27,7 @@ import torch  # noqa: TID253 (core runs only when scoring)
 
 from napari_xai.core.heatmaps import empty_maps, tiles_table, update_maps
 from napari_xai.core.models.card import ModelCard
-from napari_xai.core.models.loading import LoadedModel, choose_device
+from napari_xai.core.models.loading import LoadedModel, ModelError, choose_device, model_failed
 from napari_xai.core.models.resolve import resolve_model
 from napari_xai.core.naming import slide_stem
 from napari_xai.core.options import DEFAULT_MIN_TISSUE
@@ -167,9 +167,14 @@ def iter_predictions(
             wait += time.perf_counter() - t0
             if batch is None:
                 break
-            probs = predict_probabilities(
-                model, batch.tiles, device=dev, amp=amp, forward=forward or module
-            )
+            try:
+                probs = predict_probabilities(
+                    model, batch.tiles, device=dev, amp=amp, forward=forward or module
+                )
+            except ModelError:
+                raise
+            except Exception as exc:  # the model's own failure: name model, slide and tiles
+                raise model_failed(model, source, batch.indices, exc) from exc
             n_done += int(batch.indices.shape[0])
             yield PredictionBatch(
                 indices=batch.indices,

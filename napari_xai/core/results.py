@@ -38,6 +38,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd  # noqa: TID253 - only imported when work runs
 
+from napari_xai.core.atomic import naming_path
+
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
@@ -618,7 +620,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _write_json(path: Path, value: Any) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
+    with naming_path(path), open(path, "w", encoding="utf-8") as fh:
         json.dump(_jsonable(value), fh, indent=2, sort_keys=False, allow_nan=False)
         fh.write("\n")
         fh.flush()
@@ -677,7 +679,8 @@ class ResultWriter:
         df = tiles.copy()
         df.attrs = _jsonable(dict(tiles.attrs))
         target = self.tmp / TILES_NAME
-        df.to_parquet(target, index=False)
+        with naming_path(self.folder / TILES_NAME):
+            df.to_parquet(target, index=False)
         self._files["tiles"] = TILES_NAME
         return target
 
@@ -722,18 +725,23 @@ class ResultWriter:
             raise ValueError("a saliency map needs its attribution method")
         parts = [kind] + ([_safe_key(method)] if method else []) + [_safe_key(name)]
         key = "/".join(parts)
-        root = zarr.open_group(str(self.tmp / HEATMAPS_NAME), mode="a")
-        grp = root.require_group(key)
         label = f"{method}/{name}" if method else name
-        write_multiscale(
-            grp,
-            data,
-            scale_rc=scale_rc,
-            translate_rc=translate_rc,
-            name=label,
-            min_size=min_size,
-            attrs={"kind": kind, "class_name": name, **({"method": method} if method else {})},
-        )
+        with naming_path(self.folder / HEATMAPS_NAME / key):
+            root = zarr.open_group(str(self.tmp / HEATMAPS_NAME), mode="a")
+            grp = root.require_group(key)
+            write_multiscale(
+                grp,
+                data,
+                scale_rc=scale_rc,
+                translate_rc=translate_rc,
+                name=label,
+                min_size=min_size,
+                attrs={
+                    "kind": kind,
+                    "class_name": name,
+                    **({"method": method} if method else {}),
+                },
+            )
         self._files["heatmaps"] = HEATMAPS_NAME
         self._heatmaps.append(key)
         return key

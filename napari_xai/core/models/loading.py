@@ -354,6 +354,32 @@ def load_model(
     return loaded
 
 
+def model_failed(model: Any, source: Any, indices: Any, exc: BaseException) -> ModelError:
+    """Build the one-line error for a model that raised on real tiles (model, slide, tiles).
+
+    Parameters
+    ----------
+    model : LoadedModel
+        The model that raised.
+    source : Slide, path or array
+        What its tiles came from.
+    indices : array of int
+        Grid indices of the batch.
+    exc : BaseException
+        What the model raised.
+    """
+    where = getattr(source, "path", None) or (source if isinstance(source, (str, Path)) else "")
+    first = int(indices[0]) if len(indices) else -1
+    text = " ".join(str(exc).split())  # one line, even for TorchScript's multi-line traces
+    if len(text) > 300:
+        text = text[:297] + "..."
+    name = getattr(model, "path", None) or getattr(getattr(model, "card", None), "name", "model")
+    return ModelError(
+        f"{name}: the model failed on {where or 'the input'} "
+        f"(batch of {len(indices)} tiles from grid index {first}): {type(exc).__name__}: {text}"
+    )
+
+
 def check_outputs(
     logits: torch.Tensor, card: ModelCard, *, batch: int, path: object = "model"
 ) -> None:
