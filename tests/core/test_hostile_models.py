@@ -139,3 +139,35 @@ def test_card_names_a_non_string(tmp_path: Path) -> None:
     (folder / "config.json").write_text(json.dumps(data))
     with pytest.raises(ModelError, match=r"config\.json: architecture must be a string"):
         load_model(folder, device="cpu")
+
+
+def test_config_and_embedded_card_disagreeing_warns(tmp_path: Path) -> None:
+    """Class order differs between config.json and the embedded card: say so, name both."""
+    from napari_xai.core.models.wsinfer import (
+        CONFIG_NAME,
+        load_wsinfer_folder,
+        save_wsinfer_model,
+    )
+
+    card = ModelCard(class_names=("background", "normal", "tumour"), tile_size=64, mpp=1.0)
+    folder = save_wsinfer_model(make_demo_cnn(3).eval(), card, tmp_path / "zoo", check=False)
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    with pytest.warns(UserWarning) as none:
+        load_model(folder)
+        load_wsinfer_folder(folder)
+        import warnings
+
+        warnings.warn("sentinel", UserWarning, stacklevel=1)
+    ours = [str(w.message) for w in none if w.category is UserWarning]
+    assert ours == ["sentinel"]  # agreeing cards: quiet
+    config["class_names"] = ["tumour", "normal", "background"]
+    (folder / CONFIG_NAME).write_text(json.dumps(config))
+    with pytest.warns(UserWarning, match="disagree") as caught:
+        loaded = load_model(folder)
+    message = str(caught[0].message)
+    assert str(folder / CONFIG_NAME) in message and "class_names" in message
+    assert "using the embedded card" in message
+    assert loaded.card.class_names == ("background", "normal", "tumour")
+    with pytest.warns(UserWarning, match="disagree.*class_names.*using config.json"):
+        _module, used = load_wsinfer_folder(folder)
+    assert used.class_names == ("tumour", "normal", "background")

@@ -309,3 +309,25 @@ def _default_transform(
             "arguments": {"mean": [float(v) for v in mean], "std": [float(v) for v in std]},
         },
     ]
+
+
+#: Card fields that decide how tiles are fed and outputs read: a disagreement matters.
+CARD_FEED_FIELDS = ("class_names", "tile_size", "mpp", "mean", "std", "channel_order")
+
+
+def card_mismatch(card: ModelCard, other: ModelCard) -> str:
+    """Describe how two cards of one model disagree on feeding it ("" when they agree).
+
+    Parameters
+    ----------
+    card, other : ModelCard
+        E.g. the card embedded in a TorchScript file and the ``config.json`` beside it.
+
+    Returns
+    -------
+    str
+        ``"class_names: (...) vs (...); mpp: 0.5 vs 1.0"`` for the fields of
+        :data:`CARD_FEED_FIELDS` that differ, or ``""``.
+    """
+    differ = [f for f in CARD_FEED_FIELDS if getattr(card, f) != getattr(other, f)]
+    return "; ".join(f"{f}: {getattr(card, f)!r} vs {getattr(other, f)!r}" for f in differ)

@@ -29,7 +29,7 @@ from typing import Any
 import torch  # noqa: TID253 (core runs only when models are used)
 from torch import nn  # noqa: TID253
 
-from napari_xai.core.models.card import ModelCard, ModelCardError
+from napari_xai.core.models.card import ModelCard, ModelCardError, card_mismatch
 
 __all__ = [
     "CARD_EXTRA_FILE",
@@ -215,6 +215,44 @@ def _card_file_beside(path: Path) -> Path | None:
     return None
 
 
+def warn_card_mismatch(card: ModelCard, other_file: Path, *, model_path: Path, used: str) -> str:
+    """Warn when the card in ``other_file`` disagrees with ``card`` on how the model is fed.
+
+    Parameters
+    ----------
+    card : ModelCard
+        The card in use.
+    other_file : Path
+        The other card (e.g. ``config.json`` beside a TorchScript file with an embedded card).
+    model_path : Path
+        The model file (named in the warning).
+    used : str
+        Which card is used, for the warning ("the embedded card").
+
+    Returns
+    -------
+    str
+        What differs (see :func:`~napari_xai.core.models.card.card_mismatch`); ``""``: no warning.
+    """
+    try:
+        other = ModelCard.from_json(other_file)
+    except (ModelCardError, OSError, ValueError) as exc:
+        warnings.warn(
+            f"{model_path}: {other_file} beside it is not a readable card ({exc}); using {used}",
+            UserWarning,
+            stacklevel=3,
+        )
+        return "unreadable"
+    differ = card_mismatch(card, other)
+    if differ:
+        warnings.warn(
+            f"{model_path}: the embedded card and {other_file} disagree ({differ}); using {used}",
+            UserWarning,
+            stacklevel=3,
+        )
+    return differ
+
+
 def _card_beside(path: Path) -> ModelCard | None:
     card_file = _card_file_beside(path)
     return None if card_file is None else ModelCard.from_json(card_file)
@@ -299,6 +337,9 @@ def load_model(
                         raise ModelError(
                             f"{path}: embedded model card is not JSON: {exc}"
                         ) from None
+                    beside = _card_file_beside(path)
+                    if beside is not None:
+                        warn_card_mismatch(card, beside, model_path=path, used="the embedded card")
                 else:
                     card = _card_beside(path)
             scripted = True

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from napari_xai.core.models.card import ModelCard, ModelCardError
+from napari_xai.core.models.card import ModelCard, ModelCardError, card_mismatch
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -315,11 +315,29 @@ def load_wsinfer_folder(
     weights = folder / TORCHSCRIPT_NAME
     if not weights.is_file():
         raise ValueError(f"{folder}: WSInfer model folder has no {TORCHSCRIPT_NAME}")
+    extra = {CARD_EXTRA_FILE: ""}
     try:
-        module = torch.jit.load(str(weights), map_location=map_location)
+        module = torch.jit.load(str(weights), map_location=map_location, _extra_files=extra)
     except Exception as exc:  # torch raises RuntimeError/ValueError/zipfile errors
         raise ValueError(f"{weights}: not a TorchScript model ({exc})") from None
     module.eval()
+    raw = extra.get(CARD_EXTRA_FILE)
+    if raw:
+        try:
+            embedded = ModelCard.from_dict(json.loads(raw))
+        except (ValueError, UnicodeDecodeError) as exc:
+            differ = f"the embedded card is unreadable ({exc})"
+        else:
+            differ = card_mismatch(card, embedded)
+        if differ:
+            import warnings
+
+            warnings.warn(
+                f"{folder}: {CONFIG_NAME} and the card embedded in {TORCHSCRIPT_NAME} "
+                f"disagree ({differ}); using {CONFIG_NAME}",
+                UserWarning,
+                stacklevel=2,
+            )
     return module, card
 
 
