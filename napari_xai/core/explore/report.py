@@ -118,7 +118,7 @@ def explore_cohort(cohort: Cohort, *, options: ExploreOptions | None = None) -> 
     )
 
 
-def _colours(values: pd.Series) -> tuple[np.ndarray, list[tuple[str, Any]]]:
+def colours_for(values: pd.Series) -> tuple[np.ndarray, list[tuple[str, Any]]]:
     from matplotlib import colormaps
 
     if values.dtype.kind == "f":
@@ -139,7 +139,7 @@ def _scatter_png(tiles: pd.DataFrame, column: str, path: Path) -> Path:
     fig = Figure(figsize=(6, 5), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    colours, legend = _colours(tiles[column])
+    colours, legend = colours_for(tiles[column])
     size = float(np.clip(2000 / max(len(tiles), 1) ** 0.5, 0.5, 12))
     ax.scatter(tiles["x"], tiles["y"], c=colours, s=size, linewidths=0, rasterized=True)
     for name, colour in legend:

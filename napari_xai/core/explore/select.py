@@ -17,7 +17,15 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["GALLERY_ORDERS", "TileFilter", "confusion_cells", "gallery_order"]
+__all__ = [
+    "GALLERY_ORDERS",
+    "TileFilter",
+    "confusion_cells",
+    "gallery_order",
+    "points_in_box",
+    "points_in_polygon",
+    "tile_at",
+]
 
 #: Gallery orders: the name, and what comes first.
 GALLERY_ORDERS = {
@@ -172,3 +180,45 @@ def confusion_cells(
             cells[(a, b)] = rows
             cm[i, j] = len(rows)
     return pd.DataFrame(cm, index=pd.Index(names, name="true"), columns=names), cells
+
+
+def points_in_box(
+    xy: npt.ArrayLike, corner_a: Sequence[float], corner_b: Sequence[float]
+) -> npt.NDArray[np.int64]:
+    """Rows of ``xy`` ``(N, 2)`` inside the box spanned by two corners (inclusive)."""
+    p = np.asarray(xy, np.float64)
+    lo = np.minimum(corner_a, corner_b)
+    hi = np.maximum(corner_a, corner_b)
+    inside = (p[:, 0] >= lo[0]) & (p[:, 0] <= hi[0]) & (p[:, 1] >= lo[1]) & (p[:, 1] <= hi[1])
+    return np.flatnonzero(inside).astype(np.int64)
+
+
+def points_in_polygon(xy: npt.ArrayLike, vertices: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """Rows of ``xy`` ``(N, 2)`` inside a lasso polygon ``(V, 2)`` (V >= 3)."""
+    from matplotlib.path import Path
+
+    poly = np.asarray(vertices, np.float64)
+    if poly.ndim != 2 or len(poly) < 3:
+        return np.zeros(0, np.int64)
+    p = np.asarray(xy, np.float64)
+    lo, hi = poly.min(axis=0), poly.max(axis=0)
+    cand = np.flatnonzero(np.all((p >= lo) & (p <= hi), axis=1))  # cheap box test first
+    inside = Path(poly).contains_points(p[cand])
+    return cand[inside].astype(np.int64)
+
+
+def tile_at(tiles: pd.DataFrame, point_rc: Sequence[float]) -> int | None:
+    """Positional row of the tile covering a level-0 ``(row, col)``; None off the tiles.
+
+    With overlapping tiles, the one whose centre is nearest wins.
+    """
+    r, c = float(point_rc[0]), float(point_rc[1])
+    top = tiles["row"].to_numpy(np.float64)
+    left = tiles["col"].to_numpy(np.float64)
+    h = tiles["height"].to_numpy(np.float64)
+    w = tiles["width"].to_numpy(np.float64)
+    hit = np.flatnonzero((r >= top) & (r < top + h) & (c >= left) & (c < left + w))
+    if not len(hit):
+        return None
+    d = (top[hit] + h[hit] / 2 - r) ** 2 + (left[hit] + w[hit] / 2 - c) ** 2
+    return int(hit[np.argmin(d)])
