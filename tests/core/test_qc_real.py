@@ -157,3 +157,83 @@ def test_stroke_pass_over_a_slide_is_lazy_and_on_the_mask_grid(shared_data: Path
     assert (fine.artefact_labels[coarse.artefact] == coarse.artefact_labels[coarse.artefact]).all()
     assert fine.artefact.mean() < coarse.artefact.mean() + 0.02  # a clean H&E slide
     assert not (fine.tissue & fine.artefact).any()
+
+
+def _pyramid_from(rgb: np.ndarray, path: Path, *, downsamples: tuple[int, ...] = (4, 16)) -> Path:
+    """An Aperio-style JPEG pyramid (levels 1, 4, 16) of a real image, binned from level 0."""
+    import tifffile
+
+    from napari_xai.core.masks import _bin
+
+    rows, cols = rgb.shape[:2]
+    desc = (
+        f"Aperio Image Library v12.0.0\r\n{cols}x{rows} -> {cols}x{rows} - |AppMag = 20|MPP = 0.5"
+    )
+    opts = {"tile": (256, 256), "compression": "jpeg", "photometric": "rgb"}
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(rgb, description=desc, **opts)
+        for f in downsamples:
+            tif.write(_bin(rgb, f), subfiletype=1, **opts)
+    return path
+
+
+def test_stroke_prescreen_reads_only_inked_chunks(shared_data: Path, tmp_path: Path) -> None:
+    """Thin strokes on one quarter of a real H&E mosaic: the pre-screen reads few chunks.
+
+    The slide is small, so by default every tissue chunk is read (no
+    pre-screen) and the strokes are found. Forced, the pre-screen at downsample
+    16 reads a quarter of the chunks and finds only part of the strokes (0.44
+    of what reading everything finds: a known limit, see ``StrokeOptions``).
+    """
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from bench_qc import composite_strokes
+
+    from napari_xai.core.masks import StrokeOptions as Opts
+    from napari_xai.core.masks import StrokeStats as Stats
+    from napari_xai.core.masks import _bin, slide_masks, stroke_labels
+    from napari_xai.core.wsi import open_slide
+
+    with open_slide(shared_data / "slides" / "CMU-1-Small-Region.svs") as slide:
+        cmu = np.asarray(slide.levels[0].compute())[..., :3]
+    rows, cols = cmu.shape[:2]
+    mosaic = np.concatenate([np.concatenate([cmu, cmu[:, ::-1]], 1)] * 2, 0)
+    rng = np.random.default_rng(3)
+    quarter = mosaic[:rows, :cols]
+    truth = np.zeros(mosaic.shape[:2], bool)
+    for ink in ("green", "red"):
+        quarter, m = composite_strokes(quarter, ink, rng=rng, width=8, alpha=0.7, n=1)
+        truth[:rows, :cols] |= m
+    mosaic[:rows, :cols] = quarter
+    path = _pyramid_from(mosaic, tmp_path / "mosaic.svs")
+    with open_slide(path) as slide:
+        assert [round(d) for d in slide.info.level_downsamples] == [1, 4, 16]
+        masks = slide_masks(slide, max_size=1024)
+        runs = {}
+        for name, opts in (
+            ("all", Opts(chunk=1024)),
+            ("screen", Opts(chunk=1024, screen_above=0)),
+        ):
+            stats: list[Stats] = []
+            runs[name] = (stroke_labels(slide, masks, options=opts, stats=stats), stats[0])
+    ds = int(round(masks.downsample))
+    cover = _bin((truth[..., None] * 255).astype(np.uint8), ds)[..., 0] > 127
+    h, w = min(cover.shape[0], masks.tissue.shape[0]), min(cover.shape[1], masks.tissue.shape[1])
+    cover = cover[:h, :w] & masks.tissue[:h, :w]
+    recall = {}
+    for name, (fine, st) in runs.items():
+        found = (fine[:h, :w] > 0) | masks.artefact[:h, :w]
+        recall[name] = (found & cover).sum() / cover.sum()
+        clean = (fine[rows // ds + 2 :] > 0).mean()
+        print(f"\n{name}: read {st.read_chunks} of {st.tissue_chunks} tissue chunks, "
+              f"recall {recall[name]:.3f}, ink on the clean half {clean:.4f}")  # fmt: skip
+        assert clean < 0.005
+    (fine_all, st_all), (fine_scr, st_scr) = runs["all"], runs["screen"]
+    assert st_all.screen_level == -1 and st_all.read_chunks == st_all.tissue_chunks
+    assert st_scr.screen_level == 2 and st_scr.level == 0
+    assert st_scr.read_chunks < 0.5 * st_scr.tissue_chunks
+    # the pre-screen only leaves chunks out: what it finds, reading all finds too
+    assert ((fine_scr > 0) <= (fine_all > 0)).all()
+    assert recall["all"] > 0.8
+    assert recall["screen"] > 0.3
