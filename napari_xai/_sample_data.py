@@ -73,8 +73,9 @@ def synthetic_slide() -> list[Any]:
     """Open the synthetic sample slide with its tissue, artefact and tumour-truth layers.
 
     The slide (16384 x 20480 px, 0.5 µm/px, Aperio-style pyramidal JPEG TIFF) is
-    generated on first use into the cache folder (:func:`cache_dir`, about 30 s)
-    and reused afterwards.
+    generated on first use into the cache folder (:func:`cache_dir`, about 30-40 s)
+    and reused afterwards. The work runs in a thread while napari keeps drawing,
+    with a progress bar (:func:`run_responsive`).
 
     Returns
     -------
@@ -83,6 +84,55 @@ def synthetic_slide() -> list[Any]:
         the thumbnail, as for any slide) and the generator's tumour ground
         truth (hidden).
     """
+    return run_responsive(_sample_layers, desc="Preparing the sample slide (first time ~40 s)")
+
+
+def run_responsive(work: Callable[[Callable[[int, int], Any]], Any], *, desc: str) -> Any:
+    """Run ``work(progress)`` in a thread while napari stays responsive, with a progress bar.
+
+    napari calls sample-data functions on the GUI thread and waits for their layers.
+    When a Qt application runs, the work goes to a thread and this function keeps
+    processing Qt events (every 20 ms) and moves a napari progress bar from the
+    ``progress(done, total)`` calls, so the window never freezes; without Qt it
+    simply calls ``work``.
+    """
+    import threading
+
+    try:
+        from qtpy.QtWidgets import QApplication
+    except ImportError:  # no Qt: nothing to keep responsive
+        return work(lambda done, total: None)
+    app = QApplication.instance()
+    if app is None or threading.current_thread() is not threading.main_thread():
+        return work(lambda done, total: None)
+    from napari.utils import progress as napari_progress
+
+    state: dict[str, Any] = {"done": 0, "total": 0}
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["value"] = work(lambda done, total: state.update(done=done, total=total))
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the GUI thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=run, name="napari-xai sample", daemon=True)
+    with napari_progress(total=0, desc=desc) as bar:
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.02)
+            if state["total"] and bar.total != state["total"]:
+                bar.total = int(state["total"])
+            if state["total"] and bar.n != state["done"]:
+                bar.update(int(state["done"]) - bar.n)
+            app.processEvents()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def _sample_layers(progress: Callable[[int, int], Any]) -> list[Any]:
+    """Write (first time) and read the sample slide, its masks and its truth."""
     import numpy as np
 
     from napari_xai._reader import read_slide
@@ -91,7 +141,7 @@ def synthetic_slide() -> list[Any]:
     from napari_xai.core.naming import class_colour
     from napari_xai.core.synthetic import SyntheticTruth
 
-    path = sample_slide_path(shape_rc=SAMPLE_SHAPE_RC, seed=SAMPLE_SEED)
+    path = sample_slide_path(shape_rc=SAMPLE_SHAPE_RC, seed=SAMPLE_SEED, progress=progress)
     layers: list[Any] = list(read_slide(str(path)))
     slide = layers[0][1]["metadata"]["slide"]
     prefix = path.name

@@ -183,6 +183,7 @@ def main() -> int:
         feature_stats=FEATURE_STATS,
         name="napari-xai demo CNN",
         architecture=DEMO_ARCHITECTURE,
+        training_data="synthetic",
         description=(
             f"Small ResNet-style CNN ({n_params:,} parameters) trained by "
             f"scripts/train_demo_model.py (seed {args.seed}, {args.epochs} epochs) on "

@@ -23,25 +23,16 @@ from typing import TYPE_CHECKING, Any
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FileEdit,
     FloatSpinBox,
     Label,
     LineEdit,
-    ProgressBar,
     PushButton,
     SpinBox,
     Table,
 )
 
-from napari_xai._widgets._layout import ScrollPanel, fit_panel
-from napari_xai._widgets._pickers import (
-    DEMO,
-    MODEL_FILE_FILTER,
-    MODEL_SOURCES,
-    model_spec,
-    show_model_file,
-)
+from napari_xai._widgets._base import RunWidget
 from napari_xai.core.options import DEFAULT_MIN_TISSUE
 
 if TYPE_CHECKING:
@@ -79,7 +70,14 @@ def _fmt(value: Any, spec: str = ".3f") -> str:
         return str(value)
 
 
-class BatchWidget(ScrollPanel, Container):
+def batch_in_worker(inputs: str, spec: str, out: str, **options: Any) -> Any:
+    """Worker body: plan and run the batch (imports the core here, not on the GUI thread)."""
+    from napari_xai.core.batch import iter_batch
+
+    return (yield from iter_batch(inputs, spec, out, **options))
+
+
+class BatchWidget(RunWidget):
     """Batch-score slides (folder, glob or cohort CSV) into one result folder each.
 
     Parameters
@@ -88,9 +86,10 @@ class BatchWidget(ScrollPanel, Container):
         Viewer in which results are opened.
     """
 
+    title = "Batch score"
+
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True, scrollable=True)
-        self._viewer = viewer
+        super().__init__(viewer, slide=False, run_text="Batch score")
         self._inputs = FileEdit(
             label="slides",
             mode="d",
@@ -99,10 +98,6 @@ class BatchWidget(ScrollPanel, Container):
         )
         self._input_kind = ComboBox(
             label="browse for", choices=["folder", "cohort CSV"], value="folder"
-        )
-        self._model_source = ComboBox(label="model", choices=list(MODEL_SOURCES), value=DEMO)
-        self._model_file = FileEdit(
-            label="model file", mode="r", filter=MODEL_FILE_FILTER, visible=False
         )
         self._out = FileEdit(
             label="output folder",
@@ -117,12 +112,9 @@ class BatchWidget(ScrollPanel, Container):
             label="saliency", choices=list(ATTRIBUTION_CHOICES), value=NO_ATTRIBUTION
         )
         self._top_k = SpinBox(
-            label="top-k tiles",
-            value=10,
-            min=1,
-            max=100_000,
+            label="top-k tiles", value=10, min=1, max=100_000,
             tooltip="Slide score = mean of the k highest tile probabilities",
-        )
+        )  # fmt: skip
         self._positive = LineEdit(
             label="positive class", value="", tooltip="Blank: the tumour-like class of the model"
         )
@@ -131,27 +123,25 @@ class BatchWidget(ScrollPanel, Container):
         )
         self._address = LineEdit(label="scheduler", value="tcp://127.0.0.1:8786", visible=False)
         self._workers = SpinBox(
-            label="workers",
-            value=0,
-            min=0,
-            max=256,
+            label="workers", value=0, min=0, max=256,
             tooltip="Worker processes of the local cluster (0 = auto)",
-        )
+        )  # fmt: skip
         self._device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"])
         self._resume = CheckBox(label="skip slides already done", value=True)
-        self._run = PushButton(text="Batch score")
-        self._cancel = PushButton(text="Cancel", enabled=False)
-        self._progress = ProgressBar(label="slides", value=0, min=0, max=1)
-        self._status = Label(value="")
+        self._progress.label = "slides"
         self._table = Table(value=[], columns=STATUS_COLUMNS)
         self._metrics = Label(value="")
         self._open = PushButton(text="Open selected result", enabled=False)
-        self.extend(
+        self._cancel_event = threading.Event()
+        self._rows: dict[int, int] = {}  # cohort index -> status row
+        self._status_rows: list[list[Any]] = []
+        self._last_refresh = 0.0
+        self._ranked_folders: list[str | None] = []
+        self.last_result: BatchResult | None = None
+        self._pickers.insert(0, self._inputs)
+        self._pickers.insert(1, self._input_kind)
+        self.finish(
             [
-                self._inputs,
-                self._input_kind,
-                self._model_source,
-                self._model_file,
                 self._out,
                 self._overlap,
                 self._min_tissue,
@@ -163,35 +153,18 @@ class BatchWidget(ScrollPanel, Container):
                 self._workers,
                 self._device,
                 self._resume,
-                self._run,
-                self._cancel,
-                self._progress,
-                self._status,
+                *self.run_controls(),
                 self._table,
                 self._metrics,
                 self._open,
             ]
         )
-        fit_panel(self)
-        self._worker: Any = None
-        self._cancel_event = threading.Event()
-        self._rows: dict[int, int] = {}  # cohort index -> status row
-        self._status_rows: list[list[Any]] = []
-        self._last_refresh = 0.0
-        self._ranked_folders: list[str | None] = []
-        self.last_result: BatchResult | None = None
-        self._model_source.changed.connect(self._on_model_source)
         self._input_kind.changed.connect(self._on_input_kind)
         self._scheduler.changed.connect(self._on_scheduler)
-        self._run.changed.connect(self._on_run)
-        self._cancel.changed.connect(self._on_cancel)
         self._open.changed.connect(self._on_open_selected)
         self._table.native.cellDoubleClicked.connect(lambda row, _col: self._open_row(row))
 
     # -- controls --------------------------------------------------------------------
-    def _on_model_source(self, value: str) -> None:
-        show_model_file(value, self._model_file)
-
     def _on_input_kind(self, value: str) -> None:
         self._inputs.mode = "d" if value == "folder" else "r"
         self._inputs.filter = None if value == "folder" else "*.csv"
@@ -199,9 +172,6 @@ class BatchWidget(ScrollPanel, Container):
     def _on_scheduler(self, value: str) -> None:
         self._address.visible = value == ADDRESS
         self._workers.visible = value == LOCAL
-
-    def _model_spec(self) -> str:
-        return str(model_spec(self._model_source.value, self._model_file.value))
 
     def _scheduler_spec(self) -> str:
         if self._scheduler.value == IN_PROCESS:
@@ -241,18 +211,12 @@ class BatchWidget(ScrollPanel, Container):
     # -- running ---------------------------------------------------------------------
     def _on_run(self, _value: Any = None) -> None:
         """Start batch scoring in a worker thread."""
-        from napari.qt.threading import thread_worker
-        from napari.utils.notifications import show_error
-
-        from napari_xai.core.batch import iter_batch
-
-        if self._worker is not None:
-            show_error("Batch score: already running; cancel first")
+        if self.busy():
             return
         inputs = str(self._inputs.value)
         out = str(self._out.value)
         if inputs in ("", ".") or out in ("", "."):
-            show_error("Batch score: choose the slides and an output folder")
+            self.error("choose the slides and an output folder")
             return
         self._cancel_event = threading.Event()
         self._rows = {}
@@ -262,25 +226,18 @@ class BatchWidget(ScrollPanel, Container):
         self.last_result = None
         self._set_table([], STATUS_COLUMNS)
         self._metrics.value = ""
-        # Errors go to _on_errored (a notification), not re-raised in the Qt loop.
-        worker = thread_worker(iter_batch, ignore_errors=True)(
+        self._open.enabled = False
+        self.launch(
+            batch_in_worker,
             inputs,
-            self._model_spec(),
+            str(self._model_spec()),
             out,
             cancel=self._cancel_event,
             **self._options(),
+            status="starting…",
+            on_yielded=self._on_event,
+            on_returned=self._on_returned,
         )
-        worker.yielded.connect(self._on_event)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(self._on_errored)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        self._run.enabled = False
-        self._cancel.enabled = True
-        self._open.enabled = False
-        self._progress.value = 0
-        self._status.value = "starting…"
-        worker.start()
 
     def _on_cancel(self, _value: Any = None) -> None:
         """Stop after the slides in progress; finished slides stay."""
@@ -363,17 +320,6 @@ class BatchWidget(ScrollPanel, Container):
         self._status.value = "cancelled" if result.cancelled else "done"
         self._open.enabled = any(self._ranked_folders)
 
-    def _on_errored(self, exc: BaseException) -> None:
-        from napari.utils.notifications import show_error
-
-        self._status.value = f"error: {exc}"
-        show_error(f"Batch score: {exc}")
-
-    def _on_finished(self) -> None:
-        self._worker = None
-        self._run.enabled = True
-        self._cancel.enabled = False
-
     # -- opening results -------------------------------------------------------------
     def _on_open_selected(self, _value: Any = None) -> None:
         rows = sorted({i.row() for i in self._table.native.selectedIndexes()})
@@ -382,15 +328,13 @@ class BatchWidget(ScrollPanel, Container):
 
     def _open_row(self, row: int) -> None:
         """Open the result folder of ranked row ``row`` in the viewer."""
-        from napari.utils.notifications import show_error
-
         if row < 0 or row >= len(self._ranked_folders):
             return
         folder = self._ranked_folders[row]
         if not folder:
-            show_error("Batch score: this slide has no result (it failed or was cancelled)")
+            self.error("this slide has no result (it failed or was cancelled)")
             return
         try:
             self._viewer.open(folder, plugin="napari-xai")
         except Exception as exc:  # never crash napari
-            show_error(f"Batch score: cannot open {folder}: {exc}")
+            self.error(f"cannot open {folder}: {exc}")

@@ -276,3 +276,62 @@ def iter_channel_slide(
         timings={"total_s": time.perf_counter() - t0},
         kind="activations",
     )
+
+
+def channels_layer(
+    slide: Any,
+    model: Any,
+    centre_rc: tuple[float, float],
+    *,
+    layer: str | None = None,
+    mpp: float | None = None,
+) -> tuple[Any, dict[str, Any], str]:
+    """LayerData of every channel of ``layer`` for the tile centred on a level-0 point.
+
+    Parameters
+    ----------
+    slide : Slide or path
+        The slide (a path is opened and closed here).
+    model : LoadedModel
+        The model (its card sets the tile size and resolution).
+    centre_rc : (float, float)
+        Level-0 (row, col) of the tile's centre.
+    layer : str, optional
+        Model layer; default the last hookable one.
+    mpp : float, optional
+        Level-0 µm/px when the file does not say.
+
+    Returns
+    -------
+    tuple
+        ``(mosaic, kwargs, "image")``: the channel grid, each channel drawn as large
+        as the tile, its top-left corner at the tile's top-right corner.
+    """
+    import contextlib
+
+    from napari_xai.core.attribution.whole_slide import slide_grid, slide_name
+    from napari_xai.core.naming import ATTRIBUTION_COLORMAP
+    from napari_xai.core.reader import resize_tile
+    from napari_xai.core.wsi import open_slide
+
+    with contextlib.ExitStack() as stack:
+        if isinstance(slide, (str, Path)):
+            slide = stack.enter_context(open_slide(slide, mpp=mpp))
+        grid = slide_grid(slide, model.card, tissue=None, mpp=mpp)
+        t0 = int(grid.tile_size0)
+        loc = (int(centre_rc[0] - t0 / 2), int(centre_rc[1] - t0 / 2))
+        tile = slide.read_region(loc, (grid.read_size, grid.read_size), level=grid.level)
+        tile = resize_tile(tile, int(grid.tile_size))
+        acts = channel_activations(model, tile, layer=layer)
+        name = f"{slide_name(slide)} channels [{layer}]"
+    mosaic = channel_mosaic(acts)
+    s = t0 / (acts.shape[1] + 1)  # channel side + gap, in mosaic pixels
+    kwargs = {
+        "name": name,
+        "colormap": ATTRIBUTION_COLORMAP,  # activations share the attribution colormap
+        "contrast_limits": [0.0, 1.0],
+        "scale": (s, s),
+        "translate": (loc[0] + (s - 1) / 2, loc[1] + t0 + (s - 1) / 2),
+        "metadata": {"napari_xai": {"kind": "channels", "tile_rc": loc, "n": len(acts)}},
+    }
+    return (mosaic, kwargs, "image")

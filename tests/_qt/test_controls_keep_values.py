@@ -35,11 +35,13 @@ def _dock(viewer, name: str):
     return widget
 
 
-def test_explain_choices_survive_layer_changes(make_napari_viewer, slide_path) -> None:
+def test_explain_choices_survive_layer_changes(make_napari_viewer, qtbot, slide_path) -> None:
     viewer = make_napari_viewer()
     (slide,) = viewer.open(slide_path, plugin="napari-xai")
     widget = _dock(viewer, "Explain")
-    # offered as soon as the widget is docked with the demo model
+    # offered as soon as the widget has described the demo model (in a worker, not on
+    # the GUI thread)
+    qtbot.waitUntil(lambda: "tumour" in widget._target.choices, timeout=60_000)
     assert "tumour" in widget._target.choices
     layers = [c for c in widget._act_layer.choices if c is not None]
     assert len(layers) >= 2

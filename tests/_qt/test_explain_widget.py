@@ -20,8 +20,9 @@ def _run(widget, qtbot, start) -> None:
     start()
     worker = widget._worker
     assert worker is not None
-    with qtbot.waitSignal(worker.finished, timeout=120_000):
-        pass
+    # the widget's own finished handler clears _worker: waiting on that cannot miss a worker
+    # that finished (a bad model fails at once) before a signal blocker could connect
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=120_000)
 
 
 def test_methods_menu_matches_registry() -> None:
@@ -53,6 +54,9 @@ def test_whole_slide_saliency_layer(make_napari_viewer, qtbot, slide_path, tmp_p
     (slide_layer,) = viewer.open(slide_path, plugin="napari-xai")
     widget = ExplainWidget(viewer)
     assert widget._slide_layer.value is slide_layer
+    qtbot.waitUntil(
+        lambda: "tumour" in widget._target.choices, timeout=60_000
+    )  # described in a worker
     assert "tumour" in widget._target.choices
     widget._output.value = tmp_path
     widget._mode.value = SLIDE
@@ -115,7 +119,8 @@ def test_view_mode_and_channels(make_napari_viewer, qtbot, slide_path, tmp_path)
     assert "explain saliency [saliency, predicted]" in viewer.layers
     # channels of the tile under the cursor, drawn beside it
     viewer.cursor.position = (300, 400)
-    layer = widget._on_show_channels()
+    _run(widget, qtbot, widget._on_show_channels)  # read and model call in a worker
+    (layer,) = [lyr for lyr in viewer.layers if lyr.name.startswith("explain channels [")]
     assert layer is not None and layer.name.startswith("explain channels [")
     assert np.nanmax(layer.data) <= 1 and layer.data.shape[0] > 1
 

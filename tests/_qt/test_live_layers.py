@@ -60,6 +60,9 @@ def test_whole_slide_saliency_matches_store(
     viewer = make_napari_viewer(show=True)
     viewer.open(slide_path, plugin="napari-xai")
     widget = explain.ExplainWidget(viewer)
+    qtbot.waitUntil(
+        lambda: "tumour" in widget._target.choices, timeout=60_000
+    )  # described in a worker
     widget._output.value = tmp_path
     widget._mode.value = explain.SLIDE
     widget._method.value = "grad_cam"
@@ -67,18 +70,20 @@ def test_whole_slide_saliency_matches_store(
     widget._batch_size.value = 2  # many batches: the layer is read while half written
     viewer.reset_view()
     n_refresh = 0
-    reload = explain.ExplainWidget._reload
+    reload = explain.ExplainWidget._refresh_layer
 
-    def counting_reload(*args, **kwargs) -> None:
+    def counting_reload(self, *args, **kwargs) -> bool:
         nonlocal n_refresh
-        n_refresh += 1
-        reload(*args, **kwargs)
+        shown = reload(self, *args, **kwargs)
+        n_refresh += int(shown and self._layer_name is not None)  # a refresh, not the first
+        return shown
 
-    monkeypatch.setattr(explain.ExplainWidget, "_reload", staticmethod(counting_reload))
+    monkeypatch.setattr(explain.ExplainWidget, "_refresh_layer", counting_reload)
     widget._on_run()
     assert widget._worker is not None
-    with qtbot.waitSignal(widget._worker.finished, timeout=180_000):
-        pass
+    # the widget's own finished handler clears _worker: waiting on that cannot miss a worker
+    # that finished (a bad model fails at once) before a signal blocker could connect
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=180_000)
     res = widget.last_result
     assert res is not None and res.complete and res.n_computed > 2
     assert n_refresh >= 1  # the layer was shown and refreshed while the run wrote
@@ -146,12 +151,15 @@ def test_channel_across_slide_matches_store(
     widget = explain.ExplainWidget(viewer)
     widget._output.value = tmp_path
     widget._batch_size.value = 2
+    # the model is described in a worker
+    qtbot.waitUntil(lambda: widget._act_layer.value is not None, timeout=60_000)
     assert widget._act_layer.value is not None
     viewer.reset_view()
     widget._on_channel_slide()
     assert widget._worker is not None
-    with qtbot.waitSignal(widget._worker.finished, timeout=180_000):
-        pass
+    # the widget's own finished handler clears _worker: waiting on that cannot miss a worker
+    # that finished (a bad model fails at once) before a signal blocker could connect
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=180_000)
     res = widget.last_result
     assert res is not None and res.n_computed > 2
     layer = viewer.layers[res.layer_name]

@@ -21,7 +21,7 @@ def _model_folder(tmp_path: Path) -> Path:
     return folder
 
 
-def test_explain_takes_a_model_folder(make_napari_viewer, tmp_path: Path) -> None:
+def test_explain_takes_a_model_folder(make_napari_viewer, qtbot, tmp_path: Path) -> None:
     from napari_xai._widgets._pickers import FROM_FOLDER, model_spec
     from napari_xai._widgets.explain import PREDICTED, ExplainWidget
 
@@ -33,4 +33,6 @@ def test_explain_takes_a_model_folder(make_napari_viewer, tmp_path: Path) -> Non
     assert not widget._model_file.native.isHidden()
     widget._model_file.value = folder
     assert model_spec(FROM_FOLDER, folder) == folder
+    # the folder's model is described in a worker
+    qtbot.waitUntil(lambda: "a" in widget._target.choices, timeout=60_000)
     assert list(widget._target.choices) == [PREDICTED, "a", "b", "c"]

@@ -27,9 +27,9 @@ def _open(viewer, path: Path):
 def _run_and_wait(widget: ScoreWidget, qtbot, timeout: int = 180_000) -> None:
     widget._on_run()
     assert widget._worker is not None
-    with qtbot.waitSignal(widget._worker.finished, timeout=timeout):
-        pass
-    qtbot.waitUntil(lambda: widget._worker is None, timeout=5000)
+    # the widget's own finished handler clears _worker: waiting on that cannot miss a worker
+    # that finished (a bad model fails at once) before a signal blocker could connect
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=timeout)
 
 
 def test_score_widget_scores_the_sample(make_napari_viewer, qtbot, sample_slide) -> None:
@@ -87,21 +87,45 @@ def test_score_widget_scores_the_sample(make_napari_viewer, qtbot, sample_slide)
     assert id(viewer.layers["sample prob [tumour]"]) == layer_id
 
 
-def test_score_widget_cancel(make_napari_viewer, qtbot, sample_slide) -> None:
+def test_score_widget_cancel(make_napari_viewer, qtbot, sample_slide, monkeypatch) -> None:
+    import threading
+
+    import napari_xai.core.inference as inference
+
+    # The worker waits after its first batch until the GUI has seen it, so the cancel
+    # lands mid-run however fast the (cached) model scores.
+    seen = threading.Event()
+    real = inference.iter_score_slide
+
+    def gated(*args, **kwargs):
+        gen = real(*args, **kwargs)
+        yield next(gen)
+        seen.wait(60)
+        return (yield from gen)
+
+    monkeypatch.setattr(inference, "iter_score_slide", gated)
     viewer = make_napari_viewer()
     _open(viewer, sample_slide)
     widget = ScoreWidget(viewer)
     widget._batch_size.value = 2
     widget._min_tissue.value = 0.0
+    # Cancel at the first batch the GUI shows (connected before the start, so it
+    # cannot be missed; the model is cached once the widget has described it, so a
+    # poll could come after a whole fast run).
+    running: list[bool] = []
+
+    def cancel_once(value) -> None:
+        if value > 0 and not running:
+            running.append(widget._worker is worker)
+            widget._on_cancel()
+            seen.set()
+
+    widget._progress.changed.connect(cancel_once)
     widget._on_run()
     worker = widget._worker
-    # a batch was shown (set by the yielded handler; a signal blocker connected after
-    # the start could miss a yield that came first, under load)
-    qtbot.waitUntil(lambda: widget._progress.value > 0, timeout=120_000)
-    assert widget._worker is worker
-    widget._on_cancel()
     # the widget's own finished handler clears _worker (cannot miss an early finish)
-    qtbot.waitUntil(lambda: widget._worker is None, timeout=60_000)
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=120_000)
+    assert running == [True]  # a batch was shown while the worker ran
     assert widget.last_result is None
     assert "cancelled" in widget._status.value
     assert widget._run.enabled and not widget._cancel.enabled

@@ -130,3 +130,21 @@ def test_from_json_errors_name_the_file(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"class_names": ["a"], "mpp": 0.5}))
     with pytest.raises(ModelCardError, match="missing required field 'tile_size'"):
         ModelCard.from_json(bad)
+
+
+def test_training_data_caveat_round_trips(tmp_path) -> None:
+    """A card can say its model saw only synthetic tiles; the bundled demo cards do."""
+    from napari_xai.core.models.demo import demo_model_path
+
+    plain = make_card()
+    assert plain.training_data == "" and plain.caveat == ""
+    assert "training_data" not in plain.to_dict()  # cards that say nothing keep their hash
+    synthetic = dataclasses.replace(plain, training_data="synthetic")
+    assert synthetic.caveat == "synthetic training data, not for real slides"
+    assert synthetic.sha256 != plain.sha256
+    for wsinfer in (True, False):
+        path = synthetic.to_json(tmp_path / f"card_{wsinfer}.json", wsinfer=wsinfer)
+        assert ModelCard.from_json(path).caveat == synthetic.caveat
+    for folder in (demo_model_path(), demo_model_path().parent / "demo_wsinfer"):
+        card = ModelCard.from_json(folder / "config.json")
+        assert card.training_data == "synthetic" and "not for real slides" in card.caveat

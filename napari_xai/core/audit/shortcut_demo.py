@@ -413,6 +413,7 @@ def make_card(*, name: str, size: int = 64, description: str = "") -> Any:
         name=name,
         architecture="napari_xai.core.audit.shortcut_demo:TinyCNN",
         description=description,
+        training_data="synthetic",
     )
 
 

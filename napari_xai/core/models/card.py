@@ -59,6 +59,10 @@ class ModelCard:
         File beside the weights (``.npz``) summarising the training tiles'
         features at ``feature_layer``, for out-of-distribution scores
         (:mod:`napari_xai.core.explore.ood`).
+    training_data : str
+        What the model was trained on, in a word the plugin understands:
+        ``"synthetic"`` (generated tiles, not real tissue: the widgets say "not for
+        real slides" next to the model's name), ``"real"``, or ``""`` (not said).
     transform : tuple of dict
         WSInfer ``transform`` list (``{"name": ..., "arguments": {...}}``
         steps: Resize, ToTensor, Normalize), kept as read so the model is fed
@@ -80,6 +84,7 @@ class ModelCard:
     architecture: str | None = None
     description: str = ""
     feature_stats: str | None = None
+    training_data: str = ""
     transform: tuple[Mapping[str, Any], ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
@@ -114,6 +119,13 @@ class ModelCard:
             # through config.json with the same JSON and sha256.
             default = _default_transform(int(self.tile_size), self.mean, self.std)
             object.__setattr__(self, "transform", () if list(steps) == default else steps)
+
+    @property
+    def caveat(self) -> str:
+        """What a user must know before trusting the model ("" when nothing is said)."""
+        if self.training_data.strip().lower() == "synthetic":
+            return "synthetic training data, not for real slides"
+        return ""
 
     @property
     def num_classes(self) -> int:
@@ -165,6 +177,7 @@ class ModelCard:
                     architecture=ext.get("architecture", data.get("architecture")),
                     description=str(ext.get("description", "")),
                     feature_stats=ext.get("feature_stats"),
+                    training_data=str(ext.get("training_data", "")),
                     transform=transform,
                 )
             return cls(
@@ -180,6 +193,7 @@ class ModelCard:
                 architecture=data.get("architecture"),
                 description=str(data.get("description", "")),
                 feature_stats=data.get("feature_stats"),
+                training_data=str(data.get("training_data", "")),
                 transform=tuple(_copy_step(step) for step in data.get("transform") or ()),
             )
         except KeyError as exc:
@@ -205,6 +219,7 @@ class ModelCard:
             "description": self.description,
             **({"feature_stats": self.feature_stats} if self.feature_stats else {}),
             # Only when set, so cards without one keep the same JSON and hash.
+            **({"training_data": self.training_data} if self.training_data else {}),
             **({"transform": [_copy_step(t) for t in self.transform]} if self.transform else {}),
         }
 
@@ -227,6 +242,7 @@ class ModelCard:
                 "architecture": self.architecture,
                 "description": self.description,
                 **({"feature_stats": self.feature_stats} if self.feature_stats else {}),
+                **({"training_data": self.training_data} if self.training_data else {}),
             },
         }
 
