@@ -129,8 +129,8 @@ class ScoreWidget(RunWidget):
 
     def _show_maps(self, maps: Any, class_names: tuple[str, ...], grid: Any) -> None:
         # imported here: the worker has loaded these modules by the first batch
-        from napari_xai.core.naming import slide_stem
         from napari_xai.core.layers import heatmap_layers
+        from napari_xai.core.naming import slide_stem
 
         self._slide_name = self._slide_name or slide_stem(self._path)
         for ldt in heatmap_layers(
