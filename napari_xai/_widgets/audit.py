@@ -39,8 +39,8 @@ def default_output() -> Path:
 
 def audit_in_worker(source: Any, spec: Any, out: Path, **kw: Any) -> Any:
     """Worker body: load the model (cached) and audit the slide into ``out/<slide>``."""
-    from napari_xai.core.models.resolve import resolve_model
     from napari_xai.core.audit.slide import iter_audit_slide
+    from napari_xai.core.models.resolve import resolve_model
     from napari_xai.core.naming import slide_stem
 
     path = source if isinstance(source, (str, Path)) else source.path

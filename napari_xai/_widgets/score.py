@@ -34,8 +34,8 @@ REFRESH_S = 0.5
 
 def score_in_worker(path: str, spec: Any, **options: Any) -> Any:
     """Worker body: load the model (cached) and score the slide, yielding progress."""
-    from napari_xai.core.models.resolve import resolve_model
     from napari_xai.core.inference import iter_score_slide
+    from napari_xai.core.models.resolve import resolve_model
 
     device = options.get("device")
     model = resolve_model(spec, device=None if device == "auto" else device)
