@@ -124,6 +124,7 @@ def write_shapes_geojson(path: str, data: Any, meta: dict[str, Any]) -> list[str
         shape_types=meta.get("shape_type", "polygon"),
         features=features,
         face_colors=meta.get("face_color"),
+        morphology=True,  # area µm², perimeter, circularity, solidity saved as measurements
     )
     if report.skipped:
         _warn(report.summary())

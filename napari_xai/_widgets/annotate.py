@@ -122,6 +122,8 @@ class AnnotationWidget(ScrollPanel, Container):
         self._to_labels = PushButton(text="Shapes → Labels")
         self._to_shapes = PushButton(text="Labels → Shapes")
         self._measure = PushButton(text="Measure morphology")
+        # the drawn (or selected) shape's morphology, shown as soon as it is drawn or edited
+        self._morphology = Label(label="Shape", value="draw a shape to see its area")
         self._path = FileEdit(label="GeoJSON", mode="w", filter="*.geojson")
         self._save = PushButton(text="Save GeoJSON")
         self._load = PushButton(text="Load GeoJSON")
@@ -139,6 +141,7 @@ class AnnotationWidget(ScrollPanel, Container):
                 self._to_labels,
                 self._to_shapes,
                 self._measure,
+                self._morphology,
                 self._path,
                 self._save,
                 self._load,
@@ -157,7 +160,9 @@ class AnnotationWidget(ScrollPanel, Container):
         self._load.changed.connect(self._on_load)
         viewer.layers.events.inserted.connect(self._refresh)
         viewer.layers.events.removed.connect(self._refresh)
+        self._shapes.changed.connect(self._follow_shapes)
         self._worker: Any = None
+        self._followed: set[int] = set()
         self._on_class_changed()
 
     # ------------------------------------------------------------------ helpers
@@ -262,8 +267,31 @@ class AnnotationWidget(ScrollPanel, Container):
         self._shapes.value = layer
         self._style_new_shapes(layer, name, rgb)
         layer.mode = "add_polygon"
-        layer.events.data.connect(lambda event: self._on_data_changed(layer, event))
+        self._follow_shapes(layer)
         return layer
+
+    def _follow_shapes(self, layer: Any) -> None:
+        """Measure a Shapes layer whenever its shapes are drawn or edited, and on selection."""
+        if layer is None or id(layer) in self._followed:
+            return
+        self._followed.add(id(layer))
+        layer.events.data.connect(lambda event: self._on_data_changed(layer, event))
+        layer.events.highlight.connect(lambda _event: self._show_morphology(layer))
+
+    def _show_morphology(self, layer: Any) -> None:
+        """Show the selected (else the last) shape's area, perimeter, circularity, solidity."""
+        from napari_xai.core.annotations.morphology import describe_morphology
+
+        features = layer.features
+        if len(features) == 0 or "area_px" not in features.columns:
+            return
+        selected = sorted(i for i in layer.selected_data if i < len(features))
+        i = selected[-1] if selected else len(features) - 1
+        try:
+            text = describe_morphology(features.iloc[i])
+        except (KeyError, TypeError, ValueError):
+            return
+        self._morphology.value = f"#{i + 1}: {text}"
 
     def _on_data_changed(self, layer: napari.layers.Shapes, event: Any) -> None:
         """Keep the morphology of a drawn layer up to date as shapes are added or edited."""
@@ -302,7 +330,7 @@ class AnnotationWidget(ScrollPanel, Container):
         layer.edge_color = edges
         self._report(f"{len(idx)} shapes set to {name}.")
 
-    def _annotations_of(self, layer: napari.layers.Shapes) -> list[Any]:
+    def _annotations_of(self, layer: napari.layers.Shapes, *, morphology: bool = False) -> Any:
         from napari_xai.core.annotations.layers import shapes_to_annotations
 
         annotations, report = shapes_to_annotations(
@@ -311,6 +339,7 @@ class AnnotationWidget(ScrollPanel, Container):
             features=layer.features,
             face_colors=layer.face_color,
             default_class=str(self._class.value),
+            morphology=morphology,
         )
         if report.skipped:
             self._report(report.summary())
@@ -480,6 +509,7 @@ class AnnotationWidget(ScrollPanel, Container):
             layer.feature_defaults = {
                 **{k: v for k, v in defaults.items() if k in layer.features.columns},
             }
+        self._show_morphology(layer)
         if not quiet:
             self._report(f"Measured {len(annotations)} shapes in '{layer.name}'.")
 
@@ -496,7 +526,7 @@ class AnnotationWidget(ScrollPanel, Container):
         if path.suffix.lower() != ".geojson":
             path = path.with_name(path.name + ".geojson")
         try:
-            write_geojson(self._annotations_of(layer), path)
+            write_geojson(self._annotations_of(layer, morphology=True), path)
         except OSError as e:
             self._report(f"{path}: cannot write ({e})", error=True)
             return

@@ -35,7 +35,7 @@ def test_draw_a_shape_and_the_widget_shows_its_area(make_napari_viewer, tmp_path
     shown = widget._morphology.value
     assert f"area {area_um2:,.0f} µm²" in shown, shown
     assert f"perimeter {2 * (300 + 400) * MPP:,.0f} µm" in shown
-    assert "circularity 0.75" in shown and "solidity 1.00" in shown  # 4πA/P² of 3x4
+    assert "circularity 0.77" in shown and "solidity 1.00" in shown  # 4πA/P² of 3x4
     assert not widget._morphology.native.isHidden()
 
     # editing the shape (moving a vertex) updates what is shown

@@ -42,7 +42,12 @@ from napari_xai.core.annotations.classes import (
     rgba_to_color,
 )
 from napari_xai.core.annotations.geojson import Annotation, AnnotationSet, ReadReport
-from napari_xai.core.annotations.morphology import MORPHOLOGY_COLUMNS, measure_geometries
+from napari_xai.core.annotations.morphology import (
+    MORPHOLOGY_COLUMNS,
+    QUPATH_MEASUREMENTS,
+    measure_geometries,
+    qupath_measurements,
+)
 
 __all__ = [
     "DETECTION_TYPES",
@@ -459,6 +464,7 @@ def shapes_to_annotations(
     face_colors: npt.ArrayLike | None = None,
     default_class: str | None = None,
     classes: Sequence[AnnotationClass] = DEFAULT_CLASSES,
+    morphology: bool = False,
 ) -> tuple[list[Annotation], ReadReport]:
     """Annotations from a napari Shapes layer's data (napari (row, col) coordinates).
 
@@ -478,6 +484,9 @@ def shapes_to_annotations(
         Class for shapes without one.
     classes : sequence of AnnotationClass
         Class table (colour of a class named without colour).
+    morphology : bool
+        Add the features' morphology columns (area µm², perimeter, circularity,
+        solidity) to each annotation's QuPath measurements (what saving does).
 
     Returns
     -------
@@ -513,7 +522,12 @@ def shapes_to_annotations(
             geoms[i] = poly if ok else path_rc_to_geometry(xy_to_rc(xys[i]))  # type: ignore[arg-type]
 
     rows = _annotations_from_features(
-        geoms, features, face_colors=face_colors, default_class=default_class, classes=classes
+        geoms,
+        features,
+        face_colors=face_colors,
+        default_class=default_class,
+        classes=classes,
+        with_morphology=morphology,
     )
     out: list[Annotation] = []
     for i in range(n):
@@ -535,8 +549,13 @@ def _annotations_from_features(
     default_class: str | None = None,
     classes: Sequence[AnnotationClass] = DEFAULT_CLASSES,
     default_object_type: str = "annotation",
+    with_morphology: bool = False,
 ) -> list[Annotation | None]:
-    """One Annotation per geometry (None where the geometry is None), attributes from features."""
+    """One Annotation per geometry (None where the geometry is None), attributes from features.
+
+    With ``with_morphology``, the features' morphology columns (area µm², perimeter,
+    circularity, solidity) become QuPath measurements, so they are saved with them.
+    """
     n = len(geoms)
     faces = np.asarray(face_colors) if face_colors is not None else None
     columns: dict[str, list[Any]] = {}
@@ -545,6 +564,11 @@ def _annotations_from_features(
             if key in features.columns:
                 values = features[key].astype(object).tolist()
                 columns[key] = values + [None] * (n - len(values))
+    morphology: dict[str, Any] = {}
+    if with_morphology and features is not None and len(features) == n:
+        morphology = {
+            c: features[c].to_numpy(np.float64) for c in QUPATH_MEASUREMENTS if c in features
+        }
 
     def get(key: str, i: int) -> Any:
         value = columns[key][i] if key in columns else None
@@ -592,7 +616,10 @@ def _annotations_from_features(
                 object_type=get("object_type", i) or default_object_type,
                 name=get("name", i) or None,
                 object_id=get("object_id", i) or None,
-                measurements=extra.get("measurements", {}),
+                measurements={
+                    **extra.get("measurements", {}),
+                    **qupath_measurements({c: v[i] for c, v in morphology.items()}),
+                },
                 properties=extra.get("properties", {}),
             )
         )

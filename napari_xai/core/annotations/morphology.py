@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -22,7 +23,14 @@ import pandas as pd  # noqa: TID253 - only imported when work runs
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-__all__ = ["MORPHOLOGY_COLUMNS", "measure_geometries", "measure_labels"]
+__all__ = [
+    "MORPHOLOGY_COLUMNS",
+    "QUPATH_MEASUREMENTS",
+    "describe_morphology",
+    "measure_geometries",
+    "measure_labels",
+    "qupath_measurements",
+]
 
 #: Columns of the morphology tables, in order.
 MORPHOLOGY_COLUMNS: tuple[str, ...] = (
@@ -37,6 +45,49 @@ MORPHOLOGY_COLUMNS: tuple[str, ...] = (
     "centroid_row",
     "centroid_col",
 )
+
+#: Morphology columns exported as QuPath measurements (the names QuPath gives them).
+QUPATH_MEASUREMENTS: dict[str, str] = {
+    "area_um2": "Area µm^2",
+    "perimeter_um": "Perimeter µm",
+    "area_px": "Area px^2",
+    "perimeter_px": "Perimeter px",
+    "circularity": "Circularity",
+    "solidity": "Solidity",
+}
+
+
+def qupath_measurements(row: Any) -> dict[str, float]:
+    """QuPath measurements of one morphology row (finite values only; µm ones need mpp)."""
+    out = {}
+    for column, name in QUPATH_MEASUREMENTS.items():
+        try:
+            value = float(row[column])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if math.isfinite(value):
+            out[name] = value
+    return out
+
+
+def describe_morphology(row: Any) -> str:
+    """One line for a user: area and perimeter (µm when the slide's mpp is known), shape.
+
+    Parameters
+    ----------
+    row : mapping
+        One row of a morphology table (:data:`MORPHOLOGY_COLUMNS`).
+    """
+    area_um2, perim_um = float(row["area_um2"]), float(row["perimeter_um"])
+    if math.isfinite(area_um2):
+        size = f"area {area_um2:,.0f} µm² · perimeter {perim_um:,.0f} µm"
+    else:
+        area_px, perim_px = float(row["area_px"]), float(row["perimeter_px"])
+        size = f"area {area_px:,.0f} px² · perimeter {perim_px:,.0f} px"
+    return (
+        f"{size} · circularity {float(row['circularity']):.2f} · "
+        f"solidity {float(row['solidity']):.2f}"
+    )
 
 
 def measure_geometries(

@@ -1,0 +1,53 @@
+"""Open Sample keeps napari responsive: the sample is prepared in a thread with progress."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+
+def test_work_runs_in_a_thread_while_the_gui_ticks(make_napari_viewer, qtbot) -> None:
+    import threading
+
+    from qtpy.QtCore import QTimer
+
+    from napari_xai._sample_data import run_responsive
+
+    make_napari_viewer()
+    gaps: list[float] = []
+    last = [time.perf_counter()]
+
+    def tick() -> None:
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(tick)
+    seen: list[str] = []
+
+    def work(progress) -> str:
+        seen.append(threading.current_thread().name)
+        total = 0
+        for i in range(30):  # ~1.5 s of work, in pure Python (holds the GIL in turns)
+            end = time.perf_counter() + 0.05
+            while time.perf_counter() < end:
+                total += 1
+            progress(i + 1, 30)
+        return f"done {total > 0}"
+
+    timer.start()
+    last[0] = time.perf_counter()
+    assert run_responsive(work, desc="test") == "done True"
+    timer.stop()
+    assert seen and seen[0] != threading.main_thread().name
+    assert len(gaps) > 15  # the GUI thread kept running its timer (10 ms period, busy CPU)
+    assert max(gaps) < 0.2, f"longest GUI stall {max(gaps) * 1000:.0f} ms"
+
+    def broken(progress) -> None:
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        run_responsive(broken, desc="test")
