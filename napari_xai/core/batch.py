@@ -117,6 +117,8 @@ SUMMARY_CSV = "cohort_summary.csv"
 SUMMARY_PARQUET = "cohort_summary.parquet"
 COHORT_JSON = "cohort.json"
 COHORT_ROC_PNG = "cohort_roc.png"
+#: Seconds an interrupted in-process slide gets to stop at its next batch and clean up.
+STOP_TIMEOUT_S = 60.0
 #: Sub-folder of the output folder holding the traceback of each failed slide.
 ERRORS_DIR = "_errors"
 
@@ -907,13 +909,16 @@ def _run_in_process(
             return True
         yield cohort.event("started", task.index)
         steps = _run_local(fn, task, cancel, poll_interval)
-        while True:
-            try:
-                done, total = next(steps)
-            except StopIteration as stop:
-                res = stop.value
-                break
-            yield cohort.event("progress", task.index, tiles_done=done, tiles_total=total)
+        try:
+            while True:
+                try:
+                    done, total = next(steps)
+                except StopIteration as stop:
+                    res = stop.value
+                    break
+                yield cohort.event("progress", task.index, tiles_done=done, tiles_total=total)
+        finally:
+            steps.close()  # on Ctrl-C or close(): stops and joins the slide's thread
         row = cohort.finish(task.index, res)
         if row["status"] == "cancelled":
             yield cohort.event("cancelled", task.index, row=row)
@@ -932,8 +937,6 @@ def _run_on_cluster(
     poll_interval: float,
 ) -> Generator[BatchEvent, None, bool]:
     """Do the slides as dask tasks, relaying worker progress; return True when cancelled."""
-    from distributed import as_completed
-
     run_id = todo[0].run_id
     topic = f"{_TOPIC}-{run_id}"
     progress_q: queue.Queue[Any] = queue.Queue()
@@ -944,6 +947,32 @@ def _run_on_cluster(
         fut = cl.submit(run_task, fn, task, key=key, pure=False)
         futures[fut.key] = (fut, task)
         yield cohort.event("queued", task.index)
+    try:
+        cancelled = yield from _relay_cluster(cohort, futures, progress_q, cancel, poll_interval)
+    except BaseException:  # Ctrl-C or close(): no task of ours goes on running
+        with _best_effort():
+            cl.cancel([f for f, _ in futures.values()], force=True)
+        raise
+    if cancelled:
+        pending = [f for f, t in futures.values() if cohort.rows[t.index]["status"] == "pending"]
+        cl.cancel(pending, force=True)
+        for i in cohort.cancel_pending():
+            yield cohort.event("cancelled", i, row=cohort.rows[i])
+    with _best_effort():
+        cl.unsubscribe_topic(topic)
+    return cancelled
+
+
+def _relay_cluster(
+    cohort: _Cohort,
+    futures: dict[str, tuple[Any, SlideTask]],
+    progress_q: queue.Queue[Any],
+    cancel: threading.Event | None,
+    poll_interval: float,
+) -> Generator[BatchEvent, None, bool]:
+    """Relay worker progress and finished slides until all are done or cancel is set."""
+    from distributed import as_completed
+
     ac = as_completed([f for f, _ in futures.values()])
     started: set[int] = set()
     cancelled = False
@@ -972,13 +1001,6 @@ def _run_on_cluster(
             row = cohort.finish(task.index, res)
             cohort.save()
             yield cohort.event(row["status"], task.index, row=row)
-    if cancelled:
-        pending = [f for f, t in futures.values() if cohort.rows[t.index]["status"] == "pending"]
-        cl.cancel(pending, force=True)
-        for i in cohort.cancel_pending():
-            yield cohort.event("cancelled", i, row=cohort.rows[i])
-    with _best_effort():
-        cl.unsubscribe_topic(topic)
     return cancelled
 
 
@@ -1084,6 +1106,7 @@ def iter_batch(
     todo = yield from _skip_done(cohort, tasks, batch)
     client_owned = cluster = None
     cancelled = False
+    interrupted = False
     try:
         if todo and batch.in_process and client is None:
             cancelled = yield from _run_in_process(cohort, fn, todo, cancel, batch.poll_interval)
@@ -1096,6 +1119,9 @@ def iter_batch(
             cancelled = yield from _run_on_cluster(
                 cohort, fn, todo, cl, cancel, batch.poll_interval
             )
+    except BaseException:  # Ctrl-C, close(): finished slides stay, nothing half-written
+        interrupted = True
+        raise
     finally:
         if cancelled or (cancel is not None and cancel.is_set()):
             cancelled = True
@@ -1106,6 +1132,9 @@ def iter_batch(
         if cluster is not None:
             with _best_effort():
                 cluster.close(timeout=10)
+        if interrupted and client is None:  # our own workers are gone: their temporaries too
+            for task in todo:
+                clean_stale_temporaries(out_dir, name=task.slide_id)
     run_info["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     run_info["cancelled"] = cancelled
     table_, metrics, files = cohort.save(plot=batch.write_plot)
@@ -1137,10 +1166,11 @@ def _run_local(
     """Run one slide in a helper thread of this process, yielding its (tiles done, total)."""
     box: dict[str, Any] = {}
     local_q: queue.Queue[tuple[int, int]] = queue.Queue()
+    stop = threading.Event()  # set when this generator ends early (Ctrl-C, close)
 
     def wrapped(t: SlideTask, _progress: ProgressFn) -> dict[str, Any]:
         def progress(done: int, total: int) -> None:
-            if cancel is not None and cancel.is_set():
+            if stop.is_set() or (cancel is not None and cancel.is_set()):
                 raise BatchCancelled(f"{t.slide_path}: cancelled")
             local_q.put((int(done), int(total)))
 
@@ -1152,12 +1182,17 @@ def _run_local(
     th = threading.Thread(target=target, name=f"napari-xai-batch-{task.slide_id}", daemon=True)
     th.start()
     last = 0.0
-    while th.is_alive():
-        th.join(poll_interval)
-        items = _drain(local_q)
-        if items and (time.monotonic() - last >= 0.2 or not th.is_alive()):
-            last = time.monotonic()
-            yield items[-1]
+    try:
+        while th.is_alive():
+            th.join(poll_interval)
+            items = _drain(local_q)
+            if items and (time.monotonic() - last >= 0.2 or not th.is_alive()):
+                last = time.monotonic()
+                yield items[-1]
+    finally:
+        if th.is_alive():  # interrupted: let the slide stop at its next batch and clean up
+            stop.set()
+            th.join(STOP_TIMEOUT_S)
     items = _drain(local_q)
     if items:
         yield items[-1]
