@@ -75,3 +75,14 @@ def show_colorbar(layer: Any) -> Any:
     if isinstance(layer, Image) and not layer.rgb:
         layer.colorbar.visible = True
     return layer
+
+
+def set_label_image(label: Any, rgb: Any) -> None:
+    """Show an RGB image (array of shape (rows, cols, 3 or 4), uint8) in a magicgui Label."""
+    import numpy as np
+    from qtpy.QtGui import QImage, QPixmap
+
+    arr = np.ascontiguousarray(np.asarray(rgb)[..., :3], dtype=np.uint8)
+    h, w = arr.shape[:2]
+    image = QImage(arr.tobytes(), w, h, 3 * w, QImage.Format.Format_RGB888)
+    label.native.setPixmap(QPixmap.fromImage(image.copy()))

@@ -19,6 +19,7 @@ from typing import Any
 
 __all__ = [
     "OUTLINE_WIDTH",
+    "layer_info",
     "layer_role",
     "legend_title",
     "style_layer",
@@ -48,8 +49,9 @@ def layer_role(layer: Any) -> str | None:
     return _ROLES.get(str(kind)) if kind is not None else None
 
 
-def _info(layer: Any) -> dict[str, Any]:
-    meta = layer.metadata or {}
+def layer_info(layer: Any) -> dict[str, Any]:
+    """Return the layer's metadata with its ``napari_xai`` entry (a dict) merged in."""
+    meta = getattr(layer, "metadata", None) or {}
     tag = meta.get("napari_xai")
     return {**meta, **tag} if isinstance(tag, dict) else dict(meta)
 
@@ -62,7 +64,7 @@ def legend_title(layer: Any) -> str:
     ``"activation layer4 channel 3 (0 to 2.1)"`` for activations.
     """
     role = layer_role(layer)
-    info = _info(layer)
+    info = layer_info(layer)
     cls = info.get("class_name")
     if role == "probability":
         return f"probability of {cls} (0-1)"

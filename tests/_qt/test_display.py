@@ -1,0 +1,180 @@
+"""The display panel and the tile inspector, in a real viewer on a real result folder.
+
+The result folder is scored from the real slide CMU-1-Small-Region (score and
+saliency, from the command line); the truth for the inspector is the folder's
+``tiles.parquet`` read with pandas, not the widgets' own layers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SLIDE = "CMU-1-Small-Region"
+
+
+@pytest.fixture(scope="module")
+def result_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.conftest import SHARED_DATA
+
+    slide = SHARED_DATA / "slides" / f"{SLIDE}.svs"
+    if not slide.is_file():
+        pytest.skip(f"{slide} is not there (real test data)")
+    from napari_xai.cli import main
+
+    out = tmp_path_factory.mktemp("display") / "D"
+    common = ["--out", str(out), "--device", "cpu"]
+    assert main(["score", str(slide), *common]) == 0
+    assert main(["explain", str(slide), "--method", "saliency", "--quiet", *common]) == 0
+    return out / SLIDE
+
+
+def _canvas(viewer) -> np.ndarray:  # noqa: ANN001
+    return viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
+
+
+def _pixmap_rgb(label) -> np.ndarray:  # noqa: ANN001
+    image = (
+        label.native.pixmap()
+        .toImage()
+        .convertToFormat(label.native.pixmap().toImage().Format.Format_RGB888)
+    )
+    h, w = image.height(), image.width()
+    buf = np.frombuffer(image.constBits().asstring(image.sizeInBytes()), np.uint8)
+    return buf.reshape(h, image.bytesPerLine())[:, : 3 * w].reshape(h, w, 3)
+
+
+def test_display_panel_drives_the_map_it_names(make_napari_viewer, qtbot, result_folder) -> None:
+    import pandas as pd
+
+    from napari_xai._widgets.display import DisplayPanel, colorbar_rgb
+
+    viewer = make_napari_viewer(show=True)
+    layers = viewer.open(result_folder, plugin="napari-xai")
+    _, panel = viewer.window.add_plugin_dock_widget("napari-xai", "Display panel")
+    assert isinstance(panel, DisplayPanel)
+    maps = {lyr.name: lyr for lyr in layers if type(lyr).__name__ == "Image" and not lyr.rgb}
+    # every heatmap and saliency layer the reader opened shows its colour bar
+    assert len(maps) == 4 and all(m.colorbar.visible for m in maps.values()), list(maps)
+    tumour = maps[f"{SLIDE} prob [tumour]"]
+    normal = maps[f"{SLIDE} prob [normal]"]
+    assert panel.layer is tumour  # the visible map is the one shown first
+    assert panel._legend_title.value == "probability of tumour (0-1)"
+
+    # choosing a map shows it (alone) and the legend follows it
+    panel._map.value = normal
+    assert normal.visible and not tumour.visible
+    assert panel._legend_title.value == "probability of normal (0-1)"
+    assert panel._ticks.value.startswith("0 ") and panel._ticks.value.endswith(" 1")
+    np.testing.assert_array_equal(_pixmap_rgb(panel._bar), colorbar_rgb(normal))
+
+    # opacity and colormap go to that layer, and the canvas shows it
+    for lyr in viewer.layers:
+        lyr.visible = lyr is normal or lyr is layers[0]
+    viewer.reset_view()
+    panel._opacity.value = 1.0
+    full = _canvas(viewer)
+    panel._opacity.value = 0.0
+    assert normal.opacity == 0.0
+    normal.visible = False
+    bare = _canvas(viewer)
+    normal.visible = True
+    zero = _canvas(viewer)
+    # (the top-right corner holds the map's colour bar, drawn while the layer is visible)
+    corner = np.zeros(bare.shape[:2], bool)
+    corner[:220, -120:] = True
+    assert np.abs(zero - bare)[~corner].max() <= 2  # opacity 0: the slide alone
+    assert np.abs(full - bare)[~corner].sum(-1).mean() > 5  # opacity 1: the map shows
+    assert np.abs(zero - bare)[corner].max() > 50  # ... and its colour bar is on the canvas
+    panel._opacity.value = 0.7
+    panel._colormap.value = "cividis"
+    assert normal.colormap.name == "cividis" and normal.opacity == pytest.approx(0.7)
+    np.testing.assert_array_equal(_pixmap_rgb(panel._bar), colorbar_rgb(normal))
+    # a change made in napari's own controls shows in the panel
+    normal.opacity = 0.45
+    assert panel._opacity.value == pytest.approx(0.45)
+    panel._colormap.value = "class colour"
+    assert normal.colormap.colors[-1][:3] == pytest.approx(normal.metadata["class_colour"])
+
+    # saliency: the legend names the method, the class and the map's own scale
+    saliency = next(m for m in maps.values() if m.metadata.get("napari_xai") == "saliency")
+    panel._map.value = saliency
+    lo, hi = saliency.contrast_limits
+    assert (
+        panel._legend_title.value == f"saliency attribution for predicted ({lo:.3g} to {hi:.3g})"
+    )
+
+    # per-class toggles hide the tiles of a class (truth: tiles.parquet)
+    panel._map.value = tumour
+    assert list(panel._class_boxes) == ["background", "normal", "tumour"]
+    panel._class_boxes["normal"].value = False
+    tiles = viewer.layers[f"{SLIDE} tiles"]
+    truth = pd.read_parquet(result_folder / "tiles.parquet")
+    np.testing.assert_array_equal(tiles.shown, truth["pred_class"].astype(str) != "normal")
+    panel._class_boxes["normal"].value = True
+    assert tiles.shown.all()
+
+
+def test_masks_are_outlines_by_default(make_napari_viewer, result_folder) -> None:
+    from napari.layers import Layer
+
+    from napari_xai._widgets.display import DisplayPanel
+    from napari_xai.core.masks import mask_layers, slide_masks
+    from tests.conftest import SHARED_DATA
+
+    viewer = make_napari_viewer()
+
+    (image,) = viewer.open(SHARED_DATA / "slides" / f"{SLIDE}.svs", plugin="napari-xai")
+    panel = DisplayPanel(viewer)
+    masks = [viewer.add_layer(Layer.create(*ldt)) for ldt in mask_layers(
+        slide_masks(image.metadata["slide"], max_size=512), name_prefix=SLIDE)]  # fmt: skip
+    assert [m.contour for m in masks] == [1, 1]
+    panel._outlines.value = False
+    assert [m.contour for m in masks] == [0, 0]
+
+
+def test_inspector_shows_the_clicked_tile(make_napari_viewer, qtbot, result_folder) -> None:
+    import pandas as pd
+    from qtpy.QtCore import QPoint, Qt
+
+    from napari_xai._widgets.inspector import THUMB_SIZE, TileInspector
+
+    viewer = make_napari_viewer(show=True)
+    viewer.open(result_folder, plugin="napari-xai")
+    _, inspector = viewer.window.add_plugin_dock_widget("napari-xai", "Tile inspector")
+    assert isinstance(inspector, TileInspector)
+    truth = pd.read_parquet(result_folder / "tiles.parquet").reset_index(drop=True)
+    canvas = viewer.window._qt_viewer.canvas.native
+    picks = [int(truth["prob_tumour"].idxmax()), int(truth["prob_normal"].idxmax()), 7]
+    for k in picks:
+        rec = truth.iloc[k]
+        # put the tile's centre in the middle of the canvas, zoomed in, and click there
+        camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+        camera.center = (rec["row"] + rec["height"] / 2, rec["col"] + rec["width"] / 2)
+        camera.zoom = 2.0
+        qtbot.wait(50)
+        middle = QPoint(canvas.width() // 2, canvas.height() // 2)
+        qtbot.mouseClick(canvas, Qt.MouseButton.LeftButton, pos=middle)
+        qtbot.waitUntil(lambda r=rec: inspector.current is not None
+                        and inspector.current["row"] == int(r["row"])
+                        and inspector.current["col"] == int(r["col"]), timeout=5000)  # fmt: skip
+        shown = inspector.current
+        classes = [c[5:] for c in truth.columns if c.startswith("prob_")]
+        assert shown["probabilities"] == pytest.approx(
+            {c: float(rec[f"prob_{c}"]) for c in classes}
+        )
+        assert shown["pred_class"] == rec["pred_class"]
+        for c in classes:
+            assert f"{float(rec[f'prob_{c}']):.3f}" in inspector._probs.value
+        assert f"grid ({int(rec['grid_row'])}, {int(rec['grid_col'])})" in inspector._title.value
+        # the thumbnail is the tile read from the slide, shrunk
+        pix = inspector._thumb.native.pixmap()
+        assert 0 < max(pix.width(), pix.height()) <= THUMB_SIZE
+        (stats,) = shown["saliency"].values()
+        assert np.isfinite(stats["mean"]) and stats["max"] >= stats["mean"] >= 0
+        assert f"tissue {float(rec['tissue_fraction']):.0%}" in inspector._flags.value
+    # a click off the tiles changes nothing
+    before = dict(inspector.current)
+    assert inspector.inspect_at([-1000.0, -1000.0]) is None and inspector.current == before
