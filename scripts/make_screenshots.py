@@ -72,12 +72,14 @@ def palette_png(out: Path) -> Path:
 
 
 def _small_png(path: Path, rgb: object) -> Path:
-    """Save an RGB(A) array as a palette-quantised PNG (small files)."""
+    """Save an RGB(A) array as PNG, palette-quantised when over 300 KB."""
     import numpy as np
     from PIL import Image
 
     arr = np.asarray(rgb)[..., :3].astype(np.uint8)
-    Image.fromarray(arr).quantize(colors=128).save(path, optimize=True)
+    Image.fromarray(arr).save(path, optimize=True)
+    if path.stat().st_size > 300 * 1024:  # too big: fewer colours
+        Image.fromarray(arr).quantize(colors=256).save(path, optimize=True)
     return path
 
 
@@ -96,9 +98,67 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _grab(widget: object, path: Path, rect: object = None) -> Path:
+    """Save a Qt widget (or a rectangle of it) as a small PNG."""
+    import numpy as np
+
+    pix = widget.grab() if rect is None else widget.grab(rect)  # type: ignore[attr-defined]
+    image = pix.toImage().convertToFormat(pix.toImage().Format.Format_RGB888)
+    h, w = image.height(), image.width()
+    buf = np.frombuffer(image.constBits().asstring(image.sizeInBytes()), np.uint8)
+    rgb = buf.reshape(h, image.bytesPerLine())[:, : 3 * w].reshape(h, w, 3)
+    return _small_png(path, rgb)
+
+
+def _settle() -> None:
+    from qtpy.QtWidgets import QApplication
+
+    for _ in range(10):
+        QApplication.processEvents()
+
+
 def viewer_pngs(out: Path) -> list[Path]:
     """Screenshots with a real viewer (display panel, tile inspector, legend)."""
-    raise SystemExit("viewer screenshots: not written yet")
+    import tempfile
+
+    import napari
+    from qtpy.QtCore import QPoint, QRect
+
+    from napari_xai.cli import main as cli
+
+    if not CMU.is_file():
+        raise SystemExit(f"{CMU}: the real slide is needed for the screenshots")
+    tmp = Path(tempfile.mkdtemp(prefix="napari-xai-shots-"))
+    common = ["--out", str(tmp), "--device", "cpu"]
+    assert cli(["score", str(CMU), *common]) == 0
+    assert cli(["explain", str(CMU), "--method", "saliency", "--quiet", *common]) == 0
+    folder = tmp / CMU.stem
+
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1400, 900)
+    viewer.open(folder, plugin="napari-xai")
+    _, panel = viewer.window.add_plugin_dock_widget("napari-xai", "Display panel")
+    tiles = viewer.layers[f"{CMU.stem} tiles"]
+    tiles.visible = viewer.layers[f"{CMU.stem} predicted regions"].visible = False
+    t = tiles.features
+    k = int(t["prob_tumour"].idxmax())
+    centre = (t["row"][k] + t["height"][k] / 2, t["col"][k] + t["width"][k] / 2)
+    viewer.reset_view()
+    _settle()
+    written = [_grab(viewer.window._qt_window, out / "display_panel.png")]
+    inner = panel.inner
+    top = panel._legend_title.native.mapTo(inner, QPoint(0, 0)).y() - 4
+    classes = panel._classes.native
+    bottom = classes.mapTo(inner, QPoint(0, classes.height())).y() + 4
+    written.append(_grab(inner, out / "legend.png", QRect(0, top, inner.width(), bottom - top)))
+    _, inspector = viewer.window.add_plugin_dock_widget("napari-xai", "Tile inspector")
+    viewer.layers[f"{CMU.stem} saliency [saliency, predicted]"].visible = True
+    _settle()
+    inspector.inspect_at(centre)
+    _settle()
+    written.append(_grab(inspector.inner, out / "tile_inspector.png"))
+    viewer.close()
+    return written
 
 
 if __name__ == "__main__":
