@@ -101,6 +101,9 @@ class ExplainWidget(RunWidget):
         self._methods: tuple[str, ...] = METHODS
         self._model_layers: tuple[str, ...] = ()
         self._method = ComboBox(label="method", choices=self._method_choices, value="grad_cam")
+        # The method's sanity status on this model (from the last audit that checked it).
+        self._model_sha: str | None = None
+        self._sanity = Label(value="")
         self._target = ComboBox(label="target", choices=self._target_choices, value=PREDICTED)
         self._smooth = CheckBox(
             text="SmoothGrad (NoiseTunnel)", value=False,
@@ -136,6 +139,7 @@ class ExplainWidget(RunWidget):
         self.finish(
             [
                 self._method,
+                self._sanity,
                 self._target,
                 self._smooth,
                 self._smooth_samples,
@@ -156,6 +160,7 @@ class ExplainWidget(RunWidget):
             ],
             busy=[self._channel_slide, self._show_channels],
         )
+        self._method.changed.connect(self._show_sanity)
         self._show_channels.changed.connect(self._on_show_channels)
         self._channel_slide.changed.connect(self._on_channel_slide)
         camera = self._camera()
@@ -171,10 +176,24 @@ class ExplainWidget(RunWidget):
         model, self._methods, self._model_layers = described
         super()._on_model_described(model)
         self._class_names = tuple(str(c) for c in model.card.class_names)
+        self._model_sha = getattr(model, "sha256", None)
         for control in (self._target, self._method, self._act_layer):
             control.reset_choices()
         if self._act_layer.value is None and self._model_layers:
             self._act_layer.value = self._model_layers[-1]
+        self._show_sanity()
+
+    def _show_sanity(self, _value: Any = None) -> None:
+        """Label the method with its sanity status on this model (a small file read)."""
+        from napari_xai.core.audit.sanity import known_sanity, method_label
+
+        method = str(self._method.value)
+        label = method_label(method, known_sanity(self._model_sha, method))
+        self._sanity.value = "sanity: " + label.removeprefix(method).strip(" ()")
+        self._sanity.tooltip = (
+            "Sanity checks of the attribution method on this model (cascading model "
+            "randomisation, deletion/insertion), as recorded by the last audit that ran them"
+        )
 
     def _target_choices(self, _widget: Any = None) -> list[str]:
         """Return "predicted" and the current model's classes."""

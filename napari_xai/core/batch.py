@@ -102,6 +102,7 @@ SUMMARY_COLUMNS = (
     "pred_label",
     "audit_verdict",
     "audit_sentence",
+    "audit_method",
     "reused",
     "result_folder",
     "error",

@@ -546,6 +546,7 @@ def _audit(
         "sha256": spec.hash(),
         "verdict": str(res.verdict),
         "sentence": str(res.sentence),
+        "method": str(res.method_label),
     }
 
 
@@ -760,6 +761,7 @@ def run_slide(
                 stages["audit"] = yield from _audit(slide, loaded, writer, grid, run, audit)
                 slide_summary["audit_verdict"] = stages["audit"]["verdict"]
                 slide_summary["audit_sentence"] = stages["audit"].get("sentence", "")
+                slide_summary["audit_method"] = stages["audit"].get("method", "")
                 timings["audit_s"] = round(time.perf_counter() - t, 3)
         timings["total_s"] = round(time.perf_counter() - t0, 3)
         yield PipelineProgress("write", message=f"writing {folder}")

@@ -179,3 +179,29 @@ def test_cancel_keeps_napari_running(make_napari_viewer, qtbot, slide_path, tmp_
     # the layer shown from the first batch stays, with what was computed
     name = "explain saliency [integrated_gradients, predicted]"
     assert name in viewer.layers
+
+
+def test_method_shows_its_sanity_status(make_napari_viewer, monkeypatch, tmp_path) -> None:
+    """Next to the method: whether its maps passed the sanity checks on this model (as the
+    last audit recorded them), or that they were never checked."""
+    from napari_xai._widgets.explain import ExplainWidget
+    from napari_xai.core.audit import sanity as S
+    from napari_xai.core.models.resolve import resolve_model
+    from napari_xai.core.synthetic import render_patch
+
+    monkeypatch.setenv("NAPARI_XAI_CACHE", str(tmp_path))
+    monkeypatch.setattr(S, "_CACHE", {})
+    model = resolve_model("demo")
+    rng = np.random.default_rng(0)
+    kinds = ["normal", "tumour", "background"] * 3  # the probe of test_audit_sanity
+    tiles = np.stack([render_patch(k, size=64, rng=rng) for k in kinds])
+    assert S.sanity_check(model, tiles, "grad_cam").passed
+    monkeypatch.setattr(S, "_CACHE", {})  # what a later session finds: the record on disk
+    from napari_xai._widgets.explain import describe_for_explain
+
+    widget = ExplainWidget(make_napari_viewer())
+    widget._on_model_described(describe_for_explain("demo"))  # what the model worker returns
+    widget._method.value = "grad_cam"
+    assert widget._sanity.value == "sanity: sanity checks passed"
+    widget._method.value = "saliency"
+    assert widget._sanity.value == "sanity: not sanity-checked"

@@ -48,3 +48,28 @@ def test_gradient_methods_pass_on_the_demo_model(demo_probe, method: str) -> Non
     assert res.insertion_auc > res.insertion_auc_random
     # Cached per model hash and method.
     assert sanity_check(model, tiles, method) is res
+
+
+def test_failing_method_is_labelled_and_remembered_per_model(
+    demo_probe,  # noqa: ANN001
+    tmp_path,  # noqa: ANN001
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The label every view of the maps shows: FAILING for the edge detector, kept on
+    disk per model hash so the Explain widget knows it in a later session."""
+    from napari_xai.core.audit import sanity as S
+
+    monkeypatch.setenv("NAPARI_XAI_CACHE", str(tmp_path))
+    model, tiles = demo_probe
+    sha = model.sha256
+    assert S.known_sanity(sha, "edge_detector") is None
+    assert S.method_label("edge_detector", None) == "edge_detector (not sanity-checked)"
+    res = S.sanity_check(model, tiles, edge_detector)
+    assert not res.trusted
+    monkeypatch.setattr(S, "_CACHE", {})  # a new session: only the disk remembers
+    known = S.known_sanity(sha, "edge_detector")
+    assert known is not None and known["trusted"] is False
+    assert S.method_label("edge_detector", known).startswith("edge_detector (FAILING sanity")
+    assert S.known_sanity("0" * 64, "edge_detector") is None
+    good = S.sanity_check(model, tiles, "grad_cam")
+    assert S.method_label("grad_cam", good.to_dict()) == "grad_cam (sanity checks passed)"

@@ -379,7 +379,12 @@ def test_saliency_and_audit_options(cohort: Path, model: str, tmp_path: Path) ->
     assert r.audit is not None and r.audit["verdict"] == row["audit_verdict"]
     import html
 
-    assert html.escape(row["audit_sentence"]) in (tmp_path / "case0" / "report.html").read_text()
+    report = (tmp_path / "case0" / "report.html").read_text()
+    assert html.escape(row["audit_sentence"]) in report
+    # The method the maps come from, with its sanity status, in the summary and the report.
+    assert row["audit_method"] == r.audit["attention"]["method_label"]
+    assert str(row["audit_method"]).startswith("grad_cam (")
+    assert html.escape(row["audit_method"]) in report
     [sal] = [h for h in r.heatmaps if h.kind == "saliency"]
     assert sal.key.startswith("saliency/grad_cam/")
     [done] = r.manifest["stages"]["explain"].values()

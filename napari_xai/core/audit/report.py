@@ -287,7 +287,18 @@ def _attention_section(
             "<figure>" + _img(png_data_uri(_tile_hist_figure(att)), "per-tile shares")
             + "</figure>"
         )  # fmt: skip
-    out.append("<h3>Worst tiles (tile, attribution)</h3>")
+    label = slide.method_label if slide is not None else None
+    out.append(
+        "<h3>Worst tiles (tile, attribution"
+        + (f": {html.escape(label)}" if label else "")
+        + ")</h3>"
+    )
+    if label and "FAILING" in label:
+        out.append(
+            '<p class="verdict" style="background:#c0392b">These maps come from a method that '
+            "FAILED its sanity checks: they do not depend on the model; do not read them as "
+            "where the model looks.</p>"
+        )
     positions = None
     if slide is not None:
         positions = [(int(slide.tiles["row"].iloc[i]), int(slide.tiles["col"].iloc[i]))

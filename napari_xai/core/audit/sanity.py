@@ -46,9 +46,14 @@ __all__ = [
     "SanityThresholds",
     "deletion_insertion",
     "edge_detector",
+    "known_sanity",
+    "method_label",
     "randomisation_test",
     "sanity_check",
 ]
+
+#: Bumped when the checks change, so results recorded by older code are not shown.
+SANITY_VERSION = 1
 
 MethodLike = str | Callable[..., Any]
 _CACHE: dict[tuple[str, str, int], SanityResult] = {}
@@ -404,4 +409,82 @@ def sanity_check(
     )
     if cache and sha:
         _CACHE[key] = res
+        _record(str(sha), name, res)
     return res
+
+
+def _record_path(sha: str, method: str) -> Any:
+    from napari_xai._sample_data import cache_dir
+
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in method)
+    return cache_dir() / "sanity" / f"{sha[:16]}-{safe}.json"
+
+
+def _record(sha: str, method: str, res: SanityResult) -> None:
+    """Keep the result on disk (per model hash and method) for the widgets to show."""
+    import json
+
+    from napari_xai.core.atomic import atomic_write_text
+
+    try:
+        path = _record_path(sha, method)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps({"version": SANITY_VERSION, **res.to_dict()}))
+    except OSError:  # a read-only cache folder costs the label, never the audit
+        pass
+
+
+def known_sanity(sha: str | None, method: str) -> dict[str, Any] | None:
+    """Return the last sanity result of ``method`` on the model with hash ``sha``, if any.
+
+    Looks in this process's cache, then in the results kept on disk
+    (``<cache_dir>/sanity/``) by earlier audits; never runs the checks.
+
+    Parameters
+    ----------
+    sha : str or None
+        The model's sha256 (``LoadedModel.sha256``).
+    method : str
+        Attribution method key.
+
+    Returns
+    -------
+    dict or None
+        ``SanityResult.to_dict()``, or None when the method was never checked on it.
+    """
+    import json
+
+    if not sha:
+        return None
+    for (k_sha, k_method, _), res in reversed(list(_CACHE.items())):
+        if k_sha == sha and k_method == method:
+            return res.to_dict()
+    try:
+        d = json.loads(_record_path(sha, method).read_text())
+    except (OSError, ValueError):
+        return None
+    return d if isinstance(d, dict) and d.get("version") == SANITY_VERSION else None
+
+
+def method_label(method: str, sanity: dict[str, Any] | None) -> str:
+    """Short label of an attribution method with its sanity status, for every place maps show.
+
+    Parameters
+    ----------
+    method : str
+    sanity : dict or None
+        ``SanityResult.to_dict()`` (None: not checked).
+
+    Returns
+    -------
+    str
+        e.g. ``"grad_cam (sanity checks passed)"`` or ``"edge (FAILING sanity checks: its
+        maps do not depend on the model)"``.
+    """
+    if sanity is None:
+        return f"{method} (not sanity-checked)"
+    if not sanity.get("trusted", sanity.get("randomisation_passed", True)):
+        return f"{method} (FAILING sanity checks: its maps do not depend on the model)"
+    if sanity.get("passed", True):
+        return f"{method} (sanity checks passed)"
+    return f"{method} (randomisation passed; deletion/insertion not better than random)"

@@ -137,6 +137,16 @@ class SlideAudit:
             return self.shortcut.sentence
         return f"{self.attention.verdict.upper()}: " + "; ".join(self.attention.evidence[:1])
 
+    @property
+    def method_label(self) -> str:
+        """The attribution method with its sanity status, shown wherever its maps are.
+
+        E.g. ``"grad_cam (sanity checks passed)"``.
+        """
+        from napari_xai.core.audit.sanity import method_label
+
+        return method_label(self.method, self.shortcut.sanity if self.shortcut else None)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (the ``attention`` part of ``audit.json``)."""
         att = self.attention.to_dict()
@@ -181,6 +191,7 @@ class SlideAudit:
             "slide_shape_rc": [int(x) for x in self.slide_shape_rc],
             "model": self.model_name,
             "method": self.method,
+            "method_label": self.method_label,
             "n_grid_tiles": int(self.n_grid_tiles),
             "n_audited_tiles": int(len(self.tiles)),
             "sampling": self.sampling,
