@@ -6,9 +6,10 @@ is imported at module level.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from napari_xai.core.options import cache_dir
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -17,19 +18,6 @@ if TYPE_CHECKING:
 SAMPLE_SHAPE_RC = (16384, 20480)
 SAMPLE_SEED = 0
 _FORMAT_VERSION = 1  # bump when the generator's output changes
-
-
-def cache_dir() -> Path:
-    """Folder for generated data: ``$NAPARI_XAI_CACHE``, else ``$XDG_CACHE_HOME/napari-xai``.
-
-    Falls back to ``~/.cache/napari-xai``.
-    """
-    env = os.environ.get("NAPARI_XAI_CACHE")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "napari-xai"
 
 
 def sample_slide_path(

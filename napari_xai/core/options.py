@@ -27,12 +27,14 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from napari_xai.core.limits import check_batch_size, check_mpp
 
 __all__ = [
     "DEFAULT_MIN_TISSUE",
+    "cache_dir",
     "AuditSpec",
     "BatchOptions",
     "ExplainSpec",
@@ -348,3 +350,19 @@ class BatchOptions(_Options):
     def in_process(self) -> bool:
         """Slides run in this process, one after another (``scheduler="sync"``)."""
         return self.scheduler in ("sync", "synchronous", "process", "inline")
+
+
+def cache_dir() -> Path:
+    """Folder for generated data: ``$NAPARI_XAI_CACHE``, else ``$XDG_CACHE_HOME/napari-xai``.
+
+    Falls back to ``~/.cache/napari-xai``. Holds the sample slide and the sanity
+    results audits keep per model.
+    """
+    import os
+
+    env = os.environ.get("NAPARI_XAI_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "napari-xai"

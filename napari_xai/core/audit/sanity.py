@@ -414,7 +414,7 @@ def sanity_check(
 
 
 def _record_path(sha: str, method: str) -> Any:
-    from napari_xai._sample_data import cache_dir
+    from napari_xai.core.options import cache_dir
 
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in method)
     return cache_dir() / "sanity" / f"{sha[:16]}-{safe}.json"
