@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,8 +32,10 @@ ICON_PX = 96
 
 
 def default_output() -> Path:
-    """Default folder for audit reports (``<tmp>/napari-xai``)."""
-    return Path(tempfile.gettempdir()) / "napari-xai"
+    """Default folder for audit reports: private, per user (``<user cache>/results``)."""
+    from napari_xai.core.options import cache_dir
+
+    return cache_dir("results")
 
 
 def audit_in_worker(source: Any, spec: Any, out: Path, **kw: Any) -> Any:

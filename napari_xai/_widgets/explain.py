@@ -14,7 +14,6 @@ captum are imported there, never on the GUI thread):
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,8 +46,10 @@ METHODS = (
 
 
 def default_output() -> Path:
-    """Default folder for result stores (``<tmp>/napari-xai``)."""
-    return Path(tempfile.gettempdir()) / "napari-xai"
+    """Default folder for result stores: private, per user (``<user cache>/results``)."""
+    from napari_xai.core.options import cache_dir
+
+    return cache_dir("results")
 
 
 def run_in_worker(where: str, source: Any, spec: Any, out: Path, /, *args: Any, **kw: Any) -> Any:

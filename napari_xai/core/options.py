@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from napari_xai.core.limits import check_batch_size, check_mpp
 __all__ = [
     "DEFAULT_MIN_TISSUE",
     "cache_dir",
+    "private_dir",
     "AuditSpec",
     "BatchOptions",
     "ExplainSpec",
@@ -352,17 +354,59 @@ class BatchOptions(_Options):
         return self.scheduler in ("sync", "synchronous", "process", "inline")
 
 
-def cache_dir() -> Path:
-    """Folder for generated data: ``$NAPARI_XAI_CACHE``, else ``$XDG_CACHE_HOME/napari-xai``.
+def cache_dir(*parts: str) -> Path:
+    """Per-user folder for generated data and default stores, created private (``0o700``).
 
-    Falls back to ``~/.cache/napari-xai``. Holds the sample slide and the sanity
-    results audits keep per model.
+    ``$NAPARI_XAI_CACHE`` when set, else the platform's user cache folder
+    (``platformdirs``: ``~/.cache/napari-xai`` on Linux, honouring
+    ``$XDG_CACHE_HOME``), then ``parts`` below it (e.g. ``"results"``). Holds
+    the sample slide, the sanity results audits keep per model, and the
+    widgets' default result stores. See :func:`private_dir`.
     """
-    import os
-
     env = os.environ.get("NAPARI_XAI_CACHE")
     if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "napari-xai"
+        base = Path(env).expanduser()
+    else:
+        import platformdirs
+
+        base = Path(platformdirs.user_cache_dir("napari-xai", appauthor=False))
+    private_dir(base)
+    return private_dir(base.joinpath(*parts)) if parts else base
+
+
+def private_dir(path: str | os.PathLike[str]) -> Path:
+    """Create ``path`` (and parents) readable by this user only, or check that it is.
+
+    A folder that already exists must be a real folder (not a link) owned by
+    this user; group/other permissions on it are removed. Another local user
+    can therefore not pre-create it to read or plant results.
+
+    Parameters
+    ----------
+    path : path-like
+        The folder.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    PermissionError
+        When the folder is a link, or belongs to another user (the message names it).
+    """
+    import stat
+
+    p = Path(path).expanduser()
+    p.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = os.lstat(p)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise PermissionError(f"{p}: expected a private folder, found a link or a file")
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        raise PermissionError(
+            f"{p}: belongs to another user (uid {info.st_uid}); refusing to write results there"
+        )
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        os.chmod(p, 0o700)
+    return p

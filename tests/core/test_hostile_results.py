@@ -250,3 +250,57 @@ def test_a_listed_file_replaced_by_a_folder_is_damaged(tmp_path: Path) -> None:
     (folder / "tiles.parquet").mkdir()
     problem = check_result(folder, {}, "m")
     assert problem is not None and "tiles.parquet" in problem.message
+
+
+# --------------------------------------------------------------------------- default stores
+
+
+def test_default_stores_are_private_per_user_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import stat
+
+    from napari_xai.core.options import cache_dir, private_dir
+
+    monkeypatch.delenv("NAPARI_XAI_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    store = cache_dir("results")
+    assert store == tmp_path / "xdg" / "napari-xai" / "results"
+    for p in (store, store.parent):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o700
+    loose = tmp_path / "loose"
+    loose.mkdir(mode=0o777)
+    os.chmod(loose, 0o777)  # pre-created open to everyone: tightened
+    assert stat.S_IMODE(private_dir(loose).stat().st_mode) == 0o700
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "planted").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(PermissionError, match="planted"):
+        private_dir(tmp_path / "planted")
+
+
+def test_a_store_owned_by_another_user_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from napari_xai.core.options import private_dir
+
+    me = os.getuid()
+    monkeypatch.setattr(os, "getuid", lambda: me + 1)
+    with pytest.raises(PermissionError, match="belongs to another user"):
+        private_dir(tmp_path)
+
+
+def test_widget_default_outputs_are_not_in_the_shared_temp_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from napari_xai._widgets import audit, explain
+
+    monkeypatch.setenv("NAPARI_XAI_CACHE", str(tmp_path / "cache"))
+    for module in (audit, explain):
+        out = module.default_output()
+        assert out == tmp_path / "cache" / "results" and out.is_dir()
+        assert not out.is_relative_to(Path(tempfile.gettempdir()) / "napari-xai")
