@@ -185,7 +185,6 @@ def predicted_regions(
     if len(tiles) == 0 or "pred_class" not in tiles:
         return {"type": "FeatureCollection", "features": features}
     stride = tiles.attrs.get("stride0")
-    palette = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180)]
     for i, name in enumerate(class_names):
         if naming.is_background(name):
             continue
@@ -218,7 +217,7 @@ def predicted_regions(
                     "name": f"predicted {name}",
                     "classification": {
                         "name": str(name),
-                        "color": list(palette[i % len(palette)]),
+                        "color": list(naming.rgb255(naming.class_colour(str(name), i))),
                     },
                     "isLocked": False,
                     "source": "napari-xai prediction",

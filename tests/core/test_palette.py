@@ -191,3 +191,16 @@ def test_saliency_layers_use_the_attribution_colormap() -> None:
 
     assert DEFAULT_COLORMAP == ATTRIBUTION_COLORMAP
     assert ATTRIBUTION_COLORMAP != probability_colormap()["name"]
+
+
+def test_predicted_regions_use_the_palette() -> None:
+    from napari_xai.core.pipeline import predicted_regions
+
+    tiles = _tiles(CLASSES)
+    geo = predicted_regions(tiles, class_names=CLASSES)
+    got = {
+        f["properties"]["classification"]["name"]: f["properties"]["classification"]["color"]
+        for f in geo["features"]
+    }
+    assert got == {c: list(rgb255(class_colour(c, k))) for k, c in enumerate(CLASSES)}
+    assert got["tumour"] == [230, 159, 0]
