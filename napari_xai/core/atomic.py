@@ -6,6 +6,13 @@ content is written to a hidden sibling with a unique name
 renamed over the target. A kill between the two leaves only such a temporary,
 which :func:`clean_temporaries` recognises and removes on the next run.
 
+:func:`kill_point` marks the moments between steps of a write (and between
+batches of work) where a crash test may kill the process: with
+``NAPARI_XAI_KILL_AT=N`` in the environment the process SIGKILLs itself at its
+N-th kill point, so a test can kill a run at a chosen moment deterministically
+(``tests/core/test_batch.py``); ``NAPARI_XAI_KILL_LOG=FILE`` appends each kill
+point's name to ``FILE``. Without them a kill point costs one comparison.
+
 Only the standard library is imported.
 """
 
@@ -14,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,11 +34,47 @@ __all__ = [
     "clean_temporaries",
     "fsync_path",
     "is_temporary",
+    "kill_point",
     "naming_path",
     "temporary_path",
 ]
 
 _TEMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<id>[0-9a-f]{8,32})\.tmp$")
+
+
+class _KillPoints:
+    """Counter of kill points for crash tests (configured from the environment once)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.lock = threading.Lock()
+        at = os.environ.get("NAPARI_XAI_KILL_AT", "")
+        self.kill_at = int(at) if at.strip().isdigit() else 0
+        self.log = os.environ.get("NAPARI_XAI_KILL_LOG") or None
+        self.active = bool(self.kill_at or self.log)
+
+
+_KILL = _KillPoints()
+
+
+def kill_point(name: str) -> None:
+    """Mark a moment where a crash test may kill this process (see the module notes).
+
+    Parameters
+    ----------
+    name : str
+        What is about to happen (``"atomic cohort_summary.csv"``, ``"commit swap"``...),
+        logged with ``NAPARI_XAI_KILL_LOG``.
+    """
+    if not _KILL.active:
+        return
+    with _KILL.lock:
+        _KILL.count += 1
+        if _KILL.log:
+            with open(_KILL.log, "a", encoding="utf-8") as fh:
+                fh.write(f"{os.getpid()} {_KILL.count} {name}\n")
+        if _KILL.count == _KILL.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def temporary_path(path: str | os.PathLike[str]) -> Path:
@@ -114,6 +159,7 @@ def atomic_write(
             write(tmp)
             if fsync:
                 fsync_path(tmp)
+            kill_point(f"atomic {target.name}")
             os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd  # noqa: TID253 - only imported when work runs
 
 from napari_xai.core.atomic import atomic_write as _atomic_write
-from napari_xai.core.atomic import atomic_write_text
+from napari_xai.core.atomic import atomic_write_text, kill_point
 from napari_xai.core.models.resolve import resolve_model
 from napari_xai.core.naming import COHORT_SUFFIXES as SLIDE_SUFFIXES
 from napari_xai.core.naming import is_positive_label, is_slide_name
@@ -56,6 +56,7 @@ from napari_xai.core.options import (
     result_params,
 )
 from napari_xai.core.pipeline import (  # the one writer of result folders
+    PipelineProgress,
     model_fingerprint,
     predicted_regions,
     run_slide,
@@ -349,8 +350,14 @@ def score_and_save(task: SlideTask, progress: ProgressFn) -> dict[str, Any]:
         summary=task.summary,
         features=task.features,
     )
+
+    def on_step(step: PipelineProgress) -> None:
+        kill_point(f"{step.stage} {task.slide_id} {step.n_done}/{step.n_total}")
+        if step.n_total:
+            progress(step.n_done, step.n_total)
+
     try:
-        drive(gen, lambda step: progress(step.n_done, step.n_total) if step.n_total else None)
+        drive(gen, on_step)
     finally:
         gen.close()  # a cancel raised in ``progress``: abort the folder being written
     return _row_from_manifest(folder)

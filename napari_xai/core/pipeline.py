@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_xai.core import naming
+from napari_xai.core.atomic import kill_point
 from napari_xai.core.models.resolve import resolve_model
 from napari_xai.core.options import (
     AuditSpec,
@@ -431,10 +432,12 @@ def _score(
         mpp=slide.info.mpp,
     )
     writer.write_tiles(tiles)
+    kill_point("score wrote tiles")
     for name, data, scale, translate in _iter_prob_maps(scored):
         writer.write_heatmap(
             "probabilities", name, data, scale_rc=tuple(scale), translate_rc=tuple(translate)
         )
+        kill_point(f"score wrote map {name}")
     writer.write_annotations(predicted_regions(tiles, class_names=class_names))
     if run.preview and len(tiles):
         write_preview(scored, slide, writer.path / PREVIEW_NAME)

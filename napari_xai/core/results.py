@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd  # noqa: TID253 - only imported when work runs
 
-from napari_xai.core.atomic import naming_path
+from napari_xai.core.atomic import kill_point, naming_path
 
 __all__ = [
     "FORMAT_NAME",
@@ -581,6 +581,10 @@ def check_files(
 def clean_stale_temporaries(out: str | os.PathLike[str], *, name: str | None = None) -> int:
     """Remove temporary and superseded folders a killed run left in ``out``.
 
+    A superseded folder whose result folder is missing (a kill between the two
+    renames of :meth:`ResultWriter.commit`) is put back instead: it is the last
+    complete result.
+
     Parameters
     ----------
     out : path-like
@@ -600,14 +604,17 @@ def clean_stale_temporaries(out: str | os.PathLike[str], *, name: str | None = N
         return 0
     # files a killed atomic write left (e.g. ``.cohort_summary.parquet.<id>.tmp``)
     removed = clean_temporaries(root) if name is None else 0
-    for p in root.iterdir():
+    for p in list(root.iterdir()):
         if not (p.is_dir() and p.name.startswith(".")):
             continue
         for mark in (_TMP_MARK, _OLD_MARK):
             if mark in p.name:
                 base = p.name[1:].rsplit(mark, 1)[0]
                 if name is None or base == name:
-                    shutil.rmtree(p, ignore_errors=True)
+                    if mark == _OLD_MARK and base and not (root / base).exists():
+                        os.replace(p, root / base)
+                    else:
+                        shutil.rmtree(p, ignore_errors=True)
                     removed += 1
                 break
     return removed
@@ -809,14 +816,17 @@ class ResultWriter:
         )
         _write_json(self.tmp / MANIFEST_NAME, body)
         _fsync_dir(self.tmp)
+        kill_point(f"commit {self.folder.name}")
         old: Path | None = None
         if self.folder.exists():
             old = self.folder.parent / f".{self.folder.name}{_OLD_MARK}{uuid.uuid4().hex[:12]}"
             os.replace(self.folder, old)
+            kill_point(f"commit swap {self.folder.name}")
         os.replace(self.tmp, self.folder)
         _fsync_dir(self.folder.parent)
         self.committed = True
         if old is not None:
+            kill_point(f"commit drop old {self.folder.name}")
             shutil.rmtree(old, ignore_errors=True)
         return self.folder
 

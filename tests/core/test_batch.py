@@ -525,3 +525,61 @@ def test_cleanup_suppression_lets_ctrl_c_through() -> None:
         raise OSError("cluster already gone")
     with pytest.raises(KeyboardInterrupt), _best_effort():
         raise KeyboardInterrupt
+
+
+@pytest.mark.slow
+def test_twenty_kills_at_any_moment_leave_nothing_and_the_same_results(tmp_path: Path) -> None:
+    """SIGKILL at 20 seeded kill points (scoring batches, map writes, commits, summary writes).
+
+    Each kill is deterministic (the process kills itself at its K-th
+    :func:`napari_xai.core.atomic.kill_point`), the runs go on from what the
+    killed ones left; every finished output has no leftover and equals an
+    uninterrupted run.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    for i in range(2):
+        write_tiny_slide(slides / f"s{i}.tif", seed=20 + i, grid_rc=(4, 5), tumour=i == 0)
+    ref = B.run_batch(slides, "demo", tmp_path / "ref", batch=SYNC)
+    rng = np.random.default_rng(13)
+    ks = rng.integers(1, 25, size=80)  # an uninterrupted run of this cohort has 24 kill points
+    out, report = tmp_path / "out", tmp_path / "kills.json"
+    cmd = [sys.executable, "-m", "tests.core.kill_runner", str(slides), str(out), str(report)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [*cmd, "20", *map(str, ks)], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0, run.stderr
+    runs = json.loads(report.read_text())
+    assert max(r["n_points"] for r in runs) == 24  # the cohort's kill points, all reachable
+    killed = [r for r in runs if r["killed"]]
+    assert len(killed) == 20 and not runs[-1]["killed"] and runs[-1]["kill_at"] == 0
+    points = {r["point"].split(" ")[0] for r in killed}
+    # kills landed inside summary writes, result commits and scoring
+    assert {"atomic", "commit", "score"} <= points, points
+    assert any("cohort_summary" in r["point"] for r in killed)
+    ref_csv = pd.read_csv(tmp_path / "ref" / "cohort_summary.csv")
+    finished = [Path(r["done"]) for r in runs if not r["killed"]]
+    assert finished and all(r["exit"] == 0 for r in runs if not r["killed"])
+    for done in finished:
+        leftovers = [p.name for p in done.rglob(".*")]
+        assert leftovers == [], leftovers
+        _same_tables(ref_csv, pd.read_csv(done / "cohort_summary.csv"))
+        _same_results(tmp_path / "ref", done, list(ref.summary["slide_id"]))
+
+
+def test_a_kill_between_the_commit_renames_keeps_the_old_result(tmp_path: Path) -> None:
+    """The superseded folder is put back when its replacement never arrived."""
+    from napari_xai.core.results import clean_stale_temporaries
+
+    folder = tmp_path / "s0"
+    folder.mkdir()
+    (folder / "manifest.json").write_text("{}")
+    old = tmp_path / ".s0.old-0123456789ab"
+    os.replace(folder, old)  # what ResultWriter.commit does first
+    (tmp_path / ".s0.tmp-0123456789ab").mkdir()  # the new folder, never renamed
+    assert clean_stale_temporaries(tmp_path) == 2
+    assert (folder / "manifest.json").is_file() and sorted(os.listdir(tmp_path)) == ["s0"]
