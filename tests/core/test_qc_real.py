@@ -55,7 +55,7 @@ def test_ihc_tissue_and_no_false_ink() -> None:
     assert masks.modality == "brightfield" and masks.stain == "IHC"
     iou = _iou(masks.tissue | masks.artefact, _ref("ihc_tissue"))
     print(f"\nIHC: tissue IoU {iou:.3f}, ink {masks.artefact.mean():.4f}")
-    assert iou > 0.8
+    assert iou > 0.88
     # the blue haematoxylin counterstain and the DAB are stain, not ink
     assert masks.artefact.mean() < 0.01
 
@@ -92,8 +92,8 @@ def test_real_pen_ink_found(shared_data: Path, name: str, label: int | None) -> 
     recall = (found & ref).sum() / ref.sum()
     precision = (found & ref).sum() / max(1, found.sum())
     print(f"\n{name}: pen recall {recall:.3f}, precision {precision:.3f}")
-    assert recall > 0.85
-    assert precision > 0.6
+    assert recall > 0.95
+    assert precision > 0.85
     if label is not None:  # the colour class of the ink
         assert np.mean(labels[ref & found] == label) > 0.9
     # ink is not tissue
