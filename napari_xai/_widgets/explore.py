@@ -342,6 +342,8 @@ class ExploreWidget(ScrollPanel, Container):
         self.scatter.set_highlight(self.selection)
         if self.result is None or not len(self.selection):
             return
+        if "result_folder" not in self.result.tiles:  # features without slides behind them
+            return
         slides = self.result.tiles["slide_id"].to_numpy()[self.selection]
         if self.shown_slide not in set(slides):
             self.show_slide(str(slides[0]))

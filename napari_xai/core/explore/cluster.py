@@ -44,7 +44,7 @@ def _best_k(x: npt.NDArray[np.float32], ks: range, seed: int) -> int:
     for k in ks:
         if k >= distinct:
             break
-        labels = KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(x)
+        labels = KMeans(n_clusters=k, n_init=2, random_state=seed).fit_predict(x)
         s = float(silhouette_score(x, labels, random_state=seed))
         if s > best_s + 1e-3:
             best, best_s = k, s
@@ -69,7 +69,7 @@ def cluster_tiles(
     method : {"kmeans", "hdbscan"}
     n_clusters : int, optional
         k-means clusters; default: the k in ``2..max_k`` with the best
-        silhouette on a sample of at most 4,000 tiles.
+        silhouette on a sample of at most 2,000 tiles.
     seed : int
         Seed of the sample and the method.
     fit_sample : int
@@ -97,7 +97,7 @@ def cluster_tiles(
         from sklearn.cluster import KMeans
 
         if n_clusters is None:
-            small = ref if len(ref) <= 4000 else ref[rng.choice(len(ref), 4000, replace=False)]
+            small = ref if len(ref) <= 2000 else ref[rng.choice(len(ref), 2000, replace=False)]
             n_clusters = _best_k(small, range(2, max_k + 1), seed)
         k = min(int(n_clusters), len(np.unique(ref, axis=0)))
         km = KMeans(n_clusters=max(k, 1), n_init=4, random_state=seed)

@@ -126,10 +126,14 @@ def colours_for(values: pd.Series) -> tuple[np.ndarray, list[tuple[str, Any]]]:
         lo, hi = np.nanpercentile(v, [1, 99]) if np.isfinite(v).any() else (0.0, 1.0)
         norm = np.clip((v - lo) / max(hi - lo, 1e-12), 0, 1)
         return colormaps["viridis"](np.nan_to_num(norm)), [(f"{lo:.3g} … {hi:.3g}", None)]
-    cats = sorted(values.astype(str).unique())
+    import pandas as pd
+
+    text = values.astype(str)
+    cats = sorted(text.unique())
     cmap = colormaps["tab10" if len(cats) <= 10 else "tab20"]
-    lut = {c: cmap(i % cmap.N) for i, c in enumerate(cats)}
-    return np.array([lut[c] for c in values.astype(str)]), list(lut.items())[:20]
+    table = np.array([cmap(i % cmap.N) for i in range(len(cats))], np.float64).reshape(-1, 4)
+    codes = pd.Categorical(text, categories=cats).codes
+    return table[codes], [(c, tuple(table[i])) for i, c in enumerate(cats)][:20]
 
 
 def _scatter_png(tiles: pd.DataFrame, column: str, path: Path) -> Path:

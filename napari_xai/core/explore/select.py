@@ -74,9 +74,11 @@ class TileFilter:
         if self.slides and "slide_id" in tiles:
             keep &= tiles["slide_id"].astype(str).isin(self.slides).to_numpy()
         if self.flags and "flags" in tiles:
-            parts = tiles["flags"].astype(str).str.split(";")
-            drop = parts.map(lambda fl: any(f in self.flags for f in fl)).to_numpy(bool)
-            keep &= ~drop
+            import re
+
+            words = "|".join(re.escape(f) for f in self.flags)
+            drop = tiles["flags"].astype(str).str.contains(f"(?:^|;)(?:{words})(?:;|$)")
+            keep &= ~drop.to_numpy(bool)
         if self.ood is not None and "ood_score" in tiles:
             o = tiles["ood_score"].to_numpy(np.float64)
             keep &= (o >= self.ood[0]) & (o <= self.ood[1])
