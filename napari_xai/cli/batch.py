@@ -343,6 +343,9 @@ def _print_report(result: Any, *, top: int = 10) -> None:
             f"labelled slides: {m['n_labelled']}  TP {tp}  FP {fp}  TN {tn}  FN {fn}  "
             f"accuracy {m['accuracy']:.3f}{auc_text}"
         )
+    if m.get("audit"):
+        print(f"cohort audit: {m['audit']['sentence']}")
+        print(f"  {result.files.get('audit_html', '')}")
     print(f"summary: {result.files['csv']}")
 
 

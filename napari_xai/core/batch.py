@@ -463,6 +463,27 @@ def _roc(
     return fpr.tolist(), tpr.tolist(), [float(t) if np.isfinite(t) else None for t in thr], auc
 
 
+def _cohort_audit(summary: pd.DataFrame) -> dict[str, Any] | None:
+    """Return the cohort's shortcut verdict from each slide's ``audit.json`` (or None)."""
+    import json
+
+    from napari_xai.core.audit.cohort_verdict import cohort_audit
+    from napari_xai.core.results import AUDIT_NAME
+
+    if "audit_verdict" not in summary.columns or not summary["audit_verdict"].notna().any():
+        return None
+    slides = []
+    for row in summary.to_dict("records"):
+        folder, att = row.get("result_folder"), None
+        if isinstance(folder, str) and isinstance(row.get("audit_verdict"), str):
+            try:
+                att = json.loads((Path(folder) / AUDIT_NAME).read_text()).get("attention")
+            except (OSError, ValueError, AttributeError):
+                att = None
+        slides.append({"slide_id": row.get("slide_id"), "attention": att})
+    return cohort_audit(slides)
+
+
 def cohort_metrics(summary: pd.DataFrame, *, threshold: float = 0.5) -> dict[str, Any]:
     """Cohort-level confusion matrix and ROC from slide labels and scores.
 
@@ -491,6 +512,9 @@ def cohort_metrics(summary: pd.DataFrame, *, threshold: float = 0.5) -> dict[str
         "n_failed": int((summary.get("status") == "failed").sum()) if len(summary) else 0,
         "threshold": float(threshold),
     }
+    audit = _cohort_audit(summary) if len(summary) else None
+    if audit is not None:
+        out["audit"] = audit
     if "label" not in summary.columns or len(summary) == 0:
         out["n_labelled"] = 0
         return out
@@ -623,6 +647,12 @@ def write_cohort_summary(
         p.write_text(json.dumps(body, indent=2) + "\n")
 
     _atomic_write(paths["json"], write_json)
+    if metrics.get("audit"):
+        from napari_xai.core.audit.cohort_verdict import write_cohort_audit_html
+
+        paths["audit_html"] = write_cohort_audit_html(
+            root, metrics["audit"], table.to_dict("records")
+        )
     if plot and metrics.get("confusion_matrix") is not None:
         try:
             _atomic_write(root / COHORT_ROC_PNG, lambda p: _write_roc_png(p, metrics))

@@ -385,6 +385,13 @@ def test_saliency_and_audit_options(cohort: Path, model: str, tmp_path: Path) ->
     assert row["audit_method"] == r.audit["attention"]["method_label"]
     assert str(row["audit_method"]).startswith("grad_cam (")
     assert html.escape(row["audit_method"]) in report
+    # The cohort verdict aggregates the slide verdicts (cohort.json and cohort_audit.html).
+    verdict = res.metrics["audit"]
+    assert verdict["n_audited"] == 1 and verdict["verdict"] == row["audit_verdict"]
+    assert verdict["sentence"].startswith(f"{row['audit_verdict'].upper()}: ")
+    page = res.files["audit_html"].read_text()
+    assert html.escape(verdict["sentence"]) in page and 'href="case0/report.html"' in page
+    assert json.loads((tmp_path / "cohort.json").read_text())["metrics"]["audit"] == verdict
     [sal] = [h for h in r.heatmaps if h.kind == "saliency"]
     assert sal.key.startswith("saliency/grad_cam/")
     [done] = r.manifest["stages"]["explain"].values()
