@@ -168,26 +168,49 @@ def mask_fraction(
     ndarray of shape (N,), float32
         Covered fraction in [0, 1]; parts of a tile outside the mask count as uncovered.
     """
+    return _window_fraction(
+        _summed_area(mask), rows, cols, tile_size0=tile_size0, downsample=downsample
+    )
+
+
+def _summed_area(mask: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """Summed-area table of a boolean mask, with a zero row/col in front."""
     m = np.asarray(mask, dtype=bool)
     if m.ndim != 2:
         raise ValueError(f"mask must be 2-D (rows, cols), got shape {m.shape}")
+    sat = np.zeros((m.shape[0] + 1, m.shape[1] + 1), dtype=np.int64)
+    np.cumsum(np.cumsum(m, axis=0, dtype=np.int64), axis=1, out=sat[1:, 1:])
+    return sat
+
+
+def _window_fraction(
+    sat: npt.NDArray[np.int64],
+    rows: npt.ArrayLike,
+    cols: npt.ArrayLike,
+    *,
+    tile_size0: float,
+    downsample: float,
+) -> npt.NDArray[np.float32]:
+    """Covered fraction of each tile from a summed-area table (window sums in O(1))."""
+    m_shape = (sat.shape[0] - 1, sat.shape[1] - 1)
     r = np.asarray(rows, dtype=np.float64)
     c = np.asarray(cols, dtype=np.float64)
     if r.size == 0:
         return np.zeros(0, np.float32)
-    # Summed-area table with a zero row/col in front: window sums in O(1).
-    sat = np.zeros((m.shape[0] + 1, m.shape[1] + 1), dtype=np.int64)
-    np.cumsum(np.cumsum(m, axis=0, dtype=np.int64), axis=1, out=sat[1:, 1:])
     r0 = np.floor(r / downsample + 1e-9).astype(np.int64)
     c0 = np.floor(c / downsample + 1e-9).astype(np.int64)
     r1 = np.maximum(r0 + 1, np.round((r + tile_size0) / downsample).astype(np.int64))
     c1 = np.maximum(c0 + 1, np.round((c + tile_size0) / downsample).astype(np.int64))
     area = (r1 - r0) * (c1 - c0)
-    r0c, r1c = np.clip(r0, 0, m.shape[0]), np.clip(r1, 0, m.shape[0])
-    c0c, c1c = np.clip(c0, 0, m.shape[1]), np.clip(c1, 0, m.shape[1])
+    r0c, r1c = np.clip(r0, 0, m_shape[0]), np.clip(r1, 0, m_shape[0])
+    c0c, c1c = np.clip(c0, 0, m_shape[1]), np.clip(c1, 0, m_shape[1])
     inside = sat[r1c, c1c] - sat[r0c, c1c] - sat[r1c, c0c] + sat[r0c, c0c]
     frac: npt.NDArray[np.float32] = (inside / np.maximum(area, 1)).astype(np.float32)
     return frac
+
+
+#: Grid cells planned at a time (bounds the temporary arrays of a huge grid).
+_BAND_CELLS = 1 << 18
 
 
 def tile_grid(
@@ -249,26 +272,50 @@ def tile_grid(
         _n_steps(n_rows_px, tile_size0, stride0),
         _n_steps(n_cols_px, tile_size0, stride0),
     )
-    gr2, gc2 = np.meshgrid(
-        np.arange(grid_shape[0], dtype=np.int64),
-        np.arange(grid_shape[1], dtype=np.int64),
-        indexing="ij",
-    )
-    gr, gc = gr2.ravel(), gc2.ravel()
-    rows, cols = gr * stride0, gc * stride0
-    if tissue_mask is None:
-        tissue = np.ones(rows.shape, np.float32)
-        keep = np.ones(rows.shape, bool)
-    else:
-        tissue = mask_fraction(
-            tissue_mask, rows, cols, tile_size0=tile_size0, downsample=mask_downsample
-        )
-        keep = tissue >= min_tissue if min_tissue > 0 else tissue > 0
+    # Planned in bands of grid rows and only kept tiles stay: a huge declared slide
+    # never gets a full list of (mostly glass) tile positions.
+    tissue_sat = None if tissue_mask is None else _summed_area(tissue_mask)
+    artefact_sat = None if artefact_mask is None else _summed_area(artefact_mask)
+    band = max(1, _BAND_CELLS // max(1, grid_shape[1]))
+    gc_all = np.arange(grid_shape[1], dtype=np.int64)
+    parts: dict[str, list[npt.NDArray[Any]]] = {k: [] for k in ("gr", "gc", "t", "a")}
+    for g0 in range(0, grid_shape[0], band):
+        g_rows = np.arange(g0, min(grid_shape[0], g0 + band), dtype=np.int64)
+        gr = np.repeat(g_rows, grid_shape[1])
+        gc = np.tile(gc_all, len(g_rows))
+        if tissue_sat is None:
+            tissue = np.ones(gr.shape, np.float32)
+        else:
+            tissue = _window_fraction(
+                tissue_sat,
+                gr * stride0,
+                gc * stride0,
+                tile_size0=tile_size0,
+                downsample=mask_downsample,
+            )
+            keep_band = tissue >= min_tissue if min_tissue > 0 else tissue > 0
+            gr, gc, tissue = gr[keep_band], gc[keep_band], tissue[keep_band]
+        parts["gr"].append(gr)
+        parts["gc"].append(gc)
+        parts["t"].append(tissue)
+        if artefact_sat is not None:
+            parts["a"].append(
+                _window_fraction(
+                    artefact_sat,
+                    gr * stride0,
+                    gc * stride0,
+                    tile_size0=tile_size0,
+                    downsample=mask_downsample,
+                )
+            )
+    gr = np.concatenate(parts["gr"]) if parts["gr"] else np.zeros(0, np.int64)
+    gc = np.concatenate(parts["gc"]) if parts["gc"] else np.zeros(0, np.int64)
+    tissue = np.concatenate(parts["t"]) if parts["t"] else np.zeros(0, np.float32)
     artefact = None
-    if artefact_mask is not None:
-        artefact = mask_fraction(
-            artefact_mask, rows, cols, tile_size0=tile_size0, downsample=mask_downsample
-        )[keep]
+    if artefact_sat is not None:
+        artefact = np.concatenate(parts["a"]) if parts["a"] else np.zeros(0, np.float32)
+    rows, cols = gr * stride0, gc * stride0
+    keep = slice(None)
     return TileGrid(
         rows=rows[keep],
         cols=cols[keep],
