@@ -76,6 +76,9 @@ def _progress_printer() -> Any:
     last = [0.0]
 
     def show(step: Any) -> None:
+        if step.stage == "warning":
+            print(f"napari-xai: warning: {step.message}", file=sys.stderr)
+            return
         if step.stage != "score":
             if step.message and step.stage in ("reuse", "invalidate"):
                 print(f"  {step.message}", file=sys.stderr)
@@ -89,25 +92,6 @@ def _progress_printer() -> Any:
             )
 
     return show
-
-
-def _warn_modality(args: argparse.Namespace) -> None:
-    """Warn when the slide is fluorescence: tile models here are brightfield (H&E) models."""
-    from napari_xai.core.masks import estimate_background
-    from napari_xai.core.wsi import SlideError, open_slide
-
-    try:
-        with open_slide(args.slide, mpp=args.mpp) as slide:
-            thumb, _ = slide.thumbnail(max_size=512)
-    except SlideError:
-        return  # run_slide reports unreadable slides
-    if estimate_background(thumb).modality == "fluorescence":
-        print(
-            f"napari-xai: warning: {args.slide} looks like a fluorescence slide (dark "
-            f"background); {args.model} is a brightfield model unless its card says otherwise: "
-            "its scores are likely meaningless",
-            file=sys.stderr,
-        )
 
 
 def _empty_message(args: argparse.Namespace) -> str:
@@ -153,7 +137,6 @@ def run(args: argparse.Namespace) -> int:
         preview=not args.no_preview,
     )
     print(f"scoring {args.slide} with {args.model}", file=sys.stderr)
-    _warn_modality(args)
     folder = drive(
         run_slide(
             args.slide, args.model, args.out, grid=grid, run=run_opts, features=feature_spec(args)

@@ -252,6 +252,23 @@ def _model_info(loaded: Any) -> dict[str, Any]:
     }
 
 
+def _slide_fit(slide: Any, card: Any) -> dict[str, Any]:
+    """Slide modality and stain (thumbnail masks) against the model card's, with warnings."""
+    from napari_xai.core.masks import masks_from_thumbnail
+
+    thumb, ds = slide.thumbnail(max_size=512)
+    masks = masks_from_thumbnail(thumb, ds)
+    warnings = card.fit_warnings(
+        slide=Path(slide.path).name, modality=masks.modality, stain=masks.stain
+    )
+    return {
+        "slide_modality": masks.modality,
+        "slide_stain": masks.stain,
+        "model_stain": card.stain or "unknown",
+        "warnings": list(warnings),
+    }
+
+
 def _slide_info_dict(slide: Any) -> dict[str, Any]:
     info = slide.info
     return {
@@ -310,7 +327,8 @@ class PipelineProgress:
     Attributes
     ----------
     stage : str
-        ``"score"``, ``"explain"``, ``"audit"``, ``"reuse"``, ``"invalidate"`` or ``"write"``.
+        ``"score"``, ``"explain"``, ``"audit"``, ``"reuse"``, ``"invalidate"``,
+        ``"warning"`` (the slide does not fit the model: its stain) or ``"write"``.
     n_done, n_total : int
         Work done and to do in this stage (tiles).
     tiles_per_s : float
@@ -709,6 +727,9 @@ def run_slide(
         if not hasattr(slide, "read_region"):
             slide = stack.enter_context(open_slide(slide, mpp=grid.mpp))
         slide_path = Path(slide.path)
+        fit = _slide_fit(slide, loaded.card)
+        for warning in fit["warnings"]:
+            yield PipelineProgress("warning", message=warning)
         writer = stack.enter_context(ResultWriter(folder))
         old, reuse = _previous(folder, grid, model_hash, slide_path, features)
         stages: dict[str, Any] = dict(old.get("stages", {})) if reuse else {}
@@ -773,6 +794,7 @@ def run_slide(
                 "slide_id": folder.name,
                 "slide": {**slide_identity(slide_path), **_slide_info_dict(slide)},
                 "model": _model_info(loaded),
+                "fit": fit,
                 "params": params,
                 "params_sha256": hash_params(params),
                 "runtime": run.to_dict(),

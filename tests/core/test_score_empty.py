@@ -41,3 +41,41 @@ def test_fluorescence_slide_with_a_brightfield_model_warns(shared_data, tmp_path
           "--max-tiles", "4", "--allow-empty"])  # fmt: skip
     err = capsys.readouterr().err
     assert "test3-DAPI-2.ndpi looks like a fluorescence slide" in err and "brightfield" in err
+    # the same warning is in the result's manifest
+    import json
+
+    manifest = json.loads(next(tmp_path.glob("*/manifest.json")).read_text())
+    assert manifest["fit"]["slide_modality"] == "fluorescence"
+    assert manifest["fit"]["model_stain"] == "unknown"
+    assert any("fluorescence" in w for w in manifest["fit"]["warnings"])
+
+
+def test_ihc_slide_with_an_he_model_warns(tmp_path: Path, capsys) -> None:
+    """skimage's real IHC image as a slide, scored with a card trained on H&E."""
+    import json
+
+    import tifffile
+    from skimage.data import immunohistochemistry
+
+    from napari_xai.cli import main
+    from napari_xai.core.models.card import ModelCard
+    from napari_xai.core.models.demo import demo_model_path
+
+    slide = tmp_path / "ihc.svs"
+    desc = "Aperio Image Library v12.0.0\r\n512x512 -> 512x512 - |AppMag = 20|MPP = 0.5"
+    tifffile.imwrite(slide, immunohistochemistry(), description=desc, tile=(256, 256),
+                     photometric="rgb")  # fmt: skip
+    card = ModelCard.from_json(demo_model_path() / "config.json")
+    assert card.stain == ""
+    he = ModelCard.from_dict({**card.to_dict(), "stain": "H&E"})
+    assert he.stain == "H&E" and ModelCard.from_dict(he.to_wsinfer_config()).stain == "H&E"
+    assert he.fit_warnings(slide="x", modality="brightfield", stain="H&E") == ()
+    (warning,) = he.fit_warnings(slide="ihc.svs", modality="brightfield", stain="IHC")
+    assert "ihc.svs looks like IHC" in warning and "trained on H&E" in warning
+    assert card.fit_warnings(slide="x", modality="brightfield", stain="IHC")  # unknown card
+    main(["score", str(slide), "--model", "demo", "--out", str(tmp_path / "out"),
+          "--device", "cpu", "--max-tiles", "4", "--allow-empty"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert "napari-xai: warning: ihc.svs looks like IHC" in err
+    manifest = json.loads(next((tmp_path / "out").glob("*/manifest.json")).read_text())
+    assert manifest["fit"]["slide_stain"] == "IHC" and manifest["fit"]["warnings"]

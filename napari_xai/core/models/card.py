@@ -63,6 +63,10 @@ class ModelCard:
         What the model was trained on, in a word the plugin understands:
         ``"synthetic"`` (generated tiles, not real tissue: the widgets say "not for
         real slides" next to the model's name), ``"real"``, or ``""`` (not said).
+    stain : str
+        Stain or modality of the slides the model was trained on: ``"H&E"``,
+        ``"IHC"``, ``"fluorescence"``, or ``""`` (not said; WSInfer folders).
+        Scoring a slide of another stain warns (:meth:`fit_warnings`).
     transform : tuple of dict
         WSInfer ``transform`` list (``{"name": ..., "arguments": {...}}``
         steps: Resize, ToTensor, Normalize), kept as read so the model is fed
@@ -86,6 +90,7 @@ class ModelCard:
     feature_stats: str | None = None
     training_data: str = ""
     transform: tuple[Mapping[str, Any], ...] = field(default=(), compare=False)
+    stain: str = ""
 
     def __post_init__(self) -> None:
         if len(self.class_names) < 1:
@@ -126,6 +131,37 @@ class ModelCard:
         if self.training_data.strip().lower() == "synthetic":
             return "synthetic training data, not for real slides"
         return ""
+
+    def fit_warnings(self, *, slide: str, modality: str, stain: str) -> tuple[str, ...]:
+        """Warnings when a slide's modality or stain is not what the model was trained on.
+
+        Parameters
+        ----------
+        slide : str
+            The slide's name (for the message).
+        modality, stain : str
+            From the slide's masks (:class:`napari_xai.core.masks.SlideMasks`).
+
+        Returns
+        -------
+        tuple of str
+            Empty when the stains agree, or when either is unknown and the slide
+            is brightfield H&E.
+        """
+        trained = self.stain.strip()
+        said = f"trained on {trained}" if trained else "its card does not say its stain"
+        if modality == "fluorescence" and trained.lower() != "fluorescence":
+            return (
+                f"{slide} looks like a fluorescence slide (dark background); {self.name} is "
+                f"a brightfield model ({said}): its scores are likely meaningless",
+            )
+        if stain in ("H&E", "IHC", "fluorescence") and stain != trained:
+            if trained or stain == "IHC":
+                return (
+                    f"{slide} looks like {stain}; {self.name}: {said}: "
+                    "its scores may not transfer",
+                )
+        return ()
 
     @property
     def num_classes(self) -> int:
@@ -179,6 +215,7 @@ class ModelCard:
                     feature_stats=ext.get("feature_stats"),
                     training_data=str(ext.get("training_data", "")),
                     transform=transform,
+                    stain=str(ext.get("stain", "")),
                 )
             return cls(
                 class_names=tuple(str(n) for n in data["class_names"]),
@@ -195,6 +232,7 @@ class ModelCard:
                 feature_stats=data.get("feature_stats"),
                 training_data=str(data.get("training_data", "")),
                 transform=tuple(_copy_step(step) for step in data.get("transform") or ()),
+                stain=str(data.get("stain", "")),
             )
         except KeyError as exc:
             raise ModelCardError(f"model card: missing required field {exc.args[0]!r}") from None
@@ -220,6 +258,7 @@ class ModelCard:
             **({"feature_stats": self.feature_stats} if self.feature_stats else {}),
             # Only when set, so cards without one keep the same JSON and hash.
             **({"training_data": self.training_data} if self.training_data else {}),
+            **({"stain": self.stain} if self.stain else {}),
             **({"transform": [_copy_step(t) for t in self.transform]} if self.transform else {}),
         }
 
@@ -243,6 +282,7 @@ class ModelCard:
                 "description": self.description,
                 **({"feature_stats": self.feature_stats} if self.feature_stats else {}),
                 **({"training_data": self.training_data} if self.training_data else {}),
+                **({"stain": self.stain} if self.stain else {}),
             },
         }
 
