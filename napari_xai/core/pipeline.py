@@ -721,11 +721,12 @@ def run_slide(
     folder = (Path(out) / name if name else result_folder(out, slide)).absolute()
     clean_stale_temporaries(folder.parent, name=folder.name)
     t0 = time.perf_counter()
-    loaded = resolve_model(model, device=run.torch_device, architecture=run.architecture)
-    model_hash = model_fingerprint(loaded)
     with contextlib.ExitStack() as stack:
         if not hasattr(slide, "read_region"):
+            # the slide first: a lying or broken file is refused before the model loads
             slide = stack.enter_context(open_slide(slide, mpp=grid.mpp))
+        loaded = resolve_model(model, device=run.torch_device, architecture=run.architecture)
+        model_hash = model_fingerprint(loaded)
         slide_path = Path(slide.path)
         fit = _slide_fit(slide, loaded.card)
         for warning in fit["warnings"]:
