@@ -43,6 +43,7 @@ class StallMeter:
 
         self.period_s = period_ms / 1000.0
         self.gaps: list[float] = []
+        self.long: list[tuple[float, float]] = []  # (when, gap) of gaps over 100 ms
         self._last = time.perf_counter()
         self._timer = QTimer()
         self._timer.setInterval(period_ms)
@@ -51,10 +52,13 @@ class StallMeter:
     def _tick(self) -> None:
         now = time.perf_counter()
         self.gaps.append(now - self._last)
+        if now - self._last > 0.1:
+            self.long.append((self._last, now - self._last))
         self._last = now
 
     def start(self) -> None:
         self.gaps = []
+        self.long = []
         self._last = time.perf_counter()
         self._timer.start()
 
@@ -68,6 +72,38 @@ class StallMeter:
         }
 
 
+def time_handlers(widget: Any) -> dict[str, list[float]]:
+    """Time the widget's GUI-thread work: its result handlers and its layer updates."""
+    spent: dict[str, list[float]] = {"handlers": [], "upsert": []}
+
+    def timed(name: str, fn: Any) -> Any:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name].append(time.perf_counter() - t)
+
+        return run
+
+    for attr in ("_on_yielded", "_on_returned"):
+        object.__setattr__(
+            widget, attr, timed("handlers", getattr(type(widget), attr).__get__(widget))
+        )
+    object.__setattr__(widget, "upsert", timed("upsert", type(widget).upsert.__get__(widget)))
+    return spent
+
+
+def handler_figures(spent: dict[str, list[float]]) -> str:
+    """Total and longest time in the widget's handlers and layer updates."""
+    parts = []
+    for name, values in spent.items():
+        if values:
+            total, longest = sum(values), max(values) * 1000
+            parts.append(f"{name} {len(values)}x, total {total:.2f} s, max {longest:.0f} ms")
+    return "; ".join(parts) or "no handler ran"
+
+
 def wait(app: Any, until: Any, timeout: float) -> bool:
     """Process Qt events until ``until()`` is true or ``timeout`` seconds pass."""
     end = time.perf_counter() + timeout
@@ -79,19 +115,21 @@ def wait(app: Any, until: Any, timeout: float) -> bool:
     return False
 
 
-def click_to_first_heatmap(viewer: Any, widget: Any, app: Any) -> dict[str, float]:
-    """Click Score; time the first canvas draw with a heatmap layer, and the whole run."""
+def click_to_first_heatmap(viewer: Any, widget: Any, app: Any) -> dict[str, Any]:
+    """Click Score; time the first canvas draw after the heatmaps are first shown."""
     canvas = viewer.window._qt_viewer.canvas._scene_canvas
     marks: dict[str, float] = {}
+    show_maps = widget._show_maps
+
+    def shown(*args: Any, **kwargs: Any) -> None:
+        show_maps(*args, **kwargs)
+        marks.setdefault("maps", time.perf_counter())
 
     def on_draw(_event: Any = None) -> None:
-        if "first_draw" not in marks and any(" prob [" in lyr.name for lyr in viewer.layers):
+        if "maps" in marks and "first_draw" not in marks:
             marks["first_draw"] = time.perf_counter()
 
-    for name in [
-        lyr.name for lyr in viewer.layers if " prob [" in lyr.name or " tiles" in lyr.name
-    ]:
-        viewer.layers.remove(name)
+    widget._show_maps = shown
     canvas.events.draw.connect(on_draw)
     meter = StallMeter()
     meter.start()
@@ -99,15 +137,19 @@ def click_to_first_heatmap(viewer: Any, widget: Any, app: Any) -> dict[str, floa
     widget._run.changed.emit(True)  # what a click does
     wait(app, lambda: "first_draw" in marks, 120)
     wait(app, lambda: widget._worker is None, 600)
+    wait(app, lambda: False, 0.3)
     done = time.perf_counter()
     stall = meter.stop()
     canvas.events.draw.disconnect(on_draw)
+    object.__delattr__(widget, "_show_maps")
     n = len(widget.last_result.tiles) if widget.last_result is not None else 0
     return {
         "click_to_first_heatmap_s": marks.get("first_draw", float("nan")) - t0,
+        "click_to_maps_s": marks.get("maps", float("nan")) - t0,
         "click_to_done_s": done - t0,
         "tiles": n,
         "max_stall_ms": stall["max_stall_ms"],
+        "long_gaps": [(round(w - t0, 2), round(g * 1000)) for w, g in meter.long],
     }
 
 
@@ -140,7 +182,8 @@ def main() -> None:
             f"{args.slide.name} {run} click: first heatmap drawn "
             f"{fig['click_to_first_heatmap_s']:.2f} s after the click (target <= 3 s), "
             f"done in {fig['click_to_done_s']:.2f} s ({fig['tiles']} tiles), "
-            f"longest GUI stall {fig['max_stall_ms']:.0f} ms"
+            f"longest GUI stall {fig['max_stall_ms']:.0f} ms; gaps > 100 ms (s after "
+            f"click, ms): {fig['long_gaps']}"
         )
 
     if not args.no_sample:
@@ -156,6 +199,7 @@ def main() -> None:
             f"{opened['max_stall_ms']:.0f} ms"
         )
         widget._slide_layer.value = layers[0]
+        spent = time_handlers(widget)
         meter.start()
         t0 = time.perf_counter()
         widget._run.changed.emit(True)
@@ -175,8 +219,11 @@ def main() -> None:
             f"score the sample: {scored:,} / {int(widget._progress.max):,} tiles in "
             f"{figures['sample_score']['seconds']:.1f} s; longest GUI stall "
             f"{stall['max_stall_ms']:.0f} ms (target <= 200 ms), p99 tick gap "
-            f"{stall['p99_gap_ms']:.0f} ms over {stall['n_ticks']:,} ticks"
+            f"{stall['p99_gap_ms']:.0f} ms over {stall['n_ticks']:,} ticks; gaps > 100 ms "
+            f"(s after click, ms): {[(round(w - t0, 1), round(g * 1000)) for w, g in meter.long]}"
         )
+        figures["sample_score"]["widget_gui_work"] = handler_figures(spent)
+        print(f"  of which the widget's own GUI-thread work: {handler_figures(spent)}")
     figures["load_after"] = os.getloadavg()
     print(
         f"machine: {figures['cpus']} CPUs, load average before "

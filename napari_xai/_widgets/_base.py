@@ -39,8 +39,15 @@ if TYPE_CHECKING:
     import napari.viewer
 
 LayerData = tuple[Any, dict[str, Any], str]
-#: Display properties the user may change; an in-place update keeps them.
-KEPT_ON_UPDATE = ("colormap", "opacity", "blending", "visible")
+#: Seconds between progress bar updates (each one repaints the panel).
+PROGRESS_S = 0.1
+#: Modules the GUI thread uses when results arrive, imported in the describe worker.
+WARM_MODULES = (
+    "napari_xai.core.layers",
+    "napari_xai.core.naming",
+    "napari_xai.core.attribution.layers",
+    "napari_xai.core.inference",
+)
 
 
 def model_note(card: Any) -> str:
@@ -85,6 +92,7 @@ class RunWidget(ScrollPanel, Container):
         self._busy: list[Any] = []  # buttons disabled while a worker runs
         self._pickers: list[Any] = []
         self._limits_set: dict[str, tuple[float, ...]] = {}  # contrast limits we last set
+        self._progress_shown = 0.0  # monotonic time of the last progress update
         if slide:
             self._slide_layer = ComboBox(label="slide", choices=self._slide_choices, nullable=True)
             self._pickers.append(self._slide_layer)
@@ -182,9 +190,18 @@ class RunWidget(ScrollPanel, Container):
             self._on_model_described(described)
 
     def _describe_model(self, spec: str | Path) -> Any:
-        """Worker body: load the model (warms the cache) and return what the UI shows."""
+        """Worker body: load the model (warms the cache) and return what the UI shows.
+
+        Also imports, here in the worker, the modules the GUI thread needs when the
+        first results arrive (layer builders), so a first run does not pause napari
+        on imports.
+        """
+        import importlib
+
         from napari_xai.core.models.resolve import resolve_model
 
+        for module in WARM_MODULES:
+            importlib.import_module(module)
         return resolve_model(spec)
 
     def _on_model_described(self, model: Any) -> None:
@@ -254,12 +271,23 @@ class RunWidget(ScrollPanel, Container):
             button.enabled = False
         self._cancel.enabled = True
         self._progress.value = 0
+        self._progress_shown = 0.0
         self._status.value = status
         worker.start()
         return worker
 
     def set_progress(self, done: int, total: int, text: str | None = None) -> None:
-        """Move the progress bar (and the status line)."""
+        """Move the progress bar (and the status line), at most every ``PROGRESS_S``.
+
+        Each change repaints the panel; many batches a second would keep the GUI
+        thread busy painting. The last step (``done == total``) is always shown.
+        """
+        import time
+
+        now = time.monotonic()
+        if now - self._progress_shown < PROGRESS_S and done < total:
+            return
+        self._progress_shown = now
         self._progress.max = max(int(total), 1)
         self._progress.value = int(done)
         if text is not None:
@@ -329,10 +357,20 @@ class RunWidget(ScrollPanel, Container):
     def _update_image(self, layer: Any, data: Any, kwargs: dict[str, Any]) -> Any:
         auto = self._limits_set.get(layer.name)
         user_set = auto is not None and _limits(layer) != auto
-        layer.scale = kwargs.get("scale", layer.scale)
-        layer.translate = kwargs.get("translate", layer.translate)
+        import numpy as np
+
+        # set only what changed: every change is an event napari's layer list redraws
+        for key in ("scale", "translate"):
+            if key in kwargs and not np.allclose(getattr(layer, key), kwargs[key]):
+                setattr(layer, key, kwargs[key])
         layer.data = data
-        layer.metadata = {**kwargs.get("metadata", {})}
+        metadata = kwargs.get("metadata", {})
+        try:
+            same = bool(metadata == layer.metadata)
+        except ValueError:  # arrays inside: compare by setting
+            same = False
+        if not same:
+            layer.metadata = {**metadata}
         limits = kwargs.get("contrast_limits")
         if limits is not None and not user_set:
             layer.contrast_limits = limits

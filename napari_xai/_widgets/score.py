@@ -125,9 +125,16 @@ class ScoreWidget(RunWidget):
         now = time.monotonic()
         if now - self._last_refresh >= REFRESH_S or step.n_done == step.n_total:
             self._last_refresh = now
-            self._show_maps(step.maps.copy(), step.class_names, step.grid)
+            self._show_maps(step.maps.copy(), step.class_names, step.grid, live=True)
 
-    def _show_maps(self, maps: Any, class_names: tuple[str, ...], grid: Any) -> None:
+    def _show_maps(
+        self, maps: Any, class_names: tuple[str, ...], grid: Any, *, live: bool = False
+    ) -> None:
+        """Show the class-probability layers; while scoring (``live``), only visible ones.
+
+        Every in-place update costs napari a refresh of the layer (slice, thumbnail,
+        redraw), so hidden layers are brought up to date once, at the end.
+        """
         # imported here: the worker has loaded these modules by the first batch
         from napari_xai.core.layers import heatmap_layers
         from napari_xai.core.naming import slide_stem
@@ -140,7 +147,10 @@ class ScoreWidget(RunWidget):
             stride0=grid.stride0,
             tile_size0=grid.tile_size0,
         ):
-            self.upsert(ldt)
+            name = ldt[1]["name"]
+            shown = self._viewer.layers[name].visible if name in self._viewer.layers else True
+            if shown or not live:
+                self.upsert(ldt)
 
     def _on_returned(self, result: ScoreResult) -> None:
         from napari_xai.core.layers import tiles_layer
