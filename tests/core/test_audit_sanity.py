@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -73,3 +75,44 @@ def test_failing_method_is_labelled_and_remembered_per_model(
     assert S.known_sanity("0" * 64, "edge_detector") is None
     good = S.sanity_check(model, tiles, "grad_cam")
     assert S.method_label("grad_cam", good.to_dict()) == "grad_cam (sanity checks passed)"
+
+
+def _inverted_saliency(module, x, target=None):  # noqa: ANN001, ANN202
+    """Plain gradients, ranked upside down: what matters least comes first."""
+    x = x.detach().clone().requires_grad_(True)
+    out = module(x)
+    idx = out.argmax(1) if target is None else torch.as_tensor(target).reshape(-1).expand(len(x))
+    out.gather(1, idx[:, None]).sum().backward()
+    g = x.grad.abs().sum(1)
+    return (g.amax(dim=(1, 2), keepdim=True) - g).detach().cpu().numpy()
+
+
+def test_faithfulness_is_part_of_trust(demo_probe) -> None:  # noqa: ANN001
+    """A map that ranks pixels worse than chance (deletion slower, insertion slower than a
+    random order) is not trusted, even where it depends on the model."""
+    from napari_xai.core.audit.sanity import method_label
+    from napari_xai.core.audit.verdict import make_verdict
+
+    model, tiles = demo_probe
+    inv = sanity_check(model, tiles, _inverted_saliency, cache=False)
+    assert inv.faithfulness_gain < -inv.faithfulness_margin, inv.to_dict()
+    assert inv.faithfulness == "fail" and not inv.trusted
+    good = sanity_check(model, tiles, "saliency")
+    assert good.faithfulness == "pass" and good.faithfulness_gain > 0 and good.trusted
+    # The rule on its own: randomisation passed, deletion/insertion worse than random.
+    bad = dataclasses.replace(good, deletion_auc=0.9, deletion_auc_random=0.7,
+                              insertion_auc=0.5, insertion_auc_random=0.7,
+                              faithfulness_passed=False)  # fmt: skip
+    assert bad.randomisation_passed and bad.faithfulness == "fail" and not bad.trusted
+    d = bad.to_dict()
+    assert d["faithfulness"] == "fail" and d["faithfulness_gain"] == pytest.approx(-0.4)
+    assert "worse than chance" in method_label("saliency", d)
+    from napari_xai.core.audit.evidence import PairEvidence
+
+    pair = PairEvidence("tumour", 1, "green ink", 20, 0.5, (0.4, 0.6), 0.05, (0.04, 0.06),
+                        10.0, (8.0, 12.0))  # fmt: skip
+    v = make_verdict([pair], None, method="saliency", sanity=d)
+    assert v.verdict == "warn"  # an untrusted method cannot carry a fail alone
+    assert any("rank pixels worse than chance" in e for e in v.evidence)
+    tie = dataclasses.replace(bad, deletion_auc=0.71, insertion_auc=0.69)
+    assert tie.faithfulness == "inconclusive" and tie.trusted

@@ -19,11 +19,17 @@ Two checks, run on a probe set of tiles:
   the probability of the explained class is recorded at ``n_steps`` fractions;
   insertion starts from the baseline and puts the pixels back in the same order.
   AUCs are compared with a random order
-  (mean of ``n_random`` random orders). It passes when the deletion AUC is below
-  the random one and the insertion AUC above it. On tiny probe sets of an
-  unsure model the two curves tie, so this check is reported (figures and
-  pass/fail) but only the randomisation check decides whether a method can be
-  trusted to carry a verdict (``SanityResult.trusted``).
+  (mean of ``n_random`` random orders). Its figure is the **faithfulness gain**
+  ``(random deletion AUC - deletion AUC) + (insertion AUC - random insertion AUC)``
+  (0: no better than a random order). ``faithfulness`` is ``"pass"`` when the
+  deletion AUC is below the random one and the insertion AUC above it,
+  ``"fail"`` when the gain is below ``-faithfulness_margin`` (the map ranks
+  pixels *worse* than chance: what it calls important is what the model needs
+  least), ``"inconclusive"`` otherwise (on tiny probe sets of an unsure model
+  the curves tie).
+
+A method is **trusted** to carry a verdict (``SanityResult.trusted``) when it
+passes the randomisation check and its faithfulness is not ``"fail"``.
 
 :func:`sanity_check` runs both and caches the result per model hash and method.
 A "method" may also be a callable ``f(module, x, target) -> maps``, so a method
@@ -53,7 +59,7 @@ __all__ = [
 ]
 
 #: Bumped when the checks change, so results recorded by older code are not shown.
-SANITY_VERSION = 1
+SANITY_VERSION = 2
 
 MethodLike = str | Callable[..., Any]
 _CACHE: dict[tuple[str, str, int], SanityResult] = {}
@@ -70,10 +76,13 @@ class SanityThresholds:
         maps of the fully randomised model.
     max_ssim : float
         Randomisation: highest mean SSIM between them.
+    faithfulness_margin : float
+        Faithfulness fails when the faithfulness gain is below ``-faithfulness_margin``.
     """
 
     max_spearman: float = 0.8
     max_ssim: float = 0.5
+    faithfulness_margin: float = 0.05
 
 
 @dataclass
@@ -91,6 +100,7 @@ class SanityResult:
     insertion_auc_random: float
     faithfulness_passed: bool
     n_probe: int
+    faithfulness_margin: float = 0.05
 
     @property
     def passed(self) -> bool:
@@ -98,15 +108,32 @@ class SanityResult:
         return self.randomisation_passed and self.faithfulness_passed
 
     @property
+    def faithfulness_gain(self) -> float:
+        """(Random deletion AUC - deletion AUC) + (insertion AUC - random insertion AUC)."""
+        return float(
+            (self.deletion_auc_random - self.deletion_auc)
+            + (self.insertion_auc - self.insertion_auc_random)
+        )
+
+    @property
+    def faithfulness(self) -> str:
+        """``"pass"``, ``"inconclusive"`` or ``"fail"`` (worse than a random order)."""
+        if self.faithfulness_passed:
+            return "pass"
+        return "fail" if self.faithfulness_gain < -self.faithfulness_margin else "inconclusive"
+
+    @property
     def trusted(self) -> bool:
-        """The maps depend on the model (randomisation passed): the method may carry a verdict."""
-        return self.randomisation_passed
+        """The maps depend on the model and are not anti-faithful: it may carry a verdict."""
+        return self.randomisation_passed and self.faithfulness != "fail"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         d = dataclasses.asdict(self)
         d["passed"] = self.passed
         d["trusted"] = self.trusted
+        d["faithfulness"] = self.faithfulness
+        d["faithfulness_gain"] = self.faithfulness_gain
         return d
 
 
@@ -406,6 +433,7 @@ def sanity_check(
         insertion_auc_random=di["insertion_random"],
         faithfulness_passed=bool(faith_ok),
         n_probe=int(x.shape[0]),
+        faithfulness_margin=float(th.faithfulness_margin),
     )
     if cache and sha:
         _CACHE[key] = res
@@ -483,8 +511,10 @@ def method_label(method: str, sanity: dict[str, Any] | None) -> str:
     """
     if sanity is None:
         return f"{method} (not sanity-checked)"
-    if not sanity.get("trusted", sanity.get("randomisation_passed", True)):
+    if not sanity.get("randomisation_passed", sanity.get("trusted", True)):
         return f"{method} (FAILING sanity checks: its maps do not depend on the model)"
+    if not sanity.get("trusted", True):
+        return f"{method} (FAILING sanity checks: its maps rank pixels worse than chance)"
     if sanity.get("passed", True):
         return f"{method} (sanity checks passed)"
     return f"{method} (randomisation passed; deletion/insertion not better than random)"

@@ -258,19 +258,24 @@ def make_verdict(
     if method is not None:
         if sanity is None:
             status = "was not sanity-checked"
-        elif not method_ok:
+        elif not method_ok and not sanity.get("randomisation_passed", False):
             status = "FAILED its sanity checks (its maps do not depend on the model)"
+        elif not method_ok:
+            status = "FAILED its sanity checks (its maps rank pixels worse than chance)"
         elif sanity.get("passed", True):
             status = "passed its sanity checks"
         else:
             status = "passed the randomisation check but not deletion/insertion"
         figures = ""
         if sanity is not None and "spearman" in sanity and sanity["spearman"]:
+            gain = sanity.get("faithfulness_gain")
             figures = (
                 f" (randomised model: Spearman {sanity['spearman'][-1]:.2f}, SSIM "
                 f"{sanity['ssim'][-1]:.2f}; deletion AUC {sanity['deletion_auc']:.2f} vs "
                 f"random {sanity['deletion_auc_random']:.2f}, insertion "
-                f"{sanity['insertion_auc']:.2f} vs {sanity['insertion_auc_random']:.2f})"
+                f"{sanity['insertion_auc']:.2f} vs {sanity['insertion_auc_random']:.2f}"
+                + (f", faithfulness gain {gain:+.2f}" if gain is not None else "")
+                + ")"
             )
         evidence.append(f"attention measured with {method}, which {status}{figures}")
     if lvl == 2:
