@@ -47,7 +47,7 @@ def read_annotations(
 
     known = {c.name for c in DEFAULT_CLASSES}
     classes = list(DEFAULT_CLASSES) + [
-        AnnotationClass(name, tuple(int(round(v * 255)) for v in class_colour(name, k)))
+        AnnotationClass(name, _rgb255(class_colour(name, k)))
         for k, name in enumerate(extra_classes)
         if name not in known
     ]
@@ -82,6 +82,12 @@ def _open_slide_mpp() -> float | None:
         if "shape_rc" in layer.metadata and layer.metadata.get("mpp")
     }
     return mpps.pop() if len(mpps) == 1 else None  # ambiguous with several slides
+
+
+def _rgb255(colour: Sequence[float]) -> tuple[int, int, int]:
+    """0-1 RGB as 0-255 ints."""
+    r, g, b = (int(round(float(v) * 255)) for v in colour[:3])
+    return r, g, b
 
 
 def _warn(message: str) -> None:

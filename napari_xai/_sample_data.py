@@ -72,7 +72,10 @@ def synthetic_slide() -> list[Any]:
         the thumbnail, as for any slide) and the generator's tumour ground
         truth (hidden).
     """
-    return run_responsive(_sample_layers, desc="Preparing the sample slide (first time ~40 s)")
+    layers: list[Any] = run_responsive(
+        _sample_layers, desc="Preparing the sample slide (first time ~40 s)"
+    )
+    return layers
 
 
 def run_responsive(work: Callable[[Callable[[int, int], Any]], Any], *, desc: str) -> Any:

@@ -103,3 +103,12 @@ def test_ruff_is_clean(args: list[str]) -> None:
         [str(ruff), *args, "."], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_is_clean_over_the_package() -> None:
+    """Mypy (the pyproject settings) over all of ``napari_xai`` (widgets: see pyproject)."""
+    mypy = Path(sys.executable).with_name("mypy")
+    if not mypy.exists():
+        pytest.skip("mypy is not installed (pip install -e '.[dev]')")
+    result = subprocess.run([str(mypy)], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -12,7 +12,7 @@ METHODS = ("grad_cam", "saliency", "integrated_gradients", "gradient_shap", "occ
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``audit`` subcommand."""
-    parser = subparsers.add_parser(
+    parser: argparse.ArgumentParser = subparsers.add_parser(
         "audit",
         help="shortcut audit: attention on artefacts per slide, or a cohort's data (--cohort)",
         description=(

@@ -192,7 +192,7 @@ def add_batch_arguments(parser: argparse.ArgumentParser, *, with_slides: bool = 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``napari-xai batch``."""
-    parser = subparsers.add_parser(
+    parser: argparse.ArgumentParser = subparsers.add_parser(
         "batch",
         help="score many slides (a folder, glob or cohort CSV) into result folders; resumable",
         description=_DESCRIPTION,

@@ -20,7 +20,7 @@ DEFAULT_OUT = "napari-xai-demo"
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``demo`` subcommand."""
-    parser = subparsers.add_parser(
+    parser: argparse.ArgumentParser = subparsers.add_parser(
         "demo",
         help="score, explain and audit the bundled sample slide with the demo model, and show it",
         description=__doc__,

@@ -8,7 +8,7 @@ from typing import Any
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``evaluate`` subcommand."""
-    parser = subparsers.add_parser(
+    parser: argparse.ArgumentParser = subparsers.add_parser(
         "evaluate",
         help="compare a scoring result's tiles with annotations (confusion matrix, AUC)",
         description=(

@@ -19,7 +19,7 @@ METHODS = (
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``explain`` subcommand."""
-    parser = subparsers.add_parser(
+    parser: argparse.ArgumentParser = subparsers.add_parser(
         "explain",
         help="explain a slide's predictions: stitched whole-slide saliency (Grad-CAM, IG...)",
         description=(

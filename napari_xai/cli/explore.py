@@ -64,7 +64,7 @@ def feature_spec(args: argparse.Namespace) -> Any:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``napari-xai explore``."""
-    parser = subparsers.add_parser(
+    parser: argparse.ArgumentParser = subparsers.add_parser(
         "explore",
         help="embed, cluster and summarise a cohort's tiles in the model's feature space",
         description=__doc__.split("\n\n")[1] if __doc__ else None,

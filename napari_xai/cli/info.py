@@ -8,7 +8,7 @@ from typing import Any
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``info`` subcommand."""
-    parser = subparsers.add_parser(
+    parser: argparse.ArgumentParser = subparsers.add_parser(
         "info",
         help="print size, levels, mpp and vendor of slides (and check that they open)",
         description="Open each slide lazily and print what napari-xai reads from it. "

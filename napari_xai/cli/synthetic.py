@@ -8,7 +8,7 @@ from typing import Any
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``synthetic`` subcommand."""
-    parser = subparsers.add_parser(
+    parser: argparse.ArgumentParser = subparsers.add_parser(
         "synthetic",
         help="write a synthetic pyramidal H&E slide (tumour, pen, marker, ruler, label)",
         description="Write an Aperio-SVS-style pyramidal JPEG-tiled slide, streaming with "

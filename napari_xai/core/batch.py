@@ -63,7 +63,7 @@ from napari_xai.core.pipeline import (  # the one writer of result folders
     summarize_tiles,
     up_to_date,
 )
-from napari_xai.core.progress import drive
+from napari_xai.core.progress import drive, relay
 from napari_xai.core.results import clean_stale_temporaries, hash_params, read_manifest
 
 __all__ = [
@@ -746,6 +746,14 @@ class BatchResult:
         return int((self.summary["status"] == status).sum()) if len(self.summary) else 0
 
 
+def _cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS / Windows
+        return os.cpu_count() or 1
+
+
 def default_cluster_size(n_slides: int | None = None) -> tuple[int, int]:
     """Workers and torch threads per worker for a LocalCluster on this machine.
 
@@ -758,10 +766,7 @@ def default_cluster_size(n_slides: int | None = None) -> tuple[int, int]:
     tuple of int
         ``(n_workers, torch_threads_per_worker)``.
     """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS / Windows
-        cores = os.cpu_count() or 1
+    cores = _cores()
     n_gpu = 0
     try:
         import torch
@@ -888,11 +893,7 @@ def _torch_threads(batch: BatchOptions, n_slides: int) -> int | None:
     if batch.in_process:
         return None
     if batch.n_workers:
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except AttributeError:  # pragma: no cover
-            cores = os.cpu_count() or 1
-        return max(1, cores // batch.n_workers)
+        return max(1, _cores() // batch.n_workers)
     return default_cluster_size(n_slides)[1]
 
 
@@ -946,17 +947,12 @@ def _run_in_process(
         if cancel is not None and cancel.is_set():
             return True
         yield cohort.event("started", task.index)
-        steps = _run_local(fn, task, cancel, poll_interval)
-        try:
-            while True:
-                try:
-                    done, total = next(steps)
-                except StopIteration as stop:
-                    res = stop.value
-                    break
-                yield cohort.event("progress", task.index, tiles_done=done, tiles_total=total)
-        finally:
-            steps.close()  # on Ctrl-C or close(): stops and joins the slide's thread
+
+        def event(p: tuple[int, int], i: int = task.index) -> BatchEvent:
+            return cohort.event("progress", i, tiles_done=p[0], tiles_total=p[1])
+
+        # relay closes the slide on Ctrl-C or close(): it stops and joins the slide's thread
+        res = yield from relay(_run_local(fn, task, cancel, poll_interval), event)
         row = cohort.finish(task.index, res)
         if row["status"] == "cancelled":
             yield cohort.event("cancelled", task.index, row=row)

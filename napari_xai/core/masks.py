@@ -616,17 +616,15 @@ def mask_layers(
         },
         "labels",
     )
+    colormap: dict[int | None, Any] = {0: "transparent", None: "transparent"}
+    colormap.update({int(k): ARTEFACT_COLOURS[k] for k in ARTEFACT_LABELS})
     artefacts = (
         masks.artefact_labels.astype(np.uint8),
         {
             **common,
             "name": mask_layer_name(name_prefix, "artefacts"),
             "opacity": 0.6,
-            "colormap": {
-                0: "transparent",
-                **{k: ARTEFACT_COLOURS[k] for k in ARTEFACT_LABELS},
-                None: "transparent",
-            },
+            "colormap": colormap,
             "metadata": {
                 "kind": "artefact_mask",
                 "display": "outline",

@@ -682,7 +682,7 @@ class _Deferred:
 
     __slots__ = ("coords",)
 
-    def __init__(self, coords: list[Any]) -> None:
+    def __init__(self, coords: list[Any] | npt.NDArray[np.float64]) -> None:
         self.coords = coords
 
 

@@ -246,7 +246,7 @@ def fit_thresholds(
         for k, v in fitted.items()
     }
     rounded["warn_enrichment"] = max(0.0, round(fitted["warn_enrichment"], decimals))
-    th = dataclasses.replace(base, **rounded)
+    th = dataclasses.replace(base, **rounded)  # type: ignore[arg-type]  # all float fields
     report = {
         "counterfactual_errors": cf_err,
         "attention_errors": att_err,

@@ -205,8 +205,9 @@ def points_in_polygon(xy: npt.ArrayLike, vertices: npt.ArrayLike) -> npt.NDArray
     p = np.asarray(xy, np.float64)
     lo, hi = poly.min(axis=0), poly.max(axis=0)
     cand = np.flatnonzero(np.all((p >= lo) & (p <= hi), axis=1))  # cheap box test first
-    inside = Path(poly).contains_points(p[cand])
-    return cand[inside].astype(np.int64)
+    inside = np.asarray(Path(poly).contains_points(p[cand]), dtype=bool)
+    out: npt.NDArray[np.int64] = cand[inside].astype(np.int64)
+    return out
 
 
 def tile_at(tiles: pd.DataFrame, point_rc: Sequence[float]) -> int | None:
