@@ -90,8 +90,8 @@ def sanity_figures(methods: list[str], n_probe: int = 12) -> None:
     tiles = np.stack([render_patch(kinds[i % 3], size=64, rng=rng) for i in range(n_probe)])
     print(f"\nsanity checks on the demo model, {n_probe} synthetic 64 px probe tiles")
     print(f"{'method':21s} {'spearman':>8s} {'ssim':>6s} {'random.':>7s} {'del AUC':>7s} "
-          f"{'random':>6s} {'ins AUC':>7s} {'random':>6s} {'faithful':>8s} "
-          f"{'time':>6s}")  # fmt: skip
+          f"{'random':>6s} {'ins AUC':>7s} {'random':>6s} {'gain':>6s} {'faithful':>12s} "
+          f"{'trusted':>7s} {'time':>6s}")  # fmt: skip
     for name in methods:
         method = edge_detector if name == "edge_detector" else name
         t0 = time.perf_counter()
@@ -99,7 +99,7 @@ def sanity_figures(methods: list[str], n_probe: int = 12) -> None:
         print(f"{name:21s} {r.spearman[-1]:8.2f} {r.ssim[-1]:6.2f} "
               f"{'pass' if r.randomisation_passed else 'FAIL':>7s} {r.deletion_auc:7.3f} "
               f"{r.deletion_auc_random:6.3f} {r.insertion_auc:7.3f} {r.insertion_auc_random:6.3f} "
-              f"{'pass' if r.faithfulness_passed else 'FAIL':>8s} "
+              f"{r.faithfulness_gain:+6.3f} {r.faithfulness:>12s} {str(r.trusted):>7s} "
               f"{time.perf_counter() - t0:5.1f}s")  # fmt: skip
 
 
