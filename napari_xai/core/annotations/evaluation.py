@@ -536,6 +536,36 @@ class PlacedMap:
     scale: float | tuple[float, float] = 1.0
     translate: float | tuple[float, float] = 0.0
 
+    @classmethod
+    def from_layer_data(
+        cls,
+        data: Any,
+        *,
+        scale: Sequence[float],
+        translate: Sequence[float],
+        multiscale: bool = False,
+        max_side: int = 4096,
+    ) -> PlacedMap:
+        """Place an image layer's data (one level, or the finest of at most ``max_side``).
+
+        A saliency pyramid's level 0 can be as large as the slide: the finest level
+        of at most ``max_side`` pixels a side is read, its placement scaled to match.
+        """
+        scale_rc = np.asarray(scale, dtype=float)
+        translate_rc = np.asarray(translate, dtype=float)
+        if multiscale:
+            levels = list(data)
+            pick = next((lv for lv in levels if max(lv.shape[-2:]) <= max_side), levels[-1])
+            ds = np.asarray(levels[0].shape[-2:], float) / np.asarray(pick.shape[-2:], float)
+            translate_rc = translate_rc + (ds - 1) / 2 * scale_rc
+            scale_rc = scale_rc * ds
+            data = pick
+        return cls(
+            np.asarray(data),
+            scale=(float(scale_rc[0]), float(scale_rc[1])),
+            translate=(float(translate_rc[0]), float(translate_rc[1])),
+        )
+
 
 def evaluate_against_annotations(
     tiles: pd.DataFrame,
