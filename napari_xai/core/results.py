@@ -990,20 +990,10 @@ def is_complete(
 ) -> bool:
     """Tell whether a result folder is complete, intact and up to date.
 
-    See :func:`check_result` (which also says why not).
-
     Parameters
     ----------
-    folder : path-like
-        The result folder.
-    params : mapping
-        Scoring parameters of the current run.
-    model_hash : str
-        sha256 of the current model.
-    slide_path : path-like, optional
-        The slide the folder should describe.
-    verify : bool
-        Hash every listed file and chunk (sizes are always checked).
+    folder, params, model_hash, slide_path, verify
+        See :func:`check_result` (which also says why not).
 
     Returns
     -------
