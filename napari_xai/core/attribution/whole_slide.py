@@ -17,6 +17,7 @@ saliency map lines up with the probability heatmaps tile for tile.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -387,96 +388,82 @@ def _explain(
     num_workers: int,
     select: Callable[[TileGrid, StitchedMap], npt.NDArray[np.int64]] | None,
 ) -> Generator[ExplainProgress, None, ExplainResult]:
-    if isinstance(slide, (str, Path)):
-        from napari_xai.core.wsi import open_slide
+    with contextlib.ExitStack() as stack:
+        if isinstance(slide, (str, Path)):
+            from napari_xai.core.wsi import open_slide
 
-        with open_slide(slide) as opened:
-            return (
-                yield from _explain(
-                    opened,
-                    model,
-                    store=store,
-                    method=method,
-                    target=target,
-                    batch_size=batch_size,
-                    overlap=overlap,
-                    tissue=tissue,
-                    min_tissue=min_tissue,
-                    mpp=mpp,
-                    map_px=map_px,
-                    resume=resume,
-                    options=options,
-                    num_workers=num_workers,
-                    select=select,
-                )
+            slide = stack.enter_context(open_slide(slide))
+        model = resolve_model(model, device=options.pop("device", None))
+        card = getattr(model, "card", None)
+        if card is None:
+            raise ValueError(
+                "explaining a slide needs a model card (tile size, mpp): load the model with "
+                "napari_xai.core.models.loading.load_model"
             )
-    model = resolve_model(model, device=options.pop("device", None))
-    card = getattr(model, "card", None)
-    if card is None:
-        raise ValueError(
-            "explaining a slide needs a model card (tile size, mpp): load the model with "
-            "napari_xai.core.models.loading.load_model"
+        t0 = time.perf_counter()
+        explainer = Explainer(
+            model,
+            method=method,
+            target=target,
+            options=ExplainOptions(batch_size=batch_size, **options),
         )
-    t0 = time.perf_counter()
-    explainer = Explainer(
-        model,
-        method=method,
-        target=target,
-        options=ExplainOptions(batch_size=batch_size, **options),
-    )
-    class_name = "predicted" if explainer.target is None else card.class_names[explainer.target]
-    grid = slide_grid(slide, card, mpp=mpp, overlap=overlap, tissue=tissue, min_tissue=min_tissue)
-    key = saliency_key(method, class_name)
-    params = {
-        "model": _model_id(model),
-        "method": method,
-        "target": class_name,
-        "options": {k: v for k, v in sorted(options.items())},
-        "slide": str(Path(slide.path).name),
-        "shape_rc": list(slide.info.shape_rc),
-    }
-    smap = open_map(
-        store,
-        key,
-        grid,
-        map_px=map_px,
-        params=params,
-        reset=not resume,
-        attrs={"kind": "saliency", "method": method, "class_name": class_name},
-        name=f"{method}/{class_name}",
-    )
-    t_setup = time.perf_counter() - t0
-    idx = np.arange(len(grid), dtype=np.int64) if select is None else select(grid, smap)
-    n_cached = int(smap.done[grid.grid_rows[idx], grid.grid_cols[idx]].sum())
+        class_name = (
+            "predicted" if explainer.target is None else card.class_names[explainer.target]
+        )
+        grid = slide_grid(
+            slide, card, mpp=mpp, overlap=overlap, tissue=tissue, min_tissue=min_tissue
+        )
+        key = saliency_key(method, class_name)
+        params = {
+            "model": _model_id(model),
+            "method": method,
+            "target": class_name,
+            "options": {k: v for k, v in sorted(options.items())},
+            "slide": str(Path(slide.path).name),
+            "shape_rc": list(slide.info.shape_rc),
+        }
+        smap = open_map(
+            store,
+            key,
+            grid,
+            map_px=map_px,
+            params=params,
+            reset=not resume,
+            attrs={"kind": "saliency", "method": method, "class_name": class_name},
+            name=f"{method}/{class_name}",
+        )
+        t_setup = time.perf_counter() - t0
+        idx = np.arange(len(grid), dtype=np.int64) if select is None else select(grid, smap)
+        n_cached = int(smap.done[grid.grid_rows[idx], grid.grid_cols[idx]].sum())
 
-    def compute(tiles: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-        return explainer.explain(tiles)[0]
+        def compute(tiles: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+            return explainer.explain(tiles)[0]
 
-    n_computed = yield from iter_stitch_tiles(
-        slide,
-        grid,
-        smap,
-        compute,
-        indices=idx,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        layer_name=saliency_layer_name(slide_name(slide), method, class_name),
-    )
-    return ExplainResult(
-        store=Path(store),
-        key=key,
-        method=method,
-        class_name=class_name,
-        slide_name=slide_name(slide),
-        n_computed=n_computed,
-        n_cached=n_cached,
-        n_done=smap.n_done,
-        n_tiles=len(grid),
-        limits=smap.value_limits(),
-        scale_rc=smap.scale_rc,
-        translate_rc=smap.translate_rc,
-        timings={"setup_s": t_setup, "total_s": time.perf_counter() - t0},
-    )
+        n_computed = yield from iter_stitch_tiles(
+            slide,
+            grid,
+            smap,
+            compute,
+            indices=idx,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            layer_name=saliency_layer_name(slide_name(slide), method, class_name),
+        )
+        return ExplainResult(
+            store=Path(store),
+            key=key,
+            method=method,
+            class_name=class_name,
+            slide_name=slide_name(slide),
+            n_computed=n_computed,
+            n_cached=n_cached,
+            n_done=smap.n_done,
+            n_tiles=len(grid),
+            limits=smap.value_limits(),
+            scale_rc=smap.scale_rc,
+            translate_rc=smap.translate_rc,
+            timings={"setup_s": t_setup, "total_s": time.perf_counter() - t0},
+        )
 
 
 def iter_explain_slide(
