@@ -33,13 +33,30 @@ REFRESH_S = 0.5
 
 
 def score_in_worker(path: str, spec: Any, **options: Any) -> Any:
-    """Worker body: load the model (cached) and score the slide, yielding progress."""
+    """Worker body: load the model (cached) and score the slide, yielding progress.
+
+    A slide that does not fit the model (its stain, :func:`~napari_xai.core.pipeline.slide_fit`)
+    and a run that scored no tile yield a warning (a str) that the widget shows.
+    """
     from napari_xai.core.inference import iter_score_slide
     from napari_xai.core.models.resolve import resolve_model
+    from napari_xai.core.pipeline import slide_fit
+    from napari_xai.core.wsi import open_slide
 
     device = options.get("device")
     model = resolve_model(spec, device=None if device == "auto" else device)
-    return (yield from iter_score_slide(path, model, **options))
+    with open_slide(path, mpp=options.get("mpp")) as slide:
+        fit = slide_fit(slide, model.card)
+    yield from fit["warnings"]
+    result = yield from iter_score_slide(path, model, **options)
+    if not len(result.tiles):
+        yield (
+            f"{Path(path).name}: 0 tiles scored: tissue detection ({fit['slide_modality']}, "
+            f"{fit['slide_stain']}) found {fit['slide_tissue_fraction']:.2%} tissue and no "
+            f"tile reached min tissue {options.get('min_tissue', DEFAULT_MIN_TISSUE):g}. "
+            "Try a lower min tissue, or `napari-xai qc` to inspect the masks."
+        )
+    return result
 
 
 class ScoreWidget(RunWidget):
@@ -72,6 +89,8 @@ class ScoreWidget(RunWidget):
         self._slide_name = ""
         self._path = ""
         self.last_result: ScoreResult | None = None
+        #: Warnings of the last run (slide and model do not fit, no tile scored).
+        self.warnings: list[str] = []
         self.finish(
             [
                 self._device,
@@ -101,6 +120,7 @@ class ScoreWidget(RunWidget):
         self._slide_name = ""
         self._last_refresh = 0.0
         self.last_result = None
+        self.warnings = []
         self._path = path
         self.launch(
             score_in_worker,
@@ -116,7 +136,14 @@ class ScoreWidget(RunWidget):
             on_returned=self._on_returned,
         )
 
-    def _on_yielded(self, step: ScoreProgress) -> None:
+    def _on_yielded(self, step: ScoreProgress | str) -> None:
+        if isinstance(step, str):  # a warning from the worker
+            from napari.utils.notifications import show_warning
+
+            self.warnings.append(step)
+            self._status.value = f"warning: {step}"
+            show_warning(f"{self.title}: {step}")
+            return
         self.set_progress(
             step.n_done,
             step.n_total,
@@ -163,3 +190,5 @@ class ScoreWidget(RunWidget):
         n = len(result.tiles)
         rate = result.timings.get("tiles_per_s", 0.0)
         self.set_progress(n, n, f"done: {n:,} tiles · {rate:,.1f} tiles/s")
+        if not n:
+            self._status.value = f"no tile scored: {self.warnings[-1] if self.warnings else ''}"

@@ -252,8 +252,21 @@ def _model_info(loaded: Any) -> dict[str, Any]:
     }
 
 
-def _slide_fit(slide: Any, card: Any) -> dict[str, Any]:
-    """Slide modality and stain (thumbnail masks) against the model card's, with warnings."""
+def slide_fit(slide: Any, card: Any) -> dict[str, Any]:
+    """Slide modality and stain (thumbnail masks) against the model card's, with warnings.
+
+    Parameters
+    ----------
+    slide : napari_xai.core.wsi.Slide
+    card : napari_xai.core.models.card.ModelCard
+
+    Returns
+    -------
+    dict
+        ``slide_modality``, ``slide_stain``, ``slide_tissue_fraction``,
+        ``model_stain`` (``"unknown"`` when the card does not say) and
+        ``warnings`` (:meth:`~napari_xai.core.models.card.ModelCard.fit_warnings`).
+    """
     from napari_xai.core.masks import masks_from_thumbnail
 
     thumb, ds = slide.thumbnail(max_size=512)
@@ -264,6 +277,7 @@ def _slide_fit(slide: Any, card: Any) -> dict[str, Any]:
     return {
         "slide_modality": masks.modality,
         "slide_stain": masks.stain,
+        "slide_tissue_fraction": round(masks.tissue_fraction, 6),
         "model_stain": card.stain or "unknown",
         "warnings": list(warnings),
     }
@@ -728,7 +742,7 @@ def run_slide(
         loaded = resolve_model(model, device=run.torch_device, architecture=run.architecture)
         model_hash = model_fingerprint(loaded)
         slide_path = Path(slide.path)
-        fit = _slide_fit(slide, loaded.card)
+        fit = slide_fit(slide, loaded.card)
         for warning in fit["warnings"]:
             yield PipelineProgress("warning", message=warning)
         writer = stack.enter_context(ResultWriter(folder))

@@ -176,3 +176,19 @@ def test_score_widget_from_the_plugin_menu(make_napari_viewer, qtbot, sample_sli
     _run_and_wait(widget, qtbot)
     assert widget.last_result is not None, widget._status.value
     assert "sample prob [tumour]" in viewer.layers
+
+
+def test_score_widget_refuses_zero_tissue_clearly(make_napari_viewer, qtbot, tmp_path) -> None:
+    """A glass-only slide: the run ends with a warning naming the file and the tissue found."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
+    from test_score_empty import _glass_slide
+
+    viewer = make_napari_viewer()
+    _open(viewer, _glass_slide(tmp_path / "glass.svs"))
+    widget = ScoreWidget(viewer)
+    _run_and_wait(widget, qtbot)
+    (message,) = [m for m in widget.warnings if "0 tiles scored" in m]
+    assert "glass.svs" in message and "0.00% tissue" in message and "min tissue" in message
+    assert widget._status.value.startswith("no tile scored: glass.svs: 0 tiles scored")
