@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd  # noqa: TID253 - only imported when work runs
 
 from napari_xai.core.atomic import atomic_write as _atomic_write
-from napari_xai.core.atomic import atomic_write_text, kill_point
+from napari_xai.core.atomic import atomic_write_text, clean_temporaries, kill_point
 from napari_xai.core.models.resolve import resolve_model
 from napari_xai.core.naming import COHORT_SUFFIXES as SLIDE_SUFFIXES
 from napari_xai.core.naming import is_positive_label, is_slide_name
@@ -1098,6 +1098,7 @@ def iter_batch(
     out_dir = Path(out).expanduser().absolute()
     out_dir.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(out_dir)
+    clean_temporaries(out_dir / ERRORS_DIR)  # an error file a killed run was writing
     if model_hash is None:
         loaded = resolve_model(str(model), device="cpu", architecture=run.architecture)
         model_hash = model_fingerprint(loaded)

@@ -85,6 +85,8 @@ def test_resume_removes_what_killed_runs_left(slides: Path, tmp_path: Path) -> N
     (errors / "s2.txt").write_text(f"{slides / 's2.tif'}\nTraceback ...\n")
     foreign = errors / "s1.txt"  # not provably ours (another first line): kept
     foreign.write_text("my own notes\n")
+    half_error = errors / ".s0.txt.0123456789ab.tmp"  # a killed atomic write of an error
+    half_error.write_text("half")
     user_file = out / "notes.tmp"  # not one of our temporary names: kept
     user_file.write_text("mine")
 
@@ -92,7 +94,7 @@ def test_resume_removes_what_killed_runs_left(slides: Path, tmp_path: Path) -> N
     assert (res.summary["status"] == "done").all()
     assert not any(p.exists() for p in leftovers)
     assert not [p for p in out.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
-    assert not (errors / "s2.txt").exists()
+    assert not (errors / "s2.txt").exists() and not half_error.exists()
     assert foreign.read_text() == "my own notes\n" and user_file.read_text() == "mine"
 
 
