@@ -101,7 +101,7 @@ def summarize_tiles(
     class_names : sequence of str
         The model's classes.
     positive_class : str, optional
-        Class that scores the slide (see :func:`make_params`).
+        Class that scores the slide (default: :func:`napari_xai.core.naming.positive_class`).
     top_k : int
         Number of tiles in the top-k mean.
     mpp : float, optional

@@ -790,7 +790,7 @@ class ResultWriter:
         Parameters
         ----------
         manifest : mapping
-            Manifest body (see :func:`napari_xai.core.batch.build_manifest`); the
+            Manifest body (see :func:`napari_xai.core.pipeline.run_slide`); the
             ``format``, ``status``, ``files``, ``heatmaps`` and ``written``
             entries are filled in here.
 
