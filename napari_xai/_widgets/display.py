@@ -45,15 +45,26 @@ if TYPE_CHECKING:
     import napari.viewer
     import numpy as np
 
-__all__ = ["CLASS_COLOUR", "COLORMAPS", "DisplayPanel", "colorbar_rgb"]
+__all__ = ["CLASS_COLOUR", "COLORMAPS", "DisplayPanel", "colorbar_rgb", "compact_dropdowns"]
 
 #: Colormap choice meaning "transparent to the class's palette colour".
 CLASS_COLOUR = "class colour"
 #: Colormaps offered for a map (the palette's first).
 COLORMAPS = (PROBABILITY_COLORMAP, CLASS_COLOUR, ATTRIBUTION_COLORMAP, "viridis", "cividis",
              "magma", "gray")  # fmt: skip
+#: Minimum width (pixels) of the panel and the inspector: the canvas keeps half of 1280.
+PANEL_MIN_WIDTH = 260
 #: Size (pixels) of the legend's colour bar.
-BAR_SIZE = (256, 18)
+BAR_SIZE = (180, 14)
+
+
+def compact_dropdowns(container: Container) -> None:
+    """Let long choices (layer names) be elided instead of widening the dock."""
+    from qtpy.QtWidgets import QComboBox
+
+    for combo in container.native.findChildren(QComboBox):
+        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(8)
 
 
 def colorbar_rgb(layer: napari.layers.Image, *, size: tuple[int, int] = BAR_SIZE) -> np.ndarray:
@@ -86,8 +97,12 @@ class DisplayPanel(ScrollPanel, Container):
         super().__init__(labels=True, scrollable=True)
         self._viewer = viewer
         self._map = ComboBox(label="show", choices=self._map_choices, nullable=True)
-        self._only = CheckBox(text="only this map (hide the slide's other maps)", value=True)
-        self._opacity = FloatSlider(label="opacity", value=0.6, min=0.0, max=1.0, step=0.05)
+        self._only = CheckBox(
+            text="only this map", value=True, tooltip="hide the slide's other maps"
+        )
+        self._opacity = FloatSlider(
+            label="opacity", value=0.6, min=0.0, max=1.0, step=0.05, readout=False
+        )
         self._colormap = ComboBox(label="colormap", choices=list(COLORMAPS))
         self._legend_title = Label(value="")
         self._bar = Label(value="")
@@ -119,7 +134,8 @@ class DisplayPanel(ScrollPanel, Container):
         viewer.layers.events.inserted.connect(self._on_layers_changed)
         viewer.layers.events.removed.connect(self._on_layers_changed)
         watch_viewer(viewer)  # colour bars on maps and outlines on masks, now and later
-        fit_panel(self)
+        compact_dropdowns(self)
+        fit_panel(self, max_min_width=PANEL_MIN_WIDTH)
         self._on_layers_changed()
 
     # -- choices -------------------------------------------------------------------

@@ -25,6 +25,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, Label
 
 from napari_xai._widgets._layout import ScrollPanel, fit_panel, set_label_image
 from napari_xai._widgets._style import layer_info, layer_role
+from napari_xai._widgets.display import PANEL_MIN_WIDTH, compact_dropdowns
 from napari_xai.core.naming import class_colour, hex_colour
 
 if TYPE_CHECKING:
@@ -84,7 +85,8 @@ class TileInspector(ScrollPanel, Container):
         viewer.mouse_drag_callbacks.append(self._on_click)
         viewer.layers.events.inserted.connect(self._on_layers_changed)
         viewer.layers.events.removed.connect(self._on_layers_changed)
-        fit_panel(self)
+        compact_dropdowns(self)
+        fit_panel(self, max_min_width=PANEL_MIN_WIDTH)
         self._on_layers_changed()
 
     # -- layers ------------------------------------------------------------------------
@@ -246,15 +248,14 @@ def _flags(rec: Any, feats: Any) -> list[str]:
 
 
 def _prob_table(probs: dict[str, float], pred: str, conf: float) -> str:
-    """Rich-text table: one row per class (palette swatch, name, probability, bar)."""
+    """Rich-text table: one row per class (palette swatch, name, probability)."""
     rows = []
     for k, (name, p) in enumerate(probs.items()):
         colour = hex_colour(class_colour(name, k))
-        bar = "█" * int(round(p * 20))
         weight = "bold" if name == pred else "normal"
         rows.append(
             f"<tr><td style='color:{colour}'>■</td><td style='font-weight:{weight}'>{name}</td>"
-            f"<td align='right'>{p:.3f}</td><td style='color:{colour}'>{bar}</td></tr>"
+            f"<td align='right'>{p:.3f}</td></tr>"
         )
     head = f"predicted <b>{pred}</b> (confidence {conf:.3f})"
     return f"{head}<table>{''.join(rows)}</table>"

@@ -178,3 +178,36 @@ def test_inspector_shows_the_clicked_tile(make_napari_viewer, qtbot, result_fold
     # a click off the tiles changes nothing
     before = dict(inspector.current)
     assert inspector.inspect_at([-1000.0, -1000.0]) is None and inspector.current == before
+
+
+def test_panel_and_inspector_fit_1280_by_800(make_napari_viewer, qtbot, result_folder) -> None:
+    from qtpy.QtCore import QPoint, QRect
+    from qtpy.QtWidgets import QScrollArea
+
+    viewer = make_napari_viewer(show=True)
+    viewer.open(result_folder, plugin="napari-xai")
+    window = viewer.window._qt_window
+    panel_dock, panel = viewer.window.add_plugin_dock_widget("napari-xai", "Display panel")
+    inspector_dock, inspector = viewer.window.add_plugin_dock_widget(
+        "napari-xai", "Tile inspector"
+    )
+    tiles = inspector._tiles.value
+    inspector.inspect_tile(int(tiles.features["prob_tumour"].idxmax()))
+    window.showNormal()
+    window.resize(1280, 800)
+    qtbot.wait(200)
+    assert window.width() <= 1280 and window.height() <= 800, window.size()
+    canvas = viewer.window._qt_viewer.canvas.native
+    # both docks stay narrow (long layer names are elided); the canvas keeps most of the
+    # width next to napari's own layer list (616-642 px seen: >= 45 %)
+    assert panel_dock.width() <= 300 and inspector_dock.width() <= 300
+    assert canvas.width() >= 0.45 * 1280 and canvas.height() >= 800 // 3
+    # the legend and the clicked tile's probabilities scroll into view inside the window
+    for widget, label in ((panel, panel._legend_title), (inspector, inspector._probs)):
+        scroll = widget.root_native_widget
+        assert isinstance(scroll, QScrollArea)
+        scroll.ensureWidgetVisible(label.native)
+        qtbot.wait(100)
+        rect = QRect(label.native.mapTo(window, QPoint(0, 0)), label.native.size())
+        assert not label.native.visibleRegion().isEmpty()
+        assert window.rect().intersects(rect), (rect, window.rect())
