@@ -120,7 +120,9 @@ def synthetic_features(n: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndar
     return feats, group
 
 
-def bench_reduction(feats: np.ndarray, group: np.ndarray, methods: list[str], seed: int):
+def bench_reduction(
+    feats: np.ndarray, group: np.ndarray, methods: list[str], seed: int, samples: dict[str, int]
+):
     """Embed and cluster; print the times; return the PCA embedding's tiles table."""
     import pandas as pd
 
@@ -130,7 +132,7 @@ def bench_reduction(feats: np.ndarray, group: np.ndarray, methods: list[str], se
     n = len(feats)
     pca = None
     for method in methods:
-        sample = {"pca": 20_000, "umap": 20_000, "tsne": 5_000}[method]
+        sample = samples[method]
         t0 = time.perf_counter()
         emb = embed(feats, method=method, seed=seed, fit_sample=sample)
         dt = time.perf_counter() - t0
@@ -240,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         "--model", choices=("demo", "resnet18"), default="demo", help="model for the overhead"
     )
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--umap-sample", type=int, default=20_000, help="UMAP fit sample")
+    parser.add_argument("--tsne-sample", type=int, default=5_000, help="t-SNE fit sample")
     parser.add_argument("--no-score", action="store_true", help="skip the scoring overhead")
     parser.add_argument("--no-viewer", action="store_true", help="skip the explorer timings")
     parser.add_argument("--seed", type=int, default=0)
@@ -251,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         bench_scoring(args.slide, args.repeats, args.model)
     feats, group = synthetic_features(args.n, args.dim, args.seed)
     print(f"features: {args.n:,} x {args.dim} float16 = {feats.nbytes / 1e6:.0f} MB")
-    tiles = bench_reduction(feats, group, [m for m in args.methods.split(",") if m], args.seed)
+    samples = {"pca": 20_000, "umap": args.umap_sample, "tsne": args.tsne_sample}
+    methods = [m for m in args.methods.split(",") if m]
+    tiles = bench_reduction(feats, group, methods, args.seed, samples)
     if not args.no_viewer:
         bench_explorer(tiles, args.repeats)
     print(f"load: {os.getloadavg()[0]:.2f} (1-min average)")

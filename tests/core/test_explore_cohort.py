@@ -191,3 +191,7 @@ def test_explore_cli_on_a_batch_scored_with_features(tmp_path: Path, capsys) -> 
     html = (tmp_path / "x" / "index.html").read_text()
     assert "scatter_pred_class.png" in html and (tmp_path / "x" / "scatter_cluster.png").is_file()
     assert f"{n:,} tiles of 2 slide(s)" in html
+    assert (
+        "confidence_by_class.png" in html
+        and (tmp_path / "x" / "confidence_by_class.png").is_file()
+    )

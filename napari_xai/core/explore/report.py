@@ -159,6 +159,28 @@ def _scatter_png(tiles: pd.DataFrame, column: str, path: Path) -> Path:
     return path
 
 
+def _confidence_png(tiles: pd.DataFrame, path: Path) -> Path:
+    """Histogram of the confidence of each predicted class (one line per class)."""
+    import pandas as pd
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    bins = np.linspace(0, 1, 21)
+    classes = sorted(tiles["pred_class"].astype(str).unique())
+    table, _ = colours_for(pd.Series(classes, dtype=object))
+    for colour, cls in zip(table, classes, strict=True):
+        conf = tiles.loc[tiles["pred_class"].astype(str) == cls, "confidence"].to_numpy()
+        ax.hist(conf, bins=bins, histtype="step", linewidth=1.5, color=colour, label=cls)
+    ax.set_xlabel("confidence (top probability)")
+    ax.set_ylabel("tiles")
+    ax.legend(title="predicted", fontsize=7)
+    fig.savefig(path, dpi=100)
+    return path
+
+
 def _html_table(df: pd.DataFrame) -> str:
     cols = list(df.columns)
     out = ["<table><tr>" + "".join(f"<th>{html.escape(str(c))}</th>" for c in cols) + "</tr>"]
@@ -178,7 +200,8 @@ def write_explore(result: ExploreResult, out: str | os.PathLike[str]) -> dict[st
     Returns
     -------
     dict
-        Kind → path (``embedding``, ``clusters``, ``index``, ``scatter_<column>``).
+        Kind → path (``embedding``, ``clusters``, ``index``, ``confidence``,
+        ``scatter_<column>``).
     """
     from napari_xai.core.atomic import atomic_write
     from napari_xai.core.explore.select import confusion_cells
@@ -206,6 +229,11 @@ def write_explore(result: ExploreResult, out: str | os.PathLike[str]) -> dict[st
             f'<figure><img src="{name}" alt="scatter by {html.escape(col)}">'
             f"<figcaption>coloured by {html.escape(col)}</figcaption></figure>"
         )
+    paths["confidence"] = _confidence_png(tiles, folder / "confidence_by_class.png")
+    figures.append(
+        '<figure><img src="confidence_by_class.png" alt="confidence by class">'
+        "<figcaption>confidence histogram per predicted class</figcaption></figure>"
+    )
     opts = result.options
     n_slides = int(tiles["slide_id"].nunique()) if "slide_id" in tiles else 1
     parts = [
