@@ -168,12 +168,19 @@ def _confidence_png(tiles: pd.DataFrame, path: Path) -> Path:
     fig = Figure(figsize=(6, 3.5), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    bins = np.linspace(0, 1, 21)
     classes = sorted(tiles["pred_class"].astype(str).unique())
     table, _ = colours_for(pd.Series(classes, dtype=object))
     for colour, cls in zip(table, classes, strict=True):
         conf = tiles.loc[tiles["pred_class"].astype(str) == cls, "confidence"].to_numpy()
-        ax.hist(conf, bins=bins, histtype="step", linewidth=1.5, color=colour, label=cls)
+        ax.hist(
+            conf,
+            bins=20,
+            range=(0.0, 1.0),
+            histtype="step",
+            linewidth=1.5,
+            color=colour,
+            label=cls,
+        )
     ax.set_xlabel("confidence (top probability)")
     ax.set_ylabel("tiles")
     ax.legend(title="predicted", fontsize=7)
