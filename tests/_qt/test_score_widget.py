@@ -192,3 +192,38 @@ def test_score_widget_refuses_zero_tissue_clearly(make_napari_viewer, qtbot, tmp
     (message,) = [m for m in widget.warnings if "0 tiles scored" in m]
     assert "glass.svs" in message and "0.00% tissue" in message and "min tissue" in message
     assert widget._status.value.startswith("no tile scored: glass.svs: 0 tiles scored")
+
+
+def test_score_widget_shows_masks_as_outlines(make_napari_viewer, qtbot, shared_data) -> None:
+    """A real slide: the masks button adds outlined tissue/artefact masks; tissue stays visible."""
+    viewer = make_napari_viewer(show=True)
+    slide_layer = _open(viewer, shared_data / "slides" / "CMU-1-Small-Region.svs")
+    widget = ScoreWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Score slide")
+    qtbot.wait(300)
+    viewer.reset_view()
+    before = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
+    widget._on_show_masks()
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=120_000)
+    tissue = viewer.layers["CMU-1-Small-Region tissue"]
+    artefacts = viewer.layers["CMU-1-Small-Region artefacts"]
+    assert tissue.contour > 0 and artefacts.contour > 0
+    assert 0.2 < tissue.metadata["tissue_fraction"] < 0.9
+    assert "tissue" in widget._status.value and "red_ink" in widget._status.value
+    assert slide_layer in viewer.layers
+    qtbot.wait(200)
+    outlined = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
+
+    def diff(a: np.ndarray, b: np.ndarray) -> float:  # over the common canvas area
+        h, w = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1])
+        return float((np.abs(a[:h, :w] - b[:h, :w]).sum(-1) > 30).mean())
+
+    changed = diff(outlined, before)
+    # filled, the same masks would cover the tissue: outlines change far fewer pixels
+    tissue.contour = artefacts.contour = 0
+    qtbot.wait(200)
+    filled = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
+    covered = diff(filled, before)
+    print(f"\npixels changed: outlines {changed:.3f}, filled {covered:.3f}")
+    assert changed > 0.001  # the outlines are drawn
+    assert changed < 0.25 * covered
