@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, PushButton, SpinBox
 
 from napari_xai._widgets._base import RunWidget
+from napari_xai._widgets._masks import masks_button
 from napari_xai.core.audit.layers import regions_layer_name, tiles_layer_name  # noqa: F401
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ class AuditWidget(RunWidget):
         self.last_result: SlideAudit | None = None
         self.last_data: DataAudit | None = None
         self._slide_layer_for_result: Any = None
+        self._show_masks = masks_button(self)
         self.finish(
             [
                 self._method,
@@ -103,6 +105,7 @@ class AuditWidget(RunWidget):
                 self._batch_size,
                 self._output,
                 *self.run_controls(),
+                self._show_masks,
                 self._verdict,
                 Label(value="Cohort data"),
                 self._cohort,
@@ -111,7 +114,7 @@ class AuditWidget(RunWidget):
                 self._run_cohort,
                 Label(value="Worst tiles of the slide audit (click to go there)"),
             ],
-            busy=[self._run_cohort],
+            busy=[self._run_cohort, self._show_masks],
         )
         # A Qt list in icon mode, added last so magicgui's own layout indices stay valid.
         self._gallery = self._make_gallery()

@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import ComboBox, FloatSpinBox, PushButton, SpinBox
+from magicgui.widgets import ComboBox, FloatSpinBox, SpinBox
 
 from napari_xai._widgets._base import RunWidget
+from napari_xai._widgets._masks import masks_button
 from napari_xai._widgets._pickers import (  # noqa: F401 - re-exported (tests and scripts)
     DEMO,
     FROM_FILE,
@@ -30,18 +31,6 @@ if TYPE_CHECKING:
 
 #: Seconds between live layer refreshes while scoring.
 REFRESH_S = 0.5
-
-
-def masks_in_worker(path: str, mpp: float | None = None) -> Any:
-    """Worker body: the slide's tissue and artefact masks as outlined Labels layers."""
-    from napari_xai.core.masks import mask_layers, slide_masks
-    from napari_xai.core.naming import slide_stem
-    from napari_xai.core.wsi import open_slide
-
-    with open_slide(path, mpp=mpp) as slide:
-        masks = slide_masks(slide)
-    yield from ()
-    return mask_layers(masks, name_prefix=slide_stem(path))
 
 
 def score_in_worker(path: str, spec: Any, **options: Any) -> Any:
@@ -97,11 +86,7 @@ class ScoreWidget(RunWidget):
             label="slide mpp", value=0.0, min=0.0, max=50.0, step=0.01,
             tooltip="Level-0 µm/px; 0 = from the file (needed when the file does not say)",
         )  # fmt: skip
-        self._show_masks = PushButton(
-            text="Show tissue / artefact masks",
-            tooltip="Outline the tissue and the pen, marker, ruler and label masks (QC)",
-        )
-        self._show_masks.changed.connect(self._on_show_masks)
+        self._show_masks = masks_button(self, mpp=self._mpp)
         self._last_refresh = 0.0
         self._slide_name = ""
         self._path = ""
@@ -153,31 +138,6 @@ class ScoreWidget(RunWidget):
             status=f"scoring {Path(path).name}…",
             on_yielded=self._on_yielded,
             on_returned=self._on_returned,
-        )
-
-    def _on_show_masks(self, _value: Any = None) -> None:
-        """Compute the chosen slide's masks in a worker and add them as outlines."""
-        layer = self.picked_slide()
-        if layer is None or self.busy():
-            return
-        path = str(layer.metadata["path"])
-        self.launch(
-            masks_in_worker,
-            path,
-            float(self._mpp.value) or None,
-            status=f"tissue and artefact masks of {Path(path).name}…",
-            on_returned=self._on_masks,
-        )
-
-    def _on_masks(self, layers: list[Any]) -> None:
-        from napari_xai._widgets._style import style_layer
-        from napari_xai.core.masks import ARTEFACT_NAMES
-
-        for ldt in layers:
-            style_layer(self.upsert(ldt))
-        tissue = layers[0][1]["metadata"]["tissue_fraction"]
-        self._status.value = f"masks: tissue {tissue:.1%}; artefact classes: " + ", ".join(
-            ARTEFACT_NAMES.values()
         )
 
     def _on_yielded(self, step: ScoreProgress | str) -> None:

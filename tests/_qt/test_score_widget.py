@@ -203,7 +203,7 @@ def test_score_widget_shows_masks_as_outlines(make_napari_viewer, qtbot, shared_
     qtbot.wait(300)
     viewer.reset_view()
     before = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
-    widget._on_show_masks()
+    widget._show_masks.native.click()
     qtbot.waitUntil(lambda: widget._worker is None, timeout=120_000)
     tissue = viewer.layers["CMU-1-Small-Region tissue"]
     artefacts = viewer.layers["CMU-1-Small-Region artefacts"]
@@ -227,3 +227,14 @@ def test_score_widget_shows_masks_as_outlines(make_napari_viewer, qtbot, shared_
     print(f"\npixels changed: outlines {changed:.3f}, filled {covered:.3f}")
     assert changed > 0.001  # the outlines are drawn
     assert changed < 0.25 * covered
+
+    # the Audit widget has the same button (one implementation, _widgets/_masks.py)
+    from napari_xai._widgets.audit import AuditWidget
+
+    viewer.layers.remove(tissue)
+    viewer.layers.remove(artefacts)
+    audit = AuditWidget(viewer)
+    audit._show_masks.native.click()
+    qtbot.waitUntil(lambda: audit._worker is None, timeout=120_000)
+    assert viewer.layers["CMU-1-Small-Region tissue"].contour > 0
+    assert "artefact classes" in audit._status.value
