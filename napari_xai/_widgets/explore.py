@@ -226,6 +226,8 @@ class ExploreWidget(ScrollPanel, Container):
         self._cells: dict[tuple[str, str], Any] = {}
         self._colours = np.zeros((0, 4), np.float32)
         self._worker: Any = None
+        self._thumb_worker: Any = None
+        self.gallery_buttons: list[Any] = []
         self._run.changed.connect(self._on_run)
         for w in (self._classes, self._conf_min, self._conf_max, self._slides):
             w.changed.connect(self._apply)
@@ -423,12 +425,42 @@ class ExploreWidget(ScrollPanel, Container):
             if item.widget() is not None:
                 item.widget().deleteLater()
         tiles = self.result.tiles
-        for k, row in enumerate(self.gallery_rows()):
+        rows = self.gallery_rows()
+        self.gallery_buttons = []
+        for k, row in enumerate(rows):
             t = tiles.iloc[int(row)]
             button = QPushButton(f"{t['pred_class']}\n{t['confidence']:.2f}")
             button.setToolTip(f"{t['slide_id']} tile {t['tile']} at ({t['row']}, {t['col']})")
             button.clicked.connect(lambda _=False, r=int(row): self.select([r]))
             self._gallery_grid.addWidget(button, k // 6, k % 6)
+            self.gallery_buttons.append(button)
+        if len(rows) and "result_folder" in tiles:
+            self._load_thumbnails(tiles.iloc[rows], list(self.gallery_buttons))
+
+    def _load_thumbnails(self, rows: Any, buttons: list[Any]) -> None:
+        """Read the gallery's tiles from their slides in a worker; show them as icons."""
+        from napari.qt.threading import thread_worker
+
+        from napari_xai.core.explore.cohort import tile_thumbnails
+
+        def show(images: list[Any]) -> None:
+            from qtpy.QtCore import QSize
+            from qtpy.QtGui import QIcon, QImage, QPixmap
+
+            for button, img in zip(buttons, images, strict=False):
+                try:
+                    h, w = img.shape[:2]
+                    qimg = QImage(img.tobytes(), w, h, 3 * w, QImage.Format.Format_RGB888)
+                    button.setIcon(QIcon(QPixmap.fromImage(qimg.copy())))
+                    button.setIconSize(QSize(48, 48))
+                except RuntimeError:  # the gallery was refilled meanwhile
+                    return
+
+        worker = thread_worker(tile_thumbnails)(rows, size=48)
+        worker.returned.connect(show)
+        worker.errored.connect(self._on_error)
+        self._thumb_worker = worker
+        worker.start()
 
     def _fill_confusion(self) -> None:
         from qtpy.QtWidgets import QTableWidgetItem

@@ -103,7 +103,7 @@ def test_scatter_to_slide_to_scatter_round_trip(widget) -> None:
     assert list(w.selection) == [row]
 
 
-def test_lasso_filters_and_gallery(widget) -> None:
+def test_lasso_filters_and_gallery(widget, qtbot) -> None:
     from vispy.util import keys
 
     viewer, w = widget
@@ -124,6 +124,14 @@ def test_lasso_filters_and_gallery(widget) -> None:
     assert len(gallery) == min(24, keep.sum()) and keep[gallery].all()
     conf = tiles["confidence"].to_numpy()[gallery]
     assert np.all(np.diff(conf) >= 0)  # least confident first
+    # thumbnails read from the slides, in gallery order
+    from napari_xai.core.explore.cohort import tile_thumbnails
+
+    thumbs = tile_thumbnails(tiles.iloc[gallery[:3]], size=48)
+    assert len(thumbs) == 3 and thumbs[0].shape == (48, 48, 3) and thumbs[0].std() > 0
+    buttons = w.gallery_buttons
+    assert len(buttons) == len(gallery)
+    qtbot.waitUntil(lambda: all(not b.icon().isNull() for b in buttons), timeout=60_000)
     w.select(np.flatnonzero(keep)[:3])
     layer = viewer.layers[f"{w.shown_slide} tiles"]
     mine = (tiles["slide_id"] == w.shown_slide).to_numpy()

@@ -195,3 +195,15 @@ def test_explore_cli_on_a_batch_scored_with_features(tmp_path: Path, capsys) -> 
         "confidence_by_class.png" in html
         and (tmp_path / "x" / "confidence_by_class.png").is_file()
     )
+    # gallery thumbnails are the tiles, read from the slides the manifests name
+    from napari_xai.core.explore.cohort import tile_thumbnails
+    from napari_xai.core.reader import resize_tile
+    from napari_xai.core.wsi import open_slide
+
+    rows = emb.iloc[[0, len(emb) - 1]]
+    thumbs = tile_thumbnails(rows, size=32)
+    for thumb, (_, t) in zip(thumbs, rows.iterrows(), strict=True):
+        with open_slide(tmp_path / f"{t['slide_id']}.tif") as slide:
+            side = int(t["height"])
+            ref = resize_tile(slide.read_region((int(t["row"]), int(t["col"])), (side, side)), 32)
+        assert np.abs(thumb.astype(int) - ref.astype(int)).mean() < 8

@@ -26,7 +26,7 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Cohort", "load_cohort", "result_folders"]
+__all__ = ["Cohort", "load_cohort", "result_folders", "tile_thumbnails"]
 
 
 @dataclass
@@ -179,3 +179,45 @@ def load_cohort(
         class_names=names or (),
         layer=layer or "",
     )
+
+
+def tile_thumbnails(tiles: pd.DataFrame, *, size: int = 64) -> list[npt.NDArray[np.uint8]]:
+    """RGB thumbnails ``(size, size, 3)`` of cohort tiles, read from their slides.
+
+    Parameters
+    ----------
+    tiles : pandas.DataFrame
+        Rows of a :class:`Cohort` table (``result_folder``, ``row``, ``col``,
+        ``height``, ``width``); each slide is opened once, from the path its
+        manifest records, and read at the coarsest level that still has
+        ``size`` pixels per tile.
+
+    Raises
+    ------
+    FileNotFoundError
+        When a slide has moved (the message names the result folder and slide).
+    """
+    from napari_xai.core.reader import resize_tile
+    from napari_xai.core.results import load_result
+    from napari_xai.core.wsi import open_slide
+
+    out: list[npt.NDArray[np.uint8] | None] = [None] * len(tiles)
+    pos = np.arange(len(tiles))
+    for folder, idx in tiles.groupby("result_folder", sort=False).indices.items():
+        path = load_result(folder).slide_path
+        if path is None or not Path(path).is_file():
+            raise FileNotFoundError(f"{folder}: its slide {path} is not there any more")
+        with open_slide(path) as slide:
+            downs = np.asarray(slide.info.level_downsamples, np.float64)
+            for i in pos[idx]:
+                t = tiles.iloc[int(i)]
+                extent = float(max(t["height"], t["width"]))
+                ok = np.flatnonzero(extent / downs >= size)
+                level = int(ok[-1]) if len(ok) else 0
+                shape = (
+                    max(1, round(float(t["height"]) / downs[level])),
+                    max(1, round(float(t["width"]) / downs[level])),
+                )
+                region = slide.read_region((int(t["row"]), int(t["col"])), shape, level=level)
+                out[int(i)] = resize_tile(region, size)
+    return [o for o in out if o is not None]
