@@ -142,7 +142,9 @@ def write_points_geojson(path: str, data: Any, meta: dict[str, Any]) -> list[str
     """npe2 single-layer writer: a Points layer of detections to GeoJSON.
 
     Points opened from GeoJSON keep their outlines (``metadata["geometries"]``
-    indexed by the ``geometry_index`` feature), so saving writes the original
+    indexed by the ``geometry_index`` feature; for a big, streamed file a
+    :class:`~napari_xai.core.annotations.geojson.GeometryView` that builds each
+    outline from compact arrays when asked), so saving writes the original
     polygons with the (possibly edited) classes; other points are written as
     discs of their size, and the count is reported.
     """

@@ -172,7 +172,13 @@ def test_streamed_unreadable_files_name_the_file(tmp_path: Path, text: str, mess
 
 
 def test_a_big_file_opens_in_bounded_memory(tmp_path: Path) -> None:
-    """Reading a 40 MB file of detections grows the process by under 3x the file."""
+    """Reading a 40 MB file of detections grows the process by under 2x the file.
+
+    Streamed files are held as columns (no shapely object per detection): at 40 MB
+    the read grows the process by about 1.6x the file and the napari layer data
+    by about 2.8x in all (the 200 MB benchmark: 0.85x and 2.1x, peak 2.7x); the
+    bounds leave some 25% of margin.
+    """
     out = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "bench_geojson.py"), "--mb", "40", "--json"],
         capture_output=True,
@@ -186,8 +192,8 @@ def test_a_big_file_opens_in_bounded_memory(tmp_path: Path) -> None:
     assert figures["n"] == figures["n_written"] > 60_000
     assert figures["layers"] == ["points"]
     read_growth = (figures["read_peak_mb"] - figures["base_mb"]) / figures["file_mb"]
-    assert read_growth < 3.0, figures
-    assert figures["growth_x_file"] < 5.0, figures  # with the napari layer data
+    assert read_growth < 2.0, figures
+    assert figures["growth_x_file"] < 3.5, figures  # with the napari layer data
 
 
 def test_a_million_vertex_outline_is_simplified_for_the_viewer(tmp_path: Path) -> None:
@@ -217,3 +223,44 @@ def test_a_million_vertex_outline_is_simplified_for_the_viewer(tmp_path: Path) -
 
     shown = path_rc_to_geometry(data[0])
     assert shown is not None and abs(shown.area - huge.area) / huge.area < 0.01
+
+
+def test_streamed_columns_give_the_same_layers_as_a_whole_read(tmp_path: Path) -> None:
+    """Holes, multi-part, repaired and clipped outlines survive the columnar store."""
+    import pandas as pd
+    import shapely
+    from shapely.geometry import MultiPolygon, Polygon
+
+    from napari_xai.core.annotations.geojson import ColumnarAnnotations
+    from napari_xai.core.annotations.layers import annotations_to_layer_data, points_to_annotations
+
+    odd = [
+        Annotation(box(0, 0, 40, 40).difference(box(10, 10, 20, 20)), "Tumor", object_type="cell"),
+        Annotation(MultiPolygon([box(50, 50, 60, 60), box(70, 70, 80, 80)]), object_type="cell"),
+        Annotation(Polygon([(0, 0), (30, 30), (30, 0), (0, 30)]), "Stroma", object_type="cell"),
+        Annotation(box(4990, 10, 5030, 50), "Necrosis", color=(1, 2, 3), object_type="tile"),
+    ]
+    path = write_geojson([*_annotations(3000), *odd], tmp_path / "mixed.geojson")
+    whole = read_geojson(path, stream=False, shape_rc=(6000, 5000))
+    streamed = read_geojson(path, stream=True, shape_rc=(6000, 5000))
+    assert isinstance(streamed.annotations, ColumnarAnnotations)
+    assert whole.report.to_dict() == streamed.report.to_dict()
+    assert whole.report.changed_counts()  # repaired and clipped ones are there
+    assert list(streamed.annotations[-3:]) == whole.annotations[-3:]
+    assert streamed.annotations[-1] == whole.annotations[-1]
+    for a, b in zip(whole.annotations, streamed.annotations, strict=True):
+        assert shapely.equals_exact(a.geometry, b.geometry, 0) and a == b
+    layers_w = annotations_to_layer_data(whole, name="m", max_shapes=500)
+    layers_s = annotations_to_layer_data(streamed, name="m", max_shapes=500)
+    assert [k for *_, k in layers_s] == [k for *_, k in layers_w] == ["points", "points"]
+    for (dw, kw, _), (ds, ks, _) in zip(layers_w, layers_s, strict=True):
+        assert np.array_equal(dw, ds)
+        pd.testing.assert_frame_equal(kw["features"], ks["features"])
+        assert np.array_equal(kw["face_color"], ks["face_color"])
+        assert np.array_equal(kw["size"], ks["size"])
+        gw, gs = kw["metadata"]["geometries"], ks["metadata"]["geometries"]
+        assert len(gw) == len(gs)
+        assert all(shapely.equals_exact(x, y, 0) for x, y in zip(gw, gs, strict=True))
+        assert gs[-1].equals(gw[-1]) and shapely.equals_exact(np.asarray(gs), gw, 0).all()
+        back, _ = points_to_annotations(ds, features=ks["features"], geometries=gs)
+        assert back == points_to_annotations(dw, features=kw["features"], geometries=gw)[0]

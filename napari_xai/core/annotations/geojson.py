@@ -36,11 +36,12 @@ import re
 import sys
 import tempfile
 import uuid
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -67,6 +68,8 @@ __all__ = [
     "Annotation",
     "AnnotationError",
     "AnnotationSet",
+    "ColumnarAnnotations",
+    "GeometryView",
     "ReadReport",
     "Skipped",
     "annotations_to_feature_collection",
@@ -247,9 +250,14 @@ class ReadReport:
 
 @dataclass
 class AnnotationSet:
-    """Annotations read from a file, with the import report."""
+    """Annotations read from a file, with the import report.
 
-    annotations: list[Annotation]
+    ``annotations`` is a list, or for a streamed (big) file a
+    :class:`ColumnarAnnotations` (a sequence of the same annotations, held as
+    arrays).
+    """
+
+    annotations: Sequence[Annotation]
     report: ReadReport
 
     def __len__(self) -> int:
@@ -295,7 +303,10 @@ def read_geojson(
     Returns
     -------
     AnnotationSet
-        ``.annotations`` (Polygon/MultiPolygon, level-0 (x, y)) and ``.report``.
+        ``.annotations`` (Polygon/MultiPolygon, level-0 (x, y)) and ``.report``;
+        for a streamed file ``.annotations`` is a :class:`ColumnarAnnotations`
+        (the same annotations as a sequence, held as arrays: no shapely object
+        per detection until one is asked for).
 
     Raises
     ------
@@ -386,9 +397,84 @@ def parse_feature_collection(
     known = tuple(classes) if classes is not None else None
     slide_box = box(0, 0, shape_rc[1], shape_rc[0]) if shape_rc is not None else None
 
+    unknown_counter: Counter[str] = Counter()
+    # Streamed (big) files: columns, no shapely object per plain polygon.
+    annotations: list[Annotation] | ColumnarAnnotations = ColumnarAnnotations() if eager else []
+
+    def finish(batch: list[tuple[int, Any, _Props]]) -> None:
+        """Check, repair and clip a batch of built geometries; add them to ``annotations``."""
+        geoms = np.array([g for _, g, _ in batch], dtype=object)
+        valid = shapely.is_valid(geoms) if len(geoms) else np.zeros(0, bool)
+        areas = shapely.area(geoms) if len(geoms) else np.zeros(0)
+        if slide_box is not None and len(geoms):
+            inside = shapely.covered_by(geoms, slide_box)
+        else:
+            inside = np.ones(len(geoms), bool)
+        plain = np.zeros(len(geoms), bool)
+        if isinstance(annotations, ColumnarAnnotations) and len(geoms):
+            plain = (shapely.get_type_id(geoms) == 3) & (
+                shapely.get_num_interior_rings(geoms) == 0
+            )
+        del geoms
+        batch.reverse()  # popped from the end: each Annotation replaces its entry
+        for k in range(len(batch)):
+            index, geom, props = batch.pop()
+            changed = False
+            is_inside = bool(inside[k])
+            if not valid[k]:
+                reason = shapely.is_valid_reason(geom)
+                fixed = _polygonal_part(shapely.make_valid(geom))
+                if fixed is None or fixed.is_empty or fixed.area <= 0:
+                    why = DEGENERATE if areas[k] <= 0 else UNREPAIRABLE
+                    report.skipped.append(Skipped(index, why, reason))
+                    continue
+                report.changed.append(Skipped(index, REPAIRED, reason))
+                geom = fixed
+                changed = True
+                is_inside = slide_box is None or bool(shapely.covered_by(geom, slide_box))
+            elif areas[k] <= 0:
+                report.skipped.append(Skipped(index, DEGENERATE, f"area {areas[k]}"))
+                continue
+            if not is_inside and slide_box is not None:
+                clipped = _polygonal_part(geom.intersection(slide_box))
+                if clipped is None or clipped.is_empty or clipped.area <= 0:
+                    x0, y0, x1, y1 = geom.bounds
+                    report.skipped.append(
+                        Skipped(
+                            index,
+                            OUTSIDE,
+                            f"bounds x {x0:g}..{x1:g}, y {y0:g}..{y1:g} vs slide "
+                            f"{shape_rc[1]} x {shape_rc[0]} (cols x rows)",  # type: ignore[index]
+                        )
+                    )
+                    continue
+                report.changed.append(
+                    Skipped(index, CLIPPED, f"{1 - clipped.area / geom.area:.1%} of the area cut")
+                )
+                geom = clipped
+                changed = True
+
+            class_name = props.class_name
+            color = props.color
+            if class_name is not None and known is not None:
+                cls = find_class(class_name, classes=known)
+                if cls is None:
+                    if unknown_classes == "skip":
+                        report.skipped.append(Skipped(index, UNKNOWN_CLASS, repr(class_name)))
+                        continue
+                    unknown_counter[class_name] += 1
+                elif color is None:
+                    color = cls.color
+            if class_name is not None and color is None:
+                color = fallback_color(class_name)
+            if isinstance(annotations, ColumnarAnnotations):
+                props = props._replace(class_name=class_name, color=color)
+                annotations.append(geom, props, plain=bool(plain[k]) and not changed)
+            else:
+                annotations.append(Annotation(geom, class_name, color, *props[2:]))
+
     # 1. Per feature: properties and raw geometry (cheap, Python).
-    pending: list[tuple[int, BaseGeometry, dict[str, Any]]] = []
-    built = 0  # pending[:built] holds shapely geometries only
+    pending: list[tuple[int, Any, _Props]] = []
     for index, feature in enumerate(features):
         report.n_features += 1
         if not isinstance(feature, Mapping) or not (
@@ -413,80 +499,20 @@ def parse_feature_collection(
             report.skipped.append(Skipped(index, e.reason, e.detail))
             continue
         pending.append((index, geom, props))
-        if eager and len(pending) - built >= _BUILD_BATCH:  # free the ring arrays as we go
-            pending[built:] = _build_deferred(pending[built:], report)
-            built = len(pending)
+        if eager and len(pending) >= _BUILD_BATCH:  # free the ring arrays as we go
+            finish(_build_deferred(pending, report))
+            pending = []
 
     # 2. Hole-less polygons built in bulk; validity (vectorised), repair, clipping.
-    pending[built:] = _build_deferred(pending[built:], report)
-    geoms = np.array([g for _, g, _ in pending], dtype=object)
-    valid = shapely.is_valid(geoms) if len(geoms) else np.zeros(0, bool)
-    areas = shapely.area(geoms) if len(geoms) else np.zeros(0)
-    if slide_box is not None and len(geoms):
-        inside = shapely.covered_by(geoms, slide_box)
-    else:
-        inside = np.ones(len(geoms), bool)
-
-    unknown_counter: Counter[str] = Counter()
-    for k, (index, geom, props) in enumerate(pending):
-        is_inside = bool(inside[k])
-        if not valid[k]:
-            reason = shapely.is_valid_reason(geom)
-            fixed = _polygonal_part(shapely.make_valid(geom))
-            if fixed is None or fixed.is_empty or fixed.area <= 0:
-                why = DEGENERATE if areas[k] <= 0 else UNREPAIRABLE
-                report.skipped.append(Skipped(index, why, reason))
-                continue
-            report.changed.append(Skipped(index, REPAIRED, reason))
-            geom = fixed
-            is_inside = slide_box is None or bool(shapely.covered_by(geom, slide_box))
-        elif areas[k] <= 0:
-            report.skipped.append(Skipped(index, DEGENERATE, f"area {areas[k]}"))
-            continue
-        if not is_inside and slide_box is not None:
-            clipped = _polygonal_part(geom.intersection(slide_box))
-            if clipped is None or clipped.is_empty or clipped.area <= 0:
-                x0, y0, x1, y1 = geom.bounds
-                report.skipped.append(
-                    Skipped(
-                        index,
-                        OUTSIDE,
-                        f"bounds x {x0:g}..{x1:g}, y {y0:g}..{y1:g} vs slide "
-                        f"{shape_rc[1]} x {shape_rc[0]} (cols x rows)",  # type: ignore[index]
-                    )
-                )
-                continue
-            report.changed.append(
-                Skipped(index, CLIPPED, f"{1 - clipped.area / geom.area:.1%} of the area cut")
-            )
-            geom = clipped
-
-        class_name = props["class_name"]
-        color = props["color"]
-        if class_name is not None and known is not None:
-            cls = find_class(class_name, classes=known)
-            if cls is None:
-                if unknown_classes == "skip":
-                    report.skipped.append(Skipped(index, UNKNOWN_CLASS, repr(class_name)))
-                    continue
-                unknown_counter[class_name] += 1
-            elif color is None:
-                color = cls.color
-        if class_name is not None and color is None:
-            color = fallback_color(class_name)
-        props["color"] = color
-        props["geometry"] = geom
-        pending[k] = (index, geom, props)
-
-    annotations = [Annotation(**p) for (_, _, p) in pending if "geometry" in p]
+    finish(_build_deferred(pending, report))
     report.n_imported = len(annotations)
     report.unknown_classes = dict(unknown_counter)
     return AnnotationSet(annotations, report)
 
 
 def _build_deferred(
-    pending: list[tuple[int, Any, dict[str, Any]]], report: ReadReport
-) -> list[tuple[int, BaseGeometry, dict[str, Any]]]:
+    pending: list[tuple[int, Any, _Props]], report: ReadReport
+) -> list[tuple[int, Any, _Props]]:
     """Turn the deferred rings into polygons with one array conversion for all of them."""
     simple = [k for k, (_, g, _) in enumerate(pending) if isinstance(g, _Deferred)]
     if not simple:
@@ -771,7 +797,23 @@ def _polygonal_part(geom: BaseGeometry) -> BaseGeometry | None:
     return flat[0] if len(flat) == 1 else MultiPolygon(flat)
 
 
-def _properties_of(feature: Mapping[str, Any]) -> dict[str, Any]:
+class _Props(NamedTuple):
+    """A feature's fields other than the geometry, in :class:`Annotation`'s order.
+
+    A tuple, not a dict: a streamed file holds one per feature until the end of
+    the read (96 bytes instead of 272).
+    """
+
+    class_name: str | None
+    color: RGB | None
+    object_type: str
+    name: str | None
+    object_id: str | None
+    measurements: dict[str, float]
+    properties: Mapping[str, Any]
+
+
+def _properties_of(feature: Mapping[str, Any]) -> _Props:
     props = feature.get("properties") or {}
     if not isinstance(props, Mapping):
         props = {}
@@ -794,15 +836,15 @@ def _properties_of(feature: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("nucleusGeometry",):
         if key in feature:
             extra[key] = feature[key]
-    return {
-        "class_name": class_name,
-        "color": color,
-        "object_type": object_type,
-        "name": None if name is None else str(name),
-        "object_id": None if fid is None else str(fid),
-        "measurements": measurements,
-        "properties": extra,
-    }
+    return _Props(
+        class_name,
+        color,
+        object_type,
+        None if name is None else str(name),
+        None if fid is None else str(fid),
+        measurements,
+        extra,
+    )
 
 
 def _color_of(value: Any) -> RGB | None:
@@ -937,3 +979,204 @@ def write_geojson(
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+# --------------------------------------------------------------------------- columnar store
+class ColumnarAnnotations(Sequence[Annotation]):
+    """Annotations held as arrays; each :class:`Annotation` is built when accessed.
+
+    A big streamed file of detections would otherwise hold one shapely polygon
+    (about 1.4 KB), one measurements dict and one Annotation per object. Here a
+    hole-less polygon read unchanged is one run of a flat float64 vertex buffer
+    (exact coordinates); other geometries (holes, several parts, repaired,
+    clipped) are kept as shapely objects. Classes and object types are codes
+    into a small table, measurements a flat float64 buffer with one key tuple
+    per distinct set of names.
+
+    Indexing and iterating give new, equal :class:`Annotation` objects each time
+    (``measurements`` and empty ``properties`` are fresh dicts);
+    :meth:`geometries` builds many outlines at once.
+    """
+
+    def __init__(self) -> None:
+        self._xy = array("d")  # x0, y0, x1, y1, ... of the plain polygons
+        self._voff = array("q", [0])  # vertex offsets (pairs), one past each object
+        self._special: dict[int, BaseGeometry] = {}
+        self._meta = array("i")  # code into _meta_table: (class_name, color, object_type)
+        self._meta_table: list[tuple[str | None, RGB | None, str]] = []
+        self._meta_codes: dict[tuple[str | None, RGB | None, str], int] = {}
+        self._names: list[str | None] = []
+        self._ids: list[str | None] = []
+        self._props: list[Mapping[str, Any] | None] = []
+        self._mkeys = array("i")  # code into _mkey_table
+        self._mkey_table: list[tuple[str, ...]] = []
+        self._mkey_codes: dict[tuple[str, ...], int] = {}
+        self._mvals = array("d")
+        self._moff = array("q", [0])
+        self._frozen: tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]] | None = None
+
+    # ---- building
+    def append(self, geom: BaseGeometry, props: _Props, *, plain: bool) -> None:
+        """Add one object; ``plain``: ``geom`` is a hole-less Polygon (stored as vertices)."""
+        self._frozen = None
+        i = len(self._names)
+        if plain:
+            self._xy.frombytes(np.ascontiguousarray(shapely.get_coordinates(geom)).tobytes())
+        else:
+            self._special[i] = geom
+        self._voff.append(len(self._xy) // 2)
+        key = (props.class_name, props.color, props.object_type)
+        code = self._meta_codes.get(key)
+        if code is None:
+            code = self._meta_codes[key] = len(self._meta_table)
+            self._meta_table.append(key)
+        self._meta.append(code)
+        self._names.append(props.name)
+        self._ids.append(props.object_id)
+        self._props.append(props.properties or None)
+        names = tuple(props.measurements)
+        mcode = self._mkey_codes.get(names)
+        if mcode is None:
+            mcode = self._mkey_codes[names] = len(self._mkey_table)
+            self._mkey_table.append(names)
+        self._mkeys.append(mcode)
+        self._mvals.extend(props.measurements.values())
+        self._moff.append(len(self._mvals))
+
+    def _arrays(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        if self._frozen is None:
+            xy = np.frombuffer(self._xy, dtype=np.float64).reshape(-1, 2)
+            self._frozen = (xy, np.frombuffer(self._voff, dtype=np.int64))
+        return self._frozen
+
+    # ---- columns
+    def object_types(self) -> list[str]:
+        """Object type of every object."""
+        table = [t for _, _, t in self._meta_table]
+        return [table[c] for c in self._meta]
+
+    def meta_codes(self) -> npt.NDArray[np.int32]:
+        """Per object, its code into :attr:`meta_table`."""
+        return np.frombuffer(self._meta, dtype=np.int32)
+
+    @property
+    def meta_table(self) -> list[tuple[str | None, RGB | None, str]]:
+        """The distinct ``(class_name, color, object_type)`` of the objects."""
+        return self._meta_table
+
+    def names(self) -> list[str | None]:
+        """Each object's name."""
+        return self._names
+
+    def object_ids(self) -> list[str | None]:
+        """Each object's id."""
+        return self._ids
+
+    def measurements_of(self, i: int) -> dict[str, float]:
+        """Measurements of object ``i`` (a new dict)."""
+        keys = self._mkey_table[self._mkeys[i]]
+        return dict(zip(keys, self._mvals[self._moff[i] : self._moff[i + 1]], strict=True))
+
+    def properties_of(self, i: int) -> Mapping[str, Any]:
+        """Other properties of object ``i`` (the stored dict, or a new empty one)."""
+        props = self._props[i]
+        return props if props is not None else {}
+
+    def geometries(self, index: npt.ArrayLike | None = None) -> npt.NDArray[np.object_]:
+        """Build the outlines of the objects at ``index`` (default all) in bulk."""
+        xy, voff = self._arrays()
+        idx = np.arange(len(self)) if index is None else np.asarray(index, dtype=np.int64)
+        out = np.empty(len(idx), dtype=object)
+        if not len(idx):
+            return out
+        starts, counts = voff[idx], voff[idx + 1] - voff[idx]
+        plain = np.flatnonzero(counts > 0)
+        if plain.size:
+            c = counts[plain]
+            first = np.repeat(starts[plain] - np.r_[0, np.cumsum(c)[:-1]], c)
+            coords = xy[first + np.arange(int(c.sum()))]
+            rings = shapely.linearrings(coords, indices=np.repeat(np.arange(plain.size), c))
+            out[plain] = shapely.polygons(rings)
+        for k in np.flatnonzero(counts == 0):
+            out[k] = self._special[int(idx[k])]
+        return out
+
+    def geometry(self, i: int) -> BaseGeometry:
+        """Build (or return) the outline of object ``i``."""
+        special = self._special.get(i)
+        if special is not None:
+            return special
+        xy, voff = self._arrays()
+        return Polygon(xy[voff[i] : voff[i + 1]])
+
+    # ---- Sequence
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def _one(self, i: int) -> Annotation:
+        class_name, color, object_type = self._meta_table[self._meta[i]]
+        return Annotation(
+            self.geometry(i),
+            class_name,
+            color,
+            object_type,
+            self._names[i],
+            self._ids[i],
+            self.measurements_of(i),
+            self.properties_of(i),
+        )
+
+    @overload
+    def __getitem__(self, i: int) -> Annotation: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Annotation]: ...
+
+    def __getitem__(self, i: int | slice) -> Annotation | list[Annotation]:
+        if isinstance(i, slice):
+            return [self._one(k) for k in range(*i.indices(len(self)))]
+        n = len(self)
+        k = int(i) + n if int(i) < 0 else int(i)
+        if not 0 <= k < n:
+            raise IndexError(f"annotation index {i} out of range ({n})")
+        return self._one(k)
+
+    def __iter__(self) -> Iterator[Annotation]:
+        for k in range(len(self)):
+            yield self._one(k)
+
+    def __repr__(self) -> str:
+        return f"<ColumnarAnnotations: {len(self)} objects>"
+
+
+class GeometryView(Sequence[BaseGeometry]):
+    """Read-only sequence of the outlines of some objects of a :class:`ColumnarAnnotations`.
+
+    What a Points layer of detections keeps in ``metadata["geometries"]``: each
+    outline is built when asked for, so the layer holds no shapely object.
+    """
+
+    def __init__(self, store: ColumnarAnnotations, index: npt.NDArray[np.int64]) -> None:
+        self._store = store
+        self._index = index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    @overload
+    def __getitem__(self, i: int) -> BaseGeometry: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[BaseGeometry]: ...
+
+    def __getitem__(self, i: int | slice) -> BaseGeometry | list[BaseGeometry]:
+        if isinstance(i, slice):
+            return list(self._store.geometries(self._index[i]))
+        return self._store.geometry(int(self._index[i]))
+
+    def __iter__(self) -> Iterator[BaseGeometry]:
+        for k in range(0, len(self._index), _BUILD_BATCH):
+            yield from self._store.geometries(self._index[k : k + _BUILD_BATCH])
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> npt.NDArray[np.object_]:
+        return self._store.geometries(self._index)

@@ -41,7 +41,13 @@ from napari_xai.core.annotations.classes import (
     find_class,
     rgba_to_color,
 )
-from napari_xai.core.annotations.geojson import Annotation, AnnotationSet, ReadReport
+from napari_xai.core.annotations.geojson import (
+    Annotation,
+    AnnotationSet,
+    ColumnarAnnotations,
+    GeometryView,
+    ReadReport,
+)
 from napari_xai.core.annotations.morphology import (
     MORPHOLOGY_COLUMNS,
     QUPATH_MEASUREMENTS,
@@ -212,10 +218,31 @@ def _hex(color: Sequence[int]) -> str:
 
 
 def _class_color(a: Annotation, classes: Sequence[AnnotationClass]) -> tuple[int, int, int]:
-    if a.color is not None:
-        return a.color
-    cls = find_class(a.class_name, classes=classes)
-    return cls.color if cls is not None else fallback_color(a.class_name)
+    return _rgb_of(a.class_name, a.color, classes)
+
+
+def _rgb_of(
+    class_name: str | None, color: tuple[int, int, int] | None, classes: Sequence[AnnotationClass]
+) -> tuple[int, int, int]:
+    if color is not None:
+        return color
+    cls = find_class(class_name, classes=classes)
+    return cls.color if cls is not None else fallback_color(class_name)
+
+
+def _hex_colors(
+    annotations: Sequence[Annotation], classes: Sequence[AnnotationClass]
+) -> list[str]:
+    """``#rrggbb`` of each object, one shared string per colour (not one per object)."""
+    hexes: dict[tuple[int, ...], str] = {}
+    out = []
+    for a in annotations:
+        rgb = tuple(int(c) for c in _class_color(a, classes)[:3])
+        text = hexes.get(rgb)
+        if text is None:
+            text = hexes[rgb] = _hex(rgb)
+        out.append(text)
+    return out
 
 
 def annotations_features(
@@ -242,6 +269,8 @@ def annotations_features(
         ``object_id``, the morphology columns, and ``qupath_properties`` (JSON of
         measurements and other properties, so that saving loses nothing).
     """
+    if isinstance(annotations, ColumnarAnnotations):
+        return _columnar_features(annotations, np.arange(len(annotations)), mpp, classes)
     morph = measure_geometries([a.geometry for a in annotations], mpp=mpp)
     # Centroids in napari's pixel-centre convention, like the layer's vertices.
     morph["centroid_row"] = morph["centroid_row"] - 0.5
@@ -257,7 +286,7 @@ def annotations_features(
             "class": pd.Categorical(
                 [a.class_name if a.class_name is not None else UNCLASSIFIED for a in annotations]
             ),
-            "color": [_hex(_class_color(a, classes)) for a in annotations],
+            "color": _hex_colors(annotations, classes),
             "object_type": [a.object_type for a in annotations],
             "name": [a.name or "" for a in annotations],
             "object_id": [a.object_id or "" for a in annotations],
@@ -267,6 +296,65 @@ def annotations_features(
         table[c] = morph[c].to_numpy()
     table["qupath_properties"] = extras
     return table
+
+
+def _columnar_features(
+    store: ColumnarAnnotations,
+    index: npt.NDArray[np.int64],
+    mpp: float | None,
+    classes: Sequence[AnnotationClass],
+) -> pd.DataFrame:
+    """:func:`annotations_features` of ``store[index]``, from its columns (no Annotation)."""
+    step = 8192  # outlines built and measured a chunk at a time
+    parts = [
+        measure_geometries(store.geometries(index[k : k + step]), mpp=mpp)
+        for k in range(0, len(index), step)
+    ]
+    morph = pd.concat(parts, ignore_index=True) if parts else measure_geometries([], mpp=mpp)
+    morph["centroid_row"] = morph["centroid_row"] - 0.5
+    morph["centroid_col"] = morph["centroid_col"] - 0.5
+    extras = []
+    for i in index.tolist():
+        m, p = store.measurements_of(i), store.properties_of(i)
+        extras.append(json.dumps({"measurements": m, "properties": dict(p)}) if (m or p) else "")
+    codes = store.meta_codes()[index]
+    table_rows = store.meta_table
+    labels = [c if c is not None else UNCLASSIFIED for c, _, _ in table_rows]
+    hexes = [_hex(_rgb_of(c, col, classes)) for c, col, _ in table_rows]
+    types = [t for _, _, t in table_rows]
+    names, ids = store.names(), store.object_ids()
+    table = pd.DataFrame(
+        {
+            "class": pd.Categorical([labels[c] for c in codes.tolist()]),
+            "color": [hexes[c] for c in codes.tolist()],
+            "object_type": [types[c] for c in codes.tolist()],
+            "name": [names[i] or "" for i in index.tolist()],
+            "object_id": [ids[i] or "" for i in index.tolist()],
+        }
+    )
+    for c in MORPHOLOGY_COLUMNS:
+        table[c] = morph[c].to_numpy()
+    table["qupath_properties"] = extras
+    return table
+
+
+def _columnar_points_layer(
+    store: ColumnarAnnotations,
+    index: npt.NDArray[np.int64],
+    *,
+    name: str,
+    mpp: float | None,
+    classes: Sequence[AnnotationClass],
+    metadata: Mapping[str, Any],
+) -> LayerDataTuple:
+    """:func:`_points_layer` of ``store[index]``; the outlines stay columns (a GeometryView)."""
+    features = _columnar_features(store, index, mpp, classes)
+    table_rgb = np.array(
+        [_rgb_of(c, col, classes) for c, col, _ in store.meta_table],
+        dtype=np.float64,
+    ).reshape(-1, 3)
+    rgb = table_rgb[store.meta_codes()[index]] / 255.0
+    return _points_tuple(features, rgb, GeometryView(store, index), name=name, metadata=metadata)
 
 
 def annotations_to_layer_data(
@@ -305,12 +393,21 @@ def annotations_to_layer_data(
     report: ReadReport | None = None
     if isinstance(annotations, AnnotationSet):
         report = annotations.report
-        items = list(annotations.annotations)
+        annotations = annotations.annotations
+    classes = tuple(classes)
+    store: ColumnarAnnotations | None = None
+    groups: list[Any]
+    if isinstance(annotations, ColumnarAnnotations):  # a big streamed file: no list of objects
+        store = annotations
+        is_det = np.array([t in DETECTION_TYPES for _, _, t in store.meta_table], bool)
+        flags = is_det[store.meta_codes()] if len(store) else np.zeros(0, bool)
+        groups = [np.flatnonzero(~flags), np.flatnonzero(flags)]
     else:
         items = list(annotations)
-    classes = tuple(classes)
-    regions = [a for a in items if a.object_type not in DETECTION_TYPES]
-    detections = [a for a in items if a.object_type in DETECTION_TYPES]
+        groups = [
+            [a for a in items if a.object_type not in DETECTION_TYPES],
+            [a for a in items if a.object_type in DETECTION_TYPES],
+        ]
     metadata: dict[str, Any] = {
         "mpp": mpp,
         "source": source,
@@ -319,9 +416,18 @@ def annotations_to_layer_data(
     if report is not None:
         metadata["annotation_report"] = report.to_dict()
     out: list[LayerDataTuple] = []
-    for group, layer_name in ((regions, name), (detections, f"{name} detections")):
-        if not group:
+    for group, layer_name in zip(groups, (name, f"{name} detections"), strict=True):
+        if not len(group):
             continue
+        if store is not None:
+            if len(group) > max_shapes:
+                out.append(
+                    _columnar_points_layer(
+                        store, group, name=layer_name, mpp=mpp, classes=classes, metadata=metadata
+                    )
+                )
+                continue
+            group = [store[int(i)] for i in group]
         if len(group) > max_shapes:
             out.append(
                 _points_layer(group, name=layer_name, mpp=mpp, classes=classes, metadata=metadata)
@@ -432,12 +538,25 @@ def _points_layer(
 ) -> LayerDataTuple:
     features = annotations_features(items, mpp=mpp, classes=classes)
     rgb = np.array([_class_color(a, classes) for a in items], dtype=np.float64) / 255.0
-    face = np.column_stack([rgb, np.full(len(items), 0.8)])
+    geometries = np.array([a.geometry for a in items], dtype=object)
+    return _points_tuple(features, rgb, geometries, name=name, metadata=metadata)
+
+
+def _points_tuple(
+    features: pd.DataFrame,
+    rgb: npt.NDArray[np.float64],
+    geometries: Sequence[BaseGeometry] | npt.NDArray[np.object_],
+    *,
+    name: str,
+    metadata: Mapping[str, Any],
+) -> LayerDataTuple:
+    n = len(features)
+    face = np.column_stack([rgb, np.full(n, 0.8)])
     data = features[["centroid_row", "centroid_col"]].to_numpy(dtype=np.float64)
     size = 2 * np.sqrt(features["area_px"].to_numpy() / math.pi)
     # Outlines travel with the layer, so that saving loses nothing; the index column
     # follows the points through deletions.
-    features["geometry_index"] = np.arange(len(items), dtype=np.int64)
+    features["geometry_index"] = np.arange(n, dtype=np.int64)
     kwargs: dict[str, Any] = {
         "name": name,
         "features": features,
@@ -447,8 +566,8 @@ def _points_layer(
         "metadata": dict(
             metadata,
             representation="points",
-            geometries=np.array([a.geometry for a in items], dtype=object),
-            note=f"{len(items)} objects shown as centroids (napari Shapes is too slow above "
+            geometries=geometries,
+            note=f"{n} objects shown as centroids (napari Shapes is too slow above "
             f"{MAX_SHAPES}); outlines: rasterise to Labels",
         ),
     }
