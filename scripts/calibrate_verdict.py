@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "\n| planted mark | model | marks on | cf Δp | cf flip | verdict (fit on all) | "
         "verdict (fit without this mark) | attention line alone (fit without it) | "
-        "dp / flip / share / enrichment fitted without it |"
+        "dp / flip / flip Δp floor / share / enrichment fitted without it |"
     )
     print("|---|---|---|---|---|---|---|---|---|")  # fmt: skip
     n_ok = n_att = 0
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         mark, role, on = s.name.split(" / ")
         print(f"| {mark} | {role} | {on} | {f.cf_dp:.2f} | {f.cf_flip:.2f} | {v} | "
               f"{v_loo}{'' if ok else ' (wrong)'} | {v_att}{'' if ok_att else ' (wrong)'} | "
-              f"{t['dp']:.2f} / {t['flip_rate']:.2f} / "
+              f"{t['dp']:.2f} / {t['flip_rate']:.2f} / {t['flip_dp']:.2f} / "
               f"{t['share']:.2f} / {t['enrichment']:.1f} |")  # fmt: skip
     print(f"\nleave one kind out: {n_ok} of {len(samples)} audits right; attention line alone: "
           f"{n_att} of {len(samples)}")  # fmt: skip

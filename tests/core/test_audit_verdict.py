@@ -99,6 +99,31 @@ def test_verdict_from_attention_alone_names_class_and_artefact() -> None:
     assert any("FAILED its sanity checks" in e for e in v2.evidence)
 
 
+def test_flip_rate_counts_only_with_a_meaningful_dp() -> None:
+    """A clean model tips a few borderline tiles when a dark mark is pasted on (5 of 16
+    at a mean Δp of +0.07: the seed-1 printed-label twin); that is no shortcut. The
+    same flip rate with the calls moved far is one."""
+    from napari_xai.core.audit.counterfactual import CounterfactualPair, CounterfactualResult
+
+    th = VerdictThresholds()
+    zero = EditStats(16, 0, 0.0)
+
+    def verdict(n_flipped: int, dp: float) -> str:
+        paste = EditStats(16, n_flipped, dp)
+        cf = CounterfactualResult(
+            [CounterfactualPair("tumour", 2, zero, zero, paste, EditStats(16, 0, 0.003))], 64, 0.1
+        )
+        return make_verdict([], cf, thresholds=th).verdict
+
+    assert th.flip_dp > 0.07
+    assert verdict(5, 0.07) == "pass"
+    assert verdict(5, th.flip_dp + 0.01) == "fail"
+    assert verdict(16, 0.20) == "fail"
+    assert verdict(0, th.dp + 0.01) == "fail"
+    with pytest.raises(ValueError, match="flip_dp"):
+        VerdictThresholds(flip_dp=1.5)
+
+
 def test_verdict_thresholds_are_checked() -> None:
     with pytest.raises(ValueError, match="flip_rate"):
         VerdictThresholds(flip_rate=1.5)

@@ -7,9 +7,13 @@ figures and counterfactual figures) of a model whose truth is known: a
 ``pass``. :func:`fit_thresholds` chooses the limits of
 :class:`~napari_xai.core.audit.verdict.VerdictThresholds` that separate them:
 
-- counterfactual line (``dp``, ``flip_rate``): a sample is caught when its largest
-  excess mean Δp (removal or paste, minus its control's) reaches ``dp`` or its
-  largest excess flip rate reaches ``flip_rate``;
+- counterfactual line (``dp``, ``flip_rate``, ``flip_dp``): a sample is caught
+  when its largest excess mean Δp (removal or paste, minus its control's)
+  reaches ``dp`` or its largest excess flip rate, among the edits whose excess
+  Δp reaches ``flip_dp``, reaches ``flip_rate``. ``flip_dp`` is fitted first:
+  halfway between the largest twin excess Δp (how far a clean model's calls
+  move when a mark is added or removed) and the smallest excess Δp of a
+  shortcut's flipping edit;
 - attention line (``share``, ``enrichment``): caught when some class × artefact
   pair has both its attribution share and the lower CI bound of its enrichment
   at or above the limits.
@@ -83,6 +87,10 @@ class SampleFeatures:
     cf_flip : float
         Largest excess flip rate over the pairs with at least ``min_tiles`` more
         flips than their control.
+    cf_edits : list of (float, float)
+        ``(excess Δp, excess flip rate)`` of every edit with at least
+        ``min_tiles`` tiles (flip rate 0 without ``min_tiles`` more flips than
+        its control).
     attention : list of (float, float)
         ``(share, enrichment CI lower bound)`` of every class × artefact pair.
     """
@@ -90,6 +98,15 @@ class SampleFeatures:
     cf_dp: float
     cf_flip: float
     attention: list[tuple[float, float]]
+    cf_edits: list[tuple[float, float]] = dataclasses.field(default_factory=list)
+
+    def flip_above(self, flip_dp: float) -> float:
+        """Largest excess flip rate among the edits whose excess Δp reaches ``flip_dp``."""
+        return max((f for d, f in self.cf_edits if d >= flip_dp), default=0.0)
+
+    def flip_edit_dp(self) -> float:
+        """Largest excess Δp among the edits with an excess flip rate (-inf: none)."""
+        return max((d for d, f in self.cf_edits if f > 0), default=-np.inf)
 
 
 def sample_features(
@@ -109,19 +126,24 @@ def sample_features(
     SampleFeatures
     """
     dp, flip = 0.0, 0.0
+    edits: list[tuple[float, float]] = []
     for cf in counterfactual.pairs if counterfactual is not None else []:
         for edit, ctrl in ((cf.removal, cf.removal_control), (cf.paste, cf.paste_control)):
             if edit.n < min_tiles:
                 continue
-            dp = max(dp, edit.mean_dp - max(ctrl.mean_dp, 0.0))
+            e_dp = edit.mean_dp - max(ctrl.mean_dp, 0.0)
+            e_flip = 0.0
+            dp = max(dp, e_dp)
             if edit.n_flipped - ctrl.n_flipped >= min_tiles:
-                flip = max(flip, edit.flip_rate - ctrl.flip_rate)
+                e_flip = edit.flip_rate - ctrl.flip_rate
+                flip = max(flip, e_flip)
+            edits.append((float(e_dp), float(e_flip)))
     att = [
         (float(p.share), float(p.enrichment_ci[0]))
         for p in pairs
         if np.isfinite(p.share) and np.isfinite(p.enrichment_ci[0])
     ]
-    return SampleFeatures(float(dp), float(flip), att)
+    return SampleFeatures(float(dp), float(flip), att, edits)
 
 
 def _grid(values: Sequence[float], top: float | None = None) -> npt.NDArray[np.float64]:
@@ -220,9 +242,17 @@ def fit_thresholds(
         raise ValueError("fit_thresholds needs shortcut and twin samples")
     f_pos = [sample_features(s.pairs, s.counterfactual, min_tiles=base.min_tiles) for s in pos]
     f_neg = [sample_features(s.pairs, s.counterfactual, min_tiles=base.min_tiles) for s in neg]
+    # The Δp floor of the flip line: between how far twins' calls move and how far the
+    # flipping edits of shortcuts move them.
+    shortcut_flip_dp = [d for d in (f.flip_edit_dp() for f in f_pos) if np.isfinite(d)]
+    if shortcut_flip_dp:
+        flip_dp = (max(f.cf_dp for f in f_neg) + min(shortcut_flip_dp)) / 2.0
+    else:
+        flip_dp = base.flip_dp
+    flip_dp = float(np.clip(round(flip_dp, decimals), 0.0, 1.0))
     dp, flip, cf_err = _fit(
-        [[(f.cf_dp, f.cf_flip)] for f in f_pos],
-        [[(f.cf_dp, f.cf_flip)] for f in f_neg],
+        [[(f.cf_dp, f.flip_above(flip_dp))] for f in f_pos],
+        [[(f.cf_dp, f.flip_above(flip_dp))] for f in f_neg],
         rule="or",
         top=(1.0, 1.0),
     )
@@ -235,7 +265,7 @@ def fit_thresholds(
         "dp": dp,
         "flip_rate": flip,
         "warn_dp": _warn(dp, [f.cf_dp for f in f_neg]),
-        "warn_flip_rate": _warn(flip, [f.cf_flip for f in f_neg]),
+        "warn_flip_rate": _warn(flip, [f.flip_above(flip_dp) for f in f_neg]),
         "share": share,
         "enrichment": enr,
         "warn_share": _warn(share, twin_share),
@@ -246,6 +276,7 @@ def fit_thresholds(
         for k, v in fitted.items()
     }
     rounded["warn_enrichment"] = max(0.0, round(fitted["warn_enrichment"], decimals))
+    rounded["flip_dp"] = flip_dp
     th = dataclasses.replace(base, **rounded)  # type: ignore[arg-type]  # all float fields
     report = {
         "counterfactual_errors": cf_err,

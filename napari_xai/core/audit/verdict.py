@@ -9,14 +9,18 @@ Rules (thresholds in :class:`VerdictThresholds`):
 
 - **fail** when, for some class × artefact, the counterfactual moves the calls
   (removal or paste flip rate at least ``flip_rate`` above its control's, over at
-  least ``min_tiles`` tiles, or a mean probability change ``dp`` above the
+  least ``min_tiles`` tiles and with a mean probability change at least
+  ``flip_dp`` above the control's, or a mean probability change ``dp`` above the
   control's), or, when no counterfactual could be run for that pair, the
   attention on the mark is both large (``share``) and enriched (lower bound of
   the bootstrap CI at least ``enrichment``).
 - **warn** when the counterfactual reaches its ``warn_*`` level, or (where no
   counterfactual could be run) the attention reaches its ``warn_*`` level, or
   the attribution method failed its sanity checks. A flip rate counts only with
-  at least ``min_tiles`` more flips than its control.
+  at least ``min_tiles`` more flips than its control and an excess mean Δp of
+  at least ``flip_dp`` (a clean model tips a few borderline tiles when a dark
+  mark is pasted on, e.g. a printed label's text, but moves the others little:
+  seed-1 label twin, excess flip rate 0.31 at Δp +0.07; docs/audit.md).
 - Where the counterfactual ran for a class × artefact pair, it decides for that
   pair: attention on the mark that removing or adding the mark does not confirm
   is reported as evidence, not as a warning (calibration: attention figures of
@@ -51,6 +55,9 @@ class VerdictThresholds:
         Counterfactual fail: mean change of the class probability minus the control's.
     warn_flip_rate, warn_dp : float
         The same for warn.
+    flip_dp : float
+        Floor of the excess mean Δp (same edit) without which a flip rate counts
+        for neither warn nor fail.
     min_tiles : int
         Fewest edited tiles, and fewest flips above the control's, for a
         counterfactual flip rate to count (warn or fail).
@@ -67,6 +74,7 @@ class VerdictThresholds:
     dp: float = 0.28
     warn_flip_rate: float = 0.12
     warn_dp: float = 0.16
+    flip_dp: float = 0.09
     min_tiles: int = 3
     share: float = 0.0
     enrichment: float = 1.6
@@ -74,7 +82,15 @@ class VerdictThresholds:
     warn_enrichment: float = 1.52
 
     def __post_init__(self) -> None:
-        for name in ("flip_rate", "dp", "warn_flip_rate", "warn_dp", "share", "warn_share"):
+        for name in (
+            "flip_rate",
+            "dp",
+            "warn_flip_rate",
+            "warn_dp",
+            "flip_dp",
+            "share",
+            "warn_share",
+        ):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"VerdictThresholds.{name} must be in [0, 1], got {v}")
@@ -128,7 +144,7 @@ def _cf_level(cf: CounterfactualPair | None, th: VerdictThresholds) -> tuple[int
     if r.n >= th.min_tiles:
         to = f" {r.to_class}" if r.to_class else " into something else"
         clause = f"removing it turns {r.n_flipped} of {r.n} {cls} tiles{to}"
-        enough = r.n_flipped - rc.n_flipped >= th.min_tiles
+        enough = r.n_flipped - rc.n_flipped >= th.min_tiles and r_dp >= th.flip_dp
         if (r_ex >= th.flip_rate and enough) or r_dp >= th.dp:
             best = (2, clause)
         elif (r_ex >= th.warn_flip_rate and enough) or r_dp >= th.warn_dp:
@@ -136,7 +152,7 @@ def _cf_level(cf: CounterfactualPair | None, th: VerdictThresholds) -> tuple[int
     if p.n >= th.min_tiles:
         clause = f"adding it to {p.n} tiles called otherwise turns {p.n_flipped} of them {cls}"
         lvl = 0
-        enough = p.n_flipped - pc.n_flipped >= th.min_tiles
+        enough = p.n_flipped - pc.n_flipped >= th.min_tiles and p_dp >= th.flip_dp
         if (p_ex >= th.flip_rate and enough) or p_dp >= th.dp:
             lvl = 2
         elif (p_ex >= th.warn_flip_rate and enough) or p_dp >= th.warn_dp:
