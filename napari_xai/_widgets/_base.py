@@ -175,19 +175,21 @@ class RunWidget(ScrollPanel, Container):
             return
         spec = self._model_spec()
         worker = thread_worker(self._describe_model, ignore_errors=True)(spec)
-        worker.returned.connect(lambda described: self._if_current(spec, described))
-        worker.errored.connect(self._on_model_unreadable)
+        # Both answers are dropped once the user has picked another model: a slow
+        # failure for the previous pick must not overwrite the current model's note.
+        worker.returned.connect(lambda out: self._if_current(spec, out, self._on_model_described))
+        worker.errored.connect(lambda exc: self._if_current(spec, exc, self._on_model_unreadable))
         self._info_worker = worker
         worker.start()
 
-    def _if_current(self, spec: str | Path, described: Any) -> None:
-        """Show a description unless the user has picked another model meanwhile."""
+    def _if_current(self, spec: str | Path, answer: Any, show: Callable[[Any], None]) -> None:
+        """``show(answer)`` unless the user has picked another model meanwhile."""
         try:
             current = self._model_spec()
         except RuntimeError:  # the widget was closed meanwhile
             return
         if str(current) == str(spec):
-            self._on_model_described(described)
+            show(answer)
 
     def _describe_model(self, spec: str | Path) -> Any:
         """Worker body: load the model (warms the cache) and return what the UI shows.
