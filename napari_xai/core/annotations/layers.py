@@ -272,26 +272,32 @@ def annotations_features(
     if isinstance(annotations, ColumnarAnnotations):
         return _columnar_features(annotations, np.arange(len(annotations)), mpp, classes)
     morph = measure_geometries([a.geometry for a in annotations], mpp=mpp)
-    # Centroids in napari's pixel-centre convention, like the layer's vertices.
-    morph["centroid_row"] = morph["centroid_row"] - 0.5
-    morph["centroid_col"] = morph["centroid_col"] - 0.5
     extras = [
         json.dumps({"measurements": dict(a.measurements), "properties": dict(a.properties)})
         if (a.measurements or a.properties)
         else ""
         for a in annotations
     ]
-    table = pd.DataFrame(
-        {
-            "class": pd.Categorical(
-                [a.class_name if a.class_name is not None else UNCLASSIFIED for a in annotations]
-            ),
-            "color": _hex_colors(annotations, classes),
-            "object_type": [a.object_type for a in annotations],
-            "name": [a.name or "" for a in annotations],
-            "object_id": [a.object_id or "" for a in annotations],
-        }
-    )
+    columns = {
+        "class": pd.Categorical(
+            [a.class_name if a.class_name is not None else UNCLASSIFIED for a in annotations]
+        ),
+        "color": _hex_colors(annotations, classes),
+        "object_type": [a.object_type for a in annotations],
+        "name": [a.name or "" for a in annotations],
+        "object_id": [a.object_id or "" for a in annotations],
+    }
+    return _features_table(columns, morph, extras)
+
+
+def _features_table(
+    columns: dict[str, Any], morph: pd.DataFrame, extras: list[str]
+) -> pd.DataFrame:
+    """Build the features table: ``columns``, the morphology, then ``qupath_properties``."""
+    table = pd.DataFrame(columns)
+    # Centroids in napari's pixel-centre convention, like the layer's vertices.
+    morph["centroid_row"] = morph["centroid_row"] - 0.5
+    morph["centroid_col"] = morph["centroid_col"] - 0.5
     for c in MORPHOLOGY_COLUMNS:
         table[c] = morph[c].to_numpy()
     table["qupath_properties"] = extras
@@ -311,8 +317,6 @@ def _columnar_features(
         for k in range(0, len(index), step)
     ]
     morph = pd.concat(parts, ignore_index=True) if parts else measure_geometries([], mpp=mpp)
-    morph["centroid_row"] = morph["centroid_row"] - 0.5
-    morph["centroid_col"] = morph["centroid_col"] - 0.5
     extras = []
     for i in index.tolist():
         m, p = store.measurements_of(i), store.properties_of(i)
@@ -323,19 +327,14 @@ def _columnar_features(
     hexes = [_hex(_rgb_of(c, col, classes)) for c, col, _ in table_rows]
     types = [t for _, _, t in table_rows]
     names, ids = store.names(), store.object_ids()
-    table = pd.DataFrame(
-        {
-            "class": pd.Categorical([labels[c] for c in codes.tolist()]),
-            "color": [hexes[c] for c in codes.tolist()],
-            "object_type": [types[c] for c in codes.tolist()],
-            "name": [names[i] or "" for i in index.tolist()],
-            "object_id": [ids[i] or "" for i in index.tolist()],
-        }
-    )
-    for c in MORPHOLOGY_COLUMNS:
-        table[c] = morph[c].to_numpy()
-    table["qupath_properties"] = extras
-    return table
+    columns = {
+        "class": pd.Categorical([labels[c] for c in codes.tolist()]),
+        "color": [hexes[c] for c in codes.tolist()],
+        "object_type": [types[c] for c in codes.tolist()],
+        "name": [names[i] or "" for i in index.tolist()],
+        "object_id": [ids[i] or "" for i in index.tolist()],
+    }
+    return _features_table(columns, morph, extras)
 
 
 def _columnar_points_layer(
