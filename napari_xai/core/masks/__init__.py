@@ -1,0 +1,63 @@
+"""Tissue and artefact masks of a slide (scikit-image), one algorithm per module.
+
+* :mod:`~napari_xai.core.masks.background`: glass or dark field, optical density, stain;
+* :mod:`~napari_xai.core.masks.artefacts`: thumbnail ink, dye, dark-mark and label classes;
+* :mod:`~napari_xai.core.masks.tissue`: the tissue mask;
+* :mod:`~napari_xai.core.masks.strokes`: thin ink strokes at stroke resolution;
+* :mod:`~napari_xai.core.masks.slide`: :class:`SlideMasks` of a slide and their assembly;
+* :mod:`~napari_xai.core.masks.layers`: napari Labels layer data for the masks.
+
+The public names are importable from this package.
+"""
+
+from __future__ import annotations
+
+from napari_xai.core.masks.artefacts import (
+    ARTEFACT_LABELS,
+    ARTEFACT_NAMES,
+    artefact_labels,
+    artefact_mask,
+)
+from napari_xai.core.masks.background import (
+    STAIN_VECTORS,
+    Background,
+    estimate_background,
+    guess_stain,
+    optical_density,
+)
+from napari_xai.core.masks.layers import mask_layers
+from napari_xai.core.masks.slide import (
+    SlideMasks,
+    masks_from_thumbnail,
+    merge_strokes,
+    slide_masks,
+)
+from napari_xai.core.masks.strokes import (
+    StrokeOptions,
+    StrokeStats,
+    fine_ink_labels,
+    stroke_labels,
+)
+from napari_xai.core.masks.tissue import tissue_mask
+
+__all__ = [
+    "ARTEFACT_LABELS",
+    "ARTEFACT_NAMES",
+    "STAIN_VECTORS",
+    "Background",
+    "SlideMasks",
+    "StrokeOptions",
+    "StrokeStats",
+    "artefact_labels",
+    "artefact_mask",
+    "estimate_background",
+    "fine_ink_labels",
+    "guess_stain",
+    "mask_layers",
+    "masks_from_thumbnail",
+    "merge_strokes",
+    "optical_density",
+    "slide_masks",
+    "stroke_labels",
+    "tissue_mask",
+]

@@ -1,0 +1,73 @@
+"""napari Labels layer data for :class:`~napari_xai.core.masks.slide.SlideMasks`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_xai.core.masks.artefacts import ARTEFACT_LABELS
+
+if TYPE_CHECKING:
+    from napari_xai.core.masks.slide import SlideMasks
+
+__all__ = ["mask_layers"]
+
+
+def mask_layers(
+    masks: SlideMasks, *, name_prefix: str = "slide"
+) -> list[tuple[Any, dict[str, Any], str]]:
+    """Labels LayerData tuples for the masks, aligned with the slide layer.
+
+    Parameters
+    ----------
+    masks : SlideMasks
+        From :func:`slide_masks`.
+    name_prefix : str
+        Usually the slide's name; layers are named ``"<prefix> tissue"`` and
+        ``"<prefix> artefacts"`` (deterministic: re-runs replace them).
+
+    Returns
+    -------
+    list of (data, kwargs, "labels")
+    """
+    from napari_xai.core.layers import mask_to_world
+    from napari_xai.core.naming import ARTEFACT_COLOURS, ROLE_COLOURS, mask_layer_name
+
+    scale, translate = mask_to_world(masks.downsample)
+    common = {"scale": scale, "translate": translate, "blending": "translucent"}
+    tissue = (
+        masks.tissue.astype(np.uint8),
+        {
+            **common,
+            "name": mask_layer_name(name_prefix, "tissue"),
+            "opacity": 0.35,
+            "colormap": {0: "transparent", 1: ROLE_COLOURS["tissue"], None: "transparent"},
+            "metadata": {
+                "kind": "tissue_mask",
+                "display": "outline",
+                "downsample": masks.downsample,
+                "tissue_fraction": masks.tissue_fraction,
+            },
+        },
+        "labels",
+    )
+    colormap: dict[int | None, Any] = {0: "transparent", None: "transparent"}
+    colormap.update({int(k): ARTEFACT_COLOURS[k] for k in ARTEFACT_LABELS})
+    artefacts = (
+        masks.artefact_labels.astype(np.uint8),
+        {
+            **common,
+            "name": mask_layer_name(name_prefix, "artefacts"),
+            "opacity": 0.6,
+            "colormap": colormap,
+            "metadata": {
+                "kind": "artefact_mask",
+                "display": "outline",
+                "downsample": masks.downsample,
+                "labels": dict(ARTEFACT_LABELS),
+            },
+        },
+        "labels",
+    )
+    return [tissue, artefacts]

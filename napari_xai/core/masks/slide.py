@@ -1,0 +1,124 @@
+"""The masks of a slide: tissue and artefact classes at thumbnail resolution.
+
+Masks are computed at thumbnail resolution; a mask at downsample ``d`` (its pixel
+``(i, j)`` covers level-0 rows ``[i d, (i + 1) d)`` and cols ``[j d, (j + 1) d)``)
+is shown over the slide with ``scale = (d, d)`` and ``translate = ((d - 1) / 2,) * 2``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from napari_xai.core.masks.artefacts import artefact_labels
+from napari_xai.core.masks.background import BoolArray, estimate_background, guess_stain
+from napari_xai.core.masks.strokes import stroke_labels
+from napari_xai.core.masks.tissue import tissue_mask
+
+if TYPE_CHECKING:
+    from napari_xai.core.wsi import Slide
+
+__all__ = ["SlideMasks", "masks_from_thumbnail", "merge_strokes", "slide_masks"]
+
+
+@dataclass(frozen=True)
+class SlideMasks:
+    """Tissue and artefact masks of a slide at thumbnail resolution.
+
+    Attributes
+    ----------
+    tissue : ndarray of shape (rows, cols), bool
+    artefact : ndarray of shape (rows, cols), bool
+    artefact_labels : ndarray of shape (rows, cols), uint8
+        Kinds of artefact (:data:`ARTEFACT_LABELS`).
+    downsample : float
+        Level-0 pixels per mask pixel.
+    modality : str
+        ``"brightfield"`` or ``"fluorescence"`` (:func:`estimate_background`).
+    stain : str
+        ``"H&E"``, ``"IHC"``, ``"fluorescence"`` or ``"unknown"`` (:func:`guess_stain`).
+    warnings : tuple of str
+        What a user should know about these masks (no tissue found, ...).
+    """
+
+    tissue: BoolArray
+    artefact: BoolArray
+    artefact_labels: npt.NDArray[np.uint8]
+    downsample: float
+    modality: str = "brightfield"
+    stain: str = "unknown"
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def tissue_fraction(self) -> float:
+        """Fraction of the slide's area covered by tissue."""
+        return float(self.tissue.mean())
+
+
+def masks_from_thumbnail(thumb: npt.ArrayLike, downsample: float) -> SlideMasks:
+    """Compute :class:`SlideMasks` from a thumbnail taken at ``downsample``.
+
+    Parameters
+    ----------
+    thumb : array of shape (rows, cols, 3)
+        uint8 RGB thumbnail.
+    downsample : float
+        Level-0 pixels per thumbnail pixel.
+
+    Returns
+    -------
+    SlideMasks
+    """
+    bg = estimate_background(thumb)
+    labels = artefact_labels(thumb, background=bg)
+    artefact = labels > 0
+    tissue = tissue_mask(thumb, artefact=artefact, background=bg)
+    stain = guess_stain(thumb, tissue, background=bg)
+    warnings: list[str] = []
+    if not tissue.any():
+        warnings.append("no tissue found")
+    if bg.modality == "brightfield" and not bg.estimated:
+        warnings.append("no bare glass seen: optical density relative to a default white")
+    return SlideMasks(
+        tissue, artefact, labels, float(downsample), bg.modality, stain, tuple(warnings)
+    )
+
+
+def slide_masks(slide: Slide, *, max_size: int = 2048, strokes: bool = False) -> SlideMasks:
+    """Tissue and artefact masks of an open slide, from its thumbnail.
+
+    Parameters
+    ----------
+    slide : napari_xai.core.wsi.Slide
+        The open slide.
+    max_size : int
+        Longest side of the thumbnail the masks are computed on.
+    strokes : bool
+        Also look for thin ink strokes over tissue at stroke resolution
+        (:func:`stroke_labels`, lazily over the pyramid) and add them to the
+        artefact labels (where the thumbnail pass found none) and remove them
+        from the tissue.
+
+    Returns
+    -------
+    SlideMasks
+        Masks at the thumbnail's downsample.
+    """
+    thumb, downsample = slide.thumbnail(max_size=max_size)
+    masks = masks_from_thumbnail(thumb, downsample)
+    if not strokes or masks.modality == "fluorescence":
+        return masks
+    return merge_strokes(masks, stroke_labels(slide, masks, background=estimate_background(thumb)))
+
+
+def merge_strokes(masks: SlideMasks, strokes: npt.NDArray[np.uint8]) -> SlideMasks:
+    """Add stroke-pass labels to the thumbnail masks (thumbnail labels win where both)."""
+    from dataclasses import replace
+
+    labels = masks.artefact_labels.copy()
+    new = (strokes > 0) & (labels == 0)
+    labels[new] = strokes[new]
+    return replace(masks, tissue=masks.tissue & ~new, artefact=labels > 0, artefact_labels=labels)

@@ -1,0 +1,360 @@
+"""Thin ink strokes at stroke resolution: the excess optical density over the local stain.
+
+:func:`fine_ink_labels` classifies a high-resolution region; :func:`stroke_labels`
+reads a slide lazily over its pyramid (tissue chunks only, after a cheap
+pre-screen) and puts the classes on the thumbnail masks' grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from napari_xai.core.masks.background import (
+    Background,
+    BoolArray,
+    _check_rgb,
+    _od_table,
+    estimate_background,
+    optical_density,
+)
+
+if TYPE_CHECKING:
+    from napari_xai.core.masks.slide import SlideMasks
+    from napari_xai.core.wsi import Slide
+
+__all__ = ["StrokeOptions", "StrokeStats", "fine_ink_labels", "stroke_labels"]
+
+
+def _ink_classes(
+    px: npt.NDArray[np.int16], bg: Background, *, cell: int, min_od: float
+) -> tuple[BoolArray, BoolArray, BoolArray]:
+    """Blue/green, red and black ink candidates from the OD excess over the local stain.
+
+    Semi-transparent ink over tissue adds its own optical density to the
+    stain's, so the local stain (:func:`_local_median` over ``cell`` pixel
+    cells) is subtracted in OD and the excess is classified: blue, green and
+    teal ink absorb red most (``excess_R > 1.2 excess_G`` with a blue share
+    unlike haematoxylin's, or ``excess_R > 1.6 excess_G``), red ink absorbs
+    green and blue but hardly red (``excess_B, excess_G > 3 excess_R``; and
+    unlike eosin, blue nearly as much as green: ``excess_B > 0.7 excess_G``), black
+    ink absorbs all three alike. Nuclei (haematoxylin) and DAB excess absorb
+    green at least as much as red, and are left alone.
+    """
+    lut = _od_table(bg)
+    local = _local_median(optical_density(px, background=bg), cell=cell)
+    ex_r, ex_g, ex_b = (np.maximum(lut[c][px[..., c]] - local[..., c], 0.0) for c in range(3))
+    ex_max = np.maximum(np.maximum(ex_r, ex_g), ex_b)
+    ex_min = np.minimum(np.minimum(ex_r, ex_g), ex_b)
+    strong = ex_max > min_od
+    # navy/blue ink lets blue through (haematoxylin, even a blue one, absorbs some blue);
+    # green and teal ink absorb red far more than green
+    # (haematoxylin's excess has OD_B / OD_R ~ 0.4-0.55: navy ink is below, green above)
+    hue_ok = (ex_b < 0.4 * ex_r) | (ex_b > 0.55 * ex_r)
+    blue = strong & (((ex_r > 1.2 * ex_g) & hue_ok) | (ex_r > 1.6 * ex_g))
+    # red ink absorbs blue nearly as much as green (real pen: OD_B / OD_G 0.85-1.0);
+    # eosin, pink or magenta, about half as much (0.4-0.6)
+    red = strong & (ex_b > 3.0 * ex_r) & (ex_g > 3.0 * ex_r) & (ex_b > 0.7 * ex_g) & ~blue
+    black = strong & (ex_min > 0.2) & (ex_max - ex_min < 0.3 * ex_max) & ~blue & ~red
+    return blue, red, black
+
+
+def fine_ink_labels(
+    rgb: npt.ArrayLike,
+    *,
+    background: Background | None = None,
+    window: int = 31,
+    min_od: float = 0.12,
+) -> npt.NDArray[np.uint8]:
+    """Label thin ink strokes in a high-resolution RGB region (stroke several pixels wide).
+
+    A pixel's colour alone is not enough (navy ink over eosin is purple): the
+    excess optical density over the local stain is classified
+    (:func:`_ink_classes`), then specks are dropped (a 2 x 2 opening, objects
+    under 40 pixels).
+
+    Parameters
+    ----------
+    rgb : array of shape (rows, cols, 3)
+        uint8 RGB, at a resolution where strokes are a few pixels wide.
+    background : Background, optional
+        The slide's (from its thumbnail); default estimated from ``rgb``.
+    window : int
+        Side of the median window (pixels) that estimates the local stain.
+    min_od : float
+        Minimum excess OD (largest channel) to consider a pixel inked.
+
+    Returns
+    -------
+    ndarray of shape (rows, cols), uint8
+        0 = none, 1 = blue/green ink, 2 = black ink, 4 = red ink
+        (:data:`ARTEFACT_LABELS`).
+    """
+    from scipy import ndimage as ndi
+
+    px = _check_rgb(rgb)
+    bg = estimate_background(px.astype(np.uint8)) if background is None else background
+    out = np.zeros(px.shape[:2], np.uint8)
+    if bg.modality == "fluorescence" or min(px.shape[:2]) < 3:
+        return out
+    blue, red, black = _ink_classes(px, bg, cell=max(4, window // 2), min_od=min_od)
+    # a stroke is an elongated object several pixels wide: drop isolated specks
+    for value, m in ((2, black), (4, red), (1, blue)):
+        if not m.any():
+            continue
+        m = ndi.binary_opening(m, structure=np.ones((2, 2), bool))
+        out[_drop_small(m, 40) & (out == 0)] = value
+    return out
+
+
+def _drop_small(mask: BoolArray, min_size: int) -> BoolArray:
+    """``mask`` without its connected pieces (8-connected) under ``min_size`` pixels."""
+    from scipy import ndimage as ndi
+
+    lab, n = ndi.label(mask, structure=np.ones((3, 3), bool))
+    if not n:
+        return mask
+    keep = np.bincount(lab.ravel()) >= min_size
+    keep[0] = False
+    return np.asarray(keep[lab])
+
+
+def _local_median(od: npt.NDArray[np.float32], *, cell: int) -> npt.NDArray[np.float32]:
+    """Local stain OD: per-channel median of ``cell`` x ``cell`` cells, 3 x 3 median of cells.
+
+    A stroke a few pixels wide covers a minority of each cell and of its
+    neighbours, so the median is the stain around it. Cheap: one median per cell.
+    """
+    from scipy import ndimage as ndi
+
+    rows, cols = od.shape[:2]
+    pr, pc = -rows % cell, -cols % cell
+    padded = np.pad(od, ((0, pr), (0, pc), (0, 0)), mode="edge")
+    grid = padded.reshape(padded.shape[0] // cell, cell, padded.shape[1] // cell, cell, 3)
+    med = np.median(grid.transpose(0, 2, 4, 1, 3).reshape(*grid.shape[::2][:2], 3, -1), axis=-1)
+    med = ndi.median_filter(med, size=(3, 3, 1), mode="nearest")
+    return np.repeat(np.repeat(med, cell, axis=0), cell, axis=1)[:rows, :cols].astype(np.float32)
+
+
+def _bin(rgb: npt.NDArray[np.uint8], f: int) -> npt.NDArray[np.uint8]:
+    """Mean over ``f`` x ``f`` blocks (edges that do not fill a block are dropped)."""
+    if f <= 1:
+        return rgb
+    rows, cols = (rgb.shape[0] // f) * f, (rgb.shape[1] // f) * f
+    acc = np.zeros((rows // f, cols // f, rgb.shape[2]), np.uint16)
+    for i in range(f):
+        for j in range(f):
+            acc += rgb[i:rows:f, j:cols:f]
+    return (acc // (f * f)).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class StrokeOptions:
+    """How :func:`stroke_labels` looks for thin strokes.
+
+    Attributes
+    ----------
+    downsample : float
+        Level-0 pixels per pixel of the stroke pass (2: a 6 px stroke at level
+        0 is 3 px wide). The coarsest level not above it is read and binned to it.
+    screen_downsample : float
+        Level-0 pixels per pixel of the pre-screen: the coarsest level not
+        above it is read over the tissue, and only chunks where it sees
+        ink-coloured excess (a stroke is a fraction of a pixel wide there, but
+        still shifts the colour) are read at stroke resolution. When the
+        pyramid has no level coarser than the stroke level by 4 or more, every
+        tissue chunk is read.
+    chunk : int
+        Side (level-0 pixels) of the chunks the stroke pass reads.
+    screen_min_od : float
+        Minimum excess OD for a pre-screen pixel to count.
+    screen_min_size : int
+        Minimum ink-coloured pixels (8-connected) of one pre-screen object.
+    screen_grow : int
+        Pre-screen objects are grown by this many pixels (a stroke seen near a
+        chunk's edge may go on faintly in the next chunk).
+    screen_above : float
+        Pre-screen only when the tissue chunks hold more level-0 pixels than
+        this (smaller slides are read whole at stroke resolution in seconds;
+        the pre-screen misses faint navy and black strokes at 8 µm/px).
+    workers : int
+        Threads reading and classifying chunks.
+    """
+
+    downsample: float = 2.0
+    screen_downsample: float = 16.0
+    chunk: int = 2048
+    screen_min_od: float = 0.06
+    screen_min_size: int = 20
+    screen_grow: int = 2
+    screen_above: float = 2e8
+    workers: int = 2
+
+
+@dataclass(frozen=True)
+class StrokeStats:
+    """What :func:`stroke_labels` read (for benchmarks and reports).
+
+    Attributes
+    ----------
+    tissue_chunks, read_chunks : int
+        Chunks with tissue, and those read at stroke resolution.
+    level, screen_level : int
+        Levels read by the stroke pass and the pre-screen (-1: none).
+    """
+
+    tissue_chunks: int
+    read_chunks: int
+    level: int
+    screen_level: int
+
+
+def _mask_blocks(
+    mask: BoolArray, mask_ds: float, block0: int, shape0: tuple[int, int]
+) -> BoolArray:
+    """Which ``block0``-sided level-0 blocks of a slide touch ``mask`` (at ``mask_ds``)."""
+    nr, nc = -(-shape0[0] // block0), -(-shape0[1] // block0)
+    rr, cc = np.nonzero(mask)
+    out = np.zeros((nr, nc), bool)
+    # mask pixel (i, j) covers level-0 [i ds, (i + 1) ds): its first and last blocks
+    # (a block is larger than a mask pixel, so there is nothing in between)
+    first_r = np.minimum((rr * mask_ds // block0).astype(int), nr - 1)
+    last_r = np.minimum((((rr + 1) * mask_ds - 1) // block0).astype(int), nr - 1)
+    first_c = np.minimum((cc * mask_ds // block0).astype(int), nc - 1)
+    last_c = np.minimum((((cc + 1) * mask_ds - 1) // block0).astype(int), nc - 1)
+    for bi in (first_r, last_r):
+        for bj in (first_c, last_c):
+            out[bi, bj] = True
+    return out
+
+
+def _screen_blocks(
+    slide: Slide,
+    level: int,
+    tissue_blocks: BoolArray,
+    block0: int,
+    bg: Background,
+    opts: StrokeOptions,
+) -> BoolArray:
+    """Pre-screen: which tissue blocks show ink-coloured excess at ``level``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scipy import ndimage as ndi
+
+    ds = float(slide.info.level_downsamples[level])
+    side = max(1, int(round(block0 / ds)))  # block side at the screen level
+    group = max(1, 2048 // side)  # blocks per screen read (a side of ~2048 px)
+    nr, nc = tissue_blocks.shape
+    jobs = [
+        (gi, gj)
+        for gi in range(0, nr, group)
+        for gj in range(0, nc, group)
+        if tissue_blocks[gi : gi + group, gj : gj + group].any()
+    ]
+
+    def one(job: tuple[int, int]) -> tuple[int, int, BoolArray]:
+        gi, gj = job
+        pad = 8  # screen pixels of context for the local stain
+        r0, c0 = gi * side - pad, gj * side - pad
+        rgb = slide.read_region(
+            (int(r0 * ds), int(c0 * ds)),
+            (group * side + 2 * pad, group * side + 2 * pad),
+            level=level,
+        )
+        px = _check_rgb(rgb)
+        blue, red, black = _ink_classes(px, bg, cell=4, min_od=opts.screen_min_od)
+        cand = _drop_small(blue | red | black, opts.screen_min_size)
+        # a stroke seen near a block's edge may carry on into the next block
+        cand = ndi.binary_dilation(cand, iterations=opts.screen_grow)[pad:-pad, pad:-pad]
+        g = np.asarray(cand.reshape(group, side, group, side).any(axis=(1, 3)), dtype=bool)
+        return gi, gj, g
+
+    out = np.zeros_like(tissue_blocks)
+    with ThreadPoolExecutor(max_workers=max(1, opts.workers)) as pool:
+        for gi, gj, g in pool.map(one, jobs):
+            h, w = min(group, nr - gi), min(group, nc - gj)
+            out[gi : gi + h, gj : gj + w] = g[:h, :w]
+    return out & tissue_blocks
+
+
+def stroke_labels(
+    slide: Slide,
+    masks: SlideMasks,
+    *,
+    options: StrokeOptions | None = None,
+    background: Background | None = None,
+    stats: list[StrokeStats] | None = None,
+) -> npt.NDArray[np.uint8]:
+    """Thin ink strokes of a slide, found lazily at stroke resolution, on the masks' grid.
+
+    Only chunks with tissue in ``masks`` are considered (ink on glass is in
+    the thumbnail pass). A cheap pre-screen at a mid-resolution level
+    (:class:`StrokeOptions`) keeps those where ink-coloured excess shows; each
+    is read (region by region, never a whole level in memory) at the coarsest
+    level not above the stroke downsample, binned to it, and labelled by
+    :func:`fine_ink_labels`; a mask pixel takes the class found in any of the
+    pixels it covers.
+
+    Parameters
+    ----------
+    slide : napari_xai.core.wsi.Slide
+    masks : SlideMasks
+        The thumbnail pass (its grid and tissue).
+    options : StrokeOptions, optional
+    background : Background, optional
+        Default: estimated from the slide's thumbnail.
+    stats : list, optional
+        A :class:`StrokeStats` is appended (what was read).
+
+    Returns
+    -------
+    ndarray of the masks' shape, uint8 (:data:`ARTEFACT_LABELS` values)
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    opts = StrokeOptions() if options is None else options
+    rows_m, cols_m = masks.tissue.shape
+    out = np.zeros((rows_m, cols_m), np.uint8)
+    if background is None:
+        thumb, _ = slide.thumbnail(max_size=1024)
+        background = estimate_background(thumb)
+    if background.modality == "fluorescence" or masks.modality == "fluorescence":
+        return out
+    # pyramid downsamples are rarely exact (4.002, 16.04...): allow a little over
+    level = slide.best_level_for_downsample(opts.downsample * 1.05)
+    lvl_ds = float(slide.info.level_downsamples[level])
+    binf = max(1, int(round(opts.downsample / lvl_ds)))
+    ds = lvl_ds * binf  # level-0 pixels per stroke-pass pixel
+    block0 = max(int(ds), int(opts.chunk // ds) * int(ds))
+    shape0 = (int(slide.info.shape_rc[0]), int(slide.info.shape_rc[1]))
+    blocks = _mask_blocks(masks.tissue, masks.downsample, block0, shape0)
+    n_tissue = int(blocks.sum())
+    screen = slide.best_level_for_downsample(opts.screen_downsample * 1.25)
+    screen_ds = float(slide.info.level_downsamples[screen])
+    big = n_tissue * float(block0) ** 2 > opts.screen_above
+    if big and screen_ds >= 4 * ds and screen != level:
+        blocks = _screen_blocks(slide, screen, blocks, block0, background, opts)
+    else:
+        screen = -1
+    side = block0 // int(ds) * binf  # block side at the stroke level (level pixels)
+    f = masks.downsample / ds  # stroke-pass pixels per mask pixel
+
+    def one(ij: tuple[int, int]) -> tuple[int, int, npt.NDArray[np.uint8]]:
+        i, j = ij
+        rgb = slide.read_region((i * block0, j * block0), (side, side), level=level)
+        return i, j, fine_ink_labels(_bin(rgb, binf), background=background)
+
+    todo = [(int(i), int(j)) for i, j in zip(*np.nonzero(blocks), strict=True)]
+    with ThreadPoolExecutor(max_workers=max(1, opts.workers)) as pool:
+        for i, j, lab in pool.map(one, todo):
+            rr, cc = np.nonzero(lab)
+            if rr.size:
+                mi = np.minimum(((rr + i * block0 / ds) / f).astype(int), rows_m - 1)
+                mj = np.minimum(((cc + j * block0 / ds) / f).astype(int), cols_m - 1)
+                np.maximum.at(out, (mi, mj), lab[rr, cc])
+    if stats is not None:
+        stats.append(StrokeStats(n_tissue, len(todo), level, screen))
+    return out
