@@ -50,8 +50,8 @@ def big_slide(cache: Path) -> Path:
 
 
 def shortcut_figures(threads: int) -> None:
-    from napari_xai.core.audit import shortcut_demo as sd
     from napari_xai.core.audit.attention import ARTEFACT, audit_attention
+    from napari_xai.demo import shortcut as sd
 
     t0 = time.perf_counter()
     models = {
@@ -82,7 +82,7 @@ def sanity_figures(methods: list[str], n_probe: int = 12) -> None:
 
     from napari_xai.core.audit.sanity import edge_detector, sanity_check
     from napari_xai.core.models.demo import load_demo_model
-    from napari_xai.core.synthetic import render_patch
+    from napari_xai.demo.synthetic import render_patch
 
     model = load_demo_model(device="cpu")
     rng = np.random.default_rng(0)

@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
 
-    from napari_xai.core.synthetic import render_patch
+    from napari_xai.demo.synthetic import render_patch
 
     try:
         cores = len(os.sched_getaffinity(0))

@@ -105,7 +105,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     slide = work / f"synthetic-{args.size}.svs"
     if not slide.exists():
-        from napari_xai.core.synthetic import write_synthetic_slide
+        from napari_xai.demo.synthetic import write_synthetic_slide
 
         t0 = time.perf_counter()
         write_synthetic_slide(slide, shape_rc=(args.size, args.size), mpp=0.5, seed=0)

@@ -58,8 +58,8 @@ def bench_scoring(shape: int, repeats: int, model_name: str) -> None:
     from napari_xai.core.models.demo import load_demo_model, make_resnet18
     from napari_xai.core.models.loading import LoadedModel
     from napari_xai.core.progress import drive
-    from napari_xai.core.synthetic import write_synthetic_slide
     from napari_xai.core.wsi import open_slide
+    from napari_xai.demo.synthetic import write_synthetic_slide
 
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
     loaded = load_demo_model(device="cpu")

@@ -52,7 +52,7 @@ def _count_store_reads() -> list[str]:
 
 
 def child_write(path: str, rows: int, cols: int, workers: int | None) -> dict[str, float]:
-    from napari_xai.core.synthetic import write_synthetic_slide
+    from napari_xai.demo.synthetic import write_synthetic_slide
 
     base = _maxrss_mb()
     t0, c0 = time.perf_counter(), time.process_time()
@@ -229,7 +229,7 @@ def main() -> int:
 
     rows, cols = args.shape
     print(f"slide: {args.path} ({cols} x {rows} px = {rows * cols / 1e9:.1f} gigapixels)")
-    from napari_xai.core.synthetic import SyntheticTruth
+    from napari_xai.demo.synthetic import SyntheticTruth
 
     if args.path.is_file() and SyntheticTruth.default_path(args.path).is_file():
         print("write: reusing the existing file (delete it to measure writing)")

@@ -186,7 +186,7 @@ def _big_child(path: str) -> None:
 
 
 def big_slide(shape_rc: tuple[int, int], reuse: Path | None = None) -> None:
-    from napari_xai.core.synthetic import write_synthetic_slide
+    from napari_xai.demo.synthetic import write_synthetic_slide
 
     if reuse is not None and reuse.is_file():
         load = os.getloadavg()

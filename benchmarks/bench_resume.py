@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="napari-xai-bench-resume-") as tmp:
         slides = Path(tmp) / "slides"
         slides.mkdir()
-        from napari_xai.core.synthetic import render_patch
+        from napari_xai.demo.synthetic import render_patch
 
         rng = np.random.default_rng(0)
         pool = {

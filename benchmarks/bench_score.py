@@ -44,7 +44,7 @@ def write_big_slide(path: Path, shape_rc: tuple[int, int] = SLIDE_SHAPE_RC) -> P
     import imagecodecs
     import tifffile
 
-    from napari_xai.core.synthetic import render_patch
+    from napari_xai.demo.synthetic import render_patch
 
     if path.is_file():
         return path

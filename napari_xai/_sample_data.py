@@ -45,7 +45,7 @@ def sample_slide_path(
     Path
         The ``.svs`` file; its ground truth lies beside it (``.truth.npz``).
     """
-    from napari_xai.core.synthetic import SyntheticTruth, write_synthetic_slide
+    from napari_xai.demo.synthetic import SyntheticTruth, write_synthetic_slide
 
     folder = Path(folder) if folder is not None else cache_dir()
     name = f"synthetic_{shape_rc[0]}x{shape_rc[1]}_seed{seed}_v{_FORMAT_VERSION}.svs"
@@ -130,7 +130,7 @@ def _sample_layers(progress: Callable[[int, int], Any]) -> list[Any]:
     from napari_xai.core.layers import mask_to_world
     from napari_xai.core.masks import mask_layers, slide_masks
     from napari_xai.core.naming import class_colour
-    from napari_xai.core.synthetic import SyntheticTruth
+    from napari_xai.demo.synthetic import SyntheticTruth
 
     path = sample_slide_path(shape_rc=SAMPLE_SHAPE_RC, seed=SAMPLE_SEED, progress=progress)
     layers: list[Any] = list(read_slide(str(path)))

@@ -3,7 +3,7 @@
     python scripts/calibrate_verdict.py --train     # train the 27 tiny models (minutes, 1 core)
     python scripts/calibrate_verdict.py             # audit, fit, leave one kind out
 
-For every planted marker (``shortcut_demo.PLANTED``: yellow 'R', green and blue
+For every planted marker (``napari_xai.demo.shortcut.PLANTED``: yellow 'R', green and blue
 strokes, blue and black circles, black and green arrows, ruler, printed label) a
 *shortcut* TinyCNN is trained with the mark on every tumour tile, a *partial*
 shortcut with the mark on half the tumour tiles and a quarter of the normal ones
@@ -29,7 +29,6 @@ from pathlib import Path
 
 import torch  # noqa: TID253
 
-from napari_xai.core.audit import shortcut_demo as sd
 from napari_xai.core.audit.calibration import (
     CalibrationSample,
     classify,
@@ -38,6 +37,7 @@ from napari_xai.core.audit.calibration import (
     sample_features,
 )
 from napari_xai.core.audit.verdict import VerdictThresholds
+from napari_xai.demo import shortcut as sd
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "tests" / "data" / "planted_models.npz"
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd  # noqa: TID253
 from PIL import Image
 
-from napari_xai.core.audit.shortcut_demo import CLASS_NAMES, ShortcutCohort, make_shortcut_cohort
+from napari_xai.demo.shortcut import CLASS_NAMES, ShortcutCohort, make_shortcut_cohort
 
 
 def write_cohort(cohort: ShortcutCohort, folder: Path, *, confound_site: bool, seed: int) -> Path:

@@ -1,7 +1,7 @@
 """Train the bundled demo tile classifier on synthetic patches (seeded, CPU, minutes).
 
 Classes: background (glass), normal (stroma with sparse nuclei), tumour (dense,
-large, dark nuclei), rendered by :func:`napari_xai.core.synthetic.render_patch`
+large, dark nuclei), rendered by :func:`napari_xai.demo.synthetic.render_patch`
 at 0.5 µm/px and resized with PIL to the model's 1.0 µm/px, exactly as the
 scoring pipeline resizes slide tiles.
 
@@ -32,7 +32,7 @@ from torch import nn  # noqa: TID253
 from napari_xai.core.models.card import ModelCard
 from napari_xai.core.models.demo import DEMO_ARCHITECTURE, demo_model_path, make_demo_cnn
 from napari_xai.core.reader import resize_tile
-from napari_xai.core.synthetic import render_patch
+from napari_xai.demo.synthetic import render_patch
 
 CLASSES = ("background", "normal", "tumour")
 TILE_SIZE = 64  # model pixels

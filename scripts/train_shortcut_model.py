@@ -25,9 +25,9 @@ import pandas as pd  # noqa: TID253
 import torch  # noqa: TID253
 from PIL import Image
 
-from napari_xai.core.audit import shortcut_demo as sd
 from napari_xai.core.audit.attention import ARTEFACT, audit_attention
 from napari_xai.core.audit.report import write_report
+from napari_xai.demo import shortcut as sd
 
 
 def load_cohort(folder: Path) -> sd.ShortcutCohort:

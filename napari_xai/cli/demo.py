@@ -56,7 +56,7 @@ def _say(message: str) -> None:
 
 def ensure_sample_slide(out: Path, *, size: int, seed: int) -> Path:
     """Write the synthetic sample slide into ``out`` unless it is already there."""
-    from napari_xai.core.synthetic import write_synthetic_slide
+    from napari_xai.demo.synthetic import write_synthetic_slide
 
     path = out / f"sample-{size}-seed{seed}.svs"
     if path.exists():

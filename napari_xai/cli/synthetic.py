@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
     import time
 
-    from napari_xai.core.synthetic import write_synthetic_slide
+    from napari_xai.demo.synthetic import write_synthetic_slide
 
     artefacts = tuple(a for a in args.artefacts.split(",") if a.strip())
     t0 = time.perf_counter()

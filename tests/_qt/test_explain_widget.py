@@ -187,7 +187,7 @@ def test_method_shows_its_sanity_status(make_napari_viewer, monkeypatch, tmp_pat
     from napari_xai._widgets.explain import ExplainWidget
     from napari_xai.core.audit import sanity as S
     from napari_xai.core.models.resolve import resolve_model
-    from napari_xai.core.synthetic import render_patch
+    from napari_xai.demo.synthetic import render_patch
 
     monkeypatch.setenv("NAPARI_XAI_CACHE", str(tmp_path))
     monkeypatch.setattr(S, "_CACHE", {})

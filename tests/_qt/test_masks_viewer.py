@@ -9,7 +9,7 @@ import pytest
 
 from napari_xai.core.masks import mask_layers, slide_masks
 from napari_xai.core.naming import ROLE_COLOURS, rgb255
-from napari_xai.core.synthetic import write_synthetic_slide
+from napari_xai.demo.synthetic import write_synthetic_slide
 
 SHAPE_RC = (3072, 4096)
 

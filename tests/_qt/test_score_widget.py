@@ -12,7 +12,7 @@ from napari_xai._widgets.score import DEMO, FROM_FILE, ScoreWidget
 
 @pytest.fixture(scope="module")
 def sample_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from napari_xai.core.synthetic import write_synthetic_slide
+    from napari_xai.demo.synthetic import write_synthetic_slide
 
     path = tmp_path_factory.mktemp("sample") / "sample.svs"
     write_synthetic_slide(path, shape_rc=(1536, 2048), seed=3, workers=1)

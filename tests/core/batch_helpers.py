@@ -18,7 +18,7 @@ PATCH = 64
 
 @lru_cache(maxsize=1)
 def _pool() -> dict[str, list[np.ndarray]]:
-    from napari_xai.core.synthetic import render_patch
+    from napari_xai.demo.synthetic import render_patch
 
     rng = np.random.default_rng(1234)
     return {

@@ -182,7 +182,7 @@ def test_methods_on_cuda(quadrant_model, tiles) -> None:
 
 def test_every_method_runs_on_the_demo_model() -> None:
     from napari_xai.core.models.demo import load_demo_model
-    from napari_xai.core.synthetic import render_patch
+    from napari_xai.demo.synthetic import render_patch
 
     model = load_demo_model(device="cpu")
     assert supported_methods(model) == tuple(ATTRIBUTION_METHODS)

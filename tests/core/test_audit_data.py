@@ -17,7 +17,7 @@ from napari_xai.core.audit.data import (
     make_montage,
     read_cohort,
 )
-from napari_xai.core.audit.shortcut_demo import render_tissue
+from napari_xai.demo.shortcut import render_tissue
 
 
 def _write_cohort(

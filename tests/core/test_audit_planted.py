@@ -1,8 +1,9 @@
 """Every planted marker kind: the shortcut model fails and its twin passes, from the CLI.
 
 The 27 tiny models (a shortcut, a partial shortcut and a twin per marker of
-``shortcut_demo.PLANTED``) were trained by ``scripts/calibrate_verdict.py --train`` (recipe:
-``shortcut_demo.planted_cohorts`` + ``train_tiny_cnn(epochs=10)``) and their
+``napari_xai.demo.shortcut.PLANTED``) were trained by
+``scripts/calibrate_verdict.py --train`` (recipe:
+``napari_xai.demo.shortcut.planted_cohorts`` + ``train_tiny_cnn(epochs=10)``) and their
 weights committed to ``tests/data/planted_models.npz``; each is handed to the CLI
 as a WSInfer folder. The audit slides are held-out tiles (other seed) with the
 mark on the tumour tiles only (``one``) or on both classes (``both``).
@@ -47,8 +48,8 @@ MARK_WORDS = {
 def planted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     torch = pytest.importorskip("torch")
     pytest.importorskip("captum")
-    from napari_xai.core.audit import shortcut_demo as sd
     from napari_xai.core.models.wsinfer import save_wsinfer_model
+    from napari_xai.demo import shortcut as sd
 
     torch.set_num_threads(1)
     assert [n for n, _, _ in sd.PLANTED] == NAMES
@@ -131,8 +132,8 @@ def test_marks_on_both_classes_shortcut_still_fails_twin_passes(
 
 
 def test_printed_label_is_found_by_the_artefact_mask() -> None:
-    from napari_xai.core.audit import shortcut_demo as sd
     from napari_xai.core.masks import artefact_labels
+    from napari_xai.demo import shortcut as sd
 
     held = sd.make_shortcut_cohort(8, marker=True, seed=5, marker_kind="label")
     for tile, region in zip(
@@ -200,10 +201,10 @@ def test_held_out_seed1_printed_label_by_the_shipped_defaults(tmp_path: Path) ->
     ``scripts/calibrate_verdict.py --train --seed 1`` (docs/audit.md)."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("captum")
-    from napari_xai.core.audit import shortcut_demo as sd
     from napari_xai.core.audit.slide import audit_slide
     from napari_xai.core.models.loading import load_model
     from napari_xai.core.models.wsinfer import save_wsinfer_model
+    from napari_xai.demo import shortcut as sd
 
     torch.set_num_threads(1)
     models = sd.load_planted_weights(WEIGHTS.with_name("planted_models_seed1_label.npz"))

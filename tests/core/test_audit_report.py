@@ -46,7 +46,7 @@ def _parse(path: Path) -> _Collector:
 
 def audit_test_slide(factory: pytest.TempPathFactory) -> Path:
     """A small synthetic slide with pen, marker, ruler and label, written once per session."""
-    from napari_xai.core.synthetic import write_synthetic_slide
+    from napari_xai.demo.synthetic import write_synthetic_slide
 
     path = factory.getbasetemp() / "audit_shared" / "synthetic.svs"
     if not path.is_file():
@@ -99,7 +99,7 @@ def test_data_and_slide_report(tmp_path: Path) -> None:
     import torch
 
     from napari_xai.core.audit.slide import audit_slide
-    from napari_xai.core.synthetic import write_synthetic_slide
+    from napari_xai.demo.synthetic import write_synthetic_slide
 
     torch.set_num_threads(1)
     slide = tmp_path / "synthetic.svs"

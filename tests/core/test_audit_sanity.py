@@ -20,7 +20,7 @@ from napari_xai.core.audit.sanity import (  # noqa: E402
 @pytest.fixture(scope="module")
 def demo_probe() -> tuple[object, np.ndarray]:
     from napari_xai.core.models.demo import load_demo_model
-    from napari_xai.core.synthetic import render_patch
+    from napari_xai.demo.synthetic import render_patch
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)

@@ -8,8 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("captum")
 
-from napari_xai.core.audit import shortcut_demo as sd  # noqa: E402
 from napari_xai.core.audit.attention import ARTEFACT, TISSUE, audit_attention  # noqa: E402
+from napari_xai.demo import shortcut as sd  # noqa: E402
 
 
 @pytest.fixture(scope="module")

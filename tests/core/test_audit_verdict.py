@@ -137,8 +137,8 @@ def test_verdict_thresholds_are_checked() -> None:
 def planted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     torch = pytest.importorskip("torch")
     pytest.importorskip("captum")
-    from napari_xai.core.audit import shortcut_demo as sd
     from napari_xai.core.models.wsinfer import save_wsinfer_model
+    from napari_xai.demo import shortcut as sd
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("planted")
@@ -201,8 +201,8 @@ def test_cli_planted_shortcut_fails_and_clean_twin_passes(
     ("kind", "expected"), [("stroke", 1), ("circle", 1), ("arrow", 2), ("ruler", 3)]
 )
 def test_marker_kinds_are_found_by_the_artefact_mask(kind: str, expected: int) -> None:
-    from napari_xai.core.audit import shortcut_demo as sd
     from napari_xai.core.masks import artefact_labels
+    from napari_xai.demo import shortcut as sd
 
     held = sd.make_shortcut_cohort(8, marker=True, seed=5, marker_kind=kind)
     marked = held.has_marker
@@ -222,10 +222,10 @@ def test_green_pen_stroke_shortcut_fails_and_its_twin_passes(tmp_path: Path) -> 
     on both classes (so the pen says nothing), passes."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("captum")
-    from napari_xai.core.audit import shortcut_demo as sd
     from napari_xai.core.audit.slide import audit_slide
     from napari_xai.core.models.loading import load_model
     from napari_xai.core.models.wsinfer import save_wsinfer_model
+    from napari_xai.demo import shortcut as sd
 
     torch.set_num_threads(1)
     held = sd.make_shortcut_cohort(16, marker=True, seed=100, marker_kind="stroke")

@@ -206,7 +206,7 @@ def test_evaluate_against_annotations_with_maps(tmp_path) -> None:  # noqa: ANN0
 @pytest.mark.slow
 def test_synthetic_slide_tumour_annotation_round_trip(tmp_path) -> None:  # noqa: ANN001
     """The synthetic slide's known tumour, as QuPath GeoJSON, scores as the truth does."""
-    synthetic = pytest.importorskip("napari_xai.core.synthetic")
+    synthetic = pytest.importorskip("napari_xai.demo.synthetic")
     from napari_xai.core.annotations.geojson import read_geojson, write_geojson
     from napari_xai.core.annotations.morphology import measure_geometries
 

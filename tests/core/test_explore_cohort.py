@@ -19,13 +19,13 @@ pytest.importorskip("sklearn")
 
 @pytest.fixture(scope="module")
 def cohort():
-    from napari_xai.core.audit.shortcut_demo import MARKER_KINDS
     from napari_xai.core.explore.cohort import Cohort
     from napari_xai.core.explore.features import FeatureCapture
     from napari_xai.core.models.demo import load_demo_model
     from napari_xai.core.predict import preprocess_tiles, to_probabilities
     from napari_xai.core.reader import resize_tile
-    from napari_xai.core.synthetic import render_patch
+    from napari_xai.demo.shortcut import MARKER_KINDS
+    from napari_xai.demo.synthetic import render_patch
 
     rng = np.random.default_rng(0)
     demo = load_demo_model(device="cpu")

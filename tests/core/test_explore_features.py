@@ -20,7 +20,7 @@ def demo():
 @pytest.fixture(scope="module")
 def synthetic_he(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic H&E slide like the demo model's training patches."""
-    from napari_xai.core.synthetic import write_synthetic_slide
+    from napari_xai.demo.synthetic import write_synthetic_slide
 
     path = tmp_path_factory.mktemp("explore") / "syn.svs"
     write_synthetic_slide(path, shape_rc=(2048, 2048), mpp=0.5, seed=3, artefacts=())

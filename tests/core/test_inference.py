@@ -30,7 +30,7 @@ torch.set_num_threads(2)
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory: pytest.TempPathFactory):
     """A 2048 x 3072 synthetic H&E slide with known tumour (seed 3: ~4 % tumour)."""
-    from napari_xai.core.synthetic import write_synthetic_slide
+    from napari_xai.demo.synthetic import write_synthetic_slide
 
     path = tmp_path_factory.mktemp("syn") / "syn3.svs"
     truth = write_synthetic_slide(path, shape_rc=(2048, 3072), seed=3, workers=1)

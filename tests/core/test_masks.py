@@ -17,7 +17,7 @@ from napari_xai.core.masks import (
     slide_masks,
     tissue_mask,
 )
-from napari_xai.core.synthetic import SyntheticSlide, SyntheticTruth, write_synthetic_slide
+from napari_xai.demo.synthetic import SyntheticSlide, SyntheticTruth, write_synthetic_slide
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -64,7 +64,7 @@ def test_glass_only_and_tissue_only_images() -> None:
     assert not tissue_mask(glass).any()
     assert not artefact_mask(glass).any()
     rng = np.random.default_rng(0)
-    from napari_xai.core.synthetic import render_patch
+    from napari_xai.demo.synthetic import render_patch
 
     tissue = np.concatenate([render_patch("normal", rng=rng) for _ in range(2)], axis=1)
     assert tissue_mask(tissue).mean() > 0.9

@@ -10,7 +10,7 @@ import pytest
 import tifffile
 import tiffslide
 
-from napari_xai.core.synthetic import (
+from napari_xai.demo.synthetic import (
     PATCH_KINDS,
     SyntheticSlide,
     SyntheticTruth,

@@ -7,8 +7,6 @@ Submodules (import them directly; this package imports nothing heavy):
 - :mod:`napari_xai.core.audit.data`: cohort data audit (class balance, montages,
   colour statistics, metadata/label association).
 - :mod:`napari_xai.core.audit.report`: self-contained HTML report + ``audit.json``.
-- :mod:`napari_xai.core.audit.shortcut_demo`: the planted-shortcut cohort and tiny
-  models used as the acceptance test.
 - :mod:`napari_xai.core.audit.slide`: end-to-end audit of one slide with a model, and
   region shares of a stitched saliency map from a result store.
 - :mod:`napari_xai.core.audit.tiles`: attention audit of a tile cohort (artefacts

@@ -43,7 +43,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _BUILTIN: dict[str, tuple[str, str]] = {
     "demo_cnn": ("napari_xai.core.models.demo", "make_demo_cnn"),
     "resnet18_like": ("napari_xai.core.models.demo", "make_resnet18"),
-    "shortcut_tiny_cnn": ("napari_xai.core.audit.shortcut_demo", "TinyCNN"),
+    "shortcut_tiny_cnn": ("napari_xai.core.models.demo", "TinyCNN"),
 }
 # Names used by cards written before the registry (the bundled demo models).
 _BUILTIN_ALIASES: dict[str, str] = {

@@ -1,6 +1,6 @@
-"""Plain-torch tile classifiers: the bundled demo CNN and a ResNet-18 look-alike.
+"""Plain-torch tile classifiers: the bundled demo CNN, a ResNet-18 look-alike, TinyCNN.
 
-Both follow timm's split into ``forward_features`` (last conv block output,
+All follow timm's split into ``forward_features`` (last conv block output,
 ``(N, C, h, w)``) and ``forward_head`` (pool + linear), which survives
 TorchScript scripting, so Grad-CAM and feature extraction can work on the
 boundary even in a scripted model. Factories are named in model cards as
@@ -22,6 +22,8 @@ __all__ = [
     "DEMO_ARCHITECTURE",
     "DemoCNN",
     "ResNet18Like",
+    "TINY_CNN_ARCHITECTURE",
+    "TinyCNN",
     "demo_model_path",
     "load_demo_model",
     "make_demo_cnn",
@@ -30,6 +32,8 @@ __all__ = [
 
 #: Architecture string of the demo model in its card.
 DEMO_ARCHITECTURE = "napari_xai.core.models.demo:make_demo_cnn"
+#: Architecture name of the planted-shortcut demo models (:mod:`napari_xai.demo.shortcut`).
+TINY_CNN_ARCHITECTURE = "shortcut_tiny_cnn"
 
 
 class BasicBlock(nn.Module):
@@ -157,3 +161,40 @@ def load_demo_model(*, device: str | torch.device | None = None) -> LoadedModel:
     from napari_xai.core.models.loading import load_model
 
     return load_model(demo_model_path(), device=device)
+
+
+class TinyCNN(nn.Module):
+    """A small CNN for 48–96 px tiles (about 6k parameters at ``width=8``).
+
+    Three 3×3 conv blocks, global average pooling and a linear head; the last
+    convolution is ``features[-2]`` (``cam_layer="features.6"``).
+    """
+
+    def __init__(self, n_classes: int = 2, width: int = 8) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1),
+            nn.ReLU(),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(2 * width, n_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Last feature maps (N, C, H/4, W/4): the Grad-CAM boundary, also when scripted."""
+        out: torch.Tensor = self.features(x)
+        return out
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits from feature maps."""
+        out: torch.Tensor = self.head(torch.flatten(self.pool(x), 1))
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of shape (N, n_classes) for normalised input (N, 3, H, W)."""
+        return self.forward_head(self.forward_features(x))

@@ -26,10 +26,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import torch  # noqa: TID253 (core runs only when auditing)
+import torch  # noqa: TID253 (the demo trains models)
 from torch import nn  # noqa: TID253
 
 from napari_xai.core.audit.attention import ARTEFACT, TISSUE
+from napari_xai.core.models.demo import TINY_CNN_ARCHITECTURE, TinyCNN
 
 CLASS_NAMES: tuple[str, str] = ("normal", "tumour")
 #: Marker glyph on a 7 x 5 grid (an "R"), scaled to the marker size.
@@ -348,43 +349,6 @@ def make_shortcut_cohort(
     return ShortcutCohort(images[order], labels[order], regions[order], has_marker[order])
 
 
-class TinyCNN(nn.Module):
-    """A small CNN for 48–96 px tiles (about 6k parameters at ``width=8``).
-
-    Three 3×3 conv blocks, global average pooling and a linear head; the last
-    convolution is ``features[-2]`` (``cam_layer="features.6"``).
-    """
-
-    def __init__(self, n_classes: int = 2, width: int = 8) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(2 * width, 2 * width, 3, padding=1),
-            nn.ReLU(),
-        )
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.head = nn.Linear(2 * width, n_classes)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Last feature maps (N, C, H/4, W/4): the Grad-CAM boundary, also when scripted."""
-        out: torch.Tensor = self.features(x)
-        return out
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits from feature maps."""
-        out: torch.Tensor = self.head(torch.flatten(self.pool(x), 1))
-        return out
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of shape (N, n_classes) for normalised input (N, 3, H, W)."""
-        return self.forward_head(self.forward_features(x))
-
-
 def make_card(*, name: str, size: int = 64, description: str = "") -> Any:
     """Model card of a :class:`TinyCNN` trained on a shortcut-demo cohort.
 
@@ -411,7 +375,7 @@ def make_card(*, name: str, size: int = 64, description: str = "") -> Any:
         std=STD,
         cam_layer="features.6",
         name=name,
-        architecture="napari_xai.core.audit.shortcut_demo:TinyCNN",
+        architecture=TINY_CNN_ARCHITECTURE,
         description=description,
         training_data="synthetic",
     )
