@@ -53,3 +53,30 @@ def test_info_on_bad_files_names_them_and_exits_1(
     assert f"{empty}: empty file" in captured.err
     assert "boxes_0.dcm: DICOM" in captured.err
     assert "small.svs" in captured.out  # the good file is still reported
+
+
+def test_demo_without_a_display_keeps_the_results_and_says_how_to_get_screenshots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Qt aborts the process when it cannot open a window: without X or Wayland the
+    demo must stop after writing the folder, with a line saying what to run."""
+    import sys
+
+    from napari_xai.cli import demo
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the display check is for Linux")
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    folder = tmp_path / "results" / "slide"
+    folder.mkdir(parents=True)
+    monkeypatch.setattr(demo, "ensure_sample_slide", lambda out, **_: out / "slide.tif")
+    monkeypatch.setattr(demo, "score_explain_audit", lambda slide, out, **_: folder)
+
+    def no_window(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("napari must not be started without a display")
+
+    monkeypatch.setattr(demo, "show_result", no_window)
+    assert main(["demo", "--out", str(tmp_path), "--no-show"]) == 0
+    assert "xvfb-run" in capsys.readouterr().out
+    assert main(["demo", "--out", str(tmp_path)]) == 1

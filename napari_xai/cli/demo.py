@@ -10,6 +10,7 @@ saves a screenshot of the same view.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -142,6 +143,13 @@ def _screenshot(viewer: Any, path: Path) -> Path:
     return path
 
 
+def has_display() -> bool:
+    """Whether Qt can open a window here (Linux without X or Wayland cannot: Qt aborts)."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the demo; return the exit status."""
     out = Path(args.out).expanduser().absolute()
@@ -151,6 +159,12 @@ def run(args: argparse.Namespace) -> int:
     for name in ("tiles.parquet", "heatmaps.zarr", "audit.json", "annotations.geojson"):
         _say(f"  {folder / name}")
     _print_audit(folder)
+    if not has_display():
+        _say(
+            "no display (DISPLAY is not set): the result folder is complete; for the "
+            "screenshots run `xvfb-run -a napari-xai demo --no-show` or `bash scripts/quickstart.sh`"
+        )
+        return 0 if args.no_show else 1
     show_result(folder, screenshot=out / "screenshot.png" if args.no_show else None)
     return 0
 

@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 
 from napari_xai.core.audit.counterfactual import EditStats, inpaint
-from napari_xai.core.audit.evidence import class_artefact_evidence, colour_name, worst_pair
+from napari_xai.core.audit.evidence import (
+    class_artefact_evidence,
+    colour_name,
+    ink_colour,
+    worst_pair,
+)
 from napari_xai.core.audit.verdict import VerdictThresholds, make_verdict
 
 
@@ -20,6 +25,26 @@ def test_colour_names() -> None:
     assert colour_name((40, 60, 200)) == "blue"
     assert colour_name((20, 20, 20)) == "black"
     assert colour_name((200, 30, 30)) == "red"
+
+
+@pytest.mark.parametrize(
+    ("name", "colour"),
+    [("tcga-green-pen", "green"), ("tcga-red-pen", "red"), ("wsi-blue-pen", "blue")],
+)
+def test_ink_colour_names_real_pen_over_tissue(shared_data: Path, name: str, colour: str) -> None:
+    """Real pen over real tissue (hand-checked pen masks in tests/data/qc): the
+    mark is named by its own colour; the mean RGB under the green pen, which
+    mixes in haematoxylin and eosin, does not say green."""
+    from PIL import Image
+
+    path = shared_data / "patches" / "pen" / f"{name}.png"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    rgb = np.asarray(Image.open(path).convert("RGB"))
+    pen = np.asarray(Image.open(Path(__file__).parents[1] / "data" / "qc" / f"{name}_pen.png")) > 0
+    assert ink_colour(rgb[pen], rgb[~pen]) == colour
+    if name == "tcga-green-pen":
+        assert colour_name(rgb[pen].mean(axis=0)) != "green"
 
 
 def test_inpaint_fills_from_surroundings() -> None:

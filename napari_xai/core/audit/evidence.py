@@ -22,6 +22,7 @@ __all__ = [
     "PairEvidence",
     "class_artefact_evidence",
     "colour_name",
+    "ink_colour",
     "worst_pair",
 ]
 
@@ -111,13 +112,43 @@ def colour_name(rgb: npt.ArrayLike) -> str:
         return "orange" if mx > 0.6 else "brown"
     if hue < 70:
         return "yellow"
-    if hue < 165:
+    # Pathologists' pens are green, blue, black or red: blue-green ("teal") inks
+    # are called green up to 180 degrees, blue beyond.
+    if hue < 180:
         return "green"
-    if hue < 200:
-        return "teal"
     if hue < 260:
         return "blue"
     return "purple"
+
+
+def ink_colour(under: npt.ArrayLike, beside: npt.ArrayLike) -> str:
+    """Name the colour of a mark from the pixels under it and the pixels beside it.
+
+    Semi-transparent ink multiplies the light the tissue lets through, so in
+    optical density it adds: the mark's own transmittance is
+    ``10 ** -(OD_under - OD_beside)`` per channel (medians; the glass colour
+    cancels). The mean RGB under the mark mixes in the tissue: a dark green pen
+    over pink tissue reads grey.
+
+    Parameters
+    ----------
+    under, beside : array-like of shape (n, 3), uint8 RGB
+        Pixels under the mark and pixels of the same images off it. With no
+        pixels beside, the mark is named from the median under it.
+
+    Returns
+    -------
+    str
+        A word of :func:`colour_name`.
+    """
+    inside = np.asarray(under, np.float64).reshape(-1, 3)
+    outside = np.asarray(beside, np.float64).reshape(-1, 3)
+    if not len(outside):
+        return colour_name(np.median(inside, axis=0))
+    delta = np.median(np.log10((outside + 1.0) / 256.0), axis=0) - np.median(
+        np.log10((inside + 1.0) / 256.0), axis=0
+    )
+    return colour_name(255.0 * 10.0 ** -np.clip(delta, 0.0, None))
 
 
 def _ratio_ci(
@@ -192,9 +223,9 @@ def class_artefact_evidence(
             colour = None
             if images is not None:
                 imgs = np.asarray(images)[sel]
-                pix = imgs[on[sel]]
-                if len(pix):
-                    colour = colour_name(pix.reshape(-1, 3).mean(axis=0))
+                under = imgs[on[sel]]
+                if len(under):
+                    colour = ink_colour(under, imgs[~on[sel]])
             m, t = art_mass[sel], total[sel]
             a, p = art_pix[sel], np.full(sel.size, n_pix)
             share = float(m.sum() / t.sum()) if t.sum() > 0 else 0.0
