@@ -37,11 +37,13 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   .venv/bin/python -m pip install -q "$TORCH_SPEC" 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -c "import torch"
 fi
-if ! .venv/bin/python -c "import napari_xai, napari, pytestqt" >/dev/null 2>&1 \
+# The explore extra (umap-learn, numba; no torch) is installed too, so the tests
+# run the UMAP path of the explorer.
+if ! .venv/bin/python -c "import napari_xai, napari, pytestqt, umap" >/dev/null 2>&1 \
    || [ pyproject.toml -nt .venv/.napari-xai-installed ]; then
   echo "setup: installing napari-xai and its dependencies"
-  .venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -c "import napari_xai, napari, pytestqt"
+  .venv/bin/python -m pip install -q -e ".[dev,explore]" 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -c "import napari_xai, napari, pytestqt, umap"
   touch .venv/.napari-xai-installed
 fi
 echo "setup: ready (.venv)"

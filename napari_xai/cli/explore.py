@@ -8,8 +8,11 @@ fitted on a sample), clusters the tiles and writes, without a viewer:
   confidence, ``ood_score``, ``x``/``y`` of the embedding, ``cluster``);
 * ``clusters.csv``: per cluster: size, class mix, confidence, slides,
   artefact share, ``ood_score``, metadata;
-* ``index.html``: the scatter coloured by class, cluster and ``ood_score``, and
-  the cluster table.
+* ``mosaic.png`` and ``mosaic_cells.csv``: the mosaic map (the tile nearest
+  the centre of each cell of a grid over the embedding, read from its slide)
+  and which tile each cell shows;
+* ``index.html``: the scatter coloured by class, cluster and ``ood_score``, the
+  mosaic map and the cluster table.
 
 The same module holds the ``--features`` options that ``score`` and ``batch``
 share.
@@ -91,6 +94,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--metadata", type=Path, help="CSV with slide_id or slide_path and metadata columns"
     )
+    parser.add_argument(
+        "--mosaic-grid",
+        type=int,
+        default=16,
+        metavar="N",
+        help="mosaic map cells along the longer side (16; 0: no mosaic map)",
+    )
     return parser
 
 
@@ -113,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         fit_sample=args.fit_sample,
     )
     result = explore_cohort(cohort, options=opts)
-    paths = write_explore(result, args.out)
+    paths = write_explore(result, args.out, mosaic_grid=args.mosaic_grid)
     n_slides = result.tiles["slide_id"].nunique()
     print(
         f"{len(cohort):,} tiles of {n_slides} slides, {cohort.features.shape[1]} features "

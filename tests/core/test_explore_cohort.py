@@ -207,3 +207,29 @@ def test_explore_cli_on_a_batch_scored_with_features(tmp_path: Path, capsys) -> 
             side = int(t["height"])
             ref = resize_tile(slide.read_region((int(t["row"]), int(t["col"])), (side, side)), 32)
         assert np.abs(thumb.astype(int) - ref.astype(int)).mean() < 8
+    # the mosaic map: each cell shows the tile nearest its centre, read from its slide
+    import tifffile
+    from PIL import Image
+
+    assert "mosaic.png" in html and "mosaic_cells.csv" in html
+    mosaic = np.asarray(Image.open(tmp_path / "x" / "mosaic.png"))
+    cells = pd.read_csv(tmp_path / "x" / "mosaic_cells.csv")
+    assert cells["n_tiles"].sum() == n and len(cells) > 1
+    xy = emb[["x", "y"]].to_numpy()
+    lo, hi = xy.min(0), xy.max(0)
+    side = float((hi - lo).max()) / 16
+    assert 16 * 48 in mosaic.shape and mosaic.shape[0] % 48 == mosaic.shape[1] % 48 == 0
+    i = np.minimum(((hi[1] - xy[:, 1]) // side).astype(int), mosaic.shape[0] // 48 - 1)
+    j = np.minimum(((xy[:, 0] - lo[0]) // side).astype(int), mosaic.shape[1] // 48 - 1)
+    images = {s: tifffile.imread(tmp_path / f"{s}.tif") for s in ("case0", "case1")}
+    for _, c in cells.iterrows():
+        members = np.flatnonzero((i == c["cell_row"]) & (j == c["cell_col"]))
+        assert len(members) == c["n_tiles"]
+        centre = (lo[0] + (c["cell_col"] + 0.5) * side, hi[1] - (c["cell_row"] + 0.5) * side)
+        best = emb.iloc[members[np.argmin(np.hypot(*(xy[members] - centre).T))]]
+        assert (best["slide_id"], best["tile"]) == (c["slide_id"], c["tile"])
+        r0, c0, h = int(best["row"]), int(best["col"]), int(best["height"])
+        ref = resize_tile(images[best["slide_id"]][r0 : r0 + h, c0 : c0 + h], 48)
+        block = mosaic[c["cell_row"] * 48 : (c["cell_row"] + 1) * 48,
+                       c["cell_col"] * 48 : (c["cell_col"] + 1) * 48]  # fmt: skip
+        assert np.abs(block.astype(int) - ref.astype(int)).mean() < 8

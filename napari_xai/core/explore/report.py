@@ -4,7 +4,8 @@
 (:func:`~napari_xai.core.explore.reduce.embed`), clusters it on its first
 principal components (:func:`~napari_xai.core.explore.cluster.cluster_tiles`)
 and summarises the clusters; :func:`write_explore` writes
-``embedding.parquet``, ``clusters.csv``, scatter PNGs and ``index.html``.
+``embedding.parquet``, ``clusters.csv``, scatter PNGs, the mosaic map
+(``mosaic.png`` and ``mosaic_cells.csv``, :mod:`.mosaic`) and ``index.html``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ __all__ = ["ExploreOptions", "ExploreResult", "explore_cohort", "write_explore"]
 EMBEDDING_NAME = "embedding.parquet"
 CLUSTERS_NAME = "clusters.csv"
 INDEX_NAME = "index.html"
+MOSAIC_NAME = "mosaic.png"
+MOSAIC_CELLS_NAME = "mosaic_cells.csv"
 
 
 @dataclass(frozen=True)
@@ -201,14 +204,81 @@ def _html_table(df: pd.DataFrame) -> str:
     return "".join(out) + "</table>"
 
 
-def write_explore(result: ExploreResult, out: str | os.PathLike[str]) -> dict[str, Path]:
-    """Write the embedding, the clusters, scatter PNGs and ``index.html`` into ``out``.
+def _mosaic_files(
+    tiles: pd.DataFrame, folder: Path, *, grid: int, size: int
+) -> tuple[dict[str, Path], str]:
+    """Write ``mosaic.png`` and ``mosaic_cells.csv``; return their paths and the HTML part.
+
+    Without slides behind the tiles (no ``result_folder``), or with a slide
+    moved, the HTML says why there is no mosaic instead.
+    """
+    import pandas as pd
+    from PIL import Image
+
+    from napari_xai.core.atomic import atomic_write
+    from napari_xai.core.explore.mosaic import mosaic_map
+
+    head = "<h2>Mosaic map (the tile nearest each grid cell's centre)</h2>"
+    if "result_folder" not in tiles:
+        return {}, f"{head}<p>No mosaic map: these tiles have no slides behind them.</p>"
+    try:
+        mosaic = mosaic_map(tiles, grid=grid, size=size)
+    except FileNotFoundError as exc:
+        return {}, f"{head}<p>No mosaic map: {html.escape(str(exc))}</p>"
+    cells = mosaic.layout.cells
+    ij = np.argwhere(cells >= 0)
+    shown = tiles.iloc[cells[cells >= 0]]
+    counts = np.bincount(mosaic.layout.cell_of[mosaic.layout.cell_of >= 0], minlength=cells.size)
+    table = pd.DataFrame(
+        {
+            "cell_row": ij[:, 0],
+            "cell_col": ij[:, 1],
+            "slide_id": shown["slide_id"].to_numpy(),
+            "tile": shown["tile"].to_numpy(),
+            "pred_class": shown["pred_class"].to_numpy(),
+            "n_tiles": counts[ij[:, 0] * cells.shape[1] + ij[:, 1]],
+        }
+    )
+    image = Image.fromarray(mosaic.image)
+    paths = {
+        "mosaic": atomic_write(folder / MOSAIC_NAME, lambda p: image.save(p, format="PNG")),
+        "mosaic_cells": atomic_write(
+            folder / MOSAIC_CELLS_NAME, lambda p: table.to_csv(p, index=False)
+        ),
+    }
+    part = (
+        f"{head}<p>{len(table)} of {cells.size} cells ({cells.shape[0]} × {cells.shape[1]}) "
+        f"hold tiles; which tile each shows: <a href='{MOSAIC_CELLS_NAME}'>"
+        f"{MOSAIC_CELLS_NAME}</a>.</p><img class='mosaic' src='{MOSAIC_NAME}' alt='mosaic map'>"
+    )
+    return paths, part
+
+
+def write_explore(
+    result: ExploreResult,
+    out: str | os.PathLike[str],
+    *,
+    mosaic_grid: int = 16,
+    mosaic_size: int = 48,
+) -> dict[str, Path]:
+    """Write the embedding, the clusters, scatter PNGs, the mosaic map and ``index.html``.
+
+    Parameters
+    ----------
+    result : ExploreResult
+        The explored cohort.
+    out : path-like
+        Output folder (created).
+    mosaic_grid : int
+        Mosaic cells along the embedding's longer side (0: no mosaic map).
+    mosaic_size : int
+        Pixels per mosaic cell.
 
     Returns
     -------
     dict
         Kind → path (``embedding``, ``clusters``, ``index``, ``confidence``,
-        ``scatter_<column>``).
+        ``scatter_<column>``, ``mosaic`` and ``mosaic_cells`` when drawn).
     """
     from napari_xai.core.atomic import atomic_write
     from napari_xai.core.explore.select import confusion_cells
@@ -246,7 +316,7 @@ def write_explore(result: ExploreResult, out: str | os.PathLike[str]) -> dict[st
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>napari-xai explore</title>",
         "<style>body{font-family:sans-serif;margin:2em}figure{display:inline-block;margin:.5em}"
-        "img{width:420px}table{border-collapse:collapse;font-size:12px}"
+        "img{width:420px}img.mosaic{width:auto;max-width:100%;image-rendering:pixelated}table{border-collapse:collapse;font-size:12px}"
         "td,th{border:1px solid #ccc;padding:2px 6px}</style></head><body>",
         "<h1>Cohort in the model's feature space</h1>",
         f"<p>{len(tiles):,} tiles of {n_slides} slide(s); {html.escape(opts.method.upper())} "
@@ -257,6 +327,10 @@ def write_explore(result: ExploreResult, out: str | os.PathLike[str]) -> dict[st
         "<h2>Clusters</h2>",
         _html_table(result.clusters),
     ]
+    if mosaic_grid > 0:
+        files, part = _mosaic_files(tiles, folder, grid=mosaic_grid, size=mosaic_size)
+        paths.update(files)
+        parts.append(part)
     if "label" in tiles:
         cm, _ = confusion_cells(tiles)
         parts += ["<h2>Confusion matrix (rows: label, columns: predicted)</h2>"]
