@@ -161,8 +161,8 @@ def run(args: argparse.Namespace) -> int:
     _print_audit(folder)
     if not has_display():
         _say(
-            "no display (DISPLAY is not set): the result folder is complete; for the "
-            "screenshots run `xvfb-run -a napari-xai demo --no-show` or `bash scripts/quickstart.sh`"
+            "no display (DISPLAY is not set): the result folder is complete; for the screenshots "
+            "run `xvfb-run -a napari-xai demo --no-show` or `bash scripts/quickstart.sh`"
         )
         return 0 if args.no_show else 1
     show_result(folder, screenshot=out / "screenshot.png" if args.no_show else None)
