@@ -18,9 +18,10 @@ Widgets build their own controls, then call :meth:`RunWidget.finish` with them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton
 
@@ -48,6 +49,23 @@ WARM_MODULES = (
     "napari_xai.core.attribution.layers",
     "napari_xai.core.inference",
 )
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def guarded(method: F) -> F:
+    """Show a handler's exception as a napari error notification instead of raising."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as e:  # a widget never crashes napari
+            self.error(f"{type(e).__name__}: {e}")
+            return None
+
+    return wrapper  # type: ignore[return-value]
 
 
 def model_note(card: Any) -> str:
@@ -306,6 +324,23 @@ class RunWidget(ScrollPanel, Container):
 
         self._status.value = f"error: {message}"
         show_error(f"{self.title}: {message}")
+
+    def info(self, message: str) -> None:
+        """Show ``message`` on the status line and as a napari information notification."""
+        from napari.utils.notifications import show_info
+
+        self._status.value = message
+        show_info(f"{self.title}: {message}")
+
+    def refresh_on_layer_change(self, *pickers: Any) -> None:
+        """Re-read the choices of ``pickers`` whenever a layer is added or removed."""
+
+        def refresh(_event: Any = None) -> None:
+            for picker in pickers:
+                picker.reset_choices()
+
+        self._viewer.layers.events.inserted.connect(refresh)
+        self._viewer.layers.events.removed.connect(refresh)
 
     def _on_errored(self, exc: BaseException) -> None:
         self.error(str(exc))

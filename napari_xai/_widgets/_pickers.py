@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import napari.layers
     import napari.viewer
 
 DEMO = "demo model (bundled)"
@@ -42,3 +44,68 @@ def model_spec(source: str, model_file: str | Path) -> str | Path:
     if source == FROM_FOLDER:
         return path
     return path.parent if path.name.endswith(".json") else path
+
+
+def slide_layer(viewer: napari.viewer.Viewer) -> napari.layers.Image | None:
+    """Return the whole-slide image layer: one the reader opened, else the largest RGB image."""
+    from napari.layers import Image
+
+    images = [layer for layer in viewer.layers if isinstance(layer, Image)]
+    slides = [layer for layer in images if "shape_rc" in layer.metadata]  # napari-xai reader
+    if slides:
+        return slides[0]
+    rgb = [layer for layer in images if layer.rgb]
+    return max(rgb, key=lambda layer: float(layer.extent.world[1][-1])) if rgb else None
+
+
+def slide_shape_rc(viewer: napari.viewer.Viewer) -> tuple[int, int] | None:
+    """Level-0 (rows, cols) of the slide layer, ``None`` without one."""
+    layer = slide_layer(viewer)
+    if layer is None:
+        return None
+    if "shape_rc" in layer.metadata:
+        rows, cols = layer.metadata["shape_rc"]
+        return (int(rows), int(cols))
+    data = layer.data[0] if layer.multiscale else layer.data
+    shape = data.shape[:2] if layer.rgb else data.shape[-2:]
+    scale = layer.scale[-2:]
+    return (int(round(shape[0] * scale[0])), int(round(shape[1] * scale[1])))
+
+
+def slide_mpp(viewer: napari.viewer.Viewer) -> float | None:
+    """Level-0 µm per pixel of the slide layer, ``None`` when unknown."""
+    layer = slide_layer(viewer)
+    if layer is None:
+        return None
+    mpp = layer.metadata.get("mpp")
+    if mpp is None and "info" in layer.metadata:
+        mpp = getattr(layer.metadata["info"], "mpp", None)
+    return float(mpp) if mpp else None
+
+
+def layer_picker(
+    viewer: napari.viewer.Viewer,
+    label: str,
+    kind: str,
+    *,
+    where: Callable[[Any], bool] | None = None,
+) -> Any:
+    """Make a dropdown of the viewer's layers of one kind (``"Shapes"``, ``"Labels"``…).
+
+    Its choices are a callable, so ``reset_choices()`` (napari calls it on every
+    layer change) re-reads the layers and keeps the current one while it is there.
+    ``where`` narrows the layers further.
+    """
+    from magicgui.widgets import ComboBox
+
+    def choices(_widget: Any = None) -> list[tuple[str, Any]]:
+        import napari.layers
+
+        cls = getattr(napari.layers, kind)
+        return [
+            (layer.name, layer)
+            for layer in viewer.layers
+            if isinstance(layer, cls) and (where is None or where(layer))
+        ]
+
+    return ComboBox(label=label, choices=choices, nullable=True)

@@ -23,6 +23,20 @@ def viewer(make_napari_viewer):  # noqa: ANN001, ANN201
     return v
 
 
+def _done(qtbot, widget, worker=None):  # noqa: ANN001, ANN202
+    """Wait for the widget's worker (geometry and files run off the GUI thread)."""
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=60_000)
+    return worker
+
+
+def _measured(qtbot, layer, n: int) -> None:  # noqa: ANN001
+    """Wait until the live morphology of ``n`` shapes is in the layer's features."""
+    qtbot.waitUntil(
+        lambda: len(layer.features) == n and not layer.features["area_px"].isna().any(),
+        timeout=60_000,
+    )
+
+
 TRIANGLE_RC = np.array([[100.0, 200.0], [500.0, 900.0], [800.0, 300.0]])
 
 
@@ -114,6 +128,7 @@ def test_annotation_widget_classes_masks_measure_save_load(
     )
     widget._class.value = "Stroma"
     layer.add_polygons([np.array([[600.0, 800.0], [600.0, 1000.0], [700.0, 1000.0]])])
+    _measured(qtbot, layer, 2)  # measured in a worker
     assert list(layer.features["class"]) == ["Tumor", "Stroma"]
     assert np.allclose(layer.face_color[1][:3], np.array(rgb255(class_colour("Stroma"))) / 255)
     # Morphology follows drawing, without pressing Measure.
@@ -126,28 +141,30 @@ def test_annotation_widget_classes_masks_measure_save_load(
     widget._on_apply_class()
     assert layer.features["class"][1] == "Necrosis"
 
-    widget._on_measure()
+    _done(qtbot, widget, widget._on_run())  # the "Measure morphology" button
     assert layer.features["area_px"][0] == pytest.approx(300 * 400)
     assert layer.features["area_um2"][0] == pytest.approx(300 * 400 * MPP**2)
 
     widget._downsample.value = 4
-    labels = widget._on_to_labels()
+    _done(qtbot, widget, widget._on_to_labels())
+    labels = viewer.layers[f"{layer.name} mask"]
     assert labels.scale.tolist() == [4, 4] and labels.translate.tolist() == [1.5, 1.5]
     assert labels.data.shape == (300, 400)
     assert set(np.unique(labels.data)) == {0, 1, 3}  # Tumor, Necrosis (QuPath order)
     assert labels.data[60, 75] == 1  # level-0 (240, 300) is inside the tumour rectangle
-    traced = widget._on_to_shapes()
+    assert widget._mask.value is labels
+    _done(qtbot, widget, widget._on_to_shapes())
+    traced = viewer.layers[f"{layer.name} traced"]
+    assert widget._shapes.value is traced
     assert list(traced.features["class"]) == ["Tumor", "Necrosis"]
     assert traced.features["area_px"][0] == pytest.approx(300 * 400, rel=0.03)
 
     # Save and load through the widget.
     widget._shapes.value = layer
     widget._path.value = tmp_path / "w.geojson"
-    widget._on_save()
+    _done(qtbot, widget, widget._on_save())
     assert (tmp_path / "w.geojson").is_file()
-    worker = widget._on_load(start=False)
-    with qtbot.waitSignal(worker.finished, timeout=20000):
-        worker.start()
+    _done(qtbot, widget, widget._on_load())
     loaded = viewer.layers["w"]
     assert list(loaded.features["class"]) == ["Tumor", "Necrosis"]
     np.testing.assert_allclose(loaded.data[0], layer.data[0], atol=1e-4)
@@ -156,7 +173,7 @@ def test_annotation_widget_classes_masks_measure_save_load(
 def test_evaluation_widget_draws_confusion_matrix(viewer, qtbot) -> None:  # noqa: ANN001
     import pandas as pd  # noqa: TID253
 
-    from napari_xai._widgets.annotate import EvaluationWidget
+    from napari_xai._widgets.evaluate import EvaluationWidget
 
     shapes = viewer.add_shapes(
         [np.array([[0.0, 0.0], [0.0, 800.0], [600.0, 800.0], [600.0, 0.0]])],
@@ -194,9 +211,8 @@ def test_evaluation_widget_draws_confusion_matrix(viewer, qtbot) -> None:  # noq
     widget._shapes.value = shapes
     widget._background.value = "normal"
     widget._heatmap.value = viewer.layers["heatmap"]
-    worker = widget._on_run(start=False)
-    with qtbot.waitSignal(worker.finished, timeout=20000):
-        worker.start()
+    assert widget._on_run() is not None  # evaluated in a worker
+    _done(qtbot, widget)
     result = widget.result
     assert result["tiles"]["labels"] == ["tumor", "normal"]  # prob_* column order
     assert result["tiles"]["confusion_matrix"] == [[11, 1], [0, 36]]
@@ -209,10 +225,13 @@ def test_evaluation_widget_draws_confusion_matrix(viewer, qtbot) -> None:  # noq
     assert [t.get_text() for t in ax.texts] == ["11", "1", "0", "36"]
 
 
-def test_annotations_line_up_with_a_real_slide(make_napari_viewer, shared_data, tmp_path) -> None:  # noqa: ANN001, E501
+def test_annotations_line_up_with_a_real_slide(
+    make_napari_viewer, qtbot, shared_data, tmp_path
+) -> None:  # noqa: ANN001, E501
     from shapely.geometry import box
 
-    from napari_xai._widgets.annotate import _slide_mpp, _slide_shape_rc
+    from napari_xai._widgets._pickers import slide_mpp as _slide_mpp
+    from napari_xai._widgets._pickers import slide_shape_rc as _slide_shape_rc
     from napari_xai.core.annotations.geojson import Annotation, write_geojson
 
     slide_path = shared_data / "slides" / "CMU-1-Small-Region.svs"
@@ -239,7 +258,7 @@ def test_annotations_line_up_with_a_real_slide(make_napari_viewer, shared_data, 
 
     widget = AnnotationWidget(viewer)
     widget._shapes.value = layer
-    widget._on_measure()  # same from the widget
+    _done(qtbot, widget, widget._on_run())  # same from the widget ("Measure morphology")
     assert layer.features["area_um2"][0] == pytest.approx(rows * cols / 4 * 0.499**2, rel=0.01)
     viewer.reset_view()
     shot = viewer.screenshot(canvas_only=True)[..., :3].astype(int)
@@ -329,7 +348,7 @@ def test_many_detections_open_as_points_and_save_back(make_napari_viewer, tmp_pa
     assert back.annotations[1].object_type == "cell"
 
 
-def test_paint_a_mask_by_class_and_trace_it(viewer) -> None:  # noqa: ANN001
+def test_paint_a_mask_by_class_and_trace_it(viewer, qtbot) -> None:  # noqa: ANN001
     from napari_xai._widgets.annotate import AnnotationWidget
 
     widget = AnnotationWidget(viewer)
@@ -343,7 +362,8 @@ def test_paint_a_mask_by_class_and_trace_it(viewer) -> None:  # noqa: ANN001
     # What a brush stroke with the Stroma label leaves: level-0 rows 400..799, cols 80..479.
     mask.data[50:100, 10:60] = mask.selected_label
     mask.refresh()
-    traced = widget._on_to_shapes()
+    _done(qtbot, widget, widget._on_to_shapes())
+    traced = viewer.layers["annotation traced"]
     assert list(traced.features["class"]) == ["Stroma"]
     assert traced.features["area_px"][0] == 400 * 400
     np.testing.assert_allclose(traced.extent.world, [[399.5, 79.5], [799.5, 479.5]])
@@ -356,9 +376,8 @@ def test_widget_errors_become_notifications(viewer, qtbot, tmp_path: Path) -> No
     bad = tmp_path / "bad.geojson"
     bad.write_text("{not json")
     widget._path.value = bad
-    worker = widget._on_load(start=False)  # the error surfaces in the worker, shown, not raised
-    with qtbot.waitSignal(worker.finished, timeout=20000):
-        worker.start()
+    assert widget._on_load() is not None  # the error surfaces in the worker, shown, not raised
+    _done(qtbot, widget)
     assert "not valid JSON" in widget._status.value
     assert widget._on_loaded(("not an AnnotationSet", [])) is None  # raised inside, shown
     assert widget._on_to_shapes() is None  # no Labels layer chosen: message, no exception

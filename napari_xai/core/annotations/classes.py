@@ -18,6 +18,7 @@ from napari_xai.core.naming import class_colour, rgb255
 __all__ = [
     "DEFAULT_CLASSES",
     "UNCLASSIFIED",
+    "class_names",
     "AnnotationClass",
     "color_to_rgba",
     "fallback_color",
@@ -76,6 +77,11 @@ DEFAULT_CLASSES: tuple[AnnotationClass, ...] = tuple(
         "Artefact",
     )
 )
+
+
+def class_names() -> list[str]:
+    """Return the default classes' names, in QuPath's order (a class mask's values 1, 2, …)."""
+    return [c.name for c in DEFAULT_CLASSES]
 
 
 def find_class(

@@ -29,6 +29,8 @@ from shapely.geometry.base import BaseGeometry
 from napari_xai.core.annotations.geojson import Annotation
 
 __all__ = [
+    "draw_confusion_matrix",
+    "evaluate_layers",
     "UNLABELLED",
     "confusion_matrix",
     "dice_iou",
@@ -713,3 +715,48 @@ def write_evaluation(result: Mapping[str, Any], path: str | Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def evaluate_layers(
+    tiles: pd.DataFrame | str | Path,
+    shapes: Any,
+    *,
+    heatmap: Mapping[str, Any] | None = None,
+    saliency: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Evaluate what napari layers hold: :func:`evaluate_against_annotations` on their data.
+
+    Parameters
+    ----------
+    tiles : DataFrame or path
+        Tiles table, or a ``tiles.parquet`` read here.
+    shapes : ShapesSnapshot
+        The annotation Shapes layer's copy (:mod:`napari_xai.core.annotations.editing`).
+    heatmap, saliency : mapping, optional
+        Image layers as keyword arguments of :meth:`PlacedMap.from_layer_data`
+        (``data``, ``scale``, ``translate``, ``multiscale``); read here.
+    **options
+        ``positive_class``, ``min_overlap``, ``background``, ``threshold``.
+    """
+    table = tiles if isinstance(tiles, pd.DataFrame) else pd.read_parquet(tiles)
+    placed = {
+        key: PlacedMap.from_layer_data(**layer)
+        for key, layer in (("heatmap", heatmap), ("saliency", saliency))
+        if layer is not None
+    }
+    return evaluate_against_annotations(table, shapes.annotations(), **placed, **options)
+
+
+def draw_confusion_matrix(ax: Any, labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> None:
+    """Draw a confusion matrix (annotated rows, predicted columns) on a matplotlib ``Axes``."""
+    cm = np.asarray(matrix, dtype=float)
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("annotated")
+    top = cm.max() if cm.size else 0
+    for (i, j), v in np.ndenumerate(cm):
+        colour = "white" if v > top / 2 else "black"
+        ax.text(j, i, f"{int(v)}", ha="center", va="center", color=colour)
