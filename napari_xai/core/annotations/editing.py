@@ -219,7 +219,7 @@ def shapes_to_mask(
 
     annotations = snapshot.annotations()
     names: list[str | None] = list(class_names())
-    names += sorted({a.class_name for a in annotations} - set(names) - {None})  # type: ignore[operator]
+    names += sorted({a.class_name for a in annotations if a.class_name is not None} - set(names))
     names.append(None)  # unclassified
     values = {n: i + 1 for i, n in enumerate(names)}
     mask = rasterize_annotations(

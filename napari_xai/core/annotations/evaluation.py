@@ -740,12 +740,10 @@ def evaluate_layers(
         ``positive_class``, ``min_overlap``, ``background``, ``threshold``.
     """
     table = tiles if isinstance(tiles, pd.DataFrame) else pd.read_parquet(tiles)
-    placed = {
-        key: PlacedMap.from_layer_data(**layer)
-        for key, layer in (("heatmap", heatmap), ("saliency", saliency))
-        if layer is not None
-    }
-    return evaluate_against_annotations(table, shapes.annotations(), **placed, **options)
+    heat = None if heatmap is None else PlacedMap.from_layer_data(**heatmap)
+    sal = None if saliency is None else PlacedMap.from_layer_data(**saliency)
+    annotations = shapes.annotations()
+    return evaluate_against_annotations(table, annotations, heatmap=heat, saliency=sal, **options)
 
 
 def draw_confusion_matrix(ax: Any, labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> None:
