@@ -68,6 +68,13 @@ def guarded(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def default_output() -> Path:
+    """Default folder for result folders: private, per user (``<user cache>/results``)."""
+    from napari_xai.core.options import cache_dir
+
+    return cache_dir("results")
+
+
 def model_note(card: Any) -> str:
     """Text shown next to the model's name: its name and the card's caveat."""
     caveat = getattr(card, "caveat", "")

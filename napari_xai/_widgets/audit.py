@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, PushButton, SpinBox
 
-from napari_xai._widgets._base import RunWidget
+from napari_xai._widgets._base import RunWidget, default_output
 from napari_xai._widgets._masks import masks_button
 from napari_xai.core.audit.layers import regions_layer_name, tiles_layer_name  # noqa: F401
 
@@ -30,13 +30,6 @@ if TYPE_CHECKING:
 METHODS = ("grad_cam", "saliency", "integrated_gradients", "gradient_shap", "occlusion")
 #: Gallery icon size in screen pixels.
 ICON_PX = 96
-
-
-def default_output() -> Path:
-    """Default folder for audit reports: private, per user (``<user cache>/results``)."""
-    from napari_xai.core.options import cache_dir
-
-    return cache_dir("results")
 
 
 def audit_in_worker(source: Any, spec: Any, out: Path, **kw: Any) -> Any:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
 
-from napari_xai._widgets._base import RunWidget
+from napari_xai._widgets._base import RunWidget, default_output
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -43,13 +43,6 @@ METHODS = (
     "occlusion",
     "guided_grad_cam",
 )
-
-
-def default_output() -> Path:
-    """Default folder for result stores: private, per user (``<user cache>/results``)."""
-    from napari_xai.core.options import cache_dir
-
-    return cache_dir("results")
 
 
 def run_in_worker(where: str, source: Any, spec: Any, out: Path, /, *args: Any, **kw: Any) -> Any:

@@ -1,11 +1,18 @@
-"""The "Score slide" widget: run a tile model over a slide layer, live heatmaps.
+"""The "Score slide" widget: score a slide into a result folder, with live heatmaps.
 
-One core call, :func:`napari_xai.core.inference.iter_score_slide`, runs in a
-worker (:meth:`~napari_xai._widgets._base.RunWidget.launch`; torch is imported
-there, not on the GUI thread): every yielded batch moves the progress bar
-(tiles done, tiles/s) and, at most a few times per second, updates the
-class-probability layers in place; the returned
-:class:`~napari_xai.core.inference.ScoreResult` adds the tiles (Points) layer.
+One core call, :func:`napari_xai.core.pipeline.run_slide`, runs in a worker
+(torch is imported there) and writes ``<output folder>/<slide stem>/``, the
+folder ``napari-xai score`` writes and the result reader opens. The output
+folder defaults to the per-user results folder (``<user cache>/results``,
+shared with the Explain and Audit widgets, whose stages add to the same folder);
+the last run's folder is shown under the controls.
+
+While it runs, every batch moves the progress bar and, at most every
+``REFRESH_S``, the worker builds the class-probability layers from the maps
+being filled. When done, the worker reads the folder back through the result
+reader (:func:`napari_xai._results_reader.result_layers`): what is shown is
+what is stored. Layers reach napari one per event-loop turn
+(:class:`~napari_xai._widgets._pace.LayerPacer`), never several in one stall.
 """
 
 from __future__ import annotations
@@ -14,10 +21,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import ComboBox, FloatSpinBox, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, Label, SpinBox
+from qtpy.QtWidgets import QSizePolicy
 
-from napari_xai._widgets._base import RunWidget
+from napari_xai._widgets._base import LayerData, RunWidget, default_output
 from napari_xai._widgets._masks import masks_button
+from napari_xai._widgets._pace import LayerPacer
 from napari_xai._widgets._pickers import (  # noqa: F401 - re-exported (tests and scripts)
     DEMO,
     FROM_FILE,
@@ -27,41 +36,77 @@ from napari_xai.core.options import DEFAULT_MIN_TISSUE
 if TYPE_CHECKING:
     import napari.viewer
 
-    from napari_xai.core.inference import ScoreProgress, ScoreResult
+    from napari_xai.core.inference import ScoreResult
+    from napari_xai.core.options import FeatureSpec, GridOptions, RunOptions
+    from napari_xai.core.pipeline import PipelineProgress
 
-#: Seconds between live layer refreshes while scoring.
+#: Seconds between live layer builds while scoring.
 REFRESH_S = 0.5
 
 
-def score_in_worker(path: str, spec: Any, **options: Any) -> Any:
-    """Worker body: load the model (cached) and score the slide, yielding progress.
+def score_in_worker(
+    path: str,
+    spec: Any,
+    out: Path,
+    *,
+    grid: GridOptions,
+    run: RunOptions,
+    features: FeatureSpec | None = None,
+) -> Any:
+    """Worker body: score ``path`` into ``out/<slide stem>/`` with :func:`run_slide`.
 
-    A slide that does not fit the model (its stain, :func:`~napari_xai.core.pipeline.slide_fit`)
-    and a run that scored no tile yield a warning (a str) that the widget shows.
+    Yields a str for each warning (the slide does not fit the model, no tile
+    scored) and ``(step, layers)`` for each progress step, where ``layers`` are
+    the live class-probability LayerData (built here, every ``REFRESH_S``) or
+    ``[]``. Returns ``(folder, score_result, layers, n_tiles)``: the result
+    folder, the :class:`~napari_xai.core.inference.ScoreResult` (None when the
+    folder was reused), the layers the result reader builds from the folder (no
+    slide) and the number of tiles it holds.
     """
-    from napari_xai.core.inference import iter_score_slide
+    from napari_xai._results_reader import result_layers
+    from napari_xai.core.layers import heatmap_layers
     from napari_xai.core.models.resolve import resolve_model
-    from napari_xai.core.pipeline import slide_fit
-    from napari_xai.core.wsi import open_slide
+    from napari_xai.core.naming import slide_stem
+    from napari_xai.core.pipeline import run_slide
+    from napari_xai.core.progress import relay
+    from napari_xai.core.results import load_result
 
-    device = options.get("device")
-    model = resolve_model(spec, device=None if device == "auto" else device)
-    with open_slide(path, mpp=options.get("mpp")) as slide:
-        fit = slide_fit(slide, model.card)
-    yield from fit["warnings"]
-    result = yield from iter_score_slide(path, model, **options)
-    if not len(result.tiles):
+    model = resolve_model(spec, device=run.torch_device)
+    name = slide_stem(path)
+    built = [0.0]
+    scored: list[ScoreResult] = []
+
+    def convert(step: PipelineProgress) -> Any:
+        if step.stage == "warning":
+            return step.message
+        if step.stage == "score" and step.value is not None:
+            scored.append(step.value)
+        live = step.detail
+        now = time.monotonic()
+        if live is None or (now - built[0] < REFRESH_S and live.n_done < live.n_total):
+            return step, []
+        built[0] = now
+        maps = live.maps.copy()  # this thread fills it: a consistent copy
+        kw = {"stride0": live.grid.stride0, "tile_size0": live.grid.tile_size0}
+        return step, heatmap_layers(maps, live.class_names, slide_name=name, **kw)
+
+    gen = run_slide(path, model, out, grid=grid, run=run, features=features)
+    folder = yield from relay(gen, convert)
+    result = load_result(folder)
+    if scored and not len(scored[0].tiles):
+        fit = result.manifest.get("fit", {})
         yield (
-            f"{Path(path).name}: 0 tiles scored: tissue detection ({fit['slide_modality']}, "
-            f"{fit['slide_stain']}) found {fit['slide_tissue_fraction']:.2%} tissue and no "
-            f"tile reached min tissue {options.get('min_tissue', DEFAULT_MIN_TISSUE):g}. "
+            f"{Path(path).name}: 0 tiles scored: tissue detection ({fit.get('slide_modality')}, "
+            f"{fit.get('slide_stain')}) found {fit.get('slide_tissue_fraction', 0.0):.2%} tissue "
+            f"and no tile reached min tissue {grid.min_tissue:g}. "
             "Try a lower min tissue, or `napari-xai qc` to inspect the masks."
         )
-    return result
+    layers = result_layers(result, with_slide=False)
+    return folder, (scored[0] if scored else None), layers, len(result.tiles)
 
 
 class ScoreWidget(RunWidget):
-    """Score a slide layer with a tile model and show class-probability heatmaps.
+    """Score a slide layer with a tile model into a result folder; show its heatmaps.
 
     Parameters
     ----------
@@ -86,11 +131,18 @@ class ScoreWidget(RunWidget):
             label="slide mpp", value=0.0, min=0.0, max=50.0, step=0.01,
             tooltip="Level-0 µm/px; 0 = from the file (needed when the file does not say)",
         )  # fmt: skip
+        self._features = CheckBox(
+            text="save features", value=False,
+            tooltip="Keep tile features (features.zarr) and ood_score, as score --features",
+        )  # fmt: skip
+        self._output = FileEdit(label="output folder", mode="d", value=str(default_output()))
+        self._folder = Label(label="result folder", value="")
         self._show_masks = masks_button(self, mpp=self._mpp)
-        self._last_refresh = 0.0
-        self._slide_name = ""
-        self._path = ""
+        self._pacer = LayerPacer(self.upsert)  # layers reach napari one per event-loop turn
+        #: ScoreResult of the last run (None when cancelled, or the folder was reused).
         self.last_result: ScoreResult | None = None
+        #: Result folder of the last run.
+        self.last_folder: Path | None = None
         #: Warnings of the last run (slide and model do not fit, no tile scored).
         self.warnings: list[str] = []
         self.finish(
@@ -100,11 +152,16 @@ class ScoreWidget(RunWidget):
                 self._overlap,
                 self._min_tissue,
                 self._mpp,
+                self._features,
+                self._output,
                 *self.run_controls(),
+                self._folder,
                 self._show_masks,
             ],
             busy=[self._show_masks],
         )
+        # a long default path must not widen the dock (the canvas keeps the width)
+        self._output.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
 
     def _refresh_slides(self, _event: Any = None) -> None:
         """Refresh the slide choices; pick the newest slide when none is chosen."""
@@ -114,33 +171,43 @@ class ScoreWidget(RunWidget):
             self._slide_layer.value = choices[-1]
 
     def _on_run(self, _value: Any = None) -> None:
-        """Start scoring the chosen slide in a worker thread."""
+        """Start scoring the chosen slide into the output folder in a worker thread."""
+        from napari_xai.core.options import FeatureSpec, GridOptions, RunOptions
+
         layer = self.picked_slide()
         if layer is None or self.busy():
             return
         # Open the file anew in the worker (not the layer's Slide object: napari hands
         # plugins proxies of its objects, and reads are cheap to set up).
         path = str(layer.metadata["path"])
-        self._slide_name = ""
-        self._last_refresh = 0.0
-        self.last_result = None
+        try:
+            grid = GridOptions(
+                min_tissue=float(self._min_tissue.value),
+                overlap=float(self._overlap.value),
+                mpp=float(self._mpp.value) or None,
+            )
+            run = RunOptions(
+                device=str(self._device.value), batch_size=int(self._batch_size.value)
+            )
+        except ValueError as exc:
+            self.error(str(exc))
+            return
+        self.last_result = self.last_folder = None
         self.warnings = []
-        self._path = path
         self.launch(
             score_in_worker,
             path,
             self._model_spec(),
-            mpp=float(self._mpp.value) or None,
-            overlap=float(self._overlap.value),
-            min_tissue=float(self._min_tissue.value),
-            batch_size=int(self._batch_size.value),
-            device=str(self._device.value),
+            Path(self._output.value),
+            grid=grid,
+            run=run,
+            features=FeatureSpec() if self._features.value else None,
             status=f"scoring {Path(path).name}…",
             on_yielded=self._on_yielded,
             on_returned=self._on_returned,
         )
 
-    def _on_yielded(self, step: ScoreProgress | str) -> None:
+    def _on_yielded(self, step: tuple[PipelineProgress, list[LayerData]] | str) -> None:
         if isinstance(step, str):  # a warning from the worker
             from napari.utils.notifications import show_warning
 
@@ -148,51 +215,34 @@ class ScoreWidget(RunWidget):
             self._status.value = f"warning: {step}"
             show_warning(f"{self.title}: {step}")
             return
-        self.set_progress(
-            step.n_done,
-            step.n_total,
-            f"{step.n_done:,} / {step.n_total:,} tiles · {step.tiles_per_s:,.1f} tiles/s",
-        )
-        now = time.monotonic()
-        if now - self._last_refresh >= REFRESH_S or step.n_done == step.n_total:
-            self._last_refresh = now
-            self._show_maps(step.maps.copy(), step.class_names, step.grid, live=True)
-
-    def _show_maps(
-        self, maps: Any, class_names: tuple[str, ...], grid: Any, *, live: bool = False
-    ) -> None:
-        """Show the class-probability layers; while scoring (``live``), only visible ones.
-
-        Every in-place update costs napari a refresh of the layer (slice, thumbnail,
-        redraw), so hidden layers are brought up to date once, at the end.
-        """
-        # imported here: the worker has loaded these modules by the first batch
-        from napari_xai.core.layers import heatmap_layers
-        from napari_xai.core.naming import slide_stem
-
-        self._slide_name = self._slide_name or slide_stem(self._path)
-        for ldt in heatmap_layers(
-            maps,
-            class_names,
-            slide_name=self._slide_name,
-            stride0=grid.stride0,
-            tile_size0=grid.tile_size0,
-        ):
+        progress, layers = step
+        if progress.stage == "score":
+            self.set_progress(
+                progress.n_done,
+                progress.n_total,
+                f"{progress.n_done:,} / {progress.n_total:,} tiles · "
+                f"{progress.tiles_per_s:,.1f} tiles/s",
+            )
+        elif progress.message:  # reuse, invalidate, write
+            self._status.value = progress.message
+        for ldt in layers:  # while scoring, only visible maps (hidden ones come at the end)
             name = ldt[1]["name"]
-            shown = self._viewer.layers[name].visible if name in self._viewer.layers else True
-            if shown or not live:
-                self.upsert(ldt)
+            there = name in self._viewer.layers
+            if self._viewer.layers[name].visible if there else ldt[1].get("visible", True):
+                self._pacer.put(ldt)
 
-    def _on_returned(self, result: ScoreResult) -> None:
-        from napari_xai.core.layers import tiles_layer
-
-        self.last_result = result
-        self._show_maps(result.probabilities, result.class_names, result.grid)
-        self.upsert(
-            tiles_layer(result.tiles, slide_name=self._slide_name, class_names=result.class_names)
-        )
-        n = len(result.tiles)
-        rate = result.timings.get("tiles_per_s", 0.0)
-        self.set_progress(n, n, f"done: {n:,} tiles · {rate:,.1f} tiles/s")
+    def _on_returned(self, out: tuple[Path, ScoreResult | None, list[LayerData], int]) -> None:
+        folder, result, layers, n = out
+        self.last_result, self.last_folder = result, folder
+        self._folder.value = str(folder)
+        for ldt in layers:
+            self._pacer.put(ldt)
+        rate = result.timings.get("tiles_per_s", 0.0) if result is not None else 0.0
+        how = f"{rate:,.1f} tiles/s" if result is not None else "kept from the folder"
+        self.set_progress(n, n, f"done: {n:,} tiles · {how}")
         if not n:
             self._status.value = f"no tile scored: {self.warnings[-1] if self.warnings else ''}"
+
+    def _on_finished(self) -> None:
+        """End the run once its layers are shown (``_worker`` stays set until then)."""
+        self._pacer.then(super()._on_finished)

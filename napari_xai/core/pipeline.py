@@ -352,6 +352,10 @@ class PipelineProgress:
     value : object
         On a stage's last step: its result (``ScoreResult``, ``ExplainResult``,
         ``SlideAudit``); else None.
+    detail : object
+        The stage's own step, on every step of the score stage: the scorer's
+        :class:`~napari_xai.core.inference.ScoreProgress` (the class-probability
+        maps being filled and the grid, for live heatmaps); else None.
     """
 
     stage: str
@@ -360,6 +364,7 @@ class PipelineProgress:
     tiles_per_s: float = 0.0
     message: str = ""
     value: Any = None
+    detail: Any = None
 
     @property
     def fraction(self) -> float:
@@ -445,7 +450,7 @@ def _score(
         **grid.score_kwargs(),
     )
     scored = yield from relay(
-        gen, lambda s: PipelineProgress("score", s.n_done, s.n_total, s.tiles_per_s)
+        gen, lambda s: PipelineProgress("score", s.n_done, s.n_total, s.tiles_per_s, detail=s)
     )
     t_write = time.perf_counter()
     class_names = list(loaded.card.class_names)

@@ -37,6 +37,7 @@ def test_score_widget_names_model_and_slide_when_the_model_raises(
     viewer = make_napari_viewer()
     viewer.open(str(slide), plugin="napari-xai")
     widget = ScoreWidget(viewer)
+    widget._output.value = tmp_path / "out"
     widget._model_source.value = FROM_FILE
     widget._model_file.value = bad_model
     widget._on_run()

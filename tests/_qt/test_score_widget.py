@@ -1,4 +1,5 @@
-"""The "Score slide" widget in a real viewer: layers appear, align, show, cancel, errors."""
+"""The "Score slide" widget in a real viewer: layers appear, align, show, cancel, errors;
+every run leaves a result folder the reader opens, and the heatmaps shown are the stored ones."""
 
 from __future__ import annotations
 
@@ -32,10 +33,11 @@ def _run_and_wait(widget: ScoreWidget, qtbot, timeout: int = 180_000) -> None:
     qtbot.waitUntil(lambda: widget._worker is None, timeout=timeout)
 
 
-def test_score_widget_scores_the_sample(make_napari_viewer, qtbot, sample_slide) -> None:
+def test_score_widget_scores_the_sample(make_napari_viewer, qtbot, sample_slide, tmp_path) -> None:
     viewer = make_napari_viewer(show=True)  # multiscale layers draw only when shown
     slide_layer = _open(viewer, sample_slide)
     widget = ScoreWidget(viewer)
+    widget._output.value = tmp_path
     viewer.window.add_dock_widget(widget, name="Score slide")
     assert widget._slide_layer.value is slide_layer
     assert widget._model_source.value == DEMO
@@ -85,9 +87,57 @@ def test_score_widget_scores_the_sample(make_napari_viewer, qtbot, sample_slide)
     _run_and_wait(widget, qtbot)
     assert len(viewer.layers) == n_layers
     assert id(viewer.layers["sample prob [tumour]"]) == layer_id
+    # the same grid, model and slide: the folder's score is kept, not recomputed
+    assert widget.last_result is None and widget.last_folder == tmp_path / "sample"
+    assert "kept from the folder" in widget._status.value
 
 
-def test_score_widget_cancel(make_napari_viewer, qtbot, sample_slide, monkeypatch) -> None:
+def test_score_widget_run_leaves_the_folder_the_reader_opens(
+    make_napari_viewer, qtbot, sample_slide, tmp_path
+) -> None:
+    """After a run: the folder exists (with features when asked), napari opens it with the
+    plugin's reader, and the heatmap the widget shows equals the stored map."""
+    import zarr
+
+    from napari_xai.core.results import load_result
+
+    viewer = make_napari_viewer(show=True)
+    _open(viewer, sample_slide)
+    widget = ScoreWidget(viewer)
+    widget._output.value = tmp_path
+    widget._features.value = True
+    widget._batch_size.value = 64
+    _run_and_wait(widget, qtbot)
+    folder = tmp_path / "sample"
+    assert widget.last_folder == folder and widget._folder.value == str(folder)
+    assert (folder / "manifest.json").is_file() and (folder / "tiles.parquet").is_file()
+    stored = load_result(folder)
+    assert stored.manifest["files"]["features"] == "features.zarr"
+    assert (folder / "features.zarr").is_dir() and "ood_score" in stored.tiles
+    assert len(stored.tiles) == len(widget.last_result.tiles) > 0
+
+    shown = viewer.layers["sample prob [tumour]"]
+    (info,) = [h for h in stored.heatmaps if h.attrs.get("class_name") == "tumour"]
+    store = np.asarray(zarr.open_group(str(folder / "heatmaps.zarr"), mode="r")[info.key]["0"])
+    expected = np.nan_to_num(store, nan=0.0)  # unscored cells are drawn as 0
+    assert np.isfinite(store).any() and np.nanmax(store) > 0.5
+    np.testing.assert_array_equal(np.asarray(shown.data), expected)
+    np.testing.assert_allclose(shown.scale, info.scales[0])
+    np.testing.assert_allclose(shown.translate, info.translates[0])
+    assert shown.metadata["result_folder"] == str(folder)
+    assert "sample ood_score" in viewer.layers  # the reader's layers, from the folder
+
+    # dropped on a fresh viewer, the folder opens whole: the same layers, the same data
+    other = make_napari_viewer()
+    other.open(str(folder), plugin="napari-xai")
+    assert {layer.name for layer in viewer.layers} <= {layer.name for layer in other.layers}
+    reopened = other.layers["sample prob [tumour]"]
+    np.testing.assert_array_equal(np.asarray(reopened.data), np.asarray(shown.data))
+
+
+def test_score_widget_cancel(
+    make_napari_viewer, qtbot, sample_slide, monkeypatch, tmp_path
+) -> None:
     import threading
 
     import napari_xai.core.inference as inference
@@ -95,7 +145,7 @@ def test_score_widget_cancel(make_napari_viewer, qtbot, sample_slide, monkeypatc
     # The worker waits after its first batch until the GUI has seen it, so the cancel
     # lands mid-run however fast the (cached) model scores.
     seen = threading.Event()
-    real = inference.iter_score_slide
+    real = inference.score_tiles  # what run_slide's score stage calls
 
     def gated(*args, **kwargs):
         gen = real(*args, **kwargs)
@@ -103,10 +153,11 @@ def test_score_widget_cancel(make_napari_viewer, qtbot, sample_slide, monkeypatc
         seen.wait(60)
         return (yield from gen)
 
-    monkeypatch.setattr(inference, "iter_score_slide", gated)
+    monkeypatch.setattr(inference, "score_tiles", gated)
     viewer = make_napari_viewer()
     _open(viewer, sample_slide)
     widget = ScoreWidget(viewer)
+    widget._output.value = tmp_path
     widget._batch_size.value = 2
     widget._min_tissue.value = 0.0
     # Cancel at the first batch the GUI shows (connected before the start, so it
@@ -129,6 +180,7 @@ def test_score_widget_cancel(make_napari_viewer, qtbot, sample_slide, monkeypatc
     assert widget.last_result is None
     assert "cancelled" in widget._status.value
     assert widget._run.enabled and not widget._cancel.enabled
+    assert not (tmp_path / "sample" / "manifest.json").exists()  # no result folder committed
 
 
 def test_score_widget_reports_bad_model(
@@ -143,6 +195,7 @@ def test_score_widget_reports_bad_model(
     viewer = make_napari_viewer()
     _open(viewer, sample_slide)
     widget = ScoreWidget(viewer)
+    widget._output.value = tmp_path
     widget._model_source.value = FROM_FILE
     assert not widget._model_file.native.isHidden()
     widget._model_file.value = bad
@@ -165,12 +218,15 @@ def test_score_widget_without_slide(make_napari_viewer, monkeypatch) -> None:
     assert widget._worker is None
 
 
-def test_score_widget_from_the_plugin_menu(make_napari_viewer, qtbot, sample_slide) -> None:
+def test_score_widget_from_the_plugin_menu(
+    make_napari_viewer, qtbot, sample_slide, tmp_path
+) -> None:
     """Docked the way napari's Plugins menu does it: napari passes a proxied viewer."""
     viewer = make_napari_viewer()
     _open(viewer, sample_slide)
     _, widget = viewer.window.add_plugin_dock_widget("napari-xai", "Score slide")
     assert isinstance(widget, ScoreWidget)
+    widget._output.value = tmp_path
     assert widget._slide_layer.value is not None
     widget._batch_size.value = 64
     _run_and_wait(widget, qtbot)
@@ -188,6 +244,7 @@ def test_score_widget_refuses_zero_tissue_clearly(make_napari_viewer, qtbot, tmp
     viewer = make_napari_viewer()
     _open(viewer, _glass_slide(tmp_path / "glass.svs"))
     widget = ScoreWidget(viewer)
+    widget._output.value = tmp_path / "out"
     _run_and_wait(widget, qtbot)
     (message,) = [m for m in widget.warnings if "0 tiles scored" in m]
     assert "glass.svs" in message and "0.00% tissue" in message and "min tissue" in message

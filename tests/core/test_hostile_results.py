@@ -297,10 +297,10 @@ def test_widget_default_outputs_are_not_in_the_shared_temp_folder(
 ) -> None:
     import tempfile
 
-    from napari_xai._widgets import audit, explain
+    from napari_xai._widgets import audit, explain, score
 
     monkeypatch.setenv("NAPARI_XAI_CACHE", str(tmp_path / "cache"))
-    for module in (audit, explain):
+    for module in (audit, explain, score):
         out = module.default_output()
         assert out == tmp_path / "cache" / "results" and out.is_dir()
         assert not out.is_relative_to(Path(tempfile.gettempdir()) / "napari-xai")

@@ -1,0 +1,71 @@
+"""Hand layers to napari one per event-loop turn, so the viewer never stalls on many.
+
+Adding or updating an image layer costs napari a slice, a thumbnail, a vispy
+node and (for scalar maps) a colour bar; several in one handler call freeze
+the GUI for seconds on a software-rendered canvas. :class:`LayerPacer` queues
+LayerData by name (a newer layer with the same name replaces a queued one, so
+live refreshes never pile up) and shows the oldest one per turn of Qt's event
+loop, letting paints and input through in between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from napari_xai._widgets._base import LayerData
+
+
+class LayerPacer:
+    """Queue of layers shown one per event-loop turn.
+
+    Parameters
+    ----------
+    show : callable
+        Shows one LayerData (e.g. :meth:`RunWidget.upsert`).
+    """
+
+    def __init__(self, show: Callable[[LayerData], Any]) -> None:
+        self._show = show
+        self._pending: dict[str, LayerData] = {}
+        self._then: list[Callable[[], Any]] = []
+
+    def __bool__(self) -> bool:
+        """Whether layers are still waiting to be shown."""
+        return bool(self._pending)
+
+    def put(self, ldt: LayerData) -> None:
+        """Queue ``ldt`` (replacing a queued layer of the same name, which moves last)."""
+        idle = not self._pending
+        name = ldt[1]["name"]
+        self._pending.pop(name, None)
+        self._pending[name] = ldt
+        if idle:
+            self._schedule()
+
+    def then(self, callback: Callable[[], Any]) -> None:
+        """Call ``callback`` once the queue is empty (at once when it is)."""
+        if self._pending:
+            self._then.append(callback)
+        else:
+            callback()
+
+    def _schedule(self) -> None:
+        from qtpy.QtCore import QTimer
+
+        QTimer.singleShot(0, self._step)
+
+    def _step(self) -> None:
+        if self._pending:
+            ldt = self._pending.pop(next(iter(self._pending)))
+            try:
+                self._show(ldt)
+            except RuntimeError:  # the widget or viewer was closed meanwhile
+                self._pending.clear()
+        if self._pending:
+            self._schedule()
+            return
+        callbacks, self._then = self._then, []
+        for callback in callbacks:
+            callback()
