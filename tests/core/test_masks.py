@@ -144,3 +144,24 @@ def test_masks_from_thumbnail_keeps_the_downsample() -> None:
     assert masks.tissue.shape == masks.artefact.shape == (512, 512)
     assert masks.downsample == 4.0
     assert not (masks.tissue & masks.artefact).any()
+
+
+def test_pale_tissue_counts_where_it_touches_stained_tissue() -> None:
+    """Hysteresis: a pale band (OD ~0.022, under the 0.025 floor) joined to stain is tissue.
+
+    The same pale band alone on the glass is not (nothing stained touches it),
+    nor is the glass's JPEG-like noise.
+    """
+    rng = np.random.default_rng(0)
+    img = np.full((300, 400, 3), 240.0)
+    img += rng.normal(0, 1.5, img.shape)  # glass noise
+    img[50:150, 40:120] = (150, 90, 170)  # stained (purple)
+    img[50:150, 160:240] = (150, 90, 170)
+    pale = 240 * 10 ** -0.022  # OD 0.022 in every channel: pale grey-blue stroma
+    img[50:150, 120:160] = pale  # between the two stained blocks
+    img[200:280, 40:240] = pale  # alone on the glass
+    mask = tissue_mask(np.clip(img, 0, 255).astype(np.uint8), artefact=np.zeros((300, 400), bool))
+    assert mask[60:140, 125:155].mean() > 0.95  # the joined band
+    assert mask[205:275, 45:235].mean() < 0.05  # the lone band
+    assert mask[160:195, 250:390].mean() < 0.01  # glass
+    assert not mask[10:40, 10:390].any()

@@ -55,7 +55,7 @@ def test_ihc_tissue_and_no_false_ink() -> None:
     assert masks.modality == "brightfield" and masks.stain == "IHC"
     iou = _iou(masks.tissue | masks.artefact, _ref("ihc_tissue"))
     print(f"\nIHC: tissue IoU {iou:.3f}, ink {masks.artefact.mean():.4f}")
-    assert iou > 0.88
+    assert iou > 0.9
     # the blue haematoxylin counterstain and the DAB are stain, not ink
     assert masks.artefact.mean() < 0.01
 

@@ -3,7 +3,8 @@
 Brightfield tissue is where the largest channel optical density exceeds an Otsu
 threshold kept within sensible bounds, so that pale IHC counterstain, faint
 eosin and grey tissue count, and glass does not, whatever the scanner's white
-balance. Fluorescence tissue is where stained objects (nuclei) are dense, from a
+balance; with hysteresis, paler tissue (half that OD) joined to it counts too.
+Fluorescence tissue is where stained objects (nuclei) are dense, from a
 smoothed foreground.
 """
 
@@ -29,6 +30,7 @@ def tissue_mask(
     *,
     artefact: BoolArray | None = None,
     od_bounds: tuple[float, float] = (0.025, 0.035),
+    low_ratio: float = 0.5,
     min_size: int | None = None,
     hole_size: int | None = None,
     background: Background | None = None,
@@ -47,6 +49,11 @@ def tissue_mask(
         density is clipped to these bounds, so that an image of only glass or
         only tissue is still classified sensibly; the upper bound keeps pale
         stroma (OD ~0.035 on the IHC sample) beside dark DAB mostly tissue.
+    low_ratio : float
+        Hysteresis: regions above ``low_ratio`` times that threshold are tissue
+        where they connect to pixels above it (and are at least 5 pixels across),
+        so that pale stroma between stained glands counts, and glass noise, the
+        soft rim of dense tissue and the soft edges of artefacts do not.
     min_size : int, optional
         Tissue pieces smaller than this (pixels) are dropped; default
         ``rows * cols / 20000`` (at least 4).
@@ -74,18 +81,27 @@ def tissue_mask(
     if bg.modality == "fluorescence":
         cand = _fluorescence_tissue(px, max(bg.level))
     else:
-        odmax = np.where(
-            artefact, 0.0, optical_density(px, background=bg).max(axis=-1)
-        )  # ink does not bleed
-        odmax = ndi.gaussian_filter(odmax, 2.0)
+        od = np.where(artefact, 0.0, optical_density(px, background=bg).max(axis=-1))
+        odmax = ndi.gaussian_filter(od, 2.0)  # ink does not bleed
         lo, hi = od_bounds
         try:
             t = float(threshold_otsu(odmax[~artefact])) if (~artefact).any() else hi
         except ValueError:  # a single value
             t = hi
         t = min(max(t, lo), hi)
-        cand = (odmax > t) & ~artefact
-        cand = opening(cand, _disk(1))
+        # hysteresis: pale tissue (IHC stroma, faint eosin) above ``low_ratio`` of the
+        # threshold counts where it touches clearly stained tissue; glass does not
+        # reach it, and the soft edge of a ruler, label or pen stroke is no tissue
+        strong = (odmax > t) & ~artefact
+        near_artefact = ndi.binary_dilation(artefact, iterations=2)
+        weak = (odmax > low_ratio * t) & ~near_artefact
+        lab, n = ndi.label(weak)
+        keep = np.zeros(n + 1, bool)
+        keep[np.unique(lab[strong])] = True
+        keep[0] = False
+        # pale regions (5 pixels across or more), not a rim of soft edge round dense tissue
+        pale = opening(keep[lab] & ~strong, _disk(2))
+        cand = opening(strong | pale, _disk(1))
     cand = remove_small_objects(cand, max_size=size - 1)
     cand = remove_small_holes(cand, max_size=holes)
     return np.asarray(cand & ~artefact)
