@@ -157,7 +157,7 @@ def test_pale_tissue_counts_where_it_touches_stained_tissue() -> None:
     img += rng.normal(0, 1.5, img.shape)  # glass noise
     img[50:150, 40:120] = (150, 90, 170)  # stained (purple)
     img[50:150, 160:240] = (150, 90, 170)
-    pale = 240 * 10 ** -0.022  # OD 0.022 in every channel: pale grey-blue stroma
+    pale = 240 * 10**-0.022  # OD 0.022 in every channel: pale grey-blue stroma
     img[50:150, 120:160] = pale  # between the two stained blocks
     img[200:280, 40:240] = pale  # alone on the glass
     mask = tissue_mask(np.clip(img, 0, 255).astype(np.uint8), artefact=np.zeros((300, 400), bool))
