@@ -69,11 +69,8 @@ def main() -> None:
     shapes_n = n if args.shapes_n is None else args.shapes_n
 
     from napari_xai.core.annotations.geojson import read_geojson, write_geojson
-    from napari_xai.core.annotations.layers import (
-        annotations_to_layer_data,
-        geometry_to_path_rc,
-        rasterize_annotations,
-    )
+    from napari_xai.core.annotations.raster import rasterize_annotations
+    from napari_xai.core.layers.annotations import annotations_to_layer_data, geometry_to_path_rc
 
     print(
         f"napari-xai annotation benchmark: {n} nucleus polygons (16 vertices) "

@@ -35,7 +35,7 @@ def rss():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 import numpy, pandas, shapely, ijson
 from napari_xai.core.annotations.geojson import read_geojson
-from napari_xai.core.annotations.layers import annotations_to_layer_data
+from napari_xai.core.layers.annotations import annotations_to_layer_data
 base = rss()
 t = time.perf_counter()
 aset = read_geojson(sys.argv[1])

@@ -2,7 +2,7 @@
 
 Reading gives a Shapes layer of the regions (polygons with holes, face colour
 from the classification, features: class, colour, morphology) and, for files
-with more than :data:`~napari_xai.core.annotations.layers.MAX_SHAPES`
+with more than :data:`~napari_xai.core.layers.annotations.MAX_SHAPES`
 detections (e.g. 50,000 nuclei), a Points layer at their centroids, which napari
 keeps responsive. Writing turns a Shapes layer back into GeoJSON that QuPath
 opens. Heavy imports (pandas, shapely) happen inside the functions: napari
@@ -42,8 +42,8 @@ def read_annotations(
     """
     from napari_xai.core.annotations.classes import DEFAULT_CLASSES, AnnotationClass
     from napari_xai.core.annotations.geojson import read_geojson
-    from napari_xai.core.annotations.layers import annotations_to_layer_data
-    from napari_xai.core.layers import class_colour
+    from napari_xai.core.layers.annotations import annotations_to_layer_data
+    from napari_xai.core.naming import class_colour
 
     known = {c.name for c in DEFAULT_CLASSES}
     classes = list(DEFAULT_CLASSES) + [
@@ -119,7 +119,7 @@ def write_shapes_geojson(path: str, data: Any, meta: dict[str, Any]) -> list[str
         The written path.
     """
     from napari_xai.core.annotations.geojson import write_geojson
-    from napari_xai.core.annotations.layers import shapes_to_annotations
+    from napari_xai.core.layers.annotations import shapes_to_annotations
 
     out = Path(path)
     if out.suffix.lower() != ".geojson":
@@ -149,7 +149,7 @@ def write_points_geojson(path: str, data: Any, meta: dict[str, Any]) -> list[str
     discs of their size, and the count is reported.
     """
     from napari_xai.core.annotations.geojson import write_geojson
-    from napari_xai.core.annotations.layers import points_to_annotations
+    from napari_xai.core.layers.annotations import points_to_annotations
 
     out = Path(path)
     if out.suffix.lower() != ".geojson":

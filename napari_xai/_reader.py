@@ -7,7 +7,7 @@ heavy at module level; :func:`read_slide` does the work.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -55,47 +55,10 @@ def read_slide(path: PathOrPaths) -> list[LayerDataTuple]:
         With the file's name and the problem, for anything that is not a
         readable 2-D whole-slide image.
     """
+    from napari_xai.core.layers.slide import slide_layer_data
     from napari_xai.core.wsi import open_slide
 
     if isinstance(path, (list, tuple)):
         path = path[0]
     slide = open_slide(path)
     return [slide_layer_data(slide)]
-
-
-def slide_layer_data(slide: Any) -> LayerDataTuple:
-    """Build the LayerDataTuple of an open :class:`~napari_xai.core.wsi.Slide`."""
-    info = slide.info
-    levels = slide.levels
-    metadata = {
-        "path": str(info.path),
-        "mpp": info.mpp,
-        "mpp_source": info.mpp_source,
-        "vendor": info.vendor,
-        "shape_rc": info.shape_rc,
-        "level_downsamples": info.level_downsamples,
-        "magnification": info.magnification,
-        # Keeps the file open for the lazy arrays as long as the layer lives.
-        "slide": slide,
-    }
-    meta: dict[str, Any] = {
-        "name": info.path.name,
-        "metadata": metadata,
-        "multiscale": len(levels) > 1,
-    }
-    if info.is_rgb:
-        meta["rgb"] = True
-    else:
-        # Non-RGB data: contrast from the dtype range, never from a full-level scan.
-        import numpy as np
-
-        dtype = np.dtype(info.dtype)
-        hi = float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
-        meta["rgb"] = False
-        meta["contrast_limits"] = [0.0, hi]
-        if info.channel_axis is not None:
-            meta["channel_axis"] = info.channel_axis
-            meta["name"] = [f"{info.path.name} [ch {i}]" for i in range(info.n_channels)]
-            meta["blending"] = "additive"
-    data = levels if len(levels) > 1 else levels[0]
-    return (data, meta, "image")

@@ -98,8 +98,8 @@ def _map_data(result: Result, key: str) -> tuple[Any, bool]:
 
 
 def _probability_layers(result: Result, name: str) -> list[LayerDataTuple]:
-    from napari_xai.core.layers import class_colour, heatmap_layer
-    from napari_xai.core.naming import positive_class
+    from napari_xai.core.layers import heatmap_layer
+    from napari_xai.core.naming import class_colour, positive_class
 
     maps = [h for h in result.heatmaps if h.kind == "probabilities"]
     if not maps:
@@ -235,7 +235,7 @@ def result_layers(result: Result, *, with_slide: bool = True) -> list[LayerDataT
     layers += _saliency_layers(result, name)
     layers += _annotation_layers(result, name)
     if "ood_score" in result.tiles:
-        from napari_xai.core.explore.ood import ood_layer
+        from napari_xai.core.layers.ood import ood_layer
 
         layers.append(ood_layer(result.tiles, slide_name=name))
     if len(result.tiles):

@@ -127,8 +127,9 @@ def _sample_layers(progress: Callable[[int, int], Any]) -> list[Any]:
     import numpy as np
 
     from napari_xai._reader import read_slide
-    from napari_xai.core.layers import mask_to_world
-    from napari_xai.core.masks import mask_layers, slide_masks
+    from napari_xai.core.layers.coords import mask_to_world
+    from napari_xai.core.layers.masks import mask_layers
+    from napari_xai.core.masks import slide_masks
     from napari_xai.core.naming import class_colour
     from napari_xai.demo.synthetic import SyntheticTruth
 

@@ -46,7 +46,7 @@ PROGRESS_S = 0.1
 WARM_MODULES = (
     "napari_xai.core.layers",
     "napari_xai.core.naming",
-    "napari_xai.core.attribution.layers",
+    "napari_xai.core.layers.saliency",
     "napari_xai.core.inference",
 )
 

@@ -17,7 +17,8 @@ __all__ = ["masks_button", "masks_in_worker"]
 
 def masks_in_worker(path: str, mpp: float | None = None) -> Any:
     """Worker body: the slide's tissue and artefact masks as outlined Labels layers."""
-    from napari_xai.core.masks import mask_layers, slide_masks
+    from napari_xai.core.layers.masks import mask_layers
+    from napari_xai.core.masks import slide_masks
     from napari_xai.core.naming import slide_stem
     from napari_xai.core.wsi import open_slide
 

@@ -2,7 +2,7 @@
 
 :class:`LiveMorphology` follows Shapes layers: whenever a shape is drawn,
 edited or removed it copies the layer's shapes on the GUI thread and measures
-them (:func:`napari_xai.core.annotations.editing.measure_shapes`) in a worker;
+them (:func:`napari_xai.core.layers.editing.measure_shapes`) in a worker;
 the answer goes into the layer's features table unless a later edit's answer is
 on its way, and the selected (else the last) shape's area, perimeter,
 circularity and solidity are shown in the label.
@@ -45,8 +45,8 @@ class LiveMorphology:
     def _on_data(self, layer: Any, event: Any) -> None:
         from napari.qt.threading import thread_worker
 
-        from napari_xai.core.annotations.editing import measure_shapes
-        from napari_xai.core.annotations.layers import MAX_SHAPES
+        from napari_xai.core.layers.annotations import MAX_SHAPES
+        from napari_xai.core.layers.editing import measure_shapes
 
         if getattr(event, "action", "added") not in ("added", "changed", "removed"):
             return
@@ -72,7 +72,7 @@ class LiveMorphology:
         Returns ``False`` (and changes nothing) when the table is ``None`` or no
         longer matches the layer's shapes.
         """
-        from napari_xai.core.annotations.editing import merge_features
+        from napari_xai.core.layers.editing import merge_features
 
         if table is None or len(table) != len(layer.data):
             return False

@@ -21,7 +21,7 @@ def _with_category(features: Any, name: str) -> None:
 
 def style_new_shapes(layer: Any, name: str, rgb: RGB) -> None:
     """Make ``name`` (colour ``rgb``) the class and colour of the shapes drawn next."""
-    from napari_xai.core.annotations.layers import FACE_ALPHA
+    from napari_xai.core.layers.annotations import FACE_ALPHA
 
     if "class" in layer.features.columns:
         _with_category(layer.features, name)
@@ -35,7 +35,7 @@ def style_new_shapes(layer: Any, name: str, rgb: RGB) -> None:
 
 def apply_class(layer: Any, indices: Sequence[int], name: str, rgb: RGB) -> int:
     """Give the shapes at ``indices`` the class ``name`` and its colour; return how many."""
-    from napari_xai.core.annotations.layers import FACE_ALPHA
+    from napari_xai.core.layers.annotations import FACE_ALPHA
 
     idx = list(indices)
     if "class" in layer.features.columns:

@@ -1,7 +1,7 @@
 """The annotation widget: class of new shapes, polygons ⇄ masks, morphology, GeoJSON.
 
 Each action copies what it needs off the layer, runs one call of
-:mod:`napari_xai.core.annotations.editing` in a worker and shows the result; a
+:mod:`napari_xai.core.layers.editing` in a worker and shows the result; a
 drawn shape's morphology shows as soon as it is drawn (:mod:`._morphology`).
 """
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import napari.layers
     import napari.viewer
 
-    from napari_xai.core.annotations.editing import ShapesSnapshot
+    from napari_xai.core.layers.editing import ShapesSnapshot
 
 ANNOTATION_LAYER = "annotations"
 MASK_LAYER = "annotation mask"
@@ -78,7 +78,7 @@ class AnnotationWidget(RunWidget):
 
     # ------------------------------------------------------------------ helpers
     def _snapshot(self, layer: napari.layers.Shapes) -> ShapesSnapshot:
-        from napari_xai.core.annotations.editing import ShapesSnapshot
+        from napari_xai.core.layers.editing import ShapesSnapshot
 
         mpp = slide_mpp(self._viewer)
         return ShapesSnapshot.of(layer, default_class=str(self._class.value), mpp=mpp)
@@ -114,7 +114,7 @@ class AnnotationWidget(RunWidget):
         """Add an empty annotation Shapes layer (level-0 coordinates) in polygon mode."""
         from napari.layers import Layer
 
-        from napari_xai.core.annotations.editing import new_shapes_layer
+        from napari_xai.core.layers.editing import new_shapes_layer
 
         name, shape_rc = str(self._class.value), slide_shape_rc(self._viewer)
         ldt = new_shapes_layer(name, class_rgb(name), name=ANNOTATION_LAYER, shape_rc=shape_rc,
@@ -129,7 +129,7 @@ class AnnotationWidget(RunWidget):
     @guarded
     def _on_new_mask(self, _value: Any = None) -> napari.layers.Labels:
         """Add an empty mask to paint classes on (label value = class, QuPath order)."""
-        from napari_xai.core.annotations.editing import empty_mask
+        from napari_xai.core.layers.editing import empty_mask
 
         shape = slide_shape_rc(self._viewer) or (1000, 1000)
         d = float(self._downsample.value)
@@ -154,7 +154,7 @@ class AnnotationWidget(RunWidget):
     @guarded
     def _on_run(self, _value: Any = None) -> Any:
         """Measure morphology into the features of the chosen Shapes (or Labels) layer."""
-        from napari_xai.core.annotations import editing
+        from napari_xai.core.layers import editing
 
         layer, labels = self._shapes.value, self._mask.value
         if layer is None and labels is None:
@@ -183,7 +183,7 @@ class AnnotationWidget(RunWidget):
     @guarded
     def _on_to_labels(self, _value: Any = None) -> Any:
         """Paint the Shapes layer into a Labels mask (value = class, QuPath order)."""
-        from napari_xai.core.annotations.editing import shapes_to_mask
+        from napari_xai.core.layers.editing import shapes_to_mask
 
         if (layer := self._chosen(self._shapes, "Shapes")) is None:
             return None
@@ -199,7 +199,7 @@ class AnnotationWidget(RunWidget):
     @guarded
     def _on_to_shapes(self, _value: Any = None) -> Any:
         """Trace the Labels mask into polygons (holes kept) in a Shapes layer."""
-        from napari_xai.core.annotations.editing import trace_mask
+        from napari_xai.core.layers.editing import trace_mask
 
         if (labels := self._chosen(self._mask, "Labels")) is None:
             return None
@@ -222,7 +222,7 @@ class AnnotationWidget(RunWidget):
     @guarded
     def _on_save(self, _value: Any = None) -> Any:
         """Write the chosen Shapes layer as QuPath GeoJSON."""
-        from napari_xai.core.annotations.editing import save_shapes
+        from napari_xai.core.layers.editing import save_shapes
 
         path = Path(str(self._path.value))
         if not str(self._path.value) or path.is_dir():
@@ -244,7 +244,7 @@ class AnnotationWidget(RunWidget):
             return None
         if self.busy():
             return None
-        from napari_xai.core.annotations.editing import load_geojson
+        from napari_xai.core.layers.editing import load_geojson
 
         return self.launch(load_geojson, path, shape_rc=slide_shape_rc(self._viewer),
                            mpp=slide_mpp(self._viewer), status="reading…",

@@ -2,7 +2,7 @@
 
 * "Audit slide" runs :func:`napari_xai.core.audit.slide.iter_audit_slide` in a
   worker (model loading included), then shows
-  :func:`napari_xai.core.audit.layers.audit_layers` (audited tiles, flagged ones
+  :func:`napari_xai.core.layers.audit.audit_layers` (audited tiles, flagged ones
   filled; the region map), the verdict and its evidence, and a gallery of the
   worst tiles (tile + attribution overlay): clicking one centres the camera on
   that tile. The HTML report and ``audit.json`` go to the output folder.
@@ -19,7 +19,7 @@ from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, PushButton, Sp
 
 from napari_xai._widgets._base import RunWidget, default_output
 from napari_xai._widgets._masks import masks_button
-from napari_xai.core.audit.layers import regions_layer_name, tiles_layer_name  # noqa: F401
+from napari_xai.core.layers.audit import regions_layer_name, tiles_layer_name  # noqa: F401
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -202,14 +202,14 @@ class AuditWidget(RunWidget):
         )
 
     def _on_cohort_returned(self, result: DataAudit) -> None:
-        from napari_xai.core.audit.layers import cohort_text
+        from napari_xai.core.layers.audit import cohort_text
 
         self.last_data = result
         self._verdict.value = cohort_text(result)
         self._status.value = f"report: {result.report_path}"
 
     def _on_returned(self, result: SlideAudit) -> None:
-        from napari_xai.core.audit.layers import audit_layers, verdict_text
+        from napari_xai.core.layers.audit import audit_layers, verdict_text
 
         self.last_result = result
         layer = self._slide_layer_for_result
@@ -232,7 +232,7 @@ class AuditWidget(RunWidget):
         from qtpy.QtGui import QIcon, QImage, QPixmap
         from qtpy.QtWidgets import QListWidgetItem
 
-        from napari_xai.core.audit.layers import gallery_items
+        from napari_xai.core.layers.audit import gallery_items
 
         self._gallery.clear()
         for img, caption, tooltip in gallery_items(result):
@@ -244,7 +244,7 @@ class AuditWidget(RunWidget):
 
     def jump_to(self, rank: int) -> tuple[float, float] | None:
         """Centre the camera on the ``rank``-th worst tile; return its world centre."""
-        from napari_xai.core.audit.layers import tile_centre
+        from napari_xai.core.layers.audit import tile_centre
 
         found = None if self.last_result is None else tile_centre(self.last_result, rank)
         if found is None:

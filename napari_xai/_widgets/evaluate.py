@@ -77,8 +77,8 @@ class EvaluationWidget(RunWidget):
     @guarded
     def _on_run(self, _value: Any = None) -> Any:
         """Evaluate in a worker (one core call: tables and maps are read there), then draw."""
-        from napari_xai.core.annotations.editing import ShapesSnapshot
         from napari_xai.core.annotations.evaluation import evaluate_layers
+        from napari_xai.core.layers.editing import ShapesSnapshot
 
         tiles: Any = self.tiles
         if tiles is None and self._tiles_layer.value is not None:

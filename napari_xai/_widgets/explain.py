@@ -294,7 +294,7 @@ class ExplainWidget(RunWidget):
         Fresh dask arrays have fresh task names, so napari's chunk cache cannot serve
         tiles read before the last write.
         """
-        from napari_xai.core.attribution.layers import stitched_layer
+        from napari_xai.core.layers.saliency import stitched_layer
 
         try:
             self.upsert(stitched_layer(store, key, name=name))
@@ -303,7 +303,7 @@ class ExplainWidget(RunWidget):
         return True
 
     def _on_returned(self, result: ExplainResult) -> None:
-        from napari_xai.core.attribution.layers import saliency_layer
+        from napari_xai.core.layers.saliency import saliency_layer
 
         self.last_result = result
         self._layer_name = result.layer_name

@@ -297,7 +297,7 @@ def _slide_info_dict(slide: Any) -> dict[str, Any]:
 
 def _iter_prob_maps(scored: Any) -> Iterable[tuple[str, Any, Any, Any]]:
     """(class, map, scale_rc, translate_rc) for every class-probability map of a score result."""
-    from napari_xai.core.layers import grid_to_world
+    from napari_xai.core.layers.coords import grid_to_world
 
     grid = scored.grid
     scale, translate = grid_to_world(grid.stride0, grid.tile_size0)
@@ -309,7 +309,7 @@ def write_preview(result: Any, slide: Any, path: Path, *, class_name: str | None
     """Blend one class's heatmap over the slide thumbnail and save a PNG."""
     from PIL import Image
 
-    from napari_xai.core.layers import class_colour
+    from napari_xai.core.naming import class_colour
 
     names = list(result.class_names)
     name = class_name or naming.positive_class(names)

@@ -283,7 +283,7 @@ def test_holes_render_as_holes(make_napari_viewer) -> None:  # noqa: ANN001
     from shapely.geometry import Point
 
     from napari_xai.core.annotations.geojson import Annotation
-    from napari_xai.core.annotations.layers import annotations_to_layer_data
+    from napari_xai.core.layers.annotations import annotations_to_layer_data
 
     viewer = make_napari_viewer(show=True)
     viewer.add_image(np.full((3000, 2200, 3), 255, np.uint8), rgb=True)
@@ -314,7 +314,7 @@ def test_many_detections_open_as_points_and_save_back(make_napari_viewer, tmp_pa
     from shapely.geometry import Point
 
     from napari_xai.core.annotations.geojson import Annotation, read_geojson, write_geojson
-    from napari_xai.core.annotations.layers import MAX_SHAPES
+    from napari_xai.core.layers.annotations import MAX_SHAPES
 
     n = MAX_SHAPES + 1
     rng = np.random.default_rng(0)

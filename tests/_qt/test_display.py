@@ -121,7 +121,8 @@ def test_masks_are_outlines_by_default(make_napari_viewer, result_folder) -> Non
     from napari.layers import Layer
 
     from napari_xai._widgets.display import DisplayPanel
-    from napari_xai.core.masks import mask_layers, slide_masks
+    from napari_xai.core.layers.masks import mask_layers
+    from napari_xai.core.masks import slide_masks
     from tests.conftest import SHARED_DATA
 
     viewer = make_napari_viewer()

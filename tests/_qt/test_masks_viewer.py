@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_xai.core.masks import mask_layers, slide_masks
+from napari_xai.core.layers.masks import mask_layers
+from napari_xai.core.masks import slide_masks
 from napari_xai.core.naming import ROLE_COLOURS, rgb255
 from napari_xai.demo.synthetic import write_synthetic_slide
 

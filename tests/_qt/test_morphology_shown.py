@@ -29,7 +29,7 @@ def test_draw_a_shape_and_the_widget_shows_its_area(
     make_napari_viewer, qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from napari_xai._widgets.annotate import AnnotationWidget
-    from napari_xai.core.annotations import layers as core_layers
+    from napari_xai.core.layers import annotations as core_layers
 
     measured_in: list[threading.Thread] = []
     real = core_layers.annotations_features
@@ -104,7 +104,7 @@ def test_a_late_answer_for_an_earlier_edit_is_not_shown(
     """Two edits in a row, the first one's answer held back: only the latest lands."""
     from napari_xai._widgets import _morphology
     from napari_xai._widgets.annotate import AnnotationWidget
-    from napari_xai.core.annotations import editing
+    from napari_xai.core.layers import editing
 
     gate, calls, answers = threading.Event(), [], []
     real = editing.measure_shapes

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from shapely.geometry import Polygon
 
-from napari_xai.core.annotations.editing import (
+from napari_xai.core.layers.editing import (
     MAX_MASK_SIDE,
     ShapesSnapshot,
     empty_mask,

@@ -148,7 +148,7 @@ def test_view_mode_caps_when_zoomed_out(slide, model, tmp_path) -> None:
 def test_saliency_layer_data(slide, model, tmp_path) -> None:
     from napari.layers import Layer
 
-    from napari_xai.core.attribution.layers import saliency_layer
+    from napari_xai.core.layers.saliency import saliency_layer
 
     res = explain_slide(
         slide, model, store=tmp_path / "h.zarr", method="saliency", tissue=None, map_px=32

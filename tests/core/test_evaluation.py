@@ -24,7 +24,7 @@ from napari_xai.core.annotations.evaluation import (
     tile_labels,
 )
 from napari_xai.core.annotations.geojson import Annotation
-from napari_xai.core.annotations.layers import labels_to_annotations
+from napari_xai.core.annotations.raster import labels_to_annotations
 
 SHAPE_RC = (2048, 3072)  # level-0 slide
 DS = 16  # mask downsample

@@ -31,16 +31,14 @@ from napari_xai.core.annotations.geojson import (
     read_geojson,
     write_geojson,
 )
-from napari_xai.core.annotations.layers import (
+from napari_xai.core.annotations.raster import labels_to_annotations, rasterize_annotations
+from napari_xai.core.layers.annotations import (
     annotations_to_layer_data,
     geometry_to_path_rc,
-    labels_to_annotations,
     path_rc_to_geometry,
-    rasterize_annotations,
-    rc_to_xy,
     shapes_to_annotations,
-    xy_to_rc,
 )
+from napari_xai.core.layers.coords import rc_to_xy, xy_to_rc
 from napari_xai.core.naming import class_colour, rgb255
 
 DONUT = box(100, 200, 400, 500).difference(box(200, 300, 300, 400))  # x 100..400, y 200..500
@@ -440,7 +438,7 @@ def test_nan_and_degenerate_rings_in_the_bulk_path(tmp_path: Path) -> None:
 
 
 def test_points_back_to_annotations_keep_outlines_or_use_discs() -> None:
-    from napari_xai.core.annotations.layers import points_to_annotations
+    from napari_xai.core.layers.annotations import points_to_annotations
 
     cells = [
         Annotation(Point(100, 50).buffer(6), "Tumor", object_type="cell", object_id="a"),

@@ -201,7 +201,7 @@ def test_a_million_vertex_outline_is_simplified_for_the_viewer(tmp_path: Path) -
 
     from shapely.geometry import Polygon
 
-    from napari_xai.core.annotations.layers import MAX_VERTICES, annotations_to_layer_data
+    from napari_xai.core.layers.annotations import MAX_VERTICES, annotations_to_layer_data
 
     t = np.linspace(0, 2 * np.pi, 1_000_000, endpoint=False)
     r = 5000 + 300 * np.sin(40 * t) + np.random.default_rng(0).normal(0, 1, t.size)
@@ -219,7 +219,7 @@ def test_a_million_vertex_outline_is_simplified_for_the_viewer(tmp_path: Path) -
     assert "simplified for display" in meta["note"]
     # morphology comes from the exact outline; the shown one stays close to it
     assert kwargs["features"]["area_px"][0] == pytest.approx(huge.area)
-    from napari_xai.core.annotations.layers import path_rc_to_geometry
+    from napari_xai.core.layers.annotations import path_rc_to_geometry
 
     shown = path_rc_to_geometry(data[0])
     assert shown is not None and abs(shown.area - huge.area) / huge.area < 0.01
@@ -232,7 +232,7 @@ def test_streamed_columns_give_the_same_layers_as_a_whole_read(tmp_path: Path) -
     from shapely.geometry import MultiPolygon, Polygon
 
     from napari_xai.core.annotations.geojson import ColumnarAnnotations
-    from napari_xai.core.annotations.layers import annotations_to_layer_data, points_to_annotations
+    from napari_xai.core.layers.annotations import annotations_to_layer_data, points_to_annotations
 
     odd = [
         Annotation(box(0, 0, 40, 40).difference(box(10, 10, 20, 20)), "Tumor", object_type="cell"),

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import tifffile
 
+from napari_xai.core.layers.masks import mask_layers
 from napari_xai.core.masks import (
     SlideMasks,
     artefact_labels,
     artefact_mask,
-    mask_layers,
     masks_from_thumbnail,
     slide_masks,
     tissue_mask,

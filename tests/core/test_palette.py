@@ -159,7 +159,7 @@ def test_annotation_layers_use_the_palette() -> None:
     from shapely.geometry import box
 
     from napari_xai.core.annotations.geojson import Annotation
-    from napari_xai.core.annotations.layers import annotations_to_layer_data
+    from napari_xai.core.layers.annotations import annotations_to_layer_data
 
     items = [Annotation(box(0, 0, 10, 10), "Tumor"), Annotation(box(20, 0, 30, 10), "Stroma")]
     (_, kwargs, kind), *_ = annotations_to_layer_data(items, name="a")
@@ -173,7 +173,8 @@ def test_annotation_layers_use_the_palette() -> None:
 
 
 def test_mask_layers_use_the_palette_and_ask_for_outlines() -> None:
-    from napari_xai.core.masks import ARTEFACT_LABELS, mask_layers, masks_from_thumbnail
+    from napari_xai.core.layers.masks import mask_layers
+    from napari_xai.core.masks import ARTEFACT_LABELS, masks_from_thumbnail
 
     thumb = np.full((64, 64, 3), 240, np.uint8)
     thumb[16:48, 16:48] = (200, 120, 180)  # eosin-pink tissue
@@ -187,7 +188,7 @@ def test_mask_layers_use_the_palette_and_ask_for_outlines() -> None:
 
 
 def test_saliency_layers_use_the_attribution_colormap() -> None:
-    from napari_xai.core.attribution.layers import DEFAULT_COLORMAP
+    from napari_xai.core.layers.saliency import DEFAULT_COLORMAP
 
     assert DEFAULT_COLORMAP == ATTRIBUTION_COLORMAP
     assert ATTRIBUTION_COLORMAP != probability_colormap()["name"]

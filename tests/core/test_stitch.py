@@ -118,3 +118,24 @@ def test_footprint_and_window() -> None:
     w = taper_window(10, 3)
     assert w.min() > 0 and w.max() == 1.0 and np.allclose(w, w[::-1])
     assert (taper_window(7, 0) == 1).all()
+
+
+@pytest.mark.parametrize(
+    "shape, size",
+    [((7, 7), (3, 3)), ((224, 224), (37, 37)), ((14, 14), (224, 224)), ((7, 9), (30, 5)),
+     ((56, 56), (17, 23)), ((5, 5), (1, 1)), ((3, 4), (7, 7))],
+)  # fmt: skip
+def test_resize_matches_torch_area_and_bilinear(shape, size) -> None:
+    """Stitching resizes without torch, with torch's own weights (the reference)."""
+    torch = pytest.importorskip("torch")
+    from napari_xai.core.attribution.stitch import _resize
+
+    maps = np.random.default_rng(0).random((2, *shape)).astype(np.float32)
+    t = torch.from_numpy(maps)[:, None]
+    if size[0] <= shape[0] and size[1] <= shape[1]:
+        ref = torch.nn.functional.adaptive_avg_pool2d(t, size)
+    else:
+        ref = torch.nn.functional.interpolate(t, size=size, mode="bilinear", align_corners=False)
+    out = _resize(maps, size)
+    assert out.dtype == np.float32 and out.shape == (2, *size)
+    np.testing.assert_allclose(out, ref[:, 0].numpy(), atol=1e-6)

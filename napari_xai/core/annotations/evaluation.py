@@ -655,7 +655,7 @@ def evaluate_against_annotations(
 
 def _region_on_grid(annotations: Sequence[Annotation], placed: PlacedMap) -> npt.NDArray[np.bool_]:
     """Rasterise annotations exactly onto the pixel grid of a placed map."""
-    from napari_xai.core.annotations.layers import rasterize_annotations
+    from napari_xai.core.annotations.raster import rasterize_annotations
 
     s = _pair(placed.scale)
     t = _pair(placed.translate)
@@ -732,7 +732,7 @@ def evaluate_layers(
     tiles : DataFrame or path
         Tiles table, or a ``tiles.parquet`` read here.
     shapes : ShapesSnapshot
-        The annotation Shapes layer's copy (:mod:`napari_xai.core.annotations.editing`).
+        The annotation Shapes layer's copy (:mod:`napari_xai.core.layers.editing`).
     heatmap, saliency : mapping, optional
         Image layers as keyword arguments of :meth:`PlacedMap.from_layer_data`
         (``data``, ``scale``, ``translate``, ``multiscale``); read here.

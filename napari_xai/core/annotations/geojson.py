@@ -18,7 +18,7 @@ non-collection export is a bare JSON array of features. All of these are read.
 
 Geometries stay in GeoJSON order (x, y) inside :class:`Annotation`; the swap to
 napari's (row, col) (and QuPath's pixel-corner to napari's pixel-centre origin)
-happens in exactly one place, :func:`napari_xai.core.annotations.layers.xy_to_rc`
+happens in exactly one place, :func:`napari_xai.core.layers.coords.xy_to_rc`
 and its inverse.
 
 Bad input never silently disappears: every feature that is not imported, or is

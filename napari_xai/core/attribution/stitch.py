@@ -20,7 +20,6 @@ updated only over the region that changed, so the whole map never sits in memory
 
 from __future__ import annotations
 
-# ruff: noqa: TID253 (imported only when attribution runs, never by napari's menus)
 import math
 import warnings
 from collections.abc import Mapping
@@ -29,8 +28,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
-import torch.nn.functional as F
 import zarr
 
 from napari_xai.core.results import multiscales_attr
@@ -72,16 +69,41 @@ def footprint(start0: float, size0: float, downsample: float) -> tuple[int, int]
     return a, max(b, a + 1)
 
 
+def _area_weights(n_in: int, n_out: int) -> npt.NDArray[np.float32]:
+    """(n_out, n_in) averaging matrix of adaptive average pooling (bins floor..ceil)."""
+    w = np.zeros((n_out, n_in), np.float32)
+    for i in range(n_out):
+        a, b = (i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)
+        w[i, a:b] = 1.0 / (b - a)
+    return w
+
+
+def _bilinear_weights(n_in: int, n_out: int) -> npt.NDArray[np.float32]:
+    """(n_out, n_in) linear interpolation matrix, pixel centres aligned (half-pixel)."""
+    src = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    frac = (src - i0).astype(np.float32)
+    w = np.zeros((n_out, n_in), np.float32)
+    rows = np.arange(n_out)
+    np.add.at(w, (rows, i0), 1.0 - frac)
+    np.add.at(w, (rows, i1), frac)
+    return w
+
+
 def _resize(maps: npt.NDArray[np.float32], size_rc: tuple[int, int]) -> npt.NDArray[np.float32]:
-    """Resize (N, h, w) maps: area averaging when shrinking, bilinear when growing."""
+    """Resize (N, h, w) maps: area averaging when shrinking, bilinear when growing.
+
+    The same weights as torch's ``adaptive_avg_pool2d`` and ``interpolate(mode="bilinear",
+    align_corners=False)``, as two small matrices (separable), so stitching needs no torch.
+    """
     if tuple(maps.shape[1:]) == tuple(size_rc):
         return maps
-    t = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))[:, None]
-    if size_rc[0] <= maps.shape[1] and size_rc[1] <= maps.shape[2]:
-        out = F.adaptive_avg_pool2d(t, size_rc)
-    else:
-        out = F.interpolate(t, size=size_rc, mode="bilinear", align_corners=False)
-    result: npt.NDArray[np.float32] = out[:, 0].numpy()
+    h, w = int(maps.shape[1]), int(maps.shape[2])
+    weights = _area_weights if size_rc[0] <= h and size_rc[1] <= w else _bilinear_weights
+    wr, wc = weights(h, int(size_rc[0])), weights(w, int(size_rc[1]))
+    m = np.asarray(maps, dtype=np.float32)
+    result: npt.NDArray[np.float32] = (wr @ m @ wc.T).astype(np.float32, copy=False)
     return result
 
 

@@ -4,8 +4,9 @@
 * :mod:`~napari_xai.core.masks.artefacts`: thumbnail ink, dye, dark-mark and label classes;
 * :mod:`~napari_xai.core.masks.tissue`: the tissue mask;
 * :mod:`~napari_xai.core.masks.strokes`: thin ink strokes at stroke resolution;
-* :mod:`~napari_xai.core.masks.slide`: :class:`SlideMasks` of a slide and their assembly;
-* :mod:`~napari_xai.core.masks.layers`: napari Labels layer data for the masks.
+* :mod:`~napari_xai.core.masks.slide`: :class:`SlideMasks` of a slide and their assembly.
+
+Their napari Labels layers are built by :func:`napari_xai.core.layers.masks.mask_layers`.
 
 The public names are importable from this package.
 """
@@ -25,7 +26,6 @@ from napari_xai.core.masks.background import (
     guess_stain,
     optical_density,
 )
-from napari_xai.core.masks.layers import mask_layers
 from napari_xai.core.masks.slide import (
     SlideMasks,
     masks_from_thumbnail,
@@ -53,7 +53,6 @@ __all__ = [
     "estimate_background",
     "fine_ink_labels",
     "guess_stain",
-    "mask_layers",
     "masks_from_thumbnail",
     "merge_strokes",
     "optical_density",

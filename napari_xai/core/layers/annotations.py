@@ -1,11 +1,9 @@
 """Annotations ⇄ napari layer data (Shapes, Points, Labels), without importing napari.
 
-Coordinates: GeoJSON/QuPath puts the origin at the top-left *corner* of the
-first pixel (pixel (0, 0) covers x, y in [0, 1)); napari puts pixel centres on
-integers (pixel (0, 0) covers [-0.5, 0.5]). :func:`xy_to_rc` and
-:func:`rc_to_xy` are the only functions that cross between the two (swap and
-half-pixel shift), so an object written here opens at the same place in QuPath
-and in napari.
+Coordinates: GeoJSON/QuPath (x, y, pixel corners) cross to napari (row, col,
+pixel centres) only through :func:`~napari_xai.core.layers.coords.xy_to_rc` and
+:func:`~napari_xai.core.layers.coords.rc_to_xy`, so an object written here opens at
+the same place in QuPath and in napari.
 
 Representation (see ``docs/annotations.md``): regions go to a Shapes layer,
 one polygon per object (holes and multiple parts encoded the way napari's
@@ -16,14 +14,15 @@ much again to add them to a viewer, slow redraws); groups larger than
 ``max_shapes`` therefore become a Points layer at the centroids (size =
 equivalent diameter, colour = class) with the same features table, which
 napari opens in milliseconds. For outlines at
-full resolution, :func:`rasterize_annotations` paints a Labels layer.
+full resolution, :func:`napari_xai.core.annotations.raster.rasterize_annotations`
+paints a label image.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,6 +53,7 @@ from napari_xai.core.annotations.morphology import (
     measure_geometries,
     qupath_measurements,
 )
+from napari_xai.core.layers.coords import LayerDataTuple, rc_to_xy, xy_to_rc
 
 __all__ = [
     "DETECTION_TYPES",
@@ -61,16 +61,10 @@ __all__ = [
     "MAX_VERTICES",
     "annotations_to_layer_data",
     "geometry_to_path_rc",
-    "labels_to_annotations",
     "path_rc_to_geometry",
     "points_to_annotations",
-    "rasterize_annotations",
-    "rc_to_xy",
     "shapes_to_annotations",
-    "xy_to_rc",
 ]
-
-LayerDataTuple = tuple[Any, dict[str, Any], str]
 
 #: QuPath object types shown as detections (many small objects).
 DETECTION_TYPES = frozenset({"detection", "cell", "tile"})
@@ -83,33 +77,6 @@ MAX_SHAPES = 5000
 MAX_VERTICES = 10_000
 #: Fill opacity of region polygons.
 FACE_ALPHA = 0.35
-
-
-# --------------------------------------------------------------------------- coordinates
-def xy_to_rc(coords_xy: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """GeoJSON (x, y) pixel-corner coordinates to napari (row, col) pixel-centre ones.
-
-    The one place where annotations cross from QuPath's convention to napari's:
-    ``row = y - 0.5``, ``col = x - 0.5``.
-
-    Parameters
-    ----------
-    coords_xy : array-like of shape (N, 2)
-        Level-0 pixel coordinates, ``x`` along columns, ``y`` along rows.
-
-    Returns
-    -------
-    ndarray of shape (N, 2)
-        (row, col) in napari world coordinates of the level-0 slide layer.
-    """
-    a = np.asarray(coords_xy, dtype=np.float64)
-    return a[:, ::-1] - 0.5
-
-
-def rc_to_xy(coords_rc: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """Convert napari (row, col) to GeoJSON (x, y); the inverse of :func:`xy_to_rc`."""
-    a = np.asarray(coords_rc, dtype=np.float64)
-    return a[:, ::-1] + 0.5
 
 
 # --------------------------------------------------------------------------- one polygon
@@ -821,160 +788,3 @@ def _ellipse_vertices(corners_rc: npt.NDArray[np.float64], n: int = 64) -> npt.N
     t = np.linspace(0, 2 * np.pi, n, endpoint=False)
     out: npt.NDArray[np.float64] = center + np.outer(np.cos(t), ax1) + np.outer(np.sin(t), ax2)
     return out
-
-
-# --------------------------------------------------------------------------- masks
-def rasterize_annotations(
-    annotations: Iterable[Annotation],
-    *,
-    shape_rc: tuple[int, int],
-    downsample: float = 1.0,
-    values: Mapping[str | None, int] | None = None,
-    instances: bool = False,
-) -> npt.NDArray[np.int32]:
-    """Paint annotations into a label image at a downsample of level 0.
-
-    A mask pixel is painted when its centre lies inside the polygon (holes
-    excluded); later annotations paint over earlier ones, like QuPath's
-    labelled-image export.
-
-    Parameters
-    ----------
-    annotations : iterable of Annotation
-        Level-0 (x, y) geometries.
-    shape_rc : (int, int)
-        Level-0 slide size (rows, cols).
-    downsample : float
-        Mask pixel size in level-0 pixels; the mask has ``ceil(shape / d)`` pixels
-        and goes into napari with ``scale=(d, d)``, ``translate=((d-1)/2, (d-1)/2)``.
-    values : mapping of class name to int, optional
-        Label value per class (semantic labels). Defaults to 1, 2, ... in order of
-        first appearance; classes not in `values` are not painted.
-    instances : bool
-        Paint object i with value i + 1 instead (one label per object).
-
-    Returns
-    -------
-    ndarray of shape (ceil(rows / d), ceil(cols / d)), int32
-    """
-    from skimage.draw import polygon as draw_polygon
-
-    d = float(downsample)
-    out_shape = (int(math.ceil(shape_rc[0] / d)), int(math.ceil(shape_rc[1] / d)))
-    labels = np.zeros(out_shape, dtype=np.int32)
-    table: dict[str | None, int] = dict(values) if values is not None else {}
-    auto = values is None
-    for i, a in enumerate(annotations):
-        if instances:
-            value = i + 1
-        else:
-            if a.class_name not in table:
-                if not auto:
-                    continue
-                table[a.class_name] = len(table) + 1
-            value = table[a.class_name]
-        for part in getattr(a.geometry, "geoms", [a.geometry]):
-            if not isinstance(part, Polygon):
-                continue
-            # Mask pixel i has its centre at level-0 (i + 0.5) * d in GeoJSON coordinates.
-            ext = np.asarray(part.exterior.coords, dtype=np.float64)[:, :2] / d - 0.5
-            r0 = max(int(math.floor(ext[:, 1].min())), 0)
-            c0 = max(int(math.floor(ext[:, 0].min())), 0)
-            r1 = min(int(math.ceil(ext[:, 1].max())) + 1, out_shape[0])
-            c1 = min(int(math.ceil(ext[:, 0].max())) + 1, out_shape[1])
-            if r1 <= r0 or c1 <= c0:
-                continue
-            region = np.zeros((r1 - r0, c1 - c0), dtype=bool)
-            for ring, fill in [(ext, True)] + [
-                (np.asarray(h.coords, dtype=np.float64)[:, :2] / d - 0.5, False)
-                for h in part.interiors
-            ]:
-                rr, cc = draw_polygon(ring[:, 1] - r0, ring[:, 0] - c0, shape=region.shape)
-                region[rr, cc] = fill
-            labels[r0:r1, c0:c1][region] = value
-    return labels
-
-
-def labels_to_annotations(
-    labels: npt.NDArray[np.integer],
-    *,
-    downsample: float = 1.0,
-    class_names: Mapping[int, str] | None = None,
-    instances: bool = False,
-    object_type: str = "annotation",
-    simplify: float = 0.0,
-) -> list[Annotation]:
-    """Polygons (with holes) tracing a label image, one annotation per value or object.
-
-    Parameters
-    ----------
-    labels : ndarray of shape (rows, cols), int
-        0 is background.
-    downsample : float
-        Mask pixel size in level-0 pixels.
-    class_names : mapping of int to str, optional
-        Class name per label value (semantic labels); missing: ``"Label <v>"``.
-    instances : bool
-        Each label value is one object; its class comes from `class_names`
-        when given.
-    object_type : str
-        QuPath object type of the results.
-    simplify : float
-        Douglas-Peucker tolerance in mask pixels (0: keep every vertex).
-
-    Returns
-    -------
-    list of Annotation
-        Level-0 (x, y) geometries that follow pixel edges (area = pixel count × d²).
-    """
-    labels = np.asarray(labels)
-    if labels.ndim != 2:
-        raise ValueError(f"labels must be 2-D (rows, cols), got shape {labels.shape}")
-    d = float(downsample)
-    out: list[Annotation] = []
-    for value in np.unique(labels):
-        if value == 0:
-            continue
-        geom = _mask_to_geometry(labels == value)
-        if geom is None:
-            continue
-        if simplify > 0:
-            geom = geom.simplify(simplify, preserve_topology=True)
-        geom = _scale(geom, d)
-        name = class_names.get(int(value)) if class_names else None
-        if name is None and not instances:
-            name = f"Label {int(value)}"
-        out.append(
-            Annotation(
-                geometry=geom,
-                class_name=name,
-                object_type=object_type,
-                name=f"label {int(value)}" if instances else None,
-            )
-        )
-    return out
-
-
-def _scale(geom: BaseGeometry, d: float) -> BaseGeometry:
-    if d == 1.0:
-        return geom
-    return shapely.transform(geom, lambda c: c * d)
-
-
-def _mask_to_geometry(mask: npt.NDArray[np.bool_]) -> BaseGeometry | None:
-    """Exact pixel-edge outline of a boolean mask as a (Multi)Polygon in mask pixels."""
-    if not mask.any():
-        return None
-    # One box per horizontal run of pixels, then their union.
-    padded = np.zeros((mask.shape[0], mask.shape[1] + 2), dtype=np.int8)
-    padded[:, 1:-1] = mask
-    diff = np.diff(padded, axis=1)
-    starts_r, starts_c = np.nonzero(diff == 1)
-    ends_r, ends_c = np.nonzero(diff == -1)
-    boxes = shapely.box(starts_c, starts_r, ends_c, ends_r + 1)
-    merged = shapely.union_all(boxes)
-    merged = shapely.simplify(merged, 0)  # drop collinear vertices
-    if isinstance(merged, (Polygon, MultiPolygon)):
-        return merged
-    polys = [g for g in shapely.get_parts(merged) if isinstance(g, Polygon)]
-    return MultiPolygon(polys) if polys else None

@@ -1,21 +1,4 @@
-"""LayerData tuples for napari, aligned with the slide (world = level-0 pixels).
-
-Nothing here imports napari: each builder returns ``(data, kwargs, layer_type)``
-that napari (or ``napari.layers.Layer.create``) turns into a layer. Layer names
-are deterministic so that re-running replaces layers instead of piling them up.
-
-Coordinates
------------
-The slide layer shows level-0 pixel ``(r, c)`` centred at world ``(r, c)``.
-
-* A map at grid (stride) resolution, whose pixel ``(i, j)`` stands for the tile
-  with top-left ``origin + (i, j) * stride0`` and extent ``tile_size0``, gets
-  ``scale = (stride0, stride0)`` and ``translate = origin + (tile_size0 - 1) / 2``
-  (:func:`grid_to_world`): map pixel centres land on tile centres.
-* A mask at downsample ``d`` (mask pixel ``(i, j)`` covers level-0 pixels
-  ``[i*d, (i+1)*d)``) gets ``scale = (d, d)`` and ``translate = ((d-1)/2, (d-1)/2)``
-  (:func:`mask_to_world`).
-"""
+"""Layers of a scoring run: probability heatmaps and the tiles (Points) layer."""
 
 from __future__ import annotations
 
@@ -25,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from napari_xai.core.layers.coords import LayerDataTuple, grid_to_world
 from napari_xai.core.naming import (
-    CLASS_COLOURS,
     class_colour,
     heatmap_layer_name,
     positive_class,
@@ -39,58 +22,7 @@ if TYPE_CHECKING:
 
     from napari_xai.core.inference import ScoreResult
 
-__all__ = [
-    "CLASS_COLOURS",
-    "LayerDataTuple",
-    "class_colour",
-    "grid_to_world",
-    "heatmap_layer",
-    "heatmap_layer_name",
-    "heatmap_layers",
-    "mask_to_world",
-    "score_layers",
-    "tiles_layer",
-    "tiles_layer_name",
-]
-
-LayerDataTuple = tuple[Any, dict[str, Any], str]
-
-
-def grid_to_world(
-    stride0: float,
-    tile_size0: float | None = None,
-    *,
-    origin_rc: Sequence[float] = (0.0, 0.0),
-) -> tuple[tuple[float, float], tuple[float, float]]:
-    """``scale`` and ``translate`` placing a grid-resolution map over the slide.
-
-    Parameters
-    ----------
-    stride0 : float
-        Level-0 pixels between neighbouring tiles (map pixel spacing).
-    tile_size0 : float, optional
-        Level-0 extent of a tile (``stride0`` when omitted, i.e. no overlap).
-    origin_rc : sequence of float
-        Level-0 top-left of tile ``(0, 0)``.
-
-    Returns
-    -------
-    scale, translate : tuple of float
-        Map pixel ``(i, j)`` is centred on the centre of tile ``(i, j)``:
-        world ``origin + (i, j) * stride0 + (tile_size0 - 1) / 2``.
-    """
-    t = float(stride0 if tile_size0 is None else tile_size0)
-    half = (t - 1.0) / 2.0
-    return (float(stride0), float(stride0)), (
-        float(origin_rc[0]) + half,
-        float(origin_rc[1]) + half,
-    )
-
-
-def mask_to_world(downsample: float) -> tuple[tuple[float, float], tuple[float, float]]:
-    """``scale`` and ``translate`` placing a mask at ``downsample`` over the slide."""
-    d = float(downsample)
-    return (d, d), ((d - 1.0) / 2.0, (d - 1.0) / 2.0)
+__all__ = ["heatmap_layer", "heatmap_layers", "score_layers", "tiles_layer"]
 
 
 def heatmap_layer(

@@ -1,4 +1,4 @@
-"""LayerData tuples and gallery images of a slide audit (no napari import).
+"""LayerDataTuple tuples and gallery images of a slide audit (no napari import).
 
 The audited tiles become a Shapes layer (flagged tiles filled, shares in
 ``features``) and the region map (tissue / artefact / border) a Labels layer,
@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from napari_xai.core.layers.coords import LayerDataTuple
+
 if TYPE_CHECKING:
     from napari_xai.core.audit.slide import SlideAudit
 
@@ -25,8 +27,6 @@ __all__ = [
     "tiles_layer_name",
     "verdict_text",
 ]
-
-LayerData = tuple[Any, dict[str, Any], str]
 
 
 def tiles_layer_name(slide_name: str) -> str:
@@ -45,8 +45,8 @@ def audit_layers(
     name: str,
     scale_rc: tuple[float, float] = (1.0, 1.0),
     translate_rc: tuple[float, float] = (0.0, 0.0),
-) -> list[LayerData]:
-    """LayerData tuples of a slide audit: regions (Labels) and audited tiles (Shapes).
+) -> list[LayerDataTuple]:
+    """LayerDataTuple tuples of a slide audit: regions (Labels) and audited tiles (Shapes).
 
     Parameters
     ----------

@@ -86,7 +86,7 @@ class ShapesSnapshot:
 
     def annotations(self, *, morphology: bool = False) -> list[Annotation]:
         """Return the shapes as annotations (lines and paths, which have no area, are skipped)."""
-        from napari_xai.core.annotations.layers import shapes_to_annotations
+        from napari_xai.core.layers.annotations import shapes_to_annotations
 
         annotations, _ = shapes_to_annotations(
             self.data,
@@ -101,7 +101,7 @@ class ShapesSnapshot:
 
 def measure_shapes(snapshot: ShapesSnapshot) -> pd.DataFrame | None:
     """Measure the shapes: their features table, ``None`` when one has no area (a line)."""
-    from napari_xai.core.annotations.layers import annotations_features
+    from napari_xai.core.layers.annotations import annotations_features
 
     annotations = snapshot.annotations()
     if len(annotations) != len(snapshot.data):
@@ -215,7 +215,7 @@ def shapes_to_mask(
     snapshot: ShapesSnapshot, *, shape_rc: tuple[int, int], downsample: float, name: str
 ) -> LayerDataTuple:
     """Paint the shapes into a class mask (value = class, QuPath order; unclassified last)."""
-    from napari_xai.core.annotations.layers import rasterize_annotations
+    from napari_xai.core.annotations.raster import rasterize_annotations
 
     annotations = snapshot.annotations()
     names: list[str | None] = list(class_names())
@@ -252,10 +252,8 @@ def trace_mask(
     """
     import shapely
 
-    from napari_xai.core.annotations.layers import (
-        annotations_to_layer_data,
-        labels_to_annotations,
-    )
+    from napari_xai.core.annotations.raster import labels_to_annotations
+    from napari_xai.core.layers.annotations import annotations_to_layer_data
 
     d = float(downsample)
     table = classes or {i + 1: n for i, n in enumerate(class_names())}
@@ -304,7 +302,7 @@ def load_geojson(
 ) -> tuple[AnnotationSet, list[LayerDataTuple]]:
     """Read a GeoJSON file and build its layers (regions as Shapes, detections as Points)."""
     from napari_xai.core.annotations.geojson import read_geojson
-    from napari_xai.core.annotations.layers import annotations_to_layer_data
+    from napari_xai.core.layers.annotations import annotations_to_layer_data
 
     aset = read_geojson(path, shape_rc=shape_rc)
     return aset, annotations_to_layer_data(aset, name=Path(path).stem, mpp=mpp, source=str(path))

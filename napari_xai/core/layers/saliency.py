@@ -15,14 +15,13 @@ from typing import Any
 import zarr
 
 from napari_xai.core.attribution.stitch import StitchedMap
+from napari_xai.core.layers.coords import LayerDataTuple
 from napari_xai.core.naming import ATTRIBUTION_COLORMAP
 
 __all__ = ["DEFAULT_COLORMAP", "stitched_layer", "saliency_layer"]
 
 #: Perceptually uniform; low values dark, so saliency reads as "heat" (the palette's role).
 DEFAULT_COLORMAP = ATTRIBUTION_COLORMAP
-
-LayerDataTuple = tuple[Any, dict[str, Any], str]
 
 
 def stitched_layer(

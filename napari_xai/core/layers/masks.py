@@ -1,4 +1,4 @@
-"""napari Labels layer data for :class:`~napari_xai.core.masks.slide.SlideMasks`."""
+"""Labels layers of :class:`~napari_xai.core.masks.slide.SlideMasks`: tissue and artefacts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_xai.core.layers.coords import LayerDataTuple, mask_to_world
 from napari_xai.core.masks.artefacts import ARTEFACT_LABELS
+from napari_xai.core.naming import ARTEFACT_COLOURS, ROLE_COLOURS, mask_layer_name
 
 if TYPE_CHECKING:
     from napari_xai.core.masks.slide import SlideMasks
@@ -14,9 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["mask_layers"]
 
 
-def mask_layers(
-    masks: SlideMasks, *, name_prefix: str = "slide"
-) -> list[tuple[Any, dict[str, Any], str]]:
+def mask_layers(masks: SlideMasks, *, name_prefix: str = "slide") -> list[LayerDataTuple]:
     """Labels LayerData tuples for the masks, aligned with the slide layer.
 
     Parameters
@@ -31,9 +31,6 @@ def mask_layers(
     -------
     list of (data, kwargs, "labels")
     """
-    from napari_xai.core.layers import mask_to_world
-    from napari_xai.core.naming import ARTEFACT_COLOURS, ROLE_COLOURS, mask_layer_name
-
     scale, translate = mask_to_world(masks.downsample)
     common = {"scale": scale, "translate": translate, "blending": "translucent"}
     tissue = (
