@@ -11,8 +11,17 @@ Drives the real widgets (run under ``xvfb-run`` on a headless machine) and print
   Open Sample, generated once into the cache); the longest gap between ticks,
   minus the 10 ms period, is the stall; target no stall over 200 ms. Also the
   stall while opening the sample;
+* **the top stall causes**: a helper thread samples the GUI thread's Python
+  stack every 5 ms; the samples inside each gap over 100 ms are grouped by the
+  handler that ran (the outermost frame below Qt's event loop) and the frame
+  where the time went (the innermost napari_xai, napari or vispy frame), and
+  the largest groups are printed with their milliseconds ("no Python frame"
+  means Qt's own C++ work, e.g. painting, or waiting for the GIL);
 * the machine's load (``os.getloadavg``) before and after, so figures from a
   busy machine are read as such.
+
+Each click scores into a fresh temporary output folder (a second click into
+the same folder would reuse the result, not score).
 
 Usage::
 
@@ -27,7 +36,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
+import tempfile
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +85,94 @@ class StallMeter:
         }
 
 
+class StackSampler:
+    """Samples the GUI (main) thread's Python stack every ``interval_s`` from a helper thread."""
+
+    #: Frames of the event loop and of this benchmark: not a cause.
+    PLUMBING = ("bench_ui.py", "/qtpy/", "/superqt/", "/napari/_qt/qt_event_loop", "/threading.py")
+
+    def __init__(self, interval_s: float = 0.005) -> None:
+        self.interval_s = interval_s
+        self.samples: list[tuple[float, tuple[str, ...]]] = []
+        self._main = threading.main_thread().ident
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.samples = []
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            frame = sys._current_frames().get(self._main)
+            stack = []
+            while frame is not None:
+                code = frame.f_code
+                stack.append(f"{code.co_filename}:{code.co_name}")
+                frame = frame.f_back
+            self.samples.append((time.perf_counter(), tuple(reversed(stack))))
+            time.sleep(self.interval_s)
+
+    @staticmethod
+    def _short(frame: str) -> str:
+        path, func = frame.rsplit(":", 1)
+        parts = Path(path).with_suffix("").parts
+        for root in ("napari_xai", "napari", "vispy", "numpy", "dask", "zarr"):
+            if root in parts:
+                return ".".join(parts[len(parts) - 1 - parts[::-1].index(root) :]) + f".{func}"
+        return f"{Path(path).stem}.{func}"
+
+    def cause(self, stack: tuple[str, ...]) -> str:
+        """``handler -> where``: the outermost frame below the event loop, the innermost ours."""
+        frames = [f for f in stack if not any(p in f for p in self.PLUMBING)]
+        if not frames:
+            return "no Python frame (Qt C++ work: painting, layout; or waiting for the GIL)"
+        entry = frames[0]
+        where = next(
+            (
+                f
+                for f in reversed(frames)
+                if any(k in f for k in ("napari_xai", "napari", "vispy"))
+            ),
+            frames[-1],
+        )
+        return f"{self._short(entry)} -> {self._short(where)}"
+
+    def causes(self, gaps: list[tuple[float, float]], top: int = 3) -> list[dict[str, Any]]:
+        """Per gap ((start, length) pairs), the ``top`` causes with their milliseconds.
+
+        Each sample stands for the time since the previous sample (the helper
+        thread waits for the GIL too), clipped to the gap.
+        """
+        out = []
+        for start, length in sorted(gaps, key=lambda g: -g[1]):
+            spent: Counter[str] = Counter()
+            prev = start
+            for t, stack in self.samples:
+                if start <= t <= start + length:
+                    spent[self.cause(stack)] += (t - prev) * 1000
+                    prev = t
+            causes = [(cause, round(ms)) for cause, ms in spent.most_common(top)]
+            out.append({"at": start, "ms": round(length * 1000), "causes": causes})
+        return out
+
+
+def print_causes(gaps: list[dict[str, Any]], t0: float, top: int = 5) -> None:
+    """Print the longest stalls (over 100 ms) with their top causes."""
+    if not gaps:
+        print("  no stall over 100 ms")
+    for gap in gaps[:top]:
+        causes = "; ".join(f"{cause} ~{ms} ms" for cause, ms in gap["causes"]) or "no sample"
+        print(f"  stall {gap['ms']} ms at {gap['at'] - t0:.2f} s: {causes}")
+
+
 def time_handlers(widget: Any) -> dict[str, list[float]]:
     """Time the widget's GUI-thread work: its result handlers and its layer updates."""
     spent: dict[str, list[float]] = {"handlers": [], "upsert": []}
@@ -90,7 +191,7 @@ def time_handlers(widget: Any) -> dict[str, list[float]]:
         object.__setattr__(
             widget, attr, timed("handlers", getattr(type(widget), attr).__get__(widget))
         )
-    object.__setattr__(widget, "upsert", timed("upsert", type(widget).upsert.__get__(widget)))
+    widget._pacer._show = timed("upsert", widget._pacer._show)  # layers, one per turn
     return spent
 
 
@@ -116,22 +217,28 @@ def wait(app: Any, until: Any, timeout: float) -> bool:
 
 
 def click_to_first_heatmap(viewer: Any, widget: Any, app: Any) -> dict[str, Any]:
-    """Click Score; time the first canvas draw after the heatmaps are first shown."""
+    """Click Score; time the first canvas draw after a heatmap layer is first shown."""
     canvas = viewer.window._qt_viewer.canvas._scene_canvas
     marks: dict[str, float] = {}
-    show_maps = widget._show_maps
+    show = widget._pacer._show
 
-    def shown(*args: Any, **kwargs: Any) -> None:
-        show_maps(*args, **kwargs)
-        marks.setdefault("maps", time.perf_counter())
+    def shown(ldt: Any) -> Any:
+        out = show(ldt)
+        meta = ldt[1].get("metadata", {}) if isinstance(ldt, tuple) else ldt.metadata
+        if meta.get("napari_xai") == "probability":
+            marks.setdefault("maps", time.perf_counter())
+        return out
 
     def on_draw(_event: Any = None) -> None:
         if "maps" in marks and "first_draw" not in marks:
             marks["first_draw"] = time.perf_counter()
 
-    widget._show_maps = shown
+    widget._pacer._show = shown
     canvas.events.draw.connect(on_draw)
+    widget._output.value = tempfile.mkdtemp(prefix="bench_ui_")  # score, do not reuse
     meter = StallMeter()
+    sampler = StackSampler()
+    sampler.start()
     meter.start()
     t0 = time.perf_counter()
     widget._run.changed.emit(True)  # what a click does
@@ -140,8 +247,9 @@ def click_to_first_heatmap(viewer: Any, widget: Any, app: Any) -> dict[str, Any]
     wait(app, lambda: False, 0.3)
     done = time.perf_counter()
     stall = meter.stop()
+    sampler.stop()
     canvas.events.draw.disconnect(on_draw)
-    object.__delattr__(widget, "_show_maps")
+    widget._pacer._show = show
     n = len(widget.last_result.tiles) if widget.last_result is not None else 0
     return {
         "click_to_first_heatmap_s": marks.get("first_draw", float("nan")) - t0,
@@ -150,6 +258,8 @@ def click_to_first_heatmap(viewer: Any, widget: Any, app: Any) -> dict[str, Any]
         "tiles": n,
         "max_stall_ms": stall["max_stall_ms"],
         "long_gaps": [(round(w - t0, 2), round(g * 1000)) for w, g in meter.long],
+        "stall_causes": sampler.causes(meter.long),
+        "t0": t0,
     }
 
 
@@ -185,6 +295,7 @@ def main() -> None:
             f"longest GUI stall {fig['max_stall_ms']:.0f} ms; gaps > 100 ms (s after "
             f"click, ms): {fig['long_gaps']}"
         )
+        print_causes(fig["stall_causes"], fig["t0"])
 
     if not args.no_sample:
         meter = StallMeter()
@@ -199,7 +310,10 @@ def main() -> None:
             f"{opened['max_stall_ms']:.0f} ms"
         )
         widget._slide_layer.value = layers[0]
+        widget._output.value = tempfile.mkdtemp(prefix="bench_ui_")
         spent = time_handlers(widget)
+        sampler = StackSampler()
+        sampler.start()
         meter.start()
         t0 = time.perf_counter()
         widget._run.changed.emit(True)
@@ -209,6 +323,7 @@ def main() -> None:
             widget._cancel.changed.emit(True)
             wait(app, lambda: widget._worker is None, 120)
         stall = meter.stop()
+        sampler.stop()
         figures["sample_score"] = {
             "seconds": time.perf_counter() - t0,
             "tiles_scored": scored,
@@ -224,6 +339,8 @@ def main() -> None:
         )
         figures["sample_score"]["widget_gui_work"] = handler_figures(spent)
         print(f"  of which the widget's own GUI-thread work: {handler_figures(spent)}")
+        figures["sample_score"]["stall_causes"] = sampler.causes(meter.long)
+        print_causes(figures["sample_score"]["stall_causes"], t0)
     figures["load_after"] = os.getloadavg()
     print(
         f"machine: {figures['cpus']} CPUs, load average before "

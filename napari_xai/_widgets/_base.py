@@ -365,7 +365,7 @@ class RunWidget(ScrollPanel, Container):
         self._cancel.enabled = False
 
     # -- layers ----------------------------------------------------------------------
-    def upsert(self, ldt: LayerData) -> Any:
+    def upsert(self, ldt: LayerData | napari.layers.Layer) -> Any:
         """Show a LayerData tuple: the one layer-naming policy of the plugin.
 
         A layer with the same name and kind is updated in place (data, placement,
@@ -373,7 +373,9 @@ class RunWidget(ScrollPanel, Container):
         display choices (colormap, opacity, visibility) survive re-runs and live
         refreshes. A layer of another kind with the name is replaced at the same
         place in the list. Otherwise the layer is added. Scalar images get their
-        colour bar.
+        colour bar. ``ldt`` may also be a layer built in a worker (shapes and
+        points are triangulated and indexed there, off the GUI thread): it
+        replaces or joins the layers by name.
 
         Returns
         -------
@@ -381,7 +383,8 @@ class RunWidget(ScrollPanel, Container):
         """
         from napari.layers import Image, Layer
 
-        data, kwargs, layer_type = ldt
+        built = ldt if isinstance(ldt, Layer) else None
+        data, kwargs, layer_type = ldt if built is None else (None, {"name": built.name}, "")
         name = kwargs["name"]
         if name in self._viewer.layers:
             old = self._viewer.layers[name]
@@ -390,11 +393,13 @@ class RunWidget(ScrollPanel, Container):
                 return self._update_image(old, data, kwargs)
             index = self._viewer.layers.index(old)
             self._viewer.layers.remove(old)
-            new = show_colorbar(Layer.create(data, kwargs, layer_type))
+            new = show_colorbar(Layer.create(data, kwargs, layer_type) if built is None else built)
             self._viewer.layers.insert(index, new)
             self._limits_set[name] = _limits(new)
             return new
-        layer = self._viewer.add_layer(show_colorbar(Layer.create(data, kwargs, layer_type)))
+        layer = self._viewer.add_layer(
+            show_colorbar(Layer.create(data, kwargs, layer_type) if built is None else built)
+        )
         self._limits_set[name] = _limits(layer)
         return layer
 
@@ -416,7 +421,7 @@ class RunWidget(ScrollPanel, Container):
         if not same:
             layer.metadata = {**metadata}
         limits = kwargs.get("contrast_limits")
-        if limits is not None and not user_set:
+        if limits is not None and not user_set and _limits(layer) != tuple(map(float, limits)):
             layer.contrast_limits = limits
         self._limits_set[layer.name] = _limits(layer)
         return layer

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from napari.layers import Layer
+
     from napari_xai._widgets._base import LayerData
 
 
@@ -26,19 +28,22 @@ class LayerPacer:
         Shows one LayerData (e.g. :meth:`RunWidget.upsert`).
     """
 
-    def __init__(self, show: Callable[[LayerData], Any]) -> None:
+    def __init__(self, show: Callable[[LayerData | Layer], Any]) -> None:
         self._show = show
-        self._pending: dict[str, LayerData] = {}
+        self._pending: dict[str, LayerData | Layer] = {}
         self._then: list[Callable[[], Any]] = []
 
     def __bool__(self) -> bool:
         """Whether layers are still waiting to be shown."""
         return bool(self._pending)
 
-    def put(self, ldt: LayerData) -> None:
-        """Queue ``ldt`` (replacing a queued layer of the same name, which moves last)."""
+    def put(self, ldt: LayerData | Layer) -> None:
+        """Queue ``ldt`` (replacing a queued layer of the same name, which moves last).
+
+        ``ldt`` is a LayerData tuple or a layer built in a worker.
+        """
         idle = not self._pending
-        name = ldt[1]["name"]
+        name = ldt[1]["name"] if isinstance(ldt, tuple) else ldt.name
         self._pending.pop(name, None)
         self._pending[name] = ldt
         if idle:

@@ -63,6 +63,8 @@ def score_in_worker(
     folder was reused), the layers the result reader builds from the folder (no
     slide) and the number of tiles it holds.
     """
+    from napari.layers import Layer
+
     from napari_xai._results_reader import result_layers
     from napari_xai.core.layers import heatmap_layers
     from napari_xai.core.models.resolve import resolve_model
@@ -71,10 +73,8 @@ def score_in_worker(
     from napari_xai.core.progress import relay
     from napari_xai.core.results import load_result
 
-    model = resolve_model(spec, device=run.torch_device)
-    name = slide_stem(path)
-    built = [0.0]
-    scored: list[ScoreResult] = []
+    model, name = resolve_model(spec, device=run.torch_device), slide_stem(path)
+    built, scored = [0.0], []
 
     def convert(step: PipelineProgress) -> Any:
         if step.stage == "warning":
@@ -101,7 +101,9 @@ def score_in_worker(
             f"and no tile reached min tissue {grid.min_tissue:g}. "
             "Try a lower min tissue, or `napari-xai qc` to inspect the masks."
         )
-    layers = result_layers(result, with_slide=False)
+    # shapes and points are triangulated and indexed here, not on the GUI thread
+    ldts = result_layers(result, with_slide=False)
+    layers = [Layer.create(*t) if t[2] in ("shapes", "points") else t for t in ldts]
     return folder, (scored[0] if scored else None), layers, len(result.tiles)
 
 
