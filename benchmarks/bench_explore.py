@@ -9,7 +9,8 @@ Prints
    stored): PCA, UMAP and t-SNE fitted on a sample, k-means with the k chosen
    by silhouette, the cluster summary;
 3. the explorer in a real viewer (offscreen): scatter redraw of all points
-   (``set_points`` + a rendered frame), a filter change (mask + redraw + gallery),
+   (``set_points`` + a rendered frame), a filter change (mask + redraw + histogram +
+   gallery), a metadata filter (one cluster out and back),
    a box selection of about 10,000 points (select + ring + draw them on the slide
    are left out: no slide behind synthetic features), rendered frame included;
 4. peak RSS of the process after each part.
@@ -214,10 +215,21 @@ def bench_explorer(tiles, repeats: int) -> None:
     recolour = timed(recolour_fn)
 
     def toggle() -> None:
-        w._hide_artefacts.value = not w._hide_artefacts.value
+        flags = w.filters.hide_flags
+        flags.value = [] if flags.value else ["artefact"]
 
     filt = timed(toggle)
-    w._hide_artefacts.value = False
+    w.filters.hide_flags.value = []
+    w.filters.column.value = "cluster"
+    values = list(w.filters.values.choices)
+
+    def metadata() -> None:
+        w.filters.values.value = (
+            values if len(w.filters.values.value) < len(values) else values[1:]
+        )
+
+    meta = timed(metadata)
+    w.filters.column.value = "(no metadata filter)"
     # a box holding about 10,000 points around the median
     centre = np.median(xy, axis=0)
     d = np.abs(xy - centre).max(axis=1)
@@ -232,8 +244,17 @@ def bench_explorer(tiles, repeats: int) -> None:
     print(
         f"explorer, {n:,} points (vispy; update + one rendered frame, best of {repeats}; "
         f"GL: {_gl_renderer()}): first show {load * 1000:.0f} ms; redraw {redraw}; "
-        f"recolour {recolour}; filter change (mask, redraw, gallery) {filt}; "
+        f"recolour {recolour}; filter change (mask, redraw, histogram, gallery) {filt}; "
+        f"metadata filter (one cluster out / back) {meta}; "
         f"box selection of {picked[0]:,} points (select + ring) {sel}"
+    )
+    from napari_xai.core.explore.mosaic import mosaic_layout
+
+    t = time.perf_counter()
+    lay = mosaic_layout(xy, grid=16)
+    print(
+        f"mosaic layout of {n:,} points, grid 16: {(time.perf_counter() - t) * 1000:.0f} ms, "
+        f"{int((lay.cells >= 0).sum())} cells occupied (thumbnails: no slides behind these)"
     )
     print(f"  peak RSS {peak_mib():,.0f} MiB")
     w.scatter.canvas.close()

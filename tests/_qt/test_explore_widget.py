@@ -23,6 +23,10 @@ def scored(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pd.DataFrame(
         {"slide": [p.name for p in paths], "label": ["tumour", "normal", "tumour"]}
     ).to_csv(root / "cohort.csv", index=False)
+    # metadata beside the cohort, read by the widget: the scanner of each slide
+    pd.DataFrame({"slide_id": ["case0", "case1", "case2"], "scanner": ["S1", "S2", "S1"]}).to_csv(
+        root / "meta.csv", index=False
+    )
     out = root / "out"
     rc = main(["batch", str(root / "cohort.csv"), "--out", str(out), "--scheduler", "sync",
                "-q", "--features"])  # fmt: skip
@@ -37,6 +41,7 @@ def widget(make_napari_viewer, qtbot, scored: Path):
     viewer = make_napari_viewer()
     w = ExploreWidget(viewer)
     w._folder.value = scored
+    w._metadata.value = scored.parent / "meta.csv"
     w._on_run()
     qtbot.waitUntil(lambda: w.result is not None, timeout=120_000)
     return viewer, w
@@ -116,8 +121,8 @@ def test_lasso_filters_and_gallery(widget, qtbot) -> None:
     assert len(rows) == len(tiles)
     # filters: one class and a confidence floor, for the scatter, the gallery and the tiles layer
     cls = str(tiles["pred_class"].value_counts().index[0])
-    w._classes.value = [cls]
-    w._conf_min.value = 0.6
+    w.filters.classes.value = [cls]
+    w.filters.conf_min.value = 0.6
     keep = (tiles["pred_class"] == cls).to_numpy() & (tiles["confidence"] >= 0.6).to_numpy()
     np.testing.assert_array_equal(w.scatter.visible_rows, np.flatnonzero(keep))
     gallery = w.gallery_rows()
@@ -129,7 +134,7 @@ def test_lasso_filters_and_gallery(widget, qtbot) -> None:
 
     thumbs = tile_thumbnails(tiles.iloc[gallery[:3]], size=48)
     assert len(thumbs) == 3 and thumbs[0].shape == (48, 48, 3) and thumbs[0].std() > 0
-    buttons = w.gallery_buttons
+    buttons = w.gallery.buttons
     assert len(buttons) == len(gallery)
     qtbot.waitUntil(lambda: all(not b.icon().isNull() for b in buttons), timeout=60_000)
     w.select(np.flatnonzero(keep)[:3])
@@ -139,10 +144,10 @@ def test_lasso_filters_and_gallery(widget, qtbot) -> None:
     expect[tiles.loc[mine, "tile"].to_numpy()] = keep[mine]
     np.testing.assert_array_equal(layer.shown, expect)
     # a selection the filters exclude is dropped when they change
-    w._classes.value = [c for c in w._classes.choices if c != cls] or [cls]
+    w.filters.classes.value = [c for c in w.filters.classes.choices if c != cls] or [cls]
     assert (
         all(tiles["pred_class"].iloc[r] != cls for r in w.selection)
-        or len(w._classes.choices) == 1
+        or len(w.filters.classes.choices) == 1
     )
 
 
@@ -151,15 +156,15 @@ def test_confusion_cell_selects_exactly_its_tiles(widget) -> None:
 
     viewer, w = widget
     tiles = w.result.tiles
-    assert "label" in tiles and w._confusion.rowCount() >= 2
-    truths, preds = w._cm_labels
+    assert "label" in tiles and w.confusion.native.rowCount() >= 2
+    truths, preds = w.confusion.labels
     found = False
     for i, t in enumerate(truths):
         for j, p in enumerate(preds):
-            n = int(w._confusion.item(i, j).text())
+            n = int(w.confusion.native.item(i, j).text())
             if n == 0:
                 continue
-            w._on_confusion_cell(i, j)
+            w.confusion.pick(i, j)
             expect = np.flatnonzero(
                 ((tiles["label"] == t) & (tiles["pred_class"] == p)).to_numpy()
             )
@@ -169,3 +174,151 @@ def test_confusion_cell_selects_exactly_its_tiles(widget) -> None:
             assert len(viewer.layers[SELECTION_LAYER].data) == len(shown) > 0
             found = True
     assert found
+
+
+def _kept_consistently(viewer, w, keep: np.ndarray) -> None:
+    """Scatter, gallery, histogram and the shown slide's tiles layer all show ``keep``."""
+    tiles = w.result.tiles
+    np.testing.assert_array_equal(w.scatter.visible_rows, np.flatnonzero(keep))
+    gallery = w.gallery_rows()
+    assert len(gallery) == min(24, keep.sum()) and keep[gallery].all()
+    assert len(w.gallery.buttons) == len(gallery)
+    conf, pred = tiles["confidence"].to_numpy(), tiles["pred_class"].to_numpy()
+    for cls, counts in w.histogram.counts.items():
+        ref, _ = np.histogram(conf[keep & (pred == cls)], bins=20, range=(0, 1))
+        np.testing.assert_array_equal(counts, ref)
+    drawn = {a.get_label(): a.get_data().values for a in w.histogram.ax.patches if a.get_label()}
+    for cls, counts in w.histogram.counts.items():
+        np.testing.assert_array_equal(drawn[cls], counts)  # what the canvas draws
+    if w.shown_slide is not None:
+        layer = viewer.layers[f"{w.shown_slide} tiles"]
+        mine = (tiles["slide_id"] == w.shown_slide).to_numpy()
+        expect = np.zeros(len(layer.data), bool)
+        expect[tiles.loc[mine, "tile"].to_numpy()] = keep[mine]
+        np.testing.assert_array_equal(layer.shown, expect)
+
+
+def test_metadata_slide_and_flag_filters_change_scatter_gallery_and_layer(widget) -> None:
+    from napari_xai.core.explore.report import ExploreResult
+
+    viewer, w = widget
+    tiles = w.result.tiles
+    f = w.filters
+    assert {"scanner", "label", "cluster"} <= set(f.column.choices)
+    assert "confidence" not in f.column.choices  # numbers get the range filter, not values
+    _kept_consistently(viewer, w, np.ones(len(tiles), bool))
+    w.select([int(np.flatnonzero((tiles["slide_id"] == "case0").to_numpy())[0])])
+    assert w.shown_slide == "case0"
+    # metadata: scanner S1 is case0 and case2 in the table beside the cohort
+    meta = pd.read_csv(Path(w._metadata.value))
+    s1 = set(meta.loc[meta["scanner"] == "S1", "slide_id"])
+    f.column.value = "scanner"
+    assert sorted(f.values.choices) == ["S1", "S2"] and len(w.scatter.visible_rows) == len(tiles)
+    f.values.value = ["S1"]
+    keep = tiles["slide_id"].isin(s1).to_numpy()
+    assert 0 < keep.sum() < len(tiles)
+    _kept_consistently(viewer, w, keep)
+    f.values.value = ["S2"]  # the selection (on case0, S1) is dropped with its tiles
+    keep = ~tiles["slide_id"].isin(s1).to_numpy()
+    _kept_consistently(viewer, w, keep)
+    assert len(w.selection) == 0
+    assert not viewer.layers["case0 tiles"].shown.any()
+    f.values.value = []  # nothing kept: an empty scatter, gallery and histogram
+    _kept_consistently(viewer, w, np.zeros(len(tiles), bool))
+    # a cluster (numbers as values) and a slide at once
+    f.column.value = "cluster"
+    first = str(sorted(tiles["cluster"].unique())[0])
+    f.values.value = [first]
+    f.slides.value = ["case2"]
+    keep = (tiles["cluster"].astype(str) == first).to_numpy() & (
+        tiles["slide_id"] == "case2"
+    ).to_numpy()
+    _kept_consistently(viewer, w, keep)
+    # flags: the same cohort with its first two tile columns flagged
+    f.column.value = "(no metadata filter)"
+    col = tiles["grid_col"].to_numpy() - tiles["grid_col"].min()
+    flagged = tiles.assign(
+        flags=np.where(col == 0, "edge;artefact", np.where(col == 1, "artefact", ""))
+    )
+    res = w.result
+    w.set_result(ExploreResult(flagged, res.clusters, res.embedding, res.options, res.timings))
+    assert list(f.hide_flags.choices) == ["artefact", "edge"]
+    assert len(w.scatter.visible_rows) == len(tiles)  # populated: everything kept again
+    f.hide_flags.value = ["edge"]
+    _kept_consistently(viewer, w, col != 0)
+    f.hide_flags.value = ["artefact"]
+    _kept_consistently(viewer, w, col > 1)
+
+
+def test_dragging_on_the_histogram_sets_the_confidence_range(widget) -> None:
+    from matplotlib.backend_bases import MouseEvent
+
+    viewer, w = widget
+    tiles = w.result.tiles
+    canvas, ax = w.histogram.native, w.histogram.ax
+    canvas.draw()
+    y = float(np.mean(ax.get_ylim()))
+    (x0, y0), (x1, _) = ax.transData.transform([(0.5, y), (0.9, y)])
+    MouseEvent("button_press_event", canvas, x0, y0, 1)._process()
+    MouseEvent("motion_notify_event", canvas, x1, y0, 1, buttons={1})._process()
+    MouseEvent("button_release_event", canvas, x1, y0, 1)._process()
+    assert (w.filters.conf_min.value, w.filters.conf_max.value) == (0.5, 0.9)
+    conf = tiles["confidence"].to_numpy()
+    _kept_consistently(viewer, w, (conf >= 0.5) & (conf <= 0.9))
+
+
+def test_mosaic_map_shows_the_nearest_tiles_and_a_click_selects_a_cell(widget, qtbot) -> None:
+    from qtpy.QtCore import QPoint, Qt
+
+    from napari_xai._widgets.explore import MOSAIC_CELL, MOSAIC_GRID, SELECTION_LAYER
+    from napari_xai.core.explore.cohort import tile_thumbnails
+
+    viewer, w = widget
+    tiles = w.result.tiles
+    f = w.filters
+    f.slides.value = ["case0", "case1"]  # the mosaic is built from the kept tiles
+    keep = tiles["slide_id"].isin(["case0", "case1"]).to_numpy()
+    w._mosaic_button.clicked.emit()
+    qtbot.waitUntil(lambda: w.mosaic.mosaic is not None, timeout=60_000)
+    image = w.mosaic.mosaic.image
+    # the grid, computed here from the kept tiles' x and y
+    xy = tiles[["x", "y"]].to_numpy()[keep]
+    rows = np.flatnonzero(keep)
+    lo, hi = xy.min(0), xy.max(0)
+    side = float((hi - lo).max()) / MOSAIC_GRID
+    n_rows, n_cols = image.shape[0] // MOSAIC_CELL, image.shape[1] // MOSAIC_CELL
+    assert MOSAIC_GRID in (n_rows, n_cols)
+    i = np.minimum(((hi[1] - xy[:, 1]) // side).astype(int), n_rows - 1)
+    j = np.minimum(((xy[:, 0] - lo[0]) // side).astype(int), n_cols - 1)
+    occupied = sorted(set(zip(i, j, strict=True)))
+    ci, cj = max(occupied, key=lambda c: ((i == c[0]) & (j == c[1])).sum())  # the fullest cell
+    members = rows[(i == ci) & (j == cj)]
+    centre = (lo[0] + (cj + 0.5) * side, hi[1] - (ci + 0.5) * side)
+    nearest = members[np.argmin(np.hypot(*(tiles[["x", "y"]].to_numpy()[members] - centre).T))]
+    block = image[
+        ci * MOSAIC_CELL : (ci + 1) * MOSAIC_CELL, cj * MOSAIC_CELL : (cj + 1) * MOSAIC_CELL
+    ]
+    (thumb,) = tile_thumbnails(tiles.iloc[[nearest]], size=MOSAIC_CELL)
+    np.testing.assert_array_equal(block, thumb)
+    # a real click on that cell selects exactly the kept tiles in it, drawn on their slide
+    label = w.mosaic.native
+    point = QPoint(int((cj + 0.5) * MOSAIC_CELL), int((ci + 0.5) * MOSAIC_CELL))
+    qtbot.mouseClick(label, Qt.MouseButton.LeftButton, pos=point)
+    np.testing.assert_array_equal(np.sort(w.selection), members)
+    assert w.shown_slide in set(tiles["slide_id"].iloc[members])
+    on_slide = tiles.iloc[members]
+    on_slide = on_slide[on_slide["slide_id"] == w.shown_slide]
+    np.testing.assert_allclose(
+        np.sort(viewer.layers[SELECTION_LAYER].data, axis=0), np.sort(_centres(on_slide), axis=0)
+    )
+    # a click on an empty cell (grey) selects nothing
+    empty = [(a, b) for a in range(n_rows) for b in range(n_cols) if (a, b) not in occupied]
+    if empty:
+        a, b = empty[0]
+        grey = image[
+            a * MOSAIC_CELL : (a + 1) * MOSAIC_CELL, b * MOSAIC_CELL : (b + 1) * MOSAIC_CELL
+        ]
+        assert (grey == 240).all()
+        point = QPoint(int((b + 0.5) * MOSAIC_CELL), int((a + 0.5) * MOSAIC_CELL))
+        qtbot.mouseClick(label, Qt.MouseButton.LeftButton, pos=point)
+        assert len(w.selection) == 0

@@ -139,6 +139,9 @@ def test_filters_gallery_orders_and_confusion_cells(cohort) -> None:
     assert (sub["pred_class"] == "tumour").all() and (sub["confidence"] >= 0.9).all()
     assert set(sub["slide_id"]) == {"a"} and 0 < keep.sum() < len(tiles)
     assert TileFilter(metadata={"site": ("B",)}).mask(tiles).sum() == (tiles["site"] == "B").sum()
+    np.testing.assert_array_equal(
+        TileFilter(metadata={"cluster": ("0", 2)}).mask(tiles), tiles["cluster"].isin([0, 2])
+    )
     with pytest.raises(KeyError, match="no metadata column 'scanner'"):
         TileFilter(metadata={"scanner": ("x",)}).mask(tiles)
 

@@ -85,7 +85,7 @@ class MosaicMap:
 
 
 def mosaic_layout(
-    xy: npt.ArrayLike, *, grid: int = 16, rows: Sequence[int] | None = None
+    xy: npt.ArrayLike, *, grid: int = 16, rows: npt.ArrayLike | None = None
 ) -> MosaicLayout:
     """Grid the embedding and pick, per occupied cell, the tile nearest its centre.
 
@@ -96,7 +96,7 @@ def mosaic_layout(
     grid : int
         Cells along the longer side of the points' bounding box (cells are
         square in embedding units, so the shorter side gets fewer).
-    rows : sequence of int, optional
+    rows : array_like of int, optional
         Only these tiles (e.g. the filtered ones); the grid spans them.
 
     Raises
@@ -162,7 +162,7 @@ def render_mosaic(
 
 
 def mosaic_map(
-    tiles: pd.DataFrame, *, grid: int = 16, size: int = 48, rows: Sequence[int] | None = None
+    tiles: pd.DataFrame, *, grid: int = 16, size: int = 48, rows: npt.ArrayLike | None = None
 ) -> MosaicMap:
     """Build the mosaic map of explored cohort tiles, thumbnails read from their slides.
 
@@ -175,7 +175,7 @@ def mosaic_map(
         Cells along the longer side.
     size : int
         Pixels per cell side.
-    rows : sequence of int, optional
+    rows : array_like of int, optional
         Only these tiles (e.g. the filtered ones).
 
     Raises

@@ -168,22 +168,15 @@ def _confidence_png(tiles: pd.DataFrame, path: Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from napari_xai.core.explore.view import confidence_histograms
+
     fig = Figure(figsize=(6, 3.5), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    classes = sorted(tiles["pred_class"].astype(str).unique())
-    table, _ = colours_for(pd.Series(classes, dtype=object))
-    for colour, cls in zip(table, classes, strict=True):
-        conf = tiles.loc[tiles["pred_class"].astype(str) == cls, "confidence"].to_numpy()
-        ax.hist(
-            conf,
-            bins=20,
-            range=(0.0, 1.0),
-            histtype="step",
-            linewidth=1.5,
-            color=colour,
-            label=cls,
-        )
+    edges, counts = confidence_histograms(tiles)
+    table, _ = colours_for(pd.Series(list(counts), dtype=object))
+    for colour, (cls, n) in zip(table, counts.items(), strict=True):
+        ax.stairs(n, edges, linewidth=1.5, color=colour, label=cls)
     ax.set_xlabel("confidence (top probability)")
     ax.set_ylabel("tiles")
     ax.legend(title="predicted", fontsize=7)

@@ -53,7 +53,7 @@ class TileFilter:
     ood : (float, float) or None
         Kept ``ood_score`` range.
     metadata : mapping of str to tuple
-        Column → values kept.
+        Column → values kept (compared as text, so ``"0"`` keeps cluster 0).
     """
 
     classes: tuple[str, ...] = ()
@@ -85,12 +85,13 @@ class TileFilter:
         for col, values in self.metadata.items():
             if col not in tiles:
                 raise KeyError(f"no metadata column {col!r} (columns: {list(tiles.columns)})")
-            keep &= tiles[col].isin(list(values)).to_numpy()
+            wanted = [str(v) for v in values]  # as text: a widget's choices are text
+            keep &= tiles[col].astype(str).isin(wanted).to_numpy()
         return keep
 
 
 def gallery_order(
-    tiles: pd.DataFrame, *, by: str = "confidence", rows: Sequence[int] | None = None
+    tiles: pd.DataFrame, *, by: str = "confidence", rows: npt.ArrayLike | None = None
 ) -> npt.NDArray[np.int64]:
     """Positional rows of ``tiles`` in gallery order (see :data:`GALLERY_ORDERS`).
 
@@ -101,7 +102,7 @@ def gallery_order(
         ``ood_score`` where the order needs them).
     by : str
         One of :data:`GALLERY_ORDERS`.
-    rows : sequence of int, optional
+    rows : array_like of int, optional
         Only these rows (e.g. the filtered ones).
     """
     if by not in GALLERY_ORDERS:

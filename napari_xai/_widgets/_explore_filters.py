@@ -1,0 +1,109 @@
+"""The explore widget's filter controls: one :class:`~napari_xai.core.explore.select.TileFilter`.
+
+Classes, a confidence range, slides, one metadata column's values and the
+flags to hide; :meth:`FilterControls.populate` fills the choices from the
+explored tiles (every value kept), :meth:`FilterControls.tile_filter` reads
+the filter back. The widget applies it to the scatter, the gallery, the
+histogram and the slide's tiles layer at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from magicgui.widgets import ComboBox, FloatSpinBox, Select
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from napari_xai.core.explore.select import TileFilter
+
+__all__ = ["NO_COLUMN", "FilterControls"]
+
+#: The metadata column choice that filters nothing.
+NO_COLUMN = "(no metadata filter)"
+
+
+class FilterControls:
+    """The filter widgets of the explorer (added to its container by the caller).
+
+    Parameters
+    ----------
+    on_change : callable
+        Called (no arguments) whenever a filter changes.
+    """
+
+    def __init__(self, on_change: Callable[[], None]) -> None:
+        self.classes = Select(label="classes", choices=[])
+        self.conf_min = FloatSpinBox(label="confidence ≥", min=0, max=1, step=0.05, value=0)
+        self.conf_max = FloatSpinBox(label="confidence ≤", min=0, max=1, step=0.05, value=1)
+        self.slides = Select(label="slides", choices=[])
+        self.column = ComboBox(label="metadata", choices=[NO_COLUMN], value=NO_COLUMN)
+        self.values = Select(label="values", choices=[])
+        self.hide_flags = Select(
+            label="hide flagged", choices=[], tooltip="tiles with these flags"
+        )
+        self._tiles: pd.DataFrame | None = None
+        self._on_change = on_change
+        self._quiet = False
+        self.column.changed.connect(self._on_column)
+        for w in (self.classes, self.conf_min, self.conf_max, self.slides, self.values,
+                  self.hide_flags):  # fmt: skip
+            w.changed.connect(self._changed)
+
+    @property
+    def widgets(self) -> list[Any]:
+        """The controls, in the order they are shown."""
+        return [self.classes, self.conf_min, self.conf_max, self.slides, self.column,
+                self.values, self.hide_flags]  # fmt: skip
+
+    def populate(self, tiles: pd.DataFrame) -> None:
+        """Offer the classes, slides, metadata columns and flags of ``tiles``; keep everything."""
+        from napari_xai.core.explore.view import filter_columns, flag_words
+
+        self._tiles, self._quiet = tiles, True
+        try:
+            self.classes.choices = sorted(tiles["pred_class"].astype(str).unique())
+            self.classes.value = list(self.classes.choices)
+            self.slides.choices = sorted(tiles["slide_id"].astype(str).unique())
+            self.slides.value = list(self.slides.choices)
+            self.conf_min.value, self.conf_max.value = 0.0, 1.0
+            self.column.choices = [NO_COLUMN, *filter_columns(tiles)]
+            self.column.value = NO_COLUMN
+            self.values.choices = []
+            self.hide_flags.choices = flag_words(tiles)
+            self.hide_flags.value = []
+        finally:
+            self._quiet = False
+
+    def tile_filter(self) -> TileFilter:
+        """Return the filter the controls set."""
+        from napari_xai.core.explore.select import TileFilter
+
+        column = str(self.column.value)
+        metadata = {} if column == NO_COLUMN else {column: tuple(self.values.value)}
+        return TileFilter(
+            classes=tuple(self.classes.value),
+            confidence=(float(self.conf_min.value), float(self.conf_max.value)),
+            slides=tuple(self.slides.value),
+            flags=tuple(self.hide_flags.value),
+            metadata=metadata,
+        )
+
+    def _on_column(self, _value: Any = None) -> None:
+        column = str(self.column.value)
+        self._quiet = True
+        try:
+            if self._tiles is None or column == NO_COLUMN:
+                self.values.choices = []
+            else:
+                self.values.choices = sorted(self._tiles[column].astype(str).unique())
+                self.values.value = list(self.values.choices)
+        finally:
+            self._quiet = False
+        self._changed()
+
+    def _changed(self, _value: Any = None) -> None:
+        if not self._quiet:
+            self._on_change()
