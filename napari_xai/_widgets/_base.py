@@ -23,17 +23,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton
+from magicgui.widgets import Container, Label, ProgressBar, PushButton
 
-from napari_xai._widgets._layout import ScrollPanel, fit_panel, show_colorbar
-from napari_xai._widgets._pickers import (
-    DEMO,
-    MODEL_FILE_FILTER,
-    MODEL_SOURCES,
-    model_spec,
-    show_model_file,
-    slide_layer_choices,
-)
+from napari_xai._widgets._layers import upsert
+from napari_xai._widgets._layout import ScrollPanel, fit_panel
+from napari_xai._widgets._model_picker import ModelPicker
+from napari_xai._widgets._pickers import SlidePicker
 
 if TYPE_CHECKING:
     import napari.layers
@@ -42,13 +37,6 @@ if TYPE_CHECKING:
 LayerData = tuple[Any, dict[str, Any], str]
 #: Seconds between progress bar updates (each one repaints the panel).
 PROGRESS_S = 0.1
-#: Modules the GUI thread uses when results arrive, imported in the describe worker.
-WARM_MODULES = (
-    "napari_xai.core.layers",
-    "napari_xai.core.naming",
-    "napari_xai.core.layers.saliency",
-    "napari_xai.core.inference",
-)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -75,14 +63,7 @@ def default_output() -> Path:
     return cache_dir("results")
 
 
-def model_note(card: Any) -> str:
-    """Text shown next to the model's name: its name and the card's caveat."""
-    caveat = getattr(card, "caveat", "")
-    name = str(getattr(card, "name", "model"))
-    return f"{name}: {caveat}" if caveat else name
-
-
-class RunWidget(ScrollPanel, Container):
+class RunWidget(SlidePicker, ModelPicker, ScrollPanel, Container):
     """Base of the plugin widgets that run core calls in workers.
 
     Parameters
@@ -112,22 +93,12 @@ class RunWidget(ScrollPanel, Container):
         super().__init__(labels=True, scrollable=True)
         self._viewer = viewer
         self._worker: Any = None
-        self._model_card: Any = None
-        self._info_worker: Any = None
         self._busy: list[Any] = []  # buttons disabled while a worker runs
         self._pickers: list[Any] = []
         self._limits_set: dict[str, tuple[float, ...]] = {}  # contrast limits we last set
         self._progress_shown = 0.0  # monotonic time of the last progress update
-        if slide:
-            self._slide_layer = ComboBox(label="slide", choices=self._slide_choices, nullable=True)
-            self._pickers.append(self._slide_layer)
-        if model:
-            self._model_source = ComboBox(label="model", choices=list(MODEL_SOURCES), value=DEMO)
-            self._model_file = FileEdit(
-                label="model file", mode="r", filter=MODEL_FILE_FILTER, visible=False
-            )
-            self._model_note = Label(label="model card", value="")
-            self._pickers += [self._model_source, self._model_file, self._model_note]
+        self._pickers += self.slide_controls() if slide else []
+        self._pickers += self.model_controls() if model else []
         self._run = PushButton(text=run_text)
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(label="progress", value=0, min=0, max=1)
@@ -153,95 +124,9 @@ class RunWidget(ScrollPanel, Container):
         self._run.changed.connect(self._on_run)
         self._cancel.changed.connect(self._on_cancel)
         if hasattr(self, "_slide_layer"):
-            self._viewer.layers.events.inserted.connect(self._refresh_slides)
-            self._viewer.layers.events.removed.connect(self._refresh_slides)
-            self._refresh_slides()
+            self.wire_slide_picker()
         if hasattr(self, "_model_source"):
-            self._model_source.changed.connect(self._on_model_changed)
-            self._model_file.changed.connect(self._on_model_changed)
-            self._on_model_changed()
-
-    # -- pickers ---------------------------------------------------------------------
-    def _slide_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
-        """Image layers that come from a slide file (have ``metadata['path']``)."""
-        return slide_layer_choices(self._viewer)
-
-    def _refresh_slides(self, _event: Any = None) -> None:
-        """Refresh the slide choices; pick the first slide when none is chosen."""
-        self._slide_layer.reset_choices()
-        choices = self._slide_choices()
-        if self._slide_layer.value is None and choices:
-            self._slide_layer.value = choices[0][1]
-
-    def picked_slide(self) -> napari.layers.Image | None:
-        """Return the chosen slide layer, or ``None`` after saying how to open one."""
-        layer: napari.layers.Image | None = self._slide_layer.value
-        if layer is None:
-            self.error("open a slide first (File ▸ Open, napari-xai reader)")
-        return layer
-
-    def _model_spec(self) -> str | Path:
-        return model_spec(self._model_source.value, self._model_file.value)
-
-    def _load_model(self) -> Any:
-        """Return the chosen model, loaded once and cached (call from a worker)."""
-        from napari_xai.core.models.resolve import resolve_model
-
-        return resolve_model(self._model_spec())
-
-    def _on_model_changed(self, _value: Any = None) -> None:
-        """Show the file picker for file/folder sources; describe the model in a worker."""
-        from napari.qt.threading import thread_worker
-
-        show_model_file(self._model_source.value, self._model_file)
-        self._model_card = None
-        self._model_note.value = ""
-        if self._model_source.value != DEMO and not Path(str(self._model_file.value)).exists():
-            return
-        spec = self._model_spec()
-        worker = thread_worker(self._describe_model, ignore_errors=True)(spec)
-        # Both answers are dropped once the user has picked another model: a slow
-        # failure for the previous pick must not overwrite the current model's note.
-        worker.returned.connect(lambda out: self._if_current(spec, out, self._on_model_described))
-        worker.errored.connect(lambda exc: self._if_current(spec, exc, self._on_model_unreadable))
-        self._info_worker = worker
-        worker.start()
-
-    def _if_current(self, spec: str | Path, answer: Any, show: Callable[[Any], None]) -> None:
-        """``show(answer)`` unless the user has picked another model meanwhile."""
-        try:
-            current = self._model_spec()
-        except RuntimeError:  # the widget was closed meanwhile
-            return
-        if str(current) == str(spec):
-            show(answer)
-
-    def _describe_model(self, spec: str | Path) -> Any:
-        """Worker body: load the model (warms the cache) and return what the UI shows.
-
-        Also imports, here in the worker, the modules the GUI thread needs when the
-        first results arrive (layer builders), so a first run does not pause napari
-        on imports.
-        """
-        import importlib
-
-        from napari_xai.core.models.resolve import resolve_model
-
-        for module in WARM_MODULES:
-            importlib.import_module(module)
-        return resolve_model(spec)
-
-    def _on_model_described(self, model: Any) -> None:
-        """Show the model's name and caveat (a widget may override to refresh choices)."""
-        self._model_card = model.card
-        self._model_note.value = model_note(model.card)
-        self._model_note.tooltip = str(getattr(model.card, "description", ""))
-
-    def _on_model_unreadable(self, exc: BaseException) -> None:
-        try:
-            self._model_note.value = f"cannot read the model: {exc}"
-        except RuntimeError:
-            return
+            self.wire_model_picker()
 
     # -- running ---------------------------------------------------------------------
     def _on_run(self, _value: Any = None) -> None:
@@ -366,66 +251,5 @@ class RunWidget(ScrollPanel, Container):
 
     # -- layers ----------------------------------------------------------------------
     def upsert(self, ldt: LayerData | napari.layers.Layer) -> Any:
-        """Show a LayerData tuple: the one layer-naming policy of the plugin.
-
-        A layer with the same name and kind is updated in place (data, placement,
-        metadata; contrast limits unless the user changed them), so the user's
-        display choices (colormap, opacity, visibility) survive re-runs and live
-        refreshes. A layer of another kind with the name is replaced at the same
-        place in the list. Otherwise the layer is added. Scalar images get their
-        colour bar. ``ldt`` may also be a layer built in a worker (shapes and
-        points are triangulated and indexed there, off the GUI thread): it
-        replaces or joins the layers by name.
-
-        Returns
-        -------
-        napari.layers.Layer
-        """
-        from napari.layers import Image, Layer
-
-        built = ldt if isinstance(ldt, Layer) else None
-        data, kwargs, layer_type = ldt if built is None else (None, {"name": built.name}, "")
-        name = kwargs["name"]
-        if name in self._viewer.layers:
-            old = self._viewer.layers[name]
-            multiscale = kwargs.get("multiscale", isinstance(data, list))
-            if layer_type == "image" and isinstance(old, Image) and old.multiscale == multiscale:
-                return self._update_image(old, data, kwargs)
-            index = self._viewer.layers.index(old)
-            self._viewer.layers.remove(old)
-            new = show_colorbar(Layer.create(data, kwargs, layer_type) if built is None else built)
-            self._viewer.layers.insert(index, new)
-            self._limits_set[name] = _limits(new)
-            return new
-        layer = self._viewer.add_layer(
-            show_colorbar(Layer.create(data, kwargs, layer_type) if built is None else built)
-        )
-        self._limits_set[name] = _limits(layer)
-        return layer
-
-    def _update_image(self, layer: Any, data: Any, kwargs: dict[str, Any]) -> Any:
-        auto = self._limits_set.get(layer.name)
-        user_set = auto is not None and _limits(layer) != auto
-        import numpy as np
-
-        # set only what changed: every change is an event napari's layer list redraws
-        for key in ("scale", "translate"):
-            if key in kwargs and not np.allclose(getattr(layer, key), kwargs[key]):
-                setattr(layer, key, kwargs[key])
-        layer.data = data
-        metadata = kwargs.get("metadata", {})
-        try:
-            same = bool(metadata == layer.metadata)
-        except ValueError:  # arrays inside: compare by setting
-            same = False
-        if not same:
-            layer.metadata = {**metadata}
-        limits = kwargs.get("contrast_limits")
-        if limits is not None and not user_set and _limits(layer) != tuple(map(float, limits)):
-            layer.contrast_limits = limits
-        self._limits_set[layer.name] = _limits(layer)
-        return layer
-
-
-def _limits(layer: Any) -> tuple[float, ...]:
-    return tuple(float(v) for v in getattr(layer, "contrast_limits", ()))
+        """Show a LayerData tuple by the plugin's one layer-naming policy (:func:`upsert`)."""
+        return upsert(self._viewer, ldt, self._limits_set)

@@ -109,3 +109,46 @@ def layer_picker(
         ]
 
     return ComboBox(label=label, choices=choices, nullable=True)
+
+
+class SlidePicker:
+    """Mixin of the run widgets: a dropdown of the slides open in the viewer.
+
+    The first slide opened is picked while none is; ``picked_slide()`` says how
+    to open one when there is none.
+    """
+
+    _viewer: Any
+    _slide_layer: Any
+    error: Callable[[str], None]
+
+    def slide_controls(self) -> list[Any]:
+        """Make the slide dropdown (``self._slide_layer``)."""
+        from magicgui.widgets import ComboBox
+
+        self._slide_layer = ComboBox(label="slide", choices=self._slide_choices, nullable=True)
+        return [self._slide_layer]
+
+    def wire_slide_picker(self) -> None:
+        """Follow the viewer's layers: refresh the choices when a layer comes or goes."""
+        self._viewer.layers.events.inserted.connect(self._refresh_slides)
+        self._viewer.layers.events.removed.connect(self._refresh_slides)
+        self._refresh_slides()
+
+    def _slide_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        """Image layers that come from a slide file (have ``metadata['path']``)."""
+        return slide_layer_choices(self._viewer)
+
+    def _refresh_slides(self, _event: Any = None) -> None:
+        """Refresh the slide choices; pick the first slide when none is chosen."""
+        self._slide_layer.reset_choices()
+        choices = self._slide_choices()
+        if self._slide_layer.value is None and choices:
+            self._slide_layer.value = choices[0][1]
+
+    def picked_slide(self) -> napari.layers.Image | None:
+        """Return the chosen slide layer, or ``None`` after saying how to open one."""
+        layer: napari.layers.Image | None = self._slide_layer.value
+        if layer is None:
+            self.error("open a slide first (File ▸ Open, napari-xai reader)")
+        return layer

@@ -20,6 +20,7 @@ from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, PushButton, Sp
 from napari_xai._widgets._base import RunWidget, default_output
 from napari_xai._widgets._masks import masks_button
 from napari_xai.core.layers.audit import regions_layer_name, tiles_layer_name  # noqa: F401
+from napari_xai.core.naming import AUDIT_METHOD_NAMES
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from napari_xai.core.audit.data import DataAudit
     from napari_xai.core.audit.slide import AuditProgress, SlideAudit
 
-METHODS = ("grad_cam", "saliency", "integrated_gradients", "gradient_shap", "occlusion")
+METHODS = AUDIT_METHOD_NAMES
 #: Gallery icon size in screen pixels.
 ICON_PX = 96
 

@@ -33,6 +33,7 @@ from magicgui.widgets import (
 )
 
 from napari_xai._widgets._base import RunWidget
+from napari_xai.core.naming import METHOD_NAMES
 from napari_xai.core.options import DEFAULT_MIN_TISSUE
 
 if TYPE_CHECKING:
@@ -46,15 +47,7 @@ IN_PROCESS = "in this process"
 ADDRESS = "dask scheduler address"
 NO_ATTRIBUTION = "none"
 #: Attribution methods offered (the core checks them against the model).
-ATTRIBUTION_CHOICES = (
-    NO_ATTRIBUTION,
-    "grad_cam",
-    "saliency",
-    "integrated_gradients",
-    "gradient_shap",
-    "occlusion",
-    "guided_grad_cam",
-)
+ATTRIBUTION_CHOICES = (NO_ATTRIBUTION, *METHOD_NAMES)
 STATUS_COLUMNS = ["slide", "status", "tiles", "score", "seconds", "error"]
 #: Seconds between redraws of the status table while a batch runs.
 REFRESH_S = 0.3

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
 
 from napari_xai._widgets._base import RunWidget, default_output
+from napari_xai.core.naming import METHOD_NAMES
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -34,15 +35,8 @@ PREDICTED = "predicted"
 REFRESH_S = 0.5
 #: Milliseconds the view must stay still before "follow the view" re-runs.
 FOLLOW_DELAY_MS = 600
-#: Method names in menu order (kept in sync with ATTRIBUTION_METHODS by a test).
-METHODS = (
-    "grad_cam",
-    "saliency",
-    "integrated_gradients",
-    "gradient_shap",
-    "occlusion",
-    "guided_grad_cam",
-)
+#: Method names in menu order (the registry's order: core/naming.py).
+METHODS = METHOD_NAMES
 
 
 def run_in_worker(where: str, source: Any, spec: Any, out: Path, /, *args: Any, **kw: Any) -> Any:

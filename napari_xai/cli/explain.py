@@ -5,16 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from napari_xai.core.naming import METHOD_NAMES
 from napari_xai.core.options import DEFAULT_MIN_TISSUE
 
-METHODS = (
-    "grad_cam",
-    "saliency",
-    "integrated_gradients",
-    "gradient_shap",
-    "occlusion",
-    "guided_grad_cam",
-)
+METHODS = METHOD_NAMES
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -82,6 +82,19 @@ __all__ = [
 # --------------------------------------------------------------------------- slide files
 
 #: File endings of the slides the reader opens (tiffslide's formats).
+#: Attribution methods by registry key, in menu order: the order of
+#: ``core.attribution.ATTRIBUTION_METHODS`` (a test checks it), importable without torch.
+METHOD_NAMES = (
+    "grad_cam",
+    "saliency",
+    "integrated_gradients",
+    "gradient_shap",
+    "occlusion",
+    "guided_grad_cam",
+)
+#: The methods the audit offers (all but guided Grad-CAM).
+AUDIT_METHOD_NAMES = METHOD_NAMES[:5]
+
 SLIDE_SUFFIXES = (
     ".svs", ".tif", ".tiff", ".ndpi", ".scn", ".bif", ".qptiff", ".ome.tif", ".ome.tiff",
 )  # fmt: skip

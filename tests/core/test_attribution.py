@@ -71,6 +71,11 @@ def test_registry_lists_every_method() -> None:
         "grad_cam",
         "guided_grad_cam",
     }
+    from napari_xai.core.naming import AUDIT_METHOD_NAMES, METHOD_NAMES
+
+    # the menus' order (naming, importable without torch) is the registry's order
+    assert tuple(ATTRIBUTION_METHODS) == METHOD_NAMES
+    assert set(AUDIT_METHOD_NAMES) < set(METHOD_NAMES)
 
 
 @pytest.mark.parametrize(
