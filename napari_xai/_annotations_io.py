@@ -14,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from napari_xai._notify import warn
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
@@ -40,30 +42,9 @@ def read_annotations(
     (e.g. a model's own class names, for its predicted regions) count as known
     classes next to the default ones, so they raise no "unknown classes" warning.
     """
-    from napari_xai.core.annotations.classes import DEFAULT_CLASSES, AnnotationClass
-    from napari_xai.core.annotations.geojson import read_geojson
-    from napari_xai.core.layers.annotations import annotations_to_layer_data
-    from napari_xai.core.naming import class_colour
+    from napari_xai.core.layers.annotations import geojson_layers
 
-    known = {c.name for c in DEFAULT_CLASSES}
-    classes = list(DEFAULT_CLASSES) + [
-        AnnotationClass(name, _rgb255(class_colour(name, k)))
-        for k, name in enumerate(extra_classes)
-        if name not in known
-    ]
-    paths = [path] if isinstance(path, str) else list(path)
-    mpp = _open_slide_mpp()
-    layers: list[LayerDataTuple] = []
-    for p in paths:
-        aset = read_geojson(p, classes=classes)
-        if not aset.report.clean:
-            _warn(aset.report.summary())
-        new = annotations_to_layer_data(aset, name=Path(p).stem, source=str(p), mpp=mpp)
-        for _data, kwargs, _kind in new:
-            if kwargs["metadata"].get("simplified"):
-                _warn(f"{p}: {kwargs['metadata']['note']}")
-        layers += new
-    return layers
+    return geojson_layers(path, extra_classes=extra_classes, mpp=_open_slide_mpp(), warn=warn)
 
 
 def _open_slide_mpp() -> float | None:
@@ -84,23 +65,6 @@ def _open_slide_mpp() -> float | None:
     return mpps.pop() if len(mpps) == 1 else None  # ambiguous with several slides
 
 
-def _rgb255(colour: Sequence[float]) -> tuple[int, int, int]:
-    """0-1 RGB as 0-255 ints."""
-    r, g, b = (int(round(float(v) * 255)) for v in colour[:3])
-    return r, g, b
-
-
-def _warn(message: str) -> None:
-    try:
-        from napari.utils.notifications import show_warning
-
-        show_warning(message)
-    except Exception:  # pragma: no cover - outside napari
-        import warnings
-
-        warnings.warn(message, stacklevel=3)
-
-
 def write_shapes_geojson(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     """npe2 single-layer writer: a Shapes layer to a QuPath-style GeoJSON file.
 
@@ -118,24 +82,16 @@ def write_shapes_geojson(path: str, data: Any, meta: dict[str, Any]) -> list[str
     list of str
         The written path.
     """
-    from napari_xai.core.annotations.geojson import write_geojson
     from napari_xai.core.layers.annotations import shapes_to_annotations
 
-    out = Path(path)
-    if out.suffix.lower() != ".geojson":
-        out = out.with_name(out.name + ".geojson")
-    features = meta.get("features")
     annotations, report = shapes_to_annotations(
         data,
         shape_types=meta.get("shape_type", "polygon"),
-        features=features,
+        features=meta.get("features"),
         face_colors=meta.get("face_color"),
         morphology=True,  # area µm², perimeter, circularity, solidity saved as measurements
     )
-    if report.skipped:
-        _warn(report.summary())
-    write_geojson(annotations, out)
-    return [str(out)]
+    return _write(path, annotations, report.summary() if report.skipped else None)
 
 
 def write_points_geojson(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
@@ -148,12 +104,8 @@ def write_points_geojson(path: str, data: Any, meta: dict[str, Any]) -> list[str
     polygons with the (possibly edited) classes; other points are written as
     discs of their size, and the count is reported.
     """
-    from napari_xai.core.annotations.geojson import write_geojson
     from napari_xai.core.layers.annotations import points_to_annotations
 
-    out = Path(path)
-    if out.suffix.lower() != ".geojson":
-        out = out.with_name(out.name + ".geojson")
     size = meta.get("size")
     annotations, report = points_to_annotations(
         data,
@@ -161,7 +113,17 @@ def write_points_geojson(path: str, data: Any, meta: dict[str, Any]) -> list[str
         geometries=(meta.get("metadata") or {}).get("geometries"),
         sizes=None if size is None else (size if size.ndim == 1 else size.mean(axis=-1)),
     )
-    if report.changed:
-        _warn(report.summary())
+    return _write(path, annotations, report.summary() if report.changed else None)
+
+
+def _write(path: str, annotations: Any, note: str | None) -> list[str]:
+    """Write annotations to ``path`` (``.geojson`` added when missing); show ``note``."""
+    from napari_xai.core.annotations.geojson import write_geojson
+
+    if note:
+        warn(note)
+    out = Path(path)
+    if out.suffix.lower() != ".geojson":
+        out = out.with_name(out.name + ".geojson")
     write_geojson(annotations, out)
     return [str(out)]

@@ -15,9 +15,10 @@ imported at module level.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from napari_xai._notify import warn
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
     PathOrPaths = str | list[str]
 
 MANIFEST = "manifest.json"
-#: Maps larger than this (pixels per side) are shown as multiscale pyramids.
-_MULTISCALE_ABOVE = 4096
 
 
 def _result_folder(path: Any) -> Path | None:
@@ -80,166 +79,14 @@ def read_result_folder(path: PathOrPaths) -> list[LayerDataTuple]:
     return layers
 
 
-def _warn(message: str) -> None:
-    try:
-        from napari.utils.notifications import show_warning
-
-        show_warning(message)
-    except Exception:  # pragma: no cover - outside napari
-        warnings.warn(message, stacklevel=3)
-
-
-def _map_data(result: Result, key: str) -> tuple[Any, bool]:
-    """Lazy levels of a stored map: one array when small, a pyramid when large."""
-    levels = result.heatmap_levels(key)
-    if len(levels) > 1 and max(levels[0].shape) > _MULTISCALE_ABOVE:
-        return levels, True
-    return levels[0], False
-
-
-def _probability_layers(result: Result, name: str) -> list[LayerDataTuple]:
-    from napari_xai.core.layers import heatmap_layer
-    from napari_xai.core.naming import class_colour, positive_class
-
-    maps = [h for h in result.heatmaps if h.kind == "probabilities"]
-    if not maps:
-        return []
-    names = [str(h.attrs.get("class_name", h.name)) for h in maps]
-    order = list(result.class_names) or names
-    focus = positive_class(order)
-    stride0 = float(result.tiles.attrs.get("stride0", maps[0].scales[0][0]))
-    tile0 = float(result.tiles.attrs.get("tile_size0", stride0))
-    layers = []
-    for info, cls in zip(maps, names, strict=True):
-        data, _ = _map_data(result, info.key)
-        index = order.index(cls) if cls in order else 0
-        ldt = heatmap_layer(
-            data.compute(),
-            slide_name=name,
-            class_name=cls,
-            stride0=stride0,
-            tile_size0=tile0,
-            colour=class_colour(cls, index),
-            visible=cls == focus,
-            metadata={"result_folder": str(result.folder), "key": info.key},
-        )
-        # the stored transform is the truth (written by the scorer from the grid)
-        ldt[1]["scale"] = info.scales[0]
-        ldt[1]["translate"] = info.translates[0]
-        layers.append(ldt)
-    return layers
-
-
-def _saliency_layers(result: Result, name: str) -> list[LayerDataTuple]:
-    import numpy as np
-
-    from napari_xai.core.naming import ATTRIBUTION_COLORMAP
-
-    layers = []
-    for info in (h for h in result.heatmaps if h.kind == "saliency"):
-        data, multiscale = _map_data(result, info.key)
-        method = str(info.attrs.get("method") or info.key.split("/")[1])
-        cls = str(info.attrs.get("class_name") or info.key.split("/")[-1])
-        coarse = np.asarray(result.heatmap_levels(info.key)[-1])
-        finite = coarse[np.isfinite(coarse)]
-        hi = float(np.percentile(finite, 99.5)) if finite.size else 1.0
-        lo = float(min(0.0, finite.min())) if finite.size else 0.0
-        if not hi > lo:
-            hi = lo + 1.0
-        layers.append(
-            (
-                data,
-                {
-                    "name": f"{name} saliency [{method}, {cls}]",
-                    "scale": info.scales[0],
-                    "translate": info.translates[0],
-                    "colormap": ATTRIBUTION_COLORMAP,
-                    "opacity": 0.6,
-                    "blending": "translucent",
-                    "contrast_limits": [lo, hi],
-                    "multiscale": multiscale,
-                    "visible": False,
-                    "metadata": {
-                        "napari_xai": "saliency",
-                        "method": method,
-                        "class_name": cls,
-                        "result_folder": str(result.folder),
-                        "key": info.key,
-                    },
-                },
-                "image",
-            )
-        )
-    return layers
-
-
-def _annotation_layers(result: Result, name: str) -> list[LayerDataTuple]:
-    path = result.folder / result.manifest.get("files", {}).get(
-        "annotations", "annotations.geojson"
-    )
-    if result.annotations is None or not path.is_file():
-        return []
-    if not result.annotations.get("features"):
-        return []
-    try:
-        from napari_xai._annotations_io import read_annotations
-
-        layers = read_annotations(str(path), extra_classes=result.class_names)
-    except ImportError:  # pragma: no cover - the annotations module is part of the package
-        return []
-    out = []
-    for data, kwargs, kind in layers:
-        kwargs = dict(kwargs)
-        kwargs["name"] = (
-            f"{name} predicted regions"
-            if kind == "shapes"
-            else (f"{name} predicted regions ({kind})")
-        )
-        kwargs.setdefault("opacity", 0.4)
-        out.append((data, kwargs, kind))
-    return out
-
-
 def result_layers(result: Result, *, with_slide: bool = True) -> list[LayerDataTuple]:
-    """LayerData tuples of a loaded result, slide first.
+    """:func:`napari_xai.core.layers.results.result_layers`, problems shown in napari.
 
-    Parameters
-    ----------
-    result : napari_xai.core.results.Result
-        A result folder read by :func:`napari_xai.core.results.load_result`.
-    with_slide : bool
-        Also open the slide (skipped with a warning when it has moved).
-
-    Returns
-    -------
-    list of LayerDataTuple
-        Slide, probability heatmaps, saliency, predicted regions, ``ood_score``
-        (when scored with features, hidden), tiles.
+    Predicted regions get the µm/px of the slide open in the viewer (morphology in µm).
     """
-    from napari_xai.core.layers import tiles_layer
+    from napari_xai._annotations_io import _open_slide_mpp
+    from napari_xai.core.layers import results
 
-    name = result.slide_id
-    layers: list[LayerDataTuple] = []
-    slide = result.slide_path
-    if with_slide:
-        if slide is not None and slide.is_file():
-            from napari_xai._reader import read_slide
-
-            layers += read_slide(str(slide))
-        else:
-            _warn(
-                f"{result.folder}: the slide {slide} is not there any more; "
-                "showing the results alone"
-            )
-    layers += _probability_layers(result, name)
-    layers += _saliency_layers(result, name)
-    layers += _annotation_layers(result, name)
-    if "ood_score" in result.tiles:
-        from napari_xai.core.layers.ood import ood_layer
-
-        layers.append(ood_layer(result.tiles, slide_name=name))
-    if len(result.tiles):
-        ldt = tiles_layer(result.tiles, slide_name=name, class_names=result.class_names)
-        ldt[1]["metadata"] = {**ldt[1].get("metadata", {}), "result_folder": str(result.folder)}
-        layers.append(ldt)
-    return layers
+    return results.result_layers(
+        result, with_slide=with_slide, annotations_mpp=_open_slide_mpp(), warn=warn
+    )

@@ -33,29 +33,25 @@ def _folder(tmp_path: Path, classes: list[str], regions: list[str]) -> Path:
 
 
 @pytest.fixture
-def warnings_shown(monkeypatch) -> list[str]:
-    import napari_xai._annotations_io as io
-
-    shown: list[str] = []
-    monkeypatch.setattr(io, "_warn", shown.append)
-    return shown
+def warnings_shown() -> list[str]:
+    return []
 
 
 def test_model_classes_are_known(tmp_path: Path, warnings_shown: list[str]) -> None:
-    from napari_xai._results_reader import _annotation_layers
+    from napari_xai.core.layers.results import annotation_layers
     from napari_xai.core.results import load_result
 
     result = load_result(_folder(tmp_path, ["normal", "tumour"], ["tumour", "normal"]))
-    layers = _annotation_layers(result, "slide")
+    layers = annotation_layers(result, "slide", warn=warnings_shown.append)
     assert layers and layers[0][2] == "shapes" and len(layers[0][0]) == 2
     assert not any("unknown classes" in w for w in warnings_shown), warnings_shown
 
 
 def test_other_classes_still_reported(tmp_path: Path, warnings_shown: list[str]) -> None:
-    from napari_xai._results_reader import _annotation_layers
+    from napari_xai.core.layers.results import annotation_layers
     from napari_xai.core.results import load_result
 
     result = load_result(_folder(tmp_path, ["normal", "tumour"], ["tumour", "mystery"]))
-    _annotation_layers(result, "slide")
+    annotation_layers(result, "slide", warn=warnings_shown.append)
     assert any("unknown classes kept" in w and "mystery" in w for w in warnings_shown)
     assert not any("'tumour'" in w for w in warnings_shown)

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,7 @@ from napari_xai.core.annotations.morphology import (
 from napari_xai.core.layers.coords import LayerDataTuple, rc_to_xy, xy_to_rc
 
 __all__ = [
+    "geojson_layers",
     "DETECTION_TYPES",
     "MAX_SHAPES",
     "MAX_VERTICES",
@@ -788,3 +790,58 @@ def _ellipse_vertices(corners_rc: npt.NDArray[np.float64], n: int = 64) -> npt.N
     t = np.linspace(0, 2 * np.pi, n, endpoint=False)
     out: npt.NDArray[np.float64] = center + np.outer(np.cos(t), ax1) + np.outer(np.sin(t), ax2)
     return out
+
+
+def geojson_layers(
+    paths: str | Path | Sequence[str | Path],
+    *,
+    extra_classes: Sequence[str] = (),
+    mpp: float | None = None,
+    warn: Callable[[str], Any] | None = None,
+) -> list[LayerDataTuple]:
+    """Read GeoJSON files into napari layer data, reporting what could not be imported.
+
+    Parameters
+    ----------
+    paths : path or sequence of paths
+        QuPath-style GeoJSON files; each gives its own layers, named after its stem.
+    extra_classes : sequence of str
+        Class names known besides the default ones (e.g. a model's own classes, for
+        its predicted regions), so they raise no "unknown classes" report; coloured
+        with :func:`~napari_xai.core.naming.class_colour`.
+    mpp : float, optional
+        Level-0 µm per pixel of the slide they belong to (morphology in µm).
+    warn : callable, optional
+        Called with each import report that is not clean and each simplification
+        note (default :func:`warnings.warn`); nothing is dropped silently.
+
+    Returns
+    -------
+    list of LayerDataTuple
+    """
+    from napari_xai.core.annotations.geojson import read_geojson
+    from napari_xai.core.naming import class_colour, rgb255
+
+    if warn is None:
+        import warnings
+
+        def warn(message: str) -> None:
+            warnings.warn(message, stacklevel=3)
+
+    known = {c.name for c in DEFAULT_CLASSES}
+    classes = list(DEFAULT_CLASSES) + [
+        AnnotationClass(name, rgb255(class_colour(name, k)))
+        for k, name in enumerate(extra_classes)
+        if name not in known
+    ]
+    layers: list[LayerDataTuple] = []
+    for p in [paths] if isinstance(paths, (str, Path)) else list(paths):
+        aset = read_geojson(p, classes=classes)
+        if not aset.report.clean:
+            warn(aset.report.summary())
+        new = annotations_to_layer_data(aset, name=Path(p).stem, source=str(p), mpp=mpp)
+        for _data, kwargs, _kind in new:
+            if kwargs["metadata"].get("simplified"):
+                warn(f"{p}: {kwargs['metadata']['note']}")
+        layers += new
+    return layers

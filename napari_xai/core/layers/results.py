@@ -1,0 +1,201 @@
+"""Layers of a result folder: slide, heatmaps, saliency, predicted regions, tiles.
+
+What the result reader (``napari_xai._results_reader``) and the Score widget show,
+all in level-0 pixel coordinates, each map placed by the transform stored with it
+(written by the scorer from the grid).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_xai.core.layers.coords import LayerDataTuple
+from napari_xai.core.layers.ood import ood_layer
+from napari_xai.core.layers.scores import heatmap_layer, tiles_layer
+from napari_xai.core.layers.slide import slide_layer_data
+from napari_xai.core.naming import ATTRIBUTION_COLORMAP, class_colour, positive_class
+
+if TYPE_CHECKING:
+    from napari_xai.core.results import Result
+
+__all__ = [
+    "annotation_layers",
+    "probability_layers",
+    "result_layers",
+    "saliency_layers",
+]
+
+#: Maps larger than this (pixels per side) are shown as multiscale pyramids.
+MULTISCALE_ABOVE = 4096
+
+
+def _python_warning(message: str) -> None:
+    warnings.warn(message, stacklevel=3)
+
+
+def _map_data(result: Result, key: str) -> tuple[Any, bool]:
+    """Lazy levels of a stored map: one array when small, a pyramid when large."""
+    levels = result.heatmap_levels(key)
+    if len(levels) > 1 and max(levels[0].shape) > MULTISCALE_ABOVE:
+        return levels, True
+    return levels[0], False
+
+
+def probability_layers(result: Result, name: str) -> list[LayerDataTuple]:
+    """One heatmap per class (the positive class visible), placed as stored."""
+    maps = [h for h in result.heatmaps if h.kind == "probabilities"]
+    if not maps:
+        return []
+    names = [str(h.attrs.get("class_name", h.name)) for h in maps]
+    order = list(result.class_names) or names
+    focus = positive_class(order)
+    stride0 = float(result.tiles.attrs.get("stride0", maps[0].scales[0][0]))
+    tile0 = float(result.tiles.attrs.get("tile_size0", stride0))
+    layers = []
+    for info, cls in zip(maps, names, strict=True):
+        data, _ = _map_data(result, info.key)
+        index = order.index(cls) if cls in order else 0
+        ldt = heatmap_layer(
+            data.compute(),
+            slide_name=name,
+            class_name=cls,
+            stride0=stride0,
+            tile_size0=tile0,
+            colour=class_colour(cls, index),
+            visible=cls == focus,
+            metadata={"result_folder": str(result.folder), "key": info.key},
+        )
+        # the stored transform is the truth (written by the scorer from the grid)
+        ldt[1]["scale"] = info.scales[0]
+        ldt[1]["translate"] = info.translates[0]
+        layers.append(ldt)
+    return layers
+
+
+def saliency_layers(result: Result, name: str) -> list[LayerDataTuple]:
+    """Every stored saliency map (hidden), lazy, contrast from its coarsest level."""
+    layers = []
+    for info in (h for h in result.heatmaps if h.kind == "saliency"):
+        data, multiscale = _map_data(result, info.key)
+        method = str(info.attrs.get("method") or info.key.split("/")[1])
+        cls = str(info.attrs.get("class_name") or info.key.split("/")[-1])
+        coarse = np.asarray(result.heatmap_levels(info.key)[-1])
+        finite = coarse[np.isfinite(coarse)]
+        hi = float(np.percentile(finite, 99.5)) if finite.size else 1.0
+        lo = float(min(0.0, finite.min())) if finite.size else 0.0
+        if not hi > lo:
+            hi = lo + 1.0
+        layers.append(
+            (
+                data,
+                {
+                    "name": f"{name} saliency [{method}, {cls}]",
+                    "scale": info.scales[0],
+                    "translate": info.translates[0],
+                    "colormap": ATTRIBUTION_COLORMAP,
+                    "opacity": 0.6,
+                    "blending": "translucent",
+                    "contrast_limits": [lo, hi],
+                    "multiscale": multiscale,
+                    "visible": False,
+                    "metadata": {
+                        "napari_xai": "saliency",
+                        "method": method,
+                        "class_name": cls,
+                        "result_folder": str(result.folder),
+                        "key": info.key,
+                    },
+                },
+                "image",
+            )
+        )
+    return layers
+
+
+def annotation_layers(
+    result: Result,
+    name: str,
+    *,
+    mpp: float | None = None,
+    warn: Callable[[str], Any] | None = None,
+) -> list[LayerDataTuple]:
+    """Predicted regions from ``annotations.geojson`` (the model's classes are known)."""
+    path = result.folder / result.manifest.get("files", {}).get(
+        "annotations", "annotations.geojson"
+    )
+    if result.annotations is None or not path.is_file():
+        return []
+    if not result.annotations.get("features"):
+        return []
+    from napari_xai.core.layers.annotations import geojson_layers  # pandas, shapely
+
+    layers = geojson_layers(path, extra_classes=result.class_names, mpp=mpp, warn=warn)
+    out = []
+    for data, kwargs, kind in layers:
+        kwargs = dict(kwargs)
+        kwargs["name"] = (
+            f"{name} predicted regions"
+            if kind == "shapes"
+            else (f"{name} predicted regions ({kind})")
+        )
+        kwargs.setdefault("opacity", 0.4)
+        out.append((data, kwargs, kind))
+    return out
+
+
+def result_layers(
+    result: Result,
+    *,
+    with_slide: bool = True,
+    annotations_mpp: float | None = None,
+    warn: Callable[[str], Any] | None = None,
+) -> list[LayerDataTuple]:
+    """LayerData tuples of a loaded result, slide first.
+
+    Parameters
+    ----------
+    result : napari_xai.core.results.Result
+        A result folder read by :func:`napari_xai.core.results.load_result`.
+    with_slide : bool
+        Also open the slide (skipped with a warning when it has moved).
+    annotations_mpp : float, optional
+        µm/px given to the predicted regions (their morphology columns).
+    warn : callable, optional
+        Called with each problem that does not stop reading (default
+        :func:`warnings.warn`).
+
+    Returns
+    -------
+    list of LayerDataTuple
+        Slide, probability heatmaps, saliency, predicted regions, ``ood_score``
+        (when scored with features, hidden), tiles.
+    """
+    if warn is None:
+        warn = _python_warning
+    name = result.slide_id
+    layers: list[LayerDataTuple] = []
+    slide = result.slide_path
+    if with_slide:
+        if slide is not None and slide.is_file():
+            from napari_xai.core.wsi import open_slide
+
+            layers.append(slide_layer_data(open_slide(slide)))
+        else:
+            warn(
+                f"{result.folder}: the slide {slide} is not there any more; "
+                "showing the results alone"
+            )
+    layers += probability_layers(result, name)
+    layers += saliency_layers(result, name)
+    layers += annotation_layers(result, name, mpp=annotations_mpp, warn=warn)
+    if "ood_score" in result.tiles:
+        layers.append(ood_layer(result.tiles, slide_name=name))
+    if len(result.tiles):
+        ldt = tiles_layer(result.tiles, slide_name=name, class_names=result.class_names)
+        ldt[1]["metadata"] = {**ldt[1].get("metadata", {}), "result_folder": str(result.folder)}
+        layers.append(ldt)
+    return layers
