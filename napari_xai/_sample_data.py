@@ -124,11 +124,8 @@ def run_responsive(work: Callable[[Callable[[int, int], Any]], Any], *, desc: st
 
 def _sample_layers(progress: Callable[[int, int], Any]) -> list[Any]:
     """Write (first time) and read the sample slide, its masks and its truth."""
-    import numpy as np
-
     from napari_xai._reader import read_slide
-    from napari_xai.core.layers.coords import mask_to_world
-    from napari_xai.core.layers.masks import mask_layers
+    from napari_xai.core.layers.masks import mask_layers, truth_layer
     from napari_xai.core.masks import slide_masks
     from napari_xai.core.naming import class_colour
     from napari_xai.demo.synthetic import SyntheticTruth
@@ -139,26 +136,9 @@ def _sample_layers(progress: Callable[[int, int], Any]) -> list[Any]:
     prefix = path.name
     layers.extend(mask_layers(slide_masks(slide), name_prefix=prefix))
     truth = SyntheticTruth.load(path)
-    scale, translate = mask_to_world(truth.downsample)
-    layers.append(
-        (
-            truth.tumour.astype(np.uint8),
-            {
-                "name": f"{prefix} tumour (truth)",
-                "scale": scale,
-                "translate": translate,
-                "opacity": 0.4,
-                "visible": False,
-                "colormap": {0: "transparent", 1: class_colour("tumour"), None: "transparent"},
-                "metadata": {
-                    "kind": "ground_truth",
-                    "display": "outline",
-                    "downsample": truth.downsample,
-                },
-            },
-            "labels",
-        )
-    )
+    colour = class_colour("tumour")
+    name = f"{prefix} tumour (truth)"
+    layers.append(truth_layer(truth.tumour, downsample=truth.downsample, name=name, colour=colour))
     from napari_xai._widgets._style import watch_current_viewer
 
     watch_current_viewer()  # masks drawn as outlines once napari has made the layers

@@ -7,7 +7,7 @@ captum are imported there, never on the GUI thread):
   the tiles in the current view, cached) or ``iter_explain_slide`` (every tissue
   tile, resumable); each yielded batch moves the progress bar and, a few times a
   second, refreshes the saliency layer from the zarr store as it fills.
-* "Channels at cursor" → :func:`napari_xai.core.activations.channels_layer` for the
+* "Channels at cursor" → :func:`napari_xai.core.layers.activations.channels_layer` for the
   tile under the mouse, shown as a grid of channels beside the tile.
 * "Channel across slide" → :func:`napari_xai.core.activations.iter_channel_slide`.
 """
@@ -359,7 +359,8 @@ class ExplainWidget(RunWidget):
 
 def channels_in_worker(source: Any, spec: Any, centre_rc: Any, **kw: Any) -> Any:
     """Worker body: load the model (cached) and build the channel grid layer."""
-    from napari_xai.core.activations import channels_layer
+    from napari_xai.core.activations import tile_channels
+    from napari_xai.core.layers.activations import channels_layer
     from napari_xai.core.models.resolve import resolve_model
 
-    return channels_layer(source, resolve_model(spec), tuple(centre_rc), **kw)
+    return channels_layer(tile_channels(source, resolve_model(spec), tuple(centre_rc), **kw))

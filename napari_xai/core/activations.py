@@ -2,8 +2,8 @@
 
 * :func:`list_layers` — layers whose output is a spatial map (N, C, h, w);
 * :func:`channel_activations` — every channel of one layer for one tile;
-* :func:`channel_mosaic` — those channels as one grid image (each channel scaled
-  to its own range) for display;
+* :func:`tile_channels` — those channels for the tile under a point (shown as a grid
+  by :func:`napari_xai.core.layers.activations.channels_layer`);
 * :func:`iter_channel_slide` — one channel across the whole slide, stitched into
   the same kind of multiscale store as saliency (``activations/<layer>/<channel>``):
   is this channel a texture detector, does it fire on the pen mark?
@@ -15,9 +15,9 @@ when the scripted model exposes ``forward_features``/``forward_head``).
 from __future__ import annotations
 
 # ruff: noqa: TID253 (imported only when attribution runs, never by napari's menus)
-import math
 import time
 from collections.abc import Generator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,9 +38,10 @@ if TYPE_CHECKING:
 __all__ = [
     "activation_key",
     "channel_activations",
-    "channel_mosaic",
     "iter_channel_slide",
     "list_layers",
+    "tile_channels",
+    "TileChannels",
 ]
 
 
@@ -140,39 +141,6 @@ def channel_activations(
     out = _activations(prepared, module, np.asarray(tile)[None])
     result: npt.NDArray[np.float32] = out[0].float().cpu().numpy()
     return result
-
-
-def channel_mosaic(
-    activations: npt.NDArray[np.float32], *, n_cols: int | None = None, gap: int = 1
-) -> npt.NDArray[np.float32]:
-    """Lay channel maps out as a grid, each scaled to [0, 1] by its own range.
-
-    Parameters
-    ----------
-    activations : ndarray of shape (C, h, w)
-    n_cols : int, optional
-        Channels per row (default: about square).
-    gap : int
-        NaN pixels between channels.
-
-    Returns
-    -------
-    ndarray of shape (rows * (h + gap) - gap, n_cols * (w + gap) - gap), float32
-        Channel ``k`` is at grid position ``divmod(k, n_cols)``.
-    """
-    acts = np.asarray(activations, dtype=np.float32)
-    c, h, w = acts.shape
-    cols = int(n_cols or math.ceil(math.sqrt(c)))
-    rows = math.ceil(c / cols)
-    out = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap), np.nan, np.float32)
-    lo = acts.reshape(c, -1).min(axis=1)
-    hi = acts.reshape(c, -1).max(axis=1)
-    for k in range(c):
-        r, q = divmod(k, cols)
-        span = hi[k] - lo[k]
-        norm = (acts[k] - lo[k]) / span if span > 0 else np.zeros((h, w), np.float32)
-        out[r * (h + gap) : r * (h + gap) + h, q * (w + gap) : q * (w + gap) + w] = norm
-    return out
 
 
 def activation_key(layer: str, channel: int) -> str:
@@ -278,15 +246,39 @@ def iter_channel_slide(
     )
 
 
-def channels_layer(
+@dataclass(frozen=True)
+class TileChannels:
+    """Every channel of one layer for the tile centred on a level-0 point.
+
+    Attributes
+    ----------
+    activations : ndarray of shape (C, h, w)
+        The channel maps (:func:`channel_activations`).
+    loc_rc : (int, int)
+        Level-0 (row, col) of the tile's top-left corner.
+    tile_size0 : int
+        Level-0 side of the tile.
+    slide_name : str
+    layer : str or None
+        The model layer (None: the last hookable one).
+    """
+
+    activations: npt.NDArray[np.float32]
+    loc_rc: tuple[int, int]
+    tile_size0: int
+    slide_name: str
+    layer: str | None
+
+
+def tile_channels(
     slide: Any,
     model: Any,
     centre_rc: tuple[float, float],
     *,
     layer: str | None = None,
     mpp: float | None = None,
-) -> tuple[Any, dict[str, Any], str]:
-    """LayerData of every channel of ``layer`` for the tile centred on a level-0 point.
+) -> TileChannels:
+    """Read the tile centred on a level-0 point and compute every channel of ``layer``.
 
     Parameters
     ----------
@@ -303,14 +295,12 @@ def channels_layer(
 
     Returns
     -------
-    tuple
-        ``(mosaic, kwargs, "image")``: the channel grid, each channel drawn as large
-        as the tile, its top-left corner at the tile's top-right corner.
+    TileChannels
+        Shown by :func:`napari_xai.core.layers.activations.channels_layer`.
     """
     import contextlib
 
     from napari_xai.core.attribution.whole_slide import slide_grid, slide_name
-    from napari_xai.core.naming import ATTRIBUTION_COLORMAP
     from napari_xai.core.reader import resize_tile
     from napari_xai.core.wsi import open_slide
 
@@ -323,15 +313,4 @@ def channels_layer(
         tile = slide.read_region(loc, (grid.read_size, grid.read_size), level=grid.level)
         tile = resize_tile(tile, int(grid.tile_size))
         acts = channel_activations(model, tile, layer=layer)
-        name = f"{slide_name(slide)} channels [{layer}]"
-    mosaic = channel_mosaic(acts)
-    s = t0 / (acts.shape[1] + 1)  # channel side + gap, in mosaic pixels
-    kwargs = {
-        "name": name,
-        "colormap": ATTRIBUTION_COLORMAP,  # activations share the attribution colormap
-        "contrast_limits": [0.0, 1.0],
-        "scale": (s, s),
-        "translate": (loc[0] + (s - 1) / 2, loc[1] + t0 + (s - 1) / 2),
-        "metadata": {"napari_xai": {"kind": "channels", "tile_rc": loc, "n": len(acts)}},
-    }
-    return (mosaic, kwargs, "image")
+        return TileChannels(acts, loc, t0, slide_name(slide), layer)

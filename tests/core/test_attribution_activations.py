@@ -9,13 +9,9 @@ import torch
 import zarr
 from torch import nn
 
-from napari_xai.core.activations import (
-    channel_activations,
-    channel_mosaic,
-    iter_channel_slide,
-    list_layers,
-)
+from napari_xai.core.activations import channel_activations, iter_channel_slide, list_layers
 from napari_xai.core.attribution import AttributionError
+from napari_xai.core.layers.activations import channel_mosaic
 from napari_xai.core.models.card import ModelCard
 from napari_xai.core.models.loading import LoadedModel
 from napari_xai.core.wsi import open_slide

@@ -165,3 +165,18 @@ def test_pale_tissue_counts_where_it_touches_stained_tissue() -> None:
     assert mask[205:275, 45:235].mean() < 0.05  # the lone band
     assert mask[160:195, 250:390].mean() < 0.01  # glass
     assert not mask[10:40, 10:390].any()
+
+
+def test_truth_layer_puts_each_mask_pixel_over_the_level0_pixels_it_covers() -> None:
+    from napari_xai.core.layers.masks import truth_layer
+
+    mask = np.zeros((4, 6), bool)
+    mask[1, 2] = True
+    data, kwargs, kind = truth_layer(
+        mask, downsample=8.0, name="s tumour (truth)", colour=(1, 0, 0)
+    )
+    assert kind == "labels" and data.dtype == np.uint8 and data.sum() == 1 and data[1, 2] == 1
+    # mask pixel (1, 2) covers level-0 rows 8..15 and cols 16..23: its centre is (11.5, 19.5)
+    centre = np.asarray(kwargs["translate"]) + np.asarray(kwargs["scale"]) * (1, 2)
+    np.testing.assert_allclose(centre, (11.5, 19.5))
+    assert kwargs["colormap"][1] == (1, 0, 0) and kwargs["metadata"]["display"] == "outline"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from napari_xai.core.layers.coords import LayerDataTuple, mask_to_world
 from napari_xai.core.masks.artefacts import ARTEFACT_LABELS
@@ -13,7 +15,7 @@ from napari_xai.core.naming import ARTEFACT_COLOURS, ROLE_COLOURS, mask_layer_na
 if TYPE_CHECKING:
     from napari_xai.core.masks.slide import SlideMasks
 
-__all__ = ["mask_layers"]
+__all__ = ["mask_layers", "truth_layer"]
 
 
 def mask_layers(masks: SlideMasks, *, name_prefix: str = "slide") -> list[LayerDataTuple]:
@@ -68,3 +70,40 @@ def mask_layers(masks: SlideMasks, *, name_prefix: str = "slide") -> list[LayerD
         "labels",
     )
     return [tissue, artefacts]
+
+
+def truth_layer(
+    mask: npt.NDArray[np.bool_],
+    *,
+    downsample: float,
+    name: str,
+    colour: Sequence[float],
+    visible: bool = False,
+) -> LayerDataTuple:
+    """Labels layer (outlined) of a ground-truth mask at ``downsample`` (e.g. tumour).
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (rows, cols)
+        The truth at ``downsample`` level-0 pixels per mask pixel.
+    downsample : float
+    name : str
+        Layer name.
+    colour : sequence of float
+        RGB(A) in [0, 1] of the region.
+    visible : bool
+    """
+    scale, translate = mask_to_world(downsample)
+    return (
+        np.asarray(mask).astype(np.uint8),
+        {
+            "name": name,
+            "scale": scale,
+            "translate": translate,
+            "opacity": 0.4,
+            "visible": bool(visible),
+            "colormap": {0: "transparent", 1: tuple(colour), None: "transparent"},
+            "metadata": {"kind": "ground_truth", "display": "outline", "downsample": downsample},
+        },
+        "labels",
+    )
