@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     from napari_xai._sample_data import sample_slide_path
     from napari_xai.core.audit.slide import audit_slide
+    from napari_xai.core.options import AuditSpec, RunOptions
     from napari_xai.core.wsi import open_slide
 
     slides = args.slides or [big_slide(args.cache), sample_slide_path()]
@@ -137,9 +138,10 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 steps = []
                 res = audit_slide(
-                    slide, "demo", method=method, max_tiles=args.max_tiles,
-                    batch_size=args.batch_size, device=args.device, out_dir=out,
-                    progress=steps.append, **({"n_steps": 16} if "integrated" in method else {}),
+                    slide, "demo", spec=AuditSpec(method=method, max_tiles=args.max_tiles),
+                    run=RunOptions(device=args.device or "auto",
+                                   explain_batch_size=args.batch_size),
+                    out_dir=out, progress=steps.append,
                 )  # fmt: skip
                 total = time.perf_counter() - t0
                 t = res.timings

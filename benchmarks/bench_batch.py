@@ -77,6 +77,7 @@ def one_by_one(slides: list[Path], out: Path, *, torch_threads: int) -> float:
 
     from napari_xai.core.inference import score_slide
     from napari_xai.core.models.demo import load_demo_model
+    from napari_xai.core.options import RunOptions
     from napari_xai.core.wsi import open_slide
 
     torch.set_num_threads(torch_threads)
@@ -84,7 +85,7 @@ def one_by_one(slides: list[Path], out: Path, *, torch_threads: int) -> float:
     model = load_demo_model(device="cpu")
     for path in slides:
         with open_slide(path) as slide:
-            result = score_slide(slide, model, device="cpu")
+            result = score_slide(slide, model, run=RunOptions(device="cpu"))
         result.save(out / path.stem)
     return time.perf_counter() - t0
 

@@ -44,20 +44,21 @@ def _phase(args: argparse.Namespace) -> None:
     from napari_xai.core.attribution.whole_slide import (
         iter_explain_slide,
         resolve_model,
-        slide_grid,
     )
-    from napari_xai.core.inference import iter_predictions
+    from napari_xai.core.inference import grid_for_slide, iter_predictions
+    from napari_xai.core.options import ExplainSpec, RunOptions
     from napari_xai.core.wsi import open_slide
 
     model = resolve_model("demo", device="cpu")
     saved = np.load(args.tissue)
     tissue = (saved["tissue"], float(saved["downsample"]))
     with open_slide(args.slide) as slide:
-        grid = slide_grid(slide, model.card, tissue=tissue)
+        grid = grid_for_slide(slide, model.card, masks=tissue)
         n = len(grid)
         t0 = time.perf_counter()
         if args.phase == "forward":
-            for _ in iter_predictions(slide, model, grid, batch_size=args.batch_size):
+            run = RunOptions(batch_size=args.batch_size)
+            for _ in iter_predictions(slide, model, grid, run=run):
                 pass
         else:
             store = Path(args.workdir) / f"store-{args.phase}.zarr"
@@ -67,11 +68,9 @@ def _phase(args: argparse.Namespace) -> None:
                 slide,
                 model,
                 store=store,
-                method=method,
-                batch_size=args.batch_size,
-                n_steps=32,
-                resume=False,
-                tissue=tissue,
+                spec=ExplainSpec(method=method, n_steps=32, restart=True),
+                run=RunOptions(explain_batch_size=args.batch_size),
+                tile_grid=grid,
             )
             for _ in gen:
                 pass

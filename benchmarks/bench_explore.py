@@ -58,6 +58,7 @@ def bench_scoring(shape: int, repeats: int, model_name: str) -> None:
     from napari_xai.core.inference import grid_for_slide, score_tiles
     from napari_xai.core.models.demo import load_demo_model, make_resnet18
     from napari_xai.core.models.loading import LoadedModel
+    from napari_xai.core.options import GridOptions
     from napari_xai.core.progress import drive
     from napari_xai.core.wsi import open_slide
     from napari_xai.demo.synthetic import write_synthetic_slide
@@ -78,16 +79,16 @@ def bench_scoring(shape: int, repeats: int, model_name: str) -> None:
         path = Path(tmp) / "bench.svs"
         write_synthetic_slide(path, shape_rc=(shape, shape), mpp=0.5, seed=1, artefacts=())
         with open_slide(path) as slide:
-            grid = grid_for_slide(slide, loaded.card, tissue=None)
+            grid = grid_for_slide(slide, loaded.card, GridOptions(tissue=False))
             best = {"plain": np.inf, "features": np.inf}
             capture = None
             scored = None
-            drive(score_tiles(slide, loaded, grid=grid))  # warm-up (threads, allocator)
+            drive(score_tiles(slide, loaded, tile_grid=grid))  # warm-up (threads, allocator)
             for _ in range(repeats):
                 for kind in ("plain", "features"):
                     capture = FeatureCapture(loaded) if kind == "features" else None
                     t0 = time.perf_counter()
-                    scored = drive(score_tiles(slide, loaded, grid=grid, forward=capture))
+                    scored = drive(score_tiles(slide, loaded, tile_grid=grid, forward=capture))
                     best[kind] = min(best[kind], time.perf_counter() - t0)
             assert capture is not None and scored is not None
             t0 = time.perf_counter()

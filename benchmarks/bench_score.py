@@ -124,16 +124,19 @@ def bench_model_only(model, x, n_batches: int) -> tuple[float, float]:  # type: 
 def bench_end_to_end(
     slide, grid, model, batch_size: int, n_tiles: int, workers: int, start: int
 ) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    from napari_xai.core.inference import score_slide
+    from napari_xai.core.inference import score_tiles
+    from napari_xai.core.options import RunOptions
+    from napari_xai.core.progress import drive
 
     # A run of consecutive tissue tiles (row-major, as a full scoring run reads them),
     # after one warm-up batch (pipeline fill).
     sub = grid.subset(np.arange(start, min(start + n_tiles + batch_size, len(grid))))
     warm = sub.subset(np.arange(batch_size))
-    score_slide(slide, model, grid=warm, batch_size=batch_size, num_workers=workers)
+    options = RunOptions(batch_size=batch_size, num_workers=workers)
+    drive(score_tiles(slide, model, run=options, tile_grid=warm))
     run = sub.subset(np.arange(batch_size, len(sub)))
     c0 = time.process_time()
-    result = score_slide(slide, model, grid=run, batch_size=batch_size, num_workers=workers)
+    result = drive(score_tiles(slide, model, run=options, tile_grid=run))
     cpu = time.process_time() - c0
     return {
         "cpu_s_per_tile": cpu / max(len(result.tiles), 1),
@@ -149,14 +152,16 @@ def rss_child(args: argparse.Namespace) -> int:
     import torch
 
     from napari_xai.core.inference import score_slide
+    from napari_xai.core.options import GridOptions, RunOptions
     from napari_xai.core.wsi import open_slide
 
     torch.set_num_threads(args.threads)
     model = resnet_model(args.device)
     t0 = time.perf_counter()
     with open_slide(args.slide) as slide:
-        result = score_slide(slide, model, max_tiles=args.rss_tiles, batch_size=args.batch_size,
-                             num_workers=args.workers)  # fmt: skip
+        result = score_slide(slide, model, grid=GridOptions(max_tiles=args.rss_tiles),
+                             run=RunOptions(batch_size=args.batch_size,
+                                            num_workers=args.workers))  # fmt: skip
         shape = slide.info.shape_rc
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({
@@ -206,11 +211,12 @@ def main() -> int:
     )
 
     from napari_xai.core.inference import grid_for_slide
+    from napari_xai.core.options import GridOptions
     from napari_xai.core.wsi import open_slide
 
     with open_slide(slide) as opened:
         t1 = time.perf_counter()
-        grid = grid_for_slide(opened, model.card, min_tissue=0.5)
+        grid = grid_for_slide(opened, model.card, GridOptions(min_tissue=0.5))
         print(f"tissue masks + grid: {time.perf_counter() - t1:.1f} s for {len(grid):,} "
               "tissue tiles (once per slide)")  # fmt: skip
         # Model-only input: one batch of real tissue tiles, read and normalised once.

@@ -21,6 +21,7 @@ from napari_xai._widgets._base import RunWidget, default_output
 from napari_xai._widgets._masks import masks_button
 from napari_xai.core.layers.audit import regions_layer_name, tiles_layer_name  # noqa: F401
 from napari_xai.core.naming import AUDIT_METHOD_NAMES
+from napari_xai.core.options import AuditSpec, GridOptions, RunOptions
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -33,14 +34,14 @@ METHODS = AUDIT_METHOD_NAMES
 ICON_PX = 96
 
 
-def audit_in_worker(source: Any, spec: Any, out: Path, **kw: Any) -> Any:
+def audit_in_worker(source: Any, model_spec: Any, out: Path, **kw: Any) -> Any:
     """Worker body: load the model (cached) and audit the slide into ``out/<slide>``."""
     from napari_xai.core.audit.slide import iter_audit_slide
     from napari_xai.core.models.resolve import resolve_model
     from napari_xai.core.naming import slide_stem
 
     path = source if isinstance(source, (str, Path)) else source.path
-    model = resolve_model(spec)
+    model = resolve_model(model_spec)
     return (yield from iter_audit_slide(source, model, out_dir=out / slide_stem(path), **kw))
 
 
@@ -163,10 +164,9 @@ class AuditWidget(RunWidget):
             layer.metadata.get("slide") or layer.metadata["path"],
             self._model_spec(),
             Path(self._output.value),
-            method=str(self._method.value),
-            max_tiles=int(self._max_tiles.value),
-            batch_size=int(self._batch_size.value),
-            mpp=layer.metadata.get("mpp_override"),
+            spec=AuditSpec(method=str(self._method.value), max_tiles=int(self._max_tiles.value)),
+            grid=GridOptions(mpp=layer.metadata.get("mpp_override")),
+            run=RunOptions(explain_batch_size=int(self._batch_size.value)),
             status=f"auditing {layer.name} ({self._method.value})…",
             on_yielded=self._on_yielded,
             on_returned=self._on_returned,

@@ -218,6 +218,8 @@ class ExplainWidget(RunWidget):
         return layer.metadata.get("slide") or layer.metadata["path"]
 
     def _start(self, where: str, slide: Any, /, *args: Any, status: str, **kw: Any) -> Any:
+        from napari_xai.core.options import GridOptions, RunOptions
+
         self._last_refresh = 0.0
         self._layer_name = None
         self.last_result = None
@@ -228,9 +230,10 @@ class ExplainWidget(RunWidget):
             self._model_spec(),
             Path(self._output.value),
             *args,
-            batch_size=int(self._batch_size.value),
-            overlap=float(self._overlap.value),
-            mpp=float(self._mpp.value) or None,
+            grid=GridOptions(
+                overlap=float(self._overlap.value), mpp=float(self._mpp.value) or None
+            ),
+            run=RunOptions(explain_batch_size=int(self._batch_size.value)),
             status=status,
             on_yielded=self._on_yielded,
             on_returned=self._on_returned,
@@ -242,13 +245,16 @@ class ExplainWidget(RunWidget):
         layer = self.picked_slide()
         if layer is None or self.busy():
             return
+        from napari_xai.core.options import ExplainSpec
+
         options: dict[str, Any] = {
-            "method": str(self._method.value),
-            "target": None if self._target.value == PREDICTED else str(self._target.value),
-            "n_steps": int(self._n_steps.value),
+            "spec": ExplainSpec(
+                method=str(self._method.value),
+                target=None if self._target.value == PREDICTED else str(self._target.value),
+                n_steps=int(self._n_steps.value),
+                smooth_samples=int(self._smooth_samples.value) if self._smooth.value else 0,
+            )
         }
-        if self._smooth.value:
-            options["smooth_samples"] = int(self._smooth_samples.value)
         status = f"explaining {layer.name} ({self._method.value})…"
         if self._mode.value == VIEW:
             where = "napari_xai.core.attribution.whole_slide:iter_explain_view"

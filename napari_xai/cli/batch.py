@@ -247,7 +247,7 @@ def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "run": RunOptions(
             device=arg("device", run.device),
             batch_size=int(arg("batch_size", run.batch_size)),
-            num_workers=int(arg("reader_threads", run.num_workers)),
+            num_workers=arg("reader_threads"),
             architecture=arg("architecture"),
         ),
         "batch": BatchOptions(

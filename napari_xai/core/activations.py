@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_xai.core.attribution._base import AttributionError, PreparedModel, prepare_model
-from napari_xai.core.options import DEFAULT_MIN_TISSUE
+from napari_xai.core.options import GridOptions, RunOptions
 from napari_xai.core.predict import preprocess_tiles
 
 if TYPE_CHECKING:
@@ -156,17 +156,14 @@ def iter_channel_slide(
     channel: int,
     store: str | Path,
     layer: str | None = None,
-    batch_size: int = 32,
-    overlap: float = 0.0,
-    tissue: Any = "auto",
-    min_tissue: float = DEFAULT_MIN_TISSUE,
-    mpp: float | None = None,
+    grid: GridOptions | None = None,
+    run: RunOptions | None = None,
     map_px: int | None = None,
-    num_workers: int = 2,
 ) -> Generator[ExplainProgress, None, ExplainResult]:
     """One channel of one layer across the slide, stitched into ``store``.
 
-    Parameters are those of
+    Parameters ``store``, ``grid``, ``run`` (``explain_batch_size`` tiles per
+    batch) and ``map_px`` are those of
     :func:`napari_xai.core.attribution.whole_slide.iter_explain_slide`, plus the
     ``layer`` (default: the Grad-CAM layer) and ``channel`` index. Values are raw
     activations (upsampled bilinearly to the tile); resumable like saliency.
@@ -186,13 +183,13 @@ def iter_channel_slide(
     t0 = time.perf_counter()
     prepared = prepare_model(model)
     layer_name, module = _layer(prepared, layer)
-    grid = slide_grid(slide, card, mpp=mpp, overlap=overlap, tissue=tissue, min_tissue=min_tissue)
+    tiles = slide_grid(slide, card, grid)
     key = activation_key(layer_name, channel)
     model_id = str(getattr(model, "sha256", None) or getattr(card, "sha256", "model"))
     smap = open_map(
         store,
         key,
-        grid,
+        tiles,
         map_px=map_px,
         params={"model": model_id, "layer": layer_name, "channel": int(channel)},
         attrs={"kind": "activations", "method": layer_name, "class_name": f"channel {channel}"},
@@ -200,25 +197,24 @@ def iter_channel_slide(
     )
     n_cached = smap.n_done
 
-    def compute(tiles: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-        acts = _activations(prepared, module, tiles)
+    def compute(images: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        acts = _activations(prepared, module, images)
         if not 0 <= channel < acts.shape[1]:
             raise AttributionError(
                 f"{prepared.name}: layer {layer_name!r} has {acts.shape[1]} channels, "
                 f"no channel {channel}"
             )
         maps = acts[:, channel : channel + 1].float()
-        maps = F.interpolate(maps, size=tiles.shape[1:3], mode="bilinear", align_corners=False)
+        maps = F.interpolate(maps, size=images.shape[1:3], mode="bilinear", align_corners=False)
         result: npt.NDArray[np.float32] = maps[:, 0].cpu().numpy()
         return result
 
     n_computed = yield from iter_stitch_tiles(
         slide,
-        grid,
+        tiles,
         smap,
         compute,
-        batch_size=batch_size,
-        num_workers=num_workers,
+        run=run,
         layer_name=activation_layer_name(slide_name(slide), layer_name, channel),
     )
     coarse = np.asarray(smap.levels[-1][...], dtype=np.float32)
@@ -237,7 +233,7 @@ def iter_channel_slide(
         n_computed=n_computed,
         n_cached=n_cached,
         n_done=smap.n_done,
-        n_tiles=len(grid),
+        n_tiles=len(tiles),
         limits=limits,
         scale_rc=smap.scale_rc,
         translate_rc=smap.translate_rc,
@@ -307,7 +303,7 @@ def tile_channels(
     with contextlib.ExitStack() as stack:
         if isinstance(slide, (str, Path)):
             slide = stack.enter_context(open_slide(slide, mpp=mpp))
-        grid = slide_grid(slide, model.card, tissue=None, mpp=mpp)
+        grid = slide_grid(slide, model.card, GridOptions(tissue=False, mpp=mpp))
         t0 = int(grid.tile_size0)
         loc = (int(centre_rc[0] - t0 / 2), int(centre_rc[1] - t0 / 2))
         tile = slide.read_region(loc, (grid.read_size, grid.read_size), level=grid.level)

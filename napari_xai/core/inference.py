@@ -9,12 +9,17 @@ Three layers, each usable alone:
   :class:`ScoreProgress` (for progress bars, live layers and cancelling: stop
   iterating) and *returns* a :class:`ScoreResult`.
 * :func:`score_slide` — the same, run to the end; optionally saves ``tiles.parquet``.
+
+Options are the option objects of :mod:`napari_xai.core.options`: a
+:class:`~napari_xai.core.options.GridOptions` says which tiles are scored, a
+:class:`~napari_xai.core.options.RunOptions` how (device, batch size, reader
+threads, prefetch, AMP). A result folder is written by
+:func:`napari_xai.core.pipeline.run_slide`, which calls :func:`score_tiles`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +35,7 @@ from napari_xai.core.models.card import ModelCard
 from napari_xai.core.models.loading import LoadedModel, ModelError, choose_device, model_failed
 from napari_xai.core.models.resolve import resolve_model
 from napari_xai.core.naming import slide_stem
-from napari_xai.core.options import DEFAULT_MIN_TISSUE
+from napari_xai.core.options import GridOptions, RunOptions
 from napari_xai.core.predict import predict_probabilities
 from napari_xai.core.reader import RegionSource, TileReader
 from napari_xai.core.tiling import TileGrid, model_downsample, plan_tile_grid
@@ -97,11 +102,7 @@ def iter_predictions(
     model: LoadedModel,
     grid: TileGrid,
     *,
-    batch_size: int = 32,
-    device: str | torch.device | None = None,
-    prefetch: int = 2,
-    num_workers: int | None = None,
-    amp: bool = True,
+    run: RunOptions | None = None,
     indices: Sequence[int] | npt.NDArray[np.int64] | None = None,
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Generator[PredictionBatch, None, None]:
@@ -115,17 +116,10 @@ def iter_predictions(
         Model and card (see :func:`napari_xai.core.models.loading.load_model`).
     grid : TileGrid
         Tiles to score (from :func:`grid_for_slide`).
-    batch_size : int
-        Tiles per forward pass.
-    device : str or torch.device, optional
-        ``None``/``"auto"``: CUDA, then MPS, then CPU.
-    prefetch : int
-        Batches read ahead while the model computes.
-    num_workers : int, optional
-        Reader threads; default 2 on CPU (they share the cores with the model),
-        up to 8 (one per core) on GPUs.
-    amp : bool
-        Mixed precision (float16 autocast) on CUDA; ignored elsewhere.
+    run : RunOptions, optional
+        ``batch_size``, ``device`` (``"auto"``: the model's device), ``num_workers``
+        (reader threads), ``prefetch`` (batches read ahead while the model
+        computes) and ``amp`` (float16 autocast on CUDA).
     indices : sequence of int, optional
         Score only these grid tiles (in this order).
     forward : callable, optional
@@ -143,17 +137,16 @@ def iter_predictions(
     ModelError
         When outputs do not fit the card or are NaN.
     """
-    dev = choose_device(device) if device is not None else model.device
+    run = run or RunOptions()
+    dev = choose_device(run.torch_device) if run.torch_device is not None else model.device
     model = model.to(dev)
     module = model.module.eval()
-    if num_workers is None:
-        num_workers = max(1, min(8, os.cpu_count() or 1)) if dev.type == "cuda" else 2
     reader = TileReader(
         source,
         grid,
-        batch_size=batch_size,
-        prefetch=prefetch,
-        num_workers=num_workers,
+        batch_size=run.batch_size,
+        prefetch=run.prefetch,
+        num_workers=run.reader_threads(dev.type),
         pin_memory=dev.type == "cuda",
         indices=indices,
     )
@@ -169,7 +162,7 @@ def iter_predictions(
                 break
             try:
                 probs = predict_probabilities(
-                    model, batch.tiles, device=dev, amp=amp, forward=forward or module
+                    model, batch.tiles, device=dev, amp=run.amp, forward=forward or module
                 )
             except ModelError:
                 raise
@@ -251,11 +244,9 @@ def tissue_masks(
 def grid_for_slide(
     slide: Slide,
     card: ModelCard,
+    options: GridOptions | None = None,
     *,
-    mpp: float | None = None,
-    overlap: float = 0.0,
-    tissue: TissueSpec = "auto",
-    min_tissue: float = DEFAULT_MIN_TISSUE,
+    masks: TissueSpec = None,
 ) -> TileGrid:
     """Tile grid for ``card``'s model over ``slide``, kept where there is tissue.
 
@@ -265,15 +256,18 @@ def grid_for_slide(
         Open slide.
     card : ModelCard
         Tile size and resolution of the model.
-    mpp : float, optional
-        Slide level-0 µm/px when the file does not say (or says wrong).
-    overlap : float
-        Fraction of a tile shared with its neighbour, in [0, 1).
-    tissue : "auto", None or tuple
-        See :func:`tissue_masks`.
-    min_tissue : float
-        Minimum tissue fraction of a kept tile.
+    options : GridOptions, optional
+        ``mpp`` (slide level-0 µm/px when the file does not say, or says wrong),
+        ``overlap``, ``tissue`` (detect tissue, or keep every tile) and
+        ``min_tissue`` (minimum tissue fraction of a kept tile). ``max_tiles``
+        is a choice among the grid's tiles (:func:`score_tiles`), not used here.
+    masks : tuple, optional
+        Precomputed ``(tissue, downsample)`` or ``(tissue, artefact, downsample)``
+        masks used instead of detecting tissue (see :func:`tissue_masks`).
     """
+    options = options or GridOptions()
+    mpp = options.mpp
+    tissue: TissueSpec = masks if masks is not None else ("auto" if options.tissue else None)
     slide_mpp = mpp if mpp is not None else slide.info.mpp
     # Fail on a missing resolution before spending time on masks.
     tile_size0 = card.tile_size * model_downsample(card.mpp, slide_mpp, path=slide.path)
@@ -285,10 +279,10 @@ def grid_for_slide(
         slide_mpp=slide_mpp,
         model_mpp=card.mpp,
         tile_size=int(card.tile_size),
-        overlap=overlap,
+        overlap=float(options.overlap),
         tissue_mask=tissue_mask,
         mask_downsample=mask_ds,
-        min_tissue=min_tissue,
+        min_tissue=float(options.min_tissue),
         artefact_mask=artefact_mask,
         path=slide.path,
     )
@@ -299,10 +293,27 @@ def grid_for_slide(
 
 @dataclass
 class ScoreProgress:
-    """Progress of :func:`iter_score_slide` after one batch.
+    """Progress of :func:`score_tiles` (and :func:`iter_score_slide`) after one batch.
 
-    ``maps`` is the live ``(C, grid_rows, grid_cols)`` array being filled (NaN =
-    not scored yet); the same object on every step.
+    Attributes
+    ----------
+    n_done, n_total : int
+        Tiles scored so far / to score.
+    tiles_per_s, elapsed_s : float
+        Throughput and seconds so far.
+    maps : ndarray of shape (C, grid_rows, grid_cols), float32
+        The live class-probability maps being filled (NaN = not scored yet); the
+        same object on every step (copy it to keep a snapshot). Shown at
+        ``grid_to_world(grid.stride0, grid.tile_size0)``
+        (:func:`napari_xai.core.layers.grid_to_world`).
+    grid : TileGrid
+        The tile grid (level-0 ``rows``/``cols`` and ``grid_rows``/``grid_cols``
+        of every tile).
+    class_names : tuple of str
+        Class of each map.
+    batch : PredictionBatch or None
+        This batch's tiles: ``indices`` (positions in ``grid``) and their
+        ``probabilities`` (B, C).
     """
 
     n_done: int
@@ -382,23 +393,22 @@ def iter_score_slide(
     slide: Slide | str | Path,
     model: LoadedModel | str | Path,
     *,
-    architecture: str | None = None,
-    **kwargs: Any,
+    grid: GridOptions | None = None,
+    run: RunOptions | None = None,
 ) -> Generator[ScoreProgress, None, ScoreResult]:
     """Score one slide, yielding progress after every batch; return the result.
 
     Parameters
     ----------
     slide : Slide, str or Path
-        Open slide, or a slide file (opened with ``mpp`` and closed at the end).
+        Open slide, or a slide file (opened with ``grid.mpp`` and closed at the end).
     model : LoadedModel, str or Path
-        Loaded model, a model file/folder, or ``"demo"`` (the bundled demo model).
-    architecture : str, optional
-        Registered architecture name for state-dict weights given as a path.
-    **kwargs
-        ``mpp``, ``overlap``, ``tissue``, ``min_tissue``, ``batch_size``,
-        ``device``, ``prefetch``, ``num_workers``, ``amp``, ``max_tiles``,
-        ``grid``: see :func:`score_tiles`.
+        Loaded model, a model file/folder, or ``"demo"`` (the bundled demo model;
+        ``run.architecture`` names the architecture of state-dict weights).
+    grid : GridOptions, optional
+        Which tiles are scored (see :func:`score_tiles`).
+    run : RunOptions, optional
+        Device, batch size, reader threads (see :func:`iter_predictions`).
 
     Yields
     ------
@@ -411,30 +421,24 @@ def iter_score_slide(
         The generator's return value (``StopIteration.value``, or the
         ``returned`` signal of a napari ``thread_worker``).
     """
+    grid = grid or GridOptions()
+    run = run or RunOptions()
     with contextlib.ExitStack() as stack:
-        if not hasattr(slide, "read_region"):
+        if isinstance(slide, (str, Path)):
             from napari_xai.core.wsi import open_slide
 
-            slide = stack.enter_context(open_slide(slide, mpp=kwargs.get("mpp")))
-        model = resolve_model(model, device=kwargs.get("device"), architecture=architecture)
-        return (yield from score_tiles(slide, model, **kwargs))  # type: ignore[arg-type]
+            slide = stack.enter_context(open_slide(slide, mpp=grid.mpp))
+        loaded = resolve_model(model, device=run.torch_device, architecture=run.architecture)
+        return (yield from score_tiles(slide, loaded, grid=grid, run=run))
 
 
 def score_tiles(
     slide: Slide,
     model: LoadedModel,
     *,
-    mpp: float | None = None,
-    overlap: float = 0.0,
-    tissue: TissueSpec = "auto",
-    min_tissue: float = DEFAULT_MIN_TISSUE,
-    batch_size: int = 32,
-    device: str | torch.device | None = None,
-    prefetch: int = 2,
-    num_workers: int | None = None,
-    amp: bool = True,
-    max_tiles: int | None = None,
-    grid: TileGrid | None = None,
+    grid: GridOptions | None = None,
+    run: RunOptions | None = None,
+    tile_grid: TileGrid | None = None,
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Generator[ScoreProgress, None, ScoreResult]:
     """Score an open slide with a loaded model (generator; see :func:`iter_score_slide`).
@@ -445,16 +449,14 @@ def score_tiles(
         Open slide.
     model : LoadedModel
         Model with its card.
-    mpp : float, optional
-        Slide level-0 µm/px when the file does not say.
-    overlap, tissue, min_tissue
-        Grid options (see :func:`grid_for_slide`).
-    batch_size, device, prefetch, num_workers, amp
+    grid : GridOptions, optional
+        Which tiles (see :func:`grid_for_slide`); with ``max_tiles``, only that
+        many, evenly spread over the slide.
+    run : RunOptions, optional
         Pipeline options (see :func:`iter_predictions`).
-    max_tiles : int, optional
-        Score only the first ``max_tiles`` tiles (evenly spread over the slide).
-    grid : TileGrid, optional
-        Precomputed grid (skips mask detection).
+    tile_grid : TileGrid, optional
+        Precomputed tile grid (skips mask detection; ``grid`` then only gives
+        ``max_tiles`` and the recorded parameters).
     forward : callable, optional
         Replaces the module's forward (see :func:`iter_predictions`).
 
@@ -469,43 +471,38 @@ def score_tiles(
         (The generator's return value: ``StopIteration.value``, or the
         ``returned`` signal of a napari ``thread_worker``.)
     """
+    options = grid or GridOptions()
+    run = run or RunOptions()
     t0 = time.perf_counter()
-    if grid is None:
-        grid = grid_for_slide(
-            slide, model.card, mpp=mpp, overlap=overlap, tissue=tissue, min_tissue=min_tissue
-        )
+    tiles = tile_grid if tile_grid is not None else grid_for_slide(slide, model.card, options)
     masks_s = time.perf_counter() - t0
-    indices = np.arange(len(grid), dtype=np.int64)
-    if max_tiles is not None and max_tiles < len(grid):
-        indices = np.unique(np.linspace(0, len(grid) - 1, max(int(max_tiles), 1)).astype(np.int64))
+    indices = _spread(len(tiles), options.max_tiles)
     names = model.card.class_names
-    maps = empty_maps(grid, len(names))
+    maps = empty_maps(tiles, len(names))
     done_idx: list[npt.NDArray[np.int64]] = []
     done_probs: list[npt.NDArray[np.float32]] = []
     last: PredictionBatch | None = None
     complete = False
+    device = choose_device(run.torch_device) if run.torch_device is not None else model.device
 
     def finish() -> ScoreResult:
         idx = np.concatenate(done_idx) if done_idx else np.zeros(0, np.int64)
         probs = np.concatenate(done_probs) if done_probs else np.zeros((0, len(names)), np.float32)
-        table = tiles_table(grid, probs, names, indices=idx)
         elapsed = last.elapsed_s if last is not None else 0.0
         return ScoreResult(
-            tiles=table,
+            tiles=tiles_table(tiles, probs, names, indices=idx),
             probabilities=maps,
-            grid=grid,
+            grid=tiles,
             card=model.card,
             slide_path=Path(slide.path),
             model_sha256=model.sha256,
             params={
-                "mpp": mpp if mpp is not None else slide.info.mpp,
-                "overlap": overlap,
-                "min_tissue": min_tissue,
-                "batch_size": batch_size,
-                "device": str(choose_device(device) if device is not None else model.device),
-                "amp": amp,
-                "max_tiles": max_tiles,
-                **grid.attrs(),
+                **options.to_dict(),
+                "mpp": options.mpp if options.mpp is not None else slide.info.mpp,
+                "batch_size": run.batch_size,
+                "device": str(device),
+                "amp": run.amp,
+                **tiles.attrs(),
             },
             timings={
                 "elapsed_s": elapsed,
@@ -516,21 +513,10 @@ def score_tiles(
             complete=complete,
         )
 
-    gen = iter_predictions(
-        slide,
-        model,
-        grid,
-        batch_size=batch_size,
-        device=device,
-        prefetch=prefetch,
-        num_workers=num_workers,
-        amp=amp,
-        indices=indices,
-        forward=forward,
-    )
+    gen = iter_predictions(slide, model, tiles, run=run, indices=indices, forward=forward)
     try:
         for batch in gen:
-            update_maps(maps, grid, batch.indices, batch.probabilities)
+            update_maps(maps, tiles, batch.indices, batch.probabilities)
             done_idx.append(batch.indices)
             done_probs.append(batch.probabilities)
             last = batch
@@ -540,7 +526,7 @@ def score_tiles(
                 tiles_per_s=batch.tiles_per_s,
                 elapsed_s=batch.elapsed_s,
                 maps=maps,
-                grid=grid,
+                grid=tiles,
                 class_names=names,
                 batch=batch,
             )
@@ -550,13 +536,21 @@ def score_tiles(
     return finish()
 
 
+def _spread(n: int, max_tiles: int | None) -> npt.NDArray[np.int64]:
+    """Return ``max_tiles`` of ``n`` tile indices, evenly spread (all of them without a cap)."""
+    if max_tiles is None or max_tiles >= n:
+        return np.arange(n, dtype=np.int64)
+    return np.unique(np.linspace(0, n - 1, max(int(max_tiles), 1)).astype(np.int64))
+
+
 def score_slide(
     slide: Slide | str | Path,
     model: LoadedModel | str | Path,
     *,
+    grid: GridOptions | None = None,
+    run: RunOptions | None = None,
     out_dir: str | Path | None = None,
     progress: Callable[[ScoreProgress], Any] | None = None,
-    **kwargs: Any,
 ) -> ScoreResult:
     """Score every tissue tile of ``slide``; see :func:`iter_score_slide` for options.
 
@@ -566,16 +560,16 @@ def score_slide(
         Open slide or slide file.
     model : LoadedModel, str or Path
         Loaded model, model file/folder, or ``"demo"``.
+    grid, run : GridOptions, RunOptions, optional
+        Which tiles, and how (see :func:`iter_score_slide`).
     out_dir : str or Path, optional
         When given, ``tiles.parquet`` is written there.
     progress : callable, optional
         Called with each :class:`ScoreProgress`.
-    **kwargs
-        Options of :func:`iter_score_slide`.
     """
     from napari_xai.core.progress import drive
 
-    result: ScoreResult = drive(iter_score_slide(slide, model, **kwargs), progress)
+    result: ScoreResult = drive(iter_score_slide(slide, model, grid=grid, run=run), progress)
     if out_dir is not None:
         result.save(out_dir)
     return result

@@ -124,21 +124,11 @@ class GridOptions(_Options):
         if self.max_tiles is not None and int(self.max_tiles) < 1:
             raise ValueError(f"max_tiles must be at least 1, not {self.max_tiles!r}")
 
-    def score_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`napari_xai.core.inference.score_tiles`."""
-        return {
-            "min_tissue": float(self.min_tissue),
-            "overlap": float(self.overlap),
-            "tissue": "auto" if self.tissue else None,
-            "mpp": self.mpp,
-            "max_tiles": self.max_tiles,
-        }
-
-    def grid_kwargs(self) -> dict[str, Any]:
-        """Tile grid keywords shared by explanation and audit (no ``max_tiles``)."""
-        kwargs = self.score_kwargs()
-        del kwargs["max_tiles"]
-        return kwargs
+    @classmethod
+    def from_dict(cls, body: dict[str, Any]) -> GridOptions:
+        """Rebuild the options a manifest recorded (:meth:`to_dict`; unknown keys ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in body.items() if k in names})
 
 
 @dataclass(frozen=True)
@@ -153,8 +143,13 @@ class RunOptions(_Options):
         Tiles per forward pass when scoring.
     explain_batch_size : int
         Tiles per forward/backward pass when explaining or auditing.
-    num_workers : int
-        Tile reader threads.
+    num_workers : int or None
+        Tile reader threads; None: 2 on CPU (they share the cores with the
+        model), one per core up to 8 when scoring on CUDA (:attr:`reader_threads`).
+    prefetch : int
+        Batches read ahead while the model computes.
+    amp : bool
+        Mixed precision (float16 autocast) on CUDA; ignored elsewhere.
     architecture : str or None
         ``package.module:factory`` for state-dict weights.
     preview : bool
@@ -164,14 +159,19 @@ class RunOptions(_Options):
     device: str = "auto"
     batch_size: int = 32
     explain_batch_size: int = 16
-    num_workers: int = 2
+    num_workers: int | None = None
+    prefetch: int = 2
+    amp: bool = True
     architecture: str | None = None
     preview: bool = False
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "explain_batch_size", "num_workers"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise ValueError(f"{name} must be at least 1, not {value!r}")
+        if int(self.prefetch) < 0:
+            raise ValueError(f"prefetch must be at least 0, not {self.prefetch!r}")
         for name in ("batch_size", "explain_batch_size"):
             check_batch_size(getattr(self, name), what=name)
 
@@ -179,6 +179,12 @@ class RunOptions(_Options):
     def torch_device(self) -> str | None:
         """The device for the model loaders (None means pick automatically)."""
         return None if self.device in ("", "auto") else self.device
+
+    def reader_threads(self, device_type: str = "cpu") -> int:
+        """Tile reader threads on a device of this type (``num_workers``, else the default)."""
+        if self.num_workers is not None:
+            return int(self.num_workers)
+        return max(1, min(8, os.cpu_count() or 1)) if device_type == "cuda" else 2
 
 
 @dataclass(frozen=True)
@@ -232,8 +238,8 @@ class AuditSpec(_Options):
         Attribution method.
     target : str, int or None
         Class explained (None: predicted).
-    max_tiles : int
-        Most tiles explained.
+    max_tiles : int or None
+        Most tiles explained (None: every tile of the grid).
     n_steps : int
         Integrated Gradients steps.
     border_width0 : float or None
@@ -246,7 +252,7 @@ class AuditSpec(_Options):
 
     method: str = "grad_cam"
     target: str | int | None = None
-    max_tiles: int = 512
+    max_tiles: int | None = 512
     n_steps: int = 16
     border_width0: float | None = None
     counterfactual: bool = True

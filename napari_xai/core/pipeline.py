@@ -24,6 +24,7 @@ old result or the new one, and a temporary folder the next run removes.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -353,9 +354,21 @@ class PipelineProgress:
         On a stage's last step: its result (``ScoreResult``, ``ExplainResult``,
         ``SlideAudit``); else None.
     detail : object
-        The stage's own step, on every step of the score stage: the scorer's
-        :class:`~napari_xai.core.inference.ScoreProgress` (the class-probability
-        maps being filled and the grid, for live heatmaps); else None.
+        On every batch step, the stage's own progress, for live display without
+        reading the folder back (it is written only at the end):
+
+        * ``"score"``: :class:`~napari_xai.core.inference.ScoreProgress`:
+          ``maps`` (the live ``(C, grid_rows, grid_cols)`` class-probability
+          maps, NaN where not scored yet; one array filled in place),
+          ``class_names``, ``grid`` (the tile grid: placement
+          ``grid_to_world(grid.stride0, grid.tile_size0)``) and ``batch``
+          (``indices`` into the grid and ``probabilities`` of this batch's tiles).
+        * ``"explain"``: :class:`~napari_xai.core.attribution.whole_slide.ExplainProgress`
+          (``store`` and ``key`` of the stitched map filling up, this batch's
+          ``indices``, ``layer_name``).
+        * ``"audit"``: :class:`~napari_xai.core.audit.slide.AuditProgress`.
+
+        None on the other steps.
     """
 
     stage: str
@@ -440,15 +453,7 @@ def _score(
 
         capture = FeatureCapture(loaded, layer=features.layer, mc_samples=features.mc_samples)
 
-    gen = score_tiles(
-        slide,
-        loaded,
-        batch_size=run.batch_size,
-        device=run.torch_device,
-        num_workers=run.num_workers,
-        forward=capture,
-        **grid.score_kwargs(),
-    )
+    gen = score_tiles(slide, loaded, grid=grid, run=run, forward=capture)
     scored = yield from relay(
         gen, lambda s: PipelineProgress("score", s.n_done, s.n_total, s.tiles_per_s, detail=s)
     )
@@ -511,21 +516,18 @@ def _explain(
         write_to_result,
     )
 
-    common: dict[str, Any] = dict(
-        store=_cache_store(folder),
-        method=spec.method,
-        target=spec.target,
-        batch_size=run.explain_batch_size,
-        num_workers=run.num_workers,
-        **grid.grid_kwargs(),
-        **spec.method_options(),
-    )
+    # the explained tiles are the scored ones: the same grid, without the max_tiles sample
+    tiles = dataclasses.replace(grid, max_tiles=None)
+    store = _cache_store(folder)
     if spec.view_rc is not None:
-        gen = iter_explain_view(slide, loaded, spec.view_rc, max_tiles=1_000_000, **common)
+        gen = iter_explain_view(
+            slide, loaded, spec.view_rc, store=store, spec=spec, grid=tiles, run=run,
+            max_tiles=1_000_000,
+        )  # fmt: skip
     else:
-        gen = iter_explain_slide(slide, loaded, resume=not spec.restart, **common)
+        gen = iter_explain_slide(slide, loaded, store=store, spec=spec, grid=tiles, run=run)
     result = yield from relay(
-        gen, lambda s: PipelineProgress("explain", s.n_done, s.n_total, s.tiles_per_s)
+        gen, lambda s: PipelineProgress("explain", s.n_done, s.n_total, s.tiles_per_s, detail=s)
     )
     _drop_heatmap(writer, result.key)
     write_to_result(writer, result)
@@ -556,24 +558,9 @@ def _audit(
     from napari_xai.core.audit.report import write_report
     from napari_xai.core.audit.slide import iter_audit_slide
 
-    gen = iter_audit_slide(
-        slide,
-        loaded,
-        method=spec.method,
-        target=spec.target,
-        max_tiles=spec.max_tiles,
-        batch_size=run.explain_batch_size,
-        mpp=grid.mpp,
-        min_tissue=grid.min_tissue,
-        border_width0=spec.border_width0,
-        device=run.torch_device,
-        num_workers=run.num_workers,
-        counterfactual=spec.counterfactual,
-        sanity=spec.sanity,
-        **spec.method_options(),
-    )
+    gen = iter_audit_slide(slide, loaded, spec=spec, grid=grid, run=run)
     res = yield from relay(
-        gen, lambda s: PipelineProgress("audit", s.n_done, s.n_total, message=s.stage)
+        gen, lambda s: PipelineProgress("audit", s.n_done, s.n_total, message=s.stage, detail=s)
     )
     name = Path(getattr(slide, "path", "slide")).name
     write_report(writer.path, slide_audit=res, title=f"Shortcut audit: {name}")

@@ -14,6 +14,7 @@ from napari_xai.core.attribution import AttributionError
 from napari_xai.core.layers.activations import channel_mosaic
 from napari_xai.core.models.card import ModelCard
 from napari_xai.core.models.loading import LoadedModel
+from napari_xai.core.options import GridOptions
 from napari_xai.core.wsi import open_slide
 
 torch.set_num_threads(1)
@@ -73,7 +74,12 @@ def test_scripted_model_exposes_forward_features(model) -> None:
 def test_one_channel_across_slide(small_pyramid, model, tmp_path) -> None:
     with open_slide(small_pyramid) as slide:
         gen = iter_channel_slide(
-            slide, model, layer="conv2", channel=3, store=tmp_path / "h.zarr", tissue=None
+            slide,
+            model,
+            layer="conv2",
+            channel=3,
+            store=tmp_path / "h.zarr",
+            grid=GridOptions(tissue=False),
         )
         try:
             while True:

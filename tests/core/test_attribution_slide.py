@@ -18,7 +18,13 @@ from napari_xai.core.attribution.whole_slide import (
 )
 from napari_xai.core.models.card import ModelCard
 from napari_xai.core.models.loading import LoadedModel
+from napari_xai.core.options import ExplainSpec, GridOptions, RunOptions
 from napari_xai.core.wsi import open_slide
+
+#: Every tile (no tissue detection), with and without overlap; batches of 8.
+NO_MASK = GridOptions(tissue=False)
+NO_MASK_OVERLAP = GridOptions(tissue=False, overlap=0.25)
+BATCH_8 = RunOptions(explain_batch_size=8)
 
 torch.set_num_threads(1)
 
@@ -57,14 +63,12 @@ def test_whole_slide_then_resume(slide, model, tmp_path) -> None:
         slide,
         model,
         store=store,
-        method="grad_cam",
-        target="b",
-        batch_size=16,
-        tissue=None,
-        overlap=0.25,
+        spec=ExplainSpec(method="grad_cam", target="b"),
+        grid=NO_MASK_OVERLAP,
+        run=RunOptions(explain_batch_size=16),
         progress=steps.append,
     )
-    grid = slide_grid(slide, model.card, tissue=None, overlap=0.25)
+    grid = slide_grid(slide, model.card, NO_MASK_OVERLAP)
     assert res.key == saliency_key("grad_cam", "b") == "saliency/grad_cam/b"
     assert res.complete and res.n_computed == len(grid) == res.n_tiles
     assert steps and steps[-1].n_done == len(grid)
@@ -78,26 +82,36 @@ def test_whole_slide_then_resume(slide, model, tmp_path) -> None:
     # resume: nothing left to compute
     model.module.seen = 0
     again = explain_slide(
-        slide, model, store=store, method="grad_cam", target="b", tissue=None, overlap=0.25
+        slide,
+        model,
+        store=store,
+        spec=ExplainSpec(method="grad_cam", target="b"),
+        grid=NO_MASK_OVERLAP,
     )
     assert again.n_computed == 0 and again.n_cached == len(grid)
     assert model.module.seen == 0
     # a different target is another map
     other = explain_slide(
-        slide, model, store=store, method="saliency", target=None, tissue=None, overlap=0.25
+        slide,
+        model,
+        store=store,
+        spec=ExplainSpec(method="saliency", target=None),
+        grid=NO_MASK_OVERLAP,
     )
     assert other.key == "saliency/saliency/predicted" and other.n_computed == len(grid)
 
 
 def test_view_mode_computes_only_tiles_in_view(slide, model, tmp_path) -> None:
     store = tmp_path / "heatmaps.zarr"
-    grid = slide_grid(slide, model.card, tissue=None)
+    grid = slide_grid(slide, model.card, NO_MASK)
     t = grid.tile_size0  # 256 level-0 px: grid 8 x 12
     view = (300, 300, 700, 900)  # touches tile rows 1-2, cols 1-3
     expected = {(r, c) for r in (1, 2) for c in (1, 2, 3)}
     got = {(int(grid.grid_rows[i]), int(grid.grid_cols[i])) for i in tiles_in_view(grid, view)}
     assert got == expected
-    gen = iter_explain_view(slide, model, view, store=store, method="grad_cam", tissue=None)
+    gen = iter_explain_view(
+        slide, model, view, store=store, spec=ExplainSpec(method="grad_cam"), grid=NO_MASK
+    )
     model.module.seen = 0
     try:
         while True:
@@ -116,7 +130,7 @@ def test_view_mode_computes_only_tiles_in_view(slide, model, tmp_path) -> None:
     assert np.isnan(level0[: int(t / ds) - 1]).all()  # tile row 0 not computed
     # pan right by one tile: only the new column is computed (cache)
     model.module.seen = 0
-    gen = iter_explain_view(slide, model, (300, 300 + t, 700, 900 + t), store=store, tissue=None)
+    gen = iter_explain_view(slide, model, (300, 300 + t, 700, 900 + t), store=store, grid=NO_MASK)
     try:
         while True:
             next(gen)
@@ -133,7 +147,7 @@ def test_view_mode_caps_when_zoomed_out(slide, model, tmp_path) -> None:
         model,
         (0, 0, *shape),
         store=tmp_path / "h.zarr",
-        tissue=None,
+        grid=NO_MASK,
         zoom=0.01,
         max_tiles=20,
     )
@@ -151,7 +165,12 @@ def test_saliency_layer_data(slide, model, tmp_path) -> None:
     from napari_xai.core.layers.saliency import saliency_layer
 
     res = explain_slide(
-        slide, model, store=tmp_path / "h.zarr", method="saliency", tissue=None, map_px=32
+        slide,
+        model,
+        store=tmp_path / "h.zarr",
+        spec=ExplainSpec(method="saliency"),
+        grid=NO_MASK,
+        map_px=32,
     )
     data, kwargs, kind = saliency_layer(res)
     assert kind == "image" and kwargs["name"] == "pyramid saliency [saliency, predicted]"
@@ -211,12 +230,12 @@ def test_cancel_keeps_done_tiles_and_resumes(slide, model, tmp_path) -> None:
     from napari_xai.core.attribution.whole_slide import iter_explain_slide
 
     store = tmp_path / "h.zarr"
-    gen = iter_explain_slide(slide, model, store=store, tissue=None, batch_size=8)
+    gen = iter_explain_slide(slide, model, store=store, grid=NO_MASK, run=BATCH_8)
     first = next(gen)
     next(gen)
     gen.close()  # cancel: the in-flight write completes
     assert first.n_done == 8
-    res = explain_slide(slide, model, store=store, tissue=None, batch_size=8)
+    res = explain_slide(slide, model, store=store, grid=NO_MASK, run=BATCH_8)
     assert res.n_cached == 16 and res.n_computed == res.n_tiles - 16 and res.complete
 
 
@@ -224,7 +243,9 @@ def test_write_to_result_folder(slide, model, tmp_path) -> None:
     from napari_xai.core.attribution.whole_slide import write_to_result
     from napari_xai.core.results import ResultWriter, list_heatmaps
 
-    res = explain_slide(slide, model, store=tmp_path / "cache.zarr", tissue=None, target="b")
+    res = explain_slide(
+        slide, model, store=tmp_path / "cache.zarr", spec=ExplainSpec(target="b"), grid=NO_MASK
+    )
     with ResultWriter(tmp_path / "out" / "pyramid") as writer:
         key = write_to_result(writer, res)
         writer.commit({"slide": "pyramid"})

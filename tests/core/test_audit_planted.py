@@ -30,6 +30,7 @@ from napari_xai.core.audit.counterfactual import (
 )
 from napari_xai.core.audit.evidence import PairEvidence
 from napari_xai.core.audit.verdict import VerdictThresholds, make_verdict
+from napari_xai.core.options import AuditSpec, GridOptions
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "data" / "planted_models.npz"
 NAMES = [
@@ -217,5 +218,7 @@ def test_held_out_seed1_printed_label_by_the_shipped_defaults(tmp_path: Path) ->
                 models[f"printed-label/{role}"], sd.make_card(name=f"label-{role}"),
                 tmp_path / on / role,
             )  # fmt: skip
-            res = audit_slide(slide, load_model(folder), mpp=0.5, sanity=False)
+            res = audit_slide(
+                slide, load_model(folder), spec=AuditSpec(sanity=False), grid=GridOptions(mpp=0.5)
+            )
             assert res.verdict == ("pass" if role == "twin" else "fail"), (on, role, res.sentence)

@@ -12,6 +12,7 @@ import pytest
 
 from napari_xai.core.audit.attention import ARTEFACT, TISSUE, audit_attention
 from napari_xai.core.audit.report import write_report
+from napari_xai.core.options import AuditSpec, ExplainSpec, RunOptions
 
 
 class _Collector(HTMLParser):
@@ -106,8 +107,9 @@ def test_data_and_slide_report(tmp_path: Path) -> None:
     write_synthetic_slide(slide, shape_rc=(1024, 1280), seed=3, workers=1)
     steps = []
     res = audit_slide(
-        slide, "demo", method="grad_cam", max_tiles=24, batch_size=12, progress=steps.append
-    )
+        slide, "demo", spec=AuditSpec(method="grad_cam", max_tiles=24),
+        run=RunOptions(explain_batch_size=12), progress=steps.append,
+    )  # fmt: skip
     assert steps[-1].n_done == steps[-1].n_total == len(res.tiles) <= 24
     assert res.verdict in ("pass", "warn", "fail")
     # Shares per tile sum to 1 and agree with the table; tiles sit inside the slide.
@@ -148,9 +150,11 @@ def test_stitched_store_shares_agree_with_tile_audit(tmp_path: Path, small_slide
 
     torch.set_num_threads(1)
     path = small_slide
-    res = audit_slide(path, "demo", method="grad_cam", max_tiles=None)
+    res = audit_slide(path, "demo", spec=AuditSpec(method="grad_cam", max_tiles=None))
     with open_slide(path) as slide:
-        ex = explain_slide(slide, "demo", store=tmp_path / "heatmaps.zarr", method="grad_cam")
+        ex = explain_slide(
+            slide, "demo", store=tmp_path / "heatmaps.zarr", spec=ExplainSpec(method="grad_cam")
+        )
     out = audit_saliency_store(
         ex.store, ex.key, res.regions, regions_downsample=res.regions_downsample
     )
@@ -167,7 +171,7 @@ def test_real_slide_audit(shared_data: Path, tmp_path: Path) -> None:
 
     torch.set_num_threads(1)
     path = shared_data / "slides" / "CMU-1-Small-Region.svs"
-    res = audit_slide(path, "demo", max_tiles=16, out_dir=tmp_path)
+    res = audit_slide(path, "demo", spec=AuditSpec(max_tiles=16), out_dir=tmp_path)
     assert 0 < len(res.tiles) <= 16 and res.n_grid_tiles > 16
     assert res.attention.shares["tissue"] > 0.5  # real H&E: the demo model looks at tissue
     assert res.report_path is not None and res.report_path.is_file()

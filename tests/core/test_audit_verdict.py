@@ -17,6 +17,7 @@ from napari_xai.core.audit.evidence import (
     worst_pair,
 )
 from napari_xai.core.audit.verdict import VerdictThresholds, make_verdict
+from napari_xai.core.options import AuditSpec, GridOptions
 
 
 def test_colour_names() -> None:
@@ -260,7 +261,9 @@ def test_green_pen_stroke_shortcut_fails_and_its_twin_passes(tmp_path: Path) -> 
         cohort = sd.make_shortcut_cohort(80, seed=0, marker_kind="stroke", marker_classes=classes)
         folder = save_wsinfer_model(sd.train_tiny_cnn(cohort), sd.make_card(name=name),
                                     tmp_path / name)  # fmt: skip
-        res = audit_slide(slide, load_model(folder), mpp=0.5, sanity=False)
+        res = audit_slide(
+            slide, load_model(folder), spec=AuditSpec(sanity=False), grid=GridOptions(mpp=0.5)
+        )
         verdicts[name] = res.verdict
         if name == "shortcut":
             assert res.sentence.startswith(

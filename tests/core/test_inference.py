@@ -21,6 +21,7 @@ from napari_xai.core.layers import grid_to_world, score_layers
 from napari_xai.core.models.card import ModelCard
 from napari_xai.core.models.demo import load_demo_model
 from napari_xai.core.models.loading import LoadedModel, ModelError, save_torchscript
+from napari_xai.core.options import GridOptions, RunOptions
 from napari_xai.core.tiling import mask_fraction
 from napari_xai.core.wsi import open_slide
 
@@ -45,7 +46,7 @@ def demo() -> LoadedModel:
 @pytest.fixture(scope="module")
 def demo_result(synthetic, demo):
     path, _ = synthetic
-    return score_slide(path, demo, batch_size=64)
+    return score_slide(path, demo, run=RunOptions(batch_size=64))
 
 
 class ConstantModel(nn.Module):
@@ -158,7 +159,7 @@ def test_constant_model_gives_uniform_map(synthetic, tmp_path: Path) -> None:
     path, _ = synthetic
     card = ModelCard(class_names=("a", "b", "c"), tile_size=32, mpp=2.0)
     model_path = save_torchscript(ConstantModel(3, 1), card, tmp_path / "const.pt")
-    result = score_slide(path, model_path, device="cpu", batch_size=50)
+    result = score_slide(path, model_path, run=RunOptions(device="cpu", batch_size=50))
     maps = result.probabilities
     scored = ~np.isnan(maps[0])
     assert scored.sum() == len(result.tiles) > 10
@@ -172,8 +173,11 @@ def test_scripted_and_eager_demo_agree(synthetic, demo, tmp_path: Path) -> None:
     path, _ = synthetic
     scripted_path = save_torchscript(demo.module, demo.card, tmp_path / "demo_ts.pt")
     with open_slide(path) as slide:
-        a = score_slide(slide, demo, max_tiles=40, batch_size=16)
-        b = score_slide(slide, scripted_path, max_tiles=40, batch_size=7, device="cpu")
+        a = score_slide(slide, demo, grid=GridOptions(max_tiles=40), run=RunOptions(batch_size=16))
+        b = score_slide(
+            slide, scripted_path, grid=GridOptions(max_tiles=40),
+            run=RunOptions(batch_size=7, device="cpu"),
+        )  # fmt: skip
     assert len(a.tiles) == len(b.tiles) == 40
     np.testing.assert_allclose(a.tiles.prob_tumour, b.tiles.prob_tumour, atol=1e-5)
 
@@ -183,12 +187,17 @@ def test_nan_during_scoring_is_a_clear_error(synthetic, tmp_path: Path) -> None:
     card = ModelCard(class_names=("a", "b", "c"), tile_size=32, mpp=2.0)
     model_path = save_torchscript(NaNAfterFirstBatch(), card, tmp_path / "nan.pt")
     with pytest.raises(ModelError, match=r"nan\.pt: the model produced NaN"):
-        score_slide(path, model_path, device="cpu", batch_size=8, max_tiles=16)
+        score_slide(
+            path, model_path, grid=GridOptions(max_tiles=16),
+            run=RunOptions(device="cpu", batch_size=8),
+        )  # fmt: skip
 
 
 def test_cancel_stops_scoring(synthetic, demo) -> None:
     path, _ = synthetic
-    gen = iter_score_slide(path, demo, batch_size=4, min_tissue=0.0)
+    gen = iter_score_slide(
+        path, demo, grid=GridOptions(min_tissue=0.0), run=RunOptions(batch_size=4)
+    )
     first = next(gen)
     assert first.n_done == 4 and first.n_total > 40
     second = next(gen)
@@ -200,7 +209,9 @@ def test_cancel_stops_scoring(synthetic, demo) -> None:
 def test_overlap_and_subset(synthetic, demo) -> None:
     path, _ = synthetic
     with open_slide(path) as slide:
-        result = score_slide(slide, demo, overlap=0.5, max_tiles=30, batch_size=30)
+        result = score_slide(
+            slide, demo, grid=GridOptions(overlap=0.5, max_tiles=30), run=RunOptions(batch_size=30)
+        )
         assert result.grid.stride0 == result.grid.tile_size0 // 2
         assert result.grid.grid_shape[0] >= 2 * (slide.info.shape_rc[0] // 128) - 1
         assert len(result.tiles) == 30 and not result.tiles.duplicated(["row", "col"]).any()
@@ -213,8 +224,10 @@ def test_iter_predictions_yields_batches(synthetic, demo) -> None:
 
     path, _ = synthetic
     with open_slide(path) as slide:
-        grid = grid_for_slide(slide, demo.card, tissue=None)
-        batches = list(iter_predictions(slide, demo, grid, batch_size=10, indices=range(25)))
+        grid = grid_for_slide(slide, demo.card, GridOptions(tissue=False))
+        batches = list(
+            iter_predictions(slide, demo, grid, run=RunOptions(batch_size=10), indices=range(25))
+        )
     assert [len(b.indices) for b in batches] == [10, 10, 5]
     assert batches[-1].n_done == batches[-1].n_total == 25
     assert all(b.probabilities.shape == (len(b.indices), 3) for b in batches)
@@ -233,7 +246,9 @@ def test_real_slides_score(shared_data, demo, name: str) -> None:
             # No resolution in the file and none stated: a clear error.
             with pytest.raises(ValueError, match=f"{name}: the slide has no resolution"):
                 score_slide(slide, demo)
-        result = score_slide(slide, demo, mpp=mpp, min_tissue=0.0, batch_size=32)
+        result = score_slide(
+            slide, demo, grid=GridOptions(mpp=mpp, min_tissue=0.0), run=RunOptions(batch_size=32)
+        )
         assert result.complete
         assert result.probabilities.shape[1:] == result.grid.grid_shape
         if name != "small.svs":  # 16 x 16 px of synthetic colour: no tissue is fine
@@ -247,8 +262,10 @@ def test_real_slides_score(shared_data, demo, name: str) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_amp_matches_cpu(synthetic) -> None:
     path, _ = synthetic
-    cpu = score_slide(path, "demo", device="cpu", max_tiles=64)
-    gpu = score_slide(path, "demo", device="cuda", max_tiles=64, amp=True)
+    cpu = score_slide(path, "demo", grid=GridOptions(max_tiles=64), run=RunOptions(device="cpu"))
+    gpu = score_slide(
+        path, "demo", grid=GridOptions(max_tiles=64), run=RunOptions(device="cuda", amp=True)
+    )
     np.testing.assert_allclose(cpu.tiles.prob_tumour, gpu.tiles.prob_tumour, atol=2e-2)
 
 
@@ -281,8 +298,14 @@ def test_cli_score_without_mpp_is_a_clear_error(shared_data, tmp_path: Path, cap
 def test_threaded_prefetch_gives_the_same_results(synthetic, demo) -> None:
     path, _ = synthetic
     with open_slide(path) as slide:
-        serial = score_slide(slide, demo, max_tiles=48, batch_size=8, num_workers=1, prefetch=0)
-        threaded = score_slide(slide, demo, max_tiles=48, batch_size=5, num_workers=3, prefetch=4)
+        serial = score_slide(
+            slide, demo, grid=GridOptions(max_tiles=48),
+            run=RunOptions(batch_size=8, num_workers=1, prefetch=0),
+        )  # fmt: skip
+        threaded = score_slide(
+            slide, demo, grid=GridOptions(max_tiles=48),
+            run=RunOptions(batch_size=5, num_workers=3, prefetch=4),
+        )  # fmt: skip
     pd.testing.assert_frame_equal(serial.tiles, threaded.tiles, atol=1e-5)
     np.testing.assert_allclose(serial.probabilities, threaded.probabilities, atol=1e-5)
 

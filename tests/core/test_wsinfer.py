@@ -25,6 +25,7 @@ from napari_xai.core.models.wsinfer import (
     validate_wsinfer_config,
     wsinfer_transform,
 )
+from napari_xai.core.options import GridOptions, RunOptions
 from napari_xai.core.predict import to_probabilities
 
 torch.set_num_threads(1)
@@ -255,8 +256,9 @@ def test_zoo_folder_scores_a_slide(tmp_path: Path, small_pyramid: Path) -> None:
     model = loading.load_model(folder, device="cpu")
     with open_slide(small_pyramid) as slide:
         result = inference.score_slide(
-            slide, model, tissue=None, max_tiles=6, batch_size=4, num_workers=1, amp=False
-        )
+            slide, model, grid=GridOptions(tissue=False, max_tiles=6),
+            run=RunOptions(batch_size=4, num_workers=1, amp=False),
+        )  # fmt: skip
     tiles = result.tiles
     assert len(tiles) == 6
     probs = tiles[["prob_notumor", "prob_tumor"]].to_numpy()

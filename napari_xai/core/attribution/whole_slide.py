@@ -12,12 +12,17 @@ batch (so a widget can show progress and cancel by closing them) and *return* an
 
 :func:`explain_slide` runs the first to the end. The tile grid, reader and
 preprocessing are the scoring pipeline's (:mod:`napari_xai.core.inference`), so a
-saliency map lines up with the probability heatmaps tile for tile.
+saliency map lines up with the probability heatmaps tile for tile. Options are
+the option objects of :mod:`napari_xai.core.options`: the tile grid a
+:class:`~napari_xai.core.options.GridOptions`, the map an
+:class:`~napari_xai.core.options.ExplainSpec`, the reader and batch size a
+:class:`~napari_xai.core.options.RunOptions` (``explain_batch_size``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -33,7 +38,7 @@ from napari_xai.core.attribution.registry import Explainer
 from napari_xai.core.attribution.stitch import StitchedMap
 from napari_xai.core.models.resolve import resolve_model
 from napari_xai.core.naming import activation_layer_name, saliency_layer_name, slide_stem
-from napari_xai.core.options import DEFAULT_MIN_TISSUE
+from napari_xai.core.options import ExplainSpec, GridOptions, RunOptions
 from napari_xai.core.reader import TileReader
 from napari_xai.core.tiling import TileGrid
 
@@ -170,41 +175,21 @@ def slide_name(slide: Any) -> str:
 _GRID_CACHE: dict[tuple[Any, ...], TileGrid] = {}
 
 
-def slide_grid(
-    slide: Slide,
-    card: Any,
-    *,
-    mpp: float | None = None,
-    overlap: float = 0.0,
-    tissue: Any = "auto",
-    min_tissue: float = DEFAULT_MIN_TISSUE,
-) -> TileGrid:
+def slide_grid(slide: Slide, card: Any, options: GridOptions | None = None) -> TileGrid:
     """Return the scoring pipeline's tile grid for ``card`` over ``slide`` (cached per slide).
 
     See :func:`napari_xai.core.inference.grid_for_slide`.
     """
     from napari_xai.core.inference import grid_for_slide
 
-    cacheable = isinstance(tissue, str) or tissue is None
-    key = (
-        str(slide.path),
-        slide.info.shape_rc,
-        card.tile_size,
-        card.mpp,
-        mpp,
-        overlap,
-        tissue if cacheable else id(tissue),
-        min_tissue,
-    )
-    if cacheable and key in _GRID_CACHE:
+    options = options or GridOptions()
+    key = (str(slide.path), slide.info.shape_rc, card.tile_size, card.mpp, options)
+    if key in _GRID_CACHE:
         return _GRID_CACHE[key]
-    grid = grid_for_slide(
-        slide, card, mpp=mpp, overlap=overlap, tissue=tissue, min_tissue=min_tissue
-    )
-    if cacheable:
-        if len(_GRID_CACHE) > 16:
-            _GRID_CACHE.clear()
-        _GRID_CACHE[key] = grid
+    grid = grid_for_slide(slide, card, options)
+    if len(_GRID_CACHE) > 16:
+        _GRID_CACHE.clear()
+    _GRID_CACHE[key] = grid
     return grid
 
 
@@ -278,9 +263,7 @@ def iter_stitch_tiles(
     compute: TileFunction,
     *,
     indices: npt.NDArray[np.int64] | None = None,
-    batch_size: int = 16,
-    num_workers: int = 2,
-    prefetch: int = 2,
+    run: RunOptions | None = None,
     layer_name: str = "",
 ) -> Generator[ExplainProgress, None, int]:
     """Read tiles, compute one 2-D map per tile, and blend them into ``smap``.
@@ -297,8 +280,9 @@ def iter_stitch_tiles(
         ``compute(tiles (B, S, S, 3) uint8) -> maps (B, h, w) float32``.
     indices : ndarray, optional
         Grid tiles to consider (default: all), in this order.
-    batch_size, num_workers, prefetch : int
-        Tile reader settings.
+    run : RunOptions, optional
+        Tile reader settings: ``explain_batch_size`` tiles per batch,
+        ``num_workers`` threads (default 2), ``prefetch``.
     layer_name : str
         Passed on in the progress (the layer a viewer shows the map in).
     """
@@ -308,12 +292,13 @@ def iter_stitch_tiles(
     start = time.perf_counter()
     if n_total == 0:
         return 0
+    run = run or RunOptions()
     reader = TileReader(
         slide,
         grid,
-        batch_size=batch_size,
-        prefetch=prefetch,
-        num_workers=num_workers,
+        batch_size=run.explain_batch_size,
+        prefetch=run.prefetch,
+        num_workers=run.reader_threads(),
         indices=todo,
     )
     batches = iter(reader)
@@ -375,25 +360,23 @@ def _explain(
     model: Any,
     *,
     store: str | Path,
-    method: str,
-    target: int | str | None,
-    batch_size: int,
-    overlap: float,
-    tissue: Any,
-    min_tissue: float,
-    mpp: float | None,
+    spec: ExplainSpec | None,
+    grid: GridOptions | None,
+    run: RunOptions | None,
     map_px: int | None,
-    resume: bool,
-    options: dict[str, Any],
-    num_workers: int,
-    select: Callable[[TileGrid, StitchedMap], npt.NDArray[np.int64]] | None,
+    tile_grid: TileGrid | None = None,
+    select: Callable[[TileGrid, StitchedMap], npt.NDArray[np.int64]] | None = None,
 ) -> Generator[ExplainProgress, None, ExplainResult]:
+    """Explain the tiles ``select`` picks (None: all); see :func:`iter_explain_slide`."""
+    spec = spec or ExplainSpec()
+    run = run or RunOptions()
+    method, options = spec.method, spec.method_options()
     with contextlib.ExitStack() as stack:
         if isinstance(slide, (str, Path)):
             from napari_xai.core.wsi import open_slide
 
-            slide = stack.enter_context(open_slide(slide))
-        model = resolve_model(model, device=options.pop("device", None))
+            slide = stack.enter_context(open_slide(slide, mpp=grid.mpp if grid else None))
+        model = resolve_model(model, device=run.torch_device, architecture=run.architecture)
         card = getattr(model, "card", None)
         if card is None:
             raise ValueError(
@@ -404,15 +387,13 @@ def _explain(
         explainer = Explainer(
             model,
             method=method,
-            target=target,
-            options=ExplainOptions(batch_size=batch_size, **options),
+            target=spec.target,
+            options=ExplainOptions(batch_size=run.explain_batch_size, **options),
         )
         class_name = (
             "predicted" if explainer.target is None else card.class_names[explainer.target]
         )
-        grid = slide_grid(
-            slide, card, mpp=mpp, overlap=overlap, tissue=tissue, min_tissue=min_tissue
-        )
+        tiles = tile_grid if tile_grid is not None else slide_grid(slide, card, grid)
         key = saliency_key(method, class_name)
         params = {
             "model": _model_id(model),
@@ -425,28 +406,27 @@ def _explain(
         smap = open_map(
             store,
             key,
-            grid,
+            tiles,
             map_px=map_px,
             params=params,
-            reset=not resume,
+            reset=spec.restart,
             attrs={"kind": "saliency", "method": method, "class_name": class_name},
             name=f"{method}/{class_name}",
         )
         t_setup = time.perf_counter() - t0
-        idx = np.arange(len(grid), dtype=np.int64) if select is None else select(grid, smap)
-        n_cached = int(smap.done[grid.grid_rows[idx], grid.grid_cols[idx]].sum())
+        idx = np.arange(len(tiles), dtype=np.int64) if select is None else select(tiles, smap)
+        n_cached = int(smap.done[tiles.grid_rows[idx], tiles.grid_cols[idx]].sum())
 
-        def compute(tiles: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-            return explainer.explain(tiles)[0]
+        def compute(images: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+            return explainer.explain(images)[0]
 
         n_computed = yield from iter_stitch_tiles(
             slide,
-            grid,
+            tiles,
             smap,
             compute,
             indices=idx,
-            batch_size=batch_size,
-            num_workers=num_workers,
+            run=run,
             layer_name=saliency_layer_name(slide_name(slide), method, class_name),
         )
         return ExplainResult(
@@ -458,7 +438,7 @@ def _explain(
             n_computed=n_computed,
             n_cached=n_cached,
             n_done=smap.n_done,
-            n_tiles=len(grid),
+            n_tiles=len(tiles),
             limits=smap.value_limits(),
             scale_rc=smap.scale_rc,
             translate_rc=smap.translate_rc,
@@ -471,17 +451,11 @@ def iter_explain_slide(
     model: Any,
     *,
     store: str | Path,
-    method: str = "grad_cam",
-    target: int | str | None = None,
-    batch_size: int = 16,
-    overlap: float = 0.0,
-    tissue: Any = "auto",
-    min_tissue: float = DEFAULT_MIN_TISSUE,
-    mpp: float | None = None,
+    spec: ExplainSpec | None = None,
+    grid: GridOptions | None = None,
+    run: RunOptions | None = None,
     map_px: int | None = None,
-    resume: bool = True,
-    num_workers: int = 2,
-    **options: Any,
+    tile_grid: TileGrid | None = None,
 ) -> Generator[ExplainProgress, None, ExplainResult]:
     """Explain every tissue tile of a slide into a stitched multiscale map on disk.
 
@@ -493,25 +467,20 @@ def iter_explain_slide(
         Model with its card (:func:`napari_xai.core.models.loading.load_model`).
     store : path
         Zarr store receiving ``saliency/<method>/<class>`` (``<result>/heatmaps.zarr``).
-    method : str
-        Key of :data:`~napari_xai.core.attribution.ATTRIBUTION_METHODS`.
-    target : int, str or None
-        Class index or name; None explains each tile's predicted class.
-    batch_size : int
-        Tiles per batch (and most images per forward/backward pass).
-    overlap : float
-        Fraction of a tile shared with its neighbours (blended without seams).
-    tissue, min_tissue, mpp
-        Tile grid, as for scoring (:func:`napari_xai.core.inference.grid_for_slide`).
+    spec : ExplainSpec, optional
+        Method, target class (None: each tile's predicted class), Integrated
+        Gradients steps, SmoothGrad samples; ``restart`` ignores the tiles a
+        previous run left in the store (default: they are kept and skipped).
+    grid : GridOptions, optional
+        Tile grid, as for scoring (:func:`napari_xai.core.inference.grid_for_slide`);
+        overlapping tiles are blended without seams.
+    run : RunOptions, optional
+        ``explain_batch_size`` (tiles per batch, and most images per
+        forward/backward pass), ``num_workers`` (reader threads), ``device``.
     map_px : int, optional
         Map pixels per tile side (default ``min(64, tile size)``).
-    resume : bool
-        Keep tiles already in a matching store (False: start over).
-    num_workers : int
-        Reader threads.
-    **options
-        :class:`~napari_xai.core.attribution.ExplainOptions` fields (``n_steps``,
-        ``smooth_samples``...).
+    tile_grid : TileGrid, optional
+        Precomputed tile grid (skips mask detection; ``grid`` is then unused).
 
     Yields
     ------
@@ -527,19 +496,12 @@ def iter_explain_slide(
             slide,
             model,
             store=store,
-            method=method,
-            target=target,
-            batch_size=batch_size,
-            overlap=overlap,
-            tissue=tissue,
-            min_tissue=min_tissue,
-            mpp=mpp,
+            spec=spec,
+            grid=grid,
+            run=run,
             map_px=map_px,
-            resume=resume,
-            options=options,
-            num_workers=num_workers,
-            select=None,
-        )
+            tile_grid=tile_grid,
+        )  # fmt: skip
     )
 
 
@@ -549,19 +511,13 @@ def iter_explain_view(
     view_rc: Sequence[float],
     *,
     store: str | Path,
+    spec: ExplainSpec | None = None,
+    grid: GridOptions | None = None,
+    run: RunOptions | None = None,
     zoom: float | None = None,
     max_tiles: int = 256,
     min_tile_screen_px: float = 8.0,
-    method: str = "grad_cam",
-    target: int | str | None = None,
-    batch_size: int = 16,
-    overlap: float = 0.0,
-    tissue: Any = "auto",
-    min_tissue: float = DEFAULT_MIN_TISSUE,
-    mpp: float | None = None,
     map_px: int | None = None,
-    num_workers: int = 2,
-    **options: Any,
 ) -> Generator[ExplainProgress, None, ExplainResult]:
     """Explain only the tiles that intersect the current view ("explain what I see").
 
@@ -570,9 +526,9 @@ def iter_explain_view(
 
     Parameters
     ----------
-    slide, model, store, method, target, batch_size, overlap, tissue, min_tissue, mpp, map_px
+    slide, model, store, spec, grid, run, map_px
         As :func:`iter_explain_slide` (the same store and grid, so a view run and a
-        whole-slide run share their tiles).
+        whole-slide run share their tiles; ``spec.restart`` is ignored).
     view_rc : (row0, col0, row1, col1)
         Level-0 corners of the view.
     zoom : float, optional
@@ -584,35 +540,23 @@ def iter_explain_view(
     """
     cap = int(max_tiles)
 
-    def select(grid: TileGrid, smap: StitchedMap) -> npt.NDArray[np.int64]:
+    def select(tiles: TileGrid, smap: StitchedMap) -> npt.NDArray[np.int64]:
         limit = cap
-        if zoom is not None and grid.tile_size0 * float(zoom) < min_tile_screen_px:
+        if zoom is not None and tiles.tile_size0 * float(zoom) < min_tile_screen_px:
             limit = max(1, cap // 4)
-        in_view = tiles_in_view(grid, view_rc)
-        done = smap.done[grid.grid_rows[in_view], grid.grid_cols[in_view]]
+        in_view = tiles_in_view(tiles, view_rc)
+        done = smap.done[tiles.grid_rows[in_view], tiles.grid_cols[in_view]]
         # cached tiles are free: keep all of them, and the `limit` nearest others
         todo = np.flatnonzero(~done)[:limit]
         keep = done.copy()
         keep[todo] = True
         return in_view[keep]
 
+    if spec is not None and spec.restart:
+        spec = dataclasses.replace(spec, restart=False)
     return (
         yield from _explain(
-            slide,
-            model,
-            store=store,
-            method=method,
-            target=target,
-            batch_size=batch_size,
-            overlap=overlap,
-            tissue=tissue,
-            min_tissue=min_tissue,
-            mpp=mpp,
-            map_px=map_px,
-            resume=True,
-            options=options,
-            num_workers=num_workers,
-            select=select,
+            slide, model, store=store, spec=spec, grid=grid, run=run, map_px=map_px, select=select
         )
     )
 
@@ -657,12 +601,17 @@ def explain_slide(
     model: Any,
     *,
     store: str | Path,
+    spec: ExplainSpec | None = None,
+    grid: GridOptions | None = None,
+    run: RunOptions | None = None,
+    map_px: int | None = None,
     progress: Callable[[ExplainProgress], Any] | None = None,
-    **kwargs: Any,
 ) -> ExplainResult:
     """Run :func:`iter_explain_slide` to the end; ``progress`` is called after each batch."""
     from napari_xai.core.progress import drive
 
-    gen = iter_explain_slide(slide, model, store=store, **kwargs)
+    gen = iter_explain_slide(
+        slide, model, store=store, spec=spec, grid=grid, run=run, map_px=map_px
+    )
     result: ExplainResult = drive(gen, progress)
     return result

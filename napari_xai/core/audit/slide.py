@@ -38,6 +38,7 @@ from napari_xai.core.audit.attention import (
 from napari_xai.core.audit.counterfactual import CounterfactualResult
 from napari_xai.core.audit.evidence import PairEvidence
 from napari_xai.core.audit.verdict import Verdict, VerdictThresholds
+from napari_xai.core.options import AuditSpec, GridOptions, RunOptions
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -251,28 +252,239 @@ def _model_name(model: Any) -> str:
     return str(name)
 
 
+@dataclass
+class _AuditPlan:
+    """What an audit looks at: masks, region map, tile grid and the sampled tiles."""
+
+    masks: Any
+    thumbnail: npt.NDArray[np.uint8]
+    regions: npt.NDArray[np.uint8]
+    downsample: float
+    grid: TileGrid
+    indices: npt.NDArray[np.int64]
+    sampling: str
+
+    @property
+    def tile_corners(self) -> npt.NDArray[Any]:
+        """Level-0 (row, col) of the audited tiles, shape (n, 2)."""
+        return np.stack([self.grid.rows[self.indices], self.grid.cols[self.indices]], axis=1)
+
+    def crop(self, labels: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:
+        """Crop a label map (at the mask downsample) to every audited tile, at model size."""
+        size = int(self.grid.tile_size)
+        return crop_tile_regions(
+            labels,
+            self.tile_corners,
+            regions_downsample=self.downsample,
+            tile_shape0=(self.grid.tile_size0, self.grid.tile_size0),
+            out_shape=(size, size),
+        )
+
+
+@dataclass
+class _Explained:
+    """Attribution maps and predictions of the audited tiles (in plan order)."""
+
+    maps: npt.NDArray[np.float32]
+    preds: npt.NDArray[np.int64]
+    confidence: npt.NDArray[np.float32]
+    probabilities: npt.NDArray[np.float32] | None
+    images: npt.NDArray[np.uint8] | None
+
+
+def _plan_audit(
+    slide: Slide, card: Any, spec: AuditSpec, grid: GridOptions, mask_size: int
+) -> _AuditPlan:
+    """Masks on a thumbnail, the region map (border band included), grid and sample.
+
+    The grid is the scoring grid (``grid``: overlap, min tissue, mpp) over the
+    audit's own tissue/artefact masks.
+    """
+    from napari_xai.core.inference import grid_for_slide
+    from napari_xai.core.masks import masks_from_thumbnail
+
+    thumb, thumb_ds = slide.thumbnail(max_size=mask_size)
+    masks = masks_from_thumbnail(thumb, thumb_ds)
+    ds = float(masks.downsample)
+    shape_rc = slide.info.shape_rc
+    bw0 = BORDER_FRACTION * min(shape_rc) if spec.border_width0 is None else spec.border_width0
+    regions = make_region_map(
+        masks.tissue, artefact=masks.artefact, border_width=int(np.ceil(bw0 / ds)) if bw0 else 0
+    )
+    tiles = grid_for_slide(slide, card, grid, masks=(masks.tissue, masks.artefact, ds))
+    indices, sampling = select_audit_tiles(tiles, max_tiles=spec.max_tiles)
+    return _AuditPlan(
+        masks=masks,
+        thumbnail=np.asarray(thumb[: regions.shape[0], : regions.shape[1]]),
+        regions=regions,
+        downsample=ds,
+        grid=tiles,
+        indices=indices,
+        sampling=sampling,
+    )
+
+
+def _explain_tiles(
+    slide: Slide, explainer: Any, plan: _AuditPlan, run: RunOptions, t0: float
+) -> Generator[AuditProgress, None, _Explained]:
+    """Read the audited tiles, explain and score them batch by batch (yields progress).
+
+    The tile images are kept (for the counterfactual test, the sanity checks and
+    the report) unless there are more than 4,096.
+    """
+    from napari_xai.core.audit.counterfactual import tile_probabilities
+    from napari_xai.core.reader import TileReader
+
+    size, n = int(plan.grid.tile_size), len(plan.indices)
+    batch_size = run.explain_batch_size
+    out = _Explained(
+        maps=np.zeros((n, size, size), np.float32),
+        preds=np.zeros(n, np.int64),
+        confidence=np.zeros(n, np.float32),
+        probabilities=None,
+        images=np.zeros((n, size, size, 3), np.uint8) if n <= 4096 else None,
+    )
+    reader = TileReader(
+        slide,
+        plan.grid,
+        batch_size=batch_size,
+        num_workers=run.reader_threads(),
+        indices=plan.indices,
+    )
+    done = 0
+    all_probs: list[npt.NDArray[np.float32]] = []
+    try:
+        for batch in reader:
+            tiles = np.asarray(batch.tiles)
+            maps, _targets = explainer.explain(tiles)
+            probs = tile_probabilities(explainer.prepared, tiles, batch_size=batch_size)
+            k = len(tiles)
+            out.maps[done : done + k] = maps
+            out.preds[done : done + k] = probs.argmax(axis=1)
+            out.confidence[done : done + k] = probs.max(axis=1)
+            all_probs.append(probs)
+            if out.images is not None:
+                out.images[done : done + k] = tiles
+            done += k
+            yield AuditProgress(done, n, time.perf_counter() - t0)
+    finally:
+        reader.close()
+    out.probabilities = np.concatenate(all_probs) if all_probs else None
+    return out
+
+
+def _tiles_table(
+    plan: _AuditPlan, explained: _Explained, attention: AttentionAudit, pred_names: list[str]
+) -> pd.DataFrame:
+    """One row per audited tile: position, prediction, region shares, flag."""
+    import pandas as pd
+
+    n = len(plan.indices)
+    corners = plan.tile_corners
+    size0 = plan.grid.tile_size0
+    return pd.DataFrame(
+        {
+            "row": corners[:, 0].astype(np.int64),
+            "col": corners[:, 1].astype(np.int64),
+            "height": np.full(n, size0, np.int64),
+            "width": np.full(n, size0, np.int64),
+            "grid_index": plan.indices,
+            "pred_class": pred_names,
+            "confidence": explained.confidence,
+            **{
+                f"share_{name}": attention.tile_shares[:, code].astype(np.float32)
+                for code, name in enumerate(REGION_NAMES)
+            },
+            "off_tissue": attention.tile_off_tissue_share().astype(np.float32),
+            "flagged": attention.flagged,
+        }
+    )
+
+
+def _sanity_on_clean_tiles(
+    loaded: Any, images: npt.NDArray[np.uint8], kinds: npt.NDArray[np.uint8], method: str
+) -> dict[str, Any]:
+    """Sanity-check the method on up to 8 audited tiles, plain tissue tiles first.
+
+    A high-contrast mark lights up the maps of any edge-sensitive network,
+    randomised or not, and would blur the question (do the maps depend on the
+    model's weights?).
+    """
+    from napari_xai.core.audit.sanity import sanity_check
+
+    n = len(images)
+    clean = np.flatnonzero(~(kinds > 0).reshape(n, -1).any(axis=1))
+    pool = clean if len(clean) >= min(n, 8) else np.arange(n)
+    probe = pool[np.unique(np.linspace(0, len(pool) - 1, min(len(pool), 8)).astype(np.int64))]
+    result = sanity_check(loaded, images[probe], method).to_dict()
+    result["probe_tiles_with_artefacts"] = int((kinds[probe] > 0).any(axis=(1, 2)).sum())
+    return result
+
+
+def _shortcut_tests(
+    loaded: Any,
+    explainer: Any,
+    plan: _AuditPlan,
+    explained: _Explained,
+    tile_regions: npt.NDArray[np.uint8],
+    pred_names: list[str],
+    spec: AuditSpec,
+    run: RunOptions,
+    t0: float,
+) -> Generator[AuditProgress, None, tuple[list[PairEvidence], Any, Any, dict[str, float]]]:
+    """Class x artefact evidence, the counterfactual test and the sanity checks.
+
+    Returns ``(pairs, counterfactual result or None, sanity dict or None, timings)``.
+    """
+    from napari_xai.core.audit.counterfactual import counterfactual_test
+    from napari_xai.core.audit.evidence import class_artefact_evidence
+
+    n, images = len(plan.indices), explained.images
+    # Per class x artefact kind (kinds from the mask's labels, only on artefact pixels).
+    kinds = plan.crop(np.asarray(plan.masks.artefact_labels, np.uint8))
+    kinds[tile_regions != ARTEFACT] = 0
+    pairs = class_artefact_evidence(explained.maps, kinds, pred_names, images=images)
+    t_cf = time.perf_counter()
+    cf_result = None
+    if spec.counterfactual and images is not None and (kinds > 0).any():
+        yield AuditProgress(n, n, time.perf_counter() - t0, stage="counterfactual")
+        cf_result = counterfactual_test(
+            explainer.prepared,
+            images,
+            kinds,
+            probabilities=explained.probabilities,
+            tissue=tile_regions == TISSUE,
+            batch_size=run.explain_batch_size,
+        )
+    t_cf = time.perf_counter() - t_cf
+    t_sanity = time.perf_counter()
+    sanity_d = None
+    if spec.sanity and images is not None and n:
+        yield AuditProgress(n, n, time.perf_counter() - t0, stage="sanity checks")
+        sanity_d = _sanity_on_clean_tiles(loaded, images, kinds, spec.method)
+    t_sanity = time.perf_counter() - t_sanity
+    return pairs, cf_result, sanity_d, {"counterfactual_s": t_cf, "sanity_s": t_sanity}
+
+
 def iter_audit_slide(
     slide: Slide | str | Path,
     model: Any,
     *,
-    method: str = "grad_cam",
-    target: int | str | None = None,
-    max_tiles: int | None = 512,
-    batch_size: int = 16,
-    mpp: float | None = None,
-    min_tissue: float = 0.5,
-    border_width0: float | None = None,
+    spec: AuditSpec | None = None,
+    grid: GridOptions | None = None,
+    run: RunOptions | None = None,
     thresholds: AuditThresholds | None = None,
-    device: str | None = None,
-    num_workers: int = 2,
+    verdict_thresholds: VerdictThresholds | None = None,
     mask_size: int = 1024,
     out_dir: str | Path | None = None,
-    counterfactual: bool = True,
-    verdict_thresholds: VerdictThresholds | None = None,
-    sanity: bool = True,
-    **options: Any,
 ) -> Generator[AuditProgress, None, SlideAudit]:
     """Audit where a model looks on one slide (generator).
+
+    Steps: masks, region map and tile sample (:func:`_plan_audit`); attribution
+    and scores per batch (:func:`_explain_tiles`); region shares and flags
+    (:func:`~napari_xai.core.audit.attention.audit_attention`); class x artefact
+    evidence, counterfactual test and sanity checks (:func:`_shortcut_tests`);
+    the verdict; the report when ``out_dir`` is given.
 
     Parameters
     ----------
@@ -280,43 +492,29 @@ def iter_audit_slide(
         Open slide or slide file.
     model : LoadedModel, str or Path
         Loaded model (with card), a model file/folder, or ``"demo"``.
-    method : str
-        Attribution method (key of ``ATTRIBUTION_METHODS``); Grad-CAM is fast,
-        Integrated Gradients sharper.
-    target : int, str or None
-        Class to explain; ``None`` explains each tile's predicted class.
-    max_tiles : int or None
-        Most tiles to explain (see the module docstring for the sampling).
-    batch_size : int
-        Tiles per batch.
-    mpp : float, optional
-        Slide µm/px when the file does not say.
-    min_tissue : float
-        Minimum tissue fraction of a tile (as for scoring).
-    border_width0 : float, optional
-        Width of the border band in level-0 pixels (default 2 % of the shorter side).
+    spec : AuditSpec, optional
+        ``method`` (Grad-CAM is fast, Integrated Gradients sharper), ``target``
+        (None: each tile's predicted class), ``max_tiles`` (most tiles explained,
+        None: all; see the module docstring for the sampling), ``n_steps``,
+        ``border_width0`` (border band in level-0 pixels, default 2 % of the
+        shorter side), ``counterfactual`` (remove / paste the artefacts and
+        re-score; :mod:`napari_xai.core.audit.counterfactual`) and ``sanity``
+        (randomisation, deletion / insertion on up to 8 audited tiles, plain
+        tissue tiles first, cached per model and method; a failing method cannot
+        carry a fail alone; :mod:`napari_xai.core.audit.sanity`).
+    grid : GridOptions, optional
+        The tile grid, as for scoring (``mpp``, ``overlap``, ``min_tissue``),
+        over the audit's own tissue and artefact masks.
+    run : RunOptions, optional
+        ``device``, ``explain_batch_size`` (tiles per batch), ``num_workers``.
     thresholds : AuditThresholds, optional
         Flagging thresholds.
-    device : str, optional
-        ``None``/``"auto"``, ``"cpu"``, ``"cuda"``...
-    num_workers : int
-        Tile reader threads.
+    verdict_thresholds : VerdictThresholds, optional
+        Limits of the shortcut verdict.
     mask_size : int
         Longest side of the thumbnail the tissue/artefact masks are computed on.
     out_dir : str or Path, optional
         When given, ``report.html`` and ``audit.json`` are written there.
-    counterfactual : bool
-        Run the counterfactual test (remove / paste the artefacts and re-score;
-        :mod:`napari_xai.core.audit.counterfactual`).
-    verdict_thresholds : VerdictThresholds, optional
-        Limits of the shortcut verdict.
-    sanity : bool
-        Run the attribution method's sanity checks (randomisation, deletion /
-        insertion; :mod:`napari_xai.core.audit.sanity`) on up to 8 audited tiles
-        (plain tissue tiles, without artefacts, when there are 8 of them), cached
-        per model and method; a failing method cannot carry a fail alone.
-    **options
-        Attribution options (``n_steps``, ``smooth_samples``...; see ``ExplainOptions``).
 
     Yields
     ------
@@ -327,187 +525,80 @@ def iter_audit_slide(
     -------
     SlideAudit
     """
+    spec, grid, run = spec or AuditSpec(), grid or GridOptions(), run or RunOptions()
     if isinstance(slide, (str, Path)):
         from napari_xai.core.wsi import open_slide
 
-        with open_slide(slide, mpp=mpp) as opened:
+        with open_slide(slide, mpp=grid.mpp) as opened:
             return (
                 yield from iter_audit_slide(
-                    opened, model, method=method, target=target, max_tiles=max_tiles,
-                    batch_size=batch_size, mpp=mpp, min_tissue=min_tissue,
-                    border_width0=border_width0, thresholds=thresholds, device=device,
-                    num_workers=num_workers, mask_size=mask_size, out_dir=out_dir,
-                    counterfactual=counterfactual, verdict_thresholds=verdict_thresholds,
-                    sanity=sanity, **options,
+                    opened, model, spec=spec, grid=grid, run=run, thresholds=thresholds,
+                    verdict_thresholds=verdict_thresholds, mask_size=mask_size, out_dir=out_dir,
                 )
             )  # fmt: skip
-    import pandas as pd
-
     from napari_xai.core.attribution import Explainer, ExplainOptions
-    from napari_xai.core.audit.counterfactual import counterfactual_test, tile_probabilities
-    from napari_xai.core.audit.evidence import class_artefact_evidence
     from napari_xai.core.audit.verdict import make_verdict
-    from napari_xai.core.inference import grid_for_slide
-    from napari_xai.core.masks import masks_from_thumbnail
     from napari_xai.core.models.resolve import resolve_model
-    from napari_xai.core.reader import TileReader
 
     t0 = time.perf_counter()
-    loaded = resolve_model(model, device=device)
+    loaded = resolve_model(model, device=run.torch_device, architecture=run.architecture)
     card = getattr(loaded, "card", None)
     if card is None:
         raise ValueError(
             "auditing a slide needs a model card (classes, tile size, mpp): load the model "
             "with napari_xai.core.models.loading.load_model"
         )
-    thumb, thumb_ds = slide.thumbnail(max_size=mask_size)
-    masks = masks_from_thumbnail(thumb, thumb_ds)
-    ds = float(masks.downsample)
-    shape_rc = tuple(int(s) for s in slide.info.shape_rc)
-    bw0 = BORDER_FRACTION * min(shape_rc) if border_width0 is None else float(border_width0)
-    regions = make_region_map(
-        masks.tissue, artefact=masks.artefact, border_width=int(np.ceil(bw0 / ds)) if bw0 else 0
-    )
-    grid = grid_for_slide(
-        slide, card, mpp=mpp, tissue=(masks.tissue, masks.artefact, ds), min_tissue=min_tissue
-    )
-    indices, sampling = select_audit_tiles(grid, max_tiles=max_tiles)
+    plan = _plan_audit(slide, card, spec, grid, mask_size)
+    n = len(plan.indices)
     t_masks = time.perf_counter() - t0
-    yield AuditProgress(0, len(indices), t_masks, stage="masks")
-
+    yield AuditProgress(0, n, t_masks, stage="masks")
     explainer = Explainer(
         loaded,
-        method=method,
-        target=target,
-        options=ExplainOptions(batch_size=batch_size, **options),
+        method=spec.method,
+        target=spec.target,
+        options=ExplainOptions(batch_size=run.explain_batch_size, **spec.method_options()),
     )
-    names = tuple(card.class_names)
-    size = int(grid.tile_size)
-    n = len(indices)
-    maps = np.zeros((n, size, size), np.float32)
-    preds = np.zeros(n, np.int64)
-    conf = np.zeros(n, np.float32)
-    keep_images = np.zeros((n, size, size, 3), np.uint8) if n <= 4096 else None
-    reader = TileReader(
-        slide, grid, batch_size=batch_size, num_workers=num_workers, indices=indices
-    )
-    done = 0
-    all_probs: list[npt.NDArray[np.float32]] = []
-    try:
-        for batch in reader:
-            tiles = np.asarray(batch.tiles)
-            m, targets = explainer.explain(tiles)
-            probs = tile_probabilities(explainer.prepared, tiles, batch_size=batch_size)
-            k = len(tiles)
-            maps[done : done + k] = m
-            preds[done : done + k] = probs.argmax(axis=1)
-            conf[done : done + k] = probs.max(axis=1)
-            all_probs.append(probs)
-            if keep_images is not None:
-                keep_images[done : done + k] = tiles
-            done += k
-            yield AuditProgress(done, n, time.perf_counter() - t0)
-    finally:
-        reader.close()
+    explained = yield from _explain_tiles(slide, explainer, plan, run, t0)
     t_explain = time.perf_counter() - t0 - t_masks
-
-    rows = grid.rows[indices]
-    cols = grid.cols[indices]
-    tile_regions = crop_tile_regions(
-        regions,
-        np.stack([rows, cols], axis=1),
-        regions_downsample=ds,
-        tile_shape0=(grid.tile_size0, grid.tile_size0),
-        out_shape=(size, size),
-    )
-    pred_names = [names[i] if i < len(names) else str(i) for i in preds]
+    names = tuple(card.class_names)
+    pred_names = [names[i] if i < len(names) else str(i) for i in explained.preds]
+    tile_regions = plan.crop(plan.regions)
     attention = audit_attention(
-        maps, tile_regions, pred_class=pred_names, thresholds=thresholds, sign="positive"
+        explained.maps, tile_regions, pred_class=pred_names, thresholds=thresholds,
+        sign="positive",
+    )  # fmt: skip
+    pairs, cf_result, sanity_d, t_tests = yield from _shortcut_tests(
+        loaded, explainer, plan, explained, tile_regions, pred_names, spec, run, t0
     )
-    table = pd.DataFrame(
-        {
-            "row": rows.astype(np.int64),
-            "col": cols.astype(np.int64),
-            "height": np.full(n, grid.tile_size0, np.int64),
-            "width": np.full(n, grid.tile_size0, np.int64),
-            "grid_index": indices,
-            "pred_class": pred_names,
-            "confidence": conf,
-            **{
-                f"share_{name}": attention.tile_shares[:, code].astype(np.float32)
-                for code, name in enumerate(REGION_NAMES)
-            },
-            "off_tissue": attention.tile_off_tissue_share().astype(np.float32),
-            "flagged": attention.flagged,
-        }
-    )
-    # Per class x artefact kind (kinds from the mask's labels, only on artefact pixels).
-    kinds = crop_tile_regions(
-        np.asarray(masks.artefact_labels, np.uint8),
-        np.stack([rows, cols], axis=1),
-        regions_downsample=ds,
-        tile_shape0=(grid.tile_size0, grid.tile_size0),
-        out_shape=(size, size),
-    )
-    kinds[tile_regions != ARTEFACT] = 0
-    pairs = class_artefact_evidence(maps, kinds, pred_names, images=keep_images)
-    t_cf = time.perf_counter()
-    cf_result = None
-    if counterfactual and keep_images is not None and (kinds > 0).any():
-        yield AuditProgress(n, n, time.perf_counter() - t0, stage="counterfactual")
-        cf_result = counterfactual_test(
-            explainer.prepared,
-            keep_images,
-            kinds,
-            probabilities=np.concatenate(all_probs) if all_probs else None,
-            tissue=tile_regions == TISSUE,
-            batch_size=batch_size,
-        )
-    t_cf = time.perf_counter() - t_cf
-    t_sanity = time.perf_counter()
-    sanity_d = None
-    if sanity and keep_images is not None and n:
-        from napari_xai.core.audit.sanity import sanity_check
-
-        yield AuditProgress(n, n, time.perf_counter() - t0, stage="sanity checks")
-        # Probe on plain tissue tiles first: a high-contrast mark lights up the maps of
-        # any edge-sensitive network, randomised or not, and would blur the question
-        # (do the maps depend on the model's weights?).
-        clean = np.flatnonzero(~(kinds > 0).reshape(n, -1).any(axis=1))
-        pool = clean if len(clean) >= min(n, 8) else np.arange(n)
-        probe = pool[np.unique(np.linspace(0, len(pool) - 1, min(len(pool), 8)).astype(np.int64))]
-        sanity_d = sanity_check(loaded, keep_images[probe], method).to_dict()
-        sanity_d["probe_tiles_with_artefacts"] = int((kinds[probe] > 0).any(axis=(1, 2)).sum())
-    t_sanity = time.perf_counter() - t_sanity
     shortcut = make_verdict(
-        pairs, cf_result, method=method, sanity=sanity_d, thresholds=verdict_thresholds
+        pairs, cf_result, method=spec.method, sanity=sanity_d, thresholds=verdict_thresholds
     )
     worst = np.asarray(attention.worst, dtype=np.int64)
-    if keep_images is not None:
-        worst_images = keep_images[worst]
+    if explained.images is not None:
+        worst_images = explained.images[worst]
     else:  # very large audits: read the few worst tiles again
         from napari_xai.core.reader import read_tiles
 
-        worst_images = read_tiles(slide, grid, indices[worst])
+        worst_images = read_tiles(slide, plan.grid, plan.indices[worst])
+    shape_rc = tuple(int(s) for s in slide.info.shape_rc)
     result = SlideAudit(
         attention=attention,
-        tiles=table,
+        tiles=_tiles_table(plan, explained, attention, pred_names),
         slide_path=Path(slide.path),
         slide_shape_rc=(shape_rc[0], shape_rc[1]),
-        method=method,
+        method=spec.method,
         model_name=_model_name(loaded),
-        n_grid_tiles=len(grid),
-        sampling=sampling,
-        regions=regions,
-        regions_downsample=ds,
-        thumbnail=np.asarray(thumb[: regions.shape[0], : regions.shape[1]]),
+        n_grid_tiles=len(plan.grid),
+        sampling=plan.sampling,
+        regions=plan.regions,
+        regions_downsample=plan.downsample,
+        thumbnail=plan.thumbnail,
         worst_images=worst_images,
-        worst_maps=maps[worst],
+        worst_maps=explained.maps[worst],
         timings={
             "masks_s": t_masks,
             "explain_s": t_explain,
-            "counterfactual_s": t_cf,
-            "sanity_s": t_sanity,
+            **t_tests,
             "total_s": time.perf_counter() - t0,
             "tiles_per_s": n / t_explain if t_explain > 0 else 0.0,
         },
@@ -529,8 +620,11 @@ def audit_slide(
     slide: Slide | str | Path,
     model: Any,
     *,
+    spec: AuditSpec | None = None,
+    grid: GridOptions | None = None,
+    run: RunOptions | None = None,
+    out_dir: str | Path | None = None,
     progress: Callable[[AuditProgress], Any] | None = None,
-    **kwargs: Any,
 ) -> SlideAudit:
     """Run :func:`iter_audit_slide` to the end and return its :class:`SlideAudit`.
 
@@ -540,14 +634,15 @@ def audit_slide(
         Open slide or slide file.
     model : LoadedModel, str or Path
         Loaded model, model file/folder or ``"demo"``.
+    spec, grid, run, out_dir
+        As :func:`iter_audit_slide`.
     progress : callable, optional
         Called with each :class:`AuditProgress`.
-    **kwargs
-        Options of :func:`iter_audit_slide`.
     """
     from napari_xai.core.progress import drive
 
-    result: SlideAudit = drive(iter_audit_slide(slide, model, **kwargs), progress)
+    gen = iter_audit_slide(slide, model, spec=spec, grid=grid, run=run, out_dir=out_dir)
+    result: SlideAudit = drive(gen, progress)
     return result
 
 
