@@ -37,6 +37,7 @@ from napari_xai.core.audit.calibration import (
     sample_features,
 )
 from napari_xai.core.audit.verdict import VerdictThresholds
+from napari_xai.core.options import AuditSpec, GridOptions
 from napari_xai.demo import shortcut as sd
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "tests" / "data" / "planted_models.npz"
@@ -96,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
             model = load_model(folder)
             for on, slide in slides.items():
-                res = audit_slide(slide, model, mpp=0.5, sanity=False)
+                res = audit_slide(
+                    slide, model, spec=AuditSpec(sanity=False), grid=GridOptions(mpp=0.5)
+                )
                 s = CalibrationSample(
                     slug, f"{name} / {role} / {on}", role != "twin", res.pairs,
                     res.counterfactual,
