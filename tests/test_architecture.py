@@ -82,15 +82,9 @@ def _import_cycles() -> list[list[str]]:
     return sorted(groups)
 
 
-# models.card validates WSInfer configs with models.wsinfer, which builds ModelCards; the
-# models package is being reworked (issue 16), so this one cycle is known. Any other fails.
-_KNOWN_CYCLES = [["napari_xai.core.models.card", "napari_xai.core.models.wsinfer"]]
-
-
 def test_no_import_cycles() -> None:
     """Function-level imports count (they run); ``if TYPE_CHECKING:`` imports do not."""
-    cycles = _import_cycles()
-    assert [c for c in cycles if c not in _KNOWN_CYCLES] == []
+    assert _import_cycles() == []
 
 
 @pytest.mark.parametrize("args", [["format", "--check"], ["check"]], ids=["format", "check"])

@@ -16,16 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from napari_xai.core.limits import LimitError, check_mpp, check_resize, check_tile_size
+from napari_xai.core.models.errors import ModelCardError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: Key of the napari-xai extension inside a WSInfer-style config.
 EXTENSION_KEY = "napari_xai"
-
-
-class ModelCardError(ValueError):
-    """A model card or WSInfer config is missing a field or has a bad value."""
 
 
 @dataclass(frozen=True)
@@ -183,7 +180,7 @@ class ModelCard:
         try:
             if "spec_version" in data or "patch_size_pixels" in data:
                 # Validate against WSInfer's spec 1.0 schema: clear message per field.
-                from napari_xai.core.models.wsinfer import validate_wsinfer_config
+                from napari_xai.core.models.wsinfer_config import validate_wsinfer_config
 
                 validate_wsinfer_config(data)
                 # No Normalize step means WSInfer feeds x / 255 unnormalised.
