@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from qtpy.QtCore import QSize, Qt
-from qtpy.QtGui import QIcon, QImage, QPixmap
+from qtpy.QtGui import QIcon
 from qtpy.QtWidgets import (
     QGridLayout,
     QLabel,
@@ -23,23 +23,17 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_xai._widgets._layout import rgb_pixmap
+
 if TYPE_CHECKING:
     import numpy.typing as npt
     import pandas as pd
 
     from napari_xai.core.explore.mosaic import MosaicMap
 
-__all__ = ["ConfidenceHistogram", "ConfusionTable", "Gallery", "MosaicView", "qpixmap"]
+__all__ = ["ConfidenceHistogram", "ConfusionTable", "Gallery", "MosaicView"]
 
 Pick = Callable[[Any], None]
-
-
-def qpixmap(image: npt.NDArray[np.uint8]) -> QPixmap:
-    """Return an RGB uint8 image as a QPixmap (copied)."""
-    img = np.ascontiguousarray(image[..., :3])
-    h, w = img.shape[:2]
-    qimg = QImage(img.tobytes(), w, h, 3 * w, QImage.Format.Format_RGB888)
-    return QPixmap.fromImage(qimg.copy())
 
 
 class Gallery:
@@ -78,7 +72,7 @@ class Gallery:
         def show(images: list[Any]) -> None:
             for button, img in zip(buttons, images, strict=False):
                 try:
-                    button.setIcon(QIcon(qpixmap(img)))
+                    button.setIcon(QIcon(rgb_pixmap(img)))
                     button.setIconSize(QSize(48, 48))
                 except RuntimeError:  # the gallery was refilled meanwhile
                     return
@@ -147,8 +141,13 @@ class MosaicView:
     def show(self, mosaic: MosaicMap) -> None:
         """Show a mosaic map."""
         self.mosaic = mosaic
-        self.native.setPixmap(qpixmap(mosaic.image))
+        self.native.setPixmap(rgb_pixmap(mosaic.image))
         self.native.setFixedSize(mosaic.image.shape[1], mosaic.image.shape[0])
+
+    def clear(self) -> None:
+        """Show nothing (a new cohort: the old cells' rows mean nothing now)."""
+        self.mosaic = None
+        self.native.clear()
 
     def _clicked(self, y: float, x: float) -> None:
         cell = self.mosaic.cell_at_pixel(y, x) if self.mosaic is not None else None

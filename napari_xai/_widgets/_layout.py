@@ -77,12 +77,17 @@ def show_colorbar(layer: Any) -> Any:
     return layer
 
 
-def set_label_image(label: Any, rgb: Any) -> None:
-    """Show an RGB image (array of shape (rows, cols, 3 or 4), uint8) in a magicgui Label."""
+def rgb_pixmap(rgb: Any) -> Any:
+    """Return an RGB image (array of shape (rows, cols, 3 or 4), uint8) as a QPixmap (copied)."""
     import numpy as np
     from qtpy.QtGui import QImage, QPixmap
 
     arr = np.ascontiguousarray(np.asarray(rgb)[..., :3], dtype=np.uint8)
     h, w = arr.shape[:2]
     image = QImage(arr.tobytes(), w, h, 3 * w, QImage.Format.Format_RGB888)
-    label.native.setPixmap(QPixmap.fromImage(image.copy()))
+    return QPixmap.fromImage(image.copy())
+
+
+def set_label_image(label: Any, rgb: Any) -> None:
+    """Show an RGB image (array of shape (rows, cols, 3 or 4), uint8) in a magicgui Label."""
+    label.native.setPixmap(rgb_pixmap(rgb))

@@ -138,7 +138,8 @@ class ExploreWidget(ScrollPanel, Container):
         from napari_xai.core.explore.view import colour_columns
 
         self.result, tiles = result, result.tiles
-        self.slides.tiles = tiles
+        self.slides.tiles, self.selection = tiles, np.zeros(0, np.int64)
+        self.mosaic.clear()  # it showed the previous cohort's rows
         self._colour_by.choices = colour_columns(tiles)
         self.filters.populate(tiles)
         n_slides = tiles["slide_id"].nunique()

@@ -241,7 +241,11 @@ def test_metadata_slide_and_flag_filters_change_scatter_gallery_and_layer(widget
         flags=np.where(col == 0, "edge;artefact", np.where(col == 1, "artefact", ""))
     )
     res = w.result
+    f.slides.value = list(f.slides.choices)
+    w.select(np.flatnonzero((tiles["slide_id"] == "case2").to_numpy())[:2])
+    assert len(w.selection) == 2
     w.set_result(ExploreResult(flagged, res.clusters, res.embedding, res.options, res.timings))
+    assert len(w.selection) == 0  # a new cohort starts with nothing selected
     assert list(f.hide_flags.choices) == ["artefact", "edge"]
     assert len(w.scatter.visible_rows) == len(tiles)  # populated: everything kept again
     f.hide_flags.value = ["edge"]
