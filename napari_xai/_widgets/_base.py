@@ -250,6 +250,6 @@ class RunWidget(SlidePicker, ModelPicker, ScrollPanel, Container):
         self._cancel.enabled = False
 
     # -- layers ----------------------------------------------------------------------
-    def upsert(self, ldt: LayerData | napari.layers.Layer) -> Any:
+    def upsert(self, ldt: LayerData | napari.layers.Layer, *, colorbar: bool = True) -> Any:
         """Show a LayerData tuple by the plugin's one layer-naming policy (:func:`upsert`)."""
-        return upsert(self._viewer, ldt, self._limits_set)
+        return upsert(self._viewer, ldt, self._limits_set, colorbar=colorbar)

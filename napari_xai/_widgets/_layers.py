@@ -17,6 +17,8 @@ def upsert(
     viewer: napari.viewer.Viewer,
     ldt: LayerData | napari.layers.Layer,
     limits_set: dict[str, tuple[float, ...]],
+    *,
+    colorbar: bool = True,
 ) -> Any:
     """Show a LayerData tuple in ``viewer``: update the layer of that name, else add one.
 
@@ -27,7 +29,9 @@ def upsert(
     place in the list. Otherwise the layer is added. Scalar images get their
     colour bar. ``ldt`` may also be a layer built in a worker (shapes and points
     are triangulated and indexed there, off the GUI thread): it replaces or joins
-    the layers by name.
+    the layers by name or, equal to the one shown (kind, data, features), leaves
+    that one in place with the new metadata (napari runs a full garbage
+    collection on every layer removal).
 
     Parameters
     ----------
@@ -38,6 +42,9 @@ def upsert(
     limits_set : dict
         Contrast limits last set per layer name (updated here): limits that
         differ from them were set by the user and are kept.
+    colorbar : bool
+        Show a new scalar image's colour bar; False leaves it to the caller
+        (its first draw is most of the cost of adding a map).
 
     Returns
     -------
@@ -53,17 +60,20 @@ def upsert(
         multiscale = kwargs.get("multiscale", isinstance(data, list))
         if layer_type == "image" and isinstance(old, Image) and old.multiscale == multiscale:
             return _update_image(old, data, kwargs, limits_set)
+        if built is not None and _same_content(old, built):
+            old.metadata = {**built.metadata}
+            return old
+    new = Layer.create(data, kwargs, layer_type) if built is None else built
+    new = show_colorbar(new) if colorbar else new
+    if name in viewer.layers:
+        old = viewer.layers[name]
         index = viewer.layers.index(old)
         viewer.layers.remove(old)
-        new = show_colorbar(Layer.create(data, kwargs, layer_type) if built is None else built)
         viewer.layers.insert(index, new)
-        limits_set[name] = _limits(new)
-        return new
-    layer = viewer.add_layer(
-        show_colorbar(Layer.create(data, kwargs, layer_type) if built is None else built)
-    )
-    limits_set[name] = _limits(layer)
-    return layer
+    else:
+        viewer.add_layer(new)
+    limits_set[name] = _limits(new)
+    return new
 
 
 def _update_image(
@@ -90,6 +100,20 @@ def _update_image(
         layer.contrast_limits = limits
     limits_set[layer.name] = _limits(layer)
     return layer
+
+
+def _same_content(old: Any, new: Any) -> bool:
+    """Whether two layers are of one kind with equal data and features (a re-run's tiles)."""
+    import numpy as np
+
+    if not isinstance(old, type(new)):  # (napari hands plugins proxies of its layers)
+        return False
+    a, b = old.data, new.data
+    a, b = (a, b) if isinstance(a, list) and isinstance(b, list) else ([a], [b])
+    if len(a) != len(b) or not all(np.array_equal(x, y) for x, y in zip(a, b, strict=True)):
+        return False
+    features = getattr(old, "features", None)
+    return features is None or bool(features.equals(new.features))
 
 
 def _limits(layer: Any) -> tuple[float, ...]:

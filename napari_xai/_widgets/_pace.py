@@ -30,7 +30,8 @@ class LayerPacer:
 
     def __init__(self, show: Callable[[LayerData | Layer], Any]) -> None:
         self._show = show
-        self._pending: dict[str, LayerData | Layer] = {}
+        self._pending: dict[str, Any] = {}  # name -> LayerData, layer or _Call
+        self._calls = 0
         self._then: list[Callable[[], Any]] = []
 
     def __bool__(self) -> bool:
@@ -49,6 +50,14 @@ class LayerPacer:
         if idle:
             self._schedule()
 
+    def call(self, callback: Callable[[], Any]) -> None:
+        """Queue ``callback`` as a step of its own (e.g. a colour bar shown after its map)."""
+        self._calls += 1
+        idle = not self._pending
+        self._pending[f"\0call {self._calls}"] = _Call(callback)
+        if idle:
+            self._schedule()
+
     def then(self, callback: Callable[[], Any]) -> None:
         """Call ``callback`` once the queue is empty (at once when it is)."""
         if self._pending:
@@ -63,9 +72,9 @@ class LayerPacer:
 
     def _step(self) -> None:
         if self._pending:
-            ldt = self._pending.pop(next(iter(self._pending)))
+            item = self._pending.pop(next(iter(self._pending)))
             try:
-                self._show(ldt)
+                item.callback() if isinstance(item, _Call) else self._show(item)
             except RuntimeError:  # the widget or viewer was closed meanwhile
                 self._pending.clear()
         if self._pending:
@@ -74,3 +83,10 @@ class LayerPacer:
         callbacks, self._then = self._then, []
         for callback in callbacks:
             callback()
+
+
+class _Call:
+    """A queued callback (not a layer)."""
+
+    def __init__(self, callback: Callable[[], Any]) -> None:
+        self.callback = callback

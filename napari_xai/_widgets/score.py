@@ -25,6 +25,7 @@ from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, Label, 
 from qtpy.QtWidgets import QSizePolicy
 
 from napari_xai._widgets._base import LayerData, RunWidget, default_output
+from napari_xai._widgets._layout import show_colorbar
 from napari_xai._widgets._masks import masks_button
 from napari_xai._widgets._pace import LayerPacer
 from napari_xai._widgets._pickers import (  # noqa: F401 - re-exported (tests and scripts)
@@ -140,28 +141,16 @@ class ScoreWidget(RunWidget):
         self._output = FileEdit(label="output folder", mode="d", value=str(default_output()))
         self._folder = Label(label="result folder", value="")
         self._show_masks = masks_button(self, mpp=self._mpp)
-        self._pacer = LayerPacer(self.upsert)  # layers reach napari one per event-loop turn
+        self._pacer = LayerPacer(self._show_layer)  # layers reach napari one per turn
         #: ScoreResult of the last run (None when cancelled, or the folder was reused).
         self.last_result: ScoreResult | None = None
         #: Result folder of the last run.
         self.last_folder: Path | None = None
         #: Warnings of the last run (slide and model do not fit, no tile scored).
         self.warnings: list[str] = []
-        self.finish(
-            [
-                self._device,
-                self._batch_size,
-                self._overlap,
-                self._min_tissue,
-                self._mpp,
-                self._features,
-                self._output,
-                *self.run_controls(),
-                self._folder,
-                self._show_masks,
-            ],
-            busy=[self._show_masks],
-        )
+        controls = [self._device, self._batch_size, self._overlap, self._min_tissue, self._mpp]
+        controls += [self._features, self._output, *self.run_controls(), self._folder]
+        self.finish([*controls, self._show_masks], busy=[self._show_masks])
         # a long default path must not widen the dock (the canvas keeps the width)
         self._output.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
 
@@ -244,6 +233,15 @@ class ScoreWidget(RunWidget):
         self.set_progress(n, n, f"done: {n:,} tiles · {how}")
         if not n:
             self._status.value = f"no tile scored: {self.warnings[-1] if self.warnings else ''}"
+
+    def _show_layer(self, item: LayerData | Any) -> None:
+        """Upsert one layer; a new map's colour bar follows a turn later (the map draws first)."""
+        fresh = (
+            item[1]["name"] if isinstance(item, tuple) else item.name
+        ) not in self._viewer.layers
+        layer = self.upsert(item, colorbar=not fresh)
+        if fresh:  # show_colorbar: scalar images only
+            self._pacer.call(lambda: show_colorbar(layer))
 
     def _on_finished(self) -> None:
         """End the run once its layers are shown (``_worker`` stays set until then)."""
