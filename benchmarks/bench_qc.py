@@ -4,7 +4,11 @@ Prints, per evaluation image: tissue IoU against the hand-checked references in
 ``tests/data/qc/``; pen recall and precision on the real pen tiles; thin
 synthetic strokes (6-10 px at level 0, semi-transparent navy, green, red and
 black) composited onto *real* tissue and found by the stroke-resolution pass
-(:func:`napari_xai.core.masks.fine_ink_labels` at downsample 2); false ink on
+(:func:`napari_xai.core.masks.fine_ink_labels` at downsample 2), by the colour
+rules and, per colour, by the learned classifier (the default) on real tissue
+crops it was not trained on (:data:`HELD_OUT`; checked against the regions the
+model file records); the real pen tiles through :func:`napari_xai.core.qc.qc_image`
+(thumbnail pass + classifier) with the class of the pen found; false ink on
 pen-free IHC and H&E; and time and peak RSS of :func:`napari_xai.core.qc.qc_image`
 plus :func:`napari_xai.core.masks.stroke_labels` on a large synthetic slide.
 
@@ -79,14 +83,25 @@ def _down(x: np.ndarray, f: int = 2) -> np.ndarray:
     return x[:h, :w].reshape(h // f, f, w // f, f, *x.shape[2:]).mean(axis=(1, 3))
 
 
-def thin_strokes(img: np.ndarray, name: str, *, seed: int = 0, repeats: int = 2) -> None:
-    """Recall and precision of the stroke pass for each ink colour on one real image."""
+def thin_strokes(
+    img: np.ndarray,
+    name: str,
+    *,
+    seed: int = 0,
+    repeats: int = 2,
+    method: str = "rules",
+    whole: np.ndarray | None = None,
+) -> None:
+    """Recall and precision of the stroke pass for each ink colour on one real image.
+
+    ``whole``: the image ``img`` was cropped from (its glass is the background).
+    """
     from scipy import ndimage as ndi
 
     from napari_xai.core.masks import estimate_background, fine_ink_labels
 
     rng = np.random.default_rng(seed)
-    bg = estimate_background(img)
+    bg = estimate_background(img if whole is None else whole)
     for ink in INKS:
         rec, prec = [], []
         for _ in range(repeats):
@@ -95,7 +110,7 @@ def thin_strokes(img: np.ndarray, name: str, *, seed: int = 0, repeats: int = 2)
             )
             small = _down(comp).astype(np.uint8)
             truth = _down(m.astype(float)) > 0.5
-            found = fine_ink_labels(small, background=bg) > 0
+            found = fine_ink_labels(small, background=bg, method=method) > 0
             rec.append((found & truth).sum() / max(1, truth.sum()))
             near = ndi.binary_dilation(truth, iterations=2)  # stroke edges are soft
             prec.append((found & near).sum() / max(1, found.sum()))
@@ -103,7 +118,8 @@ def thin_strokes(img: np.ndarray, name: str, *, seed: int = 0, repeats: int = 2)
             f"  thin strokes {name:14s} {ink:6s} recall {np.mean(rec):.3f} "
             f"precision {np.mean(prec):.3f}"
         )
-    false = (fine_ink_labels(_down(img).astype(np.uint8), background=bg) > 0).mean()
+    clean = _down(img).astype(np.uint8)
+    false = (fine_ink_labels(clean, background=bg, method=method) > 0).mean()
     print(f"  thin strokes {name:14s} no ink: false ink {false:.4f}")
 
 
@@ -151,13 +167,65 @@ def real_material() -> None:
         for p in (DATA / "patches" / "nct_crc_he_100k_sample").glob("*.tif")
     )
     print(f"  {'NCT-CRC (worst of 9)':14s} {worst:.4f}")
-    print("thin strokes on real tissue (stroke pass at downsample 2)")
+    print("thin strokes on real tissue (stroke pass at downsample 2, colour rules)")
     with open_slide(DATA / "slides" / "CMU-1-Small-Region.svs") as slide:
-        cmu = np.asarray(slide.levels[0][1200:2200, 500:1500].compute())[..., :3]
+        cmu_all = np.asarray(slide.levels[0].compute())[..., :3]
+    cmu = cmu_all[1200:2200, 500:1500]
     thin_strokes(cmu, "CMU-1 H&E")
     thin_strokes(lung, "TCGA lung H&E")
     thin_strokes(os1, "OS-1 H&E")
     thin_strokes(ihc, "IHC (skimage)")
+    print("thin strokes, learned classifier (default), on crops it was not trained on")
+    whole = {"CMU-1": cmu_all, "TCGA lung": lung, "OS-1": os1, "IHC": ihc}
+    for name, crop in held_out_crops(whole).items():
+        src = name.split(" ")[0] if not name.startswith("TCGA") else "TCGA lung"
+        thin_strokes(crop, name, method="model", whole=whole[src])
+    print("real pen tiles (napari-xai qc of a tile: thumbnail pass + classifier)")
+    real_pen_tiles()
+
+
+#: Evaluation crops of the classifier: (source, rows, cols) at level 0, none trained on.
+HELD_OUT = {
+    "CMU-1 held-out": ("slides/CMU-1-Small-Region.svs", (1200, 2200), (500, 1500)),
+    "TCGA lung (all)": ("patches/pen/tcga-lung-rgb.png", (0, 512), (0, 512)),
+    "OS-1 right half": ("slides/OS-1-detail.ome.tif", (0, 1101), (550, 1101)),
+    "IHC bottom half": ("skimage:immunohistochemistry", (256, 512), (0, 512)),
+}
+
+
+def held_out_crops(whole: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The :data:`HELD_OUT` crops, after checking the model file never trained on them."""
+    from napari_xai.core.masks.ink_model import load_ink_model
+
+    trained = load_ink_model().training["regions"]
+    out = {}
+    for name, (source, (r0, r1), (c0, c1)) in HELD_OUT.items():
+        for reg in trained:
+            (tr0, tr1), (tc0, tc1) = reg["rows"], reg["cols"]
+            overlap = reg["source"] == source and tr0 < r1 and r0 < tr1 and tc0 < c1 and c0 < tc1
+            if overlap:
+                raise SystemExit(f"{name} overlaps the training region {reg}")
+        src = name.split(" ")[0] if not name.startswith("TCGA") else "TCGA lung"
+        out[name] = whole[src][r0:r1, c0:c1]
+    return out
+
+
+def real_pen_tiles() -> None:
+    """Recall, precision and ink class of :func:`qc_image` on the real pen tiles."""
+    from napari_xai.core.masks import ARTEFACT_NAMES
+    from napari_xai.core.qc import qc_image
+
+    for name in ("tcga-green-pen", "tcga-red-pen", "wsi-blue-pen"):
+        _, masks, _ = qc_image(DATA / "patches" / "pen" / f"{name}.png")
+        labels = masks.artefact_labels
+        found, ref = labels > 0, _png(REF / f"{name}_pen.png") > 0
+        classes = np.bincount(labels[found & ref], minlength=5)
+        top = ARTEFACT_NAMES.get(int(classes.argmax()), "none")
+        print(
+            f"  {name:14s} recall {(found & ref).sum() / ref.sum():.3f} "
+            f"precision {(found & ref).sum() / max(1, found.sum()):.3f} "
+            f"(class of the found pen: {top}, {classes.max() / max(1, classes.sum()):.2f})"
+        )
 
 
 def _big_child(path: str) -> None:

@@ -115,8 +115,9 @@ def qc_image(
         Output folder name; default the file name without its suffixes.
     strokes : bool
         Slides: also run the stroke-resolution ink pass
-        (:func:`napari_xai.core.masks.stroke_labels`); tiles are analysed at full
-        resolution by both passes.
+        (:func:`napari_xai.core.masks.stroke_labels`); tiles get the thumbnail
+        pass at full resolution and the stroke pass binned by 2
+        (:func:`napari_xai.core.masks.tile_ink_labels`).
 
     Returns
     -------
@@ -125,10 +126,10 @@ def qc_image(
     from napari_xai.core.masks import (
         ARTEFACT_NAMES,
         estimate_background,
-        fine_ink_labels,
         masks_from_thumbnail,
         merge_strokes,
         stroke_labels,
+        tile_ink_labels,
     )
 
     path = Path(path)
@@ -160,7 +161,7 @@ def qc_image(
         thumb, ds = _downscale(full, max_size)
         masks = masks_from_thumbnail(thumb, ds)
         if strokes and ds == 1.0 and masks.modality == "brightfield":
-            fine = fine_ink_labels(thumb, background=estimate_background(thumb))
+            fine = tile_ink_labels(thumb, background=estimate_background(thumb))
             masks = merge_strokes(masks, fine)
     labels = masks.artefact_labels
     per_class = {n: float(np.mean(labels == k)) for k, n in ARTEFACT_NAMES.items()}
@@ -177,7 +178,8 @@ def qc_image(
         modality=masks.modality,
         stain=masks.stain,
         tissue_fraction=float(masks.tissue.mean()),
-        artefact_fraction=float(masks.artefact.mean()),
+        # the sum of the per-class fractions (the classes partition the artefacts): exact
+        artefact_fraction=float(sum(per_class.values())),
         artefact_fractions=per_class,
         warnings=tuple(warnings),
     )

@@ -37,6 +37,7 @@ from napari_xai.core.masks.strokes import (
     StrokeStats,
     fine_ink_labels,
     stroke_labels,
+    tile_ink_labels,
 )
 from napari_xai.core.masks.tissue import tissue_mask
 
@@ -58,5 +59,6 @@ __all__ = [
     "optical_density",
     "slide_masks",
     "stroke_labels",
+    "tile_ink_labels",
     "tissue_mask",
 ]

@@ -21,12 +21,24 @@ from napari_xai.core.masks.background import (
     estimate_background,
     optical_density,
 )
+from napari_xai.core.masks.ink_model import (
+    ink_colour_fits,
+    ink_features,
+    load_ink_model,
+    local_median,
+)
 
 if TYPE_CHECKING:
     from napari_xai.core.masks.slide import SlideMasks
     from napari_xai.core.wsi import Slide
 
-__all__ = ["StrokeOptions", "StrokeStats", "fine_ink_labels", "stroke_labels"]
+__all__ = [
+    "StrokeOptions",
+    "StrokeStats",
+    "fine_ink_labels",
+    "stroke_labels",
+    "tile_ink_labels",
+]
 
 
 def _ink_classes(
@@ -35,8 +47,8 @@ def _ink_classes(
     """Blue/green, red and black ink candidates from the OD excess over the local stain.
 
     Semi-transparent ink over tissue adds its own optical density to the
-    stain's, so the local stain (:func:`_local_median` over ``cell`` pixel
-    cells) is subtracted in OD and the excess is classified: blue, green and
+    stain's, so the local stain (:func:`~napari_xai.core.masks.ink_model.local_median`
+    over ``cell`` pixel cells) is subtracted in OD and the excess is classified: blue, green and
     teal ink absorb red most (``excess_R > 1.2 excess_G`` with a blue share
     unlike haematoxylin's, or ``excess_R > 1.6 excess_G``), red ink absorbs
     green and blue but hardly red (``excess_B, excess_G > 3 excess_R``; and
@@ -45,7 +57,7 @@ def _ink_classes(
     green at least as much as red, and are left alone.
     """
     lut = _od_table(bg)
-    local = _local_median(optical_density(px, background=bg), cell=cell)
+    local = local_median(optical_density(px, background=bg), cell=cell)
     ex_r, ex_g, ex_b = (np.maximum(lut[c][px[..., c]] - local[..., c], 0.0) for c in range(3))
     ex_max = np.maximum(np.maximum(ex_r, ex_g), ex_b)
     ex_min = np.minimum(np.minimum(ex_r, ex_g), ex_b)
@@ -66,26 +78,34 @@ def fine_ink_labels(
     rgb: npt.ArrayLike,
     *,
     background: Background | None = None,
+    method: str = "model",
     window: int = 31,
     min_od: float = 0.12,
 ) -> npt.NDArray[np.uint8]:
     """Label thin ink strokes in a high-resolution RGB region (stroke several pixels wide).
 
-    A pixel's colour alone is not enough (navy ink over eosin is purple): the
-    excess optical density over the local stain is classified
-    (:func:`_ink_classes`), then specks are dropped (a 2 x 2 opening, objects
-    under 40 pixels).
+    A pixel's colour alone is not enough (navy ink over eosin is purple): what
+    is classified is the excess optical density over the local stain and its
+    neighbourhood. ``method="model"`` (default) runs the learned pixel
+    classifier of :mod:`~napari_xai.core.masks.ink_model` on the candidate
+    pixels and keeps connected pixels above its weak ink probability that hold
+    one above its strong one; ``method="rules"`` classifies the excess by
+    colour rules (:func:`_ink_classes`). Then specks are dropped (a 2 x 2
+    opening, objects under 40 pixels).
 
     Parameters
     ----------
     rgb : array of shape (rows, cols, 3)
-        uint8 RGB, at a resolution where strokes are a few pixels wide.
+        uint8 RGB, at a resolution where strokes are a few pixels wide
+        (downsample 2 at 0.25-0.5 µm/px: the classifier was trained there).
     background : Background, optional
         The slide's (from its thumbnail); default estimated from ``rgb``.
+    method : {"model", "rules"}
+        The learned classifier or the colour rules.
     window : int
-        Side of the median window (pixels) that estimates the local stain.
+        Rules: side of the median window (pixels) that estimates the local stain.
     min_od : float
-        Minimum excess OD (largest channel) to consider a pixel inked.
+        Rules: minimum excess OD (largest channel) to consider a pixel inked.
 
     Returns
     -------
@@ -95,11 +115,15 @@ def fine_ink_labels(
     """
     from scipy import ndimage as ndi
 
+    if method not in ("model", "rules"):
+        raise ValueError(f"method must be 'model' or 'rules', got {method!r}")
     px = _check_rgb(rgb)
     bg = estimate_background(px.astype(np.uint8)) if background is None else background
     out = np.zeros(px.shape[:2], np.uint8)
     if bg.modality == "fluorescence" or min(px.shape[:2]) < 3:
         return out
+    if method == "model":
+        return _model_labels(px, bg)
     blue, red, black = _ink_classes(px, bg, cell=max(4, window // 2), min_od=min_od)
     # a stroke is an elongated object several pixels wide: drop isolated specks
     for value, m in ((2, black), (4, red), (1, blue)):
@@ -108,6 +132,76 @@ def fine_ink_labels(
         m = ndi.binary_opening(m, structure=np.ones((2, 2), bool))
         out[_drop_small(m, 40) & (out == 0)] = value
     return out
+
+
+def _model_labels(px: npt.NDArray[np.int16], bg: Background) -> npt.NDArray[np.uint8]:
+    """Strokes by the learned classifier (:func:`model_strokes` at the model's thresholds)."""
+    cand, feats = ink_features(px, bg)
+    if not len(feats):
+        return np.zeros(px.shape[:2], np.uint8)
+    model = load_ink_model()
+    prob = model.predict(feats)
+    return model_strokes(
+        cand, prob, weak=model.weak, strong=model.strong, seeds=ink_colour_fits(feats, prob)
+    )
+
+
+def model_strokes(
+    candidates: BoolArray,
+    prob: npt.NDArray[np.float32],
+    *,
+    weak: float,
+    strong: float,
+    seeds: BoolArray | None = None,
+) -> npt.NDArray[np.uint8]:
+    """Stroke labels from the classifier's class probabilities of the candidate pixels.
+
+    Connected candidates (8-connected) with an ink probability above ``weak``
+    are kept where one of them is above ``strong`` and, if given, in ``seeds``
+    (one per candidate: hysteresis); a 2 x 2 opening and objects under 40
+    pixels drop specks. Each pixel takes its most probable ink class.
+    """
+    from scipy import ndimage as ndi
+
+    from napari_xai.core.masks.ink_model import CLASS_LABELS
+
+    out = np.zeros(candidates.shape, np.uint8)
+    ink = 1.0 - prob[:, 0]
+    above = np.zeros(candidates.shape, bool)
+    above[candidates] = ink > weak
+    pieces, n = ndi.label(above, structure=np.ones((3, 3), bool))
+    if not n:
+        return out
+    keep = np.zeros(n + 1, bool)
+    strong_px = ink > strong if seeds is None else (ink > strong) & seeds
+    keep[pieces[candidates][strong_px]] = True
+    keep[0] = False
+    m = ndi.binary_opening(keep[pieces], structure=np.ones((2, 2), bool))
+    m = _drop_small(m, 40)
+    out[candidates] = np.asarray(CLASS_LABELS, np.uint8)[1 + prob[:, 1:].argmax(axis=1)]
+    out[~m] = 0
+    return out
+
+
+def tile_ink_labels(
+    rgb: npt.ArrayLike, *, background: Background | None = None, downsample: int = 2
+) -> npt.NDArray[np.uint8]:
+    """:func:`fine_ink_labels` of a full-resolution tile, at the stroke pass's resolution.
+
+    The tile is binned by ``downsample`` (the stroke pass's, where the
+    classifier was trained: tiles are usually 0.25-0.5 µm/px), classified, and
+    the labels are put back on the tile's grid (edge rows and columns that do
+    not fill a bin take their neighbour's).
+    """
+    px = _check_rgb(rgb).astype(np.uint8)
+    bg = estimate_background(px) if background is None else background
+    f = max(1, int(downsample))
+    if min(px.shape[:2]) < 3 * f:
+        return fine_ink_labels(px, background=bg)
+    small = fine_ink_labels(_bin(px, f), background=bg)
+    big = np.repeat(np.repeat(small, f, axis=0), f, axis=1)
+    rows, cols = px.shape[:2]
+    return np.pad(big, ((0, rows - big.shape[0]), (0, cols - big.shape[1])), mode="edge")
 
 
 def _drop_small(mask: BoolArray, min_size: int) -> BoolArray:
@@ -120,23 +214,6 @@ def _drop_small(mask: BoolArray, min_size: int) -> BoolArray:
     keep = np.bincount(lab.ravel()) >= min_size
     keep[0] = False
     return np.asarray(keep[lab])
-
-
-def _local_median(od: npt.NDArray[np.float32], *, cell: int) -> npt.NDArray[np.float32]:
-    """Local stain OD: per-channel median of ``cell`` x ``cell`` cells, 3 x 3 median of cells.
-
-    A stroke a few pixels wide covers a minority of each cell and of its
-    neighbours, so the median is the stain around it. Cheap: one median per cell.
-    """
-    from scipy import ndimage as ndi
-
-    rows, cols = od.shape[:2]
-    pr, pc = -rows % cell, -cols % cell
-    padded = np.pad(od, ((0, pr), (0, pc), (0, 0)), mode="edge")
-    grid = padded.reshape(padded.shape[0] // cell, cell, padded.shape[1] // cell, cell, 3)
-    med = np.median(grid.transpose(0, 2, 4, 1, 3).reshape(*grid.shape[::2][:2], 3, -1), axis=-1)
-    med = ndi.median_filter(med, size=(3, 3, 1), mode="nearest")
-    return np.repeat(np.repeat(med, cell, axis=0), cell, axis=1)[:rows, :cols].astype(np.float32)
 
 
 def _bin(rgb: npt.NDArray[np.uint8], f: int) -> npt.NDArray[np.uint8]:
@@ -182,6 +259,9 @@ class StrokeOptions:
         the pre-screen misses faint navy and black strokes at 8 µm/px).
     workers : int
         Threads reading and classifying chunks.
+    method : {"model", "rules"}
+        How each chunk is classified (:func:`fine_ink_labels`): the learned
+        classifier or the colour rules. The pre-screen always uses the rules.
     """
 
     downsample: float = 2.0
@@ -192,6 +272,7 @@ class StrokeOptions:
     screen_grow: int = 2
     screen_above: float = 2e8
     workers: int = 2
+    method: str = "model"
 
 
 @dataclass(frozen=True)
@@ -345,7 +426,7 @@ def stroke_labels(
     def one(ij: tuple[int, int]) -> tuple[int, int, npt.NDArray[np.uint8]]:
         i, j = ij
         rgb = slide.read_region((i * block0, j * block0), (side, side), level=level)
-        return i, j, fine_ink_labels(_bin(rgb, binf), background=background)
+        return i, j, fine_ink_labels(_bin(rgb, binf), background=background, method=opts.method)
 
     todo = [(int(i), int(j)) for i, j in zip(*np.nonzero(blocks), strict=True)]
     with ThreadPoolExecutor(max_workers=max(1, opts.workers)) as pool:
