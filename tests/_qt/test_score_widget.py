@@ -295,3 +295,44 @@ def test_score_widget_shows_masks_as_outlines(make_napari_viewer, qtbot, shared_
     qtbot.waitUntil(lambda: audit._worker is None, timeout=120_000)
     assert viewer.layers["CMU-1-Small-Region tissue"].contour > 0
     assert "artefact classes" in audit._status.value
+
+
+def test_score_widget_shows_the_heatmap_while_it_scores(
+    make_napari_viewer, qtbot, sample_slide, monkeypatch, tmp_path
+) -> None:
+    """The shown class's map appears from run_slide's progress before the run ends."""
+    import threading
+
+    import napari_xai._widgets.score as score
+    import napari_xai.core.inference as inference
+
+    monkeypatch.setattr(score, "REFRESH_S", 0.0)  # a live layer on every batch
+    release = threading.Event()
+    real = inference.score_tiles
+
+    def held(*args, **kwargs):  # after two batches, wait until the GUI has the live map
+        gen = real(*args, **kwargs)
+        yield next(gen)
+        yield next(gen)
+        release.wait(120)
+        return (yield from gen)
+
+    monkeypatch.setattr(inference, "score_tiles", held)
+    viewer = make_napari_viewer()
+    _open(viewer, sample_slide)
+    widget = ScoreWidget(viewer)
+    widget._output.value = tmp_path
+    widget._batch_size.value = 8
+    widget._on_run()
+    try:
+        qtbot.waitUntil(lambda: "sample prob [tumour]" in viewer.layers, timeout=120_000)
+        assert widget._worker is not None  # still scoring
+        live = np.asarray(viewer.layers["sample prob [tumour]"].data)
+        assert 0 < np.count_nonzero(live) <= 16  # the 16 tiles of two batches, at most
+        assert "sample prob [normal]" not in viewer.layers  # hidden classes come at the end
+        assert not (tmp_path / "sample" / "manifest.json").exists()
+    finally:
+        release.set()
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=180_000)
+    assert "sample prob [normal]" in viewer.layers and widget.last_result is not None
+    assert np.count_nonzero(viewer.layers["sample prob [tumour]"].data) > 16
