@@ -10,10 +10,44 @@ so long text neither widens the dock nor squeezes the canvas.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import napari.layers
+    import numpy as np
+    from magicgui.widgets import Container
 
 #: Widest minimum width (pixels) a docked panel may ask for.
 MAX_MIN_WIDTH = 380
+#: Minimum width (pixels) of the panel and the inspector: the canvas keeps half of 1280.
+PANEL_MIN_WIDTH = 260
+#: Size (pixels) of the legend's colour bar.
+BAR_SIZE = (180, 14)
+
+
+def compact_dropdowns(container: Container) -> None:
+    """Let long choices (layer names) be elided instead of widening the dock."""
+    from qtpy.QtWidgets import QComboBox
+
+    for combo in container.native.findChildren(QComboBox):
+        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(8)
+
+
+def colorbar_rgb(layer: napari.layers.Image, *, size: tuple[int, int] = BAR_SIZE) -> np.ndarray:
+    """Draw the layer's colormap, low to high contrast limit, over white (uint8 RGB).
+
+    Alpha is composited over white, so a colormap transparent at 0 (the
+    probability colormap) shows the slide's white there, as on the canvas.
+    """
+    import numpy as np
+
+    width, height = size
+    rgba = np.asarray(layer.colormap.map(np.linspace(0.0, 1.0, width)), dtype=np.float64)
+    alpha = rgba[:, 3:4]
+    rgb = rgba[:, :3] * alpha + (1.0 - alpha)
+    row = np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(np.broadcast_to(row[None], (height, width, 3)))
 
 
 class ScrollPanel:

@@ -6,8 +6,10 @@ napari-xai layer as it is inserted: the result reader, the sample and the
 display panel call it, and the widgets style the layers they add themselves.
 
 * Scalar maps (class probability, saliency, activations, channels) show the
-  canvas colour bar (napari's bar has ticks but no title: the display panel's
-  legend names the units, :func:`legend_title`).
+  canvas colour bar. napari's bar has ticks but no title, so the canvas's text
+  overlay, tiled above the bars in the top-right corner, names each shown map's
+  class or method and its scale (:func:`canvas_legend`, one title per bar, in
+  the bars' order); the display panel's legend says the same.
 * Masks (tissue, artefacts, ground truth: ``metadata["display"] == "outline"``)
   are drawn as outlines (``contour``) so the tissue under them stays visible.
 """
@@ -19,6 +21,7 @@ from typing import Any
 
 __all__ = [
     "OUTLINE_WIDTH",
+    "canvas_legend",
     "layer_info",
     "layer_role",
     "legend_title",
@@ -92,8 +95,47 @@ def style_layer(layer: Any) -> Any:
     return layer
 
 
-def _on_inserted(event: Any) -> None:
-    style_layer(event.value)
+def canvas_legend(viewer: Any) -> str:
+    """Titles of the colour bars on the canvas (shown maps), in the bars' order."""
+    shown = [
+        layer
+        for layer in viewer.layers
+        if layer_role(layer) is not None and layer.visible and layer.colorbar.visible
+    ]
+    return "  |  ".join(legend_title(layer) for layer in shown)
+
+
+def _text_overlay(viewer: Any) -> Any:
+    canvas = getattr(viewer, "canvas", None)
+    overlays = getattr(canvas, "overlays", None)
+    return getattr(overlays, "text", None) or viewer.text_overlay
+
+
+def show_canvas_legend(viewer: Any) -> None:
+    """Write :func:`canvas_legend` in the canvas's text overlay, top right, above the bars."""
+    text = canvas_legend(viewer)
+    overlay = _text_overlay(viewer)
+    if not text and overlay.text == "":
+        return
+    overlay.position = "top_right"
+    overlay.text = text
+    overlay.visible = bool(text)
+
+
+def _follow(viewer: Any, layer: Any) -> None:
+    """Rewrite the canvas legend when a map is shown, hidden or rescaled."""
+    if layer_role(layer) is None:
+        return
+    ref = weakref.ref(viewer)
+
+    def update(_event: Any = None) -> None:
+        alive = ref()
+        if alive is not None:
+            show_canvas_legend(alive)
+
+    for name in ("visible", "contrast_limits", "name"):
+        getattr(layer.events, name).connect(update)
+    layer.colorbar.events.visible.connect(update)
 
 
 def watch_viewer(viewer: Any) -> None:
@@ -101,9 +143,20 @@ def watch_viewer(viewer: Any) -> None:
     for layer in list(viewer.layers):
         style_layer(layer)
     if viewer in _WATCHED:
+        show_canvas_legend(viewer)
         return
     _WATCHED.add(viewer)
-    viewer.layers.events.inserted.connect(_on_inserted)
+    for layer in list(viewer.layers):
+        _follow(viewer, layer)
+
+    def inserted(event: Any) -> None:
+        style_layer(event.value)
+        _follow(viewer, event.value)
+        show_canvas_legend(viewer)
+
+    viewer.layers.events.inserted.connect(inserted)
+    viewer.layers.events.removed.connect(lambda _event: show_canvas_legend(viewer))
+    show_canvas_legend(viewer)
 
 
 def watch_current_viewer() -> None:

@@ -11,7 +11,8 @@ activations), after QuPath's measurement maps and TIAViz's overlay panel:
   colormap and contrast limits, with its units (probability of the class, 0-1;
   attribution with its scale), and napari's canvas colour bar switched on;
 * **per-class toggles**: one check box per class, in the class's palette colour,
-  showing or hiding the tiles predicted as that class;
+  showing or hiding the tiles predicted as that class, its predicted regions and
+  the annotations of that class (:mod:`napari_xai._widgets._classes`);
 * **masks as outlines** (on by default) for tissue, artefact and truth masks.
 
 The panel only sets layer properties; it computes nothing.
@@ -23,7 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSlider, Label
 
-from napari_xai._widgets._layout import ScrollPanel, fit_panel, set_label_image
+from napari_xai._widgets._classes import show_classes
+from napari_xai._widgets._layout import (
+    PANEL_MIN_WIDTH,
+    ScrollPanel,
+    colorbar_rgb,
+    compact_dropdowns,
+    fit_panel,
+    set_label_image,
+)
 from napari_xai._widgets._style import (
     OUTLINE_WIDTH,
     layer_info,
@@ -43,7 +52,6 @@ from napari_xai.core.naming import (
 if TYPE_CHECKING:
     import napari.layers
     import napari.viewer
-    import numpy as np
 
 __all__ = ["CLASS_COLOUR", "COLORMAPS", "DisplayPanel", "colorbar_rgb", "compact_dropdowns"]
 
@@ -52,35 +60,6 @@ CLASS_COLOUR = "class colour"
 #: Colormaps offered for a map (the palette's first).
 COLORMAPS = (PROBABILITY_COLORMAP, CLASS_COLOUR, ATTRIBUTION_COLORMAP, "viridis", "cividis",
              "magma", "gray")  # fmt: skip
-#: Minimum width (pixels) of the panel and the inspector: the canvas keeps half of 1280.
-PANEL_MIN_WIDTH = 260
-#: Size (pixels) of the legend's colour bar.
-BAR_SIZE = (180, 14)
-
-
-def compact_dropdowns(container: Container) -> None:
-    """Let long choices (layer names) be elided instead of widening the dock."""
-    from qtpy.QtWidgets import QComboBox
-
-    for combo in container.native.findChildren(QComboBox):
-        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        combo.setMinimumContentsLength(8)
-
-
-def colorbar_rgb(layer: napari.layers.Image, *, size: tuple[int, int] = BAR_SIZE) -> np.ndarray:
-    """Draw the layer's colormap, low to high contrast limit, over white (uint8 RGB).
-
-    Alpha is composited over white, so a colormap transparent at 0 (the
-    probability colormap) shows the slide's white there, as on the canvas.
-    """
-    import numpy as np
-
-    width, height = size
-    rgba = np.asarray(layer.colormap.map(np.linspace(0.0, 1.0, width)), dtype=np.float64)
-    alpha = rgba[:, 3:4]
-    rgb = rgba[:, :3] * alpha + (1.0 - alpha)
-    row = np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(np.broadcast_to(row[None], (height, width, 3)))
 
 
 class DisplayPanel(ScrollPanel, Container):
@@ -261,7 +240,7 @@ class DisplayPanel(ScrollPanel, Container):
             self._classes.append(box)
 
     def show_class(self, class_name: str, on: bool = True) -> None:
-        """Show or hide a class's tiles (the points of the slide's tiles layer it predicts).
+        """Show or hide a class: its tiles, predicted regions and annotations.
 
         Parameters
         ----------
@@ -270,18 +249,10 @@ class DisplayPanel(ScrollPanel, Container):
         on : bool
             Show (True) or hide it.
         """
-        import numpy as np
-
         slide = layer_info(self.layer).get("slide") if self.layer is not None else None
-        name = tiles_layer_name(str(slide)) if slide else None
-        if name and name in self._viewer.layers:
-            tiles = self._viewer.layers[name]
-            feats = getattr(tiles, "features", None)
-            if feats is not None and "pred_class" in feats and hasattr(tiles, "shown"):
-                hidden = {n for n, b in self._class_boxes.items() if not b.value}
-                hidden = hidden - {class_name} if on else hidden | {class_name}
-                pred = feats["pred_class"].astype(str).to_numpy()
-                tiles.shown = ~np.isin(pred, sorted(hidden))
+        hidden = {n for n, b in self._class_boxes.items() if not b.value}
+        hidden = hidden - {class_name} if on else hidden | {class_name}
+        show_classes(self._viewer, hidden, tiles=tiles_layer_name(str(slide)) if slide else None)
         box = self._class_boxes.get(class_name)
         if box is not None and box.value != bool(on):
             with box.changed.blocked():

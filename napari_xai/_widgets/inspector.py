@@ -23,9 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, Label
 
-from napari_xai._widgets._layout import ScrollPanel, fit_panel, set_label_image
+from napari_xai._widgets._layout import (
+    PANEL_MIN_WIDTH,
+    ScrollPanel,
+    compact_dropdowns,
+    fit_panel,
+    set_label_image,
+)
 from napari_xai._widgets._style import layer_info, layer_role
-from napari_xai._widgets.display import PANEL_MIN_WIDTH, compact_dropdowns
 from napari_xai.core.naming import class_colour, hex_colour
 
 if TYPE_CHECKING:

@@ -82,9 +82,10 @@ def test_display_panel_drives_the_map_it_names(make_napari_viewer, qtbot, result
     bare = _canvas(viewer)
     normal.visible = True
     zero = _canvas(viewer)
-    # (the top-right corner holds the map's colour bar, drawn while the layer is visible)
+    # (the top-right corner holds the map's colour bar and its title, drawn while the
+    # layer is visible)
     corner = np.zeros(bare.shape[:2], bool)
-    corner[:220, -120:] = True
+    corner[:220, -320:] = True
     assert np.abs(zero - bare)[~corner].max() <= 2  # opacity 0: the slide alone
     assert np.abs(full - bare)[~corner].sum(-1).mean() > 5  # opacity 1: the map shows
     assert np.abs(zero - bare)[corner].max() > 50  # ... and its colour bar is on the canvas
@@ -115,6 +116,108 @@ def test_display_panel_drives_the_map_it_names(make_napari_viewer, qtbot, result
     np.testing.assert_array_equal(tiles.shown, truth["pred_class"].astype(str) != "normal")
     panel._class_boxes["normal"].value = True
     assert tiles.shown.all()
+
+
+def test_class_toggles_hide_regions_and_annotations(make_napari_viewer, result_folder) -> None:
+    """A class's toggle also hides its predicted region and its annotations, and only them."""
+    import json
+
+    from napari_xai._widgets.display import DisplayPanel
+
+    viewer = make_napari_viewer()
+    viewer.open(result_folder, plugin="napari-xai")
+    panel = DisplayPanel(viewer)
+    panel._map.value = viewer.layers[f"{SLIDE} prob [tumour]"]
+    regions = [
+        lyr for lyr in viewer.layers
+        if type(lyr).__name__ == "Shapes" and "class" in lyr.features and len(lyr.data)
+    ]  # fmt: skip
+    # the predicted regions the folder holds (truth: annotations.geojson)
+    stored = json.loads((result_folder / "annotations.geojson").read_text(encoding="utf-8"))
+    stored_classes = sorted(f["properties"]["classification"]["name"] for f in stored["features"])
+    assert len(regions) == 1 and sorted(regions[0].features["class"].astype(str)) == stored_classes
+    assert "tumour" in stored_classes and "normal" in stored_classes
+    region = regions[0]
+    drawn = viewer.add_shapes(
+        [np.array([[0.0, 0.0], [0.0, 50.0], [50.0, 50.0]]),
+         np.array([[100.0, 100.0], [100.0, 150.0], [150.0, 150.0]])],
+        shape_type="polygon", features={"class": ["Normal", "Stroma"]}, face_color=["red", "blue"],
+        name="drawn",
+    )  # fmt: skip
+    faces, edges = region.face_color.copy(), region.edge_color.copy()
+    drawn_faces = drawn.face_color.copy()
+    is_normal = region.features["class"].astype(str).to_numpy() == "normal"
+
+    panel._class_boxes["normal"].value = False
+    assert (region.face_color[is_normal, 3] == 0).all() and (
+        region.edge_color[is_normal, 3] == 0
+    ).all()
+    np.testing.assert_array_equal(region.face_color[~is_normal], faces[~is_normal])
+    assert drawn.face_color[0, 3] == 0 and drawn.edge_color[0, 3] == 0  # "Normal", any case
+    np.testing.assert_array_equal(drawn.face_color[1], drawn_faces[1])  # Stroma stays
+    tiles = viewer.layers[f"{SLIDE} tiles"]
+    assert not tiles.shown[tiles.features["pred_class"].astype(str) == "normal"].any()
+
+    panel._class_boxes["normal"].value = True  # each shape gets its own colours back
+    np.testing.assert_array_equal(region.face_color, faces)
+    np.testing.assert_array_equal(region.edge_color, edges)
+    np.testing.assert_array_equal(drawn.face_color, drawn_faces)
+
+
+def test_canvas_colour_bar_has_a_title(make_napari_viewer, qtbot, result_folder) -> None:
+    """The canvas names each shown colour bar's map (class or method) and its scale."""
+    from napari_xai._widgets._style import legend_title as panel_title
+    from napari_xai._widgets.display import DisplayPanel
+
+    viewer = make_napari_viewer(show=True)
+    layers = viewer.open(result_folder, plugin="napari-xai")
+    panel = DisplayPanel(viewer)
+    overlay = viewer.canvas.overlays.text
+    maps = [lyr for lyr in layers if type(lyr).__name__ == "Image" and not lyr.rgb]
+    for layer in maps:  # every map says what it shows, when shown alone
+        panel._map.value = layer
+        for m in maps:
+            m.visible = m is layer
+        assert layer.colorbar.visible
+        assert overlay.visible and str(overlay.position) == "top_right"
+        assert overlay.text == panel._legend_title.value
+    for m in maps:  # two bars: two titles, in the bars' order
+        m.visible = m in maps[:2]
+    assert overlay.text == "  |  ".join(
+        panel_title(lyr) for lyr in viewer.layers if lyr in maps[:2]
+    )
+    for m in maps:
+        m.visible = False
+    saliency = next(m for m in maps if m.metadata.get("napari_xai") == "saliency")
+    panel._map.value = saliency
+    saliency.visible = True
+    lo, hi = saliency.contrast_limits
+    assert overlay.text == f"saliency attribution for predicted ({lo:.3g} to {hi:.3g})"
+    saliency.contrast_limits = (0.0, 2 * hi)  # a new scale is named at once
+    assert overlay.text.endswith(f"(0 to {2 * hi:.3g})")
+    saliency.visible = False
+    tumour = viewer.layers[f"{SLIDE} prob [tumour]"]
+    panel._map.value = tumour
+    assert overlay.text == "probability of tumour (0-1)"
+
+    # what a person sees: the title is drawn in the top-right corner, above the bar
+    for lyr in viewer.layers:
+        lyr.visible = lyr is tumour or lyr is layers[0]
+    viewer.reset_view()
+    tumour.opacity = 0.0  # the map itself adds nothing: only its bar and title show
+    qtbot.wait(50)
+    titled = _canvas(viewer)
+    overlay.visible = False
+    qtbot.wait(50)
+    untitled = _canvas(viewer)
+    changed = np.abs(titled - untitled).sum(-1) > 60
+    rows, cols = np.nonzero(changed)
+    h, w = changed.shape
+    assert changed.sum() > 50, changed.sum()
+    # top right: the title, and the bar it pushes down (the bar moves up without it)
+    assert rows.max() < 220 and rows.max() < 0.4 * h and cols.min() > 0.5 * w
+    tumour.visible = False  # no map shown: no title
+    assert overlay.text == "" and not overlay.visible
 
 
 def test_masks_are_outlines_by_default(make_napari_viewer, result_folder) -> None:
