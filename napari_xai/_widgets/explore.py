@@ -184,9 +184,9 @@ class ExploreWidget(ScrollPanel, Container):
         )
         span = (float(self.filters.conf_min.value), float(self.filters.conf_max.value))
         self.histogram.show(self.result.tiles, rows, span)
-        self.select(self.selection[keep[self.selection]] if len(self.selection) else [])
+        self.select(self.selection[keep[self.selection]] if len(self.selection) else [], keep)
         self.slides.filter(keep)
-        self._fill_gallery()
+        self._fill_gallery(keep=keep)
 
     # -- selection ---------------------------------------------------------------------
     @property
@@ -194,12 +194,15 @@ class ExploreWidget(ScrollPanel, Container):
         """Return the cohort slide shown in the viewer (None before a selection opens one)."""
         return self.slides.shown_slide
 
-    def select(self, rows: Any) -> None:
-        """Select tiles (positional rows): ring them in the scatter, draw them on their slide."""
+    def select(self, rows: Any, keep: npt.NDArray[np.bool_] | None = None) -> None:
+        """Select tiles (positional rows): ring them in the scatter, draw them on their slide.
+
+        ``keep`` is the filters' mask when the caller has it (default: computed).
+        """
         self.selection = np.asarray(rows, np.int64)
         self.scatter.set_highlight(self.selection)
         if self.result is not None and len(self.selection):
-            self.slides.show(self.selection, self.filter_mask())
+            self.slides.show(self.selection, self.filter_mask() if keep is None else keep)
 
     def _on_slide_click(self, _viewer: Any, event: Any) -> None:
         """Select the point of the tile clicked on the shown slide."""
@@ -208,20 +211,20 @@ class ExploreWidget(ScrollPanel, Container):
             self.select([row])
 
     # -- gallery and mosaic ------------------------------------------------------------
-    def gallery_rows(self) -> npt.NDArray[np.int64]:
-        """Rows shown in the gallery: the filtered tiles in the chosen order."""
+    def gallery_rows(self, keep: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.int64]:
+        """Rows shown in the gallery: the kept tiles (default: the filters') in order."""
         from napari_xai.core.explore.select import gallery_order
 
         assert self.result is not None
         order = str(self._order.value)
         if order == "disagreement" and "label" not in self.result.tiles:
             return np.zeros(0, np.int64)
-        rows = np.flatnonzero(self.filter_mask())
+        rows = np.flatnonzero(self.filter_mask() if keep is None else keep)
         return gallery_order(self.result.tiles, by=order, rows=rows)[:GALLERY_SIZE]
 
-    def _fill_gallery(self, _value: Any = None) -> None:
+    def _fill_gallery(self, _value: Any = None, keep: npt.NDArray[np.bool_] | None = None) -> None:
         if self.result is not None:
-            self.gallery.fill(self.result.tiles, self.gallery_rows())
+            self.gallery.fill(self.result.tiles, self.gallery_rows(keep))
 
     def _on_mosaic(self, _value: Any = None) -> None:
         """Build the mosaic map of the kept tiles in a worker (thumbnails from the slides)."""

@@ -83,16 +83,21 @@ def confidence_histograms(
         The ``bins + 1`` edges, and class → counts (every class of ``tiles``,
         so a class filtered away shows zeros).
     """
+    import pandas as pd
+
     edges = np.linspace(0.0, 1.0, bins + 1)
-    classes = sorted(tiles["pred_class"].astype(str).unique())
-    sub = tiles if rows is None else tiles.iloc[np.asarray(rows, np.int64)]
-    pred = sub["pred_class"].astype(str).to_numpy()
-    conf = sub["confidence"].to_numpy(np.float64)
-    out = {}
-    for cls in classes:
-        counts, _ = np.histogram(conf[pred == cls], bins=edges)
-        out[cls] = counts.astype(np.int64)
-    return edges, out
+    codes, names = pd.factorize(tiles["pred_class"], sort=False)
+    conf = tiles["confidence"].to_numpy(np.float64)
+    if rows is not None:
+        idx = np.asarray(rows, np.int64)
+        codes, conf = codes[idx], conf[idx]
+    # np.histogram's bins: [e_i, e_i+1), the last one closed; values outside [0, 1] left out
+    inside = (conf >= 0.0) & (conf <= 1.0) & (codes >= 0)
+    b = np.clip(np.searchsorted(edges, conf[inside], side="right") - 1, 0, bins - 1)
+    table = np.bincount(codes[inside] * bins + b, minlength=len(names) * bins)
+    table = table.reshape(len(names), bins).astype(np.int64)
+    by_name = {str(n): table[k] for k, n in enumerate(names)}
+    return edges, {c: by_name[c] for c in sorted(by_name)}
 
 
 def tile_centres(tiles: pd.DataFrame) -> npt.NDArray[np.float64]:
