@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from napari_xai.cli._options import add_grid_arguments, grid_from_args
 from napari_xai.core.naming import AUDIT_METHOD_NAMES
-from napari_xai.core.options import DEFAULT_MIN_TISSUE
 
 METHODS = AUDIT_METHOD_NAMES
 
@@ -44,8 +44,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--target", default=None, help="class name/index (default: predicted)")
     parser.add_argument("--max-tiles", type=int, default=512, help="tiles explained per slide")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--min-tissue", type=float, default=DEFAULT_MIN_TISSUE)
-    parser.add_argument("--mpp", type=float, default=None, help="slide µm/px if the file lacks it")
+    add_grid_arguments(parser, fields=("overlap", "min_tissue", "mpp"), from_folder=True)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--steps", type=int, default=16, help="Integrated Gradients steps")
     parser.add_argument(
@@ -146,13 +145,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"  report: {report}")
         failed |= data.verdict == "fail"
     if args.slides:
-        from napari_xai.core.options import AuditSpec, GridOptions, RunOptions
-        from napari_xai.core.pipeline import REPORT_NAME, drive, run_slide
+        from napari_xai.core.options import AuditSpec, RunOptions
+        from napari_xai.core.pipeline import REPORT_NAME, drive, result_folder, run_slide
 
         target: Any = args.target
         if target is not None and str(target).isdigit():
             target = int(target)
-        grid = GridOptions(min_tissue=args.min_tissue, mpp=args.mpp)
         run_opts = RunOptions(device=args.device, explain_batch_size=args.batch_size)
         spec = AuditSpec(method=args.method, target=target, max_tiles=args.max_tiles,
                          n_steps=args.steps, border_width0=args.border,
@@ -168,6 +166,8 @@ def run(args: argparse.Namespace) -> int:
                     print(f"\r{Path(_s).name}: {p.message or p.stage} {p.n_done}/{p.n_total}",
                           end="", file=sys.stderr, flush=True)  # fmt: skip
 
+            # None: the folder's grid (nothing re-scored)
+            grid = grid_from_args(args, folder=result_folder(out, slide))
             folder = drive(run_slide(slide, args.model or "demo", out, grid=grid, run=run_opts,
                                      audit=spec), progress_slide)  # fmt: skip
             if not args.quiet:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from napari_xai.cli._options import add_grid_arguments, grid_from_args
 from napari_xai.core.naming import METHOD_NAMES
-from napari_xai.core.options import DEFAULT_MIN_TISSUE
 
 METHODS = METHOD_NAMES
 
@@ -33,9 +33,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", default="napari-xai-results", help="output folder")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--overlap", type=float, default=0.0, help="tile overlap fraction")
-    parser.add_argument("--min-tissue", type=float, default=DEFAULT_MIN_TISSUE)
-    parser.add_argument("--mpp", type=float, default=None, help="slide µm/px if the file lacks it")
+    add_grid_arguments(parser, fields=("overlap", "min_tissue", "mpp"), from_folder=True)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--steps", type=int, default=32, help="Integrated Gradients steps")
     parser.add_argument(
@@ -55,13 +53,14 @@ def run(args: argparse.Namespace) -> int:
     """Explain the slide into its result folder; print where the map is; return 0."""
     import sys
 
-    from napari_xai.core.options import ExplainSpec, GridOptions, RunOptions
-    from napari_xai.core.pipeline import drive, run_slide
+    from napari_xai.core.options import ExplainSpec, RunOptions
+    from napari_xai.core.pipeline import drive, result_folder, run_slide
 
     target: Any = args.target
     if target is not None and str(target).isdigit():
         target = int(target)
-    grid = GridOptions(min_tissue=args.min_tissue, overlap=args.overlap, mpp=args.mpp)
+    folder = result_folder(args.out, args.slide)
+    grid = grid_from_args(args, folder=folder)  # None: the folder's grid (nothing re-scored)
     run_opts = RunOptions(device=args.device, explain_batch_size=args.batch_size)
     spec = ExplainSpec(
         method=args.method, target=target, n_steps=args.steps, smooth_samples=args.smoothgrad,

@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from napari_xai.cli._options import add_grid_arguments, given, grid_from_args
 from napari_xai.cli.explore import add_feature_arguments, feature_spec
-from napari_xai.core.options import DEFAULT_MIN_TISSUE
 
 __all__ = ["add_parser", "run"]
 
@@ -45,28 +45,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--architecture", help="registered architecture name for state-dict weights"
     )
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
-    parser.add_argument("--batch-size", type=int, default=32, help="tiles per batch (32)")
-    parser.add_argument("--overlap", type=float, default=0.0, help="tile overlap in [0, 1)")
-    parser.add_argument(
-        "--min-tissue",
-        type=float,
-        default=DEFAULT_MIN_TISSUE,
-        help=f"minimum tissue fraction of a tile ({DEFAULT_MIN_TISSUE})",
-    )
-    parser.add_argument(
-        "--all-tiles", action="store_true", help="score every tile (no tissue detection)"
-    )
-    parser.add_argument(
-        "--mpp", type=float, help="slide µm/px at level 0 (when the file lacks it)"
-    )
+    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda, mps")
+    parser.add_argument("--batch-size", type=int, default=None, help="tiles per batch (32)")
+    add_grid_arguments(parser)
     parser.add_argument(
         "--allow-empty",
         action="store_true",
         help="exit 0 even when no tile has enough tissue (default: fail, naming the file)",
     )
     parser.add_argument("--workers", type=int, default=2, help="tile reader threads (2)")
-    parser.add_argument("--max-tiles", type=int, help="score only this many tiles (spread out)")
     parser.add_argument("--no-preview", action="store_true", help="skip preview.png")
     add_feature_arguments(parser)
     return parser
@@ -94,20 +81,20 @@ def _progress_printer() -> Any:
     return show
 
 
-def _empty_message(args: argparse.Namespace) -> str:
+def _empty_message(args: argparse.Namespace, grid: Any) -> str:
     """Why no tile was scored: the file, the tissue fraction found, what to try."""
     from napari_xai.core.masks import slide_masks
     from napari_xai.core.wsi import open_slide
 
-    if args.all_tiles:
+    if not grid.tissue:
         found = "the tile grid is empty (the slide is smaller than one tile?)"
     else:
-        with open_slide(args.slide, mpp=args.mpp) as slide:
+        with open_slide(args.slide, mpp=grid.mpp) as slide:
             masks = slide_masks(slide)
         found = (
             f"tissue detection ({masks.modality}, {masks.stain}) found "
             f"{masks.tissue_fraction:.2%} tissue and no tile reached "
-            f"--min-tissue {args.min_tissue:g}"
+            f"--min-tissue {grid.min_tissue:g}"
         )
     return (
         f"{args.slide}: 0 tiles scored: {found}. Try --all-tiles (score every tile), "
@@ -118,21 +105,13 @@ def _empty_message(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Score the slide into its result folder; return the exit status."""
-    from napari_xai.core.options import GridOptions, RunOptions
+    from napari_xai.core.options import RunOptions
     from napari_xai.core.pipeline import drive, run_slide
     from napari_xai.core.results import load_result
 
-    grid = GridOptions(
-        min_tissue=args.min_tissue,
-        overlap=args.overlap,
-        tissue=not args.all_tiles,
-        mpp=args.mpp,
-        max_tiles=args.max_tiles,
-    )
+    grid = grid_from_args(args)  # score defines the grid: the flags over the defaults
     run_opts = RunOptions(
-        device=args.device,
-        batch_size=args.batch_size,
-        num_workers=args.workers,
+        **given(args, device="device", batch_size="batch_size", num_workers="workers"),
         architecture=args.architecture,
         preview=not args.no_preview,
     )
@@ -153,6 +132,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"ood_score ({method}): median {tiles['ood_score'].median():.3g}")
     print(f"wrote {folder}")
     if not len(tiles) and not args.allow_empty:
-        print(f"napari-xai: error: {_empty_message(args)}", file=sys.stderr)
+        print(f"napari-xai: error: {_empty_message(args, grid)}", file=sys.stderr)
         return 1
     return 0

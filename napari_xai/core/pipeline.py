@@ -68,6 +68,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PipelineProgress",
     "drive",
+    "folder_grid",
     "model_fingerprint",
     "predicted_regions",
     "result_folder",
@@ -174,11 +175,14 @@ def predicted_regions(
     *,
     class_names: Sequence[str],
     min_confidence: float = 0.0,
+    shape_rc: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Predicted regions as a QuPath-style GeoJSON FeatureCollection.
 
     Tiles predicted as each non-background class are merged into (multi)polygons
-    (x/y in level-0 pixels), one feature per class.
+    (x/y in level-0 pixels), one feature per class. With ``shape_rc`` (the
+    slide's level-0 rows, cols) they are clipped to the slide: edge tiles of an
+    overlapping grid reach past it.
     """
     from shapely.geometry import box, mapping
     from shapely.ops import unary_union
@@ -209,6 +213,10 @@ def predicted_regions(
                 for r, c, h_, w_ in zip(rows, cols, sel["height"], sel["width"], strict=True)
             ]
         geom = unary_union(boxes)
+        if shape_rc is not None:
+            geom = geom.intersection(box(0.0, 0.0, float(shape_rc[1]), float(shape_rc[0])))
+            if geom.is_empty:
+                continue
         features.append(
             {
                 "type": "Feature",
@@ -390,6 +398,20 @@ def result_folder(out: str | os.PathLike[str], slide: Any) -> Path:
     return Path(out) / naming.slide_stem(getattr(slide, "path", slide))
 
 
+def folder_grid(folder: str | os.PathLike[str]) -> GridOptions | None:
+    """Return the tile grid a result folder was scored with (None: no scored folder there).
+
+    Read from ``stages.score.params`` of its ``manifest.json``; the folder is not
+    checked further (:func:`up_to_date` does that).
+    """
+    try:
+        manifest = read_manifest(folder)
+    except (OSError, ValueError):
+        return None
+    params = manifest.get("stages", {}).get("score", {}).get("params")
+    return GridOptions.from_dict(params) if isinstance(params, dict) else None
+
+
 def _cache_store(folder: Path) -> Path:
     return folder.parent / f".{folder.name}{_CACHE_MARK}"
 
@@ -480,7 +502,9 @@ def _score(
             "probabilities", name, data, scale_rc=tuple(scale), translate_rc=tuple(translate)
         )
         kill_point(f"score wrote map {name}")
-    writer.write_annotations(predicted_regions(tiles, class_names=class_names))
+    writer.write_annotations(
+        predicted_regions(tiles, class_names=class_names, shape_rc=scored.grid.shape_rc)
+    )
     if run.preview and len(tiles):
         write_preview(scored, slide, writer.path / PREVIEW_NAME)
         writer.add_file("preview", PREVIEW_NAME)
@@ -684,7 +708,10 @@ def run_slide(
     out : path-like
         Output folder; the result goes to ``out/<slide stem>/``.
     grid : GridOptions, optional
-        Which tiles are scored (defaults: :class:`GridOptions`).
+        Which tiles are scored. None: the grid ``out/<slide>/`` was scored with
+        when it holds a result (:func:`folder_grid`; so explaining or auditing a
+        scored folder re-scores nothing), else the :class:`GridOptions` defaults.
+        A grid other than the folder's re-scores it and says what that invalidates.
     run : RunOptions, optional
         Device, batch sizes, threads.
     explain : ExplainSpec, optional
@@ -721,10 +748,10 @@ def run_slide(
 
     from napari_xai.core.wsi import open_slide
 
-    grid = grid or GridOptions()
     run = run or RunOptions()
     summary = summary or SummaryOptions()
     folder = (Path(out) / name if name else result_folder(out, slide)).absolute()
+    grid = grid or folder_grid(folder) or GridOptions()
     clean_stale_temporaries(folder.parent, name=folder.name)
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:

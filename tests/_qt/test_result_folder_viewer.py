@@ -9,8 +9,13 @@ import numpy as np
 import pytest
 
 
+@pytest.mark.parametrize("grid", [[], ["--overlap", "0.25"]], ids=["default-grid", "overlap"])
 def test_score_explain_audit_folder_opens_whole(
-    make_napari_viewer, shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    make_napari_viewer,
+    shared_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    grid: list[str],
 ) -> None:
     from napari_xai.cli import main
 
@@ -19,13 +24,22 @@ def test_score_explain_audit_folder_opens_whole(
         pytest.skip(f"{slide} is not there (real test data)")
     out = tmp_path / "D"
     common = ["--out", str(out), "--device", "cpu"]
-    assert main(["score", str(slide), *common]) == 0
+    assert main(["score", str(slide), *grid, *common]) == 0
+    folder = out / "CMU-1-Small-Region"
+    scored = json.loads((folder / "manifest.json").read_text())
+    capsys.readouterr()
+    # explain and audit take the folder's grid (no grid flags): nothing is re-scored
     assert main(["explain", str(slide), "--method", "saliency", "--quiet", *common]) == 0
     assert main(["audit", str(slide), "--max-tiles", "8", "--quiet", *common]) == 0
-    capsys.readouterr()
-    folder = out / "CMU-1-Small-Region"
+    said = capsys.readouterr().err
+    assert "re-scoring" not in said and "invalidates" not in said, said
     assert sorted(p.name for p in out.iterdir()) == ["CMU-1-Small-Region"]
     manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["stages"]["score"] == scored["stages"]["score"]
+    assert manifest["timings"]["score_s"] == scored["timings"]["score_s"]  # the score kept
+    assert manifest["params"]["overlap"] == (0.25 if grid else 0.0)
+    explained = manifest["stages"]["explain"]["saliency/saliency/predicted"]
+    assert explained["n_tiles"] == explained["n_done"] == manifest["summary"]["n_tiles"]
     assert {"tiles", "heatmaps", "annotations", "audit", "report"} <= set(manifest["files"])
     assert "saliency/saliency/predicted" in manifest["heatmaps"]
 

@@ -160,6 +160,12 @@ def test_summarize_tiles_and_regions() -> None:
 
     assert shape(by_class["tumour"]["geometry"]).area == pytest.approx(2 * 100 * 100)
     assert shape(by_class["normal"]["geometry"]).bounds == (0.0, 0.0, 200.0, 200.0)
+    # clipped to a slide of 150 rows x 180 cols: the edge tiles reach past it
+    clipped = B.predicted_regions(tiles, class_names=["normal", "tumour"], shape_rc=(150, 180))
+    by_class = {f["properties"]["classification"]["name"]: f for f in clipped["features"]}
+    assert shape(by_class["normal"]["geometry"]).bounds == (0.0, 0.0, 180.0, 150.0)
+    # tumour: tiles (0, 100) and (100, 0): 100 x 80 + 50 x 100 inside the slide
+    assert shape(by_class["tumour"]["geometry"]).area == pytest.approx(100 * 80 + 50 * 100)
     with pytest.raises(ValueError, match="positive class 'x'"):
         B.summarize_tiles(tiles, class_names=["normal", "tumour"], positive_class="x")
 

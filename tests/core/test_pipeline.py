@@ -116,6 +116,43 @@ def test_stages_add_to_one_folder_and_rescoring_keeps_or_invalidates(
     assert len(fresh.tiles) < n_tiles  # a stricter tissue threshold keeps fewer tiles
 
 
+def test_explain_and_audit_take_the_folders_grid(cmu: Path, tmp_path: Path) -> None:
+    """Scored with a non-default overlap, then explained and audited with grid=None:
+    nothing is re-scored, the saliency is stitched on the scored grid."""
+    from napari_xai.core.pipeline import folder_grid, run_slide
+    from napari_xai.core.results import load_result, read_manifest
+
+    run = RunOptions(device="cpu", num_workers=1)
+    grid = GridOptions(overlap=0.25)
+    assert folder_grid(tmp_path / "CMU-1-Small-Region") is None  # nothing there yet
+    folder, _ = _drive(run_slide(cmu, "demo", tmp_path, grid=grid, run=run))
+    scored = read_manifest(folder)
+    assert folder_grid(folder) == grid
+    assert scored["grid"]["stride0"] < scored["grid"]["tile_size0"]  # overlapping tiles
+
+    spec = ExplainSpec(method="saliency")
+    folder, steps = _drive(run_slide(cmu, "demo", tmp_path, run=run, explain=spec))
+    stages = [s.stage for s in steps]
+    assert "score" not in stages and "invalidate" not in stages and stages[0] == "reuse"
+    folder, steps = _drive(run_slide(cmu, "demo", tmp_path, run=run, audit=AuditSpec(max_tiles=8)))
+    assert "score" not in {s.stage for s in steps} and "invalidate" not in {s.stage for s in steps}
+    res = load_result(folder)
+    assert res.manifest["stages"]["score"] == scored["stages"]["score"]
+    assert res.manifest["timings"]["score_s"] == scored["timings"]["score_s"]  # not redone
+    assert set(res.manifest["stages"]) == {"score", "explain", "audit"}
+    assert res.audit is not None
+    # the saliency map was stitched on the overlapping grid the folder was scored with:
+    # every scored tile explained (the default grid holds fewer tiles)
+    explained = res.manifest["stages"]["explain"]["saliency/saliency/predicted"]
+    assert explained["n_tiles"] == explained["n_done"] == len(res.tiles)
+
+    # a grid given explicitly still wins, and says what it invalidates
+    folder, steps = _drive(run_slide(cmu, "demo", tmp_path, grid=GridOptions(), run=run))
+    said = [s.message for s in steps if s.stage == "invalidate"]
+    assert len(said) == 1 and "audit" in said[0]
+    assert folder_grid(folder) == GridOptions()
+
+
 def test_a_cancelled_stage_keeps_the_old_result_and_the_next_run_resumes(
     cmu: Path, tmp_path: Path
 ) -> None:
