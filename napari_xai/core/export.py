@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_xai.core.atomic import atomic_write, atomic_write_text
 from napari_xai.core.naming import class_colour, rgb255
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -117,17 +118,15 @@ def tiles_to_wsinfer_frame(
 def write_wsinfer_csv(
     tiles: pd.DataFrame, path: str | os.PathLike[str], *, class_names: Sequence[str] | None = None
 ) -> Path:
-    """Write the tiles as a WSInfer model-output CSV (no index column).
+    """Write the tiles as a WSInfer model-output CSV (no index column), atomically.
 
     Returns
     -------
     Path
         The CSV written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tiles_to_wsinfer_frame(tiles, class_names=class_names).to_csv(path, index=False)
-    return path
+    frame = tiles_to_wsinfer_frame(tiles, class_names=class_names)
+    return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def read_wsinfer_csv(
@@ -338,18 +337,15 @@ def tiles_to_qupath_geojson(
 
 
 def write_qupath_geojson(tiles: pd.DataFrame, path: str | os.PathLike[str], **kwargs: Any) -> Path:
-    """Write :func:`tiles_to_qupath_geojson` to ``path`` (strict JSON, no NaN).
+    """Write :func:`tiles_to_qupath_geojson` to ``path`` (strict JSON, no NaN), atomically.
 
     Returns
     -------
     Path
         The file written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = tiles_to_qupath_geojson(tiles, **kwargs)
-    path.write_text(json.dumps(data, allow_nan=False), encoding="utf-8")
-    return path
+    return atomic_write_text(path, json.dumps(data, allow_nan=False))
 
 
 def export_wsinfer_results(

@@ -27,6 +27,7 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,31 @@ class _Options:
     def hash(self) -> str:
         """Return the stable hash of :meth:`to_dict` (see :func:`stable_hash`)."""
         return stable_hash({"kind": type(self).__name__, **self.to_dict()})
+
+
+def check_fields(
+    obj: object, *, fractions: Sequence[str] = (), non_negative: Sequence[str] = ()
+) -> None:
+    """Raise a ValueError naming ``Type.field`` for a field out of [0, 1] or below 0.
+
+    Parameters
+    ----------
+    obj : object
+        A thresholds or options dataclass (checked in its ``__post_init__``).
+    fractions : sequence of str
+        Fields that must lie in [0, 1].
+    non_negative : sequence of str
+        Fields that must be >= 0.
+    """
+    owner = type(obj).__name__
+    for name in fractions:
+        value = getattr(obj, name)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{owner}.{name} must be in [0, 1], got {value}")
+    for name in non_negative:
+        value = getattr(obj, name)
+        if value < 0:
+            raise ValueError(f"{owner}.{name} must be >= 0, got {value}")
 
 
 def _check_fraction(name: str, value: float, *, upper_open: bool) -> None:

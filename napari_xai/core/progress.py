@@ -35,14 +35,17 @@ def drive(gen: Generator[S, Any, R], progress: Callable[[S], Any] | None = None)
     object
         The generator's return value.
     """
-    while True:
+    steps = relay(gen, progress if progress is not None else _ignore)
+    while True:  # drain the relay: it calls ``progress`` and closes ``gen`` on an error
         try:
-            step = next(gen)
+            next(steps)
         except StopIteration as stop:
             result: R = stop.value
             return result
-        if progress is not None:
-            progress(step)
+
+
+def _ignore(step: object) -> None:
+    """Progress callback that does nothing."""
 
 
 def relay(gen: Generator[S, Any, R], convert: Callable[[S], T]) -> Generator[T, None, R]:

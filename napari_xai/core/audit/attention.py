@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from napari_xai.core.options import check_fields
+
 #: Region codes of a region map.
 BACKGROUND: int = 0
 TISSUE: int = 1
@@ -81,15 +83,11 @@ class AuditThresholds:
     n_worst: int = 12
 
     def __post_init__(self) -> None:
-        for name in ("tile_off_tissue_share", "slide_artefact_share", "slide_flagged_fraction"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"AuditThresholds.{name} must be in [0, 1], got {value}")
-        for name in ("tile_enrichment", "slide_artefact_enrichment"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"AuditThresholds.{name} must be >= 0, got {getattr(self, name)}")
-        if self.n_worst < 0:
-            raise ValueError(f"AuditThresholds.n_worst must be >= 0, got {self.n_worst}")
+        check_fields(
+            self,
+            fractions=("tile_off_tissue_share", "slide_artefact_share", "slide_flagged_fraction"),
+            non_negative=("tile_enrichment", "slide_artefact_enrichment", "n_worst"),
+        )
 
 
 @dataclass

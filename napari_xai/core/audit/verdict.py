@@ -39,6 +39,7 @@ from typing import Any
 
 from napari_xai.core.audit.counterfactual import CounterfactualPair, CounterfactualResult
 from napari_xai.core.audit.evidence import PairEvidence
+from napari_xai.core.options import check_fields
 
 __all__ = ["Verdict", "VerdictThresholds", "make_verdict"]
 
@@ -82,18 +83,8 @@ class VerdictThresholds:
     warn_enrichment: float = 1.52
 
     def __post_init__(self) -> None:
-        for name in (
-            "flip_rate",
-            "dp",
-            "warn_flip_rate",
-            "warn_dp",
-            "flip_dp",
-            "share",
-            "warn_share",
-        ):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"VerdictThresholds.{name} must be in [0, 1], got {v}")
+        fractions = ("flip_rate", "dp", "warn_flip_rate", "warn_dp", "flip_dp", "share")
+        check_fields(self, fractions=(*fractions, "warn_share"))
         if self.enrichment < 0 or self.warn_enrichment < 0 or self.min_tiles < 1:
             raise ValueError("VerdictThresholds: enrichments must be >= 0 and min_tiles >= 1")
 

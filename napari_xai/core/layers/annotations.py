@@ -413,6 +413,15 @@ def _edge_width(items: Sequence[Annotation]) -> float:
     return float(max(1.0, size / 800))
 
 
+def _features_and_colours(
+    items: Sequence[Annotation], *, mpp: float | None, classes: Sequence[AnnotationClass]
+) -> tuple[pd.DataFrame, npt.NDArray[np.float64]]:
+    """Features table and 0-1 RGB class colours of the objects of one layer."""
+    features = annotations_features(items, mpp=mpp, classes=classes)
+    rgb = np.array([_class_color(a, classes) for a in items], dtype=np.float64) / 255.0
+    return features, rgb
+
+
 def _shapes_layer(
     items: Sequence[Annotation],
     *,
@@ -421,8 +430,7 @@ def _shapes_layer(
     classes: Sequence[AnnotationClass],
     metadata: Mapping[str, Any],
 ) -> LayerDataTuple:
-    features = annotations_features(items, mpp=mpp, classes=classes)
-    rgb = np.array([_class_color(a, classes) for a in items], dtype=np.float64) / 255.0
+    features, rgb = _features_and_colours(items, mpp=mpp, classes=classes)
     face = np.column_stack([rgb, np.full(len(items), FACE_ALPHA)])
     edge = np.column_stack([rgb, np.ones(len(items))])
     shown, simplified = fit_vertex_budget([a.geometry for a in items])
@@ -504,8 +512,7 @@ def _points_layer(
     classes: Sequence[AnnotationClass],
     metadata: Mapping[str, Any],
 ) -> LayerDataTuple:
-    features = annotations_features(items, mpp=mpp, classes=classes)
-    rgb = np.array([_class_color(a, classes) for a in items], dtype=np.float64) / 255.0
+    features, rgb = _features_and_colours(items, mpp=mpp, classes=classes)
     geometries = np.array([a.geometry for a in items], dtype=object)
     return _points_tuple(features, rgb, geometries, name=name, metadata=metadata)
 
