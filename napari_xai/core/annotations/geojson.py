@@ -510,6 +510,16 @@ def parse_feature_collection(
     return AnnotationSet(annotations, report)
 
 
+def polygons_from_rings(rings: Sequence[npt.NDArray[np.float64]]) -> npt.NDArray[np.object_]:
+    """Polygons (no holes) from exterior rings of shape (n_i, 2), in one vectorised call."""
+    linear = shapely.linearrings(
+        np.concatenate(rings),  # type: ignore[arg-type]
+        indices=np.repeat(np.arange(len(rings)), [len(a) for a in rings]),  # type: ignore[arg-type]
+    )
+    polys: npt.NDArray[np.object_] = shapely.polygons(linear)
+    return polys
+
+
 def _build_deferred(
     pending: list[tuple[int, Any, _Props]], report: ReadReport
 ) -> list[tuple[int, Any, _Props]]:
@@ -558,12 +568,7 @@ def _build_deferred(
     ok = [i for i, a in enumerate(arrays) if a is not None]
     polys = np.zeros(0, dtype=object)
     if ok:
-        good = [arrays[i] for i in ok]
-        rings = shapely.linearrings(
-            np.concatenate(good),  # type: ignore[arg-type]
-            indices=np.repeat(np.arange(len(good)), [len(a) for a in good]),  # type: ignore[arg-type]
-        )
-        polys = shapely.polygons(rings)
+        polys = polygons_from_rings([arrays[i] for i in ok])  # type: ignore[misc]
     built = dict(zip((simple[i] for i in ok), polys, strict=True))
     dropped = {simple[i] for i, a in enumerate(arrays) if a is None}
     return [

@@ -47,6 +47,7 @@ from napari_xai.core.annotations.geojson import (
     ColumnarAnnotations,
     GeometryView,
     ReadReport,
+    polygons_from_rings,
 )
 from napari_xai.core.annotations.morphology import (
     MORPHOLOGY_COLUMNS,
@@ -605,12 +606,7 @@ def shapes_to_annotations(
     geoms: list[BaseGeometry | None] = [None] * n
     bulk = [i for i, xy in enumerate(xys) if xy is not None and len(xy) >= 3]
     if bulk:
-        arrays = [xys[i] for i in bulk]
-        rings = shapely.linearrings(
-            np.concatenate(arrays),  # type: ignore[arg-type]
-            indices=np.repeat(np.arange(len(arrays)), [len(a) for a in arrays]),  # type: ignore[arg-type]
-        )
-        polys = shapely.polygons(rings)
+        polys = polygons_from_rings([xys[i] for i in bulk])  # type: ignore[misc]
         good = shapely.is_valid(polys) & (shapely.area(polys) > 0)
         for i, poly, ok in zip(bulk, polys, good, strict=True):
             geoms[i] = poly if ok else path_rc_to_geometry(xy_to_rc(xys[i]))  # type: ignore[arg-type]
