@@ -1,6 +1,7 @@
 """The explore widget's filter controls: one :class:`~napari_xai.core.explore.select.TileFilter`.
 
-Classes, a confidence range, slides, one metadata column's values and the
+Classes, a confidence range, slides, a ceiling on ``ood_score`` (1.0 is the
+99th percentile of the training tiles), one metadata column's values and the
 flags to hide; :meth:`FilterControls.populate` fills the choices from the
 explored tiles (every value kept), :meth:`FilterControls.tile_filter` reads
 the filter back. The widget applies it to the scatter, the gallery, the
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from magicgui.widgets import ComboBox, FloatSpinBox, Select
 
 if TYPE_CHECKING:
@@ -39,6 +41,7 @@ class FilterControls:
         self.conf_min = FloatSpinBox(label="confidence ≥", min=0, max=1, step=0.05, value=0)
         self.conf_max = FloatSpinBox(label="confidence ≤", min=0, max=1, step=0.05, value=1)
         self.slides = Select(label="slides", choices=[])
+        self.ood_max = FloatSpinBox(label="ood_score ≤", min=0, max=1e6, step=0.25, value=1e6)
         self.column = ComboBox(label="metadata", choices=[NO_COLUMN], value=NO_COLUMN)
         self.values = Select(label="values", choices=[])
         self.hide_flags = Select(
@@ -48,15 +51,15 @@ class FilterControls:
         self._on_change = on_change
         self._quiet = False
         self.column.changed.connect(self._on_column)
-        for w in (self.classes, self.conf_min, self.conf_max, self.slides, self.values,
-                  self.hide_flags):  # fmt: skip
+        for w in (self.classes, self.conf_min, self.conf_max, self.slides, self.ood_max,
+                  self.values, self.hide_flags):  # fmt: skip
             w.changed.connect(self._changed)
 
     @property
     def widgets(self) -> list[Any]:
         """The controls, in the order they are shown."""
-        return [self.classes, self.conf_min, self.conf_max, self.slides, self.column,
-                self.values, self.hide_flags]  # fmt: skip
+        return [self.classes, self.conf_min, self.conf_max, self.slides, self.ood_max,
+                self.column, self.values, self.hide_flags]  # fmt: skip
 
     def populate(self, tiles: pd.DataFrame) -> None:
         """Offer the classes, slides, metadata columns and flags of ``tiles``; keep everything."""
@@ -69,6 +72,10 @@ class FilterControls:
             self.slides.choices = sorted(tiles["slide_id"].astype(str).unique())
             self.slides.value = list(self.slides.choices)
             self.conf_min.value, self.conf_max.value = 0.0, 1.0
+            top = float(np.ceil(np.nanmax(tiles["ood_score"]))) if "ood_score" in tiles else 0.0
+            self.ood_max.max = max(top, 1.0)
+            self.ood_max.value = self.ood_max.max  # everything kept
+            self.ood_max.visible = "ood_score" in tiles
             self.column.choices = [NO_COLUMN, *filter_columns(tiles)]
             self.column.value = NO_COLUMN
             self.values.choices = []
@@ -83,10 +90,12 @@ class FilterControls:
 
         column = str(self.column.value)
         metadata = {} if column == NO_COLUMN else {column: tuple(self.values.value)}
+        ood_max = float(self.ood_max.value)
         return TileFilter(
             classes=tuple(self.classes.value),
             confidence=(float(self.conf_min.value), float(self.conf_max.value)),
             slides=tuple(self.slides.value),
+            ood=None if ood_max >= float(self.ood_max.max) else (-np.inf, ood_max),
             flags=tuple(self.hide_flags.value),
             metadata=metadata,
         )

@@ -234,6 +234,15 @@ def test_metadata_slide_and_flag_filters_change_scatter_gallery_and_layer(widget
         tiles["slide_id"] == "case2"
     ).to_numpy()
     _kept_consistently(viewer, w, keep)
+    # ood_score: a ceiling at the median keeps the tiles at or below it
+    f.column.value = "(no metadata filter)"
+    f.slides.value = list(f.slides.choices)
+    ood = tiles["ood_score"].to_numpy()
+    assert f.ood_max.value == f.ood_max.max >= ood.max()
+    f.ood_max.value = round(float(np.median(ood)), 2)
+    _kept_consistently(viewer, w, ood <= f.ood_max.value)
+    f.ood_max.value = f.ood_max.max
+    _kept_consistently(viewer, w, np.ones(len(tiles), bool))
     # flags: the same cohort with its first two tile columns flagged
     f.column.value = "(no metadata filter)"
     col = tiles["grid_col"].to_numpy() - tiles["grid_col"].min()

@@ -236,3 +236,9 @@ def test_explore_cli_on_a_batch_scored_with_features(tmp_path: Path, capsys) -> 
         block = mosaic[c["cell_row"] * 48 : (c["cell_row"] + 1) * 48,
                        c["cell_col"] * 48 : (c["cell_col"] + 1) * 48]  # fmt: skip
         assert np.abs(block.astype(int) - ref.astype(int)).mean() < 8
+    # a slide moved away: the report is still written, and says why it has no mosaic map
+    (tmp_path / "case0.tif").rename(tmp_path / "moved.tif")
+    assert main(["explore", str(out), "--out", str(tmp_path / "y")]) == 0
+    html = (tmp_path / "y" / "index.html").read_text()
+    assert "No mosaic map:" in html and "case0.tif is not there any more" in html
+    assert not (tmp_path / "y" / "mosaic.png").exists()
