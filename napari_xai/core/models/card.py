@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_xai.core.limits import LimitError, check_mpp, check_resize, check_tile_size
-from napari_xai.core.models.errors import ModelCardError
+from napari_xai.core.models.errors import ModelCardError, read_json
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -287,12 +287,7 @@ class ModelCard:
     def from_json(cls, path: str | Path) -> ModelCard:
         """Read a card (napari-xai or WSInfer layout) from a JSON file."""
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ModelCardError(f"{path}: model card not found") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelCardError(f"{path}: not a JSON model card ({exc})") from None
+        data = read_json(path, what="model card", not_json="not a JSON model card")
         try:
             return cls.from_dict(data)
         except ModelCardError as exc:

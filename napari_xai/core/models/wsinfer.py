@@ -34,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from napari_xai.core.models.card import ModelCard, ModelCardError, card_mismatch
+from napari_xai.core.models.errors import read_json
 from napari_xai.core.models.wsinfer_config import (
     PIL_RESAMPLING,
     TRANSFORM_NAMES,
@@ -82,12 +83,9 @@ def read_wsinfer_config(path: str | os.PathLike[str]) -> ModelCard:
     path = Path(path)
     if path.is_dir():
         path = path / CONFIG_NAME
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise WSInferConfigError(f"{path}: WSInfer config not found") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WSInferConfigError(f"{path}: not a JSON file ({exc})") from None
+    data = read_json(
+        path, error=WSInferConfigError, what="WSInfer config", not_json="not a JSON file"
+    )
     validate_wsinfer_config(data, source=path)
     try:
         return ModelCard.from_dict(data)
