@@ -9,9 +9,9 @@ the last run's folder is shown under the controls.
 
 While it runs, every batch moves the progress bar and, at most every
 ``REFRESH_S``, the worker builds the class-probability layers from the maps
-being filled. When done, the worker reads the folder back through the result
-reader (:func:`napari_xai._results_reader.result_layers`): what is shown is
-what is stored. Layers reach napari one per event-loop turn
+being filled. When done, the worker reads the folder back with the result
+reader's builder (:func:`napari_xai.core.layers.results.result_layers`): what
+is shown is what is stored. Layers reach napari one per event-loop turn
 (:class:`~napari_xai._widgets._pace.LayerPacer`), never several in one stall.
 """
 
@@ -53,6 +53,7 @@ def score_in_worker(
     grid: GridOptions,
     run: RunOptions,
     features: FeatureSpec | None = None,
+    mpp: float | None = None,
 ) -> Any:
     """Worker body: score ``path`` into ``out/<slide stem>/`` with :func:`run_slide`.
 
@@ -61,13 +62,13 @@ def score_in_worker(
     the live class-probability LayerData (built here, every ``REFRESH_S``) or
     ``[]``. Returns ``(folder, score_result, layers, n_tiles)``: the result
     folder, the :class:`~napari_xai.core.inference.ScoreResult` (None when the
-    folder was reused), the layers the result reader builds from the folder (no
-    slide) and the number of tiles it holds.
+    folder was reused), the result reader's layers of the folder (no slide;
+    regions in µm with ``mpp``) and the number of tiles it holds.
     """
     from napari.layers import Layer
 
-    from napari_xai._results_reader import result_layers
     from napari_xai.core.layers import heatmap_layers
+    from napari_xai.core.layers.results import result_layers
     from napari_xai.core.models.resolve import resolve_model
     from napari_xai.core.naming import slide_stem
     from napari_xai.core.pipeline import run_slide
@@ -102,8 +103,9 @@ def score_in_worker(
             f"and no tile reached min tissue {grid.min_tissue:g}. "
             "Try a lower min tissue, or `napari-xai qc` to inspect the masks."
         )
-    # shapes and points are triangulated and indexed here, not on the GUI thread
-    ldts = result_layers(result, with_slide=False)
+    notes: list[str] = []  # warnings, shown by the GUI thread; shapes/points are built here
+    ldts = result_layers(result, with_slide=False, annotations_mpp=mpp, warn=notes.append)
+    yield from notes
     layers = [Layer.create(*t) if t[2] in ("shapes", "points") else t for t in ldts]
     return folder, (scored[0] if scored else None), layers, len(result.tiles)
 
@@ -142,9 +144,8 @@ class ScoreWidget(RunWidget):
         self._folder = Label(label="result folder", value="")
         self._show_masks = masks_button(self, mpp=self._mpp)
         self._pacer = LayerPacer(self._show_layer)  # layers reach napari one per turn
-        #: ScoreResult of the last run (None when cancelled, or the folder was reused).
+        #: ScoreResult (None when cancelled or the folder was reused) and folder of the last run.
         self.last_result: ScoreResult | None = None
-        #: Result folder of the last run.
         self.last_folder: Path | None = None
         #: Warnings of the last run (slide and model do not fit, no tile scored).
         self.warnings: list[str] = []
@@ -193,6 +194,7 @@ class ScoreWidget(RunWidget):
             grid=grid,
             run=run,
             features=FeatureSpec() if self._features.value else None,
+            mpp=layer.metadata.get("mpp"),  # the regions' µm (as the reader gives them)
             status=f"scoring {Path(path).name}…",
             on_yielded=self._on_yielded,
             on_returned=self._on_returned,
