@@ -83,7 +83,7 @@ def score_in_worker(
             return step.message
         if step.stage == "score" and step.value is not None:
             scored.append(step.value)
-        live = step.detail
+        live = step.detail if step.stage == "score" else None
         now = time.monotonic()
         if live is None or (now - built[0] < REFRESH_S and live.n_done < live.n_total):
             return step, []
