@@ -152,3 +152,16 @@ class SlidePicker:
         if layer is None:
             self.error("open a slide first (File ▸ Open, napari-xai reader)")
         return layer
+
+
+def file_edit(*, mode: str = "r", **kwargs: Any) -> Any:
+    """Make a magicgui ``FileEdit``; ``mode`` is ``"r"``, ``"rm"``, ``"w"`` or ``"d"``."""
+    from magicgui.types import FileDialogMode
+    from magicgui.widgets import FileEdit
+
+    return FileEdit(mode=FileDialogMode(mode), **kwargs)
+
+
+def path_of(edit: Any) -> Path:
+    """Return the path a ``FileEdit`` holds (``Path(".")`` when it is empty)."""
+    return Path(str(edit.value))

@@ -8,14 +8,19 @@ drawn shape's morphology shows as soon as it is drawn (:mod:`._morphology`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, Label, PushButton
+from magicgui.widgets import ComboBox, FloatSpinBox, Label, PushButton
 
 from napari_xai._widgets._base import RunWidget, guarded
 from napari_xai._widgets._morphology import LiveMorphology
-from napari_xai._widgets._pickers import layer_picker, slide_mpp, slide_shape_rc
+from napari_xai._widgets._pickers import (
+    file_edit,
+    layer_picker,
+    path_of,
+    slide_mpp,
+    slide_shape_rc,
+)
 from napari_xai._widgets._shapes_style import apply_class, class_rgb, show_swatch, style_new_shapes
 from napari_xai.core.annotations.classes import class_names
 
@@ -55,22 +60,23 @@ class AnnotationWidget(RunWidget):
         # the drawn (or selected) shape's morphology, shown as soon as it is drawn or edited
         self._morphology = Label(label="Shape", value="draw a shape to see its area")
         self._live = LiveMorphology(self._morphology, self._snapshot, self._status)
-        self._path = FileEdit(label="GeoJSON", mode="w", filter="*.geojson")  # type: ignore[arg-type]
+        self._path = file_edit(label="GeoJSON", mode="w", filter="*.geojson")
         self._save_geojson = PushButton(text="Save GeoJSON")
-        self._load = PushButton(text="Load GeoJSON")
+        self._load_button = PushButton(text="Load GeoJSON")
         self.finish(
             [self._class, self._swatch, self._new_layer, self._new_mask, self._apply,
              self._shapes, self._mask, self._downsample, self._to_labels, self._to_shapes,
-             self._run, self._morphology, self._path, self._save_geojson, self._load,
+             self._run, self._morphology, self._path, self._save_geojson, self._load_button,
              self._progress, self._status],
-            busy=[self._to_labels, self._to_shapes, self._save_geojson, self._load],
+            busy=[self._to_labels, self._to_shapes, self._save_geojson, self._load_button],
         )  # fmt: skip
-        for control, handler in {
+        handlers: dict[Any, Any] = {
             self._class: self._on_class_changed, self._new_layer: self._on_new_layer,
             self._new_mask: self._on_new_mask, self._apply: self._on_apply_class,
             self._to_labels: self._on_to_labels, self._to_shapes: self._on_to_shapes,
-            self._save_geojson: self._on_save, self._load: self._on_load,
-        }.items():  # fmt: skip
+            self._save_geojson: self._on_save, self._load_button: self._on_load,
+        }  # fmt: skip
+        for control, handler in handlers.items():
             control.changed.connect(handler)
         self.refresh_on_layer_change(self._shapes, self._mask)
         self._shapes.changed.connect(self._live.follow)
@@ -224,7 +230,7 @@ class AnnotationWidget(RunWidget):
         """Write the chosen Shapes layer as QuPath GeoJSON."""
         from napari_xai.core.layers.editing import save_shapes
 
-        path = Path(str(self._path.value))
+        path = path_of(self._path)
         if not str(self._path.value) or path.is_dir():
             self.error("Choose a .geojson file.")
             return None
@@ -238,7 +244,7 @@ class AnnotationWidget(RunWidget):
     @guarded
     def _on_load(self, _value: Any = None) -> Any:
         """Read a GeoJSON file in a worker and add its layers."""
-        path = Path(str(self._path.value))
+        path = path_of(self._path)
         if not path.is_file():
             self.error(f"{path}: file not found")
             return None

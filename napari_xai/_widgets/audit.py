@@ -15,10 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Label, PushButton, SpinBox
 
 from napari_xai._widgets._base import RunWidget, default_output
 from napari_xai._widgets._masks import masks_button
+from napari_xai._widgets._pickers import file_edit, path_of
 from napari_xai.core.layers.audit import regions_layer_name, tiles_layer_name  # noqa: F401
 from napari_xai.core.naming import AUDIT_METHOD_NAMES
 from napari_xai.core.options import AuditSpec, GridOptions, RunOptions
@@ -75,9 +76,9 @@ class AuditWidget(RunWidget):
             tooltip="Tiles explained (all tiles touching artefacts first, then spread evenly)",
         )  # fmt: skip
         self._batch_size = SpinBox(label="batch size", value=16, min=1, max=1024)
-        self._output = FileEdit(label="output folder", mode="d", value=str(default_output()))
+        self._output = file_edit(label="output folder", mode="d", value=str(default_output()))
         self._verdict = Label(value="")
-        self._cohort = FileEdit(label="cohort CSV", mode="r", filter="*.csv")
+        self._cohort = file_edit(label="cohort CSV", mode="r", filter="*.csv")
         # choices from the cohort CSV's header (a callable: napari's reset_choices() on
         # every layer change re-evaluates it and keeps the current column)
         self._columns: tuple[str, ...] = ("label",)
@@ -133,7 +134,7 @@ class AuditWidget(RunWidget):
 
     def _on_cohort_changed(self, _value: Any = None) -> None:
         """Offer the CSV's columns as label column choices."""
-        path = Path(self._cohort.value)
+        path = path_of(self._cohort)
         if not path.is_file():
             return
         try:
@@ -163,7 +164,7 @@ class AuditWidget(RunWidget):
             audit_in_worker,
             layer.metadata.get("slide") or layer.metadata["path"],
             self._model_spec(),
-            Path(self._output.value),
+            path_of(self._output),
             spec=AuditSpec(method=str(self._method.value), max_tiles=int(self._max_tiles.value)),
             grid=GridOptions(mpp=layer.metadata.get("mpp_override")),
             run=RunOptions(explain_batch_size=int(self._batch_size.value)),
@@ -174,7 +175,7 @@ class AuditWidget(RunWidget):
 
     def _on_run_cohort(self, _value: Any = None) -> None:
         """Start the cohort data audit in a worker thread."""
-        path = Path(self._cohort.value)
+        path = path_of(self._cohort)
         if not path.is_file():
             self.error(f"cohort table not found: {path}")
             return
@@ -188,10 +189,10 @@ class AuditWidget(RunWidget):
             path,
             self._model_spec() if self._cohort_model.value else None,
             label_column=str(self._label_column.value),
-            out_dir=Path(self._output.value) / path.stem,
+            out_dir=path_of(self._output) / path.stem,
             status=f"auditing cohort {path.name}…",
             on_yielded=lambda step: self.set_progress(
-                *step, f"reading images: {step[0]:,} / {step[1]:,}"
+                step[0], step[1], f"reading images: {step[0]:,} / {step[1]:,}"
             ),
             on_returned=self._on_cohort_returned,
             **extra,
@@ -230,16 +231,15 @@ class AuditWidget(RunWidget):
 
     # -- gallery ---------------------------------------------------------------------
     def _fill_gallery(self, result: SlideAudit) -> None:
-        from qtpy.QtGui import QIcon, QImage, QPixmap
+        from qtpy.QtGui import QIcon
         from qtpy.QtWidgets import QListWidgetItem
 
+        from napari_xai._widgets._layout import rgb_pixmap
         from napari_xai.core.layers.audit import gallery_items
 
         self._gallery.clear()
         for img, caption, tooltip in gallery_items(result):
-            h, w = img.shape[:2]
-            qimg = QImage(img.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
-            item = QListWidgetItem(QIcon(QPixmap.fromImage(qimg)), caption)
+            item = QListWidgetItem(QIcon(rgb_pixmap(img)), caption)
             item.setToolTip(tooltip)
             self._gallery.addItem(item)
 

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    FileEdit,
     FloatSpinBox,
     Label,
     LineEdit,
@@ -33,6 +32,7 @@ from magicgui.widgets import (
 )
 
 from napari_xai._widgets._base import RunWidget
+from napari_xai._widgets._pickers import file_edit
 from napari_xai.core.naming import METHOD_NAMES
 from napari_xai.core.options import DEFAULT_MIN_TISSUE
 
@@ -83,7 +83,7 @@ class BatchWidget(RunWidget):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(viewer, slide=False, run_text="Batch score")
-        self._inputs = FileEdit(
+        self._inputs = file_edit(
             label="slides",
             mode="d",
             tooltip="A folder of slides. You can also type a glob pattern (data/**/*.svs),"
@@ -92,7 +92,7 @@ class BatchWidget(RunWidget):
         self._input_kind = ComboBox(
             label="browse for", choices=["folder", "cohort CSV"], value="folder"
         )
-        self._out = FileEdit(
+        self._out = file_edit(
             label="output folder",
             mode="d",
             tooltip="One result folder per slide, plus cohort_summary.csv",

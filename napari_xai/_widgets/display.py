@@ -86,7 +86,7 @@ class DisplayPanel(ScrollPanel, Container):
         self._legend_title = Label(value="")
         self._bar = Label(value="")
         self._ticks = Label(value="")
-        self._classes = Container(label="classes", layout="vertical", labels=False)
+        self._classes: Any = Container(label="classes", layout="vertical", labels=False)
         self._outlines = CheckBox(text="masks as outlines", value=True)
         self._status = Label(value="")
         self.extend(

@@ -8,13 +8,12 @@ and a saliency map) with the annotations in one core call,
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, Label, LineEdit, PushButton
+from magicgui.widgets import ComboBox, FloatSpinBox, Label, LineEdit, PushButton
 
 from napari_xai._widgets._base import RunWidget, guarded
-from napari_xai._widgets._pickers import layer_picker
+from napari_xai._widgets._pickers import file_edit, layer_picker, path_of
 from napari_xai.core.annotations.classes import class_names
 
 if TYPE_CHECKING:
@@ -47,7 +46,7 @@ class EvaluationWidget(RunWidget):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(viewer, slide=False, model=False, run_text="Evaluate")
         self._tiles_layer = layer_picker(viewer, "Tiles layer", "Layer", where=_is_tiles)
-        self._tiles_path = FileEdit(label="or tiles.parquet", mode="r", filter="*.parquet")  # type: ignore[arg-type]
+        self._tiles_path = file_edit(label="or tiles.parquet", mode="r", filter="*.parquet")
         self._shapes = layer_picker(viewer, "Annotations", "Shapes")
         self._positive = ComboBox(label="Region class", choices=class_names(), value="Tumor")
         self._min_overlap = FloatSpinBox(label="Min overlap", value=0.5, min=0.01, max=1.0)
@@ -57,7 +56,7 @@ class EvaluationWidget(RunWidget):
         self._threshold = FloatSpinBox(label="Threshold", value=0.5, min=0.0, max=1.0, step=0.05)
         self._saliency = layer_picker(viewer, "Saliency", "Image", where=scalar)
         self._summary = Label(label="")
-        self._save_path = FileEdit(label="Save to", mode="w", filter="*.json")  # type: ignore[arg-type]
+        self._save_path = file_edit(label="Save to", mode="w", filter="*.json")
         self._save_button = PushButton(text="Save into audit.json")
         self.finish(
             [self._tiles_layer, self._tiles_path, self._shapes, self._positive,
@@ -85,7 +84,7 @@ class EvaluationWidget(RunWidget):
             tiles = self._tiles_layer.value.features.copy()
             tiles["pred_class"] = tiles["pred_class"].astype(str)
         if tiles is None:
-            tiles = Path(str(self._tiles_path.value))
+            tiles = path_of(self._tiles_path)
             if not tiles.is_file():
                 self.error(f"{tiles}: tiles table not found")
                 return None
@@ -94,7 +93,7 @@ class EvaluationWidget(RunWidget):
             return None
         if self.busy():
             return None
-        options = {
+        options: dict[str, Any] = {
             "positive_class": str(self._positive.value),
             "min_overlap": float(self._min_overlap.value),
             "background": self._background.value or None,
@@ -148,9 +147,9 @@ class EvaluationWidget(RunWidget):
         if self.result is None:
             self.error("Run the evaluation first.")
             return None
-        path = Path(str(self._save_path.value))
+        path = path_of(self._save_path)
         if not str(self._save_path.value) or path.is_dir():
-            path = Path(str(self._tiles_path.value)).with_name("audit.json")
+            path = path_of(self._tiles_path).with_name("audit.json")
         if self.busy():
             return None
         done = lambda out: self.info(f"Evaluation saved in {out}.")  # noqa: E731

@@ -18,9 +18,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, PushButton, SpinBox
 
 from napari_xai._widgets._base import RunWidget, default_output
+from napari_xai._widgets._pickers import file_edit, path_of
 from napari_xai.core.naming import METHOD_NAMES
 
 if TYPE_CHECKING:
@@ -114,7 +115,7 @@ class ExplainWidget(RunWidget):
             label="slide mpp", value=0.0, min=0.0, max=50.0, step=0.01,
             tooltip="Level-0 µm/px; 0 = from the file (needed when the file does not say)",
         )  # fmt: skip
-        self._output = FileEdit(label="output folder", mode="d", value=str(default_output()))
+        self._output = file_edit(label="output folder", mode="d", value=str(default_output()))
         self._act_layer = ComboBox(label="layer", choices=self._layer_choices, nullable=True)
         self._channel = SpinBox(label="channel", value=0, min=0, max=4095)
         self._show_channels = PushButton(text="Channels at cursor")
@@ -207,7 +208,9 @@ class ExplainWidget(RunWidget):
         cam = self._camera()
         centre = np.asarray(cam.center[-2:], float)
         canvas = getattr(self._viewer, "canvas", None)  # napari >= 0.9: viewer.canvas.size
-        size = getattr(canvas, "size", None) or getattr(self._viewer, "_canvas_size", (1024, 1024))
+        size: Any = getattr(canvas, "size", None) or getattr(
+            self._viewer, "_canvas_size", (1024, 1024)
+        )
         half = np.asarray(size[-2:], float) / float(cam.zoom) / 2
         lo = layer.world_to_data(list(centre - half))[-2:]
         hi = layer.world_to_data(list(centre + half))[-2:]
@@ -228,7 +231,7 @@ class ExplainWidget(RunWidget):
             where,
             self._source(slide),
             self._model_spec(),
-            Path(self._output.value),
+            path_of(self._output),
             *args,
             grid=GridOptions(
                 overlap=float(self._overlap.value), mpp=float(self._mpp.value) or None

@@ -170,7 +170,9 @@ class TileInspector(ScrollPanel, Container):
         row, col, h, w = (int(rec[c]) for c in _GEOMETRY)
         classes = [str(c)[5:] for c in feats.columns if str(c).startswith("prob_")]
         probs = {c: float(rec[f"prob_{c}"]) for c in classes}
-        pred = str(rec["pred_class"]) if "pred_class" in feats else max(probs, key=probs.get)
+        pred = (
+            str(rec["pred_class"]) if "pred_class" in feats else max(probs, key=probs.__getitem__)
+        )
         conf = float(rec["confidence"]) if "confidence" in feats else max(probs.values())
         self.current = {
             "index": int(index),

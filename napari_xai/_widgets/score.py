@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, Label, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, SpinBox
 from qtpy.QtWidgets import QSizePolicy
 
 from napari_xai._widgets._base import LayerData, RunWidget, default_output
@@ -31,6 +31,8 @@ from napari_xai._widgets._pace import LayerPacer
 from napari_xai._widgets._pickers import (  # noqa: F401 - re-exported (tests and scripts)
     DEMO,
     FROM_FILE,
+    file_edit,
+    path_of,
 )
 from napari_xai.core.options import DEFAULT_MIN_TISSUE
 
@@ -140,7 +142,7 @@ class ScoreWidget(RunWidget):
             text="save features", value=False,
             tooltip="Keep tile features (features.zarr) and ood_score, as score --features",
         )  # fmt: skip
-        self._output = FileEdit(label="output folder", mode="d", value=str(default_output()))
+        self._output = file_edit(label="output folder", mode="d", value=str(default_output()))
         self._folder = Label(label="result folder", value="")
         self._show_masks = masks_button(self, mpp=self._mpp)
         self._pacer = LayerPacer(self._show_layer)  # layers reach napari one per turn
@@ -190,7 +192,7 @@ class ScoreWidget(RunWidget):
             score_in_worker,
             path,
             self._model_spec(),
-            Path(self._output.value),
+            path_of(self._output),
             grid=grid,
             run=run,
             features=FeatureSpec() if self._features.value else None,
