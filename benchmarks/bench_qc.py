@@ -249,7 +249,8 @@ def _big_child(path: str) -> None:
         f"peak RSS {rss:.0f} MB; tissue {masks.tissue_fraction:.3f}, "
         f"fine ink {(fine > 0).mean():.4f}; chunks read at stroke resolution "
         f"{st.read_chunks} of {st.tissue_chunks} with tissue (level {st.level}, "
-        f"pre-screen level {st.screen_level}); load after {load[0]:.2f}"
+        f"pre-screen level {st.screen_level}, chunks classified by {st.method}); "
+        f"load after {load[0]:.2f}"
     )
 
 

@@ -158,13 +158,13 @@ def samples(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features and labels (0, 1, 2, 4) of candidates of ``n`` composites and the clean image."""
     from napari_xai.core.masks.background import _check_rgb
-    from napari_xai.core.masks.ink_model import ink_features
+    from napari_xai.core.masks.ink_model import DENSITY_OD, ink_features
     from napari_xai.core.masks.strokes import _bin
 
     xs, ys = [], []
     for k in range(n):
         comp, cls_map, cover = composite(_jitter_stain(img, rng) if k % 2 else img, rng)
-        cand, feats = ink_features(_check_rgb(_bin(comp, 2)), bg)  # type: ignore[arg-type]
+        cand, feats = ink_features(_check_rgb(_bin(comp, 2)), bg, min_od=DENSITY_OD)  # type: ignore[arg-type]
         cov2 = _bin((cover[..., None] * 255).astype(np.uint8), 2)[..., 0][cand] / 255.0
         y = np.zeros(cand.shape, np.uint8)
         for cls in (1, 2, 4):  # the class covering most of each 2 x 2 pixel
@@ -174,7 +174,7 @@ def samples(
         keep = (y > 0) | ((cov2 < 0.1) & (rng.random(y.shape) < keep_none))
         xs.append(feats[keep])
         ys.append(y[keep])
-    cand, feats = ink_features(_check_rgb(_bin(img, 2)), bg)  # type: ignore[arg-type]
+    cand, feats = ink_features(_check_rgb(_bin(img, 2)), bg, min_od=DENSITY_OD)  # type: ignore[arg-type]
     xs.append(feats)
     ys.append(np.zeros(len(feats), np.uint8))
     return np.concatenate(xs), np.concatenate(ys)

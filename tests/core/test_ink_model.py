@@ -200,9 +200,31 @@ def test_the_stroke_pass_over_a_clean_slide(shared_data: Path) -> None:
         model = stroke_labels(slide, masks, options=StrokeOptions(chunk=1024), stats=stats)
         rules = stroke_labels(slide, masks, options=StrokeOptions(chunk=1024, method="rules"))
     assert stats[0].read_chunks == stats[0].tissue_chunks > 1
+    assert stats[0].method == "model"  # read whole: the classifier (StrokeOptions "auto")
     assert model.shape == masks.tissue.shape
     assert set(np.unique(model)) <= {0, 1, 2, 4}
     print(f"\nCMU-1 stroke pass: model {(model > 0).mean():.4f}, rules {(rules > 0).mean():.4f}")
     assert (model > 0).mean() < 0.01 and (rules > 0).mean() < 0.01
     with pytest.raises(ValueError, match="method"):
         fine_ink_labels(np.zeros((8, 8, 3), np.uint8), method="cnn")
+
+
+def test_auto_uses_the_rules_after_a_pre_screen(tmp_path: Path) -> None:
+    """Big slides (pre-screened) keep the rules' speed; the classifier doubles the pass."""
+    from napari_xai.core.masks import StrokeOptions, StrokeStats, slide_masks, stroke_labels
+    from napari_xai.core.wsi import open_slide
+    from tests.conftest import write_pyramid_tiff
+
+    path = write_pyramid_tiff(tmp_path / "s.tif", shape_rc=(2048, 2048), levels=4)
+    with open_slide(path) as slide:
+        masks = slide_masks(slide, max_size=512)
+        runs = {}
+        for method in ("auto", "model"):
+            stats: list[StrokeStats] = []
+            opts = StrokeOptions(chunk=512, screen_above=0, screen_downsample=8, method=method)
+            stroke_labels(slide, masks, options=opts, stats=stats)
+            runs[method] = stats[0]
+        with pytest.raises(ValueError, match="method"):
+            stroke_labels(slide, masks, options=StrokeOptions(method="cnn"))
+    assert runs["auto"].screen_level >= 0 and runs["auto"].method == "rules"
+    assert runs["model"].method == "model"

@@ -214,7 +214,8 @@ def test_stroke_prescreen_reads_only_inked_chunks(shared_data: Path, tmp_path: P
         runs = {}
         for name, opts in (
             ("all", Opts(chunk=1024)),
-            ("screen", Opts(chunk=1024, screen_above=0)),
+            # the pre-screen's default classifies by the rules: the same classifier as "all"
+            ("screen", Opts(chunk=1024, screen_above=0, method="model")),
         ):
             stats: list[Stats] = []
             runs[name] = (stroke_labels(slide, masks, options=opts, stats=stats), stats[0])
