@@ -33,6 +33,22 @@ def _run_and_wait(widget: ScoreWidget, qtbot, timeout: int = 180_000) -> None:
     qtbot.waitUntil(lambda: widget._worker is None, timeout=timeout)
 
 
+def _hold_scoring(monkeypatch, event, batches: int) -> None:
+    """Make run_slide's scorer wait for ``event`` after its first ``batches`` batches."""
+    import napari_xai.core.inference as inference
+
+    real = inference.score_tiles  # what run_slide's score stage calls
+
+    def held(*args, **kwargs):
+        gen = real(*args, **kwargs)
+        for _ in range(batches):
+            yield next(gen)
+        event.wait(120)
+        return (yield from gen)
+
+    monkeypatch.setattr(inference, "score_tiles", held)
+
+
 def test_score_widget_scores_the_sample(make_napari_viewer, qtbot, sample_slide, tmp_path) -> None:
     viewer = make_napari_viewer(show=True)  # multiscale layers draw only when shown
     slide_layer = _open(viewer, sample_slide)
@@ -140,20 +156,10 @@ def test_score_widget_cancel(
 ) -> None:
     import threading
 
-    import napari_xai.core.inference as inference
-
     # The worker waits after its first batch until the GUI has seen it, so the cancel
     # lands mid-run however fast the (cached) model scores.
     seen = threading.Event()
-    real = inference.score_tiles  # what run_slide's score stage calls
-
-    def gated(*args, **kwargs):
-        gen = real(*args, **kwargs)
-        yield next(gen)
-        seen.wait(60)
-        return (yield from gen)
-
-    monkeypatch.setattr(inference, "score_tiles", gated)
+    _hold_scoring(monkeypatch, seen, 1)
     viewer = make_napari_viewer()
     _open(viewer, sample_slide)
     widget = ScoreWidget(viewer)
@@ -304,20 +310,10 @@ def test_score_widget_shows_the_heatmap_while_it_scores(
     import threading
 
     import napari_xai._widgets.score as score
-    import napari_xai.core.inference as inference
 
     monkeypatch.setattr(score, "REFRESH_S", 0.0)  # a live layer on every batch
-    release = threading.Event()
-    real = inference.score_tiles
-
-    def held(*args, **kwargs):  # after two batches, wait until the GUI has the live map
-        gen = real(*args, **kwargs)
-        yield next(gen)
-        yield next(gen)
-        release.wait(120)
-        return (yield from gen)
-
-    monkeypatch.setattr(inference, "score_tiles", held)
+    release = threading.Event()  # after two batches, wait until the GUI has the live map
+    _hold_scoring(monkeypatch, release, 2)
     viewer = make_napari_viewer()
     _open(viewer, sample_slide)
     widget = ScoreWidget(viewer)
