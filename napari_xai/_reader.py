@@ -24,16 +24,21 @@ from napari_xai.core.naming import READER_SUFFIXES as _SUFFIXES
 def napari_get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerDataTuple]] | None:
     """Return :func:`read_slide` when ``path`` looks like a slide; never raises."""
     try:
-        if isinstance(path, (list, tuple)):
-            if len(path) != 1:
-                return None
-            path = path[0]
-        name = str(path).lower()
-        if name.endswith(_SUFFIXES) and not Path(name).is_dir():
+        one = single_path(path)
+        if one is not None and one.name.lower().endswith(_SUFFIXES) and not one.is_dir():
             return read_slide
     except Exception:  # the probe must never raise
         return None
     return None
+
+
+def single_path(path: PathOrPaths) -> Path | None:
+    """Return the one path napari offers a reader (a string or a one-element list), or None."""
+    if isinstance(path, (list, tuple)):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    return Path(str(path))
 
 
 def read_slide(path: PathOrPaths) -> list[LayerDataTuple]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from napari_xai._notify import warn
+from napari_xai._reader import single_path
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -32,11 +33,9 @@ MANIFEST = "manifest.json"
 
 
 def _result_folder(path: Any) -> Path | None:
-    if isinstance(path, (list, tuple)):
-        if len(path) != 1:
-            return None
-        path = path[0]
-    p = Path(str(path))
+    p = single_path(path)
+    if p is None:
+        return None
     if p.is_dir() and (p / MANIFEST).is_file():
         return p
     if p.name.endswith(MANIFEST) and p.is_file():
