@@ -28,12 +28,7 @@ from napari_xai._widgets._base import LayerData, RunWidget, default_output
 from napari_xai._widgets._layout import show_colorbar
 from napari_xai._widgets._masks import masks_button
 from napari_xai._widgets._pace import LayerPacer
-from napari_xai._widgets._pickers import (  # noqa: F401 - re-exported (tests and scripts)
-    DEMO,
-    FROM_FILE,
-    file_edit,
-    path_of,
-)
+from napari_xai._widgets._pickers import DEMO, FROM_FILE, file_edit, path_of  # noqa: F401
 from napari_xai.core.options import DEFAULT_MIN_TISSUE
 
 if TYPE_CHECKING:
