@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from magicgui.widgets import Container, Label, ProgressBar, PushButton
@@ -28,7 +27,7 @@ from magicgui.widgets import Container, Label, ProgressBar, PushButton
 from napari_xai._widgets._layers import upsert
 from napari_xai._widgets._layout import ScrollPanel, fit_panel
 from napari_xai._widgets._model_picker import ModelPicker
-from napari_xai._widgets._pickers import SlidePicker
+from napari_xai._widgets._pickers import SlidePicker, default_output  # noqa: F401 (importers)
 
 if TYPE_CHECKING:
     import napari.layers
@@ -54,13 +53,6 @@ def guarded(method: F) -> F:
             return None
 
     return wrapper  # type: ignore[return-value]
-
-
-def default_output() -> Path:
-    """Default folder for result folders: private, per user (``<user cache>/results``)."""
-    from napari_xai.core.options import cache_dir
-
-    return cache_dir("results")
 
 
 class RunWidget(SlidePicker, ModelPicker, ScrollPanel, Container):

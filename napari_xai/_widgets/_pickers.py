@@ -165,3 +165,10 @@ def file_edit(*, mode: str = "r", **kwargs: Any) -> Any:
 def path_of(edit: Any) -> Path:
     """Return the path a ``FileEdit`` holds (``Path(".")`` when it is empty)."""
     return Path(str(edit.value))
+
+
+def default_output() -> Path:
+    """Default folder for result folders: private, per user (``<user cache>/results``)."""
+    from napari_xai.core.options import cache_dir
+
+    return cache_dir("results")

@@ -1,8 +1,7 @@
 """The annotation widget: class of new shapes, polygons ⇄ masks, morphology, GeoJSON.
 
-Each action copies what it needs off the layer, runs one call of
-:mod:`napari_xai.core.layers.editing` in a worker and shows the result; a
-drawn shape's morphology shows as soon as it is drawn (:mod:`._morphology`).
+Each action copies what it needs off the layer, runs one :mod:`napari_xai.core.layers.editing`
+call in a worker and shows the result; morphology shows once drawn (:mod:`._morphology`).
 """
 
 from __future__ import annotations
@@ -30,18 +29,11 @@ if TYPE_CHECKING:
 
     from napari_xai.core.layers.editing import ShapesSnapshot
 
-ANNOTATION_LAYER = "annotations"
-MASK_LAYER = "annotation mask"
+ANNOTATION_LAYER, MASK_LAYER = "annotations", "annotation mask"  # names of new layers
 
 
 class AnnotationWidget(RunWidget):
-    """Annotate regions by class, convert polygons ⇄ masks, measure, load/save GeoJSON.
-
-    Parameters
-    ----------
-    viewer : napari.Viewer
-        The viewer whose layers are annotated.
-    """
+    """Annotate regions by class; polygons ⇄ masks; morphology; GeoJSON in and out."""
 
     title = "Annotate"
 
@@ -165,8 +157,7 @@ class AnnotationWidget(RunWidget):
         layer, labels = self._shapes.value, self._mask.value
         if layer is None and labels is None:
             self.error("Choose a Shapes or Labels layer.")
-            return None
-        if self.busy():
+        if self.busy() or (layer is None and labels is None):
             return None
         if layer is not None:
             done = lambda table: self._measured(layer, table)  # noqa: E731
@@ -214,10 +205,7 @@ class AnnotationWidget(RunWidget):
                                                       f"'{s.name}'.")  # fmt: skip
 
         def done(ldts: list[Any]) -> None:
-            if ldts:
-                show(ldts[0])
-            else:
-                self.error("The mask is empty.")
+            show(ldts[0]) if ldts else self.error("The mask is empty.")  # noqa: B018
 
         mpp = labels.metadata.get("mpp") or slide_mpp(self._viewer)
         return self.launch(trace_mask, labels.data, downsample=float(labels.scale[-1]),
@@ -244,17 +232,15 @@ class AnnotationWidget(RunWidget):
     @guarded
     def _on_load(self, _value: Any = None) -> Any:
         """Read a GeoJSON file in a worker and add its layers."""
-        path = path_of(self._path)
-        if not path.is_file():
-            self.error(f"{path}: file not found")
-            return None
-        if self.busy():
-            return None
         from napari_xai.core.layers.editing import load_geojson
 
-        return self.launch(load_geojson, path, shape_rc=slide_shape_rc(self._viewer),
-                           mpp=slide_mpp(self._viewer), status="reading…",
-                           on_returned=self._on_loaded)  # fmt: skip
+        if not (path := path_of(self._path)).is_file():
+            self.error(f"{path}: file not found")
+        elif not self.busy():
+            return self.launch(load_geojson, path, shape_rc=slide_shape_rc(self._viewer),
+                               mpp=slide_mpp(self._viewer), status="reading…",
+                               on_returned=self._on_loaded)  # fmt: skip
+        return None
 
     @guarded
     def _on_loaded(self, result: tuple[Any, list[Any]]) -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from magicgui.widgets import CheckBox, ComboBox, Label, PushButton, SpinBox
 
 from napari_xai._widgets._base import RunWidget, default_output
+from napari_xai._widgets._gallery import fill_gallery, make_gallery
 from napari_xai._widgets._masks import masks_button
 from napari_xai._widgets._pickers import file_edit, path_of
 from napari_xai.core.layers.audit import regions_layer_name, tiles_layer_name  # noqa: F401
@@ -31,8 +32,6 @@ if TYPE_CHECKING:
     from napari_xai.core.audit.slide import AuditProgress, SlideAudit
 
 METHODS = AUDIT_METHOD_NAMES
-#: Gallery icon size in screen pixels.
-ICON_PX = 96
 
 
 def audit_in_worker(source: Any, model_spec: Any, out: Path, **kw: Any) -> Any:
@@ -58,13 +57,7 @@ def cohort_in_worker(path: Path, spec: Any, **kw: Any) -> Any:
 
 
 class AuditWidget(RunWidget):
-    """Audit where a model looks on a slide, and audit a cohort's data.
-
-    Parameters
-    ----------
-    viewer : napari.Viewer
-        Viewer holding the slide layer (opened with the napari-xai reader).
-    """
+    """Audit where a model looks on a slide, and audit a cohort's data (``viewer``: the base's)."""
 
     title = "Audit"
 
@@ -113,25 +106,12 @@ class AuditWidget(RunWidget):
             busy=[self._run_cohort, self._show_masks],
         )
         # A Qt list in icon mode, added last so magicgui's own layout indices stay valid.
-        self._gallery = self._make_gallery()
+        self._gallery = make_gallery(self.jump_to)
         self.inner.layout().addWidget(self._gallery)
         self._cohort.changed.connect(self._on_cohort_changed)
         self._run_cohort.changed.connect(self._on_run_cohort)
 
     # -- controls --------------------------------------------------------------------
-    def _make_gallery(self) -> Any:
-        from qtpy.QtCore import QSize
-        from qtpy.QtWidgets import QListView, QListWidget
-
-        gallery = QListWidget()
-        gallery.setViewMode(QListView.ViewMode.IconMode)
-        gallery.setIconSize(QSize(ICON_PX, ICON_PX))
-        gallery.setResizeMode(QListView.ResizeMode.Adjust)
-        gallery.setMinimumHeight(ICON_PX * 2 + 40)
-        gallery.setWordWrap(True)
-        gallery.itemClicked.connect(lambda item: self.jump_to(gallery.row(item)))
-        return gallery
-
     def _on_cohort_changed(self, _value: Any = None) -> None:
         """Offer the CSV's columns as label column choices."""
         path = path_of(self._cohort)
@@ -227,21 +207,9 @@ class AuditWidget(RunWidget):
             self._viewer.layers.selection.active = layer
         self._verdict.value, self._verdict.tooltip = verdict_text(result)
         self._status.value = f"report: {result.report_path}"
-        self._fill_gallery(result)
-
-    # -- gallery ---------------------------------------------------------------------
-    def _fill_gallery(self, result: SlideAudit) -> None:
-        from qtpy.QtGui import QIcon
-        from qtpy.QtWidgets import QListWidgetItem
-
-        from napari_xai._widgets._layout import rgb_pixmap
         from napari_xai.core.layers.audit import gallery_items
 
-        self._gallery.clear()
-        for img, caption, tooltip in gallery_items(result):
-            item = QListWidgetItem(QIcon(rgb_pixmap(img)), caption)
-            item.setToolTip(tooltip)
-            self._gallery.addItem(item)
+        fill_gallery(self._gallery, gallery_items(result))
 
     def jump_to(self, rank: int) -> tuple[float, float] | None:
         """Centre the camera on the ``rank``-th worst tile; return its world centre."""

@@ -71,13 +71,7 @@ def batch_in_worker(inputs: str, spec: str, out: str, **options: Any) -> Any:
 
 
 class BatchWidget(RunWidget):
-    """Batch-score slides (folder, glob or cohort CSV) into one result folder each.
-
-    Parameters
-    ----------
-    viewer : napari.Viewer
-        Viewer in which results are opened.
-    """
+    """Batch-score slides (folder, glob or cohort CSV) into one result folder each."""
 
     title = "Batch score"
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSlider, Label
 
 from napari_xai._widgets._classes import show_classes
+from napari_xai._widgets._colormaps import CLASS_COLOUR, COLORMAPS, colormap_choice, colormap_for
 from napari_xai._widgets._layout import (
     PANEL_MIN_WIDTH,
     ScrollPanel,
@@ -41,11 +42,8 @@ from napari_xai._widgets._style import (
     watch_viewer,
 )
 from napari_xai.core.naming import (
-    ATTRIBUTION_COLORMAP,
-    PROBABILITY_COLORMAP,
     class_colour,
     hex_colour,
-    probability_colormap,
     tiles_layer_name,
 )
 
@@ -54,12 +52,6 @@ if TYPE_CHECKING:
     import napari.viewer
 
 __all__ = ["CLASS_COLOUR", "COLORMAPS", "DisplayPanel", "colorbar_rgb", "compact_dropdowns"]
-
-#: Colormap choice meaning "transparent to the class's palette colour".
-CLASS_COLOUR = "class colour"
-#: Colormaps offered for a map (the palette's first).
-COLORMAPS = (PROBABILITY_COLORMAP, CLASS_COLOUR, ATTRIBUTION_COLORMAP, "viridis", "cividis",
-             "magma", "gray")  # fmt: skip
 
 
 class DisplayPanel(ScrollPanel, Container):
@@ -175,18 +167,9 @@ class DisplayPanel(ScrollPanel, Container):
 
     def _on_colormap(self, name: str) -> None:
         layer = self.layer
-        if layer is None or name == _colormap_choice(layer):
+        if layer is None or name == colormap_choice(layer):
             return
-        if name == PROBABILITY_COLORMAP:
-            layer.colormap = probability_colormap()
-        elif name == CLASS_COLOUR:
-            rgb = _class_rgb(layer)
-            layer.colormap = {
-                "colors": [[*rgb, 0.0], [*rgb, 1.0]],
-                "name": f"napari-xai class {hex_colour(rgb)}",
-            }
-        else:
-            layer.colormap = name
+        layer.colormap = colormap_for(layer, name)
 
     def _on_outlines(self, on: bool) -> None:
         from napari.layers import Labels
@@ -215,7 +198,7 @@ class DisplayPanel(ScrollPanel, Container):
         with self._opacity.changed.blocked():
             self._opacity.value = round(float(layer.opacity), 2)
         with self._colormap.changed.blocked():
-            self._colormap.value = _colormap_choice(layer)
+            self._colormap.value = colormap_choice(layer)
         self._legend_title.value = self.legend_text()
         lo, hi = (float(v) for v in layer.contrast_limits)
         self._ticks.value = f"{lo:.3g}   …   {(lo + hi) / 2:.3g}   …   {hi:.3g}"
@@ -257,21 +240,3 @@ class DisplayPanel(ScrollPanel, Container):
         if box is not None and box.value != bool(on):
             with box.changed.blocked():
                 box.value = bool(on)
-
-
-def _class_rgb(layer: Any) -> tuple[float, float, float]:
-    info = layer_info(layer)
-    if info.get("class_colour"):
-        r, g, b = (float(v) for v in info["class_colour"][:3])
-        return (r, g, b)
-    return class_colour(str(info.get("class_name") or ""))
-
-
-def _colormap_choice(layer: Any) -> str:
-    """Return the panel's name for the layer's current colormap."""
-    name = str(layer.colormap.name)
-    if name == PROBABILITY_COLORMAP:
-        return PROBABILITY_COLORMAP
-    if name.startswith("napari-xai class"):
-        return CLASS_COLOUR
-    return name if name in COLORMAPS else COLORMAPS[2]

@@ -33,13 +33,7 @@ def _placed(layer: Any) -> dict[str, Any] | None:
 
 
 class EvaluationWidget(RunWidget):
-    """Compare the model's tiles (and maps) with the annotations; draw the confusion matrix.
-
-    Parameters
-    ----------
-    viewer : napari.Viewer
-        The viewer holding the annotation layer and maps.
-    """
+    """Compare the model's tiles (and maps) with the annotations; draw the confusion matrix."""
 
     title = "Evaluate"
 

@@ -70,13 +70,7 @@ def describe_for_explain(spec: Any) -> tuple[Any, tuple[str, ...], tuple[str, ..
 
 
 class ExplainWidget(RunWidget):
-    """Explain a slide layer's model predictions as saliency layers.
-
-    Parameters
-    ----------
-    viewer : napari.Viewer
-        Viewer holding the slide layer (opened with the napari-xai reader).
-    """
+    """Explain a slide layer's model predictions as saliency layers (``viewer``: the base's)."""
 
     title = "Explain"
     aborted_note = "; the store keeps what is done"

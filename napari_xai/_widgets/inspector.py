@@ -31,7 +31,7 @@ from napari_xai._widgets._layout import (
     set_label_image,
 )
 from napari_xai._widgets._style import layer_info, layer_role
-from napari_xai.core.naming import class_colour, hex_colour
+from napari_xai._widgets._tile_text import THUMB_SIZE, prob_table, shrink, tile_flags
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -39,24 +39,13 @@ if TYPE_CHECKING:
 
 __all__ = ["THUMB_SIZE", "TileInspector"]
 
-#: Longest side (pixels) of the thumbnails shown.
-THUMB_SIZE = 160
 _GEOMETRY = ("row", "col", "height", "width")
-
-
-def _shrink(arr: np.ndarray, size: int = THUMB_SIZE) -> np.ndarray:
-    """Subsample an image so its longest side is at most ``size`` pixels."""
-    step = max(1, int(-(-max(arr.shape[:2]) // size)))
-    return arr[::step, ::step]
 
 
 class TileInspector(ScrollPanel, Container):
     """Inspect the tile under a click: thumbnail, probabilities, saliency, flags.
 
-    Parameters
-    ----------
-    viewer : napari.viewer.Viewer
-        The viewer (annotated as ``napari.viewer.Viewer`` so napari passes it).
+    ``viewer`` is annotated as ``napari.viewer.Viewer`` so napari passes it when docked.
     """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -183,7 +172,7 @@ class TileInspector(ScrollPanel, Container):
             "probabilities": probs,
             "pred_class": pred,
             "confidence": conf,
-            "flags": _flags(rec, feats),
+            "flags": tile_flags(rec, feats),
             "saliency": {},
         }
         grid = ""
@@ -192,13 +181,13 @@ class TileInspector(ScrollPanel, Container):
         self._title.value = (
             f"tile {int(index)}:{grid} level-0 rows {row}–{row + h}, cols {col}–{col + w}"
         )
-        self._probs.value = _prob_table(probs, pred, conf)
+        self._probs.value = prob_table(probs, pred, conf)
         slide = self._slide_layer()
         if slide is not None:
             level0 = slide.data[0] if slide.multiscale else slide.data
             crop = np.asarray(level0[max(row, 0) : row + h, max(col, 0) : col + w])
             if crop.size:
-                set_label_image(self._thumb, _shrink(crop))
+                set_label_image(self._thumb, shrink(crop))
         # level-0 corners of the tile in world coordinates (the tiles layer's transform)
         corners = [layer.data_to_world([row - 0.5, col - 0.5])[-2:],
                    layer.data_to_world([row + h - 0.5, col + w - 0.5])[-2:]]  # fmt: skip
@@ -241,28 +230,3 @@ class TileInspector(ScrollPanel, Container):
         self._saliency.value = "\n".join(lines) or "saliency: no saliency map open"
         if not crop_shown:
             self._saliency_thumb.native.clear()
-
-
-def _flags(rec: Any, feats: Any) -> list[str]:
-    out = []
-    text = str(rec["flags"]) if "flags" in feats and rec["flags"] is not None else ""
-    out += [f for f in text.replace(";", ",").split(",") if f.strip() and f != "nan"]
-    if "flagged" in feats and bool(rec["flagged"]):
-        out.append("audit: flagged")
-    if "tissue_fraction" in feats:
-        out.append(f"tissue {float(rec['tissue_fraction']):.0%}")
-    return [f.strip() for f in out]
-
-
-def _prob_table(probs: dict[str, float], pred: str, conf: float) -> str:
-    """Rich-text table: one row per class (palette swatch, name, probability)."""
-    rows = []
-    for k, (name, p) in enumerate(probs.items()):
-        colour = hex_colour(class_colour(name, k))
-        weight = "bold" if name == pred else "normal"
-        rows.append(
-            f"<tr><td style='color:{colour}'>■</td><td style='font-weight:{weight}'>{name}</td>"
-            f"<td align='right'>{p:.3f}</td></tr>"
-        )
-    head = f"predicted <b>{pred}</b> (confidence {conf:.3f})"
-    return f"{head}<table>{''.join(rows)}</table>"
