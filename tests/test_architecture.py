@@ -26,6 +26,20 @@ def test_modules_napari_imports_for_menus_are_cheap(module: str) -> None:
     assert not [m for m in HEAVY if m in loaded]
 
 
+@pytest.mark.parametrize(
+    "module",
+    [
+        "napari_xai.core.layers.saliency",
+        "napari_xai.core.layers.results",
+        "napari_xai.core.stitch",
+    ],
+)
+def test_layer_builders_and_stitched_maps_import_without_torch(module: str) -> None:
+    """Showing a stored map needs no torch (the import-linter contract, checked at run time)."""
+    loaded = _modules_after_import(module)
+    assert "torch" not in loaded and "captum" not in loaded
+
+
 def test_widget_modules_import_without_torch() -> None:
     widgets = sorted((ROOT / "napari_xai" / "_widgets").glob("[!_]*.py"))
     for path in widgets:

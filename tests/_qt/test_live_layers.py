@@ -54,7 +54,7 @@ def test_whole_slide_saliency_matches_store(
 
     torch.set_num_threads(1)
     from napari_xai._widgets import explain
-    from napari_xai.core.attribution.stitch import StitchedMap
+    from napari_xai.core.stitch import StitchedMap
 
     monkeypatch.setattr(explain, "REFRESH_S", 0.0)  # refresh the layer after every batch
     viewer = make_napari_viewer(show=True)
@@ -118,7 +118,7 @@ def test_fresh_dask_names_per_read(tmp_path) -> None:
     """Two reads of a store around a write do not share task names (the cache key)."""
     import zarr
 
-    from napari_xai.core.attribution.stitch import StitchedMap
+    from napari_xai.core.stitch import StitchedMap
 
     z = zarr.open_array(str(tmp_path / "a.zarr"), mode="w", shape=(4, 4), dtype="f4")
     z[...] = 1.0
@@ -143,7 +143,7 @@ def test_channel_across_slide_matches_store(
 
     torch.set_num_threads(1)
     from napari_xai._widgets import explain
-    from napari_xai.core.attribution.stitch import StitchedMap
+    from napari_xai.core.stitch import StitchedMap
 
     monkeypatch.setattr(explain, "REFRESH_S", 0.0)
     viewer = make_napari_viewer(show=True)

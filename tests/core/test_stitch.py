@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import zarr
 
-from napari_xai.core.attribution.stitch import StitchedMap, footprint, taper_window
+from napari_xai.core.stitch import StitchedMap, footprint, taper_window
 
 
 def _grid(shape0, tile0, stride0):
@@ -128,7 +128,7 @@ def test_footprint_and_window() -> None:
 def test_resize_matches_torch_area_and_bilinear(shape, size) -> None:
     """Stitching resizes without torch, with torch's own weights (the reference)."""
     torch = pytest.importorskip("torch")
-    from napari_xai.core.attribution.stitch import _resize
+    from napari_xai.core.stitch import _resize
 
     maps = np.random.default_rng(0).random((2, *shape)).astype(np.float32)
     t = torch.from_numpy(maps)[:, None]

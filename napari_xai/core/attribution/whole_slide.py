@@ -35,11 +35,11 @@ import numpy.typing as npt
 
 from napari_xai.core.attribution._base import ExplainOptions
 from napari_xai.core.attribution.registry import Explainer
-from napari_xai.core.attribution.stitch import StitchedMap
 from napari_xai.core.models.resolve import resolve_model
 from napari_xai.core.naming import activation_layer_name, saliency_layer_name, slide_stem
 from napari_xai.core.options import ExplainSpec, GridOptions, RunOptions
 from napari_xai.core.reader import TileReader
+from napari_xai.core.stitch import StitchedMap
 from napari_xai.core.tiling import TileGrid
 
 if TYPE_CHECKING:

@@ -14,9 +14,9 @@ from typing import Any
 
 import zarr
 
-from napari_xai.core.attribution.stitch import StitchedMap
 from napari_xai.core.layers.coords import LayerDataTuple
 from napari_xai.core.naming import ATTRIBUTION_COLORMAP
+from napari_xai.core.stitch import StitchedMap
 
 __all__ = ["DEFAULT_COLORMAP", "stitched_layer", "saliency_layer"]
 
