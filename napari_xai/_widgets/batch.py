@@ -32,6 +32,13 @@ from magicgui.widgets import (
 )
 
 from napari_xai._widgets._base import RunWidget
+from napari_xai._widgets._batch_table import (
+    RANKED_COLUMNS,
+    STATUS_COLUMNS,
+    metrics_text,
+    ranked_rows,
+    update_status_row,
+)
 from napari_xai._widgets._pickers import file_edit
 from napari_xai.core.naming import METHOD_NAMES
 from napari_xai.core.options import DEFAULT_MIN_TISSUE
@@ -48,19 +55,8 @@ ADDRESS = "dask scheduler address"
 NO_ATTRIBUTION = "none"
 #: Attribution methods offered (the core checks them against the model).
 ATTRIBUTION_CHOICES = (NO_ATTRIBUTION, *METHOD_NAMES)
-STATUS_COLUMNS = ["slide", "status", "tiles", "score", "seconds", "error"]
 #: Seconds between redraws of the status table while a batch runs.
 REFRESH_S = 0.3
-RANKED_COLUMNS = ["rank", "slide", "score", "tumour area", "tiles", "label", "status", "error"]
-
-
-def _fmt(value: Any, spec: str = ".3f") -> str:
-    try:
-        if value is None or value != value:  # None or NaN
-            return ""
-        return format(float(value), spec)
-    except (TypeError, ValueError):
-        return str(value)
 
 
 def batch_in_worker(inputs: str, spec: str, out: str, **options: Any) -> Any:
@@ -249,17 +245,7 @@ class BatchWidget(RunWidget):
         if event.index not in self._rows:
             self._rows[event.index] = len(self._status_rows)
             self._status_rows.append([event.slide_id, "queued", "", "", "", ""])
-        row = self._status_rows[self._rows[event.index]]
-        if event.kind == "progress":
-            row[1] = "running"
-            row[2] = f"{event.tiles_done}/{event.tiles_total}"
-        else:
-            row[1] = event.kind
-        if event.row:
-            row[2] = _fmt(event.row.get("n_tiles"), ".0f") or row[2]
-            row[3] = _fmt(event.row.get("score"))
-            row[4] = _fmt(event.row.get("time_total_s"), ".1f")
-            row[5] = str(event.row.get("error") or "")
+        update_status_row(self._status_rows[self._rows[event.index]], event)
         self._status.value = event.message
         now = time.monotonic()
         if now - self._last_refresh >= REFRESH_S or event.kind in ("done", "failed"):
@@ -269,41 +255,10 @@ class BatchWidget(RunWidget):
     def _on_returned(self, result: BatchResult) -> None:
         """Show the slides ranked by score and the cohort figures."""
         self.last_result = result
-        summary = result.summary
-        rows = []
-        self._ranked_folders = []
-        for rec in summary.to_dict("records"):
-            rows.append(
-                [
-                    ""
-                    if rec.get("rank") is None or rec.get("rank") != rec.get("rank")
-                    else str(rec.get("rank")),
-                    rec["slide_id"],
-                    _fmt(rec.get("score")),
-                    _fmt(rec.get("tumour_area_fraction")),
-                    _fmt(rec.get("n_tiles"), ".0f"),
-                    "" if rec.get("label") is None else str(rec.get("label")),
-                    str(rec.get("status")),
-                    str(rec.get("error") or ""),
-                ]
-            )
-            self._ranked_folders.append(rec.get("result_folder") or None)
+        rows, self._ranked_folders = ranked_rows(result.summary)
         self._set_table(rows, RANKED_COLUMNS)
         self._progress.value = self._progress.max
-        m = result.metrics
-        text = (
-            f"{result.count('done')} done · {result.count('failed')} failed · "
-            f"{result.count('cancelled')} cancelled · summary: {result.files['csv']}"
-        )
-        if m.get("confusion_matrix") is not None:
-            (tn, fp), (fn, tp) = m["confusion_matrix"]
-            auc = (m.get("roc") or {}).get("auc")
-            text += (
-                f"\nlabelled {m['n_labelled']}: TP {tp} FP {fp} TN {tn} FN {fn} · "
-                f"accuracy {m['accuracy']:.2f}"
-                + (f" · ROC AUC {auc:.3f}" if auc is not None else "")
-            )
-        self._metrics.value = text
+        self._metrics.value = metrics_text(result)
         self._status.value = "cancelled" if result.cancelled else "done"
         self._open.enabled = any(self._ranked_folders)
 

@@ -1,0 +1,69 @@
+"""The Batch widget's tables: one row per slide while it runs, then the ranked slides."""
+
+from __future__ import annotations
+
+from typing import Any
+
+STATUS_COLUMNS = ["slide", "status", "tiles", "score", "seconds", "error"]
+RANKED_COLUMNS = ["rank", "slide", "score", "tumour area", "tiles", "label", "status", "error"]
+
+
+def _fmt(value: Any, spec: str = ".3f") -> str:
+    try:
+        if value is None or value != value:  # None or NaN
+            return ""
+        return format(float(value), spec)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def update_status_row(row: list[Any], event: Any) -> None:
+    """Write a ``BatchEvent`` into its slide's row of the status table (in place)."""
+    if event.kind == "progress":
+        row[1] = "running"
+        row[2] = f"{event.tiles_done}/{event.tiles_total}"
+    else:
+        row[1] = event.kind
+    if event.row:
+        row[2] = _fmt(event.row.get("n_tiles"), ".0f") or row[2]
+        row[3] = _fmt(event.row.get("score"))
+        row[4] = _fmt(event.row.get("time_total_s"), ".1f")
+        row[5] = str(event.row.get("error") or "")
+
+
+def ranked_rows(summary: Any) -> tuple[list[list[str]], list[Any]]:
+    """Rows of the ranked table (:data:`RANKED_COLUMNS`) and each row's result folder."""
+    rows, folders = [], []
+    for rec in summary.to_dict("records"):
+        rank = rec.get("rank")
+        rows.append(
+            [
+                "" if rank is None or rank != rank else str(rank),
+                rec["slide_id"],
+                _fmt(rec.get("score")),
+                _fmt(rec.get("tumour_area_fraction")),
+                _fmt(rec.get("n_tiles"), ".0f"),
+                "" if rec.get("label") is None else str(rec.get("label")),
+                str(rec.get("status")),
+                str(rec.get("error") or ""),
+            ]
+        )
+        folders.append(rec.get("result_folder") or None)
+    return rows, folders
+
+
+def metrics_text(result: Any) -> str:
+    """Say how many slides are done, failed, cancelled and, with labels, the cohort figures."""
+    m = result.metrics
+    text = (
+        f"{result.count('done')} done · {result.count('failed')} failed · "
+        f"{result.count('cancelled')} cancelled · summary: {result.files['csv']}"
+    )
+    if m.get("confusion_matrix") is not None:
+        (tn, fp), (fn, tp) = m["confusion_matrix"]
+        auc = (m.get("roc") or {}).get("auc")
+        text += (
+            f"\nlabelled {m['n_labelled']}: TP {tp} FP {fp} TN {tn} FN {fn} · "
+            f"accuracy {m['accuracy']:.2f}" + (f" · ROC AUC {auc:.3f}" if auc is not None else "")
+        )
+    return text
