@@ -96,6 +96,7 @@ def batch(
     import torch
 
     from napari_xai.core.batch import run_batch
+    from napari_xai.core.options import BatchOptions, RunOptions, SlideOptions
 
     torch.set_num_threads(torch_threads)
     t0 = time.perf_counter()
@@ -103,10 +104,8 @@ def batch(
         slides,
         "demo",
         out,
-        scheduler=scheduler,
-        n_workers=n_workers,
-        device="cpu",
-        torch_threads=torch_threads,
+        options=SlideOptions(run=RunOptions(device="cpu")),
+        batch=BatchOptions(scheduler=scheduler, n_workers=n_workers, torch_threads=torch_threads),
     )
     elapsed = time.perf_counter() - t0
     if res.count("done") != len(slides):

@@ -170,20 +170,23 @@ class BatchWidget(RunWidget):
             ExplainSpec,
             GridOptions,
             RunOptions,
+            SlideOptions,
             SummaryOptions,
         )
 
         method = self._attribution.value
         return {
-            "grid": GridOptions(
-                min_tissue=float(self._min_tissue.value), overlap=float(self._overlap.value)
+            "options": SlideOptions(
+                grid=GridOptions(
+                    min_tissue=float(self._min_tissue.value), overlap=float(self._overlap.value)
+                ),
+                summary=SummaryOptions(
+                    top_k=int(self._top_k.value),
+                    positive_class=str(self._positive.value).strip() or None,
+                ),
+                explain=None if method == NO_ATTRIBUTION else ExplainSpec(method=str(method)),
+                run=RunOptions(device=str(self._device.value)),
             ),
-            "summary": SummaryOptions(
-                top_k=int(self._top_k.value),
-                positive_class=str(self._positive.value).strip() or None,
-            ),
-            "explain": None if method == NO_ATTRIBUTION else ExplainSpec(method=str(method)),
-            "run": RunOptions(device=str(self._device.value)),
             "batch": BatchOptions(
                 scheduler=self._scheduler_spec(),
                 n_workers=int(self._workers.value) or None,

@@ -29,7 +29,7 @@ from napari_xai._widgets._layout import show_colorbar
 from napari_xai._widgets._masks import masks_button
 from napari_xai._widgets._pace import LayerPacer
 from napari_xai._widgets._pickers import DEMO, FROM_FILE, file_edit, path_of  # noqa: F401
-from napari_xai.core.options import DEFAULT_MIN_TISSUE
+from napari_xai.core.options import DEFAULT_MIN_TISSUE, SlideOptions
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -89,7 +89,7 @@ def score_in_worker(
         kw = {"stride0": live.grid.stride0, "tile_size0": live.grid.tile_size0}
         return step, heatmap_layers(maps, live.class_names, slide_name=name, **kw)
 
-    gen = run_slide(path, model, out, grid=grid, run=run, features=features)
+    gen = run_slide(path, model, out, SlideOptions(grid=grid, run=run, features=features))
     folder = yield from relay(gen, convert)
     result = load_result(folder)
     if scored and not len(scored[0].tiles):

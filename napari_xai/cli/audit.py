@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  report: {report}")
         failed |= data.verdict == "fail"
     if args.slides:
-        from napari_xai.core.options import AuditSpec, RunOptions
+        from napari_xai.core.options import AuditSpec, RunOptions, SlideOptions
         from napari_xai.core.pipeline import REPORT_NAME, drive, result_folder, run_slide
 
         target: Any = args.target
@@ -168,8 +168,8 @@ def run(args: argparse.Namespace) -> int:
 
             # None: the folder's grid (nothing re-scored)
             grid = grid_from_args(args, folder=result_folder(out, slide))
-            folder = drive(run_slide(slide, args.model or "demo", out, grid=grid, run=run_opts,
-                                     audit=spec), progress_slide)  # fmt: skip
+            asked = SlideOptions(grid=grid, run=run_opts, audit=spec)
+            folder = drive(run_slide(slide, args.model or "demo", out, asked), progress_slide)
             if not args.quiet:
                 print(file=sys.stderr)
             res = audits[-1]

@@ -18,6 +18,7 @@ import sys
 import threading
 from typing import Any
 
+from napari_xai.cli._options import given
 from napari_xai.cli.explore import add_feature_arguments, feature_spec
 
 __all__ = [
@@ -125,13 +126,13 @@ def add_batch_arguments(parser: argparse.ArgumentParser, *, with_slides: bool = 
     g.add_argument(
         "--top-k",
         type=int,
-        default=10,
+        default=None,
         help="slide score = mean of the K highest tile probabilities (default 10)",
     )
     g.add_argument(
         "--threshold",
         type=float,
-        default=0.5,
+        default=None,
         help="slides scoring at least this are called positive (default 0.5)",
     )
     r = parser.add_argument_group("running")
@@ -204,61 +205,54 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """Build the keyword options of :func:`napari_xai.core.batch.iter_batch` from arguments.
+    """Build the options of :func:`napari_xai.core.batch.iter_batch` from arguments.
+
+    Arguments not given (None) keep the option dataclasses' own defaults.
 
     Returns
     -------
     dict
-        ``grid``, ``summary``, ``explain``, ``audit``, ``features``, ``run`` and ``batch``
-        (missing arguments: the options' defaults).
+        ``options`` (:class:`~napari_xai.core.options.SlideOptions`) and ``batch``
+        (:class:`~napari_xai.core.options.BatchOptions`).
     """
     from napari_xai.core.options import (
-        DEFAULT_MIN_TISSUE,
         AuditSpec,
         BatchOptions,
         ExplainSpec,
         GridOptions,
         RunOptions,
+        SlideOptions,
         SummaryOptions,
     )
 
-    def arg(name: str, default: Any = None) -> Any:
-        value = getattr(args, name, None)
-        return default if value is None else value
-
-    method = arg("attribution")
-    run = RunOptions()
-    return {
-        "grid": GridOptions(
-            min_tissue=float(arg("min_tissue", DEFAULT_MIN_TISSUE)),
-            overlap=float(arg("overlap", 0.0)),
-            tissue=not arg("all_tiles", False),
-            mpp=arg("mpp"),
-            max_tiles=arg("max_tiles") or None,
+    method = getattr(args, "attribution", None)
+    grid = given(args, min_tissue="min_tissue", overlap="overlap", mpp="mpp")
+    if getattr(args, "max_tiles", None):  # 0: no cap
+        grid["max_tiles"] = args.max_tiles
+    options = SlideOptions(
+        grid=GridOptions(**grid, tissue=not getattr(args, "all_tiles", False)),
+        summary=SummaryOptions(
+            **given(args, top_k="top_k", positive_class="positive_class", threshold="threshold")
         ),
-        "summary": SummaryOptions(
-            top_k=int(arg("top_k", 10)),
-            positive_class=arg("positive_class") or None,
-            threshold=float(arg("threshold", 0.5)),
+        explain=ExplainSpec(method=method) if method else None,
+        audit=AuditSpec(**({"method": method} if method else {}))
+        if getattr(args, "audit", False)
+        else None,
+        features=feature_spec(args) if hasattr(args, "features") else None,
+        run=RunOptions(
+            **given(args, device="device", batch_size="batch_size", num_workers="reader_threads"),
+            architecture=getattr(args, "architecture", None),
         ),
-        "explain": ExplainSpec(method=method) if method else None,
-        "audit": AuditSpec(method=method or "grad_cam") if arg("audit", False) else None,
-        "features": feature_spec(args) if hasattr(args, "features") else None,
-        "run": RunOptions(
-            device=arg("device", run.device),
-            batch_size=int(arg("batch_size", run.batch_size)),
-            num_workers=arg("reader_threads"),
-            architecture=arg("architecture"),
+    )
+    batch = BatchOptions(
+        **given(
+            args, scheduler="scheduler", n_workers="batch_workers",
+            torch_threads="torch_threads", label_column="label_column",
         ),
-        "batch": BatchOptions(
-            scheduler=arg("scheduler", "local"),
-            n_workers=arg("batch_workers"),
-            torch_threads=arg("torch_threads"),
-            resume=not arg("no_resume", False),
-            verify=bool(arg("verify", False)),
-            label_column=arg("label_column", "label"),
-        ),
-    }
+        resume=not getattr(args, "no_resume", False),
+        verify=bool(getattr(args, "verify", False)),
+    )  # fmt: skip
+    return {"options": options, "batch": batch}
 
 
 class _Progress:

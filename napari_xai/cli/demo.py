@@ -73,7 +73,7 @@ def ensure_sample_slide(out: Path, *, size: int, seed: int) -> Path:
 
 def score_explain_audit(slide: Path, out: Path, *, method: str, device: str | None) -> Path:
     """Run :func:`napari_xai.core.pipeline.run_slide` into ``out/results/<slide>``; return it."""
-    from napari_xai.core.options import AuditSpec, ExplainSpec, RunOptions
+    from napari_xai.core.options import AuditSpec, ExplainSpec, RunOptions, SlideOptions
     from napari_xai.core.pipeline import drive, run_slide
 
     last = [0.0]
@@ -92,9 +92,11 @@ def score_explain_audit(slide: Path, out: Path, *, method: str, device: str | No
             slide,
             "demo",
             out / "results",
-            run=RunOptions(device=device or "auto"),
-            explain=ExplainSpec(method=method),
-            audit=AuditSpec(method=method),
+            options=SlideOptions(
+                run=RunOptions(device=device or "auto"),
+                explain=ExplainSpec(method=method),
+                audit=AuditSpec(method=method),
+            ),
         ),
         on_step,
     )

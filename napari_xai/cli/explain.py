@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     """Explain the slide into its result folder; print where the map is; return 0."""
     import sys
 
-    from napari_xai.core.options import ExplainSpec, RunOptions
+    from napari_xai.core.options import ExplainSpec, RunOptions, SlideOptions
     from napari_xai.core.pipeline import drive, result_folder, run_slide
 
     target: Any = args.target
@@ -84,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
         elif step.message:
             print(f"\r{step.message}", file=sys.stderr)
 
-    folder = drive(run_slide(args.slide, args.model, args.out, grid=grid, run=run_opts,
-                             explain=spec), show)  # fmt: skip
+    options = SlideOptions(grid=grid, run=run_opts, explain=spec)
+    folder = drive(run_slide(args.slide, args.model, args.out, options), show)
     result = done[-1]
     print(
         f"{folder}/heatmaps.zarr/{result.key}: {result.n_computed} tiles computed, "

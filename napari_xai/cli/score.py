@@ -105,7 +105,7 @@ def _empty_message(args: argparse.Namespace, grid: Any) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Score the slide into its result folder; return the exit status."""
-    from napari_xai.core.options import RunOptions
+    from napari_xai.core.options import RunOptions, SlideOptions
     from napari_xai.core.pipeline import drive, run_slide
     from napari_xai.core.results import load_result
 
@@ -118,7 +118,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"scoring {args.slide} with {args.model}", file=sys.stderr)
     folder = drive(
         run_slide(
-            args.slide, args.model, args.out, grid=grid, run=run_opts, features=feature_spec(args)
+            args.slide,
+            args.model,
+            args.out,
+            options=SlideOptions(grid=grid, run=run_opts, features=feature_spec(args)),
         ),
         _progress_printer(),
     )

@@ -22,6 +22,7 @@ recorded with its error and the others go on.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob as _glob
 import math
 import os
@@ -46,13 +47,9 @@ from napari_xai.core.naming import COHORT_SUFFIXES as SLIDE_SUFFIXES
 from napari_xai.core.naming import is_positive_label, is_slide_name
 from napari_xai.core.naming import slide_stem as slide_id_for
 from napari_xai.core.options import (
-    AuditSpec,
     BatchOptions,
-    ExplainSpec,
-    FeatureSpec,
     GridOptions,
-    RunOptions,
-    SummaryOptions,
+    SlideOptions,
     result_params,
 )
 from napari_xai.core.pipeline import (  # the one writer of result folders
@@ -285,12 +282,9 @@ class SlideTask:
         Model file or folder, or ``"demo"``.
     model_hash : str
         Fingerprint of the model (see :func:`model_fingerprint`).
-    grid, summary, run : GridOptions, SummaryOptions, RunOptions
-        The options of :func:`napari_xai.core.pipeline.run_slide`.
-    explain, audit : ExplainSpec, AuditSpec or None
-        Stages to add.
-    features : FeatureSpec or None
-        Per-tile features captured while scoring.
+    options : SlideOptions
+        The options of :func:`napari_xai.core.pipeline.run_slide` (grid, run,
+        summary, explain, audit, features); the same for every slide.
     torch_threads : int or None
         torch intra-op threads of the worker.
     run_id : str
@@ -303,12 +297,7 @@ class SlideTask:
     out_folder: str
     model: str
     model_hash: str
-    grid: GridOptions = field(default_factory=GridOptions)
-    summary: SummaryOptions = field(default_factory=SummaryOptions)
-    run: RunOptions = field(default_factory=RunOptions)
-    explain: ExplainSpec | None = None
-    audit: AuditSpec | None = None
-    features: FeatureSpec | None = None
+    options: SlideOptions = field(default_factory=SlideOptions)
     torch_threads: int | None = None
     run_id: str = ""
 
@@ -338,18 +327,7 @@ def score_and_save(task: SlideTask, progress: ProgressFn) -> dict[str, Any]:
         The slide's summary row (scores and timings, from its manifest).
     """
     folder = Path(task.out_folder)
-    gen = run_slide(
-        task.slide_path,
-        task.model,
-        folder.parent,
-        name=folder.name,
-        grid=task.grid,
-        run=task.run,
-        explain=task.explain,
-        audit=task.audit,
-        summary=task.summary,
-        features=task.features,
-    )
+    gen = run_slide(task.slide_path, task.model, folder.parent, task.options, name=folder.name)
 
     def on_step(step: PipelineProgress) -> None:
         kill_point(f"{step.stage} {task.slide_id} {step.n_done}/{step.n_total}")
@@ -911,11 +889,7 @@ def _skip_done(
             folder,
             model_hash=task.model_hash,
             slide_path=task.slide_path,
-            grid=task.grid,
-            summary=task.summary,
-            explain=task.explain,
-            audit=task.audit,
-            features=task.features,
+            options=task.options,
             verify=batch.verify,
         )
         if problem is not None and problem.kind not in ("missing", "stale"):
@@ -1043,12 +1017,7 @@ def iter_batch(
     model: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
-    grid: GridOptions | None = None,
-    summary: SummaryOptions | None = None,
-    explain: ExplainSpec | None = None,
-    audit: AuditSpec | None = None,
-    features: FeatureSpec | None = None,
-    run: RunOptions | None = None,
+    options: SlideOptions | None = None,
     batch: BatchOptions | None = None,
     slide_fn: SlideFn | None = None,
     model_hash: str | None = None,
@@ -1065,10 +1034,10 @@ def iter_batch(
         Model file or folder (TorchScript, state dict + card, WSInfer folder).
     out : path-like
         Output folder: one result folder per slide, plus the cohort summary.
-    grid, summary, explain, audit, features, run : optional
+    options : SlideOptions, optional
         The options of every slide's :func:`~napari_xai.core.pipeline.run_slide`
-        (defaults: :class:`GridOptions`, :class:`SummaryOptions`, no saliency,
-        no audit, no features, :class:`RunOptions`).
+        (default :class:`SlideOptions`: the default grid, summary and run, no
+        saliency, no audit, no features; a grid of None means the defaults).
     batch : BatchOptions, optional
         Scheduler, workers, torch threads, resume, label column.
     slide_fn : callable, optional
@@ -1092,7 +1061,10 @@ def iter_batch(
         Ranked summary, cohort metrics and summary file paths (the generator's
         return value; :func:`run_batch` hands it back).
     """
-    grid, summary, run = grid or GridOptions(), summary or SummaryOptions(), run or RunOptions()
+    options = options or SlideOptions()
+    if options.grid is None:  # one grid for the whole cohort
+        options = dataclasses.replace(options, grid=GridOptions())
+    grid, summary, run = options.grid or GridOptions(), options.summary, options.run
     batch = batch or BatchOptions()
     table = collect_slides(slides, label_column=batch.label_column)
     out_dir = Path(out).expanduser().absolute()
@@ -1104,8 +1076,7 @@ def iter_batch(
         model_hash = model_fingerprint(loaded)
     run_id = uuid.uuid4().hex[:12]
     params = result_params(grid, summary)
-    specs = (("explain", explain), ("audit", audit), ("features", features))
-    stages = {k: v.to_dict() for k, v in specs if v}
+    stages = options.stages()
     run_info: dict[str, Any] = {
         "model": str(model),
         "model_sha256": model_hash,
@@ -1126,12 +1097,7 @@ def iter_batch(
             out_folder=str(out_dir / row["slide_id"]),
             model=str(model),
             model_hash=model_hash,
-            grid=grid,
-            summary=summary,
-            run=run,
-            explain=explain,
-            audit=audit,
-            features=features,
+            options=options,
             torch_threads=threads,
             run_id=run_id,
         )
@@ -1241,23 +1207,30 @@ def run_batch(
     model: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
+    options: SlideOptions | None = None,
+    batch: BatchOptions | None = None,
+    slide_fn: SlideFn | None = None,
+    model_hash: str | None = None,
+    client: Any = None,
+    cancel: threading.Event | None = None,
     on_event: Callable[[BatchEvent], None] | None = None,
-    **kwargs: Any,
 ) -> BatchResult:
     """Run :func:`iter_batch` to the end and return its :class:`BatchResult`.
 
     Parameters
     ----------
-    slides, model, out
+    slides, model, out, options, batch, slide_fn, model_hash, client, cancel
         See :func:`iter_batch`.
     on_event : callable, optional
         Called with every :class:`BatchEvent` (e.g. to print progress).
-    **kwargs
-        Passed to :func:`iter_batch`.
     """
     from napari_xai.core.progress import drive
 
-    result: BatchResult = drive(iter_batch(slides, model, out, **kwargs), on_event)
+    gen = iter_batch(
+        slides, model, out, options=options, batch=batch, slide_fn=slide_fn,
+        model_hash=model_hash, client=client, cancel=cancel,
+    )  # fmt: skip
+    result: BatchResult = drive(gen, on_event)
     return result
 
 

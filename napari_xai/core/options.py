@@ -17,6 +17,9 @@ that a result manifest records so that a later run knows what it may reuse:
   (:func:`result_params`).
 * :class:`BatchOptions`: how a cohort runs (scheduler, workers, resume); never
   hashed.
+* :class:`SlideOptions`: the bundle of one slide's run (grid, run, summary,
+  explain, audit, features), the one argument ``run_slide`` and ``iter_batch``
+  take.
 
 This module imports only the standard library.
 """
@@ -44,6 +47,7 @@ __all__ = [
     "FeatureSpec",
     "GridOptions",
     "RunOptions",
+    "SlideOptions",
     "SummaryOptions",
     "result_params",
     "stable_hash",
@@ -384,6 +388,43 @@ class BatchOptions(_Options):
     def in_process(self) -> bool:
         """Slides run in this process, one after another (``scheduler="sync"``)."""
         return self.scheduler in ("sync", "synchronous", "process", "inline")
+
+
+@dataclass(frozen=True)
+class SlideOptions:
+    """Everything one slide's run is asked for (:func:`~napari_xai.core.pipeline.run_slide`).
+
+    The same bundle for every slide of a cohort (:func:`~napari_xai.core.batch.iter_batch`).
+    Build variants with :func:`dataclasses.replace`.
+
+    Attributes
+    ----------
+    grid : GridOptions or None
+        Which tiles are scored. None: the grid the result folder was scored
+        with, when it holds one, else the :class:`GridOptions` defaults.
+    run : RunOptions
+        Device, batch sizes, threads (not part of a result).
+    summary : SummaryOptions
+        How the tiles become the slide score.
+    explain : ExplainSpec or None
+        Add a whole-slide saliency map.
+    audit : AuditSpec or None
+        Add a shortcut audit.
+    features : FeatureSpec or None
+        Keep per-tile features and ``ood_score``.
+    """
+
+    grid: GridOptions | None = None
+    run: RunOptions = dataclasses.field(default_factory=RunOptions)
+    summary: SummaryOptions = dataclasses.field(default_factory=SummaryOptions)
+    explain: ExplainSpec | None = None
+    audit: AuditSpec | None = None
+    features: FeatureSpec | None = None
+
+    def stages(self) -> dict[str, dict[str, Any]]:
+        """Return the optional stages asked for, as JSON (``explain``, ``audit``, ``features``)."""
+        specs = {"explain": self.explain, "audit": self.audit, "features": self.features}
+        return {kind: spec.to_dict() for kind, spec in specs.items() if spec is not None}
 
 
 def cache_dir(*parts: str) -> Path:

@@ -45,6 +45,7 @@ from napari_xai.core.options import (
     FeatureSpec,
     GridOptions,
     RunOptions,
+    SlideOptions,
     SummaryOptions,
     result_params,
 )
@@ -642,11 +643,7 @@ def up_to_date(
     *,
     model_hash: str,
     slide_path: str | os.PathLike[str],
-    grid: GridOptions,
-    summary: SummaryOptions,
-    explain: ExplainSpec | None = None,
-    audit: AuditSpec | None = None,
-    features: FeatureSpec | None = None,
+    options: SlideOptions,
     verify: bool = False,
 ) -> ResultProblem | None:
     """Tell why :func:`run_slide` would change a result folder (None: it would keep it all).
@@ -659,8 +656,8 @@ def up_to_date(
         :func:`model_fingerprint` of the model.
     slide_path : path-like
         The slide the folder should describe.
-    grid, summary, explain, audit, features
-        The options of the run (see :func:`run_slide`).
+    options : SlideOptions
+        The options of the run (see :func:`run_slide`; ``grid`` None: the defaults).
     verify : bool
         Also hash every listed file against the manifest.
 
@@ -669,7 +666,8 @@ def up_to_date(
     ResultProblem or None
         The first reason found (``"stale"`` when a stage asked for is missing).
     """
-    params = result_params(grid, summary)
+    grid, features = options.grid or GridOptions(), options.features
+    params = result_params(grid, options.summary)
     problem = check_result(folder, params, model_hash, slide_path=slide_path, verify=verify)
     if problem is not None:
         return problem
@@ -678,7 +676,7 @@ def up_to_date(
         return ResultProblem("stale", f"{folder}: scored with another tile grid")
     if features is not None and stages.get("features", {}).get("sha256") != features.hash():
         return ResultProblem("stale", f"{folder}: scored without these features")
-    for kind, spec in (("explain", explain), ("audit", audit)):
+    for kind, spec in (("explain", options.explain), ("audit", options.audit)):
         if spec is not None and _done_before(stages, kind, spec) is None:
             return ResultProblem("stale", f"{folder}: no {kind} stage with these options")
     return None
@@ -688,13 +686,8 @@ def run_slide(
     slide: Any,
     model: Any,
     out: str | os.PathLike[str],
+    options: SlideOptions | None = None,
     *,
-    grid: GridOptions | None = None,
-    run: RunOptions | None = None,
-    explain: ExplainSpec | None = None,
-    audit: AuditSpec | None = None,
-    summary: SummaryOptions | None = None,
-    features: FeatureSpec | None = None,
     name: str | None = None,
 ) -> Generator[PipelineProgress, None, Path]:
     """Score a slide (or reuse its score), optionally explain and audit it, into one folder.
@@ -707,24 +700,23 @@ def run_slide(
         Loaded model, model file/folder or ``"demo"``.
     out : path-like
         Output folder; the result goes to ``out/<slide stem>/``.
-    grid : GridOptions, optional
-        Which tiles are scored. None: the grid ``out/<slide>/`` was scored with
-        when it holds a result (:func:`folder_grid`; so explaining or auditing a
-        scored folder re-scores nothing), else the :class:`GridOptions` defaults.
-        A grid other than the folder's re-scores it and says what that invalidates.
-    run : RunOptions, optional
-        Device, batch sizes, threads.
-    explain : ExplainSpec, optional
-        Add a whole-slide saliency map (kept as it is when the folder already
-        holds a complete map with the same spec).
-    audit : AuditSpec, optional
-        Add a shortcut audit (kept when already done with the same spec).
-    summary : SummaryOptions, optional
-        How the tiles become the slide score (recomputed from the kept tiles
-        when only these change).
-    features : FeatureSpec, optional
-        Keep per-tile features (``features.zarr``) and add ``ood_score`` to the
-        tiles; a folder scored without them (or with another spec) is re-scored.
+    options : SlideOptions, optional
+        The bundle of the run (:class:`~napari_xai.core.options.SlideOptions`):
+
+        * ``grid``: which tiles are scored. None: the grid ``out/<slide>/`` was
+          scored with when it holds a result (:func:`folder_grid`; so explaining
+          or auditing a scored folder re-scores nothing), else the
+          :class:`GridOptions` defaults. A grid other than the folder's
+          re-scores it and says what that invalidates.
+        * ``run``: device, batch sizes, threads.
+        * ``explain``: add a whole-slide saliency map (kept as it is when the
+          folder already holds a complete map with the same spec).
+        * ``audit``: add a shortcut audit (kept when already done with the same spec).
+        * ``summary``: how the tiles become the slide score (recomputed from the
+          kept tiles when only these change).
+        * ``features``: keep per-tile features (``features.zarr``) and add
+          ``ood_score`` to the tiles; a folder scored without them (or with
+          another spec) is re-scored.
     name : str, optional
         Result folder name instead of the slide's stem (a cohort's ``slide_id``).
 
@@ -748,10 +740,11 @@ def run_slide(
 
     from napari_xai.core.wsi import open_slide
 
-    run = run or RunOptions()
-    summary = summary or SummaryOptions()
+    options = options or SlideOptions()
+    run, summary, features = options.run, options.summary, options.features
+    explain, audit = options.explain, options.audit
     folder = (Path(out) / name if name else result_folder(out, slide)).absolute()
-    grid = grid or folder_grid(folder) or GridOptions()
+    grid = options.grid or folder_grid(folder) or GridOptions()
     clean_stale_temporaries(folder.parent, name=folder.name)
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:

@@ -20,6 +20,7 @@ from napari_xai.core.options import (
     BatchOptions,
     ExplainSpec,
     GridOptions,
+    SlideOptions,
     SummaryOptions,
     result_params,
 )
@@ -248,7 +249,13 @@ def test_sync_run_bad_slide_labels_and_resume(
     t = third.summary.set_index("slide_id")
     assert not t.loc["case1", "reused"] and t.loc["case0", "reused"]
     summary = SummaryOptions(top_k=1)
-    fourth = B.run_batch(cohort / "cohort.csv", model, out, batch=SYNC, summary=summary)
+    fourth = B.run_batch(
+        cohort / "cohort.csv",
+        model,
+        out,
+        batch=SYNC,
+        options=SlideOptions(summary=summary),
+    )
     assert not fourth.summary["reused"].any()
     params = result_params(GridOptions(), summary)
     assert is_complete(out / "case0", params, r0.manifest["model"]["sha256"])
@@ -374,8 +381,9 @@ def test_saliency_and_audit_options(cohort: Path, model: str, tmp_path: Path) ->
         model,
         tmp_path,
         batch=SYNC,
-        explain=ExplainSpec(method="grad_cam"),
-        audit=AuditSpec(method="grad_cam"),
+        options=SlideOptions(
+            explain=ExplainSpec(method="grad_cam"), audit=AuditSpec(method="grad_cam")
+        ),
     )
     row = res.summary.iloc[0]
     assert row["status"] == "done", row["error"]
@@ -417,8 +425,9 @@ def test_saliency_and_audit_options(cohort: Path, model: str, tmp_path: Path) ->
         model,
         tmp_path,
         batch=SYNC,
-        explain=ExplainSpec(method="grad_cam"),
-        audit=AuditSpec(method="grad_cam"),
+        options=SlideOptions(
+            explain=ExplainSpec(method="grad_cam"), audit=AuditSpec(method="grad_cam")
+        ),
     )
     assert again.summary.iloc[0]["reused"]
     from napari_xai.core.pipeline import run_slide
@@ -428,8 +437,9 @@ def test_saliency_and_audit_options(cohort: Path, model: str, tmp_path: Path) ->
         cohort / "slides" / "case0.tif",
         model,
         tmp_path,
-        explain=ExplainSpec(method="grad_cam"),
-        audit=AuditSpec(method="grad_cam"),
+        options=SlideOptions(
+            explain=ExplainSpec(method="grad_cam"), audit=AuditSpec(method="grad_cam")
+        ),
     )
     while True:
         try:

@@ -137,16 +137,29 @@ def test_run_slide_with_features_writes_features_zarr_and_ood_score(
     synthetic_he: Path, tmp_path: Path
 ) -> None:
     from napari_xai.core.explore.features import read_features
-    from napari_xai.core.options import FeatureSpec, GridOptions
+    from napari_xai.core.options import FeatureSpec, GridOptions, SlideOptions
     from napari_xai.core.pipeline import drive, run_slide
     from napari_xai.core.results import load_result
 
     grid = GridOptions(max_tiles=60)
-    folder = drive(run_slide(synthetic_he, "demo", tmp_path, grid=grid))
+    folder = drive(
+        run_slide(
+            synthetic_he,
+            "demo",
+            tmp_path,
+            options=SlideOptions(grid=grid),
+        )
+    )
     assert "ood_score" not in load_result(folder).tiles  # opt-in
     steps: list = []
     folder = drive(
-        run_slide(synthetic_he, "demo", tmp_path, grid=grid, features=FeatureSpec()), steps.append
+        run_slide(
+            synthetic_he,
+            "demo",
+            tmp_path,
+            options=SlideOptions(grid=grid, features=FeatureSpec()),
+        ),
+        steps.append,
     )
     assert not any(s.stage == "reuse" for s in steps)  # scored again: features were asked
     res = load_result(folder)
@@ -167,7 +180,15 @@ def test_run_slide_with_features_writes_features_zarr_and_ood_score(
     assert np.abs(probs - table[::-1]).max() > 0.1  # (a shuffled order would not pass)
     # a later run without --features keeps them (the folder is reused)
     steps = []
-    folder = drive(run_slide(synthetic_he, "demo", tmp_path, grid=grid), steps.append)
+    folder = drive(
+        run_slide(
+            synthetic_he,
+            "demo",
+            tmp_path,
+            options=SlideOptions(grid=grid),
+        ),
+        steps.append,
+    )
     assert any(s.stage == "reuse" for s in steps)
     assert read_features(folder).shape == feats.shape
     assert "ood_score" in load_result(folder).tiles
@@ -177,7 +198,7 @@ def test_ood_score_higher_on_fluorescence_and_real_he_than_on_synthetic_he(
     synthetic_he: Path, shared_data: Path, tmp_path: Path
 ) -> None:
     """The demo model saw synthetic H&E: a fluorescence slide and a real H&E slide are new."""
-    from napari_xai.core.options import FeatureSpec, GridOptions
+    from napari_xai.core.options import FeatureSpec, GridOptions, SlideOptions
     from napari_xai.core.pipeline import drive, run_slide
     from napari_xai.core.results import load_result
 
@@ -191,7 +212,14 @@ def test_ood_score_higher_on_fluorescence_and_real_he_than_on_synthetic_he(
     grid = GridOptions(max_tiles=150)
 
     def median_ood(path: Path) -> float:
-        folder = drive(run_slide(path, "demo", tmp_path, grid=grid, features=FeatureSpec()))
+        folder = drive(
+            run_slide(
+                path,
+                "demo",
+                tmp_path,
+                options=SlideOptions(grid=grid, features=FeatureSpec()),
+            )
+        )
         return float(load_result(folder).manifest["summary"]["ood_score"])
 
     seen = median_ood(synthetic_he)
@@ -234,17 +262,31 @@ def test_batch_and_score_cli_features(tmp_path: Path, capsys) -> None:
 def test_scripted_demo_gives_the_same_ood_scores(synthetic_he: Path, tmp_path: Path) -> None:
     """The WSInfer (TorchScript) copy of the demo: features at the boundary, same summary."""
     from napari_xai.core.models.demo import demo_model_path
-    from napari_xai.core.options import FeatureSpec, GridOptions
+    from napari_xai.core.options import FeatureSpec, GridOptions, SlideOptions
     from napari_xai.core.pipeline import drive, run_slide
     from napari_xai.core.results import load_result
 
     grid = GridOptions(max_tiles=40)
     scripted = demo_model_path().parent / "demo_wsinfer"
     a = load_result(
-        drive(run_slide(synthetic_he, "demo", tmp_path / "a", grid=grid, features=FeatureSpec()))
+        drive(
+            run_slide(
+                synthetic_he,
+                "demo",
+                tmp_path / "a",
+                options=SlideOptions(grid=grid, features=FeatureSpec()),
+            )
+        )
     )
     b = load_result(
-        drive(run_slide(synthetic_he, scripted, tmp_path / "b", grid=grid, features=FeatureSpec()))
+        drive(
+            run_slide(
+                synthetic_he,
+                scripted,
+                tmp_path / "b",
+                options=SlideOptions(grid=grid, features=FeatureSpec()),
+            )
+        )
     )
     assert b.manifest["features"]["layer"] == "forward_features"
     assert b.manifest["features"]["ood_method"] == "mahalanobis"
@@ -257,12 +299,19 @@ def test_ood_layer_over_the_slide(synthetic_he: Path, tmp_path: Path) -> None:
 
     from napari_xai._results_reader import read_result_folder
     from napari_xai.core.layers import grid_to_world
-    from napari_xai.core.options import FeatureSpec, GridOptions
+    from napari_xai.core.options import FeatureSpec, GridOptions, SlideOptions
     from napari_xai.core.pipeline import drive, run_slide
     from napari_xai.core.results import load_result
 
     grid = GridOptions(max_tiles=50)
-    folder = drive(run_slide(synthetic_he, "demo", tmp_path, grid=grid, features=FeatureSpec()))
+    folder = drive(
+        run_slide(
+            synthetic_he,
+            "demo",
+            tmp_path,
+            options=SlideOptions(grid=grid, features=FeatureSpec()),
+        )
+    )
     tiles = load_result(folder).tiles
     layers = {ldt[1]["name"]: ldt for ldt in read_result_folder(str(folder))}
     data, kwargs, kind = layers["syn ood_score"]

@@ -14,6 +14,7 @@ from napari_xai.core.options import (
     ExplainSpec,
     GridOptions,
     RunOptions,
+    SlideOptions,
     stable_hash,
 )
 
@@ -66,7 +67,14 @@ def test_stages_add_to_one_folder_and_rescoring_keeps_or_invalidates(
 
     run = RunOptions(device="cpu", num_workers=1)
     grid = GridOptions()
-    folder, steps = _drive(run_slide(cmu, "demo", tmp_path, grid=grid, run=run))
+    folder, steps = _drive(
+        run_slide(
+            cmu,
+            "demo",
+            tmp_path,
+            options=SlideOptions(grid=grid, run=run),
+        )
+    )
     assert folder == tmp_path / "CMU-1-Small-Region"
     assert [s.stage for s in steps][-1] == "write"
     scored = load_result(folder)
@@ -78,13 +86,18 @@ def test_stages_add_to_one_folder_and_rescoring_keeps_or_invalidates(
             cmu,
             "demo",
             tmp_path,
-            grid=grid,
-            run=run,
-            explain=ExplainSpec(method="saliency", target="tumour"),
+            options=SlideOptions(
+                grid=grid, run=run, explain=ExplainSpec(method="saliency", target="tumour")
+            ),
         )
     )
     folder, steps = _drive(
-        run_slide(cmu, "demo", tmp_path, grid=grid, run=run, audit=AuditSpec(max_tiles=8))
+        run_slide(
+            cmu,
+            "demo",
+            tmp_path,
+            options=SlideOptions(grid=grid, run=run, audit=AuditSpec(max_tiles=8)),
+        )
     )
     assert "score" not in {s.stage for s in steps}  # the score was reused, not redone
     res = load_result(folder)
@@ -99,15 +112,22 @@ def test_stages_add_to_one_folder_and_rescoring_keeps_or_invalidates(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["CMU-1-Small-Region"]
 
     # the same grid again: everything kept
-    folder, steps = _drive(run_slide(cmu, "demo", tmp_path, grid=grid, run=run))
+    folder, steps = _drive(
+        run_slide(
+            cmu,
+            "demo",
+            tmp_path,
+            options=SlideOptions(grid=grid, run=run),
+        )
+    )
     assert steps[0].stage == "reuse"
     again = load_result(folder)
     assert again.manifest["heatmaps"] == res.manifest["heatmaps"]
     assert again.audit == res.audit
 
     # another grid: re-scored, and it says what it invalidated
-    folder, steps = _drive(run_slide(cmu, "demo", tmp_path, grid=GridOptions(min_tissue=0.9),
-                                     run=run))  # fmt: skip
+    stricter = SlideOptions(grid=GridOptions(min_tissue=0.9), run=run)
+    folder, steps = _drive(run_slide(cmu, "demo", tmp_path, stricter))
     said = [s.message for s in steps if s.stage == "invalidate"]
     assert len(said) == 1 and "saliency/saliency/tumour" in said[0] and "audit" in said[0]
     fresh = load_result(folder)
@@ -125,16 +145,37 @@ def test_explain_and_audit_take_the_folders_grid(cmu: Path, tmp_path: Path) -> N
     run = RunOptions(device="cpu", num_workers=1)
     grid = GridOptions(overlap=0.25)
     assert folder_grid(tmp_path / "CMU-1-Small-Region") is None  # nothing there yet
-    folder, _ = _drive(run_slide(cmu, "demo", tmp_path, grid=grid, run=run))
+    folder, _ = _drive(
+        run_slide(
+            cmu,
+            "demo",
+            tmp_path,
+            options=SlideOptions(grid=grid, run=run),
+        )
+    )
     scored = read_manifest(folder)
     assert folder_grid(folder) == grid
     assert scored["grid"]["stride0"] < scored["grid"]["tile_size0"]  # overlapping tiles
 
     spec = ExplainSpec(method="saliency")
-    folder, steps = _drive(run_slide(cmu, "demo", tmp_path, run=run, explain=spec))
+    folder, steps = _drive(
+        run_slide(
+            cmu,
+            "demo",
+            tmp_path,
+            options=SlideOptions(run=run, explain=spec),
+        )
+    )
     stages = [s.stage for s in steps]
     assert "score" not in stages and "invalidate" not in stages and stages[0] == "reuse"
-    folder, steps = _drive(run_slide(cmu, "demo", tmp_path, run=run, audit=AuditSpec(max_tiles=8)))
+    folder, steps = _drive(
+        run_slide(
+            cmu,
+            "demo",
+            tmp_path,
+            options=SlideOptions(run=run, audit=AuditSpec(max_tiles=8)),
+        )
+    )
     assert "score" not in {s.stage for s in steps} and "invalidate" not in {s.stage for s in steps}
     res = load_result(folder)
     assert res.manifest["stages"]["score"] == scored["stages"]["score"]
@@ -147,7 +188,14 @@ def test_explain_and_audit_take_the_folders_grid(cmu: Path, tmp_path: Path) -> N
     assert explained["n_tiles"] == explained["n_done"] == len(res.tiles)
 
     # a grid given explicitly still wins, and says what it invalidates
-    folder, steps = _drive(run_slide(cmu, "demo", tmp_path, grid=GridOptions(), run=run))
+    folder, steps = _drive(
+        run_slide(
+            cmu,
+            "demo",
+            tmp_path,
+            options=SlideOptions(grid=GridOptions(), run=run),
+        )
+    )
     said = [s.message for s in steps if s.stage == "invalidate"]
     assert len(said) == 1 and "audit" in said[0]
     assert folder_grid(folder) == GridOptions()
@@ -160,10 +208,22 @@ def test_a_cancelled_stage_keeps_the_old_result_and_the_next_run_resumes(
     from napari_xai.core.results import load_result, read_manifest
 
     run = RunOptions(device="cpu", num_workers=1, explain_batch_size=8)
-    folder, _ = _drive(run_slide(cmu, "demo", tmp_path, run=run))
+    folder, _ = _drive(
+        run_slide(
+            cmu,
+            "demo",
+            tmp_path,
+            options=SlideOptions(run=run),
+        )
+    )
     before = read_manifest(folder)
     spec = ExplainSpec(method="saliency")
-    gen = run_slide(cmu, "demo", tmp_path, run=run, explain=spec)
+    gen = run_slide(
+        cmu,
+        "demo",
+        tmp_path,
+        options=SlideOptions(run=run, explain=spec),
+    )
     while next(gen).stage != "explain":
         pass
     next(gen)
@@ -171,7 +231,14 @@ def test_a_cancelled_stage_keeps_the_old_result_and_the_next_run_resumes(
     assert read_manifest(folder) == before  # the old result is untouched
     leftovers = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("."))
     assert leftovers == [".CMU-1-Small-Region.saliency-cache.zarr"]  # kept for the resume
-    folder, steps = _drive(run_slide(cmu, "demo", tmp_path, run=run, explain=spec))
+    folder, steps = _drive(
+        run_slide(
+            cmu,
+            "demo",
+            tmp_path,
+            options=SlideOptions(run=run, explain=spec),
+        )
+    )
     done = next(s.value for s in steps if s.stage == "explain" and s.value is not None)
     assert done.n_cached >= 8 and done.n_done == done.n_tiles  # resumed, then completed
     assert "saliency/saliency/predicted" in load_result(folder).manifest["heatmaps"]
@@ -184,8 +251,8 @@ def test_leftover_temporary_folders_are_removed(cmu: Path, tmp_path: Path) -> No
     stale = tmp_path / ".CMU-1-Small-Region.tmp-0123456789ab"
     stale.mkdir()
     (stale / "tiles.parquet").write_bytes(b"half")
-    folder, _ = _drive(run_slide(cmu, "demo", tmp_path, run=RunOptions(device="cpu"),
-                                 grid=GridOptions(max_tiles=8)))  # fmt: skip
+    options = SlideOptions(grid=GridOptions(max_tiles=8), run=RunOptions(device="cpu"))
+    folder, _ = _drive(run_slide(cmu, "demo", tmp_path, options))
     assert not stale.exists()
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["params"]["max_tiles"] == 8
@@ -198,5 +265,12 @@ def test_bad_slide_is_a_clear_error(shared_data: Path, tmp_path: Path) -> None:
     if not bad.is_file():
         pytest.skip(f"{bad} is not there (real test data)")
     with pytest.raises(ValueError, match="boxes_0.dcm"):
-        _drive(run_slide(bad, "demo", tmp_path, run=RunOptions(device="cpu")))
+        _drive(
+            run_slide(
+                bad,
+                "demo",
+                tmp_path,
+                options=SlideOptions(run=RunOptions(device="cpu")),
+            )
+        )
     assert not any(tmp_path.iterdir())
