@@ -8,7 +8,7 @@ flags given, for building any of them).
 * ``score`` (and ``batch``) define a result's grid: the given flags over the
   defaults (:func:`grid_from_args` with ``base=None``).
 * ``explain`` and ``audit`` add to a result folder: without grid flags they use
-  the grid the folder was scored with (``run_slide(grid=None)``), so nothing is
+  the grid the folder was scored with (``SlideOptions(grid=None)``), so nothing is
   re-scored; the given flags change that grid, and ``run_slide`` says what the
   re-score invalidates.
 """

@@ -1,6 +1,6 @@
 """One pipeline from a slide to its result folder: :func:`run_slide`.
 
-``run_slide(slide, model, out, grid=..., run=..., explain=..., audit=...)`` is
+``run_slide(slide, model, out, SlideOptions(grid=..., explain=..., audit=...))`` is
 the one writer of result folders (``out/<slide stem>/``, see DESIGN.md). It is
 a generator that yields :class:`PipelineProgress` and returns the folder. Its
 stages add to what the folder already holds:
