@@ -15,12 +15,17 @@ captum are imported there, never on the GUI thread):
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, PushButton, SpinBox
 
 from napari_xai._widgets._base import RunWidget, default_output
+from napari_xai._widgets._explain_work import (  # noqa: F401 - describe_for_explain: tests
+    canvas_rect,
+    channels_in_worker,
+    describe_for_explain,
+    run_in_worker,
+)
 from napari_xai._widgets._pickers import file_edit, path_of
 from napari_xai.core.naming import METHOD_NAMES
 
@@ -38,35 +43,6 @@ REFRESH_S = 0.5
 FOLLOW_DELAY_MS = 600
 #: Method names in menu order (the registry's order: core/naming.py).
 METHODS = METHOD_NAMES
-
-
-def run_in_worker(where: str, source: Any, spec: Any, out: Path, /, *args: Any, **kw: Any) -> Any:
-    """Worker body: load the model (cached), then run ``where`` into the slide's store."""
-    import importlib
-
-    from napari_xai.core.models.resolve import resolve_model
-    from napari_xai.core.naming import slide_stem
-
-    module, name = where.split(":")
-    path = source if isinstance(source, (str, Path)) else source.path
-    store = Path(out) / slide_stem(path) / "heatmaps.zarr"
-    call = getattr(importlib.import_module(module), name)
-    return (yield from call(source, resolve_model(spec), *args, store=store, **kw))
-
-
-def describe_for_explain(spec: Any) -> tuple[Any, tuple[str, ...], tuple[str, ...]]:
-    """Worker body: the model, the methods it supports and its hookable layers."""
-    from napari_xai.core.activations import list_layers
-    from napari_xai.core.attribution import supported_methods
-    from napari_xai.core.models.resolve import resolve_model
-
-    model = resolve_model(spec)
-    methods = supported_methods(model)
-    try:
-        layers = tuple(list_layers(model))
-    except Exception:  # noqa: BLE001 - a model without hookable layers: none offered
-        layers = ()
-    return model, tuple(m for m in METHODS if m in methods), layers
 
 
 class ExplainWidget(RunWidget):
@@ -197,18 +173,7 @@ class ExplainWidget(RunWidget):
 
     def view_rect(self, layer: Any) -> tuple[float, float, float, float]:
         """Level-0 (row0, col0, row1, col1) of the canvas, in the slide layer's pixels."""
-        import numpy as np
-
-        cam = self._camera()
-        centre = np.asarray(cam.center[-2:], float)
-        canvas = getattr(self._viewer, "canvas", None)  # napari >= 0.9: viewer.canvas.size
-        size: Any = getattr(canvas, "size", None) or getattr(
-            self._viewer, "_canvas_size", (1024, 1024)
-        )
-        half = np.asarray(size[-2:], float) / float(cam.zoom) / 2
-        lo = layer.world_to_data(list(centre - half))[-2:]
-        hi = layer.world_to_data(list(centre + half))[-2:]
-        return (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
+        return canvas_rect(self._viewer, self._camera(), layer)
 
     # -- running ---------------------------------------------------------------------
     def _source(self, layer: Any) -> Any:
@@ -358,12 +323,3 @@ class ExplainWidget(RunWidget):
     def _on_channels(self, ldt: Any) -> None:
         self.upsert(ldt)
         self._status.value = f"{ldt[1]['metadata']['napari_xai']['n']} channels shown"
-
-
-def channels_in_worker(source: Any, spec: Any, centre_rc: Any, **kw: Any) -> Any:
-    """Worker body: load the model (cached) and build the channel grid layer."""
-    from napari_xai.core.activations import tile_channels
-    from napari_xai.core.layers.activations import channels_layer
-    from napari_xai.core.models.resolve import resolve_model
-
-    return channels_layer(tile_channels(source, resolve_model(spec), tuple(centre_rc), **kw))

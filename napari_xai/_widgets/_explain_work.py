@@ -1,0 +1,59 @@
+"""The Explain widget's worker bodies (imports of the core happen in the worker) and view."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from napari_xai.core.naming import METHOD_NAMES
+
+
+def run_in_worker(where: str, source: Any, spec: Any, out: Path, /, *args: Any, **kw: Any) -> Any:
+    """Worker body: load the model (cached), then run ``where`` into the slide's store."""
+    import importlib
+
+    from napari_xai.core.models.resolve import resolve_model
+    from napari_xai.core.naming import slide_stem
+
+    module, name = where.split(":")
+    path = source if isinstance(source, (str, Path)) else source.path
+    store = Path(out) / slide_stem(path) / "heatmaps.zarr"
+    call = getattr(importlib.import_module(module), name)
+    return (yield from call(source, resolve_model(spec), *args, store=store, **kw))
+
+
+def describe_for_explain(spec: Any) -> tuple[Any, tuple[str, ...], tuple[str, ...]]:
+    """Worker body: the model, the methods it supports and its hookable layers."""
+    from napari_xai.core.activations import list_layers
+    from napari_xai.core.attribution import supported_methods
+    from napari_xai.core.models.resolve import resolve_model
+
+    model = resolve_model(spec)
+    methods = supported_methods(model)
+    try:
+        layers = tuple(list_layers(model))
+    except Exception:  # noqa: BLE001 - a model without hookable layers: none offered
+        layers = ()
+    return model, tuple(m for m in METHOD_NAMES if m in methods), layers
+
+
+def channels_in_worker(source: Any, spec: Any, centre_rc: Any, **kw: Any) -> Any:
+    """Worker body: load the model (cached) and build the channel grid layer."""
+    from napari_xai.core.activations import tile_channels
+    from napari_xai.core.layers.activations import channels_layer
+    from napari_xai.core.models.resolve import resolve_model
+
+    return channels_layer(tile_channels(source, resolve_model(spec), tuple(centre_rc), **kw))
+
+
+def canvas_rect(viewer: Any, camera: Any, layer: Any) -> tuple[float, float, float, float]:
+    """Level-0 (row0, col0, row1, col1) that the canvas shows, in ``layer``'s pixels."""
+    import numpy as np
+
+    centre = np.asarray(camera.center[-2:], float)
+    canvas = getattr(viewer, "canvas", None)  # napari >= 0.9: viewer.canvas.size
+    size: Any = getattr(canvas, "size", None) or getattr(viewer, "_canvas_size", (1024, 1024))
+    half = np.asarray(size[-2:], float) / float(camera.zoom) / 2
+    lo = layer.world_to_data(list(centre - half))[-2:]
+    hi = layer.world_to_data(list(centre + half))[-2:]
+    return (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
