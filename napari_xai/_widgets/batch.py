@@ -165,34 +165,19 @@ class BatchWidget(RunWidget):
 
     def _options(self) -> dict[str, Any]:
         """Keyword options of :func:`napari_xai.core.batch.iter_batch` from the controls."""
-        from napari_xai.core.options import (
-            BatchOptions,
-            ExplainSpec,
-            GridOptions,
-            RunOptions,
-            SlideOptions,
-            SummaryOptions,
-        )
+        from napari_xai.core import options as o
 
         method = self._attribution.value
-        return {
-            "options": SlideOptions(
-                grid=GridOptions(
-                    min_tissue=float(self._min_tissue.value), overlap=float(self._overlap.value)
-                ),
-                summary=SummaryOptions(
-                    top_k=int(self._top_k.value),
-                    positive_class=str(self._positive.value).strip() or None,
-                ),
-                explain=None if method == NO_ATTRIBUTION else ExplainSpec(method=str(method)),
-                run=RunOptions(device=str(self._device.value)),
-            ),
-            "batch": BatchOptions(
-                scheduler=self._scheduler_spec(),
-                n_workers=int(self._workers.value) or None,
-                resume=bool(self._resume.value),
-            ),
-        }
+        grid = o.GridOptions(min_tissue=float(self._min_tissue.value),
+                             overlap=float(self._overlap.value))  # fmt: skip
+        positive = str(self._positive.value).strip() or None
+        summary = o.SummaryOptions(top_k=int(self._top_k.value), positive_class=positive)
+        explain = None if method == NO_ATTRIBUTION else o.ExplainSpec(method=str(method))
+        run = o.RunOptions(device=str(self._device.value))
+        batch = o.BatchOptions(scheduler=self._scheduler_spec(), resume=bool(self._resume.value),
+                               n_workers=int(self._workers.value) or None)  # fmt: skip
+        slide = o.SlideOptions(grid=grid, summary=summary, explain=explain, run=run)
+        return {"options": slide, "batch": batch}
 
     # -- running ---------------------------------------------------------------------
     def _on_run(self, _value: Any = None) -> None:
