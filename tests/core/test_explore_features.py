@@ -197,7 +197,13 @@ def test_run_slide_with_features_writes_features_zarr_and_ood_score(
 def test_ood_score_higher_on_fluorescence_and_real_he_than_on_synthetic_he(
     synthetic_he: Path, shared_data: Path, tmp_path: Path
 ) -> None:
-    """The demo model saw synthetic H&E: a fluorescence slide and a real H&E slide are new."""
+    """The demo model saw synthetic H&E: a fluorescence slide and a real H&E slide are new.
+
+    Compared over tiles that are mostly tissue: the demo model trained on whole
+    tissue patches, so a tile half glass is out of distribution on any slide,
+    and the share of such edge tiles (set by the tissue mask and the slide's
+    size) would otherwise decide the median.
+    """
     from napari_xai.core.options import FeatureSpec, GridOptions, SlideOptions
     from napari_xai.core.pipeline import drive, run_slide
     from napari_xai.core.results import load_result
@@ -211,7 +217,7 @@ def test_ood_score_higher_on_fluorescence_and_real_he_than_on_synthetic_he(
             pytest.skip(f"{path} is not there (real test data)")
     grid = GridOptions(max_tiles=150)
 
-    def median_ood(path: Path) -> float:
+    def ood_scores(path: Path) -> tuple[np.ndarray, np.ndarray]:
         folder = drive(
             run_slide(
                 path,
@@ -220,12 +226,18 @@ def test_ood_score_higher_on_fluorescence_and_real_he_than_on_synthetic_he(
                 options=SlideOptions(grid=grid, features=FeatureSpec()),
             )
         )
-        return float(load_result(folder).manifest["summary"]["ood_score"])
+        tiles = load_result(folder).tiles
+        interior = tiles["tissue_fraction"].to_numpy() >= 0.9
+        assert interior.sum() >= 10, (path.name, int(interior.sum()))
+        ood = tiles["ood_score"].to_numpy(np.float64)
+        return ood[interior], ood[~interior]
 
-    seen = median_ood(synthetic_he)
+    seen, seen_edges = ood_scores(synthetic_he)
+    assert np.median(seen) < 1.5  # 1.0 is the edge of the training data
+    assert len(seen_edges) and np.median(seen_edges) > 2 * np.median(seen)
     for kind, path in slides.items():
-        unseen = median_ood(path)
-        assert unseen > 1.5 * seen, (kind, unseen, seen)
+        unseen, _ = ood_scores(path)
+        assert np.median(unseen) > 1.5 * np.median(seen), (kind, unseen, seen)
 
 
 def test_batch_and_score_cli_features(tmp_path: Path, capsys) -> None:
