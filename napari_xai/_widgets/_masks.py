@@ -12,20 +12,45 @@ from typing import Any
 
 from magicgui.widgets import PushButton
 
-__all__ = ["masks_button", "masks_in_worker"]
+__all__ = ["legend_text", "masks_button", "masks_in_worker"]
 
 
-def masks_in_worker(path: str, mpp: float | None = None) -> Any:
-    """Worker body: the slide's tissue and artefact masks as outlined Labels layers."""
+def masks_in_worker(path: str, mpp: float | None = None, folder: str | None = None) -> Any:
+    """Worker body: the slide's tissue and artefact masks as outlined Labels layers.
+
+    The masks stored in ``folder`` (a result folder: scoring's, stroke pass
+    included) when they were made from this slide file, else the thumbnail
+    pass (seconds; the stroke pass is what scoring adds). The tissue layer's
+    metadata says which (``masks_source``).
+    """
     from napari_xai.core.layers.masks import mask_layers
-    from napari_xai.core.masks import slide_masks
+    from napari_xai.core.masks import masks_key, read_masks, slide_masks
     from napari_xai.core.naming import slide_stem
     from napari_xai.core.wsi import open_slide
 
     with open_slide(path, mpp=mpp) as slide:
-        masks = slide_masks(slide)
+        stored = None
+        if folder:
+            key = masks_key(slide, max_size=0, strokes=True)
+            stored = read_masks(folder, key=key, any_size=True)
+        masks = stored if stored is not None else slide_masks(slide)
     yield from ()
-    return mask_layers(masks, name_prefix=slide_stem(path))
+    layers = mask_layers(masks, name_prefix=slide_stem(path))
+    source = f"{folder} (stroke pass included)" if stored is not None else "thumbnail pass"
+    layers[0][1]["metadata"]["masks_source"] = source
+    return layers
+
+
+def legend_text(layers: list[Any]) -> str:
+    """Say what the mask layers show: tissue fraction, artefact classes, where they come from."""
+    from napari_xai.core.masks import ARTEFACT_LABELS, ARTEFACT_NAMES
+
+    meta = layers[0][1]["metadata"]
+    classes = "; ".join(f"{ARTEFACT_NAMES[k]} ({v})" for k, v in ARTEFACT_LABELS.items())
+    return (
+        f"masks: tissue {meta['tissue_fraction']:.1%} (outline); artefact classes {classes} "
+        f"[{meta.get('masks_source', 'thumbnail pass')}]"
+    )
 
 
 def masks_button(widget: Any, *, mpp: Any = None) -> PushButton:
@@ -45,13 +70,10 @@ def masks_button(widget: Any, *, mpp: Any = None) -> PushButton:
 
     def on_masks(layers: list[Any]) -> None:
         from napari_xai._widgets._style import style_layer
-        from napari_xai.core.masks import ARTEFACT_NAMES
 
         for ldt in layers:
             style_layer(widget.upsert(ldt))
-        tissue = layers[0][1]["metadata"]["tissue_fraction"]
-        classes = ", ".join(ARTEFACT_NAMES.values())
-        widget._status.value = f"masks: tissue {tissue:.1%}; artefact classes: {classes}"
+        widget._status.value = legend_text(layers)
 
     def on_click(_value: Any = None) -> None:
         layer = widget.picked_slide()
@@ -62,6 +84,7 @@ def masks_button(widget: Any, *, mpp: Any = None) -> PushButton:
             masks_in_worker,
             path,
             (float(mpp.value) or None) if mpp is not None else None,
+            layer.metadata.get("result_folder"),
             status=f"tissue and artefact masks of {Path(path).name}…",
             on_returned=on_masks,
         )

@@ -52,6 +52,7 @@ __all__ = [
     "TissueSpec",
     "grid_for_slide",
     "mask_size_for",
+    "slide_mask_size",
     "iter_predictions",
     "iter_score_slide",
     "score_tiles",
@@ -207,6 +208,13 @@ def mask_size_for(shape_rc: Sequence[int], tile_size0: float) -> int:
     return int(np.clip(max(shape_rc) / max(tile_size0 / 8.0, 1.0), 512, 2048))
 
 
+def slide_mask_size(slide: Slide, card: ModelCard, *, mpp: float | None = None) -> int:
+    """:func:`mask_size_for` ``card``'s tiles on ``slide`` (raises on a missing resolution)."""
+    slide_mpp = mpp if mpp is not None else slide.info.mpp
+    tile_size0 = card.tile_size * model_downsample(card.mpp, slide_mpp, path=slide.path)
+    return mask_size_for(slide.info.shape_rc, tile_size0)
+
+
 def tissue_masks(
     slide: Slide, tissue: TissueSpec = "auto", *, max_size: int = 2048
 ) -> tuple[npt.NDArray[np.bool_] | None, npt.NDArray[np.bool_] | None, float]:
@@ -270,8 +278,7 @@ def grid_for_slide(
     tissue: TissueSpec = masks if masks is not None else ("auto" if options.tissue else None)
     slide_mpp = mpp if mpp is not None else slide.info.mpp
     # Fail on a missing resolution before spending time on masks.
-    tile_size0 = card.tile_size * model_downsample(card.mpp, slide_mpp, path=slide.path)
-    max_size = mask_size_for(slide.info.shape_rc, tile_size0)
+    max_size = slide_mask_size(slide, card, mpp=mpp)
     tissue_mask, artefact_mask, mask_ds = tissue_masks(slide, tissue, max_size=max_size)
     return plan_tile_grid(
         slide.info.shape_rc,

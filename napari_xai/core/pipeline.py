@@ -262,13 +262,52 @@ def _model_info(loaded: Any) -> dict[str, Any]:
     }
 
 
-def slide_fit(slide: Any, card: Any) -> dict[str, Any]:
+def _masks(slide: Any, card: Any, grid: GridOptions, folder: Path) -> tuple[Any, Any]:
+    """Get the slide's masks (stroke pass included) and key; (None, None): no tissue step.
+
+    Reused from ``folder`` (an earlier result) when made there from the same
+    slide file, thumbnail size and mask code
+    (:func:`napari_xai.core.masks.cached_slide_masks`).
+    """
+    if not grid.tissue:
+        return None, None
+    from napari_xai.core.audit.slide import AUDIT_MASK_SIZE
+    from napari_xai.core.inference import slide_mask_size
+    from napari_xai.core.masks import cached_slide_masks, masks_key
+
+    # fine enough for the audit's small marks, whichever stage comes first
+    size = max(slide_mask_size(slide, card, mpp=grid.mpp), AUDIT_MASK_SIZE)
+    masks = cached_slide_masks(slide, folder, max_size=size, strokes=True)
+    return masks, masks_key(slide, max_size=size, strokes=True)
+
+
+def _write_masks(writer: ResultWriter, masks: Any, key: Any) -> None:
+    """Put the masks (and the key they were made under) into the result being written."""
+    from napari_xai.core.masks import write_masks
+
+    for name in write_masks(masks, writer.path, key=key):
+        writer.add_file(name.split(".")[0], name)
+
+
+def _tile_grid(slide: Any, loaded: Any, grid: GridOptions, masks: Any) -> Any:
+    """Plan the scoring grid over ``masks`` (None: scoring detects tissue, or keeps all)."""
+    if masks is None:
+        return None
+    from napari_xai.core.inference import grid_for_slide
+
+    ds = float(masks.downsample)
+    return grid_for_slide(slide, loaded.card, grid, masks=(masks.tissue, masks.artefact, ds))
+
+
+def slide_fit(slide: Any, card: Any, *, masks: Any = None) -> dict[str, Any]:
     """Slide modality and stain (thumbnail masks) against the model card's, with warnings.
 
     Parameters
     ----------
     slide : napari_xai.core.wsi.Slide
     card : napari_xai.core.models.card.ModelCard
+    masks : SlideMasks, optional
+        The slide's masks; default from a 512-pixel thumbnail.
 
     Returns
     -------
@@ -279,8 +318,9 @@ def slide_fit(slide: Any, card: Any) -> dict[str, Any]:
     """
     from napari_xai.core.masks import masks_from_thumbnail
 
-    thumb, ds = slide.thumbnail(max_size=512)
-    masks = masks_from_thumbnail(thumb, ds)
+    if masks is None:
+        thumb, ds = slide.thumbnail(max_size=512)
+        masks = masks_from_thumbnail(thumb, ds)
     warnings = card.fit_warnings(
         slide=Path(slide.path).name, modality=masks.modality, stain=masks.stain
     )
@@ -466,6 +506,8 @@ def _score(
     run: RunOptions,
     options: SummaryOptions,
     features: FeatureSpec | None = None,
+    *,
+    masks: Any = None,
 ) -> Generator[PipelineProgress, None, tuple[dict[str, Any], dict[str, Any], float]]:
     """Score stage: tiles, maps, regions (features, preview); return (summary, extra, write_s)."""
     from napari_xai.core.inference import score_tiles
@@ -476,7 +518,14 @@ def _score(
 
         capture = FeatureCapture(loaded, layer=features.layer, mc_samples=features.mc_samples)
 
-    gen = score_tiles(slide, loaded, grid=grid, run=run, forward=capture)
+    gen = score_tiles(
+        slide,
+        loaded,
+        grid=grid,
+        run=run,
+        forward=capture,
+        tile_grid=_tile_grid(slide, loaded, grid, masks),
+    )
     scored = yield from relay(
         gen, lambda s: PipelineProgress("score", s.n_done, s.n_total, s.tiles_per_s, detail=s)
     )
@@ -533,6 +582,8 @@ def _explain(
     grid: GridOptions,
     run: RunOptions,
     spec: ExplainSpec,
+    *,
+    masks: Any = None,
 ) -> Generator[PipelineProgress, None, dict[str, Any]]:
     """Explain stage: stitch into the resumable cache, copy into the result."""
     from napari_xai.core.attribution.whole_slide import (
@@ -550,7 +601,10 @@ def _explain(
             max_tiles=1_000_000,
         )  # fmt: skip
     else:
-        gen = iter_explain_slide(slide, loaded, store=store, spec=spec, grid=tiles, run=run)
+        tile_grid = _tile_grid(slide, loaded, tiles, masks)  # over the scoring's masks
+        gen = iter_explain_slide(
+            slide, loaded, store=store, spec=spec, grid=tiles, run=run, tile_grid=tile_grid
+        )
     result = yield from relay(
         gen, lambda s: PipelineProgress("explain", s.n_done, s.n_total, s.tiles_per_s, detail=s)
     )
@@ -578,12 +632,14 @@ def _audit(
     grid: GridOptions,
     run: RunOptions,
     spec: AuditSpec,
+    *,
+    masks: Any = None,
 ) -> Generator[PipelineProgress, None, dict[str, Any]]:
-    """Audit stage: ``audit.json`` and ``report.html``."""
+    """Audit stage: ``audit.json`` and ``report.html`` (on the scoring's ``masks``)."""
     from napari_xai.core.audit.report import write_report
     from napari_xai.core.audit.slide import iter_audit_slide
 
-    gen = iter_audit_slide(slide, loaded, spec=spec, grid=grid, run=run)
+    gen = iter_audit_slide(slide, loaded, spec=spec, grid=grid, run=run, masks=masks)
     res = yield from relay(
         gen, lambda s: PipelineProgress("audit", s.n_done, s.n_total, message=s.stage, detail=s)
     )
@@ -754,7 +810,8 @@ def run_slide(
         loaded = resolve_model(model, device=run.torch_device, architecture=run.architecture)
         model_hash = model_fingerprint(loaded)
         slide_path = Path(slide.path)
-        fit = slide_fit(slide, loaded.card)
+        masks, masks_key = _masks(slide, loaded.card, grid, folder)
+        fit = slide_fit(slide, loaded.card, masks=masks)
         for warning in fit["warnings"]:
             yield PipelineProgress("warning", message=warning)
         writer = stack.enter_context(ResultWriter(folder))
@@ -764,6 +821,9 @@ def run_slide(
         timings["open_s"] = round(time.perf_counter() - t0, 3)
         if reuse:
             _adopt(writer, folder, old, drop=set())
+        if masks is not None:
+            _write_masks(writer, masks, masks_key)
+        if reuse:
             slide_summary = dict(old.get("summary", {}))
             if old.get("params", {}).get("summary") != summary.to_dict():
                 slide_summary.update(_summary(writer.path, loaded, slide, summary))
@@ -787,7 +847,7 @@ def run_slide(
                 )
             t = time.perf_counter()
             slide_summary, extra, write_s = yield from _score(
-                slide, loaded, writer, grid, run, summary, features
+                slide, loaded, writer, grid, run, summary, features, masks=masks
             )
             timings["score_s"] = round(time.perf_counter() - t - write_s, 3)
             timings["write_s"] = write_s
@@ -800,7 +860,9 @@ def run_slide(
                 yield PipelineProgress("reuse", message=f"{folder}: saliency {kept} kept")
             else:
                 t = time.perf_counter()
-                done = yield from _explain(slide, loaded, writer, folder, grid, run, explain)
+                done = yield from _explain(
+                    slide, loaded, writer, folder, grid, run, explain, masks=masks
+                )
                 stages["explain"] = {**stages.get("explain", {}), done["key"]: done}
                 timings["explain_s"] = round(time.perf_counter() - t, 3)
         if audit is not None:
@@ -808,7 +870,9 @@ def run_slide(
                 yield PipelineProgress("reuse", message=f"{folder}: audit kept")
             else:
                 t = time.perf_counter()
-                stages["audit"] = yield from _audit(slide, loaded, writer, grid, run, audit)
+                stages["audit"] = yield from _audit(
+                    slide, loaded, writer, grid, run, audit, masks=masks
+                )
                 slide_summary["audit_verdict"] = stages["audit"]["verdict"]
                 slide_summary["audit_sentence"] = stages["audit"].get("sentence", "")
                 slide_summary["audit_method"] = stages["audit"].get("method", "")

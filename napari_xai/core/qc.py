@@ -208,8 +208,9 @@ def write_qc(
 
     folder = Path(out_dir) / result.stem
     folder.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(masks.tissue.astype(np.uint8)).save(folder / "tissue_mask.png")
-    Image.fromarray(masks.artefact_labels.astype(np.uint8)).save(folder / "artefact_mask.png")
+    from napari_xai.core.masks import write_masks
+
+    write_masks(masks, folder, meta=False)  # qc.json says what masks.json would
     Image.fromarray(_overlay(thumb, masks)).save(folder / "overlay.png")
     Image.fromarray(thumb).save(folder / "thumbnail.png")
     from napari_xai.core.masks import ARTEFACT_LABELS

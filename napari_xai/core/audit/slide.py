@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from napari_xai.core.wsi import Slide
 
 __all__ = [
+    "AUDIT_MASK_SIZE",
     "AuditProgress",
     "audit_saliency_store",
     "SlideAudit",
@@ -292,19 +293,33 @@ class _Explained:
     images: npt.NDArray[np.uint8] | None
 
 
+#: Longest side of the thumbnail the audit's masks come from (small marks need it).
+AUDIT_MASK_SIZE = 1024
+
+
+def _thumbnail_like(slide: Slide, shape_rc: tuple[int, ...]) -> npt.NDArray[np.uint8]:
+    """Read the slide's thumbnail on the masks' grid (for the report's pictures)."""
+    thumb, _ = slide.thumbnail(max_size=max(shape_rc))
+    thumb = np.asarray(thumb)[..., :3]
+    if thumb.shape[:2] != tuple(shape_rc[:2]):
+        from skimage.transform import resize
+
+        out = resize(thumb, shape_rc[:2], order=1, preserve_range=True, anti_aliasing=True)
+        thumb = np.asarray(out).astype(np.uint8)
+    return thumb
+
+
 def _plan_audit(
-    slide: Slide, card: Any, spec: AuditSpec, grid: GridOptions, mask_size: int
+    slide: Slide, card: Any, spec: AuditSpec, grid: GridOptions, masks: Any
 ) -> _AuditPlan:
-    """Masks on a thumbnail, the region map (border band included), grid and sample.
+    """Region map (border band included), grid and sample over the slide's ``masks``.
 
     The grid is the scoring grid (``grid``: overlap, min tissue, mpp) over the
-    audit's own tissue/artefact masks.
+    same tissue/artefact masks as scoring (stroke pass included).
     """
     from napari_xai.core.inference import grid_for_slide
-    from napari_xai.core.masks import masks_from_thumbnail
 
-    thumb, thumb_ds = slide.thumbnail(max_size=mask_size)
-    masks = masks_from_thumbnail(thumb, thumb_ds)
+    thumb = _thumbnail_like(slide, masks.tissue.shape)
     ds = float(masks.downsample)
     shape_rc = slide.info.shape_rc
     bw0 = BORDER_FRACTION * min(shape_rc) if spec.border_width0 is None else spec.border_width0
@@ -475,8 +490,9 @@ def iter_audit_slide(
     run: RunOptions | None = None,
     thresholds: AuditThresholds | None = None,
     verdict_thresholds: VerdictThresholds | None = None,
-    mask_size: int = 1024,
+    mask_size: int = AUDIT_MASK_SIZE,
     out_dir: str | Path | None = None,
+    masks: Any = None,
 ) -> Generator[AuditProgress, None, SlideAudit]:
     """Audit where a model looks on one slide (generator).
 
@@ -515,6 +531,10 @@ def iter_audit_slide(
         Longest side of the thumbnail the tissue/artefact masks are computed on.
     out_dir : str or Path, optional
         When given, ``report.html`` and ``audit.json`` are written there.
+    masks : SlideMasks, optional
+        The slide's tissue and artefact masks (scoring's, stroke pass included);
+        default: those stored in ``out_dir`` for this slide (a result folder),
+        else computed (:func:`napari_xai.core.masks.cached_slide_masks`).
 
     Yields
     ------
@@ -534,6 +554,7 @@ def iter_audit_slide(
                 yield from iter_audit_slide(
                     opened, model, spec=spec, grid=grid, run=run, thresholds=thresholds,
                     verdict_thresholds=verdict_thresholds, mask_size=mask_size, out_dir=out_dir,
+                    masks=masks,
                 )
             )  # fmt: skip
     from napari_xai.core.attribution import Explainer, ExplainOptions
@@ -548,7 +569,11 @@ def iter_audit_slide(
             "auditing a slide needs a model card (classes, tile size, mpp): load the model "
             "with napari_xai.core.models.loading.load_model"
         )
-    plan = _plan_audit(slide, card, spec, grid, mask_size)
+    if masks is None:
+        from napari_xai.core.masks import cached_slide_masks
+
+        masks = cached_slide_masks(slide, out_dir, max_size=mask_size, any_size=True)
+    plan = _plan_audit(slide, card, spec, grid, masks)
     n = len(plan.indices)
     t_masks = time.perf_counter() - t0
     yield AuditProgress(0, n, t_masks, stage="masks")

@@ -183,7 +183,10 @@ def result_layers(
         if slide is not None and slide.is_file():
             from napari_xai.core.wsi import open_slide
 
-            layers.append(slide_layer_data(open_slide(slide)))
+            data, kwargs, kind = slide_layer_data(open_slide(slide))
+            # the masks scoring stored here are the slide's (Layers ▸ Visualize ▸ masks)
+            kwargs["metadata"] = {**kwargs["metadata"], "result_folder": str(result.folder)}
+            layers.append((data, kwargs, kind))
         else:
             warn(
                 f"{result.folder}: the slide {slide} is not there any more; "

@@ -4,7 +4,8 @@
 * :mod:`~napari_xai.core.masks.artefacts`: thumbnail ink, dye, dark-mark and label classes;
 * :mod:`~napari_xai.core.masks.tissue`: the tissue mask;
 * :mod:`~napari_xai.core.masks.strokes`: thin ink strokes at stroke resolution;
-* :mod:`~napari_xai.core.masks.slide`: :class:`SlideMasks` of a slide and their assembly.
+* :mod:`~napari_xai.core.masks.slide`: :class:`SlideMasks` of a slide and their assembly;
+* :mod:`~napari_xai.core.masks.store`: masks in a result or QC folder, reused across stages.
 
 Their napari Labels layers are built by :func:`napari_xai.core.layers.masks.mask_layers`.
 
@@ -32,6 +33,12 @@ from napari_xai.core.masks.slide import (
     merge_strokes,
     slide_masks,
 )
+from napari_xai.core.masks.store import (
+    cached_slide_masks,
+    masks_key,
+    read_masks,
+    write_masks,
+)
 from napari_xai.core.masks.strokes import (
     StrokeOptions,
     StrokeStats,
@@ -51,14 +58,18 @@ __all__ = [
     "StrokeStats",
     "artefact_labels",
     "artefact_mask",
+    "cached_slide_masks",
     "estimate_background",
     "fine_ink_labels",
     "guess_stain",
     "masks_from_thumbnail",
+    "masks_key",
     "merge_strokes",
     "optical_density",
+    "read_masks",
     "slide_masks",
     "stroke_labels",
     "tile_ink_labels",
     "tissue_mask",
+    "write_masks",
 ]

@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from napari_xai.core.masks.artefacts import artefact_labels
 from napari_xai.core.masks.background import BoolArray, estimate_background, guess_stain
-from napari_xai.core.masks.strokes import stroke_labels
+from napari_xai.core.masks.strokes import StrokeOptions, stroke_labels
 from napari_xai.core.masks.tissue import tissue_mask
 
 if TYPE_CHECKING:
@@ -100,7 +100,9 @@ def slide_masks(slide: Slide, *, max_size: int = 2048, strokes: bool = False) ->
         Also look for thin ink strokes over tissue at stroke resolution
         (:func:`stroke_labels`, lazily over the pyramid) and add them to the
         artefact labels (where the thumbnail pass found none) and remove them
-        from the tissue.
+        from the tissue. Not when the thumbnail itself is at stroke resolution
+        (its downsample at most :attr:`StrokeOptions.downsample`): the
+        thumbnail pass has seen every pixel the stroke pass would.
 
     Returns
     -------
@@ -110,6 +112,8 @@ def slide_masks(slide: Slide, *, max_size: int = 2048, strokes: bool = False) ->
     thumb, downsample = slide.thumbnail(max_size=max_size)
     masks = masks_from_thumbnail(thumb, downsample)
     if not strokes or masks.modality == "fluorescence":
+        return masks
+    if masks.downsample <= StrokeOptions().downsample * 1.05:  # pyramid downsamples are inexact
         return masks
     return merge_strokes(masks, stroke_labels(slide, masks, background=estimate_background(thumb)))
 
