@@ -218,7 +218,7 @@ def _same_key(stored: Any, key: dict[str, Any], *, any_size: bool) -> bool:
     if any_size:
         stored = {k: v for k, v in stored.items() if k != "max_size"}
         key = {k: v for k, v in key.items() if k != "max_size"}
-    return stored == key
+    return bool(stored == key)
 
 
 def cached_slide_masks(
