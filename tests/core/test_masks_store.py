@@ -83,7 +83,7 @@ def test_scoring_and_audit_use_the_stroke_masks(hatched: Path, tmp_path: Path) -
     import pandas as pd
     from PIL import Image
 
-    from napari_xai.core.options import AuditSpec, GridOptions
+    from napari_xai.core.options import AuditSpec, GridOptions, SlideOptions
     from napari_xai.core.pipeline import run_slide
 
     def drive(gen):  # noqa: ANN001, ANN202
@@ -93,7 +93,8 @@ def test_scoring_and_audit_use_the_stroke_masks(hatched: Path, tmp_path: Path) -
             except StopIteration as stop:
                 return stop.value
 
-    folder = drive(run_slide(hatched, "demo", tmp_path, grid=GridOptions(min_tissue=0.3)))
+    grid = GridOptions(min_tissue=0.3)
+    folder = drive(run_slide(hatched, "demo", tmp_path, SlideOptions(grid=grid)))
     manifest = json.loads((folder / "manifest.json").read_text())
     assert {"masks", "tissue_mask", "artefact_mask"} <= set(manifest["files"])
     stored = read_masks(folder)
@@ -132,15 +133,8 @@ def test_scoring_and_audit_use_the_stroke_masks(hatched: Path, tmp_path: Path) -
     assert (fraction(thumb_only)[flagged] < 0.1).any()
     # a second stage reuses the stored masks (same files, same labels)
     before = (folder / "artefact_mask.png").read_bytes()
-    folder = drive(
-        run_slide(
-            hatched,
-            "demo",
-            tmp_path,
-            grid=GridOptions(min_tissue=0.3),
-            audit=AuditSpec(max_tiles=8, counterfactual=False, sanity=False),
-        )
-    )
+    audit = AuditSpec(max_tiles=8, counterfactual=False, sanity=False)
+    folder = drive(run_slide(hatched, "demo", tmp_path, SlideOptions(grid=grid, audit=audit)))
     assert (folder / "artefact_mask.png").read_bytes() == before
     attention = json.loads((folder / "audit.json").read_text())["attention"]
     # the audit ran on the scoring's masks and grid
