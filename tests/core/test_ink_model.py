@@ -228,3 +228,43 @@ def test_auto_uses_the_rules_after_a_pre_screen(tmp_path: Path) -> None:
             stroke_labels(slide, masks, options=StrokeOptions(method="cnn"))
     assert runs["auto"].screen_level >= 0 and runs["auto"].method == "rules"
     assert runs["model"].method == "model"
+
+
+def test_a_stroke_stays_continuous_on_a_mask_finer_than_the_stroke_pass(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """A mask at downsample 1 under the stroke pass at 2 gets each stroke pixel's 2 x 2 block.
+
+    A green stroke composited onto real H&E: at the finer mask the stroke pass's
+    labels are upsampled by nearest neighbour, so they equal the labels at
+    mask downsample 2 repeated, the stroke is as many pieces as there, and it
+    covers the drawn stroke (not every second mask pixel of it).
+    """
+    from napari_xai.core.masks import SlideMasks, StrokeOptions, stroke_labels
+    from napari_xai.core.wsi import open_slide
+    from tests.core.test_qc_real import _pyramid_from
+
+    with open_slide(shared_data / "slides" / "CMU-1-Small-Region.svs") as slide:
+        crop = np.asarray(slide.read_region((600, 900), (768, 768), level=0))[..., :3]
+    img, truth = composite_strokes(
+        np.ascontiguousarray(crop), "green", rng=np.random.default_rng(5), width=8, alpha=0.7, n=1
+    )
+    path = _pyramid_from(img, tmp_path / "stroke.svs", downsamples=())
+
+    def masks(ds: int) -> SlideMasks:
+        shape = (768 // ds, 768 // ds)
+        return SlideMasks(
+            np.ones(shape, bool), np.zeros(shape, bool), np.zeros(shape, np.uint8), ds
+        )
+
+    with open_slide(path) as slide:
+        opts = StrokeOptions(chunk=512)
+        fine = stroke_labels(slide, masks(1), options=opts)
+        coarse = stroke_labels(slide, masks(2), options=opts)
+    assert (coarse > 0).sum() > 200  # the stroke pass found the stroke
+    np.testing.assert_array_equal(fine, np.repeat(np.repeat(coarse, 2, axis=0), 2, axis=1))
+    cross = np.ones((3, 3), bool)
+    assert ndi.label(fine > 0, structure=cross)[1] == ndi.label(coarse > 0, structure=cross)[1]
+    recall = ((fine > 0) & truth).sum() / truth.sum()
+    print(f"\nstroke recall at mask downsample 1: {recall:.3f}")
+    assert recall > 0.7

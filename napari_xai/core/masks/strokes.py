@@ -368,6 +368,43 @@ def _screen_blocks(
     return out & tissue_blocks
 
 
+def _put_on_mask_grid(
+    out: npt.NDArray[np.uint8],
+    lab: npt.NDArray[np.uint8],
+    offset: tuple[float, float],
+    f: float,
+) -> None:
+    """Put one chunk's stroke-pass labels on the mask grid ``out`` (in place).
+
+    ``lab``'s pixel ``(0, 0)`` is stroke-pass pixel ``offset``; a mask pixel
+    spans ``f`` stroke-pass pixels. Mask coarser (``f >= 1``): a mask pixel
+    takes the class found in any of the pixels it covers. Mask finer
+    (``f < 1``): nearest neighbour, each mask pixel takes the class of the
+    stroke-pass pixel under its centre (a stroke stays continuous).
+    """
+    rows_m, cols_m = out.shape
+    if f >= 1:
+        rr, cc = np.nonzero(lab)
+        if rr.size:
+            mi = np.minimum(((rr + offset[0]) / f).astype(int), rows_m - 1)
+            mj = np.minimum(((cc + offset[1]) / f).astype(int), cols_m - 1)
+            np.maximum.at(out, (mi, mj), lab[rr, cc])
+        return
+    if not lab.any():
+        return
+    src = []
+    for off, n, n_m in ((offset[0], lab.shape[0], rows_m), (offset[1], lab.shape[1], cols_m)):
+        # mask pixel m's centre is at stroke-pass coordinate (m + 0.5) f
+        lo = max(0, int(np.ceil(off / f - 0.5)))
+        hi = min(n_m, int(np.ceil((off + n) / f - 0.5)))
+        m = np.arange(lo, max(lo, hi))
+        src.append((m, np.clip(np.floor((m + 0.5) * f - off).astype(int), 0, n - 1)))
+    (mr, sr), (mc, sc) = src
+    if mr.size and mc.size:
+        window = out[mr[0] : mr[-1] + 1, mc[0] : mc[-1] + 1]
+        np.maximum(window, lab[np.ix_(sr, sc)], out=window)
+
+
 def stroke_labels(
     slide: Slide,
     masks: SlideMasks,
@@ -384,7 +421,8 @@ def stroke_labels(
     is read (region by region, never a whole level in memory) at the coarsest
     level not above the stroke downsample, binned to it, and labelled by
     :func:`fine_ink_labels`; a mask pixel takes the class found in any of the
-    pixels it covers.
+    pixels it covers (a mask finer than the stroke pass: the class under its
+    centre, nearest neighbour).
 
     Parameters
     ----------
@@ -443,11 +481,7 @@ def stroke_labels(
     todo = [(int(i), int(j)) for i, j in zip(*np.nonzero(blocks), strict=True)]
     with ThreadPoolExecutor(max_workers=max(1, opts.workers)) as pool:
         for i, j, lab in pool.map(one, todo):
-            rr, cc = np.nonzero(lab)
-            if rr.size:
-                mi = np.minimum(((rr + i * block0 / ds) / f).astype(int), rows_m - 1)
-                mj = np.minimum(((cc + j * block0 / ds) / f).astype(int), cols_m - 1)
-                np.maximum.at(out, (mi, mj), lab[rr, cc])
+            _put_on_mask_grid(out, lab, (i * block0 / ds, j * block0 / ds), f)
     if stats is not None:
         stats.append(StrokeStats(n_tissue, len(todo), level, screen, method))
     return out
