@@ -17,8 +17,24 @@ def _fmt(value: Any, spec: str = ".3f") -> str:
         return str(value)
 
 
-def update_status_row(row: list[Any], event: Any) -> None:
-    """Write a ``BatchEvent`` into its slide's row of the status table (in place)."""
+def set_table(table: Any, rows: list[list[Any]], columns: list[str]) -> None:
+    """Show ``rows`` under ``columns`` in a magicgui ``Table``, numbered from 1."""
+    table.value = {
+        "data": rows,
+        "index": [str(i + 1) for i in range(len(rows))],
+        "columns": columns,
+    }
+
+
+def update_status_row(rows: list[list[Any]], where: dict[int, int], event: Any) -> None:
+    """Write a ``BatchEvent`` into its slide's row of ``rows`` (``where``: index → row).
+
+    A slide's first event adds its row.
+    """
+    if event.index not in where:
+        where[event.index] = len(rows)
+        rows.append([event.slide_id, "queued", "", "", "", ""])
+    row = rows[where[event.index]]
     if event.kind == "progress":
         row[1] = "running"
         row[2] = f"{event.tiles_done}/{event.tiles_total}"

@@ -37,6 +37,7 @@ from napari_xai._widgets._batch_table import (
     STATUS_COLUMNS,
     metrics_text,
     ranked_rows,
+    set_table,
     update_status_row,
 )
 from napari_xai._widgets._pickers import file_edit
@@ -156,28 +157,19 @@ class BatchWidget(RunWidget):
         self._address.visible = value == ADDRESS
         self._workers.visible = value == LOCAL
 
-    def _scheduler_spec(self) -> str:
-        if self._scheduler.value == IN_PROCESS:
-            return "sync"
-        if self._scheduler.value == ADDRESS:
-            return str(self._address.value).strip()
-        return "local"
-
     def _options(self) -> dict[str, Any]:
         """Keyword options of :func:`napari_xai.core.batch.iter_batch` from the controls."""
-        from napari_xai.core import options as o
+        from napari_xai.core.options import cohort_options
 
-        method = self._attribution.value
-        grid = o.GridOptions(min_tissue=float(self._min_tissue.value),
-                             overlap=float(self._overlap.value))  # fmt: skip
-        positive = str(self._positive.value).strip() or None
-        summary = o.SummaryOptions(top_k=int(self._top_k.value), positive_class=positive)
-        explain = None if method == NO_ATTRIBUTION else o.ExplainSpec(method=str(method))
-        run = o.RunOptions(device=str(self._device.value))
-        batch = o.BatchOptions(scheduler=self._scheduler_spec(), resume=bool(self._resume.value),
-                               n_workers=int(self._workers.value) or None)  # fmt: skip
-        slide = o.SlideOptions(grid=grid, summary=summary, explain=explain, run=run)
-        return {"options": slide, "batch": batch}
+        where = {IN_PROCESS: "sync", LOCAL: "local"}
+        return cohort_options(
+            min_tissue=self._min_tissue.value, overlap=self._overlap.value,
+            top_k=self._top_k.value, positive_class=str(self._positive.value),
+            method=None if self._attribution.value == NO_ATTRIBUTION else self._attribution.value,
+            device=str(self._device.value), resume=bool(self._resume.value),
+            scheduler=where.get(self._scheduler.value, str(self._address.value).strip()),
+            n_workers=int(self._workers.value) or None,
+        )  # fmt: skip
 
     # -- running ---------------------------------------------------------------------
     def _on_run(self, _value: Any = None) -> None:
@@ -195,7 +187,7 @@ class BatchWidget(RunWidget):
         self._last_refresh = 0.0
         self._ranked_folders = []
         self.last_result = None
-        self._set_table([], STATUS_COLUMNS)
+        set_table(self._table, [], STATUS_COLUMNS)
         self._metrics.value = ""
         self._open.enabled = False
         self.launch(
@@ -215,36 +207,22 @@ class BatchWidget(RunWidget):
         self._cancel_event.set()
         self._status.value = "cancelling (finished slides are kept)…"
 
-    def _set_table(self, rows: list[list[Any]], columns: list[str]) -> None:
-        self._table.value = {
-            "data": rows,
-            "index": [str(i + 1) for i in range(len(rows))],
-            "columns": columns,
-        }
-
     def _on_event(self, event: BatchEvent) -> None:
-        """Update the progress bar and the slide's row of the status table.
-
-        Rows live in a list; the table is redrawn at most every ``REFRESH_S``
-        seconds (and when a slide finishes), so big cohorts keep napari responsive.
-        """
+        """Update the progress and the slide's row; redraw at most every ``REFRESH_S`` s."""
         self._progress.max = max(event.n_total, 1)
         self._progress.value = event.n_finished
-        if event.index not in self._rows:
-            self._rows[event.index] = len(self._status_rows)
-            self._status_rows.append([event.slide_id, "queued", "", "", "", ""])
-        update_status_row(self._status_rows[self._rows[event.index]], event)
+        update_status_row(self._status_rows, self._rows, event)
         self._status.value = event.message
         now = time.monotonic()
         if now - self._last_refresh >= REFRESH_S or event.kind in ("done", "failed"):
             self._last_refresh = now
-            self._set_table([list(r) for r in self._status_rows], STATUS_COLUMNS)
+            set_table(self._table, [list(r) for r in self._status_rows], STATUS_COLUMNS)
 
     def _on_returned(self, result: BatchResult) -> None:
         """Show the slides ranked by score and the cohort figures."""
         self.last_result = result
         rows, self._ranked_folders = ranked_rows(result.summary)
-        self._set_table(rows, RANKED_COLUMNS)
+        set_table(self._table, rows, RANKED_COLUMNS)
         self._progress.value = self._progress.max
         self._metrics.value = metrics_text(result)
         self._status.value = "cancelled" if result.cancelled else "done"

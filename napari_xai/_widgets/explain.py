@@ -7,9 +7,11 @@ captum are imported there, never on the GUI thread):
   the tiles in the current view, cached) or ``iter_explain_slide`` (every tissue
   tile, resumable); each yielded batch moves the progress bar and, a few times a
   second, refreshes the saliency layer from the zarr store as it fills.
-* "Channels at cursor" → :func:`napari_xai.core.layers.activations.channels_layer` for the
-  tile under the mouse, shown as a grid of channels beside the tile.
-* "Channel across slide" → :func:`napari_xai.core.activations.iter_channel_slide`.
+* "Inside the model" (:mod:`napari_xai._widgets._explain_inside`): a layer's channels
+  for the tile under the cursor, or one channel across the slide.
+* "Follow the view" (:mod:`napari_xai._widgets._explain_follow`) re-runs after pan/zoom.
+
+* The method's sanity status on the model (:mod:`napari_xai._widgets._explain_sanity`).
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox
 
 from napari_xai._widgets._base import RunWidget, default_output
+from napari_xai._widgets._explain_follow import VIEW, FollowView
+from napari_xai._widgets._explain_inside import InsideModel
+from napari_xai._widgets._explain_sanity import MethodSanity
 from napari_xai._widgets._explain_work import (  # noqa: F401 - describe_for_explain: tests
-    canvas_rect,
-    channels_in_worker,
     describe_for_explain,
     run_in_worker,
 )
@@ -34,18 +37,15 @@ if TYPE_CHECKING:
 
     from napari_xai.core.attribution.whole_slide import ExplainProgress, ExplainResult
 
-VIEW = "what I see (current view)"
 SLIDE = "whole slide"
 PREDICTED = "predicted"
 #: Seconds between live layer refreshes.
 REFRESH_S = 0.5
-#: Milliseconds the view must stay still before "follow the view" re-runs.
-FOLLOW_DELAY_MS = 600
 #: Method names in menu order (the registry's order: core/naming.py).
 METHODS = METHOD_NAMES
 
 
-class ExplainWidget(RunWidget):
+class ExplainWidget(FollowView, InsideModel, MethodSanity, RunWidget):
     """Explain a slide layer's model predictions as saliency layers (``viewer``: the base's)."""
 
     title = "Explain"
@@ -62,7 +62,6 @@ class ExplainWidget(RunWidget):
         self._method = ComboBox(label="method", choices=self._method_choices, value="grad_cam")
         # The method's sanity status on this model (from the last audit that checked it).
         self._model_sha: str | None = None
-        self._sanity = Label(value="")
         self._target = ComboBox(label="target", choices=self._target_choices, value=PREDICTED)
         self._smooth = CheckBox(
             text="SmoothGrad (NoiseTunnel)", value=False,
@@ -86,19 +85,13 @@ class ExplainWidget(RunWidget):
             tooltip="Level-0 µm/px; 0 = from the file (needed when the file does not say)",
         )  # fmt: skip
         self._output = file_edit(label="output folder", mode="d", value=str(default_output()))
-        self._act_layer = ComboBox(label="layer", choices=self._layer_choices, nullable=True)
-        self._channel = SpinBox(label="channel", value=0, min=0, max=4095)
-        self._show_channels = PushButton(text="Channels at cursor")
-        self._channel_slide = PushButton(text="Channel across slide")
-        self._timer: Any = None
-        self._rerun = False
         self._last_refresh = 0.0
         self._layer_name: str | None = None
         self.last_result: ExplainResult | None = None
         self.finish(
             [
                 self._method,
-                self._sanity,
+                self.sanity_label(),
                 self._target,
                 self._smooth,
                 self._smooth_samples,
@@ -111,20 +104,13 @@ class ExplainWidget(RunWidget):
                 self._mpp,
                 self._output,
                 *self.run_controls(),
-                Label(value="Inside the model"),
-                self._act_layer,
-                self._channel,
-                self._show_channels,
-                self._channel_slide,
+                *self.inside_controls(),
             ],
             busy=[self._channel_slide, self._show_channels],
         )
         self._method.changed.connect(self._show_sanity)
-        self._show_channels.changed.connect(self._on_show_channels)
-        self._channel_slide.changed.connect(self._on_channel_slide)
-        camera = self._camera()
-        camera.events.center.connect(self._on_camera)
-        camera.events.zoom.connect(self._on_camera)
+        self.wire_inside()
+        self.wire_follow()
 
     # -- the model's choices -----------------------------------------------------------
     def _describe_model(self, spec: Any) -> Any:
@@ -136,23 +122,10 @@ class ExplainWidget(RunWidget):
         super()._on_model_described(model)
         self._class_names = tuple(str(c) for c in model.card.class_names)
         self._model_sha = getattr(model, "sha256", None)
-        for control in (self._target, self._method, self._act_layer):
+        for control in (self._target, self._method):
             control.reset_choices()
-        if self._act_layer.value is None and self._model_layers:
-            self._act_layer.value = self._model_layers[-1]
+        self.show_model_layers()
         self._show_sanity()
-
-    def _show_sanity(self, _value: Any = None) -> None:
-        """Label the method with its sanity status on this model (a small file read)."""
-        from napari_xai.core.audit.sanity import known_sanity, method_label
-
-        method = str(self._method.value)
-        label = method_label(method, known_sanity(self._model_sha, method))
-        self._sanity.value = "sanity: " + label.removeprefix(method).strip(" ()")
-        self._sanity.tooltip = (
-            "Sanity checks of the attribution method on this model (cascading model "
-            "randomisation, deletion/insertion), as recorded by the last audit that ran them"
-        )
 
     def _target_choices(self, _widget: Any = None) -> list[str]:
         """Return "predicted" and the current model's classes."""
@@ -161,19 +134,6 @@ class ExplainWidget(RunWidget):
     def _method_choices(self, _widget: Any = None) -> list[str]:
         """Attribution methods the current model supports, in menu order."""
         return list(self._methods)
-
-    def _layer_choices(self, _widget: Any = None) -> list[str]:
-        """Layers of the current model whose activations can be shown."""
-        return list(self._model_layers)
-
-    # -- the view ----------------------------------------------------------------------
-    def _camera(self) -> Any:
-        scene = getattr(self._viewer, "scene", None)  # napari >= 0.9
-        return scene.camera if scene is not None else self._viewer.camera
-
-    def view_rect(self, layer: Any) -> tuple[float, float, float, float]:
-        """Level-0 (row0, col0, row1, col1) of the canvas, in the slide layer's pixels."""
-        return canvas_rect(self._viewer, self._camera(), layer)
 
     # -- running ---------------------------------------------------------------------
     def _source(self, layer: Any) -> Any:
@@ -226,15 +186,6 @@ class ExplainWidget(RunWidget):
             where = "napari_xai.core.attribution.whole_slide:iter_explain_slide"
             self._start(where, layer, status=status, **options)
 
-    def _on_channel_slide(self, _value: Any = None) -> None:
-        """Compute the chosen channel across the slide in a worker thread."""
-        layer = self.picked_slide()
-        if layer is None or self.busy():
-            return
-        where = "napari_xai.core.activations:iter_channel_slide"
-        channel = {"layer": self._act_layer.value, "channel": int(self._channel.value)}
-        self._start(where, layer, status="computing channel activations…", **channel)
-
     def _on_yielded(self, step: ExplainProgress) -> None:
         self.set_progress(
             step.n_done,
@@ -279,47 +230,4 @@ class ExplainWidget(RunWidget):
 
     def _on_finished(self) -> None:
         super()._on_finished()
-        if self._rerun:
-            self._rerun = False
-            self._on_camera()
-
-    # -- follow the view -----------------------------------------------------------------
-    def _on_camera(self, _event: Any = None) -> None:
-        """Debounce camera moves; explain the new view once it stops moving."""
-        if not (self._follow.value and self._mode.value == VIEW):
-            return
-        if self._timer is None:
-            from qtpy.QtCore import QTimer
-
-            self._timer = QTimer()
-            self._timer.setSingleShot(True)
-            self._timer.timeout.connect(self._on_view_settled)
-        self._timer.start(FOLLOW_DELAY_MS)
-
-    def _on_view_settled(self) -> None:
-        if self._worker is not None:
-            self._rerun = True  # after the current run
-            return
-        self._on_run()
-
-    # -- inside the model --------------------------------------------------------------
-    def _on_show_channels(self, _value: Any = None) -> Any:
-        """Show every channel of the chosen layer for the tile under the cursor (a worker)."""
-        layer = self.picked_slide()
-        if layer is None or self.busy():
-            return None
-        centre = tuple(float(v) for v in layer.world_to_data(list(self._viewer.cursor.position)))
-        return self.launch(
-            channels_in_worker,
-            self._source(layer),
-            self._model_spec(),
-            centre[-2:],
-            layer=self._act_layer.value,
-            mpp=float(self._mpp.value) or None,
-            status="reading the tile's channels…",
-            on_returned=self._on_channels,
-        )
-
-    def _on_channels(self, ldt: Any) -> None:
-        self.upsert(ldt)
-        self._status.value = f"{ldt[1]['metadata']['napari_xai']['n']} channels shown"
+        self.rerun_if_asked()

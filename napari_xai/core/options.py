@@ -40,6 +40,7 @@ from napari_xai.core.limits import check_batch_size, check_mpp
 __all__ = [
     "DEFAULT_MIN_TISSUE",
     "cache_dir",
+    "cohort_options",
     "private_dir",
     "AuditSpec",
     "BatchOptions",
@@ -425,6 +426,55 @@ class SlideOptions:
         """Return the optional stages asked for, as JSON (``explain``, ``audit``, ``features``)."""
         specs = {"explain": self.explain, "audit": self.audit, "features": self.features}
         return {kind: spec.to_dict() for kind, spec in specs.items() if spec is not None}
+
+
+def cohort_options(
+    *,
+    min_tissue: float,
+    overlap: float,
+    top_k: int,
+    positive_class: str | None,
+    method: str | None,
+    device: str,
+    scheduler: str | None,
+    resume: bool,
+    n_workers: int | None,
+) -> dict[str, Any]:
+    """Return the ``options`` and ``batch`` keywords of :func:`~napari_xai.core.batch.iter_batch`.
+
+    The flat values a form gives (the Batch widget's controls) as the option bundles.
+
+    Parameters
+    ----------
+    min_tissue, overlap : float
+        :class:`GridOptions` fields.
+    top_k : int
+        :class:`SummaryOptions` ``top_k``.
+    positive_class : str or None
+        :class:`SummaryOptions` ``positive_class``; blank or None: the model's.
+    method : str or None
+        Also write a saliency map with this method (:class:`ExplainSpec`).
+    device : str
+        :class:`RunOptions` ``device``.
+    scheduler, resume, n_workers
+        :class:`BatchOptions` fields (``n_workers`` 0 or None: auto).
+
+    Returns
+    -------
+    dict
+        ``{"options": SlideOptions, "batch": BatchOptions}``.
+    """
+    summary = SummaryOptions(
+        top_k=int(top_k), positive_class=(positive_class or "").strip() or None
+    )
+    options = SlideOptions(
+        grid=GridOptions(min_tissue=float(min_tissue), overlap=float(overlap)),
+        summary=summary,
+        explain=ExplainSpec(method=method) if method else None,
+        run=RunOptions(device=device),
+    )
+    batch = BatchOptions(scheduler=scheduler, resume=bool(resume), n_workers=n_workers or None)
+    return {"options": options, "batch": batch}
 
 
 def cache_dir(*parts: str) -> Path:

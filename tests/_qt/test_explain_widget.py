@@ -181,9 +181,10 @@ def test_cancel_keeps_napari_running(make_napari_viewer, qtbot, slide_path, tmp_
     assert name in viewer.layers
 
 
-def test_method_shows_its_sanity_status(make_napari_viewer, monkeypatch, tmp_path) -> None:
+def test_method_shows_its_sanity_status(make_napari_viewer, qtbot, monkeypatch, tmp_path) -> None:
     """Next to the method: whether its maps passed the sanity checks on this model (as the
-    last audit recorded them), or that they were never checked."""
+    last audit recorded them), or that they were never checked; the record is read in a
+    worker, not on the GUI thread."""
     from napari_xai._widgets.explain import ExplainWidget
     from napari_xai.core.audit import sanity as S
     from napari_xai.core.models.resolve import resolve_model
@@ -197,11 +198,23 @@ def test_method_shows_its_sanity_status(make_napari_viewer, monkeypatch, tmp_pat
     tiles = np.stack([render_patch(k, size=64, rng=rng) for k in kinds])
     assert S.sanity_check(model, tiles, "grad_cam").passed
     monkeypatch.setattr(S, "_CACHE", {})  # what a later session finds: the record on disk
+    import threading
+
     from napari_xai._widgets.explain import describe_for_explain
 
+    readers: list[threading.Thread] = []
+    known = S.known_sanity
+
+    def recording(*args: object) -> object:
+        readers.append(threading.current_thread())
+        return known(*args)
+
+    monkeypatch.setattr(S, "known_sanity", recording)
     widget = ExplainWidget(make_napari_viewer())
     widget._on_model_described(describe_for_explain("demo"))  # what the model worker returns
     widget._method.value = "grad_cam"
-    assert widget._sanity.value == "sanity: sanity checks passed"
+    passed = "sanity: sanity checks passed"
+    qtbot.waitUntil(lambda: widget._sanity.value == passed, timeout=30_000)
     widget._method.value = "saliency"
-    assert widget._sanity.value == "sanity: not sanity-checked"
+    qtbot.waitUntil(lambda: widget._sanity.value == "sanity: not sanity-checked", timeout=30_000)
+    assert readers and threading.main_thread() not in readers  # the file is read in workers
