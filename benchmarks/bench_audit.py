@@ -123,8 +123,9 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     from napari_xai._sample_data import sample_slide_path
-    from napari_xai.core.audit.slide import audit_slide
+    from napari_xai.core.audit.slide import iter_audit_slide
     from napari_xai.core.options import AuditSpec, RunOptions
+    from napari_xai.core.progress import drive
     from napari_xai.core.wsi import open_slide
 
     slides = args.slides or [big_slide(args.cache), sample_slide_path()]
@@ -137,12 +138,13 @@ def main(argv: list[str] | None = None) -> int:
                 out = Path(tempfile.mkdtemp(prefix="bench-audit-"))
                 t0 = time.perf_counter()
                 steps = []
-                res = audit_slide(
+                gen = iter_audit_slide(
                     slide, "demo", spec=AuditSpec(method=method, max_tiles=args.max_tiles),
                     run=RunOptions(device=args.device or "auto",
                                    explain_batch_size=args.batch_size),
-                    out_dir=out, progress=steps.append,
+                    out_dir=out,
                 )  # fmt: skip
+                res = drive(gen, steps.append)
                 total = time.perf_counter() - t0
                 t = res.timings
                 report_s = total - t["total_s"]

@@ -33,17 +33,20 @@ from bench_batch import write_mosaic_slide  # type: ignore[import-not-found]
 
 
 def _resume(slides: Path, out: Path, *, verify: bool) -> tuple[float, list[str], int]:
-    from napari_xai.core.batch import run_batch
+    from napari_xai.core.batch import iter_batch
     from napari_xai.core.options import BatchOptions
+    from napari_xai.core.progress import drive
 
     events: list[str] = []
     t = time.perf_counter()
-    res = run_batch(
-        slides,
-        "demo",
-        out,
-        batch=BatchOptions(scheduler="sync", verify=verify, torch_threads=1),
-        on_event=lambda e: events.append(e.kind),
+    res = drive(
+        iter_batch(
+            slides,
+            "demo",
+            out,
+            batch=BatchOptions(scheduler="sync", verify=verify, torch_threads=1),
+        ),
+        lambda e: events.append(e.kind),
     )
     elapsed = time.perf_counter() - t
     return elapsed, events, int(res.summary["reused"].sum())

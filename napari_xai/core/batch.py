@@ -60,7 +60,7 @@ from napari_xai.core.pipeline import (  # the one writer of result folders
     summarize_tiles,
     up_to_date,
 )
-from napari_xai.core.progress import drive, relay
+from napari_xai.core.progress import drive, eager, relay
 from napari_xai.core.results import clean_stale_temporaries, hash_params, read_manifest
 
 __all__ = [
@@ -1202,36 +1202,15 @@ def _run_local(
     return row
 
 
-def run_batch(
-    slides: Any,
-    model: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    *,
-    options: SlideOptions | None = None,
-    batch: BatchOptions | None = None,
-    slide_fn: SlideFn | None = None,
-    model_hash: str | None = None,
-    client: Any = None,
-    cancel: threading.Event | None = None,
-    on_event: Callable[[BatchEvent], None] | None = None,
-) -> BatchResult:
-    """Run :func:`iter_batch` to the end and return its :class:`BatchResult`.
+run_batch = eager(
+    iter_batch,
+    name="run_batch",
+    doc="""Run :func:`iter_batch` to the end and return its :class:`BatchResult`.
 
-    Parameters
-    ----------
-    slides, model, out, options, batch, slide_fn, model_hash, client, cancel
-        See :func:`iter_batch`.
-    on_event : callable, optional
-        Called with every :class:`BatchEvent` (e.g. to print progress).
-    """
-    from napari_xai.core.progress import drive
-
-    gen = iter_batch(
-        slides, model, out, options=options, batch=batch, slide_fn=slide_fn,
-        model_hash=model_hash, client=client, cancel=cancel,
-    )  # fmt: skip
-    result: BatchResult = drive(gen, on_event)
-    return result
+    The parameters are :func:`iter_batch`'s; to follow the progress, drive the
+    generator: ``drive(iter_batch(...), on_event)``.
+    """,
+)
 
 
 def table_equal_columns(summary: pd.DataFrame) -> list[str]:

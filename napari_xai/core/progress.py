@@ -3,7 +3,9 @@
 Long core work is a generator that yields progress and *returns* its result
 (``StopIteration.value``). :func:`drive` runs one to the end with an optional
 callback; :func:`relay` re-yields its steps converted (``yield from`` with a
-map), so a pipeline stage can forward a scorer's progress as its own.
+map), so a pipeline stage can forward a scorer's progress as its own;
+:func:`eager` makes the plain function of a generator (``run_batch`` of
+``iter_batch``): the same parameters, run to the end.
 
 Only the standard library is imported.
 """
@@ -11,10 +13,11 @@ Only the standard library is imported.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
-__all__ = ["drive", "relay"]
+__all__ = ["drive", "eager", "relay"]
 
+P = ParamSpec("P")
 S = TypeVar("S")
 T = TypeVar("T")
 R = TypeVar("R")
@@ -42,6 +45,35 @@ def drive(gen: Generator[S, Any, R], progress: Callable[[S], Any] | None = None)
         except StopIteration as stop:
             result: R = stop.value
             return result
+
+
+def eager(gen_fn: Callable[P, Generator[Any, Any, R]], *, name: str, doc: str) -> Callable[P, R]:
+    """Make the eager form of a progress generator: the same parameters, run to its value.
+
+    ``run_batch = eager(iter_batch, name="run_batch", doc=...)`` spells the
+    parameters once (on the generator) and keeps them typed; to follow the
+    progress, drive the generator itself: ``drive(iter_batch(...), on_event)``.
+
+    Parameters
+    ----------
+    gen_fn : callable
+        A core generator function (``iter_batch``, ``iter_explain_slide``...).
+    name, doc : str
+        The eager function's name and docstring.
+
+    Returns
+    -------
+    callable
+        ``f(*args, **kwargs)``: ``drive(gen_fn(*args, **kwargs))``.
+    """
+
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        return drive(gen_fn(*args, **kwargs))
+
+    run.__name__ = run.__qualname__ = name
+    run.__module__ = gen_fn.__module__
+    run.__doc__ = doc
+    return run
 
 
 def _ignore(step: object) -> None:

@@ -11,6 +11,7 @@ from torch import nn
 
 from napari_xai.core.attribution.whole_slide import (
     explain_slide,
+    iter_explain_slide,
     iter_explain_view,
     saliency_key,
     slide_grid,
@@ -19,6 +20,7 @@ from napari_xai.core.attribution.whole_slide import (
 from napari_xai.core.models.card import ModelCard
 from napari_xai.core.models.loading import LoadedModel
 from napari_xai.core.options import ExplainSpec, GridOptions, RunOptions
+from napari_xai.core.progress import drive
 from napari_xai.core.wsi import open_slide
 
 #: Every tile (no tissue detection), with and without overlap; batches of 8.
@@ -59,15 +61,15 @@ def slide(small_pyramid):
 def test_whole_slide_then_resume(slide, model, tmp_path) -> None:
     store = tmp_path / "heatmaps.zarr"
     steps = []
-    res = explain_slide(
+    gen = iter_explain_slide(
         slide,
         model,
         store=store,
         spec=ExplainSpec(method="grad_cam", target="b"),
         grid=NO_MASK_OVERLAP,
         run=RunOptions(explain_batch_size=16),
-        progress=steps.append,
     )
+    res = drive(gen, steps.append)
     grid = slide_grid(slide, model.card, NO_MASK_OVERLAP)
     assert res.key == saliency_key("grad_cam", "b") == "saliency/grad_cam/b"
     assert res.complete and res.n_computed == len(grid) == res.n_tiles

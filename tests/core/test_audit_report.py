@@ -99,17 +99,19 @@ def test_data_and_slide_report(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     import torch
 
-    from napari_xai.core.audit.slide import audit_slide
+    from napari_xai.core.audit.slide import iter_audit_slide
+    from napari_xai.core.progress import drive
     from napari_xai.demo.synthetic import write_synthetic_slide
 
     torch.set_num_threads(1)
     slide = tmp_path / "synthetic.svs"
     write_synthetic_slide(slide, shape_rc=(1024, 1280), seed=3, workers=1)
     steps = []
-    res = audit_slide(
+    gen = iter_audit_slide(
         slide, "demo", spec=AuditSpec(method="grad_cam", max_tiles=24),
-        run=RunOptions(explain_batch_size=12), progress=steps.append,
+        run=RunOptions(explain_batch_size=12),
     )  # fmt: skip
+    res = drive(gen, steps.append)
     assert steps[-1].n_done == steps[-1].n_total == len(res.tiles) <= 24
     assert res.verdict in ("pass", "warn", "fail")
     # Shares per tile sum to 1 and agree with the table; tiles sit inside the slide.

@@ -24,6 +24,7 @@ from napari_xai.core.options import (
     SummaryOptions,
     result_params,
 )
+from napari_xai.core.progress import drive
 from napari_xai.core.results import is_complete, load_result, read_manifest
 
 from .batch_helpers import write_tiny_slide
@@ -67,7 +68,7 @@ def sync_run(cohort: Path, model: str, tmp_path_factory: pytest.TempPathFactory)
     """The cohort CSV scored in this process, one slide after another (the reference)."""
     out = tmp_path_factory.mktemp("sync") / "out"
     events: list[B.BatchEvent] = []
-    res = B.run_batch(cohort / "cohort.csv", model, out, batch=SYNC, on_event=events.append)
+    res = drive(B.iter_batch(cohort / "cohort.csv", model, out, batch=SYNC), events.append)
     return out, res, events
 
 
@@ -299,12 +300,14 @@ def test_local_cluster_two_workers(
     """A real LocalCluster: 2 worker processes on loopback, 1 thread each."""
     ref_out, ref, _ = sync_run
     events: list[B.BatchEvent] = []
-    res = B.run_batch(
-        cohort / "cohort.csv",
-        model,
-        tmp_path / "dask",
-        batch=BatchOptions(scheduler="local", n_workers=2),
-        on_event=events.append,
+    res = drive(
+        B.iter_batch(
+            cohort / "cohort.csv",
+            model,
+            tmp_path / "dask",
+            batch=BatchOptions(scheduler="local", n_workers=2),
+        ),
+        events.append,
     )
     status = res.summary.set_index("slide_id")["status"]
     assert status["broken"] == "failed" and (status.drop("broken") == "done").all()

@@ -8,6 +8,7 @@ import pytest
 
 from napari_xai.core import batch as B
 from napari_xai.core.options import BatchOptions
+from napari_xai.core.progress import drive
 from napari_xai.core.results import read_manifest
 
 from .batch_helpers import write_tiny_slide
@@ -29,7 +30,7 @@ def _run(
     torch.set_num_threads(1)
     events: list[B.BatchEvent] = []
     batch = BatchOptions(scheduler="sync", verify=verify)
-    res = B.run_batch(slides, "demo", out, batch=batch, on_event=events.append)
+    res = drive(B.iter_batch(slides, "demo", out, batch=batch), events.append)
     return res, events
 
 

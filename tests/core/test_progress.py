@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from napari_xai.core.progress import drive, relay
+from napari_xai.core.progress import drive, eager, relay
 
 
 def _work(log: list[str]):
@@ -45,3 +45,35 @@ def test_relay_converts_steps_and_returns_the_value() -> None:
     with pytest.raises(StopIteration) as stop:
         next(gen)
     assert steps == [0, 10, 20] and stop.value.value == "done"
+
+
+def test_eager_runs_the_generator_with_its_arguments_and_closes_it() -> None:
+    log: list[str] = []
+
+    def iter_count(n: int, *, scale: int = 1):
+        try:
+            yield from range(n)
+            return n * scale
+        finally:
+            log.append("closed")
+
+    count = eager(iter_count, name="count", doc="Run iter_count to the end.")
+    assert count(3, scale=5) == 15 and log == ["closed"]
+    assert count.__name__ == "count" and count.__doc__ == "Run iter_count to the end."
+    with pytest.raises(TypeError):
+        count(3, progress=print)  # type: ignore[call-arg]  # progress: drive the generator
+
+
+def test_the_eager_core_functions_are_their_generators_run_to_the_end() -> None:
+    from napari_xai.core.attribution.whole_slide import explain_slide
+    from napari_xai.core.audit.slide import audit_slide
+    from napari_xai.core.batch import run_batch
+
+    for fn, name in (
+        (run_batch, "run_batch"),
+        (explain_slide, "explain_slide"),
+        (audit_slide, "audit_slide"),
+    ):
+        assert fn.__name__ == name and f":func:`iter_{name.removeprefix('run_')}`" in (
+            fn.__doc__ or ""
+        )

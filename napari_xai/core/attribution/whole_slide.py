@@ -38,6 +38,7 @@ from napari_xai.core.attribution.registry import Explainer
 from napari_xai.core.models.resolve import resolve_model
 from napari_xai.core.naming import activation_layer_name, saliency_layer_name, slide_stem
 from napari_xai.core.options import ExplainSpec, GridOptions, RunOptions
+from napari_xai.core.progress import eager
 from napari_xai.core.reader import TileReader
 from napari_xai.core.stitch import StitchedMap
 from napari_xai.core.tiling import TileGrid
@@ -596,22 +597,12 @@ def write_to_result(writer: Any, result: ExplainResult) -> str:
     return key
 
 
-def explain_slide(
-    slide: Slide,
-    model: Any,
-    *,
-    store: str | Path,
-    spec: ExplainSpec | None = None,
-    grid: GridOptions | None = None,
-    run: RunOptions | None = None,
-    map_px: int | None = None,
-    progress: Callable[[ExplainProgress], Any] | None = None,
-) -> ExplainResult:
-    """Run :func:`iter_explain_slide` to the end; ``progress`` is called after each batch."""
-    from napari_xai.core.progress import drive
+explain_slide = eager(
+    iter_explain_slide,
+    name="explain_slide",
+    doc="""Run :func:`iter_explain_slide` to the end and return its :class:`ExplainResult`.
 
-    gen = iter_explain_slide(
-        slide, model, store=store, spec=spec, grid=grid, run=run, map_px=map_px
-    )
-    result: ExplainResult = drive(gen, progress)
-    return result
+    The parameters are :func:`iter_explain_slide`'s; to follow the progress, drive
+    the generator: ``drive(iter_explain_slide(...), progress)``.
+    """,
+)

@@ -17,7 +17,7 @@ comparison; ``sampling`` in the result says what was done.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +39,7 @@ from napari_xai.core.audit.counterfactual import CounterfactualResult
 from napari_xai.core.audit.evidence import PairEvidence
 from napari_xai.core.audit.verdict import Verdict, VerdictThresholds
 from napari_xai.core.options import AuditSpec, GridOptions, RunOptions
+from napari_xai.core.progress import eager
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -641,34 +642,15 @@ def iter_audit_slide(
     return result
 
 
-def audit_slide(
-    slide: Slide | str | Path,
-    model: Any,
-    *,
-    spec: AuditSpec | None = None,
-    grid: GridOptions | None = None,
-    run: RunOptions | None = None,
-    out_dir: str | Path | None = None,
-    progress: Callable[[AuditProgress], Any] | None = None,
-) -> SlideAudit:
-    """Run :func:`iter_audit_slide` to the end and return its :class:`SlideAudit`.
+audit_slide = eager(
+    iter_audit_slide,
+    name="audit_slide",
+    doc="""Run :func:`iter_audit_slide` to the end and return its :class:`SlideAudit`.
 
-    Parameters
-    ----------
-    slide : Slide, str or Path
-        Open slide or slide file.
-    model : LoadedModel, str or Path
-        Loaded model, model file/folder or ``"demo"``.
-    spec, grid, run, out_dir
-        As :func:`iter_audit_slide`.
-    progress : callable, optional
-        Called with each :class:`AuditProgress`.
-    """
-    from napari_xai.core.progress import drive
-
-    gen = iter_audit_slide(slide, model, spec=spec, grid=grid, run=run, out_dir=out_dir)
-    result: SlideAudit = drive(gen, progress)
-    return result
+    The parameters are :func:`iter_audit_slide`'s; to follow the progress, drive
+    the generator: ``drive(iter_audit_slide(...), progress)``.
+    """,
+)
 
 
 def audit_saliency_store(
