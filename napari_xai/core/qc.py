@@ -1,8 +1,9 @@
 """Slide and tile quality control: tissue and artefact masks, their fractions, a cohort report.
 
 :func:`qc_image` runs the same masks as scoring, the audit and the viewer
-(:func:`napari_xai.core.masks.masks_from_thumbnail`) on a slide's thumbnail or on
-a plain image tile (PNG, JPEG, TIFF), and :func:`write_qc` writes per input
+(:func:`napari_xai.core.masks.slide_masks`, stroke pass included) on a slide, or
+the thumbnail pass and :func:`napari_xai.core.masks.tile_ink_labels` on a plain
+image tile (PNG, JPEG, TIFF), and :func:`write_qc` writes per input
 ``<stem>/qc.json``, ``tissue_mask.png``, ``artefact_mask.png`` (uint8 labels,
 0 = none, at the mask's downsample) and ``overlay.png``; :func:`write_cohort`
 adds ``qc_summary.csv`` and ``index.html`` (thumbnails with mask outlines).
@@ -114,8 +115,9 @@ def qc_image(
     stem : str, optional
         Output folder name; default the file name without its suffixes.
     strokes : bool
-        Slides: also run the stroke-resolution ink pass
-        (:func:`napari_xai.core.masks.stroke_labels`); tiles get the thumbnail
+        Slides: the masks scoring uses, :func:`napari_xai.core.masks.slide_masks`
+        with its stroke-resolution ink pass (skipped, as there, when the
+        thumbnail is already at stroke resolution); tiles get the thumbnail
         pass at full resolution and the stroke pass binned by 2
         (:func:`napari_xai.core.masks.tile_ink_labels`).
 
@@ -128,7 +130,7 @@ def qc_image(
         estimate_background,
         masks_from_thumbnail,
         merge_strokes,
-        stroke_labels,
+        slide_masks,
         tile_ink_labels,
     )
 
@@ -148,10 +150,10 @@ def qc_image(
                 shape = tuple(int(v) for v in slide.info.shape_rc)
                 level_mpp = slide.info.mpp or mpp
                 kind = "slide"
-                masks = masks_from_thumbnail(thumb, ds)
-                if strokes and masks.modality == "brightfield":
-                    bg = estimate_background(thumb)
-                    masks = merge_strokes(masks, stroke_labels(slide, masks, background=bg))
+                # the call scoring makes (core.masks.store): QC and scoring agree
+                masks = slide_masks(
+                    slide, max_size=max_size, strokes=strokes, thumbnail=(thumb, ds)
+                )
         except SlideError:
             if path.suffix.lower() not in TILE_SUFFIXES:
                 raise

@@ -65,3 +65,34 @@ def test_qc_unreadable_input_is_named(tmp_path: Path, capsys) -> None:
     bad.write_bytes(b"not an image")
     assert main(["qc", str(bad), "--out", str(tmp_path / "qc")]) == 1
     assert "broken.png" in capsys.readouterr().err
+
+
+def test_qc_of_a_slide_agrees_with_the_masks_scoring_uses(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """``napari-xai qc`` writes what :func:`slide_masks` (scoring's call) gives at that size.
+
+    Both real H&E slides have a thumbnail at stroke resolution at 2048 px
+    (downsample 2 and 1), where ``slide_masks`` skips the stroke pass: QC skips
+    it too, so its artefact fraction and mask are scoring's.
+    """
+    from napari_xai.cli import main
+    from napari_xai.core.masks import slide_masks
+    from napari_xai.core.wsi import open_slide
+
+    slides = shared_data / "slides"
+    names = ("CMU-1-Small-Region.svs", "OS-1-detail.ome.tif")
+    out = tmp_path / "qc"
+    assert (
+        main(["qc", *(str(slides / n) for n in names), "--max-size", "2048", "--out", str(out)])
+        == 0
+    )
+    for name in names:
+        with open_slide(slides / name) as slide:
+            masks = slide_masks(slide, max_size=2048, strokes=True)
+        qc = json.loads((out / name.split(".")[0] / "qc.json").read_text())
+        assert qc["downsample"] == masks.downsample <= 2.1, name
+        assert abs(qc["artefact_fraction"] - np.mean(masks.artefact_labels > 0)) < 1e-12, name
+        assert abs(qc["tissue_fraction"] - masks.tissue_fraction) < 1e-12, name
+        labels = _png(out / name.split(".")[0] / "artefact_mask.png")
+        np.testing.assert_array_equal(labels, masks.artefact_labels, err_msg=name)

@@ -87,7 +87,13 @@ def masks_from_thumbnail(thumb: npt.ArrayLike, downsample: float) -> SlideMasks:
     )
 
 
-def slide_masks(slide: Slide, *, max_size: int = 2048, strokes: bool = False) -> SlideMasks:
+def slide_masks(
+    slide: Slide,
+    *,
+    max_size: int = 2048,
+    strokes: bool = False,
+    thumbnail: tuple[npt.NDArray[np.uint8], float] | None = None,
+) -> SlideMasks:
     """Tissue and artefact masks of an open slide, from its thumbnail.
 
     Parameters
@@ -103,13 +109,16 @@ def slide_masks(slide: Slide, *, max_size: int = 2048, strokes: bool = False) ->
         from the tissue. Not when the thumbnail itself is at stroke resolution
         (its downsample at most :attr:`StrokeOptions.downsample`): the
         thumbnail pass has seen every pixel the stroke pass would.
+    thumbnail : (ndarray, float), optional
+        ``slide.thumbnail(max_size=max_size)`` when the caller has already
+        read it (QC writes it out): not read again.
 
     Returns
     -------
     SlideMasks
         Masks at the thumbnail's downsample.
     """
-    thumb, downsample = slide.thumbnail(max_size=max_size)
+    thumb, downsample = slide.thumbnail(max_size=max_size) if thumbnail is None else thumbnail
     masks = masks_from_thumbnail(thumb, downsample)
     if not strokes or masks.modality == "fluorescence":
         return masks
