@@ -203,6 +203,34 @@ def test_evaluate_against_annotations_with_maps(tmp_path) -> None:  # noqa: ANN0
     assert doc["shortcut"] == {"pen": 0.1} and doc["evaluation"]["tiles"]["labels"]
 
 
+def test_a_killed_evaluation_write_keeps_the_old_file(tmp_path) -> None:  # noqa: ANN001
+    """SIGKILLed inside the write: audit.json is the old one, the leftover is a known temporary."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from napari_xai.core.atomic import clean_temporaries
+
+    audit = tmp_path / "audit.json"
+    old = json.dumps({"shortcut": {"pen": 0.1}})
+    audit.write_text(old)
+    code = (
+        "import sys; from napari_xai.core.annotations.evaluation import write_evaluation; "
+        "write_evaluation({'tiles': {'n': 3}}, sys.argv[1])"
+    )
+    env = {**os.environ, "NAPARI_XAI_KILL_AT": "1", "OMP_NUM_THREADS": "1"}
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(audit)], cwd=root, env=env, timeout=300, check=False
+    )
+    assert run.returncode == -signal.SIGKILL  # killed at the write's kill point
+    assert audit.read_text() == old
+    assert clean_temporaries(tmp_path) == 1  # the next run recognises and removes it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.json"]
+
+
 @pytest.mark.slow
 def test_synthetic_slide_tumour_annotation_round_trip(tmp_path) -> None:  # noqa: ANN001
     """The synthetic slide's known tumour, as QuPath GeoJSON, scores as the truth does."""

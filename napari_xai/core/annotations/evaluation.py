@@ -677,7 +677,9 @@ def _region_on_grid(annotations: Sequence[Annotation], placed: PlacedMap) -> npt
 def write_evaluation(result: Mapping[str, Any], path: str | Path) -> Path:
     """Store an evaluation under the ``"evaluation"`` key of a JSON file (e.g. audit.json).
 
-    Other keys of an existing file are kept; the file is replaced atomically.
+    Other keys of an existing file are kept; the file is replaced atomically
+    (:func:`napari_xai.core.atomic.atomic_write`: a kill leaves the old file and
+    a temporary the next run's :func:`~napari_xai.core.atomic.clean_temporaries` removes).
 
     Parameters
     ----------
@@ -692,8 +694,8 @@ def write_evaluation(result: Mapping[str, Any], path: str | Path) -> Path:
         The written file.
     """
     import json
-    import os
-    import tempfile
+
+    from napari_xai.core.atomic import atomic_write_text
 
     path = Path(path)
     doc: dict[str, Any] = {}
@@ -705,16 +707,7 @@ def write_evaluation(result: Mapping[str, Any], path: str | Path) -> Path:
         if isinstance(loaded, dict):
             doc = loaded
     doc["evaluation"] = dict(result)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2, allow_nan=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, json.dumps(doc, indent=2, allow_nan=False))
 
 
 def evaluate_layers(
