@@ -1202,15 +1202,7 @@ def _run_local(
     return row
 
 
-run_batch = eager(
-    iter_batch,
-    name="run_batch",
-    doc="""Run :func:`iter_batch` to the end and return its :class:`BatchResult`.
-
-    The parameters are :func:`iter_batch`'s; to follow the progress, drive the
-    generator: ``drive(iter_batch(...), on_event)``.
-    """,
-)
+run_batch = eager(iter_batch, name="run_batch")
 
 
 def table_equal_columns(summary: pd.DataFrame) -> list[str]:

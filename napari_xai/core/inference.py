@@ -37,6 +37,7 @@ from napari_xai.core.models.resolve import resolve_model
 from napari_xai.core.naming import slide_stem
 from napari_xai.core.options import GridOptions, RunOptions
 from napari_xai.core.predict import predict_probabilities
+from napari_xai.core.progress import Counted
 from napari_xai.core.reader import RegionSource, TileReader
 from napari_xai.core.tiling import TileGrid, model_downsample, plan_tile_grid
 
@@ -299,7 +300,7 @@ def grid_for_slide(
 
 
 @dataclass
-class ScoreProgress:
+class ScoreProgress(Counted):
     """Progress of :func:`score_tiles` (and :func:`iter_score_slide`) after one batch.
 
     Attributes
@@ -331,11 +332,6 @@ class ScoreProgress:
     grid: TileGrid
     class_names: tuple[str, ...]
     batch: PredictionBatch | None = None
-
-    @property
-    def fraction(self) -> float:
-        """Share of tiles done, in [0, 1]."""
-        return self.n_done / self.n_total if self.n_total else 1.0
 
 
 @dataclass

@@ -49,7 +49,7 @@ from napari_xai.core.options import (
     SummaryOptions,
     result_params,
 )
-from napari_xai.core.progress import drive, relay
+from napari_xai.core.progress import Counted, drive, relay
 from napari_xai.core.results import (
     AUDIT_NAME,
     TILES_NAME,
@@ -385,7 +385,7 @@ def write_preview(result: Any, slide: Any, path: Path, *, class_name: str | None
 
 
 @dataclass(frozen=True)
-class PipelineProgress:
+class PipelineProgress(Counted):
     """One step of :func:`run_slide`.
 
     Attributes
@@ -427,11 +427,6 @@ class PipelineProgress:
     message: str = ""
     value: Any = None
     detail: Any = None
-
-    @property
-    def fraction(self) -> float:
-        """Share of the stage done, in [0, 1]."""
-        return self.n_done / self.n_total if self.n_total else 1.0
 
 
 def result_folder(out: str | os.PathLike[str], slide: Any) -> Path:

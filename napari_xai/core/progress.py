@@ -15,12 +15,30 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from typing import Any, ParamSpec, TypeVar
 
-__all__ = ["drive", "eager", "relay"]
+__all__ = ["Counted", "drive", "eager", "relay"]
 
 P = ParamSpec("P")
 S = TypeVar("S")
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class Counted:
+    """Mixin of the progress steps that count work: ``n_done`` of ``n_total``.
+
+    The progress dataclasses (``ScoreProgress``, ``ExplainProgress``,
+    ``AuditProgress``, ``PipelineProgress``) declare the two fields; this gives them
+    one :attr:`fraction`.
+    """
+
+    __slots__ = ()
+    n_done: int
+    n_total: int
+
+    @property
+    def fraction(self) -> float:
+        """Share of the work done, in [0, 1] (1 when there is nothing to do)."""
+        return self.n_done / self.n_total if self.n_total else 1.0
 
 
 def drive(gen: Generator[S, Any, R], progress: Callable[[S], Any] | None = None) -> R:
@@ -47,19 +65,19 @@ def drive(gen: Generator[S, Any, R], progress: Callable[[S], Any] | None = None)
             return result
 
 
-def eager(gen_fn: Callable[P, Generator[Any, Any, R]], *, name: str, doc: str) -> Callable[P, R]:
+def eager(gen_fn: Callable[P, Generator[Any, Any, R]], *, name: str) -> Callable[P, R]:
     """Make the eager form of a progress generator: the same parameters, run to its value.
 
-    ``run_batch = eager(iter_batch, name="run_batch", doc=...)`` spells the
-    parameters once (on the generator) and keeps them typed; to follow the
-    progress, drive the generator itself: ``drive(iter_batch(...), on_event)``.
+    ``run_batch = eager(iter_batch, name="run_batch")`` spells the parameters
+    once (on the generator) and keeps them typed; to follow the progress, drive
+    the generator itself: ``drive(iter_batch(...), on_event)``.
 
     Parameters
     ----------
     gen_fn : callable
         A core generator function (``iter_batch``, ``iter_explain_slide``...).
-    name, doc : str
-        The eager function's name and docstring.
+    name : str
+        The eager function's name.
 
     Returns
     -------
@@ -70,9 +88,14 @@ def eager(gen_fn: Callable[P, Generator[Any, Any, R]], *, name: str, doc: str) -
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         return drive(gen_fn(*args, **kwargs))
 
+    gen = gen_fn.__name__
     run.__name__ = run.__qualname__ = name
     run.__module__ = gen_fn.__module__
-    run.__doc__ = doc
+    run.__doc__ = (
+        f"Run :func:`{gen}` to the end and return its value.\n\n"
+        f"The parameters are :func:`{gen}`'s; to follow the progress, drive the "
+        f"generator: ``drive({gen}(...), progress)``.\n"
+    )
     return run
 
 

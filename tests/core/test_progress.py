@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from napari_xai.core.progress import drive, eager, relay
+from napari_xai.core.progress import Counted, drive, eager, relay
 
 
 def _work(log: list[str]):
@@ -57,9 +57,9 @@ def test_eager_runs_the_generator_with_its_arguments_and_closes_it() -> None:
         finally:
             log.append("closed")
 
-    count = eager(iter_count, name="count", doc="Run iter_count to the end.")
+    count = eager(iter_count, name="count")
     assert count(3, scale=5) == 15 and log == ["closed"]
-    assert count.__name__ == "count" and count.__doc__ == "Run iter_count to the end."
+    assert count.__name__ == "count" and ":func:`iter_count` to the end" in (count.__doc__ or "")
     with pytest.raises(TypeError):
         count(3, progress=print)  # type: ignore[call-arg]  # progress: drive the generator
 
@@ -77,3 +77,23 @@ def test_the_eager_core_functions_are_their_generators_run_to_the_end() -> None:
         assert fn.__name__ == name and f":func:`iter_{name.removeprefix('run_')}`" in (
             fn.__doc__ or ""
         )
+
+
+def test_the_progress_steps_count_their_work_one_way() -> None:
+    from dataclasses import dataclass
+
+    from napari_xai.core.attribution.whole_slide import ExplainProgress
+    from napari_xai.core.audit.slide import AuditProgress
+    from napari_xai.core.inference import ScoreProgress
+    from napari_xai.core.pipeline import PipelineProgress
+
+    @dataclass(frozen=True)
+    class Step(Counted):
+        n_done: int
+        n_total: int
+
+    assert Step(3, 12).fraction == 0.25 and Step(0, 0).fraction == 1.0
+    for cls in (ScoreProgress, ExplainProgress, AuditProgress, PipelineProgress):
+        assert issubclass(cls, Counted) and "fraction" not in vars(cls)
+    assert PipelineProgress("score", n_done=1, n_total=4).fraction == 0.25
+    assert AuditProgress(2, 8, 0.1).fraction == 0.25

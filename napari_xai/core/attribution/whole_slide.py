@@ -38,7 +38,7 @@ from napari_xai.core.attribution.registry import Explainer
 from napari_xai.core.models.resolve import resolve_model
 from napari_xai.core.naming import activation_layer_name, saliency_layer_name, slide_stem
 from napari_xai.core.options import ExplainSpec, GridOptions, RunOptions
-from napari_xai.core.progress import eager
+from napari_xai.core.progress import Counted, eager
 from napari_xai.core.reader import TileReader
 from napari_xai.core.stitch import StitchedMap
 from napari_xai.core.tiling import TileGrid
@@ -66,7 +66,7 @@ DEFAULT_MAP_PX = 64
 
 
 @dataclass
-class ExplainProgress:
+class ExplainProgress(Counted):
     """State after one batch.
 
     Attributes
@@ -96,11 +96,6 @@ class ExplainProgress:
     def tiles_per_s(self) -> float:
         """Throughput of this run."""
         return self.n_done / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-    @property
-    def fraction(self) -> float:
-        """Fraction of this run's tiles done."""
-        return self.n_done / self.n_total if self.n_total else 1.0
 
 
 @dataclass
@@ -597,12 +592,4 @@ def write_to_result(writer: Any, result: ExplainResult) -> str:
     return key
 
 
-explain_slide = eager(
-    iter_explain_slide,
-    name="explain_slide",
-    doc="""Run :func:`iter_explain_slide` to the end and return its :class:`ExplainResult`.
-
-    The parameters are :func:`iter_explain_slide`'s; to follow the progress, drive
-    the generator: ``drive(iter_explain_slide(...), progress)``.
-    """,
-)
+explain_slide = eager(iter_explain_slide, name="explain_slide")

@@ -39,7 +39,7 @@ from napari_xai.core.audit.counterfactual import CounterfactualResult
 from napari_xai.core.audit.evidence import PairEvidence
 from napari_xai.core.audit.verdict import Verdict, VerdictThresholds
 from napari_xai.core.options import AuditSpec, GridOptions, RunOptions
-from napari_xai.core.progress import eager
+from napari_xai.core.progress import Counted, eager
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,18 +62,13 @@ BORDER_FRACTION = 0.02
 
 
 @dataclass
-class AuditProgress:
+class AuditProgress(Counted):
     """State after one batch of :func:`iter_audit_slide`."""
 
     n_done: int
     n_total: int
     elapsed_s: float
     stage: str = "explaining tiles"
-
-    @property
-    def fraction(self) -> float:
-        """Share of tiles done, in [0, 1]."""
-        return self.n_done / self.n_total if self.n_total else 1.0
 
 
 @dataclass
@@ -642,15 +637,7 @@ def iter_audit_slide(
     return result
 
 
-audit_slide = eager(
-    iter_audit_slide,
-    name="audit_slide",
-    doc="""Run :func:`iter_audit_slide` to the end and return its :class:`SlideAudit`.
-
-    The parameters are :func:`iter_audit_slide`'s; to follow the progress, drive
-    the generator: ``drive(iter_audit_slide(...), progress)``.
-    """,
-)
+audit_slide = eager(iter_audit_slide, name="audit_slide")
 
 
 def audit_saliency_store(
