@@ -106,3 +106,15 @@ def test_one_resolver_and_cache(tmp_path: Path) -> None:
     assert resolve_model(copy, device="cpu") is not first
     with pytest.raises((OSError, ValueError)):
         resolve_model(tmp_path / "missing.pt", device="cpu")
+
+
+def test_explaining_or_auditing_a_bare_module_says_it_needs_a_card() -> None:
+    import torch
+
+    from napari_xai.core.models.resolve import resolve_carded_model
+
+    demo = resolve_carded_model("demo", device="cpu", task="explaining a slide", needs="mpp")
+    assert demo.card.tile_size > 0  # a loaded model with its card passes through
+    bare = torch.nn.Conv2d(3, 2, 3)
+    with pytest.raises(ValueError, match=r"^auditing a slide needs a model card \(classes\): "):
+        resolve_carded_model(bare, task="auditing a slide", needs="classes")

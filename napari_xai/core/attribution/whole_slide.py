@@ -35,7 +35,7 @@ import numpy.typing as npt
 
 from napari_xai.core.attribution._base import ExplainOptions
 from napari_xai.core.attribution.registry import Explainer
-from napari_xai.core.models.resolve import resolve_model
+from napari_xai.core.models.resolve import resolve_carded_model
 from napari_xai.core.naming import activation_layer_name, saliency_layer_name, slide_stem
 from napari_xai.core.options import ExplainSpec, GridOptions, RunOptions
 from napari_xai.core.progress import Counted, eager
@@ -372,13 +372,11 @@ def _explain(
             from napari_xai.core.wsi import open_slide
 
             slide = stack.enter_context(open_slide(slide, mpp=grid.mpp if grid else None))
-        model = resolve_model(model, device=run.torch_device, architecture=run.architecture)
-        card = getattr(model, "card", None)
-        if card is None:
-            raise ValueError(
-                "explaining a slide needs a model card (tile size, mpp): load the model with "
-                "napari_xai.core.models.loading.load_model"
-            )
+        model = resolve_carded_model(
+            model, device=run.torch_device, architecture=run.architecture,
+            task="explaining a slide", needs="tile size, mpp",
+        )  # fmt: skip
+        card = model.card
         t0 = time.perf_counter()
         explainer = Explainer(
             model,

@@ -555,16 +555,14 @@ def iter_audit_slide(
             )  # fmt: skip
     from napari_xai.core.attribution import Explainer, ExplainOptions
     from napari_xai.core.audit.verdict import make_verdict
-    from napari_xai.core.models.resolve import resolve_model
+    from napari_xai.core.models.resolve import resolve_carded_model
 
     t0 = time.perf_counter()
-    loaded = resolve_model(model, device=run.torch_device, architecture=run.architecture)
-    card = getattr(loaded, "card", None)
-    if card is None:
-        raise ValueError(
-            "auditing a slide needs a model card (classes, tile size, mpp): load the model "
-            "with napari_xai.core.models.loading.load_model"
-        )
+    loaded = resolve_carded_model(
+        model, device=run.torch_device, architecture=run.architecture,
+        task="auditing a slide", needs="classes, tile size, mpp",
+    )  # fmt: skip
+    card = loaded.card
     if masks is None:
         from napari_xai.core.masks import cached_slide_masks
 

@@ -15,7 +15,13 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEMO_NAMES", "clear_model_cache", "model_path", "resolve_model"]
+__all__ = [
+    "DEMO_NAMES",
+    "clear_model_cache",
+    "model_path",
+    "resolve_carded_model",
+    "resolve_model",
+]
 
 #: Names that mean the bundled demo model.
 DEMO_NAMES = ("demo", "demo-model", ":demo:")
@@ -83,6 +89,35 @@ def resolve_model(model: Any, *, device: Any = None, architecture: str | None = 
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
         return loaded
+
+
+def resolve_carded_model(
+    model: Any, *, device: Any = None, architecture: str | None = None, task: str, needs: str
+) -> Any:
+    """Return :func:`resolve_model`'s model, which must carry a model card.
+
+    Parameters
+    ----------
+    model, device, architecture
+        As :func:`resolve_model`.
+    task : str
+        What needs the card, for the message (``"explaining a slide"``).
+    needs : str
+        What it reads from the card, for the message (``"tile size, mpp"``).
+
+    Raises
+    ------
+    ValueError
+        When the model has no card (a bare module): the message says to load it
+        with :func:`napari_xai.core.models.loading.load_model`.
+    """
+    loaded = resolve_model(model, device=device, architecture=architecture)
+    if getattr(loaded, "card", None) is None:
+        raise ValueError(
+            f"{task} needs a model card ({needs}): load the model with "
+            "napari_xai.core.models.loading.load_model"
+        )
+    return loaded
 
 
 def clear_model_cache() -> None:
