@@ -22,7 +22,9 @@ from typing import Any
 
 from napari_xai.core.options import GridOptions
 
-__all__ = ["GRID_FIELDS", "add_grid_arguments", "given", "grid_flags", "grid_from_args"]
+__all__ = [
+    "GRID_FIELDS", "add_grid_arguments", "description", "given", "grid_flags", "grid_from_args",
+]  # fmt: skip
 
 #: GridOptions fields that have a flag of the same name (``--min-tissue`` → ``min_tissue``),
 #: parsed into ``grid_<field>`` (so ``audit --max-tiles``, an AuditSpec field, stays apart).
@@ -34,6 +36,17 @@ _HELP = {
     "mpp": "slide µm/px at level 0 (when the file lacks it)",
     "max_tiles": "score only this many tiles (spread out)",
 }
+
+
+def description(doc: str | None) -> str | None:
+    """Return a command's ``--help`` description: its module docstring up to "Examples".
+
+    Parameters
+    ----------
+    doc : str or None
+        The command module's ``__doc__`` (None under ``python -OO``).
+    """
+    return doc.split("Examples")[0].strip() if doc else None
 
 
 def add_grid_arguments(

@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from napari_xai.cli._options import description
+
 __all__ = ["add_parser", "run"]
 
 
@@ -26,7 +28,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "qc",
         help="tissue and artefact masks, fractions and a cohort report for slides and tiles",
-        description=__doc__.split("Examples")[0].strip() if __doc__ else None,
+        description=description(__doc__),
     )
     parser.add_argument(
         "inputs", nargs="+", type=Path, metavar="INPUT",

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from napari_xai.cli._options import add_grid_arguments, given, grid_from_args
+from napari_xai.cli._options import add_grid_arguments, description, given, grid_from_args
 from napari_xai.cli.explore import add_feature_arguments, feature_spec
 
 __all__ = ["add_parser", "run"]
@@ -33,7 +33,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "score",
         help="Score one slide with a tile model (tiles.parquet + heatmap preview).",
-        description=__doc__.split("Examples")[0].strip() if __doc__ else None,
+        description=description(__doc__),
     )
     parser.add_argument("slide", type=Path, help="whole-slide image (SVS, NDPI, TIFF...)")
     parser.add_argument(

@@ -20,6 +20,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from napari_xai.cli._options import description
+
 __all__ = ["add_parser", "run"]
 
 
@@ -28,7 +30,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "wsinfer",
         help="Read/write WSInfer model folders; export results for WSInfer and QuPath.",
-        description=__doc__.split("Examples")[0].strip() if __doc__ else None,
+        description=description(__doc__),
     )
     actions = parser.add_subparsers(dest="wsinfer_action", metavar="ACTION", required=True)
 
