@@ -30,7 +30,7 @@ from napari_xai._widgets._explain_work import (  # noqa: F401 - describe_for_exp
     run_in_worker,
 )
 from napari_xai._widgets._pickers import file_edit, path_of
-from napari_xai.core.naming import METHOD_NAMES
+from napari_xai.core.naming import METHOD_NAMES, slide_stem
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -87,6 +87,7 @@ class ExplainWidget(FollowView, InsideModel, MethodSanity, RunWidget):
         self._output = file_edit(label="output folder", mode="d", value=str(default_output()))
         self._last_refresh = 0.0
         self._layer_name: str | None = None
+        self._slide_name = ""  # the running slide's name (its maps' "slide" metadata)
         self.last_result: ExplainResult | None = None
         self.finish(
             [
@@ -144,6 +145,7 @@ class ExplainWidget(FollowView, InsideModel, MethodSanity, RunWidget):
 
         self._last_refresh = 0.0
         self._layer_name = None
+        self._slide_name = slide_stem(slide.metadata["path"])
         self.last_result = None
         return self.launch(
             run_in_worker,
@@ -210,7 +212,8 @@ class ExplainWidget(FollowView, InsideModel, MethodSanity, RunWidget):
         from napari_xai.core.layers.saliency import stitched_layer
 
         try:
-            self.upsert(stitched_layer(store, key, name=name))
+            slide = {"slide": self._slide_name}  # as the slide's other maps
+            self.upsert(stitched_layer(store, key, name=name, metadata=slide))
         except Exception:  # noqa: BLE001 - a write in flight; try at the next refresh
             return False
         return True

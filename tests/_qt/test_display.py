@@ -315,3 +315,23 @@ def test_panel_and_inspector_fit_1280_by_800(make_napari_viewer, qtbot, result_f
         rect = QRect(label.native.mapTo(window, QPoint(0, 0)), label.native.size())
         assert not label.native.visibleRegion().isEmpty()
         assert window.rect().intersects(rect), (rect, window.rect())
+
+
+def test_only_this_map_hides_the_slides_saliency(make_napari_viewer, result_folder) -> None:
+    """With "only this map" on, a probability map and the slide's saliency map hide each
+    other (the Explain widget's own layer: test_explain_widget)."""
+    from napari_xai._widgets.display import DisplayPanel
+
+    viewer = make_napari_viewer()
+    layers = viewer.open(result_folder, plugin="napari-xai")
+    panel = DisplayPanel(viewer)
+    assert panel._only.value
+    maps = {lyr.name: lyr for lyr in layers if type(lyr).__name__ == "Image" and not lyr.rgb}
+    tumour = maps[f"{SLIDE} prob [tumour]"]
+    saliency = maps[f"{SLIDE} saliency [saliency, predicted]"]
+    panel._map.value = saliency
+    assert saliency.visible and not any(m.visible for m in maps.values() if m is not saliency), {
+        m.name: m.visible for m in maps.values()
+    }
+    panel._map.value = tumour
+    assert tumour.visible and not saliency.visible

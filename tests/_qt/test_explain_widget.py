@@ -94,6 +94,23 @@ def test_whole_slide_saliency_layer(make_napari_viewer, qtbot, slide_path, tmp_p
     assert len(viewer.layers) == n_layers
     assert widget.last_result.n_computed == 0  # resumed from the store
 
+    # "only this map": the slide's probability map and this saliency map hide each other
+    from napari_xai._widgets.display import DisplayPanel
+    from napari_xai.core.layers.scores import heatmap_layer
+    from napari_xai.core.naming import slide_stem
+
+    assert layer.metadata["slide"] == slide_stem(slide_path)
+    data, kwargs, kind = heatmap_layer(
+        np.full((4, 4), 0.5), slide_name=slide_stem(slide_path), class_name="tumour", stride0=64
+    )
+    prob = viewer.add_image(data, **kwargs)
+    panel = DisplayPanel(viewer)
+    assert panel._only.value
+    panel._map.value = layer
+    assert layer.visible and not prob.visible
+    panel._map.value = prob
+    assert prob.visible and not layer.visible
+
 
 def test_view_mode_and_channels(make_napari_viewer, qtbot, slide_path, tmp_path) -> None:
     import torch

@@ -104,6 +104,7 @@ def saliency_layers(result: Result, name: str) -> list[LayerDataTuple]:
                     "visible": False,
                     "metadata": {
                         "napari_xai": "saliency",
+                        "slide": name,
                         "method": method,
                         "class_name": cls,
                         "result_folder": str(result.folder),

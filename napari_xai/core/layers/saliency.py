@@ -96,7 +96,10 @@ def saliency_layer(result: Any, **kwargs: Any) -> LayerDataTuple:
     """Layer of an :class:`~napari_xai.core.attribution.whole_slide.ExplainResult`.
 
     Named ``"<slide> saliency [<method>, <class>]"``; ``kwargs`` go to
-    :func:`stitched_layer` (``colormap``, ``opacity``, ``contrast_limits``...).
+    :func:`stitched_layer` (``colormap``, ``opacity``, ``contrast_limits``...). Its
+    metadata names the slide (``"slide"``, as the slide's probability maps do), so the
+    display panel knows it for one of that slide's maps.
     """
     kwargs.setdefault("contrast_limits", result.limits)
+    kwargs["metadata"] = {"slide": result.slide_name, **(kwargs.get("metadata") or {})}
     return stitched_layer(result.store, result.key, name=result.layer_name, **kwargs)
