@@ -92,9 +92,9 @@ class FilterControls:
         metadata = {} if column == NO_COLUMN else {column: tuple(self.values.value)}
         ood_max = float(self.ood_max.value)
         return TileFilter(
-            classes=tuple(self.classes.value),
+            classes=_kept(self.classes),
             confidence=(float(self.conf_min.value), float(self.conf_max.value)),
-            slides=tuple(self.slides.value),
+            slides=_kept(self.slides),
             ood=None if ood_max >= float(self.ood_max.max) else (-np.inf, ood_max),
             flags=tuple(self.hide_flags.value),
             metadata=metadata,
@@ -116,3 +116,12 @@ class FilterControls:
     def _changed(self, _value: Any = None) -> None:
         if not self._quiet:
             self._on_change()
+
+
+def _kept(select: Select) -> tuple[str, ...] | None:
+    """Return the values picked in ``select``; None (no filter) when every one is.
+
+    An empty pick keeps nothing: a user who deselects every class sees no tiles.
+    """
+    picked = tuple(select.value)
+    return None if set(picked) >= set(select.choices) else picked

@@ -263,6 +263,23 @@ def test_metadata_slide_and_flag_filters_change_scatter_gallery_and_layer(widget
     _kept_consistently(viewer, w, col > 1)
 
 
+def test_deselecting_every_class_or_slide_shows_no_tiles(widget) -> None:
+    """An empty pick in the class or slide filter keeps nothing (not "no filter")."""
+    viewer, w = widget
+    tiles = w.result.tiles
+    f = w.filters
+    w.select([int(np.flatnonzero((tiles["slide_id"] == "case0").to_numpy())[0])])
+    f.classes.value = []
+    _kept_consistently(viewer, w, np.zeros(len(tiles), bool))
+    assert not viewer.layers["case0 tiles"].shown.any()
+    f.classes.value = list(f.classes.choices)
+    _kept_consistently(viewer, w, np.ones(len(tiles), bool))
+    f.slides.value = []
+    _kept_consistently(viewer, w, np.zeros(len(tiles), bool))
+    f.slides.value = ["case2"]
+    _kept_consistently(viewer, w, (tiles["slide_id"] == "case2").to_numpy())
+
+
 def test_dragging_on_the_histogram_sets_the_confidence_range(widget) -> None:
     from matplotlib.backend_bases import MouseEvent
 

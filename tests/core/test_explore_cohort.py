@@ -144,6 +144,10 @@ def test_filters_gallery_orders_and_confusion_cells(cohort) -> None:
     )
     with pytest.raises(KeyError, match="no metadata column 'scanner'"):
         TileFilter(metadata={"scanner": ("x",)}).mask(tiles)
+    # no filter keeps every tile; an explicit empty pick of classes or slides keeps none
+    assert TileFilter().mask(tiles).all()
+    assert not TileFilter(classes=()).mask(tiles).any()
+    assert not TileFilter(slides=()).mask(tiles).any()
 
     order = gallery_order(tiles, by="confidence")
     assert np.all(np.diff(tiles["confidence"].to_numpy()[order]) >= 0)

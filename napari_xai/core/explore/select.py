@@ -42,12 +42,12 @@ class TileFilter:
 
     Attributes
     ----------
-    classes : tuple of str
-        Predicted classes kept (empty: all).
+    classes : tuple of str or None
+        Predicted classes kept; None: every class (no filter), empty: none.
     confidence : (float, float)
         Kept confidence range, inclusive.
-    slides : tuple of str
-        ``slide_id`` values kept (empty: all).
+    slides : tuple of str or None
+        ``slide_id`` values kept; None: every slide (no filter), empty: none.
     flags : tuple of str
         Tiles carrying any of these flags are dropped (e.g. ``("artefact",)``).
     ood : (float, float) or None
@@ -56,9 +56,9 @@ class TileFilter:
         Column → values kept (compared as text, so ``"0"`` keeps cluster 0).
     """
 
-    classes: tuple[str, ...] = ()
+    classes: tuple[str, ...] | None = None
     confidence: tuple[float, float] = (0.0, 1.0)
-    slides: tuple[str, ...] = ()
+    slides: tuple[str, ...] | None = None
     flags: tuple[str, ...] = ()
     ood: tuple[float, float] | None = None
     metadata: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
@@ -66,12 +66,12 @@ class TileFilter:
     def mask(self, tiles: pd.DataFrame) -> npt.NDArray[np.bool_]:
         """Boolean mask of the tiles kept, one entry per row."""
         keep = np.ones(len(tiles), bool)
-        if self.classes:
+        if self.classes is not None:
             keep &= _text(tiles["pred_class"]).isin(self.classes).to_numpy()
         lo, hi = self.confidence
         conf = tiles["confidence"].to_numpy(np.float64)
         keep &= (conf >= lo) & (conf <= hi)
-        if self.slides and "slide_id" in tiles:
+        if self.slides is not None and "slide_id" in tiles:
             keep &= _text(tiles["slide_id"]).isin(self.slides).to_numpy()
         if self.flags and "flags" in tiles:
             import re
