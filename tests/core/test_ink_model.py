@@ -197,10 +197,11 @@ def test_the_stroke_pass_over_a_clean_slide(shared_data: Path) -> None:
     with open_slide(shared_data / "slides" / "CMU-1-Small-Region.svs") as slide:
         masks = slide_masks(slide, max_size=1024)
         stats: list[StrokeStats] = []
-        model = stroke_labels(slide, masks, options=StrokeOptions(chunk=1024), stats=stats)
+        auto = StrokeOptions(chunk=1024, method="auto")
+        model = stroke_labels(slide, masks, options=auto, stats=stats)
         rules = stroke_labels(slide, masks, options=StrokeOptions(chunk=1024, method="rules"))
     assert stats[0].read_chunks == stats[0].tissue_chunks > 1
-    assert stats[0].method == "model"  # read whole: the classifier (StrokeOptions "auto")
+    assert stats[0].method == "model"  # read whole: the classifier ("auto")
     assert model.shape == masks.tissue.shape
     assert set(np.unique(model)) <= {0, 1, 2, 4}
     print(f"\nCMU-1 stroke pass: model {(model > 0).mean():.4f}, rules {(rules > 0).mean():.4f}")

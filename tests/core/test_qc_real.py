@@ -213,8 +213,8 @@ def test_stroke_prescreen_reads_only_inked_chunks(shared_data: Path, tmp_path: P
         masks = slide_masks(slide, max_size=1024)
         runs = {}
         for name, opts in (
-            ("all", Opts(chunk=1024)),
-            # the pre-screen's default classifies by the rules: the same classifier as "all"
+            # one classifier for both runs ("auto" would give the pre-screened run the rules)
+            ("all", Opts(chunk=1024, method="model")),
             ("screen", Opts(chunk=1024, screen_above=0, method="model")),
         ):
             stats: list[Stats] = []
