@@ -1,8 +1,12 @@
 """Command-line interface: ``napari-xai <command> ...``.
 
 Each subcommand lives in its own module ``napari_xai.cli.<name>`` exposing
-``add_parser(subparsers)`` and ``run(args) -> int``; they call the same core
-functions as the widgets. Modules are imported lazily so ``--help`` is fast.
+``HELP`` (its line in ``napari-xai --help``), ``add_arguments(parser)`` and
+``run(args) -> int``, and optionally ``DESCRIPTION`` (default: the module
+docstring up to "Examples"), ``EPILOG`` and ``FORMATTER_CLASS``;
+:func:`add_subcommand` makes the subparser from them, in one place. The
+commands call the same core functions as the widgets. Modules are imported
+lazily so ``--help`` is fast.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 # Module names under napari_xai.cli, in the order `--help` lists them.
 SUBCOMMANDS: tuple[str, ...] = (
@@ -34,9 +39,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"napari-xai {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
-        module = importlib.import_module(f"napari_xai.cli.{name}")
-        sub = module.add_parser(subparsers)
-        sub.set_defaults(_run=module.run)
+        add_subcommand(subparsers, name)
+    return parser
+
+
+def add_subcommand(subparsers: Any, name: str) -> argparse.ArgumentParser:
+    """Add the subcommand of module ``napari_xai.cli.<name>`` to ``subparsers``.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        What ``ArgumentParser.add_subparsers`` returned.
+    name : str
+        The command, and its module's name.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The command's parser, with the module's arguments and ``_run`` set to
+        its ``run``.
+    """
+    from napari_xai.cli._options import description
+
+    module = importlib.import_module(f"napari_xai.cli.{name}")
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name,
+        help=module.HELP,
+        description=getattr(module, "DESCRIPTION", None) or description(module.__doc__),
+        epilog=getattr(module, "EPILOG", None),
+        formatter_class=getattr(module, "FORMATTER_CLASS", argparse.HelpFormatter),
+    )
+    module.add_arguments(parser)
+    parser.set_defaults(_run=module.run)
     return parser
 
 

@@ -11,23 +11,22 @@ from napari_xai.core.naming import AUDIT_METHOD_NAMES
 METHODS = AUDIT_METHOD_NAMES
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register the ``audit`` subcommand."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "audit",
-        help="shortcut audit: attention on artefacts per slide, or a cohort's data (--cohort)",
-        description=(
-            "Slides: explain a sample of tissue tiles and measure how much of the attribution "
-            "lands on tissue, background, artefacts (pen, marker, ruler, text) and the border "
-            "band; flag tiles and give a verdict. Adds report.html and audit.json to the "
-            "slide's result folder OUT/<slide>/ (scored first when it is not). "
-            "Cohort (--cohort CSV with a path and a label column): class balance, montages per "
-            "class, colour statistics, and metadata columns associated with the label "
-            "(Cramér's V); writes OUT/<csv name>/report.html and audit.json. With --model, the "
-            "cohort's tile images are also audited for where the model looks (artefacts "
-            "detected in each tile), and its slides one by one."
-        ),
-    )
+HELP = "shortcut audit: attention on artefacts per slide, or a cohort's data (--cohort)"
+DESCRIPTION = (
+    "Slides: explain a sample of tissue tiles and measure how much of the attribution "
+    "lands on tissue, background, artefacts (pen, marker, ruler, text) and the border "
+    "band; flag tiles and give a verdict. Adds report.html and audit.json to the "
+    "slide's result folder OUT/<slide>/ (scored first when it is not). "
+    "Cohort (--cohort CSV with a path and a label column): class balance, montages per "
+    "class, colour statistics, and metadata columns associated with the label "
+    "(Cramér's V); writes OUT/<csv name>/report.html and audit.json. With --model, the "
+    "cohort's tile images are also audited for where the model looks (artefacts "
+    "detected in each tile), and its slides one by one."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``audit`` arguments to ``parser``."""
     parser.add_argument("slides", metavar="SLIDE", nargs="*", help="slide file(s)")
     parser.add_argument("--cohort", default=None, metavar="CSV", help="cohort table to audit")
     parser.add_argument("--label-column", default="label", help="cohort label column")
@@ -64,7 +63,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--strict", action="store_true", help="exit with status 3 when any audit fails"
     )
     parser.add_argument("--quiet", action="store_true")
-    return parser
 
 
 def _print_attention(name: str, res: Any, report: Any) -> None:

@@ -24,14 +24,14 @@ from napari_xai.cli.explore import add_feature_arguments, feature_spec
 
 __all__ = [
     "add_batch_arguments",
-    "add_parser",
+    "add_arguments",
     "main",
     "options_from_args",
     "run",
     "run_batch_cli",
 ]
 
-_DESCRIPTION = """\
+DESCRIPTION = """\
 Score many slides with a tile model, one result folder per slide.
 
 Each slide gets OUT/<slide-name>/ with tiles.parquet (one row per tile),
@@ -46,7 +46,7 @@ resumed by running it again. A slide that fails is reported and the others go on
 Open a result in napari by dropping its folder (or manifest.json) on the viewer.
 """
 
-_EPILOG = """\
+EPILOG = """\
 examples:
   napari-xai batch slides/ --out results/
   napari-xai batch "data/**/*.svs" --model model.pt --out results/ --workers 2
@@ -192,17 +192,13 @@ def add_batch_arguments(parser: argparse.ArgumentParser, *, with_slides: bool = 
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``napari-xai batch``."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "batch",
-        help="score many slides (a folder, glob or cohort CSV) into result folders; resumable",
-        description=_DESCRIPTION,
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+HELP = "score many slides (a folder, glob or cohort CSV) into result folders; resumable"
+FORMATTER_CLASS = argparse.RawDescriptionHelpFormatter
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``batch`` arguments to ``parser``."""
     add_batch_arguments(parser)
-    return parser
 
 
 def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -403,9 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``napari-xai batch`` alone: ``python -m napari_xai.cli.batch SLIDES... --out OUT``."""
     parser = argparse.ArgumentParser(
         prog="napari-xai batch",
-        description=_DESCRIPTION,
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=FORMATTER_CLASS,
     )
     add_batch_arguments(parser)
     args = parser.parse_args(argv)

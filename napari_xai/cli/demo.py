@@ -19,14 +19,13 @@ from typing import Any
 DEFAULT_OUT = "napari-xai-demo"
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register the ``demo`` subcommand."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "demo",
-        help="score, explain and audit the bundled sample slide with the demo model, and show it",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+HELP = "score, explain and audit the bundled sample slide with the demo model, and show it"
+DESCRIPTION = __doc__
+FORMATTER_CLASS = argparse.RawDescriptionHelpFormatter
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``demo`` arguments to ``parser``."""
     parser.add_argument(
         "--out", default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})"
     )
@@ -48,7 +47,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="do not open a napari window; save OUT/screenshot.png of the same view instead",
     )
-    return parser
 
 
 def _say(message: str) -> None:

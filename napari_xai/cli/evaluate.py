@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+
+HELP = "compare a scoring result's tiles with annotations (confusion matrix, AUC)"
+DESCRIPTION = (
+    "Label each tile from the annotations (QuPath GeoJSON) by overlap, then report "
+    "the confusion matrix, per-class precision/recall and ROC AUC of the tile "
+    "probabilities. The result goes under the 'evaluation' key of audit.json "
+    "(other keys are kept)."
+)
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register the ``evaluate`` subcommand."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "evaluate",
-        help="compare a scoring result's tiles with annotations (confusion matrix, AUC)",
-        description=(
-            "Label each tile from the annotations (QuPath GeoJSON) by overlap, then report "
-            "the confusion matrix, per-class precision/recall and ROC AUC of the tile "
-            "probabilities. The result goes under the 'evaluation' key of audit.json "
-            "(other keys are kept)."
-        ),
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``evaluate`` arguments to ``parser``."""
     parser.add_argument(
         "tiles", metavar="TILES", help="tiles.parquet, or a result folder that holds one"
     )
@@ -47,7 +44,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--out", default=None, help="JSON file to write (default: audit.json beside TILES)"
     )
     parser.add_argument("--quiet", action="store_true")
-    return parser
 
 
 def run(args: argparse.Namespace) -> int:

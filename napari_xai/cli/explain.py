@@ -11,20 +11,19 @@ from napari_xai.core.naming import METHOD_NAMES
 METHODS = METHOD_NAMES
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register the ``explain`` subcommand."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "explain",
-        help="explain a slide's predictions: stitched whole-slide saliency (Grad-CAM, IG...)",
-        description=(
-            "Run an attribution method over every tissue tile of a slide and stitch the "
-            "tile maps into a multiscale saliency map, saved as "
-            "OUT/<slide>/heatmaps.zarr/saliency/<method>/<class> in the slide's result folder "
-            "(scored first when it is not, with the same tile grid). Resumes where a previous "
-            "run with the same settings stopped. With --view, only the tiles in a level-0 "
-            "rectangle are explained."
-        ),
-    )
+HELP = "explain a slide's predictions: stitched whole-slide saliency (Grad-CAM, IG...)"
+DESCRIPTION = (
+    "Run an attribution method over every tissue tile of a slide and stitch the "
+    "tile maps into a multiscale saliency map, saved as "
+    "OUT/<slide>/heatmaps.zarr/saliency/<method>/<class> in the slide's result folder "
+    "(scored first when it is not, with the same tile grid). Resumes where a previous "
+    "run with the same settings stopped. With --view, only the tiles in a level-0 "
+    "rectangle are explained."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``explain`` arguments to ``parser``."""
     parser.add_argument("slide", metavar="SLIDE", help="slide file")
     parser.add_argument("--model", default="demo", help="model file/folder, or 'demo' (default)")
     parser.add_argument("--method", default="grad_cam", choices=METHODS)
@@ -46,7 +45,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--restart", action="store_true", help="ignore what a previous run left")
     parser.add_argument("--quiet", action="store_true")
-    return parser
 
 
 def run(args: argparse.Namespace) -> int:

@@ -32,7 +32,7 @@ from typing import Any
 from napari_xai.core.explore.cluster import CLUSTER_METHODS
 from napari_xai.core.explore.reduce import EMBED_METHODS
 
-__all__ = ["add_feature_arguments", "add_parser", "feature_spec", "run"]
+__all__ = ["add_feature_arguments", "add_arguments", "feature_spec", "run"]
 
 
 def add_feature_arguments(parser: argparse._ActionsContainer) -> None:
@@ -65,13 +65,12 @@ def feature_spec(args: argparse.Namespace) -> Any:
     return FeatureSpec(layer=args.feature_layer, mc_samples=int(args.mc_dropout))
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``napari-xai explore``."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "explore",
-        help="embed, cluster and summarise a cohort's tiles in the model's feature space",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
-    )
+HELP = "embed, cluster and summarise a cohort's tiles in the model's feature space"
+DESCRIPTION = __doc__.split("\n\n")[1] if __doc__ else None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``explore`` arguments to ``parser``."""
     parser.add_argument(
         "results",
         nargs="+",
@@ -101,7 +100,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="N",
         help="mosaic map cells along the longer side (16; 0: no mosaic map)",
     )
-    return parser
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+
+HELP = "print size, levels, mpp and vendor of slides (and check that they open)"
+DESCRIPTION = (
+    "Open each slide lazily and print what napari-xai reads from it. "
+    "Exits with status 1 if any file cannot be opened, naming the file and the problem."
+)
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register the ``info`` subcommand."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "info",
-        help="print size, levels, mpp and vendor of slides (and check that they open)",
-        description="Open each slide lazily and print what napari-xai reads from it. "
-        "Exits with status 1 if any file cannot be opened, naming the file and the problem.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``info`` arguments to ``parser``."""
     parser.add_argument("slides", nargs="+", metavar="SLIDE", help="slide files")
-    return parser
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,20 +16,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
-from napari_xai.cli._options import description
-
-__all__ = ["add_parser", "run"]
+__all__ = ["add_arguments", "run"]
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register the ``qc`` subcommand."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "qc",
-        help="tissue and artefact masks, fractions and a cohort report for slides and tiles",
-        description=description(__doc__),
-    )
+HELP = "tissue and artefact masks, fractions and a cohort report for slides and tiles"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``qc`` arguments to ``parser``."""
     parser.add_argument(
         "inputs", nargs="+", type=Path, metavar="INPUT",
         help="slides, image tiles (PNG/JPEG/TIFF) or folders of them",
@@ -43,7 +38,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--no-strokes", action="store_true",
         help="skip the stroke-resolution ink pass (thumbnail only; faster)",
     )  # fmt: skip
-    return parser
 
 
 def _expand(inputs: list[Path]) -> list[Path]:

@@ -22,19 +22,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from napari_xai.cli._options import add_grid_arguments, description, given, grid_from_args
+from napari_xai.cli._options import add_grid_arguments, given, grid_from_args
 from napari_xai.cli.explore import add_feature_arguments, feature_spec
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_arguments", "run"]
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register the ``score`` subcommand."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "score",
-        help="Score one slide with a tile model (tiles.parquet + heatmap preview).",
-        description=description(__doc__),
-    )
+HELP = "Score one slide with a tile model (tiles.parquet + heatmap preview)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``score`` arguments to ``parser``."""
     parser.add_argument("slide", type=Path, help="whole-slide image (SVS, NDPI, TIFF...)")
     parser.add_argument(
         "--model",
@@ -56,7 +54,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=2, help="tile reader threads (2)")
     parser.add_argument("--no-preview", action="store_true", help="skip preview.png")
     add_feature_arguments(parser)
-    return parser
 
 
 def _progress_printer() -> Any:

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+
+HELP = "write a synthetic pyramidal H&E slide (tumour, pen, marker, ruler, label)"
+DESCRIPTION = (
+    "Write an Aperio-SVS-style pyramidal JPEG-tiled slide, streaming with "
+    "bounded memory, and its ground truth (<out>.truth.npz: tissue, tumour, artefacts)."
+)
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register the ``synthetic`` subcommand."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "synthetic",
-        help="write a synthetic pyramidal H&E slide (tumour, pen, marker, ruler, label)",
-        description="Write an Aperio-SVS-style pyramidal JPEG-tiled slide, streaming with "
-        "bounded memory, and its ground truth (<out>.truth.npz: tissue, tumour, artefacts).",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``synthetic`` arguments to ``parser``."""
     parser.add_argument("out", metavar="OUT", help="output file, e.g. slide.svs")
     parser.add_argument(
         "--shape",
@@ -34,7 +33,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="comma-separated subset of pen,marker,ruler,label ('' for none)",
     )
     parser.add_argument("--workers", type=int, default=None, help="rendering threads")
-    return parser  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,20 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
-from napari_xai.cli._options import description
-
-__all__ = ["add_parser", "run"]
+__all__ = ["add_arguments", "run"]
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``wsinfer`` and its actions."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "wsinfer",
-        help="Read/write WSInfer model folders; export results for WSInfer and QuPath.",
-        description=description(__doc__),
-    )
+HELP = "Read/write WSInfer model folders; export results for WSInfer and QuPath."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``wsinfer`` arguments to ``parser``."""
     actions = parser.add_subparsers(dest="wsinfer_action", metavar="ACTION", required=True)
 
     p = actions.add_parser("validate", help="Check a WSInfer config.json (or model folder).")
@@ -62,7 +57,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="QuPath object type of each tile (default: tile, as WSInfer writes)",
     )
     p.add_argument("--no-geojson", action="store_true", help="write the CSV only")
-    return parser
 
 
 def _tiles_source(path: Path) -> tuple[Path, str]:

@@ -434,10 +434,11 @@ def test_config_is_not_mutated() -> None:
 def run_cli(*argv: str) -> int:
     import argparse
 
+    from napari_xai.cli import add_subcommand
     from napari_xai.cli import wsinfer as wsinfer_cli
 
     parser = argparse.ArgumentParser()
-    wsinfer_cli.add_parser(parser.add_subparsers(dest="command"))
+    add_subcommand(parser.add_subparsers(dest="command"), "wsinfer")
     args = parser.parse_args(["wsinfer", *argv])
     return wsinfer_cli.run(args)
 
