@@ -41,11 +41,7 @@ from napari_xai._widgets._style import (
     legend_title,
     watch_viewer,
 )
-from napari_xai.core.naming import (
-    class_colour,
-    hex_colour,
-    tiles_layer_name,
-)
+from napari_xai.core.naming import class_colour, hex_colour, tiles_layer_name
 
 if TYPE_CHECKING:
     import napari.layers

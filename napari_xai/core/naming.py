@@ -32,6 +32,12 @@ colour means two things:
   the same for every class (the legend names the class); no red in it;
 * **attribution** (:data:`ATTRIBUTION_COLORMAP`): inferno, its own scale;
 * **flagged tile** (:data:`ROLE_COLOURS` ``"flag"``): vermillion, the only red;
+* **audit regions** (:data:`REGION_COLOURS`): tissue blue (as the tissue mask),
+  artefact reddish purple (as the *Artefact* annotation class), border sand
+  (Tol), background pale grey, in napari's region layer and the HTML report's
+  figures;
+* **verdicts** (:data:`VERDICT_COLOURS`): pass bluish green, warn orange, fail
+  vermillion, in every HTML report (the word is always written next to it);
 * **masks**: tissue outlined in blue, artefacts in colours chosen to
   stand out from the ink they outline (black ink is outlined in sky blue,
   green/blue ink in yellow, red ink in bluish green), see
@@ -60,8 +66,10 @@ __all__ = [
     "POSITIVE_NAMES",
     "PROBABILITY_COLORMAP",
     "READER_SUFFIXES",
+    "REGION_COLOURS",
     "ROLE_COLOURS",
     "SLIDE_SUFFIXES",
+    "VERDICT_COLOURS",
     "activation_layer_name",
     "class_colour",
     "heatmap_layer_name",
@@ -77,6 +85,7 @@ __all__ = [
     "saliency_layer_name",
     "slide_stem",
     "tiles_layer_name",
+    "verdict_hex",
 ]
 
 # --------------------------------------------------------------------------- slide files
@@ -264,6 +273,8 @@ OKABE_ITO: dict[str, RGB] = {
 _GREY = _hex("#999999")
 _INDIGO = _hex("#332288")  # Tol muted
 _OLIVE = _hex("#999933")  # Tol muted
+_SAND = _hex("#DDCC77")  # Tol muted
+_PALE_GREY = _hex("#DDDDDD")  # Tol pale grey
 
 #: Colours of classes without a fixed colour, taken in class order (vermillion,
 #: the flag colour, and black, the dark-ink colour, are left out).
@@ -290,7 +301,7 @@ CLASS_COLOURS: dict[str, RGB] = {
     **dict.fromkeys(("muscle", "mus"), OKABE_ITO["reddish_purple"]),
     **dict.fromkeys(("mucus", "muc"), _OLIVE),
     **dict.fromkeys(("background", "back", "glass", "other"), _GREY),
-    "ignore*": _hex("#DDDDDD"),  # Tol pale grey
+    "ignore*": _PALE_GREY,
 }
 
 #: Colours of roles that are not classes.
@@ -300,6 +311,23 @@ ROLE_COLOURS: dict[str, RGB] = {
     "tissue": OKABE_ITO["blue"],  # tissue mask outline
     "artefact": OKABE_ITO["reddish_purple"],  # annotation class 'Artefact'
     "region": OKABE_ITO["yellow"],  # annotation class 'Region*'
+    "border": _SAND,  # audit region: the rim of the tissue
+}
+
+#: Colours of the audit's region map (names of ``core.audit.attention.REGION_NAMES``):
+#: napari's "<slide> audit regions" layer and the HTML report draw the same colours.
+REGION_COLOURS: dict[str, RGB] = {
+    "background": _PALE_GREY,  # napari leaves it unpainted (glass)
+    "tissue": ROLE_COLOURS["tissue"],
+    "artefact": ROLE_COLOURS["artefact"],
+    "border": ROLE_COLOURS["border"],
+}
+
+#: Colours of the verdicts in the HTML reports (slide, cohort, data audits).
+VERDICT_COLOURS: dict[str, RGB] = {
+    "pass": OKABE_ITO["bluish_green"],
+    "warn": OKABE_ITO["orange"],
+    "fail": OKABE_ITO["vermillion"],
 }
 
 #: Artefact mask label -> outline colour (labels of ``core.masks.ARTEFACT_LABELS``),
@@ -378,3 +406,9 @@ def rgb255(colour: Sequence[float]) -> tuple[int, int, int]:
 def hex_colour(colour: Sequence[float]) -> str:
     """``#rrggbb`` of RGB floats in ``[0, 1]``."""
     return "#{:02x}{:02x}{:02x}".format(*rgb255(colour))
+
+
+def verdict_hex(verdict: str) -> str:
+    """``#rrggbb`` of a verdict (:data:`VERDICT_COLOURS`; dark grey for any other word)."""
+    colour = VERDICT_COLOURS.get(str(verdict).lower())
+    return hex_colour(colour) if colour is not None else "#555555"

@@ -189,14 +189,15 @@ def qc_image(
 
 
 def _overlay(thumb: npt.NDArray[np.uint8], masks: Any) -> npt.NDArray[np.uint8]:
-    """Thumbnail with tissue (green) and artefact (per class) outlines, tissue left visible."""
+    """Thumbnail with tissue and artefact (per class) outlines in the viewer's mask colours."""
     from skimage.segmentation import find_boundaries
 
-    colours = {1: (0, 200, 255), 2: (255, 0, 0), 3: (255, 165, 0), 4: (255, 0, 255)}
+    from napari_xai.core.naming import ARTEFACT_COLOURS, ROLE_COLOURS, rgb255
+
     out = thumb.copy()
-    out[find_boundaries(masks.tissue, mode="inner")] = (0, 200, 0)
-    for k, c in colours.items():
-        out[find_boundaries(masks.artefact_labels == k, mode="inner")] = c
+    out[find_boundaries(masks.tissue, mode="inner")] = rgb255(ROLE_COLOURS["tissue"])
+    for k, c in ARTEFACT_COLOURS.items():
+        out[find_boundaries(masks.artefact_labels == k, mode="inner")] = rgb255(c)
     return out
 
 

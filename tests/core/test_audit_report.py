@@ -137,6 +137,7 @@ def test_data_and_slide_report(tmp_path: Path) -> None:
     assert "class balance" in alts and "colour statistics" in alts
     positioned = [d for d in parsed.imgs if d.get("data-row") is not None]
     assert len(positioned) == len(res.attention.worst)
+    _assert_palette_regions(parsed, res)
     assert parsed.flagged_rows >= 1  # the confounded 'site' row
     summary = json.loads((out / "audit.json").read_text())
     assert summary["verdict"] == "fail"  # the data audit fails on 'site'
@@ -179,3 +180,34 @@ def test_real_slide_audit(shared_data: Path, tmp_path: Path) -> None:
     assert res.report_path is not None and res.report_path.is_file()
     summary = json.loads((tmp_path / "audit.json").read_text())
     assert summary["attention"]["slide"].endswith("CMU-1-Small-Region.svs")
+
+
+def _png_pixels(d: dict[str, str | None]) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    raw = base64.b64decode((d["src"] or "").split(",", 1)[1])
+    return np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
+
+
+def _assert_palette_regions(parsed: _Collector, res: object) -> None:
+    """The report's region map is drawn in the palette's region colours (napari's layer's)."""
+    from napari_xai.core.audit.attention import REGION_NAMES
+    from napari_xai.core.layers.audit import audit_layers
+    from napari_xai.core.naming import REGION_COLOURS, rgb255
+
+    (overview,) = [d for d in parsed.imgs if d.get("alt") == "slide overview"]
+    pixels = _png_pixels(overview).reshape(-1, 3)
+    colours, counts = np.unique(pixels, axis=0, return_counts=True)
+    seen = {tuple(int(v) for v in c): int(n) for c, n in zip(colours, counts, strict=True)}
+    codes = set(np.unique(res.regions).tolist())  # type: ignore[attr-defined]
+    for code, name in enumerate(REGION_NAMES):
+        if name != "background" and code in codes:  # background: white glass in the report
+            assert seen.get(rgb255(REGION_COLOURS[name]), 0) > 50, name
+    # napari's region layer: the same colours for the same codes
+    (_, kwargs, kind), _tiles = audit_layers(res, name="s")  # type: ignore[arg-type]
+    assert kind == "labels"
+    for code, name in enumerate(REGION_NAMES):
+        want = "transparent" if name == "background" else REGION_COLOURS[name]
+        assert kwargs["colormap"][code] == want

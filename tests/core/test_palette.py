@@ -17,7 +17,9 @@ from napari_xai.core.naming import (
     ARTEFACT_COLOURS,
     ATTRIBUTION_COLORMAP,
     CLASS_PALETTE,
+    REGION_COLOURS,
     ROLE_COLOURS,
+    VERDICT_COLOURS,
     class_colour,
     probability_colormap,
     rgb255,
@@ -205,3 +207,42 @@ def test_predicted_regions_use_the_palette() -> None:
     }
     assert got == {c: list(rgb255(class_colour(c, k))) for k, c in enumerate(CLASSES)}
     assert got["tumour"] == [230, 159, 0]
+
+
+@pytest.mark.parametrize("vision", list(_MACHADO))
+def test_audit_regions_and_verdicts_stay_apart(vision: str) -> None:
+    """The audit's four regions, and its three verdicts, are told apart colour-blind too."""
+    for group in (REGION_COLOURS, VERDICT_COLOURS):
+        pairs = itertools.combinations(group.items(), 2)
+        for (na, a), (nb, b) in pairs:
+            assert _delta_e(a, b, vision) > 15.0, f"{vision}: {na} looks like {nb}"
+    # the tissue and artefact regions are the tissue mask's and the Artefact class's colours
+    assert REGION_COLOURS["tissue"] == ROLE_COLOURS["tissue"]
+    assert REGION_COLOURS["artefact"] == class_colour("Artefact")
+
+
+def test_html_reports_take_the_verdict_colours_from_the_palette(tmp_path) -> None:
+    """Slide and cohort HTML reports colour a verdict as the palette says, not their own red."""
+    from napari_xai.core.audit.attention import ARTEFACT, TISSUE, audit_attention
+    from napari_xai.core.audit.cohort_verdict import write_cohort_audit_html
+    from napari_xai.core.audit.report import write_report
+    from napari_xai.core.naming import hex_colour
+
+    rng = np.random.default_rng(0)
+    maps = rng.random((8, 16, 16)).astype(np.float32)
+    regions = np.full((8, 16, 16), TISSUE, np.uint8)
+    regions[:, :4, :4] = ARTEFACT
+    maps[:4, :4, :4] = 50.0  # half the tiles look at the artefact corner: FAIL
+    att = audit_attention(maps, regions, pred_class=["tumour"] * 8)
+    assert att.verdict == "fail"
+    page = write_report(tmp_path / "slide", attention=att).read_text(encoding="utf-8")
+    assert f"background:{hex_colour(VERDICT_COLOURS['fail'])}" in page
+    slides = [
+        {"slide_id": "a", "audit_verdict": "pass"},
+        {"slide_id": "b", "audit_verdict": "fail"},
+    ]
+    cohort = write_cohort_audit_html(
+        tmp_path, {"verdict": "fail", "sentence": "b fails", "n_audited": 2}, slides
+    ).read_text(encoding="utf-8")
+    for verdict in ("pass", "fail"):
+        assert f"color:{hex_colour(VERDICT_COLOURS[verdict])}" in cohort

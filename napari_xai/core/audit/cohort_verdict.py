@@ -134,9 +134,9 @@ def write_cohort_audit_html(
     Path
     """
     from napari_xai.core.atomic import atomic_write_text
+    from napari_xai.core.naming import verdict_hex
 
     root = Path(out_dir)
-    colours = {"fail": "#c0392b", "warn": "#d68910", "pass": "#1e8449"}
     rows = []
     for s in sorted(slides, key=lambda r: -_ORDER.get(str(r.get("audit_verdict")), -1)):
         v = str(s.get("audit_verdict") or "")
@@ -145,7 +145,7 @@ def write_cohort_audit_html(
         sid = html.escape(str(s.get("slide_id", "")))
         link = f'<a href="{sid}/report.html">{sid}</a>' if s.get("result_folder") else sid
         rows.append(
-            f'<tr><td>{link}</td><td style="color:{colours.get(v, "#555")}">{v.upper()}</td>'
+            f'<tr><td>{link}</td><td style="color:{verdict_hex(v)}">{v.upper()}</td>'
             f"<td>{html.escape(str(s.get('audit_sentence') or ''))}</td>"
             f"<td>{html.escape(str(s.get('audit_method') or ''))}</td></tr>"
         )
@@ -155,7 +155,7 @@ def write_cohort_audit_html(
         "<style>body{font-family:sans-serif;max-width:70em;margin:1em auto}"
         "td,th{border-bottom:1px solid #ddd;padding:.3em;text-align:left;vertical-align:top}"
         "</style></head><body><h1>Cohort shortcut audit</h1>"
-        f'<p style="font-size:1.2em"><b style="color:{colours.get(v, "#555")}">'
+        f'<p style="font-size:1.2em"><b style="color:{verdict_hex(v)}">'
         f"{html.escape(str(cohort.get('sentence', '')))}</b></p>"
         f"<p>{cohort.get('n_audited', 0)} slides audited: {cohort.get('n_fail', 0)} fail, "
         f"{cohort.get('n_warn', 0)} warn, {cohort.get('n_pass', 0)} pass.</p>"

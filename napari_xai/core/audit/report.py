@@ -21,14 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from napari_xai.core.audit.attention import (
-    ARTEFACT,
-    BACKGROUND,
-    BORDER,
-    REGION_NAMES,
-    TISSUE,
-    AttentionAudit,
-)
+from napari_xai.core import naming as _palette  # the one palette (napari's layers use it)
+from napari_xai.core.audit.attention import ARTEFACT, REGION_NAMES, AttentionAudit
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -40,13 +34,10 @@ __all__ = ["REPORT_NAME", "JSON_NAME", "audit_summary", "png_data_uri", "write_r
 
 REPORT_NAME = "report.html"
 JSON_NAME = "audit.json"
-_REGION_COLOURS = {
-    "tissue": "#c2417a",
-    "artefact": "#1f9e89",
-    "background": "#bbbbbb",
-    "border": "#fdae61",
-}
-_VERDICT_COLOURS = {"pass": "#1a9850", "warn": "#f39c12", "fail": "#d73027"}
+_REGION_HEX = {name: _palette.hex_colour(rgb) for name, rgb in _palette.REGION_COLOURS.items()}
+_REGION_CODES = {name: code for code, name in enumerate(REGION_NAMES)}
+_FLAG_HEX = _palette.hex_colour(_palette.ROLE_COLOURS["flag"])
+_TILE_HEX = _palette.hex_colour(_palette.ROLE_COLOURS["tile"])
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;max-width:1200px;
 color:#222}
@@ -124,7 +115,7 @@ def _shares_figure(att: AttentionAudit) -> Figure:
     bottom = np.zeros(len(bars))
     for name in ("tissue", "artefact", "background", "border"):
         vals = np.array([b[1].get(name, 0.0) or 0.0 for b in bars])
-        ax.bar(x, vals, bottom=bottom, color=_REGION_COLOURS[name], label=name, width=0.6)
+        ax.bar(x, vals, bottom=bottom, color=_REGION_HEX[name], label=name, width=0.6)
         bottom += vals
     ax.set_xticks(x, [b[0] for b in bars], fontsize=8)
     ax.set_ylim(0, 1)
@@ -138,11 +129,11 @@ def _tile_hist_figure(att: AttentionAudit) -> Figure:
     fig = _figure(5.5, 2.8)
     ax = fig.add_subplot(1, 1, 1)
     bins = [float(b) for b in np.linspace(0, 1, 21)]
-    ax.hist(att.tile_shares[:, ARTEFACT], bins=bins, color=_REGION_COLOURS["artefact"],
+    ax.hist(att.tile_shares[:, ARTEFACT], bins=bins, color=_REGION_HEX["artefact"],
             alpha=0.8, label="on artefacts")  # fmt: skip
     ax.hist(att.tile_off_tissue_share(), bins=bins, color="#333", histtype="step", lw=1.5,
             label="off tissue (artefact + background + border)")  # fmt: skip
-    ax.axvline(att.thresholds.tile_off_tissue_share, color="#d73027", ls="--", label="flag limit")
+    ax.axvline(att.thresholds.tile_off_tissue_share, color=_FLAG_HEX, ls="--", label="flag limit")
     ax.set_xlabel("share of a tile's attribution")
     ax.set_ylabel("tiles")
     ax.legend(fontsize=7)
@@ -168,9 +159,8 @@ def _overlay(tile: npt.NDArray[np.uint8], amap: npt.NDArray[np.float32]) -> npt.
 def _region_rgb(regions: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     lut = np.zeros((4, 3), np.uint8)
     for code, name in enumerate(REGION_NAMES):
-        hexc = _REGION_COLOURS[name].lstrip("#")
-        lut[code] = [int(hexc[i : i + 2], 16) for i in (0, 2, 4)]
-    lut[BACKGROUND] = (255, 255, 255)
+        lut[code] = _palette.rgb255(_palette.REGION_COLOURS[name])
+    lut[REGION_NAMES.index("background")] = (255, 255, 255)  # glass stays white
     out: npt.NDArray[np.uint8] = lut[np.clip(regions, 0, 3)]
     return out
 
@@ -197,7 +187,7 @@ def _slide_figure(audit: SlideAudit) -> Figure:
             for r, c, h, w, f in zip(*cols, strict=True):
                 ax.add_patch(
                     Rectangle((c / ds - 0.5, r / ds - 0.5), w / ds, h / ds, fill=False,
-                              lw=1.2 if f else 0.4, ec="#d73027" if f else "#4575b4")
+                              lw=1.2 if f else 0.4, ec=_FLAG_HEX if f else _TILE_HEX)
                 )  # fmt: skip
     return fig
 
@@ -219,8 +209,8 @@ def _gallery(
             f"#{rank + 1} tile {i}"
             + (f" at (row {positions[rank][0]}, col {positions[rank][1]})" if positions else "")
             + (f", pred. {html.escape(str(pred[i]))}" if pred else "")
-            + f"<br>artefact {sh[ARTEFACT]:.0%}, background {sh[BACKGROUND]:.0%}, "
-            f"border {sh[BORDER]:.0%}, tissue {sh[TISSUE]:.0%}"
+            + "<br>"
+            + ", ".join(f"{n} {sh[k]:.0%}" for n, k in sorted(_REGION_CODES.items()))
             + (" <b>FLAGGED</b>" if att.flagged[i] else "")
         )
         attrs = f' data-tile="{i}"'
@@ -244,7 +234,7 @@ def _attention_section(
     maps: npt.NDArray[np.float32] | None,
     pred: list[str] | None,
 ) -> str:
-    colour = _VERDICT_COLOURS.get(att.verdict, "#555")
+    colour = _palette.verdict_hex(att.verdict)
     out = [
         "<h2>Attention audit: where does the model look?</h2>",
         f'<p><span class="verdict" style="background:{colour}">{att.verdict.upper()}</span> '
@@ -295,7 +285,8 @@ def _attention_section(
     )
     if label and "FAILING" in label:
         out.append(
-            '<p class="verdict" style="background:#c0392b">These maps come from a method that '
+            f'<p class="verdict" style="background:{_palette.verdict_hex("fail")}">These maps '
+            "come from a method that "
             "FAILED its sanity checks: they do not depend on the model; do not read them as "
             "where the model looks.</p>"
         )
@@ -325,7 +316,8 @@ def _balance_figure(data: DataAudit) -> Figure:
     fig = _figure(4.5, 2.6)
     ax = fig.add_subplot(1, 1, 1)
     names = list(data.class_counts)
-    ax.bar(names, [data.class_counts[n] for n in names], color="#4575b4")
+    colours = [_palette.hex_colour(_palette.class_colour(str(n), k)) for k, n in enumerate(names)]
+    ax.bar(names, [data.class_counts[n] for n in names], color=colours)
     ax.set_ylabel("images")
     ax.set_title(f"Class balance (ratio {data.imbalance:.1f}:1)", fontsize=10)
     return fig
@@ -348,7 +340,7 @@ def _colour_figure(data: DataAudit) -> Figure:
 
 
 def _data_section(data: DataAudit) -> str:
-    colour = _VERDICT_COLOURS.get(data.verdict, "#555")
+    colour = _palette.verdict_hex(data.verdict)
     out = [
         "<h2>Data audit: can the classes be told apart without the tissue?</h2>",
         f'<p><span class="verdict" style="background:{colour}">{data.verdict.upper()}</span> '
@@ -474,7 +466,7 @@ def write_report(
         slide_audit=slide_audit, attention=attention, data_audit=data_audit, extra=extra
     )
     verdict = summary["verdict"]
-    colour = _VERDICT_COLOURS.get(verdict, "#555")
+    colour = _palette.verdict_hex(verdict)
     body = [
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="muted">{html.escape(str(summary["created"]))} · napari-xai</p>',

@@ -131,10 +131,16 @@ def colours_for(values: pd.Series) -> tuple[np.ndarray, list[tuple[str, Any]]]:
         return colormaps["viridis"](np.nan_to_num(norm)), [(f"{lo:.3g} … {hi:.3g}", None)]
     import pandas as pd
 
+    from napari_xai.core.naming import CLASS_PALETTE, class_colour
+
     text = values.astype(str)
     cats = sorted(text.unique())
-    cmap = colormaps["tab10" if len(cats) <= 10 else "tab20"]
-    table = np.array([cmap(i % cmap.N) for i in range(len(cats))], np.float64).reshape(-1, 4)
+    if len(cats) <= len(CLASS_PALETTE):  # the one palette: a class has its layers' colour
+        rows = [(*class_colour(c, i), 1.0) for i, c in enumerate(cats)]
+    else:  # more categories than the palette tells apart (clusters, slides): tab20
+        cmap = colormaps["tab20"]
+        rows = [cmap(i % cmap.N) for i in range(len(cats))]
+    table = np.array(rows, np.float64).reshape(-1, 4)
     codes = pd.Categorical(text, categories=cats).codes
     return table[codes], [(c, tuple(table[i])) for i, c in enumerate(cats)][:20]
 

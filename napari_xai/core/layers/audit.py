@@ -58,7 +58,7 @@ def audit_layers(
         The slide layer's scale and translate.
     """
     from napari_xai.core.audit.attention import REGION_NAMES
-    from napari_xai.core.naming import ROLE_COLOURS
+    from napari_xai.core.naming import REGION_COLOURS, ROLE_COLOURS
 
     base_scale = np.asarray(scale_rc, float)
     base_translate = np.asarray(translate_rc, float)
@@ -91,6 +91,10 @@ def audit_layers(
         "shapes",
     )
     ds = float(result.regions_downsample)
+    # the palette's region colours (the HTML report's); background (glass) unpainted
+    colormap: dict[int | None, Any] = {None: "transparent"}
+    for code, region in enumerate(REGION_NAMES):
+        colormap[code] = "transparent" if region == "background" else REGION_COLOURS[region]
     regions_ldt = (
         np.asarray(result.regions, dtype=np.uint8),
         {
@@ -99,6 +103,7 @@ def audit_layers(
             "translate": tuple(base_translate + (ds - 1) / 2.0 * base_scale),
             "opacity": 0.35,
             "visible": False,
+            "colormap": colormap,
             "metadata": {"region_names": list(REGION_NAMES), "downsample": ds},
         },
         "labels",
