@@ -132,6 +132,13 @@ class RunWidget(SlidePicker, ModelPicker, ScrollPanel, Container):
             return True
         return False
 
+    def slide_to_run(self) -> napari.layers.Image | None:
+        """Return the picked slide layer when a run can start, else None (saying why)."""
+        layer = self.picked_slide()
+        if layer is None or self.busy():
+            return None
+        return layer
+
     def launch(
         self,
         body: Callable[..., Any],

@@ -1,7 +1,7 @@
 """The Explain widget's "Inside the model" controls: a layer's channels, in workers.
 
 :class:`InsideModel` is a mixin of :class:`napari_xai._widgets.explain.ExplainWidget`
-(a :class:`~napari_xai._widgets._base.RunWidget` that also gives ``_source``,
+(a :class:`~napari_xai._widgets._base.RunWidget` that also gives
 ``_start``, ``_mpp`` and ``_model_layers``):
 
 * "Channels at cursor" → :func:`napari_xai.core.layers.activations.channels_layer` for
@@ -16,6 +16,8 @@ from typing import Any
 from magicgui.widgets import ComboBox, Label, PushButton, SpinBox
 
 from napari_xai._widgets._explain_work import channels_in_worker
+from napari_xai._widgets._grid import box_mpp
+from napari_xai._widgets._pickers import slide_source
 
 
 class InsideModel:
@@ -27,11 +29,9 @@ class InsideModel:
     _status: Any
     _mpp: Any
     launch: Any
-    picked_slide: Any
-    busy: Any
+    slide_to_run: Any
     upsert: Any
     _model_spec: Any
-    _source: Any
     _start: Any
 
     def inside_controls(self) -> list[Any]:
@@ -65,8 +65,8 @@ class InsideModel:
 
     def _on_channel_slide(self, _value: Any = None) -> None:
         """Compute the chosen channel across the slide in a worker thread."""
-        layer = self.picked_slide()
-        if layer is None or self.busy():
+        layer = self.slide_to_run()
+        if layer is None:
             return
         where = "napari_xai.core.activations:iter_channel_slide"
         channel = {"layer": self._act_layer.value, "channel": int(self._channel.value)}
@@ -74,17 +74,17 @@ class InsideModel:
 
     def _on_show_channels(self, _value: Any = None) -> Any:
         """Show every channel of the chosen layer for the tile under the cursor (a worker)."""
-        layer = self.picked_slide()
-        if layer is None or self.busy():
+        layer = self.slide_to_run()
+        if layer is None:
             return None
         centre = tuple(float(v) for v in layer.world_to_data(list(self._viewer.cursor.position)))
         return self.launch(
             channels_in_worker,
-            self._source(layer),
+            slide_source(layer),
             self._model_spec(),
             centre[-2:],
             layer=self._act_layer.value,
-            mpp=float(self._mpp.value) or None,
+            mpp=box_mpp(self._mpp),
             status="reading the tile's channels…",
             on_returned=self._on_channels,
         )

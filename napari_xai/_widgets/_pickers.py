@@ -58,6 +58,11 @@ def slide_layer(viewer: napari.viewer.Viewer) -> napari.layers.Image | None:
     return max(rgb, key=lambda layer: float(layer.extent.world[1][-1])) if rgb else None
 
 
+def slide_source(layer: napari.layers.Image) -> Any:
+    """Return what a worker opens for a slide layer: the reader's slide, else its path."""
+    return layer.metadata.get("slide") or layer.metadata["path"]
+
+
 def slide_shape_rc(viewer: napari.viewer.Viewer) -> tuple[int, int] | None:
     """Level-0 (rows, cols) of the slide layer, ``None`` without one."""
     layer = slide_layer(viewer)

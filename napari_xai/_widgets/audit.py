@@ -20,7 +20,7 @@ from magicgui.widgets import CheckBox, ComboBox, Label, PushButton, SpinBox
 from napari_xai._widgets._base import RunWidget, default_output
 from napari_xai._widgets._gallery import fill_gallery, make_gallery
 from napari_xai._widgets._masks import masks_button
-from napari_xai._widgets._pickers import file_edit, path_of
+from napari_xai._widgets._pickers import file_edit, path_of, slide_source
 from napari_xai.core.layers.audit import regions_layer_name, tiles_layer_name  # noqa: F401
 from napari_xai.core.naming import AUDIT_METHOD_NAMES
 from napari_xai.core.options import AuditSpec, GridOptions, RunOptions
@@ -136,13 +136,13 @@ class AuditWidget(RunWidget):
     # -- running ---------------------------------------------------------------------
     def _on_run(self, _value: Any = None) -> None:
         """Start the slide audit in a worker thread."""
-        layer = self.picked_slide()
-        if layer is None or self.busy():
+        layer = self.slide_to_run()
+        if layer is None:
             return
         self._slide_layer_for_result = layer
         self.launch(
             audit_in_worker,
-            layer.metadata.get("slide") or layer.metadata["path"],
+            slide_source(layer),
             self._model_spec(),
             path_of(self._output),
             spec=AuditSpec(method=str(self._method.value), max_tiles=int(self._max_tiles.value)),

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    FloatSpinBox,
     Label,
     LineEdit,
     PushButton,
@@ -40,9 +39,9 @@ from napari_xai._widgets._batch_table import (
     set_table,
     update_status_row,
 )
+from napari_xai._widgets._grid import min_tissue_box, overlap_box
 from napari_xai._widgets._pickers import file_edit
 from napari_xai.core.naming import METHOD_NAMES
-from napari_xai.core.options import DEFAULT_MIN_TISSUE
 
 if TYPE_CHECKING:
     import napari
@@ -88,10 +87,7 @@ class BatchWidget(RunWidget):
             mode="d",
             tooltip="One result folder per slide, plus cohort_summary.csv",
         )
-        self._overlap = FloatSpinBox(label="overlap", value=0.0, min=0.0, max=0.9, step=0.05)
-        self._min_tissue = FloatSpinBox(
-            label="min tissue", value=DEFAULT_MIN_TISSUE, min=0.0, max=1.0, step=0.05
-        )
+        self._overlap, self._min_tissue = overlap_box(), min_tissue_box()
         self._attribution = ComboBox(
             label="saliency", choices=list(ATTRIBUTION_CHOICES), value=NO_ATTRIBUTION
         )

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, SpinBox
 
 from napari_xai._widgets._base import RunWidget, default_output
 from napari_xai._widgets._explain_follow import VIEW, FollowView
@@ -29,7 +29,8 @@ from napari_xai._widgets._explain_work import (  # noqa: F401 - describe_for_exp
     describe_for_explain,
     run_in_worker,
 )
-from napari_xai._widgets._pickers import file_edit, path_of
+from napari_xai._widgets._grid import grid_options, mpp_box, overlap_box
+from napari_xai._widgets._pickers import file_edit, path_of, slide_source
 from napari_xai.core.naming import METHOD_NAMES, slide_stem
 
 if TYPE_CHECKING:
@@ -78,12 +79,9 @@ class ExplainWidget(FollowView, InsideModel, MethodSanity, RunWidget):
             text="follow the view (re-run after pan/zoom)", value=False,
             tooltip="In 'what I see' mode, explain new tiles whenever the view stops moving",
         )  # fmt: skip
-        self._overlap = FloatSpinBox(label="overlap", value=0.0, min=0.0, max=0.9, step=0.05)
+        self._overlap = overlap_box()
         self._batch_size = SpinBox(label="batch size", value=16, min=1, max=1024)
-        self._mpp = FloatSpinBox(
-            label="slide mpp", value=0.0, min=0.0, max=50.0, step=0.01,
-            tooltip="Level-0 µm/px; 0 = from the file (needed when the file does not say)",
-        )  # fmt: skip
+        self._mpp = mpp_box()
         self._output = file_edit(label="output folder", mode="d", value=str(default_output()))
         self._last_refresh = 0.0
         self._layer_name: str | None = None
@@ -137,11 +135,8 @@ class ExplainWidget(FollowView, InsideModel, MethodSanity, RunWidget):
         return list(self._methods)
 
     # -- running ---------------------------------------------------------------------
-    def _source(self, layer: Any) -> Any:
-        return layer.metadata.get("slide") or layer.metadata["path"]
-
     def _start(self, where: str, slide: Any, /, *args: Any, status: str, **kw: Any) -> Any:
-        from napari_xai.core.options import GridOptions, RunOptions
+        from napari_xai.core.options import RunOptions
 
         self._last_refresh = 0.0
         self._layer_name = None
@@ -150,13 +145,11 @@ class ExplainWidget(FollowView, InsideModel, MethodSanity, RunWidget):
         return self.launch(
             run_in_worker,
             where,
-            self._source(slide),
+            slide_source(slide),
             self._model_spec(),
             path_of(self._output),
             *args,
-            grid=GridOptions(
-                overlap=float(self._overlap.value), mpp=float(self._mpp.value) or None
-            ),
+            grid=grid_options(overlap=self._overlap, mpp=self._mpp),
             run=RunOptions(explain_batch_size=int(self._batch_size.value)),
             status=status,
             on_yielded=self._on_yielded,
@@ -166,8 +159,8 @@ class ExplainWidget(FollowView, InsideModel, MethodSanity, RunWidget):
 
     def _on_run(self, _value: Any = None) -> None:
         """Start explaining (view or whole slide) in a worker thread."""
-        layer = self.picked_slide()
-        if layer is None or self.busy():
+        layer = self.slide_to_run()
+        if layer is None:
             return
         from napari_xai.core.options import ExplainSpec
 

@@ -21,15 +21,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Label, SpinBox
 from qtpy.QtWidgets import QSizePolicy
 
 from napari_xai._widgets._base import LayerData, RunWidget, default_output
+from napari_xai._widgets._grid import grid_options, min_tissue_box, mpp_box, overlap_box
 from napari_xai._widgets._layout import show_colorbar
 from napari_xai._widgets._masks import masks_button
 from napari_xai._widgets._pace import LayerPacer
 from napari_xai._widgets._pickers import DEMO, FROM_FILE, file_edit, path_of  # noqa: F401
-from napari_xai.core.options import DEFAULT_MIN_TISSUE, SlideOptions
+from napari_xai.core.options import SlideOptions
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -124,15 +125,7 @@ class ScoreWidget(RunWidget):
         super().__init__(viewer, run_text="Score slide")
         self._device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"])
         self._batch_size = SpinBox(label="batch size", value=32, min=1, max=4096)
-        self._overlap = FloatSpinBox(label="overlap", value=0.0, min=0.0, max=0.9, step=0.05)
-        self._min_tissue = FloatSpinBox(
-            label="min tissue", value=DEFAULT_MIN_TISSUE, min=0.0, max=1.0, step=0.05,
-            tooltip="Keep tiles whose tissue fraction is at least this",
-        )  # fmt: skip
-        self._mpp = FloatSpinBox(
-            label="slide mpp", value=0.0, min=0.0, max=50.0, step=0.01,
-            tooltip="Level-0 µm/px; 0 = from the file (needed when the file does not say)",
-        )  # fmt: skip
+        self._overlap, self._min_tissue, self._mpp = overlap_box(), min_tissue_box(), mpp_box()
         self._features = CheckBox(
             text="save features", value=False,
             tooltip="Keep tile features (features.zarr) and ood_score, as score --features",
@@ -161,20 +154,16 @@ class ScoreWidget(RunWidget):
 
     def _on_run(self, _value: Any = None) -> None:
         """Start scoring the chosen slide into the output folder in a worker thread."""
-        from napari_xai.core.options import FeatureSpec, GridOptions, RunOptions
+        from napari_xai.core.options import FeatureSpec, RunOptions
 
-        layer = self.picked_slide()
-        if layer is None or self.busy():
+        layer = self.slide_to_run()
+        if layer is None:
             return
         # Open the file anew in the worker (not the layer's Slide object: napari hands
         # plugins proxies of its objects, and reads are cheap to set up).
         path = str(layer.metadata["path"])
         try:
-            grid = GridOptions(
-                min_tissue=float(self._min_tissue.value),
-                overlap=float(self._overlap.value),
-                mpp=float(self._mpp.value) or None,
-            )
+            grid = grid_options(overlap=self._overlap, mpp=self._mpp, min_tissue=self._min_tissue)
             run = RunOptions(
                 device=str(self._device.value), batch_size=int(self._batch_size.value)
             )
