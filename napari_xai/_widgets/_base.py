@@ -10,7 +10,9 @@
   which runs a core generator in a napari ``thread_worker`` (imports happen in
   the worker), moves the progress bar, routes errors to napari notifications
   and re-enables the controls when the worker finishes; Cancel calls
-  ``worker.quit()`` (or a widget's own cancel);
+  ``worker.quit()`` (or a widget's own cancel), and a cancelled generator is
+  then closed in a thread, so its cleanup runs at once (a scoring run's
+  temporary result folder is removed, not left for the next run);
 * one **upsert-by-name** policy for layers, :meth:`RunWidget.upsert`.
 
 Widgets build their own controls, then call :meth:`RunWidget.finish` with them.
@@ -53,6 +55,26 @@ def guarded(method: F) -> F:
             return None
 
     return wrapper  # type: ignore[return-value]
+
+
+def close_in_thread(gen: Any) -> Any:
+    """Close a suspended generator (a cancelled worker's body) in a thread of its own.
+
+    A cancelled ``thread_worker`` stops iterating its generator but never closes
+    it: its ``finally`` and ``with`` blocks (a result writer removing its
+    temporary folder, thread pools, open slides) would wait for garbage
+    collection. Closing runs them now, off the GUI thread; the generator is idle
+    once its worker has finished. Returns the thread, or None when there is
+    nothing to close (the generator ran to its end or raised).
+    """
+    import inspect
+    import threading
+
+    if inspect.getgeneratorstate(gen) != inspect.GEN_SUSPENDED:
+        return None
+    thread = threading.Thread(target=gen.close, name="napari-xai cleanup", daemon=True)
+    thread.start()
+    return thread
 
 
 class RunWidget(SlidePicker, ModelPicker, ScrollPanel, Container):
@@ -165,10 +187,21 @@ class RunWidget(SlidePicker, ModelPicker, ScrollPanel, Container):
         napari.qt.threading.WorkerBase
             The started worker (also ``self._worker`` until it finishes).
         """
+        import inspect
+
         from napari.qt.threading import thread_worker
 
+        if inspect.isgeneratorfunction(body):
+            gen = body(*args, **kwargs)  # runs nothing yet; kept to be closed (cleanup)
+
+            def drive() -> Any:
+                return (yield from gen)
+
+            work, args, kwargs = drive, (), {}
+        else:
+            gen, work = None, body
         # Errors go to _on_errored (a notification), not re-raised in the Qt loop.
-        worker = thread_worker(body, ignore_errors=True)(*args, **kwargs)
+        worker = thread_worker(work, ignore_errors=True)(*args, **kwargs)
         if on_yielded is not None and hasattr(worker, "yielded"):
             worker.yielded.connect(on_yielded)
         if on_returned is not None:
@@ -177,6 +210,8 @@ class RunWidget(SlidePicker, ModelPicker, ScrollPanel, Container):
         if hasattr(worker, "aborted"):
             worker.aborted.connect(self._on_aborted)
         worker.finished.connect(self._on_finished)
+        if gen is not None:
+            worker.finished.connect(lambda: close_in_thread(gen))
         self._worker = worker
         for button in self._busy:
             button.enabled = False

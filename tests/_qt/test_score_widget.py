@@ -161,7 +161,7 @@ def test_score_widget_cancel(
     seen = threading.Event()
     _hold_scoring(monkeypatch, seen, 1)
     viewer = make_napari_viewer()
-    _open(viewer, sample_slide)
+    slide = _open(viewer, sample_slide)
     widget = ScoreWidget(viewer)
     widget._output.value = tmp_path
     widget._batch_size.value = 2
@@ -170,10 +170,12 @@ def test_score_widget_cancel(
     # cannot be missed; the model is cached once the widget has described it, so a
     # poll could come after a whole fast run).
     running: list[bool] = []
+    temporaries: list[list[Path]] = []  # the run's temporary result folder, mid-run
 
     def cancel_once(value) -> None:
         if value > 0 and not running:
             running.append(widget._worker is worker)
+            temporaries.append(list(tmp_path.glob(".sample.tmp-*")))
             widget._on_cancel()
             seen.set()
 
@@ -187,6 +189,11 @@ def test_score_widget_cancel(
     assert "cancelled" in widget._status.value
     assert widget._run.enabled and not widget._cancel.enabled
     assert not (tmp_path / "sample" / "manifest.json").exists()  # no result folder committed
+    # the cancelled run's temporary folder is removed now, not by the next run
+    assert len(temporaries[0]) == 1  # there while it ran
+    qtbot.waitUntil(lambda: not temporaries[0][0].exists(), timeout=60_000)
+    assert not list(tmp_path.glob(".sample.*"))
+    assert slide in viewer.layers and widget._run.enabled  # napari fine
 
 
 def test_score_widget_reports_bad_model(
