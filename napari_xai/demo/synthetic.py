@@ -161,28 +161,72 @@ def _fold_periodic(canvas: FloatArray, pad: int, op: Callable[..., Any]) -> Floa
     return core
 
 
+@dataclass(frozen=True)
+class _Nuclei:
+    """How one population of nuclei looks (see :func:`_nucleus_templates`).
+
+    Attributes
+    ----------
+    radius_rc : tuple of float
+        Semi-axes (rows, cols) in pixels before jitter.
+    radius_jitter : float
+        Log-normal spread of the size (and, times 0.6, of the eccentricity).
+    irregularity : float
+        Largest amplitude of the outline's wobble.
+    darkness : tuple of float
+        Range of the haematoxylin density.
+    oriented : bool
+        Aligned with the texture's angle (give ``angle``), else at random angles.
+    angle_jitter : float
+        Spread of the angle around the texture's, in radians (``oriented`` only).
+    nucleoli : bool
+        Add a dark central nucleolus.
+    """
+
+    radius_rc: tuple[float, float]
+    radius_jitter: float
+    irregularity: float
+    darkness: tuple[float, float]
+    oriented: bool = False
+    angle_jitter: float = 0.0
+    nucleoli: bool = False
+
+
+#: Normal tissue: elongated stromal nuclei along the fibres, and small round lymphocytes.
+_SPINDLE = _Nuclei(
+    radius_rc=(2.6, 8.5), radius_jitter=0.18, irregularity=0.05, darkness=(0.75, 1.05),
+    oriented=True, angle_jitter=0.3,
+)  # fmt: skip
+_LYMPHOCYTE = _Nuclei(
+    radius_rc=(4.2, 4.2), radius_jitter=0.12, irregularity=0.05, darkness=(0.95, 1.25)
+)
+#: Tumour: large, irregular nuclei with nucleoli.
+_TUMOUR = _Nuclei(
+    radius_rc=(9.0, 10.5), radius_jitter=0.22, irregularity=0.14, darkness=(0.7, 1.25),
+    nucleoli=True,
+)  # fmt: skip
+
+
 def _nucleus_templates(
-    rng: np.random.Generator,
-    n: int,
-    *,
-    radius_rc: tuple[float, float],
-    radius_jitter: float,
-    irregularity: float,
-    darkness: tuple[float, float],
-    angle: float | None,
-    angle_jitter: float,
-    nucleoli: bool,
+    rng: np.random.Generator, n: int, nuclei: _Nuclei, *, angle: float = 0.0
 ) -> list[tuple[FloatArray, FloatArray]]:
-    """Stamps of soft, irregular elliptical nuclei: (coverage, haematoxylin) pairs."""
+    """Stamps of soft, irregular elliptical nuclei: (coverage, haematoxylin) pairs.
+
+    ``angle`` is the texture's orientation, which ``nuclei.oriented`` follow.
+    """
     chromatin = 0.5 + 0.5 * np.tanh(_fft_noise((96, 96), rng, sigma=1.2))
     out = []
     for _ in range(n):
-        scale = math.exp(rng.normal(0.0, radius_jitter))
-        ecc = math.exp(rng.normal(0.0, radius_jitter * 0.6))
-        ry = radius_rc[0] * scale * ecc
-        rx = radius_rc[1] * scale / ecc
-        ang = rng.uniform(0.0, math.pi) if angle is None else angle + rng.normal(0, angle_jitter)
-        reach = int(math.ceil(max(ry, rx) * (1.0 + 2 * irregularity) + 2))
+        scale = math.exp(rng.normal(0.0, nuclei.radius_jitter))
+        ecc = math.exp(rng.normal(0.0, nuclei.radius_jitter * 0.6))
+        ry = nuclei.radius_rc[0] * scale * ecc
+        rx = nuclei.radius_rc[1] * scale / ecc
+        ang = (
+            angle + rng.normal(0, nuclei.angle_jitter)
+            if nuclei.oriented
+            else rng.uniform(0.0, math.pi)
+        )
+        reach = int(math.ceil(max(ry, rx) * (1.0 + 2 * nuclei.irregularity) + 2))
         sub = float(rng.uniform(0, 1))
         d = np.arange(-reach, reach + 1) + 0.5 - sub
         dr = d[:, None]
@@ -191,10 +235,10 @@ def _nucleus_templates(
         a = dr * ca + dc * sa
         b = dc * ca - dr * sa
         rad = np.sqrt((a / ry) ** 2 + (b / rx) ** 2)
-        if irregularity > 0:
+        if nuclei.irregularity > 0:
             theta = np.arctan2(b, a)
             ph = rng.uniform(0.0, 2 * math.pi, 3)
-            am = rng.uniform(0.0, irregularity, 3)
+            am = rng.uniform(0.0, nuclei.irregularity, 3)
             wob = 1.0 + (
                 am[0] * np.cos(2 * theta + ph[0])
                 + am[1] * np.cos(3 * theta + ph[1])
@@ -208,9 +252,9 @@ def _nucleus_templates(
         chrom = chromatin[o : o + k, o : o + k]
         if chrom.shape != alpha.shape:
             chrom = np.resize(chrom, alpha.shape)
-        dark = rng.uniform(darkness[0], darkness[1])
+        dark = rng.uniform(nuclei.darkness[0], nuclei.darkness[1])
         val = alpha * dark * (0.7 + 0.3 * chrom)
-        if nucleoli:
+        if nuclei.nucleoli:
             dist = np.hypot(a, b)
             val = val + 0.6 * dark * np.clip(2.2 - dist, 0.0, 1.0).astype(np.float32)
         out.append((alpha, val.astype(np.float32)))
@@ -287,49 +331,19 @@ def _tissue_od(kind: str, shape: tuple[int, int], rng: np.random.Generator) -> F
         loose = _smooth_noise(shape, rng, sigma=9.0)
         e *= np.where(loose > 1.3, 0.35, 1.0).astype(np.float32)
         h = np.full(shape, 0.03, np.float32)
-        spindle = _nucleus_templates(
-            rng,
-            n_templates,
-            radius_rc=(2.6, 8.5),
-            radius_jitter=0.18,
-            irregularity=0.05,
-            darkness=(0.75, 1.05),
-            angle=theta,
-            angle_jitter=0.3,
-            nucleoli=False,
-        )
-        n = rng.poisson(area / 1500.0)
-        _paste_nuclei(h, e, rng, rng.uniform(0, 1, (n, 2)) * (rows, cols), spindle)
-        lympho = _nucleus_templates(
-            rng,
-            n_templates // 2,
-            radius_rc=(4.2, 4.2),
-            radius_jitter=0.12,
-            irregularity=0.05,
-            darkness=(0.95, 1.25),
-            angle=None,
-            angle_jitter=0.0,
-            nucleoli=False,
-        )
-        n = rng.poisson(area / 4500.0)
-        _paste_nuclei(h, e, rng, rng.uniform(0, 1, (n, 2)) * (rows, cols), lympho)
+        for nuclei, n_stamps, px_per_nucleus in (
+            (_SPINDLE, n_templates, 1500.0),
+            (_LYMPHOCYTE, n_templates // 2, 4500.0),
+        ):
+            templates = _nucleus_templates(rng, n_stamps, nuclei, angle=theta)
+            n = rng.poisson(area / px_per_nucleus)
+            _paste_nuclei(h, e, rng, rng.uniform(0, 1, (n, 2)) * (rows, cols), templates)
     elif kind == "tumour":
         e = (0.34 * (0.75 + 0.3 * ridges) * (1.0 + 0.15 * blotch)).astype(np.float32)
         h = (0.10 + 0.04 * blotch).clip(0.02, None).astype(np.float32)
         pts = _jittered_grid(shape, rng, spacing=23.0, jitter=0.22)
         pts = pts[rng.uniform(0, 1, len(pts)) < 0.9]
-        big = _nucleus_templates(
-            rng,
-            n_templates,
-            radius_rc=(9.0, 10.5),
-            radius_jitter=0.22,
-            irregularity=0.14,
-            darkness=(0.7, 1.25),
-            angle=None,
-            angle_jitter=0.0,
-            nucleoli=True,
-        )
-        _paste_nuclei(h, e, rng, pts, big)
+        _paste_nuclei(h, e, rng, pts, _nucleus_templates(rng, n_templates, _TUMOUR))
     else:
         raise ValueError(f"unknown tissue kind {kind!r}: expected 'normal' or 'tumour'")
     od = h[None] * _OD_HAEMATOXYLIN[:, None, None] + e[None] * _OD_EOSIN[:, None, None]

@@ -316,7 +316,7 @@ def _columnar_points_layer(
     classes: Sequence[AnnotationClass],
     metadata: Mapping[str, Any],
 ) -> LayerDataTuple:
-    """:func:`_points_layer` of ``store[index]``; the outlines stay columns (a GeometryView)."""
+    """Points layer of ``store[index]``; the outlines stay columns (a GeometryView)."""
     features = _columnar_features(store, index, mpp, classes)
     table_rgb = np.array(
         [_rgb_of(c, col, classes) for c, col, _ in store.meta_table],
@@ -397,14 +397,14 @@ def annotations_to_layer_data(
                 )
                 continue
             group = [store[int(i)] for i in group]
+        features, rgb = _features_and_colours(group, mpp=mpp, classes=classes)
         if len(group) > max_shapes:
+            geometries = np.array([a.geometry for a in group], dtype=object)
             out.append(
-                _points_layer(group, name=layer_name, mpp=mpp, classes=classes, metadata=metadata)
+                _points_tuple(features, rgb, geometries, name=layer_name, metadata=metadata)
             )
         else:
-            out.append(
-                _shapes_layer(group, name=layer_name, mpp=mpp, classes=classes, metadata=metadata)
-            )
+            out.append(_shapes_tuple(features, rgb, group, name=layer_name, metadata=metadata))
     return out
 
 
@@ -423,15 +423,14 @@ def _features_and_colours(
     return features, rgb
 
 
-def _shapes_layer(
+def _shapes_tuple(
+    features: pd.DataFrame,
+    rgb: npt.NDArray[np.float64],
     items: Sequence[Annotation],
     *,
     name: str,
-    mpp: float | None,
-    classes: Sequence[AnnotationClass],
     metadata: Mapping[str, Any],
 ) -> LayerDataTuple:
-    features, rgb = _features_and_colours(items, mpp=mpp, classes=classes)
     face = np.column_stack([rgb, np.full(len(items), FACE_ALPHA)])
     edge = np.column_stack([rgb, np.ones(len(items))])
     shown, simplified = fit_vertex_budget([a.geometry for a in items])
@@ -503,19 +502,6 @@ def fit_vertex_budget(
         "max_vertices": int(max_vertices),
         "max_tolerance_px": float(max(tolerances)),
     }
-
-
-def _points_layer(
-    items: Sequence[Annotation],
-    *,
-    name: str,
-    mpp: float | None,
-    classes: Sequence[AnnotationClass],
-    metadata: Mapping[str, Any],
-) -> LayerDataTuple:
-    features, rgb = _features_and_colours(items, mpp=mpp, classes=classes)
-    geometries = np.array([a.geometry for a in items], dtype=object)
-    return _points_tuple(features, rgb, geometries, name=name, metadata=metadata)
 
 
 def _points_tuple(

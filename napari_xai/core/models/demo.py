@@ -22,6 +22,7 @@ __all__ = [
     "DEMO_ARCHITECTURE",
     "DemoCNN",
     "ResNet18Like",
+    "SplitNet",
     "TINY_CNN_ARCHITECTURE",
     "TinyCNN",
     "demo_model_path",
@@ -62,7 +63,33 @@ class BasicBlock(nn.Module):
         return out
 
 
-class DemoCNN(nn.Module):
+class SplitNet(nn.Module):
+    """A tile classifier in timm's split: ``forward`` is ``forward_head(forward_features(x))``.
+
+    Subclasses give ``forward_features``; the head pools the feature maps and
+    applies the linear ``fc``, unless a subclass gives its own.
+    """
+
+    if TYPE_CHECKING:  # set by the subclasses; not class annotations TorchScript would read
+        pool: nn.Module
+        fc: nn.Module
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Feature maps ``(N, C, h, w)`` of tiles ``(N, 3, H, W)``: the Grad-CAM boundary."""
+        raise NotImplementedError
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        """Pool and classify features from :meth:`forward_features`."""
+        out: torch.Tensor = self.fc(torch.flatten(self.pool(x), 1))
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, num_classes)`` for tiles ``(N, 3, H, W)``."""
+        out: torch.Tensor = self.forward_head(self.forward_features(x))
+        return out
+
+
+class DemoCNN(SplitNet):
     """Small ResNet-ish tile classifier (about 70 k parameters).
 
     Parameters
@@ -94,18 +121,8 @@ class DemoCNN(nn.Module):
         out: torch.Tensor = self.layer3(self.layer2(self.layer1(self.stem(x))))
         return out
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """Pool and classify features from :meth:`forward_features`."""
-        out: torch.Tensor = self.fc(torch.flatten(self.pool(x), 1))
-        return out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(N, num_classes)`` for tiles ``(N, 3, H, W)``."""
-        out: torch.Tensor = self.forward_head(self.forward_features(x))
-        return out
-
-
-class ResNet18Like(nn.Module):
+class ResNet18Like(SplitNet):
     """ResNet-18 layout in plain torch (11.7 M parameters at 1000 classes).
 
     Used by the benchmark as a realistically sized model; no pretrained weights.
@@ -121,23 +138,13 @@ class ResNet18Like(nn.Module):
         self.layer2 = nn.Sequential(BasicBlock(64, 128, stride=2), BasicBlock(128, 128))
         self.layer3 = nn.Sequential(BasicBlock(128, 256, stride=2), BasicBlock(256, 256))
         self.layer4 = nn.Sequential(BasicBlock(256, 512, stride=2), BasicBlock(512, 512))
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.pool = nn.AdaptiveAvgPool2d(1)  # torchvision's avgpool (no parameters)
         self.fc = nn.Linear(512, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Output of ``layer4``, ``(N, 512, h, w)``."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         out: torch.Tensor = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return out
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """Pool and classify features from :meth:`forward_features`."""
-        out: torch.Tensor = self.fc(torch.flatten(self.avgpool(x), 1))
-        return out
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(N, num_classes)`` for tiles ``(N, 3, H, W)``."""
-        out: torch.Tensor = self.forward_head(self.forward_features(x))
         return out
 
 
@@ -163,7 +170,7 @@ def load_demo_model(*, device: str | torch.device | None = None) -> LoadedModel:
     return load_model(demo_model_path(), device=device)
 
 
-class TinyCNN(nn.Module):
+class TinyCNN(SplitNet):
     """A small CNN for 48–96 px tiles (about 6k parameters at ``width=8``).
 
     Three 3×3 conv blocks, global average pooling and a linear head; the last
@@ -191,10 +198,6 @@ class TinyCNN(nn.Module):
         return out
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits from feature maps."""
+        """Logits from feature maps (the linear layer is ``head``: its weights' name)."""
         out: torch.Tensor = self.head(torch.flatten(self.pool(x), 1))
         return out
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of shape (N, n_classes) for normalised input (N, 3, H, W)."""
-        return self.forward_head(self.forward_features(x))
