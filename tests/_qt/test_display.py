@@ -335,3 +335,48 @@ def test_only_this_map_hides_the_slides_saliency(make_napari_viewer, result_fold
     }
     panel._map.value = tumour
     assert tumour.visible and not saliency.visible
+
+
+def test_reader_maps_show_the_store_at_every_zoom(
+    make_napari_viewer, qtbot, result_folder
+) -> None:
+    """The folder's probability and saliency layers are lazy and draw what the store holds:
+    the array napari sliced equals the zarr store (unscored cells 0 in probability maps)
+    zoomed out, whole and zoomed in, and the canvas is the same after napari's chunk cache
+    is cleared."""
+    import zarr
+
+    from napari_xai.core.results import load_result
+
+    from .test_live_layers import _clear_napari_cache, _settle  # noqa: TID252
+
+    viewer = make_napari_viewer(show=True)
+    layers = viewer.open(result_folder, plugin="napari-xai")
+    root = zarr.open_group(str(result_folder / "heatmaps.zarr"), mode="r")
+    paths = {h.key: h.paths for h in load_result(result_folder).heatmaps}
+    maps = [lyr for lyr in layers if lyr.metadata.get("key") in paths]
+    assert len(maps) == 4  # three classes and the saliency map
+    camera = viewer.scene.camera
+    for layer in maps:
+        assert hasattr(layer.data[0] if layer.multiscale else layer.data, "dask"), layer.name
+        for other in maps:
+            other.visible = other is layer
+        for factor in (1 / 16, 1.0, 8.0):
+            viewer.reset_view()
+            camera.zoom = camera.zoom * factor
+            _settle(viewer, qtbot)
+            level = layer.data_level if layer.multiscale else 0
+            store = np.asarray(root[paths[layer.metadata["key"]][level]][...], np.float32)
+            if layer.metadata.get("napari_xai") == "probability":
+                store = np.nan_to_num(store, nan=0.0)
+            raw = np.asarray(layer._slice.image.raw, np.float32)
+            if layer.multiscale:
+                (r0, c0), (r1, c1) = layer.corner_pixels[:, -2:].astype(int)
+                store = store[r0 : r1 + 1, c0 : c1 + 1]
+            np.testing.assert_array_equal(raw, store, err_msg=f"{layer.name} x{factor}")
+            assert np.nanmax(raw) > 0, layer.name  # something drawn
+            shown = _canvas(viewer)
+            _clear_napari_cache()
+            layer.refresh()
+            _settle(viewer, qtbot)
+            np.testing.assert_array_equal(shown, _canvas(viewer))

@@ -15,7 +15,7 @@ import numpy as np
 
 from napari_xai.core.layers.coords import LayerDataTuple
 from napari_xai.core.layers.ood import ood_layer
-from napari_xai.core.layers.scores import heatmap_layer, tiles_layer
+from napari_xai.core.layers.scores import heatmap_layer, probability_data, tiles_layer
 from napari_xai.core.layers.slide import slide_layer_data
 from napari_xai.core.naming import ATTRIBUTION_COLORMAP, class_colour, positive_class
 
@@ -57,10 +57,12 @@ def probability_layers(result: Result, name: str) -> list[LayerDataTuple]:
     tile0 = float(result.tiles.attrs.get("tile_size0", stride0))
     layers = []
     for info, cls in zip(maps, names, strict=True):
-        data, _ = _map_data(result, info.key)
+        # lazy (fresh dask names per read): napari reads the store's chunks it draws
+        data, multiscale = _map_data(result, info.key)
+        levels = data if multiscale else [data]
         index = order.index(cls) if cls in order else 0
         ldt = heatmap_layer(
-            data.compute(),
+            levels[0],
             slide_name=name,
             class_name=cls,
             stride0=stride0,
@@ -72,6 +74,9 @@ def probability_layers(result: Result, name: str) -> list[LayerDataTuple]:
         # the stored transform is the truth (written by the scorer from the grid)
         ldt[1]["scale"] = info.scales[0]
         ldt[1]["translate"] = info.translates[0]
+        if multiscale:
+            pyramid = [ldt[0], *(probability_data(level) for level in levels[1:])]
+            ldt = (pyramid, {**ldt[1], "multiscale": True}, ldt[2])
         layers.append(ldt)
     return layers
 

@@ -22,7 +22,22 @@ if TYPE_CHECKING:
 
     from napari_xai.core.inference import ScoreResult
 
-__all__ = ["heatmap_layer", "heatmap_layers", "score_layers", "tiles_layer"]
+__all__ = ["heatmap_layer", "heatmap_layers", "probability_data", "score_layers", "tiles_layer"]
+
+
+def _nan_to_zero(block: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    return np.nan_to_num(block, nan=0.0)
+
+
+def probability_data(prob_map: Any) -> Any:
+    """Return a probability map as drawn: float32, unscored cells (NaN) 0.
+
+    A dask array (a stored map) stays lazy, NaN replaced chunk by chunk when
+    napari reads the chunks it draws; anything else becomes a numpy array.
+    """
+    if hasattr(prob_map, "map_blocks"):
+        return prob_map.astype(np.float32).map_blocks(_nan_to_zero, dtype=np.float32)
+    return _nan_to_zero(np.asarray(prob_map, dtype=np.float32))
 
 
 def heatmap_layer(
@@ -44,8 +59,9 @@ def heatmap_layer(
     (:func:`napari_xai.core.naming.probability_colormap`: viridis, transparent at
     0, so the slide shows through), the same for every class; ``colour`` (default:
     the class's palette colour) goes to ``metadata["class_colour"]`` for legends.
+    A dask array (a stored map) stays lazy: napari reads the chunks it draws.
     """
-    data = np.nan_to_num(np.asarray(prob_map, dtype=np.float32), nan=0.0)
+    data = probability_data(prob_map)
     scale, translate = grid_to_world(stride0, tile_size0, origin_rc=origin_rc)
     rgb = tuple(colour) if colour is not None else class_colour(class_name)
     kwargs: dict[str, Any] = {
