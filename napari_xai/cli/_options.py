@@ -75,6 +75,7 @@ def add_grid_arguments(
         parser.add_argument(
             "--" + name.replace("_", "-"),
             dest=f"grid_{name}",
+            metavar=name.upper(),
             type=int if name == "max_tiles" else float,
             default=None,
             help=f"{_HELP[name]} (default: {where}{'none' if default is None else default})",

@@ -4,8 +4,8 @@ The parser options live in :func:`add_batch_arguments` and the work in
 :func:`run_batch_cli`, so ``napari-xai score`` can offer the same options and
 delegate here when it is given several slides: ``run_batch_cli(args)`` only
 needs ``args.slides`` (a list), ``args.model`` and ``args.out``; every other
-option falls back to its default when missing. It reads ``min_tissue`` (or
-``tissue_threshold``), ``overlap``, ``mpp``, ``all_tiles``, ``max_tiles``,
+option falls back to its default when missing. It reads the grid flags of
+:func:`napari_xai.cli._options.add_grid_arguments` (``grid_min_tissue``...),
 ``device``, ``batch_size``, ``architecture``, ``torch_threads``, ``reader_threads`` (tile reader
 threads per slide), ``batch_workers`` (dask worker processes) and
 ``scheduler``.
@@ -17,9 +17,10 @@ import argparse
 import os
 import sys
 import threading
+from argparse import SUPPRESS
 from typing import Any
 
-from napari_xai.cli._options import given
+from napari_xai.cli._options import add_grid_arguments, given, grid_flags
 from napari_xai.cli.explore import add_feature_arguments, feature_spec
 
 __all__ = [
@@ -84,32 +85,9 @@ def add_batch_arguments(parser: argparse.ArgumentParser, *, with_slides: bool = 
     g = parser.add_argument_group(
         "scoring options (they define a result: changing one redoes the slides)"
     )
-    g.add_argument(
-        "--overlap",
-        type=float,
-        default=None,
-        help="tile overlap as a fraction of the tile, in [0, 1) (default 0)",
-    )
-    g.add_argument(
-        "--min-tissue",
-        "--tissue-threshold",
-        dest="min_tissue",
-        type=float,
-        default=None,
-        metavar="FRACTION",
-        help="score a tile only if at least this fraction is tissue (default 0.5)",
-    )
-    g.add_argument(
-        "--all-tiles",
-        action="store_true",
-        help="score every tile of the slide (no tissue detection)",
-    )
-    g.add_argument(
-        "--mpp",
-        type=float,
-        default=None,
-        help="µm per pixel to assume for slides whose file does not say",
-    )
+    add_grid_arguments(g, fields=("overlap", "min_tissue", "mpp"))
+    # the flag's older name, still read
+    g.add_argument("--tissue-threshold", dest="grid_min_tissue", type=float, help=SUPPRESS)
     g.add_argument(
         "--attribution",
         default=None,
@@ -223,11 +201,8 @@ def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
     )
 
     method = getattr(args, "attribution", None)
-    grid = given(args, min_tissue="min_tissue", overlap="overlap", mpp="mpp")
-    if getattr(args, "max_tiles", None):  # 0: no cap
-        grid["max_tiles"] = args.max_tiles
     options = SlideOptions(
-        grid=GridOptions(**grid, tissue=not getattr(args, "all_tiles", False)),
+        grid=GridOptions(**grid_flags(args)),
         summary=SummaryOptions(
             **given(args, top_k="top_k", positive_class="positive_class", threshold="threshold")
         ),
