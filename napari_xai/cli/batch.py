@@ -14,7 +14,6 @@ threads per slide), ``batch_workers`` (dask worker processes) and
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import threading
 from argparse import SUPPRESS
@@ -352,12 +351,7 @@ def run_batch_cli(args: argparse.Namespace) -> int:
             "again to resume",
             file=sys.stderr,
         )
-        # The work is stopped and cleaned up; skip interpreter teardown, where a native
-        # thread pool interrupted mid-write (seen once in CI) can abort the process
-        # ("terminate called without an active exception", exit -6 instead of 130).
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(130)
+        return 130
     progress.close()
     _print_report(result)
     if result.cancelled:

@@ -1177,23 +1177,35 @@ def _run_local(
 
         return fn(t, progress)
 
-    def target() -> None:
-        box["row"] = run_task(wrapped, task, cancel)
+    # Set by the thread itself when the slide is over. Never ask Thread.is_alive() after a
+    # Ctrl-C: a join() interrupted by KeyboardInterrupt marks the thread as stopped while it
+    # still runs (CPython 3.11's bpo-45274 handling releases the running thread's own lock),
+    # and a thread still inside a torch call when the interpreter finalizes aborts the
+    # process ("terminate called without an active exception", see docs/reliability.md).
+    finished = threading.Event()
 
-    th = threading.Thread(target=target, name=f"napari-xai-batch-{task.slide_id}", daemon=True)
-    th.start()
+    def target() -> None:
+        try:
+            box["row"] = run_task(wrapped, task, cancel)
+        finally:
+            finished.set()
+
+    # Not a daemon: the interpreter waits for the slide to stop rather than kill it mid-call.
+    th = threading.Thread(target=target, name=f"napari-xai-batch-{task.slide_id}")
     last = 0.0
     try:
-        while th.is_alive():
-            th.join(poll_interval)
+        th.start()  # inside the try: a Ctrl-C right after it still stops the slide
+        while not finished.wait(poll_interval):
             items = _drain(local_q)
-            if items and (time.monotonic() - last >= 0.2 or not th.is_alive()):
+            if items and time.monotonic() - last >= 0.2:
                 last = time.monotonic()
                 yield items[-1]
     finally:
-        if th.is_alive():  # interrupted: let the slide stop at its next batch and clean up
+        if not finished.is_set():  # interrupted: let the slide stop at its next batch, clean up
             stop.set()
-            th.join(STOP_TIMEOUT_S)
+            if th.ident is not None:
+                finished.wait(STOP_TIMEOUT_S)
+    th.join(STOP_TIMEOUT_S)  # finished: only the thread's own exit is left
     items = _drain(local_q)
     if items:
         yield items[-1]

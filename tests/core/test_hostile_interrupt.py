@@ -6,20 +6,26 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from napari_xai.core.batch import BatchCancelled, ProgressFn, SlideTask, iter_batch
+from napari_xai.core.options import BatchOptions
 from napari_xai.core.results import read_manifest
 
 from .batch_helpers import write_tiny_slide
 
 REPO = Path(__file__).resolve().parents[2]
 # The child slows every batch of tiles down (in this process: the "sync" scheduler), so
-# that the interrupt lands while a slide is half-scored.
+# that the interrupt lands while a slide is half-scored. It takes Ctrl-C even when started
+# with SIGINT ignored (a background job of a non-interactive shell, as CI may run it):
+# Python keeps an inherited SIG_IGN and the SIGINT would then do nothing.
 CHILD = r"""
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import napari_xai.core.inference as inference
 original = inference.predict_probabilities
 def slow(*args, **kwargs):
@@ -79,3 +85,51 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_slides(
     assert read_manifest(out / "a")["status"] == "complete"  # the finished slide stays
     leftovers = [p.name for p in out.iterdir() if ".tmp" in p.name or ".old-" in p.name]
     assert leftovers == [], leftovers
+
+
+def test_ctrl_c_while_waiting_for_the_slide_thread_stops_and_joins_it(tmp_path: Path) -> None:
+    """A Ctrl-C landing in the wait for an in-process slide still stops and joins its thread.
+
+    The cause of the teardown abort (exit -6, "terminate called without an active
+    exception", docs/reliability.md): ``Thread.join()`` interrupted by KeyboardInterrupt
+    marks a running thread as stopped, so the batch stopped waiting and the interpreter
+    finalized while the slide thread was still inside torch. Here the slide itself sends
+    the SIGINT to the main thread while that thread waits for it, then runs until told
+    to stop.
+    """
+    write_tiny_slide(tmp_path / "s.tif", seed=0, grid_rc=(5, 6))
+    seen = {"calls": 0, "stopped": False}
+
+    def slide_fn(task: SlideTask, progress: ProgressFn) -> dict[str, object]:
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+        for _ in range(20_000):  # bounded: a broken stop fails the test instead of hanging
+            try:
+                progress(0, 1)
+            except BatchCancelled:
+                seen["stopped"] = True
+                raise
+            seen["calls"] += 1
+            time.sleep(0.005)
+        return {}
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    gen = iter_batch(
+        [tmp_path / "s.tif"],
+        "demo",
+        tmp_path / "out",
+        slide_fn=slide_fn,
+        model_hash="0" * 64,
+        batch=BatchOptions(scheduler="sync"),
+    )
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            try:
+                for _event in gen:
+                    pass
+            finally:
+                gen.close()  # as the batch CLI does
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert seen["stopped"], seen  # the slide was told to stop and stopped
+    alive = [t.name for t in threading.enumerate() if t.name.startswith("napari-xai-batch-")]
+    assert alive == [], alive  # and its thread is gone before the interrupt reaches the caller
