@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from magicgui.widgets import CheckBox, ComboBox, Label, PushButton, SpinBox
 
 from napari_xai._widgets._base import RunWidget, default_output
+from napari_xai._widgets._explain_sanity import MethodSanity
 from napari_xai._widgets._gallery import fill_gallery, make_gallery
 from napari_xai._widgets._masks import masks_button
 from napari_xai._widgets._pickers import file_edit, path_of, slide_source
@@ -56,7 +57,7 @@ def cohort_in_worker(path: Path, spec: Any, **kw: Any) -> Any:
     return (yield from iter_audit_cohort(path, **kw))
 
 
-class AuditWidget(RunWidget):
+class AuditWidget(MethodSanity, RunWidget):
     """Audit where a model looks on a slide, and audit a cohort's data (``viewer``: the base's)."""
 
     title = "Audit"
@@ -64,6 +65,7 @@ class AuditWidget(RunWidget):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(viewer, run_text="Audit slide")
         self._method = ComboBox(label="method", choices=list(METHODS), value="grad_cam")
+        self._model_sha: str | None = None  # the method's sanity status is per model
         self._max_tiles = SpinBox(
             label="max tiles", value=256, min=1, max=100_000,
             tooltip="Tiles explained (all tiles touching artefacts first, then spread evenly)",
@@ -90,6 +92,7 @@ class AuditWidget(RunWidget):
         self.finish(
             [
                 self._method,
+                self.sanity_label(),
                 self._max_tiles,
                 self._batch_size,
                 self._output,
@@ -109,9 +112,16 @@ class AuditWidget(RunWidget):
         self._gallery = make_gallery(self.jump_to)
         self.inner.layout().addWidget(self._gallery)
         self._cohort.changed.connect(self._on_cohort_changed)
+        self._method.changed.connect(self._show_sanity)
         self._run_cohort.changed.connect(self._on_run_cohort)
 
     # -- controls --------------------------------------------------------------------
+    def _on_model_described(self, model: Any) -> None:
+        """Show the model's card, and the method's sanity status on this model."""
+        super()._on_model_described(model)
+        self._model_sha = getattr(model, "sha256", None)
+        self._show_sanity()
+
     def _on_cohort_changed(self, _value: Any = None) -> None:
         """Offer the CSV's columns as label column choices."""
         path = path_of(self._cohort)
@@ -206,6 +216,7 @@ class AuditWidget(RunWidget):
         if placed:
             self._viewer.layers.selection.active = layer
         self._verdict.value, self._verdict.tooltip = verdict_text(result)
+        self._show_sanity()  # the audit has just checked the method on this model
         self._status.value = f"report: {result.report_path}"
         from napari_xai.core.layers.audit import gallery_items
 

@@ -64,8 +64,22 @@ def test_audit_slide_layers_gallery_and_jump(
     r_lo, r_hi = regions.extent.world
     np.testing.assert_allclose(r_lo - (ds - 1) / 2, s_lo, atol=1e-6)
     assert np.all(np.abs(r_hi + (ds - 1) / 2 - s_hi) <= ds)
-    # Verdict shown; gallery filled; clicking the first jumps to that tile.
+    # Verdict shown with the method's label (its sanity status); the label next to the
+    # method says the same once re-read; gallery filled; clicking the first jumps there.
     assert res.verdict.upper() in widget._verdict.value
+    assert f"maps: {res.method_label}" in widget._verdict.value
+    status = res.method_label.removeprefix(res.method).strip(" ()")
+    qtbot.waitUntil(lambda: widget._sanity.value == f"sanity: {status}", timeout=30_000)
+    # the region map in the palette's colours (the HTML report's)
+    from napari_xai.core.audit.attention import REGION_NAMES
+    from napari_xai.core.naming import REGION_COLOURS
+
+    for code, region in enumerate(REGION_NAMES):
+        rgba = regions.colormap.map(np.array([code]))[0]
+        if region == "background":
+            assert rgba[3] == 0  # glass unpainted
+        else:
+            np.testing.assert_allclose(rgba[:3], REGION_COLOURS[region], atol=1e-3)
     assert widget._gallery.count() == len(res.attention.worst) > 0
     i = res.attention.worst[0]
     row = res.tiles.iloc[i]
@@ -83,6 +97,39 @@ def test_audit_slide_layers_gallery_and_jump(
     n_layers = len(viewer.layers)
     _run(widget, qtbot, widget._on_run)
     assert len(viewer.layers) == n_layers
+
+
+def test_method_label_says_when_a_method_fails_its_sanity_checks(
+    make_napari_viewer, qtbot, monkeypatch, tmp_path
+) -> None:
+    """Next to the method, as in the Explain widget: the last audit's sanity record of the
+    method on this model (real checks on the demo model: the edge detector, a "method" that
+    ignores the model, FAILS; grad_cam passes), read in a worker."""
+    import torch
+
+    torch.set_num_threads(1)
+    from napari_xai._widgets.audit import METHODS, AuditWidget
+    from napari_xai.core.audit import sanity as S
+    from napari_xai.core.models.resolve import resolve_model
+    from napari_xai.demo.synthetic import render_patch
+
+    monkeypatch.setenv("NAPARI_XAI_CACHE", str(tmp_path))
+    monkeypatch.setattr(S, "_CACHE", {})
+    model = resolve_model("demo")
+    rng = np.random.default_rng(0)
+    kinds = ["normal", "tumour", "background"] * 3  # the probe of test_audit_sanity
+    tiles = np.stack([render_patch(k, size=64, rng=rng) for k in kinds])
+    assert not S.sanity_check(model, tiles, S.edge_detector).trusted
+    assert S.sanity_check(model, tiles, "grad_cam").passed
+    monkeypatch.setattr(S, "_CACHE", {})  # a later session: the records on disk
+    widget = AuditWidget(make_napari_viewer())
+    qtbot.waitUntil(lambda: widget._model_sha == model.sha256, timeout=60_000)
+    qtbot.waitUntil(lambda: widget._sanity.value == "sanity: sanity checks passed", timeout=30_000)
+    widget._method.choices = [*METHODS, "edge_detector"]  # a method the menu does not offer
+    widget._method.value = "edge_detector"
+    qtbot.waitUntil(lambda: "FAILING sanity checks" in widget._sanity.value, timeout=30_000)
+    widget._method.value = "saliency"
+    qtbot.waitUntil(lambda: widget._sanity.value == "sanity: not sanity-checked", timeout=30_000)
 
 
 def test_cancel_stops_the_audit(make_napari_viewer, qtbot, slide_path, tmp_path) -> None:

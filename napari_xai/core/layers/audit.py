@@ -140,10 +140,11 @@ def tile_centre(result: SlideAudit, rank: int) -> tuple[float, float, float] | N
 
 
 def verdict_text(result: SlideAudit) -> tuple[str, str]:
-    """Return the verdict's text (first sentence, attention figures) and its evidence."""
+    """Return the verdict's text (sentence, method and its sanity, attention), evidence."""
     att = result.attention
     text = (
-        f"{result.sentence}\nattention {att.verdict.upper()}: artefacts "
+        f"{result.sentence}\nmaps: {result.method_label}\n"
+        f"attention {att.verdict.upper()}: artefacts "
         f"{att.shares['artefact']:.1%} of attribution (area "
         f"{att.area_shares['artefact']:.1%}), {int(att.flagged.sum())} / "
         f"{att.n_tiles} tiles flagged"
