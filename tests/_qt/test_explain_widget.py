@@ -205,14 +205,12 @@ def test_method_shows_its_sanity_status(make_napari_viewer, qtbot, monkeypatch, 
     from napari_xai._widgets.explain import ExplainWidget
     from napari_xai.core.audit import sanity as S
     from napari_xai.core.models.resolve import resolve_model
-    from napari_xai.demo.synthetic import render_patch
+    from tests.core.test_audit_sanity import probe_tiles
 
     monkeypatch.setenv("NAPARI_XAI_CACHE", str(tmp_path))
     monkeypatch.setattr(S, "_CACHE", {})
     model = resolve_model("demo")
-    rng = np.random.default_rng(0)
-    kinds = ["normal", "tumour", "background"] * 3  # the probe of test_audit_sanity
-    tiles = np.stack([render_patch(k, size=64, rng=rng) for k in kinds])
+    tiles = probe_tiles()
     assert S.sanity_check(model, tiles, "grad_cam").passed
     monkeypatch.setattr(S, "_CACHE", {})  # what a later session finds: the record on disk
     import threading

@@ -17,17 +17,21 @@ from napari_xai.core.audit.sanity import (  # noqa: E402
 )
 
 
+def probe_tiles() -> np.ndarray:
+    """The sanity probe of these tests: nine demo patches (normal, tumour, background)."""
+    from napari_xai.demo.synthetic import render_patch
+
+    rng = np.random.default_rng(0)
+    kinds = ["normal", "tumour", "background"] * 3
+    return np.stack([render_patch(k, size=64, rng=rng) for k in kinds])
+
+
 @pytest.fixture(scope="module")
 def demo_probe() -> tuple[object, np.ndarray]:
     from napari_xai.core.models.demo import load_demo_model
-    from napari_xai.demo.synthetic import render_patch
 
     torch.set_num_threads(1)
-    rng = np.random.default_rng(0)
-    kinds = ["normal", "tumour", "background"] * 3
-    return load_demo_model(device="cpu"), np.stack(
-        [render_patch(k, size=64, rng=rng) for k in kinds]
-    )
+    return load_demo_model(device="cpu"), probe_tiles()
 
 
 def test_edge_detector_fails_randomisation(demo_probe) -> None:  # noqa: ANN001
