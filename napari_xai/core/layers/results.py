@@ -15,9 +15,9 @@ import numpy as np
 
 from napari_xai.core.layers.coords import LayerDataTuple
 from napari_xai.core.layers.ood import ood_layer
-from napari_xai.core.layers.scores import heatmap_layer, probability_data, tiles_layer
+from napari_xai.core.layers.scores import heatmap_layers, probability_data, tiles_layer
 from napari_xai.core.layers.slide import slide_layer_data
-from napari_xai.core.naming import ATTRIBUTION_COLORMAP, class_colour, positive_class
+from napari_xai.core.naming import ATTRIBUTION_COLORMAP
 
 if TYPE_CHECKING:
     from napari_xai.core.results import Result
@@ -51,34 +51,30 @@ def probability_layers(result: Result, name: str) -> list[LayerDataTuple]:
     if not maps:
         return []
     names = [str(h.attrs.get("class_name", h.name)) for h in maps]
-    order = list(result.class_names) or names
-    focus = positive_class(order)
     stride0 = float(result.tiles.attrs.get("stride0", maps[0].scales[0][0]))
-    tile0 = float(result.tiles.attrs.get("tile_size0", stride0))
-    layers = []
-    for info, cls in zip(maps, names, strict=True):
-        # lazy (fresh dask names per read): napari reads the store's chunks it draws
+    # lazy (fresh dask names per read): napari reads the store's chunks it draws
+    levels = []
+    for info in maps:
         data, multiscale = _map_data(result, info.key)
-        levels = data if multiscale else [data]
-        index = order.index(cls) if cls in order else 0
-        ldt = heatmap_layer(
-            levels[0],
-            slide_name=name,
-            class_name=cls,
-            stride0=stride0,
-            tile_size0=tile0,
-            colour=class_colour(cls, index),
-            visible=cls == focus,
-            metadata={"result_folder": str(result.folder), "key": info.key},
-        )
+        levels.append(data if multiscale else [data])
+    layers = heatmap_layers(
+        [lv[0] for lv in levels],
+        names,
+        slide_name=name,
+        stride0=stride0,
+        tile_size0=float(result.tiles.attrs.get("tile_size0", stride0)),
+        model_classes=list(result.class_names) or names,
+    )
+    out = []
+    for (data, kwargs, kind), info, lv in zip(layers, maps, levels, strict=True):
+        kwargs["metadata"].update(result_folder=str(result.folder), key=info.key)
         # the stored transform is the truth (written by the scorer from the grid)
-        ldt[1]["scale"] = info.scales[0]
-        ldt[1]["translate"] = info.translates[0]
-        if multiscale:
-            pyramid = [ldt[0], *(probability_data(level) for level in levels[1:])]
-            ldt = (pyramid, {**ldt[1], "multiscale": True}, ldt[2])
-        layers.append(ldt)
-    return layers
+        kwargs.update(scale=info.scales[0], translate=info.translates[0])
+        if len(lv) > 1:  # a pyramid (a large map): its coarser levels as drawn too
+            data = [data, *(probability_data(level) for level in lv[1:])]
+            kwargs["multiscale"] = True
+        out.append((data, kwargs, kind))
+    return out
 
 
 def saliency_layers(result: Result, name: str) -> list[LayerDataTuple]:

@@ -89,36 +89,52 @@ def heatmap_layer(
 
 
 def heatmap_layers(
-    maps: npt.ArrayLike,
+    maps: npt.ArrayLike | Sequence[Any],
     class_names: Sequence[str],
     *,
     slide_name: str,
     stride0: float,
     tile_size0: float | None = None,
     visible_class: str | None = None,
+    model_classes: Sequence[str] | None = None,
 ) -> list[LayerDataTuple]:
     """One heatmap layer per class.
 
-    Only ``visible_class`` (default: the tumour-like or first non-background
-    class) starts visible.
+    Parameters
+    ----------
+    maps : array of shape (C, rows, cols), or a sequence of C maps (rows, cols)
+        One map per class of ``class_names``; dask maps (a result folder's)
+        stay lazy.
+    class_names : sequence of str
+    slide_name, stride0, tile_size0
+        As for :func:`heatmap_layer`.
+    visible_class : str, optional
+        The one layer that starts visible (default: the tumour-like or first
+        non-background class of ``model_classes``).
+    model_classes : sequence of str, optional
+        The model's class list, when ``maps`` hold only some of its classes:
+        it picks the palette colour of a class without a fixed one (default:
+        ``class_names``).
     """
-    arr = np.asarray(maps)
-    if arr.ndim != 3 or arr.shape[0] != len(class_names):
+    per_class = list(maps) if isinstance(maps, list | tuple) else np.asarray(maps)
+    if len(per_class) != len(class_names) or any(np.ndim(m) != 2 for m in per_class):
+        shape = getattr(per_class, "shape", None) or [np.shape(m) for m in per_class]
         raise ValueError(
-            f"maps must have shape (n_classes={len(class_names)}, rows, cols), got {arr.shape}"
+            f"maps must have shape (n_classes={len(class_names)}, rows, cols), got {shape}"
         )
-    focus = visible_class or positive_class(class_names)
+    order = list(model_classes or class_names)
+    focus = visible_class or positive_class(order)
     return [
         heatmap_layer(
-            arr[k],
+            prob_map,
             slide_name=slide_name,
             class_name=name,
             stride0=stride0,
             tile_size0=tile_size0,
-            colour=class_colour(name, k),
+            colour=class_colour(name, order.index(name) if name in order else 0),
             visible=name == focus,
         )
-        for k, name in enumerate(class_names)
+        for prob_map, name in zip(per_class, class_names, strict=True)
     ]
 
 
