@@ -120,10 +120,14 @@ class AttributionMethod:
         Registry key (``"grad_cam"``).
     label : str
         Human-readable name for menus.
-    build : callable
-        ``build(prepared, forward_module, options) -> (captum_attribution, kwargs)``;
+    captum : callable
+        The captum attribution class, called as ``captum(forward_module)`` or, for a
+        method that hooks a layer, ``captum(forward_module, layer)``;
         ``forward_module`` is the module captum differentiates (the model, or a
         wrapper that selects the target class).
+    keywords : callable
+        ``keywords(options, inputs) -> dict``: the keywords of ``attribute`` for one
+        batch of model inputs (N, C, H, W), besides ``target`` (default: none).
     needs_layer : bool
         The method hooks a layer (Grad-CAM family).
     needs_module_hooks : bool
@@ -137,15 +141,16 @@ class AttributionMethod:
         ``expansion(options) -> int``: images per input in one forward batch,
         used to size sub-batches (GradientSHAP draws ``n_samples`` per input).
     postprocess : callable or None
-        ``postprocess(attr, (H, W)) -> Tensor``: brings a layer-resolution output to
-        input resolution (Grad-CAM).
+        ``postprocess(attr, (H, W)) -> Tensor``: brings the raw output to what the
+        reduction expects (Grad-CAM: layer to input resolution).
     description : str
         One line for the docs and tooltips.
     """
 
     name: str
     label: str
-    build: Callable[[PreparedModel, nn.Module, ExplainOptions], tuple[Any, dict[str, Any]]]
+    captum: Callable[..., Any]
+    keywords: Callable[[ExplainOptions, torch.Tensor], dict[str, Any]] = lambda options, x: {}
     needs_layer: bool = False
     needs_module_hooks: bool = False
     single_pass: bool = False
@@ -153,6 +158,13 @@ class AttributionMethod:
     expansion: Callable[[ExplainOptions], int] = lambda options: 1
     postprocess: Callable[[torch.Tensor, tuple[int, int]], torch.Tensor] | None = None
     description: str = ""
+
+    def build(self, prepared: PreparedModel, forward_module: nn.Module) -> Any:
+        """Make the captum attribution object on ``forward_module`` (and the hooked layer)."""
+        if self.needs_layer:
+            assert prepared.layer is not None
+            return self.captum(forward_module, prepared.layer)
+        return self.captum(forward_module)
 
     def unsupported_reason(self, prepared: PreparedModel) -> str | None:
         """Why this method cannot run on ``prepared``, or None when it can."""

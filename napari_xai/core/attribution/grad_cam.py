@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 # ruff: noqa: TID253 (imported only when attribution runs, never by napari's menus)
-from typing import Any
-
 import torch
 from captum.attr import LayerAttribution, LayerGradCam
-from torch import nn
 
-from napari_xai.core.attribution._base import AttributionMethod, ExplainOptions, PreparedModel
-
-
-def _build(
-    prepared: PreparedModel, forward_module: nn.Module, options: ExplainOptions
-) -> tuple[Any, dict[str, Any]]:
-    assert prepared.layer is not None
-    return LayerGradCam(forward_module, prepared.layer), {"relu_attributions": True}
+from napari_xai.core.attribution._base import AttributionMethod
 
 
 def upsample_cam(attr: torch.Tensor, size_rc: tuple[int, int]) -> torch.Tensor:
@@ -30,7 +20,8 @@ def upsample_cam(attr: torch.Tensor, size_rc: tuple[int, int]) -> torch.Tensor:
 METHOD = AttributionMethod(
     name="grad_cam",
     label="Grad-CAM",
-    build=_build,
+    captum=LayerGradCam,
+    keywords=lambda options, x: {"relu_attributions": True},
     needs_layer=True,
     single_pass=True,
     smoothable=False,

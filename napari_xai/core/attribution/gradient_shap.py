@@ -7,9 +7,8 @@ from typing import Any
 
 import torch
 from captum.attr import GradientShap
-from torch import nn
 
-from napari_xai.core.attribution._base import AttributionMethod, ExplainOptions, PreparedModel
+from napari_xai.core.attribution._base import AttributionMethod, ExplainOptions
 
 
 def _baselines(x: torch.Tensor) -> torch.Tensor:
@@ -18,34 +17,16 @@ def _baselines(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([zeros, zeros - 1.0, zeros + 1.0])
 
 
-class _GradientShap:
-    """GradientShap whose baselines are made from the input's shape at call time."""
-
-    def __init__(self, forward_module: nn.Module, options: ExplainOptions) -> None:
-        self._shap = GradientShap(forward_module)
-        self._options = options
-
-    def attribute(self, inputs: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        out: torch.Tensor = self._shap.attribute(
-            inputs,
-            baselines=_baselines(inputs),
-            n_samples=self._options.n_samples,
-            stdevs=0.09,
-            **kwargs,
-        )
-        return out
-
-
-def _build(
-    prepared: PreparedModel, forward_module: nn.Module, options: ExplainOptions
-) -> tuple[Any, dict[str, Any]]:
-    return _GradientShap(forward_module, options), {}
+def _keywords(options: ExplainOptions, x: torch.Tensor) -> dict[str, Any]:
+    # the baselines are made from the input's shape at call time
+    return {"baselines": _baselines(x), "n_samples": options.n_samples, "stdevs": 0.09}
 
 
 METHOD = AttributionMethod(
     name="gradient_shap",
     label="GradientSHAP",
-    build=_build,
+    captum=GradientShap,
+    keywords=_keywords,
     smoothable=False,  # already averages noisy samples
     expansion=lambda options: max(1, options.n_samples),
     description=(

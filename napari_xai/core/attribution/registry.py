@@ -190,9 +190,7 @@ class Explainer:
             raise AttributionError(f"SmoothGrad cannot wrap {self.method.label}")
         self.target = resolve_target(target, self.prepared)
         self._selector = _TargetOutput(self.prepared.module)
-        self._attr, self._kwargs = self.method.build(
-            self.prepared, self._forward_module, self.options
-        )
+        self._attr = self.method.build(self.prepared, self._forward_module)
 
     @property
     def _in_pass_target(self) -> bool:
@@ -218,9 +216,10 @@ class Explainer:
     def _run_method(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         opts = self.options
         x = x.detach().requires_grad_(True)
+        kwargs = self.method.keywords(opts, x)
         if self._in_pass_target:
             self._selector.index = self.target
-            attr = self._attr.attribute(x, target=0, **self._kwargs)
+            attr = self._attr.attribute(x, target=0, **kwargs)
             assert self._selector.last_prediction is not None
             targets = self._selector.last_prediction[: len(x)].clone()
         else:
@@ -239,12 +238,12 @@ class Explainer:
                         nt_samples_batch_size=max(1, opts.batch_size // max(1, len(x))),
                         stdevs=stdev,
                         target=targets,
-                        **self._kwargs,
+                        **kwargs,
                     )
             else:
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(opts.seed)
-                    attr = self._attr.attribute(x, target=targets, **self._kwargs)
+                    attr = self._attr.attribute(x, target=targets, **kwargs)
         if self.method.postprocess is not None:
             attr = self.method.postprocess(attr, (int(x.shape[-2]), int(x.shape[-1])))
         return reduce_attribution(attr.detach()), targets
