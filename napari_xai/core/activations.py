@@ -294,15 +294,11 @@ def tile_channels(
     TileChannels
         Shown by :func:`napari_xai.core.layers.activations.channels_layer`.
     """
-    import contextlib
-
     from napari_xai.core.attribution.whole_slide import slide_grid, slide_name
     from napari_xai.core.reader import resize_tile
-    from napari_xai.core.wsi import open_slide
+    from napari_xai.core.wsi import opened_slide
 
-    with contextlib.ExitStack() as stack:
-        if isinstance(slide, (str, Path)):
-            slide = stack.enter_context(open_slide(slide, mpp=mpp))
+    with opened_slide(slide, mpp=mpp) as slide:
         grid = slide_grid(slide, model.card, GridOptions(tissue=False, mpp=mpp))
         t0 = int(grid.tile_size0)
         loc = (int(centre_rc[0] - t0 / 2), int(centre_rc[1] - t0 / 2))

@@ -19,7 +19,6 @@ threads, prefetch, AMP). A result folder is written by
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
@@ -426,13 +425,11 @@ def iter_score_slide(
     """
     grid = grid or GridOptions()
     run = run or RunOptions()
-    with contextlib.ExitStack() as stack:
-        if isinstance(slide, (str, Path)):
-            from napari_xai.core.wsi import open_slide
+    from napari_xai.core.wsi import opened_slide
 
-            slide = stack.enter_context(open_slide(slide, mpp=grid.mpp))
+    with opened_slide(slide, mpp=grid.mpp) as opened:
         loaded = resolve_model(model, device=run.torch_device, architecture=run.architecture)
-        return (yield from score_tiles(slide, loaded, grid=grid, run=run))
+        return (yield from score_tiles(opened, loaded, grid=grid, run=run))
 
 
 def score_tiles(

@@ -44,7 +44,6 @@ from napari_xai.core.options import (
     ExplainSpec,
     FeatureSpec,
     GridOptions,
-    RunOptions,
     SlideOptions,
     SummaryOptions,
     result_params,
@@ -479,11 +478,10 @@ def _drop_heatmap(writer: ResultWriter, key: str) -> None:
     writer.remove_heatmap(key)
 
 
-def _summary(folder: Path, loaded: Any, slide: Any, options: SummaryOptions) -> dict[str, Any]:
-    """Slide scores from the tiles table in ``folder`` (when only the summary options change)."""
-    import pandas as pd  # noqa: TID253 - only when summarising
-
-    tiles = pd.read_parquet(folder / TILES_NAME)  # pandas restores DataFrame.attrs
+def _summarize(
+    tiles: pd.DataFrame, loaded: Any, slide: Any, options: SummaryOptions
+) -> dict[str, Any]:
+    """Slide scores of a tiles table with the model's classes and the slide's pixel size."""
     return summarize_tiles(
         tiles,
         class_names=list(loaded.card.class_names),
@@ -494,19 +492,13 @@ def _summary(folder: Path, loaded: Any, slide: Any, options: SummaryOptions) -> 
 
 
 def _score(
-    slide: Any,
-    loaded: Any,
-    writer: ResultWriter,
-    grid: GridOptions,
-    run: RunOptions,
-    options: SummaryOptions,
-    features: FeatureSpec | None = None,
-    *,
-    masks: Any = None,
+    job: _Job,
 ) -> Generator[PipelineProgress, None, tuple[dict[str, Any], dict[str, Any], float]]:
     """Score stage: tiles, maps, regions (features, preview); return (summary, extra, write_s)."""
     from napari_xai.core.inference import score_tiles
 
+    slide, loaded, writer, grid = job.slide, job.loaded, job.writer, job.grid
+    run, features = job.options.run, job.options.features
     capture = None
     if features is not None:
         from napari_xai.core.explore.features import FeatureCapture
@@ -519,7 +511,7 @@ def _score(
         grid=grid,
         run=run,
         forward=capture,
-        tile_grid=_tile_grid(slide, loaded, grid, masks),
+        tile_grid=_tile_grid(slide, loaded, grid, job.masks),
     )
     scored = yield from relay(
         gen, lambda s: PipelineProgress("score", s.n_done, s.n_total, s.tiles_per_s, detail=s)
@@ -533,13 +525,7 @@ def _score(
 
         tiles, feature_info = add_features(capture, tiles, loaded, writer.path)
         writer.add_file("features", FEATURES_NAME)
-    summary = summarize_tiles(
-        tiles,
-        class_names=class_names,
-        positive_class=options.positive_class,
-        top_k=options.top_k,
-        mpp=slide.info.mpp,
-    )
+    summary = _summarize(tiles, loaded, slide, job.options.summary)
     writer.write_tiles(tiles)
     kill_point("score wrote tiles")
     for name, data, scale, translate in _iter_prob_maps(scored):
@@ -569,17 +555,7 @@ def _score(
     return summary, extra, write_s
 
 
-def _explain(
-    slide: Any,
-    loaded: Any,
-    writer: ResultWriter,
-    folder: Path,
-    grid: GridOptions,
-    run: RunOptions,
-    spec: ExplainSpec,
-    *,
-    masks: Any = None,
-) -> Generator[PipelineProgress, None, dict[str, Any]]:
+def _explain(job: _Job, spec: ExplainSpec) -> Generator[PipelineProgress, None, dict[str, Any]]:
     """Explain stage: stitch into the resumable cache, copy into the result."""
     from napari_xai.core.attribution.whole_slide import (
         iter_explain_slide,
@@ -587,24 +563,25 @@ def _explain(
         write_to_result,
     )
 
+    slide, loaded, run = job.slide, job.loaded, job.options.run
     # the explained tiles are the scored ones: the same grid, without the max_tiles sample
-    tiles = dataclasses.replace(grid, max_tiles=None)
-    store = _cache_store(folder)
+    tiles = dataclasses.replace(job.grid, max_tiles=None)
+    store = _cache_store(job.folder)
     if spec.view_rc is not None:
         gen = iter_explain_view(
             slide, loaded, spec.view_rc, store=store, spec=spec, grid=tiles, run=run,
             max_tiles=1_000_000,
         )  # fmt: skip
     else:
-        tile_grid = _tile_grid(slide, loaded, tiles, masks)  # over the scoring's masks
+        tile_grid = _tile_grid(slide, loaded, tiles, job.masks)  # over the scoring's masks
         gen = iter_explain_slide(
             slide, loaded, store=store, spec=spec, grid=tiles, run=run, tile_grid=tile_grid
         )
     result = yield from relay(
         gen, lambda s: PipelineProgress("explain", s.n_done, s.n_total, s.tiles_per_s, detail=s)
     )
-    _drop_heatmap(writer, result.key)
-    write_to_result(writer, result)
+    _drop_heatmap(job.writer, result.key)
+    write_to_result(job.writer, result)
     yield PipelineProgress(
         "explain", result.n_done, result.n_tiles, message=f"saliency {result.key}", value=result
     )
@@ -620,21 +597,15 @@ def _explain(
     }
 
 
-def _audit(
-    slide: Any,
-    loaded: Any,
-    writer: ResultWriter,
-    grid: GridOptions,
-    run: RunOptions,
-    spec: AuditSpec,
-    *,
-    masks: Any = None,
-) -> Generator[PipelineProgress, None, dict[str, Any]]:
+def _audit(job: _Job, spec: AuditSpec) -> Generator[PipelineProgress, None, dict[str, Any]]:
     """Audit stage: ``audit.json`` and ``report.html`` (on the scoring's ``masks``)."""
     from napari_xai.core.audit.report import write_report
     from napari_xai.core.audit.slide import iter_audit_slide
 
-    gen = iter_audit_slide(slide, loaded, spec=spec, grid=grid, run=run, masks=masks)
+    slide, writer = job.slide, job.writer
+    gen = iter_audit_slide(
+        slide, job.loaded, spec=spec, grid=job.grid, run=job.options.run, masks=job.masks
+    )
     res = yield from relay(
         gen, lambda s: PipelineProgress("audit", s.n_done, s.n_total, message=s.stage, detail=s)
     )
@@ -789,108 +760,153 @@ def run_slide(
     """
     import contextlib
 
-    from napari_xai.core.wsi import open_slide
+    from napari_xai.core.wsi import opened_slide
 
     options = options or SlideOptions()
-    run, summary, features = options.run, options.summary, options.features
-    explain, audit = options.explain, options.audit
     folder = (Path(out) / name if name else result_folder(out, slide)).absolute()
     grid = options.grid or folder_grid(folder) or GridOptions()
     clean_stale_temporaries(folder.parent, name=folder.name)
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        if not hasattr(slide, "read_region"):
-            # the slide first: a lying or broken file is refused before the model loads
-            slide = stack.enter_context(open_slide(slide, mpp=grid.mpp))
+        # the slide first: a lying or broken file is refused before the model loads
+        slide = stack.enter_context(opened_slide(slide, mpp=grid.mpp))
+        run = options.run
         loaded = resolve_model(model, device=run.torch_device, architecture=run.architecture)
-        model_hash = model_fingerprint(loaded)
-        slide_path = Path(slide.path)
         masks, masks_key = _masks(slide, loaded.card, grid, folder)
         fit = slide_fit(slide, loaded.card, masks=masks)
         for warning in fit["warnings"]:
             yield PipelineProgress("warning", message=warning)
         writer = stack.enter_context(ResultWriter(folder))
-        old, reuse = _previous(folder, grid, model_hash, slide_path, features)
-        stages: dict[str, Any] = dict(old.get("stages", {})) if reuse else {}
-        timings: dict[str, Any] = dict(old.get("timings", {})) if reuse else {}
-        timings["open_s"] = round(time.perf_counter() - t0, 3)
-        if reuse:
-            _adopt(writer, folder, old, drop=set())
-        if masks is not None:
-            _write_masks(writer, masks, masks_key)
-        if reuse:
-            slide_summary = dict(old.get("summary", {}))
-            if old.get("params", {}).get("summary") != summary.to_dict():
-                slide_summary.update(_summary(writer.path, loaded, slide, summary))
-            keep = ("grid", "scoring", "features")
-            extra: dict[str, Any] = {k: old[k] for k in keep if k in old}
-            yield PipelineProgress(
-                "reuse", message=f"{folder}: scored with the same grid, model and slide; kept"
-            )
-        else:
-            lost = [
-                *old.get("stages", {}).get("explain", {}),
-                *(["audit"] if "audit" in old.get("stages", {}) else []),
-            ]
-            if lost:
-                yield PipelineProgress(
-                    "invalidate",
-                    message=(
-                        f"{folder}: re-scoring with other parameters, model or slide "
-                        f"invalidates {', '.join(lost)}"
-                    ),
-                )
-            t = time.perf_counter()
-            slide_summary, extra, write_s = yield from _score(
-                slide, loaded, writer, grid, run, summary, features, masks=masks
-            )
-            timings["score_s"] = round(time.perf_counter() - t - write_s, 3)
-            timings["write_s"] = write_s
-            stages["score"] = {"params": grid.to_dict(), "sha256": grid.hash()}
-            if features is not None:
-                stages["features"] = {"spec": features.to_dict(), "sha256": features.hash()}
-        if explain is not None:
-            kept = _done_before(stages, "explain", explain)
-            if kept is not None:
-                yield PipelineProgress("reuse", message=f"{folder}: saliency {kept} kept")
-            else:
-                t = time.perf_counter()
-                done = yield from _explain(
-                    slide, loaded, writer, folder, grid, run, explain, masks=masks
-                )
-                stages["explain"] = {**stages.get("explain", {}), done["key"]: done}
-                timings["explain_s"] = round(time.perf_counter() - t, 3)
-        if audit is not None:
-            if _done_before(stages, "audit", audit) is not None:
-                yield PipelineProgress("reuse", message=f"{folder}: audit kept")
-            else:
-                t = time.perf_counter()
-                stages["audit"] = yield from _audit(
-                    slide, loaded, writer, grid, run, audit, masks=masks
-                )
-                slide_summary["audit_verdict"] = stages["audit"]["verdict"]
-                slide_summary["audit_sentence"] = stages["audit"].get("sentence", "")
-                slide_summary["audit_method"] = stages["audit"].get("method", "")
-                timings["audit_s"] = round(time.perf_counter() - t, 3)
-        timings["total_s"] = round(time.perf_counter() - t0, 3)
+        job = _Job(slide, loaded, writer, folder, grid, options, masks)
+        book = yield from _score_stage(job, masks_key, t0)
+        if options.explain is not None:
+            yield from _explain_stage(job, book, options.explain)
+        if options.audit is not None:
+            yield from _audit_stage(job, book, options.audit)
+        book.timings["total_s"] = round(time.perf_counter() - t0, 3)
         yield PipelineProgress("write", message=f"writing {folder}")
-        params = result_params(grid, summary)
-        writer.commit(
-            {
-                "slide_id": folder.name,
-                "slide": {**slide_identity(slide_path), **_slide_info_dict(slide)},
-                "model": _model_info(loaded),
-                "fit": fit,
-                "params": params,
-                "params_sha256": hash_params(params),
-                "runtime": run.to_dict(),
-                "versions": package_versions(),
-                "timings": timings,
-                "summary": slide_summary,
-                "stages": stages,
-                **extra,
-            }
-        )
-    if explain is not None and explain.view_rc is None:
+        writer.commit(_manifest(job, book, fit))
+    if options.explain is not None and options.explain.view_rc is None:
         shutil.rmtree(_cache_store(folder), ignore_errors=True)
     return folder
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every stage of one :func:`run_slide` call works on."""
+
+    slide: Any
+    loaded: Any
+    writer: ResultWriter
+    folder: Path
+    grid: GridOptions
+    options: SlideOptions
+    masks: Any
+
+
+@dataclass
+class _Book:
+    """What the stages of one :func:`run_slide` call record for the manifest."""
+
+    stages: dict[str, Any]
+    timings: dict[str, Any]
+    summary: dict[str, Any] = dataclasses.field(default_factory=dict)
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def _score_stage(job: _Job, masks_key: Any, t0: float) -> Generator[PipelineProgress, None, _Book]:
+    """Keep the folder's score when it is reusable, else score (saying what that drops)."""
+    folder, writer, summary = job.folder, job.writer, job.options.summary
+    model_hash = model_fingerprint(job.loaded)
+    old, reuse = _previous(
+        folder, job.grid, model_hash, Path(job.slide.path), job.options.features
+    )
+    kept = old if reuse else {}
+    book = _Book(stages=dict(kept.get("stages", {})), timings=dict(kept.get("timings", {})))
+    book.timings["open_s"] = round(time.perf_counter() - t0, 3)
+    if reuse:
+        _adopt(writer, folder, old, drop=set())
+    if job.masks is not None:
+        _write_masks(writer, job.masks, masks_key)
+    if reuse:
+        book.summary = dict(old.get("summary", {}))
+        if old.get("params", {}).get("summary") != summary.to_dict():
+            import pandas as pd  # noqa: TID253 - only when summarising again
+
+            tiles = pd.read_parquet(writer.path / TILES_NAME)  # pandas restores DataFrame.attrs
+            book.summary.update(_summarize(tiles, job.loaded, job.slide, summary))
+        book.extra = {k: old[k] for k in ("grid", "scoring", "features") if k in old}
+        yield PipelineProgress(
+            "reuse", message=f"{folder}: scored with the same grid, model and slide; kept"
+        )
+        return book
+    lost = [
+        *old.get("stages", {}).get("explain", {}),
+        *(["audit"] if "audit" in old.get("stages", {}) else []),
+    ]
+    if lost:
+        yield PipelineProgress(
+            "invalidate",
+            message=(
+                f"{folder}: re-scoring with other parameters, model or slide "
+                f"invalidates {', '.join(lost)}"
+            ),
+        )
+    t = time.perf_counter()
+    book.summary, book.extra, write_s = yield from _score(job)
+    book.timings["score_s"] = round(time.perf_counter() - t - write_s, 3)
+    book.timings["write_s"] = write_s
+    book.stages["score"] = {"params": job.grid.to_dict(), "sha256": job.grid.hash()}
+    features = job.options.features
+    if features is not None:
+        book.stages["features"] = {"spec": features.to_dict(), "sha256": features.hash()}
+    return book
+
+
+def _explain_stage(
+    job: _Job, book: _Book, spec: ExplainSpec
+) -> Generator[PipelineProgress, None, None]:
+    """Keep a complete saliency map with the same spec, else explain the slide."""
+    kept = _done_before(book.stages, "explain", spec)
+    if kept is not None:
+        yield PipelineProgress("reuse", message=f"{job.folder}: saliency {kept} kept")
+        return
+    t = time.perf_counter()
+    done = yield from _explain(job, spec)
+    book.stages["explain"] = {**book.stages.get("explain", {}), done["key"]: done}
+    book.timings["explain_s"] = round(time.perf_counter() - t, 3)
+
+
+def _audit_stage(
+    job: _Job, book: _Book, spec: AuditSpec
+) -> Generator[PipelineProgress, None, None]:
+    """Keep an audit with the same spec, else audit the slide; its verdict joins the summary."""
+    if _done_before(book.stages, "audit", spec) is not None:
+        yield PipelineProgress("reuse", message=f"{job.folder}: audit kept")
+        return
+    t = time.perf_counter()
+    done = yield from _audit(job, spec)
+    book.stages["audit"] = done
+    book.summary["audit_verdict"] = done["verdict"]
+    book.summary["audit_sentence"] = done.get("sentence", "")
+    book.summary["audit_method"] = done.get("method", "")
+    book.timings["audit_s"] = round(time.perf_counter() - t, 3)
+
+
+def _manifest(job: _Job, book: _Book, fit: dict[str, Any]) -> dict[str, Any]:
+    """Build the manifest of the folder :func:`run_slide` writes."""
+    params = result_params(job.grid, job.options.summary)
+    return {
+        "slide_id": job.folder.name,
+        "slide": {**slide_identity(Path(job.slide.path)), **_slide_info_dict(job.slide)},
+        "model": _model_info(job.loaded),
+        "fit": fit,
+        "params": params,
+        "params_sha256": hash_params(params),
+        "runtime": job.options.run.to_dict(),
+        "versions": package_versions(),
+        "timings": book.timings,
+        "summary": book.summary,
+        "stages": book.stages,
+        **book.extra,
+    }

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import dask.array as da
     import tiffslide
 
-__all__ = ["Slide", "SlideError", "SlideInfo", "open_slide", "SLIDE_SUFFIXES"]
+__all__ = ["Slide", "SlideError", "SlideInfo", "open_slide", "opened_slide", "SLIDE_SUFFIXES"]
 
 # A plausible whole-slide pixel size. TIFF files without real calibration often
 # carry 72 or 96 dpi (352.8 / 264.6 µm per pixel): that is a default, not a
@@ -524,3 +524,26 @@ def open_slide(path: str | Path, *, mpp: float | None = None) -> Slide:
     Slide
     """
     return Slide(path, mpp=mpp)
+
+
+def opened_slide(
+    slide: Slide | str | Path, *, mpp: float | None = None
+) -> contextlib.AbstractContextManager[Slide]:
+    """Use an open slide as it is, or open a slide file for the duration of a ``with``.
+
+    Parameters
+    ----------
+    slide : Slide, str or Path
+        An open slide (left open) or a slide file
+        (opened with ``mpp``, closed when the ``with`` block ends).
+    mpp : float, optional
+        Override (or supply) the level-0 microns per pixel of a slide file.
+
+    Returns
+    -------
+    context manager
+        Its ``__enter__`` gives the :class:`Slide`.
+    """
+    if isinstance(slide, (str, Path)):
+        return open_slide(slide, mpp=mpp)
+    return contextlib.nullcontext(slide)

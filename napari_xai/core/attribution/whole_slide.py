@@ -21,7 +21,6 @@ the option objects of :mod:`napari_xai.core.options`: the tile grid a
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Generator, Sequence
@@ -367,11 +366,9 @@ def _explain(
     spec = spec or ExplainSpec()
     run = run or RunOptions()
     method, options = spec.method, spec.method_options()
-    with contextlib.ExitStack() as stack:
-        if isinstance(slide, (str, Path)):
-            from napari_xai.core.wsi import open_slide
+    from napari_xai.core.wsi import opened_slide
 
-            slide = stack.enter_context(open_slide(slide, mpp=grid.mpp if grid else None))
+    with opened_slide(slide, mpp=grid.mpp if grid else None) as slide:
         model = resolve_carded_model(
             model, device=run.torch_device, architecture=run.architecture,
             task="explaining a slide", needs="tile size, mpp",

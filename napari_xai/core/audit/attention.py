@@ -446,49 +446,118 @@ def audit_attention(
     n = shares.shape[0]
     if pred_class is not None and len(pred_class) != n:
         raise ValueError(f"pred_class has {len(pred_class)} entries for {n} tiles")
-    off = list(OFF_TISSUE)
-    off_share = shares[:, off].sum(axis=1)
-    off_area = area[:, off].sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        off_enrich = np.where(off_area > 0, off_share / np.maximum(off_area, 1e-12), np.inf)
-    flagged = (
-        (mass > 0) & (off_share >= th.tile_off_tissue_share) & (off_enrich >= th.tile_enrichment)
-    )
-
-    total = mass.sum()
-    mass_by = (shares * mass[:, None]).sum(axis=0)
-    overall = mass_by / total if total > 0 else np.zeros(len(REGION_NAMES))
-    area_overall = area.mean(axis=0) if n else np.zeros(len(REGION_NAMES))
-    share_d = {name: float(overall[i]) for i, name in enumerate(REGION_NAMES)}
-    area_d = {name: float(area_overall[i]) for i, name in enumerate(REGION_NAMES)}
-    enrich_d = {
-        name: (float(overall[i] / area_overall[i]) if area_overall[i] > 0 else float("nan"))
-        for i, name in enumerate(REGION_NAMES)
-    }
-
-    by_class: dict[str, dict[str, float]] = {}
-    n_by_class: dict[str, int] = {}
-    area_by_class: dict[str, float] = {}
-    if pred_class is not None:
-        labels = np.asarray([str(c) for c in pred_class])
-        for cls in sorted(set(labels.tolist())):
-            sel = labels == cls
-            m = (shares[sel] * mass[sel, None]).sum(axis=0)
-            t = m.sum()
-            by_class[cls] = {
-                name: (float(m[i] / t) if t > 0 else 0.0) for i, name in enumerate(REGION_NAMES)
-            }
-            n_by_class[cls] = int(sel.sum())
-            area_by_class[cls] = float(area[sel, ARTEFACT].mean())
-
+    tiles = _TileMass(shares, area, mass)
+    off_share, flagged = tiles.flag(th)
+    overall = tiles.overall()
+    by_class = tiles.by_class(pred_class)
     # Worst tiles: flagged first, then by off-tissue share, then by artefact share.
     order = np.lexsort((-shares[:, ARTEFACT], -off_share, ~flagged))
     worst = [int(i) for i in order[: th.n_worst]]
+    verdict, evidence = _slide_verdict(flagged, overall, by_class, th)
+    return AttentionAudit(
+        verdict=verdict,
+        evidence=evidence,
+        shares=overall.shares,
+        area_shares=overall.area,
+        enrichment=overall.enrichment,
+        shares_by_class=by_class.shares,
+        tiles_by_class=by_class.n_tiles,
+        tile_shares=shares,
+        tile_area_shares=area,
+        flagged=flagged,
+        worst=worst,
+        thresholds=th,
+        sign=sign,
+    )
 
+
+@dataclass(frozen=True)
+class _Overall:
+    """Share of all attribution mass, of the audited area, and their ratio, per region."""
+
+    shares: dict[str, float]
+    area: dict[str, float]
+    enrichment: dict[str, float]
+
+
+@dataclass(frozen=True)
+class _ByClass:
+    """Per predicted class: region shares of its mass, its tiles, its mean artefact area."""
+
+    shares: dict[str, dict[str, float]]
+    n_tiles: dict[str, int]
+    artefact_area: dict[str, float]
+
+
+@dataclass(frozen=True)
+class _TileMass:
+    """Attribution mass of the audited tiles (:func:`tile_region_shares`), pooled three ways."""
+
+    shares: npt.NDArray[np.float64]
+    area: npt.NDArray[np.float64]
+    mass: npt.NDArray[np.float64]
+
+    def flag(self, th: AuditThresholds) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+        """Off-tissue share of each tile's mass, and the tiles that put it off tissue."""
+        off = list(OFF_TISSUE)
+        off_share = self.shares[:, off].sum(axis=1)
+        off_area = self.area[:, off].sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            off_enrich = np.where(off_area > 0, off_share / np.maximum(off_area, 1e-12), np.inf)
+        flagged = (
+            (self.mass > 0)
+            & (off_share >= th.tile_off_tissue_share)
+            & (off_enrich >= th.tile_enrichment)
+        )
+        return off_share, flagged
+
+    def overall(self) -> _Overall:
+        """Pool every tile: mass-weighted shares, mean area shares."""
+        total = self.mass.sum()
+        mass_by = (self.shares * self.mass[:, None]).sum(axis=0)
+        overall = mass_by / total if total > 0 else np.zeros(len(REGION_NAMES))
+        n = self.shares.shape[0]
+        area_overall = self.area.mean(axis=0) if n else np.zeros(len(REGION_NAMES))
+        return _Overall(
+            shares={name: float(overall[i]) for i, name in enumerate(REGION_NAMES)},
+            area={name: float(area_overall[i]) for i, name in enumerate(REGION_NAMES)},
+            enrichment={
+                name: (
+                    float(overall[i] / area_overall[i]) if area_overall[i] > 0 else float("nan")
+                )
+                for i, name in enumerate(REGION_NAMES)
+            },
+        )
+
+    def by_class(self, pred_class: Sequence[str] | None) -> _ByClass:
+        """Pool the tiles of each predicted class (empty without ``pred_class``)."""
+        out = _ByClass({}, {}, {})
+        if pred_class is None:
+            return out
+        labels = np.asarray([str(c) for c in pred_class])
+        for name in sorted(set(labels.tolist())):
+            sel = labels == name
+            m = (self.shares[sel] * self.mass[sel, None]).sum(axis=0)
+            t = m.sum()
+            out.shares[name] = {
+                region: (float(m[i] / t) if t > 0 else 0.0)
+                for i, region in enumerate(REGION_NAMES)
+            }
+            out.n_tiles[name] = int(sel.sum())
+            out.artefact_area[name] = float(self.area[sel, ARTEFACT].mean())
+        return out
+
+
+def _slide_verdict(
+    flagged: npt.NDArray[np.bool_], overall: _Overall, by_class: _ByClass, th: AuditThresholds
+) -> tuple[str, list[str]]:
+    """Verdict of the attention audit and its evidence, in words (see :class:`AuditThresholds`)."""
+    n = len(flagged)
     evidence: list[str] = []
     fraction = float(flagged.mean()) if n else 0.0
+    share_d, area_d = overall.shares, overall.area
     art_share = share_d["artefact"]
-    art_enrich = enrich_d["artefact"]
+    art_enrich = overall.enrichment["artefact"]
     fail = False
     if n == 0:
         evidence.append("no tiles to audit")
@@ -507,51 +576,35 @@ def audit_attention(
             f"{int(flagged.sum())} of {n} tiles ({fraction:.0%}) put most attribution off "
             f"tissue (limit {th.slide_flagged_fraction:.0%})"
         )
-    for cls, sh in by_class.items():
+    for cls, sh in by_class.shares.items():
         # A shortcut is often class-specific (the marker is on one class only).
-        cls_area = area_by_class[cls]
+        cls_area = by_class.artefact_area[cls]
+        n_cls = by_class.n_tiles[cls]
         cls_enrich = sh["artefact"] / cls_area if cls_area > 0 else float("inf")
         if (
             sh["artefact"] >= th.slide_artefact_share
             and cls_enrich >= th.slide_artefact_enrichment
-            and n_by_class[cls] >= th.min_class_tiles
+            and n_cls >= th.min_class_tiles
         ):
             fail = True
             evidence.append(
-                f"tiles predicted '{cls}' ({n_by_class[cls]}): {sh['artefact']:.0%} of their "
+                f"tiles predicted '{cls}' ({n_cls}): {sh['artefact']:.0%} of their "
                 f"attribution lies on artefacts covering {cls_area:.1%} of them (enrichment "
                 f"{cls_enrich:.1f}x)"
             )
     if n == 0:
-        verdict = "n/a"
-    elif fail:
-        verdict = "fail"
-    elif flagged.any():
-        verdict = "warn"
+        return "n/a", evidence
+    if fail:
+        return "fail", evidence
+    if flagged.any():
         evidence.append(
             f"{int(flagged.sum())} of {n} tiles flagged ({fraction:.1%}), below the "
             f"{th.slide_flagged_fraction:.0%} limit"
         )
-    else:
-        verdict = "pass"
-        if n:
-            evidence.append(
-                f"{share_d['tissue']:.0%} of attribution on tissue; artefacts "
-                f"{art_share:.1%}, background {share_d['background']:.1%}, border "
-                f"{share_d['border']:.1%}; no tile flagged"
-            )
-    return AttentionAudit(
-        verdict=verdict,
-        evidence=evidence,
-        shares=share_d,
-        area_shares=area_d,
-        enrichment=enrich_d,
-        shares_by_class=by_class,
-        tiles_by_class=n_by_class,
-        tile_shares=shares,
-        tile_area_shares=area,
-        flagged=flagged,
-        worst=worst,
-        thresholds=th,
-        sign=sign,
+        return "warn", evidence
+    evidence.append(
+        f"{share_d['tissue']:.0%} of attribution on tissue; artefacts "
+        f"{art_share:.1%}, background {share_d['background']:.1%}, border "
+        f"{share_d['border']:.1%}; no tile flagged"
     )
+    return "pass", evidence

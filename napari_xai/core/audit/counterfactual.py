@@ -24,6 +24,7 @@ added, while the control edit moves nothing, has learned the mark.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -308,95 +309,30 @@ def counterfactual_test(
     CounterfactualResult
     """
     t0 = time.perf_counter()
-    imgs = np.asarray(images, np.uint8)
-    kind_arr = np.asarray(kinds, np.uint8)
-    if imgs.shape[:3] != kind_arr.shape:
-        raise ValueError(f"images {imgs.shape} and kinds {kind_arr.shape} do not match")
-    names = tuple(str(c) for c in model.card.class_names)
-    probs = (
-        np.asarray(probabilities, np.float32)
-        if probabilities is not None
-        else tile_probabilities(model, imgs, batch_size=batch_size)
-    )
-    pred = probs.argmax(axis=1)
-    any_art = (kind_arr > 0).reshape(len(imgs), -1).any(axis=1)
-    tis = (np.asarray(tissue, bool) if tissue is not None else np.ones(kind_arr.shape, bool)) & (
-        kind_arr == 0
-    )
-    # Where a mark may grow: non-tissue, or near-white (paper, glass; a tissue mask
-    # fills the holes a label's paper leaves in it).
-    pale = (imgs.min(axis=-1) >= 215) & (
-        imgs.max(axis=-1).astype(np.int16) - imgs.min(axis=-1) < 25
-    )
-    off_tissue = (~tis | pale) & (kind_arr == 0)
-    grow = max(2, imgs.shape[1] // 10) if grow_px is None else int(grow_px)
+    t = _edit_context(model, images, kinds, probabilities, tissue, batch_size, min_shift, grow_px)
     rng = np.random.default_rng(seed)
     pairs: list[CounterfactualPair] = []
     n_scored = 0
     examples: dict[str, npt.NDArray[np.uint8]] = {}
-    for k in sorted(int(v) for v in np.unique(kind_arr) if v != 0):
-        has_k = (kind_arr == k).reshape(len(imgs), -1).any(axis=1)
-        for c in sorted(set(pred[has_k].tolist())):
-            src = np.flatnonzero(has_k & (pred == c))
-            if len(src) > max_tiles:
-                src = np.sort(rng.choice(src, max_tiles, replace=False))
+    for k in sorted(int(v) for v in np.unique(t.kinds) if v != 0):
+        has_k = (t.kinds == k).reshape(len(t.images), -1).any(axis=1)
+        for c in sorted(set(t.pred[has_k].tolist())):
+            src = _sample(np.flatnonzero(has_k & (t.pred == c)), max_tiles, rng)
             masks = np.stack(
-                [_grow_into(_dilate(kind_arr[i] == k), off_tissue[i], grow) for i in src]
+                [_grow_into(_dilate(t.kinds[i] == k), t.off_tissue[i], t.grow) for i in src]
             )
-            # Removal and its control.
-            removed, ctrl, ctrl_idx = [], [], []
-            for j, i in enumerate(src):
-                removed.append(inpaint(imgs[i], masks[j]))
-                moved = _moved_mask(masks[j], ~tis[i])
-                if moved is not None:
-                    ctrl.append(inpaint(imgs[i], moved))
-                    ctrl_idx.append(i)
-            after = tile_probabilities(model, np.stack(removed), batch_size=batch_size)
-            removal = _stats(probs[src], after, int(c), names, removal=True, min_shift=min_shift)
-            if ctrl:
-                after_c = tile_probabilities(model, np.stack(ctrl), batch_size=batch_size)
-                removal_control = _stats(
-                    probs[ctrl_idx], after_c, int(c), names, removal=True, min_shift=min_shift
-                )
-            else:
-                removal_control = EditStats(0, 0, 0.0)
-            n_scored += len(removed) + len(ctrl)
-            # Paste onto clean tiles called something else, and its control.
-            dst = np.flatnonzero(~any_art & (pred != c))
-            if len(dst) > max_tiles:
-                dst = np.sort(rng.choice(dst, max_tiles, replace=False))
-            pasted, pasted_c = [], []
-            clean_pool = np.flatnonzero(~any_art)
-            for j, d in enumerate(dst):
-                s = j % len(src)
-                m = masks[s] & ((kind_arr[src[s]] == k) | off_tissue[src[s]])
-                out = imgs[d].copy()
-                out[m] = imgs[src[s]][m]
-                pasted.append(out)
-                donor = clean_pool[(np.searchsorted(clean_pool, d) + 1 + j) % len(clean_pool)]
-                out_c = imgs[d].copy()
-                out_c[m] = imgs[donor][m]
-                pasted_c.append(out_c)
-            if pasted:
-                after_p = tile_probabilities(model, np.stack(pasted), batch_size=batch_size)
-                after_pc = tile_probabilities(model, np.stack(pasted_c), batch_size=batch_size)
-                paste = _stats(
-                    probs[dst], after_p, int(c), names, removal=False, min_shift=min_shift
-                )
-                paste_control = _stats(
-                    probs[dst], after_pc, int(c), names, removal=False, min_shift=min_shift
-                )
-                n_scored += 2 * len(pasted)
-            else:
-                paste = paste_control = EditStats(0, 0, 0.0)
-            key = f"{names[int(c)]}/{k}"
-            examples[f"{key}/original"] = imgs[src[0]]
+            removal, removal_control, removed = _remove(t, src, masks, int(c))
+            dst = _sample(np.flatnonzero(~t.any_artefact & (t.pred != c)), max_tiles, rng)
+            paste, paste_control, pasted = _paste(t, src, dst, masks, int(c), k)
+            n_scored += removal.n + removal_control.n + paste.n + paste_control.n
+            key = f"{t.names[int(c)]}/{k}"
+            examples[f"{key}/original"] = t.images[src[0]]
             examples[f"{key}/removed"] = removed[0]
             if pasted:
                 examples[f"{key}/pasted"] = pasted[0]
             pairs.append(
                 CounterfactualPair(
-                    pred_class=names[int(c)],
+                    pred_class=t.names[int(c)],
                     kind=k,
                     removal=removal,
                     removal_control=removal_control,
@@ -407,3 +343,124 @@ def counterfactual_test(
     return CounterfactualResult(
         pairs=pairs, n_scored=n_scored, seconds=time.perf_counter() - t0, examples=examples
     )
+
+
+@dataclass(frozen=True)
+class _EditContext:
+    """The tiles of one counterfactual test, their calls and where edits may grow."""
+
+    model: Any
+    images: npt.NDArray[np.uint8]
+    kinds: npt.NDArray[np.uint8]
+    probs: npt.NDArray[np.float32]
+    pred: npt.NDArray[np.int64]
+    names: tuple[str, ...]
+    tissue: npt.NDArray[np.bool_]
+    off_tissue: npt.NDArray[np.bool_]
+    any_artefact: npt.NDArray[np.bool_]
+    grow: int
+    batch_size: int
+    min_shift: float
+
+    def rescore(
+        self, idx: Sequence[int], edited: list[npt.NDArray[np.uint8]], cls: int, *, removal: bool
+    ) -> EditStats:
+        """Score the ``edited`` copies of tiles ``idx`` and compare with their first call."""
+        if not edited:
+            return EditStats(0, 0, 0.0)
+        after = tile_probabilities(self.model, np.stack(edited), batch_size=self.batch_size)
+        before = self.probs[np.asarray(idx, dtype=np.int64)]
+        return _stats(before, after, cls, self.names, removal=removal, min_shift=self.min_shift)
+
+
+def _edit_context(
+    model: Any,
+    images: npt.ArrayLike,
+    kinds: npt.ArrayLike,
+    probabilities: npt.ArrayLike | None,
+    tissue: npt.ArrayLike | None,
+    batch_size: int,
+    min_shift: float,
+    grow_px: int | None,
+) -> _EditContext:
+    """Check the inputs, score the tiles when needed, find tissue and where marks may grow."""
+    imgs = np.asarray(images, np.uint8)
+    kind_arr = np.asarray(kinds, np.uint8)
+    if imgs.shape[:3] != kind_arr.shape:
+        raise ValueError(f"images {imgs.shape} and kinds {kind_arr.shape} do not match")
+    probs = (
+        np.asarray(probabilities, np.float32)
+        if probabilities is not None
+        else tile_probabilities(model, imgs, batch_size=batch_size)
+    )
+    tis = (np.asarray(tissue, bool) if tissue is not None else np.ones(kind_arr.shape, bool)) & (
+        kind_arr == 0
+    )
+    # Where a mark may grow: non-tissue, or near-white (paper, glass; a tissue mask
+    # fills the holes a label's paper leaves in it).
+    pale = (imgs.min(axis=-1) >= 215) & (
+        imgs.max(axis=-1).astype(np.int16) - imgs.min(axis=-1) < 25
+    )
+    return _EditContext(
+        model=model,
+        images=imgs,
+        kinds=kind_arr,
+        probs=probs,
+        pred=probs.argmax(axis=1),
+        names=tuple(str(c) for c in model.card.class_names),
+        tissue=tis,
+        off_tissue=(~tis | pale) & (kind_arr == 0),
+        any_artefact=np.asarray((kind_arr > 0).reshape(len(imgs), -1).any(axis=1), bool),
+        grow=max(2, imgs.shape[1] // 10) if grow_px is None else int(grow_px),
+        batch_size=batch_size,
+        min_shift=min_shift,
+    )
+
+
+def _sample(
+    idx: npt.NDArray[np.intp], max_tiles: int, rng: np.random.Generator
+) -> npt.NDArray[np.intp]:
+    """At most ``max_tiles`` of ``idx``, a seeded random subset in order."""
+    if len(idx) > max_tiles:
+        return np.sort(rng.choice(idx, max_tiles, replace=False))
+    return idx
+
+
+def _remove(
+    t: _EditContext, src: npt.NDArray[np.intp], masks: npt.NDArray[np.bool_], cls: int
+) -> tuple[EditStats, EditStats, list[npt.NDArray[np.uint8]]]:
+    """Inpaint the marks of tiles ``src``, and as control the same area moved onto tissue."""
+    removed, ctrl, ctrl_idx = [], [], []
+    for j, i in enumerate(src):
+        removed.append(inpaint(t.images[i], masks[j]))
+        moved = _moved_mask(masks[j], ~t.tissue[i])
+        if moved is not None:
+            ctrl.append(inpaint(t.images[i], moved))
+            ctrl_idx.append(int(i))
+    removal = t.rescore(src.tolist(), removed, cls, removal=True)
+    return removal, t.rescore(ctrl_idx, ctrl, cls, removal=True), removed
+
+
+def _paste(
+    t: _EditContext,
+    src: npt.NDArray[np.intp],
+    dst: npt.NDArray[np.intp],
+    masks: npt.NDArray[np.bool_],
+    cls: int,
+    kind: int,
+) -> tuple[EditStats, EditStats, list[npt.NDArray[np.uint8]]]:
+    """Paste the marks of ``src`` onto clean tiles ``dst``; control: clean tissue pasted."""
+    pasted, pasted_c = [], []
+    clean_pool = np.flatnonzero(~t.any_artefact)
+    for j, d in enumerate(dst):
+        s = j % len(src)
+        m = masks[s] & ((t.kinds[src[s]] == kind) | t.off_tissue[src[s]])
+        out = t.images[d].copy()
+        out[m] = t.images[src[s]][m]
+        pasted.append(out)
+        donor = clean_pool[(np.searchsorted(clean_pool, d) + 1 + j) % len(clean_pool)]
+        out_c = t.images[d].copy()
+        out_c[m] = t.images[donor][m]
+        pasted_c.append(out_c)
+    paste = t.rescore(dst.tolist(), pasted, cls, removal=False)
+    return paste, t.rescore(dst.tolist(), pasted_c, cls, removal=False), pasted

@@ -34,6 +34,8 @@ import numpy.typing as npt
 import pandas as pd  # noqa: TID253 (core runs only when auditing)
 from scipy import stats  # noqa: TID253
 
+from napari_xai.core.progress import drive, relay
+
 __all__ = [
     "COLOUR_STATS",
     "FLAGGED_STATS",
@@ -541,29 +543,126 @@ def iter_audit_cohort(
     DataAudit
     """
     th = thresholds if thresholds is not None else DataThresholds()
+    table, path_col, metadata_columns = _read_table(
+        cohort, label_column, path_column, metadata_columns
+    )
+    labels = table[label_column].astype(str)
+    classes = sorted(labels.unique().tolist())
+    in_montage = _montage_sample(labels, classes, per_class=montage_per_class, seed=seed)
+    stats_df, thumbs, errors = yield from _iter_colour_stats(
+        table[path_col], in_montage, classes, thumbnail_size=thumbnail_size
+    )
+    table = pd.concat([table, stats_df], axis=1)
+    class_counts, imbalance, flags = _class_balance(labels, classes, th)
+    associations = _associations(table, labels, metadata_columns, th, flags)
+    colour_by_class = table.groupby(label_column)[list(COLOUR_STATS)].mean()
+    colour_tests = _colour_tests(table, labels, classes, colour_by_class, th, flags)
+    if errors:
+        flags.append(f"{len(errors)} of {len(table)} images could not be read")
+    tile_audit = None
+    if model is not None:
+        tile_audit = yield from _iter_tile_audit(
+            table[path_col], model, method=method, batch_size=batch_size, device=device, **options
+        )
+    result = DataAudit(
+        table=table,
+        label_column=label_column,
+        path_column=path_col,
+        class_counts=class_counts,
+        imbalance=imbalance,
+        associations=associations,
+        colour_by_class=colour_by_class,
+        colour_by_group=_colour_by_group(table, metadata_columns, th),
+        colour_tests=colour_tests,
+        montages={c: make_montage(thumbs[c], tile=montage_tile) for c in classes if thumbs[c]},
+        flags=flags,
+        verdict="fail" if flags else "pass",
+        errors=errors,
+        thresholds=th,
+        tile_audit=tile_audit,
+    )
+    if out_dir is not None:
+        from napari_xai.core.audit.report import write_report
+
+        result.report_path = write_report(out_dir, data_audit=result, title="Cohort audit")
+    return result
+
+
+def _read_table(
+    cohort: str | Path | pd.DataFrame,
+    label_column: str,
+    path_column: str | None,
+    metadata_columns: Sequence[str] | None,
+) -> tuple[pd.DataFrame, str, Sequence[str]]:
+    """Cohort table, its path column and the metadata columns to test (checked to exist)."""
     table, path_col = read_cohort(cohort, label_column=label_column, path_column=path_column)
     if metadata_columns is None:
         metadata_columns = [c for c in table.columns if c not in (label_column, path_col)]
     missing = [c for c in metadata_columns if c not in table.columns]
     if missing:
         raise ValueError(f"cohort table has no column(s) {', '.join(missing)}")
-    labels = table[label_column].astype(str)
-    classes = sorted(labels.unique().tolist())
+    return table, path_col, metadata_columns
 
-    # Montage sample: a seeded random subset per class (thumbnails kept only for these).
+
+def _colour_by_group(
+    table: pd.DataFrame, metadata_columns: Sequence[str], th: DataThresholds
+) -> dict[str, pd.DataFrame]:
+    """Mean colour statistics per level of each metadata column (not identifier-like ones)."""
+    return {
+        str(col): table.groupby(_categorical(table[col], th.max_levels)[0])[
+            list(COLOUR_STATS)
+        ].mean()
+        for col in metadata_columns
+        if table[col].nunique() < len(table) or len(table) <= 2
+    }
+
+
+def _iter_tile_audit(
+    paths: pd.Series, model: Any, **settings: Any
+) -> Generator[tuple[int, int], None, Any]:
+    """Where ``model`` looks on the cohort's tile images (None: none); counts after the images.
+
+    Yields ``(done, total)`` counted after the ``len(paths)`` images of the colour pass.
+    """
+    tile_paths = [p for p in paths if is_tile_file(p)]
+    if not tile_paths:
+        return None
+    from napari_xai.core.audit.tiles import iter_audit_tiles
+
+    n = len(paths)
+    gen = iter_audit_tiles(tile_paths, model, **settings)
+    return (yield from relay(gen, lambda step: (n + step[0], n + step[1])))
+
+
+def _montage_sample(
+    labels: pd.Series, classes: Sequence[str], *, per_class: int, seed: int
+) -> dict[int, str]:
+    """Row → class of the montage sample: a seeded random subset per class."""
     rng = np.random.default_rng(seed)
     in_montage: dict[int, str] = {}
     for cls in classes:
         idx = np.flatnonzero(labels.to_numpy() == cls)
-        pick = rng.choice(idx, size=min(montage_per_class, len(idx)), replace=False)
+        pick = rng.choice(idx, size=min(per_class, len(idx)), replace=False)
         for i in sorted(pick.tolist()):
             in_montage[int(i)] = cls
-    thumbs: dict[str, list[npt.NDArray[np.uint8]]] = {c: [] for c in classes}
+    return in_montage
 
+
+def _iter_colour_stats(
+    paths: pd.Series, in_montage: dict[int, str], classes: Sequence[str], *, thumbnail_size: int
+) -> Generator[
+    tuple[int, int], None, tuple[pd.DataFrame, dict[str, list[npt.NDArray[np.uint8]]], list[str]]
+]:
+    """Colour statistics of every image (NaN where unreadable), the montage thumbnails, errors.
+
+    Thumbnails are kept only for the rows of the montage sample; yields
+    ``(images done, images total)``.
+    """
+    thumbs: dict[str, list[npt.NDArray[np.uint8]]] = {c: [] for c in classes}
     rows: list[dict[str, float]] = []
     errors: list[str] = []
-    n = len(table)
-    for i, p in enumerate(table[path_col]):
+    n = len(paths)
+    for i, p in enumerate(paths):
         try:
             thumb = load_thumbnail(p, max_size=thumbnail_size)
             rows.append(colour_stats(thumb))
@@ -573,9 +672,13 @@ def iter_audit_cohort(
             errors.append(str(exc))
             rows.append({k: float("nan") for k in COLOUR_STATS})
         yield i + 1, n
-    stats_df = pd.DataFrame(rows, columns=list(COLOUR_STATS))
-    table = pd.concat([table, stats_df], axis=1)
+    return pd.DataFrame(rows, columns=list(COLOUR_STATS)), thumbs, errors
 
+
+def _class_balance(
+    labels: pd.Series, classes: Sequence[str], th: DataThresholds
+) -> tuple[dict[str, int], float, list[str]]:
+    """Images per class, the imbalance ratio and its flag (the first of the audit's flags)."""
     flags: list[str] = []
     counts = labels.value_counts()
     class_counts = {str(c): int(counts.get(c, 0)) for c in classes}
@@ -586,7 +689,17 @@ def iter_audit_cohort(
             + ", ".join(f"{c}: {k}" for c, k in class_counts.items())
             + f"; limit {th.imbalance_ratio:.0f}:1)"
         )
+    return class_counts, imbalance, flags
 
+
+def _associations(
+    table: pd.DataFrame,
+    labels: pd.Series,
+    metadata_columns: Sequence[str],
+    th: DataThresholds,
+    flags: list[str],
+) -> pd.DataFrame:
+    """Cramér's V of every metadata column with the label; appends a flag per strong one."""
     assoc_rows = []
     for col in metadata_columns:
         values = table[col]
@@ -631,34 +744,25 @@ def iter_audit_cohort(
         ],
     )
     associations["flagged"] = associations["flagged"].astype(bool)
+    return associations
 
-    colour_by_class = table.groupby(label_column)[list(COLOUR_STATS)].mean()
-    colour_by_group = {
-        str(col): table.groupby(_categorical(table[col], th.max_levels)[0])[
-            list(COLOUR_STATS)
-        ].mean()
-        for col in metadata_columns
-        if table[col].nunique() < len(table) or len(table) <= 2
-    }
+
+def _colour_tests(
+    table: pd.DataFrame,
+    labels: pd.Series,
+    classes: Sequence[str],
+    colour_by_class: pd.DataFrame,
+    th: DataThresholds,
+    flags: list[str],
+) -> pd.DataFrame:
+    """Kruskal–Wallis of every colour statistic between classes; flags background ones."""
     test_rows = []
     for stat in COLOUR_STATS:
         groups = [
             table.loc[(labels == c).to_numpy(), stat].dropna().to_numpy(dtype=float)
             for c in classes
         ]
-        groups = [g for g in groups if len(g)]
-        h, p, eps2 = float("nan"), float("nan"), float("nan")
-        n_obs = sum(len(g) for g in groups)
-        if len(groups) > 1 and n_obs > len(groups):
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    h, p = stats.kruskal(*groups)
-                eps2 = float(h / (n_obs - 1))
-            except ValueError:  # all values identical
-                h, p, eps2 = 0.0, 1.0, 0.0
-            if not np.isfinite(h):  # every value tied
-                h, p, eps2 = 0.0, 1.0, 0.0
+        h, p, eps2 = _kruskal([g for g in groups if len(g)])
         strong = bool(np.isfinite(eps2) and eps2 >= th.strong_effect and p < th.alpha)
         flagged = strong and stat in FLAGGED_STATS
         test_rows.append(
@@ -677,50 +781,26 @@ def iter_audit_cohort(
                 f"'{stat}' differs between classes (ε² = {eps2:.2f}, p = {p:.2g}; means {means}): "
                 "the classes can be told apart by their background alone"
             )
-    colour_tests = pd.DataFrame(
+    return pd.DataFrame(
         test_rows, columns=["statistic", "h", "p_value", "epsilon2", "strong", "flagged"]
     )
-    if errors:
-        flags.append(f"{len(errors)} of {n} images could not be read")
-    montages = {c: make_montage(thumbs[c], tile=montage_tile) for c in classes if thumbs[c]}
-    tile_audit = None
-    if model is not None:
-        tile_paths = [p for p in table[path_col] if is_tile_file(p)]
-        if tile_paths:
-            from napari_xai.core.audit.tiles import iter_audit_tiles
 
-            gen = iter_audit_tiles(
-                tile_paths, model, method=method, batch_size=batch_size, device=device, **options
-            )
-            while True:
-                try:
-                    done, total = next(gen)
-                except StopIteration as stop:
-                    tile_audit = stop.value
-                    break
-                yield n + done, n + total
-    result = DataAudit(
-        table=table,
-        label_column=label_column,
-        path_column=path_col,
-        class_counts=class_counts,
-        imbalance=imbalance,
-        associations=associations,
-        colour_by_class=colour_by_class,
-        colour_by_group=colour_by_group,
-        colour_tests=colour_tests,
-        montages=montages,
-        flags=flags,
-        verdict="fail" if flags else "pass",
-        errors=errors,
-        thresholds=th,
-        tile_audit=tile_audit,
-    )
-    if out_dir is not None:
-        from napari_xai.core.audit.report import write_report
 
-        result.report_path = write_report(out_dir, data_audit=result, title="Cohort audit")
-    return result
+def _kruskal(groups: Sequence[npt.NDArray[np.float64]]) -> tuple[float, float, float]:
+    """Kruskal–Wallis ``(h, p, ε²)`` of non-empty groups (NaN: too few; 0, 1, 0: all tied)."""
+    h, p, eps2 = float("nan"), float("nan"), float("nan")
+    n_obs = sum(len(g) for g in groups)
+    if len(groups) > 1 and n_obs > len(groups):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                h, p = stats.kruskal(*groups)
+            eps2 = float(h / (n_obs - 1))
+        except ValueError:  # all values identical
+            h, p, eps2 = 0.0, 1.0, 0.0
+        if not np.isfinite(h):  # every value tied
+            h, p, eps2 = 0.0, 1.0, 0.0
+    return h, p, eps2
 
 
 def audit_cohort(
@@ -740,12 +820,5 @@ def audit_cohort(
     **kwargs
         Options of :func:`iter_audit_cohort`.
     """
-    gen = iter_audit_cohort(cohort, **kwargs)
-    while True:
-        try:
-            done, total = next(gen)
-        except StopIteration as stop:
-            result: DataAudit = stop.value
-            return result
-        if progress is not None:
-            progress(done, total)
+    steps = iter_audit_cohort(cohort, **kwargs)
+    return drive(steps, None if progress is None else lambda step: progress(*step))

@@ -306,15 +306,27 @@ def _thumbnail_like(slide: Slide, shape_rc: tuple[int, ...]) -> npt.NDArray[np.u
 
 
 def _plan_audit(
-    slide: Slide, card: Any, spec: AuditSpec, grid: GridOptions, masks: Any
+    slide: Slide,
+    card: Any,
+    spec: AuditSpec,
+    grid: GridOptions,
+    masks: Any,
+    out_dir: str | Path | None,
+    *,
+    mask_size: int,
 ) -> _AuditPlan:
     """Region map (border band included), grid and sample over the slide's ``masks``.
 
     The grid is the scoring grid (``grid``: overlap, min tissue, mpp) over the
-    same tissue/artefact masks as scoring (stroke pass included).
+    same tissue/artefact masks as scoring (stroke pass included). ``masks``
+    None: those stored in ``out_dir`` for this slide, else computed.
     """
     from napari_xai.core.inference import grid_for_slide
 
+    if masks is None:
+        from napari_xai.core.masks import cached_slide_masks
+
+        masks = cached_slide_masks(slide, out_dir, max_size=mask_size, any_size=True)
     thumb = _thumbnail_like(slide, masks.tissue.shape)
     ds = float(masks.downsample)
     shape_rc = slide.info.shape_rc
@@ -541,57 +553,85 @@ def iter_audit_slide(
     -------
     SlideAudit
     """
-    spec, grid, run = spec or AuditSpec(), grid or GridOptions(), run or RunOptions()
-    if isinstance(slide, (str, Path)):
-        from napari_xai.core.wsi import open_slide
-
-        with open_slide(slide, mpp=grid.mpp) as opened:
-            return (
-                yield from iter_audit_slide(
-                    opened, model, spec=spec, grid=grid, run=run, thresholds=thresholds,
-                    verdict_thresholds=verdict_thresholds, mask_size=mask_size, out_dir=out_dir,
-                    masks=masks,
-                )
-            )  # fmt: skip
-    from napari_xai.core.attribution import Explainer, ExplainOptions
     from napari_xai.core.audit.verdict import make_verdict
     from napari_xai.core.models.resolve import resolve_carded_model
+    from napari_xai.core.wsi import opened_slide
 
-    t0 = time.perf_counter()
-    loaded = resolve_carded_model(
-        model, device=run.torch_device, architecture=run.architecture,
-        task="auditing a slide", needs="classes, tile size, mpp",
-    )  # fmt: skip
-    card = loaded.card
-    if masks is None:
-        from napari_xai.core.masks import cached_slide_masks
+    spec, grid, run = spec or AuditSpec(), grid or GridOptions(), run or RunOptions()
+    with opened_slide(slide, mpp=grid.mpp) as slide:
+        t0 = time.perf_counter()
+        loaded = resolve_carded_model(
+            model, device=run.torch_device, architecture=run.architecture,
+            task="auditing a slide", needs="classes, tile size, mpp",
+        )  # fmt: skip
+        plan = _plan_audit(slide, loaded.card, spec, grid, masks, out_dir, mask_size=mask_size)
+        n = len(plan.indices)
+        t_masks = time.perf_counter() - t0
+        yield AuditProgress(0, n, t_masks, stage="masks")
+        explainer = _explainer(loaded, spec, run)
+        explained = yield from _explain_tiles(slide, explainer, plan, run, t0)
+        t_explain = time.perf_counter() - t0 - t_masks
+        names = tuple(loaded.card.class_names)
+        pred_names = [names[i] if i < len(names) else str(i) for i in explained.preds]
+        tile_regions = plan.crop(plan.regions)
+        attention = audit_attention(
+            explained.maps, tile_regions, pred_class=pred_names, thresholds=thresholds,
+            sign="positive",
+        )  # fmt: skip
+        pairs, cf_result, sanity_d, t_tests = yield from _shortcut_tests(
+            loaded, explainer, plan, explained, tile_regions, pred_names, spec, run, t0
+        )
+        result = SlideAudit(
+            **_audited(slide, plan, explained, attention, pred_names),
+            method=spec.method,
+            model_name=_model_name(loaded),
+            timings={
+                "masks_s": t_masks,
+                "explain_s": t_explain,
+                **t_tests,
+                "total_s": time.perf_counter() - t0,
+                "tiles_per_s": n / t_explain if t_explain > 0 else 0.0,
+            },
+            pairs=pairs,
+            counterfactual=cf_result,
+            shortcut=make_verdict(
+                pairs,
+                cf_result,
+                method=spec.method,
+                sanity=sanity_d,
+                thresholds=verdict_thresholds,
+            ),  # fmt: skip
+        )
+        if out_dir is not None:
+            from napari_xai.core.audit.report import write_report
 
-        masks = cached_slide_masks(slide, out_dir, max_size=mask_size, any_size=True)
-    plan = _plan_audit(slide, card, spec, grid, masks)
-    n = len(plan.indices)
-    t_masks = time.perf_counter() - t0
-    yield AuditProgress(0, n, t_masks, stage="masks")
-    explainer = Explainer(
+            yield AuditProgress(n, n, time.perf_counter() - t0, stage="writing report")
+            result.report_path = write_report(
+                out_dir, slide_audit=result, title=f"Shortcut audit: {Path(slide.path).name}"
+            )
+        return result
+
+
+def _explainer(loaded: Any, spec: AuditSpec, run: RunOptions) -> Any:
+    """Make the audit's attribution method, batched as the run says."""
+    from napari_xai.core.attribution import Explainer, ExplainOptions
+
+    return Explainer(
         loaded,
         method=spec.method,
         target=spec.target,
         options=ExplainOptions(batch_size=run.explain_batch_size, **spec.method_options()),
     )
-    explained = yield from _explain_tiles(slide, explainer, plan, run, t0)
-    t_explain = time.perf_counter() - t0 - t_masks
-    names = tuple(card.class_names)
-    pred_names = [names[i] if i < len(names) else str(i) for i in explained.preds]
-    tile_regions = plan.crop(plan.regions)
-    attention = audit_attention(
-        explained.maps, tile_regions, pred_class=pred_names, thresholds=thresholds,
-        sign="positive",
-    )  # fmt: skip
-    pairs, cf_result, sanity_d, t_tests = yield from _shortcut_tests(
-        loaded, explainer, plan, explained, tile_regions, pred_names, spec, run, t0
-    )
-    shortcut = make_verdict(
-        pairs, cf_result, method=spec.method, sanity=sanity_d, thresholds=verdict_thresholds
-    )
+
+
+def _audited(
+    slide: Slide,
+    plan: _AuditPlan,
+    explained: _Explained,
+    attention: AttentionAudit,
+    pred_names: list[str],
+) -> dict[str, Any]:
+    """Fields of a :class:`SlideAudit` that describe what was audited and where it looked."""
     worst = np.asarray(attention.worst, dtype=np.int64)
     if explained.images is not None:
         worst_images = explained.images[worst]
@@ -600,39 +640,19 @@ def iter_audit_slide(
 
         worst_images = read_tiles(slide, plan.grid, plan.indices[worst])
     shape_rc = tuple(int(s) for s in slide.info.shape_rc)
-    result = SlideAudit(
-        attention=attention,
-        tiles=_tiles_table(plan, explained, attention, pred_names),
-        slide_path=Path(slide.path),
-        slide_shape_rc=(shape_rc[0], shape_rc[1]),
-        method=spec.method,
-        model_name=_model_name(loaded),
-        n_grid_tiles=len(plan.grid),
-        sampling=plan.sampling,
-        regions=plan.regions,
-        regions_downsample=plan.downsample,
-        thumbnail=plan.thumbnail,
-        worst_images=worst_images,
-        worst_maps=explained.maps[worst],
-        timings={
-            "masks_s": t_masks,
-            "explain_s": t_explain,
-            **t_tests,
-            "total_s": time.perf_counter() - t0,
-            "tiles_per_s": n / t_explain if t_explain > 0 else 0.0,
-        },
-        pairs=pairs,
-        counterfactual=cf_result,
-        shortcut=shortcut,
-    )
-    if out_dir is not None:
-        from napari_xai.core.audit.report import write_report
-
-        yield AuditProgress(n, n, time.perf_counter() - t0, stage="writing report")
-        result.report_path = write_report(
-            out_dir, slide_audit=result, title=f"Shortcut audit: {Path(slide.path).name}"
-        )
-    return result
+    return {
+        "attention": attention,
+        "tiles": _tiles_table(plan, explained, attention, pred_names),
+        "slide_path": Path(slide.path),
+        "slide_shape_rc": (shape_rc[0], shape_rc[1]),
+        "n_grid_tiles": len(plan.grid),
+        "sampling": plan.sampling,
+        "regions": plan.regions,
+        "regions_downsample": plan.downsample,
+        "thumbnail": plan.thumbnail,
+        "worst_images": worst_images,
+        "worst_maps": explained.maps[worst],
+    }
 
 
 audit_slide = eager(iter_audit_slide, name="audit_slide")

@@ -200,54 +200,21 @@ def make_verdict(
     """
     th = thresholds or VerdictThresholds()
     method_ok = sanity is None or bool(sanity.get("trusted", sanity.get("passed", True)))
-    scored: list[tuple[int, float, str, str, str, list[str]]] = []
     keys: dict[tuple[str, int], PairEvidence | None] = {(p.pred_class, p.kind): p for p in pairs}
     if counterfactual is not None:
         for tested in counterfactual.pairs:
             keys.setdefault((tested.pred_class, tested.kind), None)
-    for (cls, kind), ev in keys.items():
-        cf = counterfactual.pair(cls, kind) if counterfactual is not None else None
-        cf_lvl, cf_clause = _cf_level(cf, th)
-        att_lvl = _att_level(ev, th) if ev is not None else 0
-        if not method_ok:
-            att_lvl = min(att_lvl, 1)
-        cf_ran = cf is not None and (cf.removal.n >= th.min_tiles or cf.paste.n >= th.min_tiles)
-        if cf_lvl == 2 or (att_lvl == 2 and not cf_ran):
-            lvl = 2
-        elif cf_ran:  # the counterfactual, a direct test, decides over the attention line
-            lvl = cf_lvl
-        else:
-            lvl = att_lvl
-        name = ev.name if ev is not None else f"artefact kind {kind}"
-        lines: list[str] = []
-        if ev is not None:
-            lines.append(
-                f"tiles called {cls} with {name} ({ev.n_tiles}): {ev.share:.0%} of attribution "
-                f"(95% CI {ev.share_ci[0]:.0%}-{ev.share_ci[1]:.0%}) on it, area "
-                f"{ev.area:.1%}, enrichment {ev.enrichment:.1f}x "
-                f"(CI {ev.enrichment_ci[0]:.1f}-{ev.enrichment_ci[1]:.1f}x)"
-            )
-        if cf is not None:
-            r, rc, p, pc = cf.removal, cf.removal_control, cf.paste, cf.paste_control
-            lines.append(
-                f"counterfactual {cls} × {name}: removing it flips {r.n_flipped}/{r.n} "
-                f"(mean Δp {r.mean_dp:+.2f}; control edit on tissue {rc.n_flipped}/{rc.n}, "
-                f"Δp {rc.mean_dp:+.2f}); pasting it onto other tiles flips {p.n_flipped}/{p.n} "
-                f"to {cls} (Δp {p.mean_dp:+.2f}; control {pc.n_flipped}/{pc.n}, "
-                f"Δp {pc.mean_dp:+.2f})"
-            )
-        if cf_ran and cf_lvl == 0 and att_lvl == 2 and ev is not None:
-            lines.append(
-                f"the attribution on the {name} of {cls} calls is high, but removing or adding "
-                f"it does not move them: the counterfactual test, which needs no saliency map, "
-                f"clears it"
-            )
-        clauses = [c for c in (cf_clause, _att_clause(ev) if ev is not None else "") if c]
-        strength = (ev.enrichment_ci[0] * ev.share if ev is not None else 0.0) + (
-            (cf.removal.flip_rate + cf.paste.flip_rate) if cf is not None else 0.0
+    scored = [
+        _judge_pair(
+            cls,
+            kind,
+            ev,
+            counterfactual.pair(cls, kind) if counterfactual is not None else None,
+            th,
+            method_ok=method_ok,
         )
-        scored.append((lvl, strength, cls, name, "; ".join(clauses), lines))
-    evidence: list[str] = []
+        for (cls, kind), ev in keys.items()
+    ]
     if not scored:
         return Verdict(
             "pass",
@@ -260,31 +227,9 @@ def make_verdict(
         )
     scored.sort(key=lambda s: (s[0], s[1]), reverse=True)
     lvl, _, cls, name, clause, _ = scored[0]
-    for s in scored:
-        evidence.extend(s[5])
+    evidence = [line for s in scored for line in s[5]]
     if method is not None:
-        if sanity is None:
-            status = "was not sanity-checked"
-        elif not method_ok and not sanity.get("randomisation_passed", False):
-            status = "FAILED its sanity checks (its maps do not depend on the model)"
-        elif not method_ok:
-            status = "FAILED its sanity checks (its maps rank pixels worse than chance)"
-        elif sanity.get("passed", True):
-            status = "passed its sanity checks"
-        else:
-            status = "passed the randomisation check but not deletion/insertion"
-        figures = ""
-        if sanity is not None and "spearman" in sanity and sanity["spearman"]:
-            gain = sanity.get("faithfulness_gain")
-            figures = (
-                f" (randomised model: Spearman {sanity['spearman'][-1]:.2f}, SSIM "
-                f"{sanity['ssim'][-1]:.2f}; deletion AUC {sanity['deletion_auc']:.2f} vs "
-                f"random {sanity['deletion_auc_random']:.2f}, insertion "
-                f"{sanity['insertion_auc']:.2f} vs {sanity['insertion_auc_random']:.2f}"
-                + (f", faithfulness gain {gain:+.2f}" if gain is not None else "")
-                + ")"
-            )
-        evidence.append(f"attention measured with {method}, which {status}{figures}")
+        evidence.append(_method_line(method, sanity, method_ok=method_ok))
     if lvl == 2:
         sentence = f"FAIL: the model's {cls} calls depend on the {name}: {clause}."
         verdict = "fail"
@@ -301,3 +246,86 @@ def make_verdict(
         verdict = "warn"
         sentence = "WARN" + sentence[4:] + f" (but {method} failed its sanity checks)"
     return Verdict(verdict, sentence, evidence, cls, name, method, sanity, th)
+
+
+#: One judged (class, artefact kind) pair: level (0 pass, 1 warn, 2 fail), strength
+#: (ranks pairs of one level), class, artefact name, the verdict's clause, evidence lines.
+_Judged = tuple[int, float, str, str, str, list[str]]
+
+
+def _judge_pair(
+    cls: str,
+    kind: int,
+    ev: PairEvidence | None,
+    cf: CounterfactualPair | None,
+    th: VerdictThresholds,
+    *,
+    method_ok: bool,
+) -> _Judged:
+    """Level, strength, clause and evidence of one (class, artefact kind) pair."""
+    cf_lvl, cf_clause = _cf_level(cf, th)
+    att_lvl = _att_level(ev, th) if ev is not None else 0
+    if not method_ok:
+        att_lvl = min(att_lvl, 1)
+    cf_ran = cf is not None and (cf.removal.n >= th.min_tiles or cf.paste.n >= th.min_tiles)
+    if cf_lvl == 2 or (att_lvl == 2 and not cf_ran):
+        lvl = 2
+    elif cf_ran:  # the counterfactual, a direct test, decides over the attention line
+        lvl = cf_lvl
+    else:
+        lvl = att_lvl
+    name = ev.name if ev is not None else f"artefact kind {kind}"
+    lines: list[str] = []
+    if ev is not None:
+        lines.append(
+            f"tiles called {cls} with {name} ({ev.n_tiles}): {ev.share:.0%} of attribution "
+            f"(95% CI {ev.share_ci[0]:.0%}-{ev.share_ci[1]:.0%}) on it, area "
+            f"{ev.area:.1%}, enrichment {ev.enrichment:.1f}x "
+            f"(CI {ev.enrichment_ci[0]:.1f}-{ev.enrichment_ci[1]:.1f}x)"
+        )
+    if cf is not None:
+        r, rc, p, pc = cf.removal, cf.removal_control, cf.paste, cf.paste_control
+        lines.append(
+            f"counterfactual {cls} × {name}: removing it flips {r.n_flipped}/{r.n} "
+            f"(mean Δp {r.mean_dp:+.2f}; control edit on tissue {rc.n_flipped}/{rc.n}, "
+            f"Δp {rc.mean_dp:+.2f}); pasting it onto other tiles flips {p.n_flipped}/{p.n} "
+            f"to {cls} (Δp {p.mean_dp:+.2f}; control {pc.n_flipped}/{pc.n}, "
+            f"Δp {pc.mean_dp:+.2f})"
+        )
+    if cf_ran and cf_lvl == 0 and att_lvl == 2 and ev is not None:
+        lines.append(
+            f"the attribution on the {name} of {cls} calls is high, but removing or adding "
+            f"it does not move them: the counterfactual test, which needs no saliency map, "
+            f"clears it"
+        )
+    clauses = [c for c in (cf_clause, _att_clause(ev) if ev is not None else "") if c]
+    strength = (ev.enrichment_ci[0] * ev.share if ev is not None else 0.0) + (
+        (cf.removal.flip_rate + cf.paste.flip_rate) if cf is not None else 0.0
+    )
+    return lvl, strength, cls, name, "; ".join(clauses), lines
+
+
+def _method_line(method: str, sanity: dict[str, Any] | None, *, method_ok: bool) -> str:
+    """Describe the attribution method and its sanity checks in one evidence line."""
+    if sanity is None:
+        status = "was not sanity-checked"
+    elif not method_ok and not sanity.get("randomisation_passed", False):
+        status = "FAILED its sanity checks (its maps do not depend on the model)"
+    elif not method_ok:
+        status = "FAILED its sanity checks (its maps rank pixels worse than chance)"
+    elif sanity.get("passed", True):
+        status = "passed its sanity checks"
+    else:
+        status = "passed the randomisation check but not deletion/insertion"
+    figures = ""
+    if sanity is not None and "spearman" in sanity and sanity["spearman"]:
+        gain = sanity.get("faithfulness_gain")
+        figures = (
+            f" (randomised model: Spearman {sanity['spearman'][-1]:.2f}, SSIM "
+            f"{sanity['ssim'][-1]:.2f}; deletion AUC {sanity['deletion_auc']:.2f} vs "
+            f"random {sanity['deletion_auc_random']:.2f}, insertion "
+            f"{sanity['insertion_auc']:.2f} vs {sanity['insertion_auc_random']:.2f}"
+            + (f", faithfulness gain {gain:+.2f}" if gain is not None else "")
+            + ")"
+        )
+    return f"attention measured with {method}, which {status}{figures}"
