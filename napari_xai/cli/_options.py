@@ -1,4 +1,8 @@
-"""Option flags shared by the commands: the tile grid (``--min-tissue``, ``--overlap``...).
+"""Option flags shared by the commands: the tile grid, the tile features.
+
+The grid flags (``--min-tissue``, ``--overlap``...) serve ``score``, ``batch``,
+``explain`` and ``audit``; the feature flags (``--features``...) ``score`` and
+``batch``.
 
 The flags default to None ("not given"), so a command can tell a value the user
 chose from a default; the defaults themselves live in one place, the option
@@ -20,10 +24,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from napari_xai.core.options import GridOptions
+from napari_xai.core.options import FeatureSpec, GridOptions
 
 __all__ = [
-    "GRID_FIELDS", "add_grid_arguments", "description", "given", "grid_flags", "grid_from_args",
+    "GRID_FIELDS", "add_feature_arguments", "add_grid_arguments", "description", "feature_spec",
+    "given", "grid_flags", "grid_from_args",
 ]  # fmt: skip
 
 #: GridOptions fields that have a flag of the same name (``--min-tissue`` → ``min_tissue``),
@@ -137,3 +142,31 @@ def grid_from_args(
     if not flags:
         return None
     return dataclasses.replace(folder_grid(folder) or GridOptions(), **flags)
+
+
+def add_feature_arguments(parser: argparse._ActionsContainer) -> None:
+    """Add ``--features``, ``--feature-layer`` and ``--mc-dropout`` to a scoring command."""
+    parser.add_argument(
+        "--features",
+        action="store_true",
+        help="keep per-tile features (features.zarr) and add ood_score to the tiles",
+    )
+    parser.add_argument(
+        "--feature-layer",
+        help="module giving the features (default: the card's feature_layer, "
+        "else forward_features)",
+    )
+    parser.add_argument(
+        "--mc-dropout",
+        type=int,
+        default=0,
+        metavar="N",
+        help="MC-dropout passes per batch for mc_uncertainty (models with dropout; 0: none)",
+    )
+
+
+def feature_spec(args: argparse.Namespace) -> FeatureSpec | None:
+    """Return the :class:`~napari_xai.core.options.FeatureSpec` the flags ask for, or None."""
+    if not (args.features or args.feature_layer or args.mc_dropout):
+        return None
+    return FeatureSpec(layer=args.feature_layer, mc_samples=int(args.mc_dropout))

@@ -19,8 +19,13 @@ import threading
 from argparse import SUPPRESS
 from typing import Any
 
-from napari_xai.cli._options import add_grid_arguments, given, grid_flags
-from napari_xai.cli.explore import add_feature_arguments, feature_spec
+from napari_xai.cli._options import (
+    add_feature_arguments,
+    add_grid_arguments,
+    feature_spec,
+    given,
+    grid_flags,
+)
 
 __all__ = [
     "add_batch_arguments",

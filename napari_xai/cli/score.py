@@ -22,8 +22,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from napari_xai.cli._options import add_grid_arguments, given, grid_from_args
-from napari_xai.cli.explore import add_feature_arguments, feature_spec
+from napari_xai.cli._options import (
+    add_feature_arguments,
+    add_grid_arguments,
+    feature_spec,
+    given,
+    grid_from_args,
+)
 
 __all__ = ["add_arguments", "run"]
 
