@@ -13,6 +13,13 @@ being filled. When done, the worker reads the folder back with the result
 reader's builder (:func:`napari_xai.core.layers.results.result_layers`): what
 is shown is what is stored. Layers reach napari one per event-loop turn
 (:class:`~napari_xai._widgets._pace.LayerPacer`), never several in one stall.
+
+Adding an image layer is what stalls napari (its layer controls, its vispy
+visual and shaders, its colour bar's text: 0.3-1.5 s each on a software-GL
+canvas), updating one's data is cheap. So once a slide is picked and the model
+described, the widget **prepares** the run's class-probability maps (empty,
+transparent, under their final names and visibility, with their colour bars),
+one step per turn, before any click: a run then only fills them.
 """
 
 from __future__ import annotations
@@ -142,8 +149,40 @@ class ScoreWidget(RunWidget):
         controls = [self._device, self._batch_size, self._overlap, self._min_tissue, self._mpp]
         controls += [self._features, self._output, *self.run_controls(), self._folder]
         self.finish([*controls, self._show_masks], busy=[self._show_masks])
+        self._slide_layer.changed.connect(self._prepare_layers)
         # a long default path must not widen the dock (the canvas keeps the width)
         self._output.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+
+    def _on_model_described(self, model: Any) -> None:
+        super()._on_model_described(model)
+        self._prepare_layers()
+
+    def _prepare_layers(self, _value: Any = None) -> None:
+        """Add the picked slide's probability maps, empty, before a run fills them.
+
+        One map per class of the described model, named, coloured and visible as
+        the run's maps (only the positive class visible; zeros are transparent),
+        each added on a turn of its own with its colour bar a turn later. Maps
+        already in the viewer (an earlier run's) are left as they are; nothing
+        is added while a run goes, nor while the widget is not on screen (a
+        hidden viewer, a closed dock: nothing to keep responsive).
+        """
+        import numpy as np
+
+        from napari_xai.core.layers import heatmap_layers
+        from napari_xai.core.naming import slide_stem
+
+        layer, card = self._slide_layer.value, self._model_card
+        if layer is None or card is None or self._worker is not None:
+            return
+        if not self.native.isVisible():
+            return
+        classes = list(card.class_names)
+        empty = np.zeros((len(classes), 1, 1), dtype=np.float32)
+        stem = slide_stem(str(layer.metadata["path"]))
+        for ldt in heatmap_layers(empty, classes, slide_name=stem, stride0=1.0):
+            if ldt[1]["name"] not in self._viewer.layers:
+                self._pacer.put(ldt)
 
     def _refresh_slides(self, _event: Any = None) -> None:
         """Refresh the slide choices; pick the newest slide when none is chosen."""

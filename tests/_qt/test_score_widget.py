@@ -339,3 +339,49 @@ def test_score_widget_shows_the_heatmap_while_it_scores(
     qtbot.waitUntil(lambda: widget._worker is None, timeout=180_000)
     assert "sample prob [normal]" in viewer.layers and widget.last_result is not None
     assert np.count_nonzero(viewer.layers["sample prob [tumour]"].data) > 16
+
+
+def test_score_widget_prepares_the_maps_a_run_fills(
+    make_napari_viewer, qtbot, sample_slide, tmp_path
+) -> None:
+    """Once the slide and the model are known, the run's maps are added (empty) before any
+    click; the run fills those same layers with the store's values."""
+    import zarr
+
+    from napari_xai.core.results import load_result
+
+    viewer = make_napari_viewer(show=True)
+    _open(viewer, sample_slide)
+    widget = ScoreWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Score slide")  # on screen: it prepares
+    widget._output.value = tmp_path
+    widget._batch_size.value = 64
+    names = [f"sample prob [{c}]" for c in ("background", "normal", "tumour")]
+    qtbot.waitUntil(
+        lambda: all(n in viewer.layers for n in names) and not widget._pacer, timeout=120_000
+    )
+    prepared = {n: viewer.layers[n] for n in names}
+    for name, layer in prepared.items():
+        assert not np.any(np.asarray(layer.data)), name  # empty: nothing drawn before a run
+        assert layer.visible == (name == "sample prob [tumour]")
+        assert layer.colorbar.visible and tuple(layer.contrast_limits) == (0.0, 1.0)
+    n_layers = len(viewer.layers)
+
+    _run_and_wait(widget, qtbot)
+    folder = tmp_path / "sample"
+    assert widget.last_folder == folder and widget.last_result is not None
+    stored = load_result(folder)
+    group = zarr.open_group(str(folder / "heatmaps.zarr"), mode="r")
+    maps = [h for h in stored.heatmaps if h.kind == "probabilities"]
+    assert sorted(f"sample prob [{h.attrs['class_name']}]" for h in maps) == sorted(names)
+    for info in maps:
+        name = f"sample prob [{info.attrs['class_name']}]"
+        assert viewer.layers[name] is prepared[name]  # filled, not replaced
+        expected = np.nan_to_num(np.asarray(group[info.key]["0"]), nan=0.0)
+        np.testing.assert_array_equal(np.asarray(prepared[name].data), expected)
+        np.testing.assert_allclose(prepared[name].scale, info.scales[0])
+        np.testing.assert_allclose(prepared[name].translate, info.translates[0])
+        assert prepared[name].metadata["result_folder"] == str(folder)
+    assert np.nanmax(np.asarray(prepared["sample prob [tumour]"].data)) > 0.5
+    # only the tiles and the predicted regions were added by the run
+    assert len(viewer.layers) == n_layers + 2, [layer.name for layer in viewer.layers]
