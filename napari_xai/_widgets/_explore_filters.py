@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import ComboBox, FloatSpinBox, Select
 
+from napari_xai._widgets._pickers import offer
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -67,19 +69,19 @@ class FilterControls:
 
         self._tiles, self._quiet = tiles, True
         try:
-            self.classes.choices = sorted(tiles["pred_class"].astype(str).unique())
+            offer(self.classes, sorted(tiles["pred_class"].astype(str).unique()))
             self.classes.value = list(self.classes.choices)
-            self.slides.choices = sorted(tiles["slide_id"].astype(str).unique())
+            offer(self.slides, sorted(tiles["slide_id"].astype(str).unique()))
             self.slides.value = list(self.slides.choices)
             self.conf_min.value, self.conf_max.value = 0.0, 1.0
             top = float(np.ceil(np.nanmax(tiles["ood_score"]))) if "ood_score" in tiles else 0.0
             self.ood_max.max = max(top, 1.0)
             self.ood_max.value = self.ood_max.max  # everything kept
             self.ood_max.visible = "ood_score" in tiles
-            self.column.choices = [NO_COLUMN, *filter_columns(tiles)]
+            offer(self.column, [NO_COLUMN, *filter_columns(tiles)])
             self.column.value = NO_COLUMN
-            self.values.choices = []
-            self.hide_flags.choices = flag_words(tiles)
+            offer(self.values, [])
+            offer(self.hide_flags, flag_words(tiles))
             self.hide_flags.value = []
         finally:
             self._quiet = False
@@ -105,9 +107,9 @@ class FilterControls:
         self._quiet = True
         try:
             if self._tiles is None or column == NO_COLUMN:
-                self.values.choices = []
+                offer(self.values, [])
             else:
-                self.values.choices = sorted(self._tiles[column].astype(str).unique())
+                offer(self.values, sorted(self._tiles[column].astype(str).unique()))
                 self.values.value = list(self.values.choices)
         finally:
             self._quiet = False

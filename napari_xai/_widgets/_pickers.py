@@ -177,3 +177,16 @@ def default_output() -> Path:
     from napari_xai.core.options import cache_dir
 
     return cache_dir("results")
+
+
+def offer(widget: Any, choices: Any) -> None:
+    """Set a dropdown's (or list's) choices so that they outlive ``reset_choices()``.
+
+    napari calls ``reset_choices()`` on a docked widget whenever a layer is added or
+    removed; magicgui then restores the choices given when the widget was made, so
+    choices assigned later as a list (columns of a table read since) were lost with
+    the current value. Assigned as a callable they are the default choices, and the
+    current value is kept while it is still one of them.
+    """
+    fixed = list(choices)
+    widget.choices = lambda _widget: fixed

@@ -21,6 +21,7 @@ from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
 
 from napari_xai._widgets._explore_slides import SELECTION_LAYER, SlideLink
 from napari_xai._widgets._layout import ScrollPanel, fit_panel
+from napari_xai._widgets._pickers import offer
 
 if TYPE_CHECKING:
     import napari
@@ -140,7 +141,7 @@ class ExploreWidget(ScrollPanel, Container):
         self.result, tiles = result, result.tiles
         self.slides.tiles, self.selection = tiles, np.zeros(0, np.int64)
         self.mosaic.clear()  # it showed the previous cohort's rows
-        self._colour_by.choices = colour_columns(tiles)
+        offer(self._colour_by, colour_columns(tiles))
         self.filters.populate(tiles)
         n_slides = tiles["slide_id"].nunique()
         self._status.value = (

@@ -99,3 +99,56 @@ def test_annotation_choices_survive_layer_changes(make_napari_viewer) -> None:
     assert annotate._class.value == other
     assert annotate._shapes.value is shapes
     assert evaluate._shapes.value is shapes
+
+
+def _maps_and_tiles(viewer) -> tuple[list, object]:
+    """Two class heatmaps and a tiles layer as the scorer makes them (core layer builders)."""
+    import pandas as pd
+
+    from napari_xai.core.layers import heatmap_layers, tiles_layer
+
+    classes = ["normal", "tumour"]
+    maps = np.random.default_rng(0).random((2, 2, 2)).astype(np.float32)
+    tiles = pd.DataFrame(
+        {"row": [0, 0, 256, 256], "col": [0, 256, 0, 256], "height": [256] * 4,
+         "width": [256] * 4, "pred_class": ["normal", "tumour"] * 2,
+         "prob_normal": maps[0].ravel(), "prob_tumour": maps[1].ravel()}
+    )  # fmt: skip
+    tiles.attrs.update(stride0=256.0, tile_size0=256.0, class_names=classes)
+    ldts = [*heatmap_layers(maps, classes, slide_name="s", stride0=256.0),
+            tiles_layer(tiles, slide_name="s", class_names=classes)]  # fmt: skip
+    made = [viewer._add_layer_from_data(*ldt)[0] for ldt in ldts]
+    return made[:2], made[2]
+
+
+def test_batch_evaluate_display_and_inspector_choices_survive_layer_changes(
+    make_napari_viewer, qtbot, slide_path
+) -> None:
+    from napari_xai._widgets.batch import IN_PROCESS
+
+    viewer = make_napari_viewer()
+    viewer.open(slide_path, plugin="napari-xai")
+    (normal, tumour), tiles = _maps_and_tiles(viewer)
+    batch = _dock(viewer, "Batch score slides")
+    evaluate = _dock(viewer, "Evaluate against annotations")
+    panel = _dock(viewer, "Display panel")
+    inspector = _dock(viewer, "Tile inspector")
+    picked = {
+        (batch, "_input_kind"): "cohort CSV",
+        (batch, "_attribution"): "integrated_gradients",
+        (batch, "_scheduler"): IN_PROCESS,
+        (batch, "_device"): "cpu",
+        (evaluate, "_positive"): next(c for c in evaluate._positive.choices if c != "Tumor"),
+        (evaluate, "_heatmap"): normal,
+        (evaluate, "_saliency"): tumour,
+        (panel, "_map"): normal,
+        (panel, "_colormap"): "cividis",
+        (inspector, "_tiles"): tiles,
+    }
+    for (widget, name), value in picked.items():
+        getattr(widget, name).value = value
+    _add_three_layers(viewer)
+    viewer.layers.remove("extra points")
+    for (widget, name), value in picked.items():
+        assert getattr(widget, name).value == value, (type(widget).__name__, name)
+    assert normal.colormap.name == "cividis"  # the panel's choice still drives its map

@@ -352,3 +352,28 @@ def test_mosaic_map_shows_the_nearest_tiles_and_a_click_selects_a_cell(widget, q
         point = QPoint(int((b + 0.5) * MOSAIC_CELL), int((a + 0.5) * MOSAIC_CELL))
         qtbot.mouseClick(label, Qt.MouseButton.LeftButton, pos=point)
         assert len(w.selection) == 0
+
+
+def test_explore_choices_survive_layer_changes(widget) -> None:
+    """Docked, the explorer's colour, filter and gallery choices outlive three added layers
+    (napari calls reset_choices() on every layer change)."""
+    viewer, w = widget
+    viewer.window.add_dock_widget(w)
+    w._colour_by.value = next(c for c in w._colour_by.choices if c != w._colour_by.value)
+    w._order.value = "uncertainty"
+    w._method.value = "tsne"
+    classes = list(w.filters.classes.choices)
+    w.filters.classes.value = classes[:1]
+    w.filters.column.value = "scanner"
+    w.filters.values.value = ["S1"]
+    before = {name: getattr(w, name).value for name in ("_colour_by", "_order", "_method")}
+    kept = (w.filters.classes.value, w.filters.column.value, w.filters.values.value)
+    shown = len(w.selection), int(np.count_nonzero(w._colours[:, 3])) if len(w._colours) else 0
+    from .test_controls_keep_values import _add_three_layers  # noqa: TID252
+
+    _add_three_layers(viewer)
+    assert {name: getattr(w, name).value for name in before} == before
+    assert (w.filters.classes.value, w.filters.column.value, w.filters.values.value) == kept
+    assert list(w.filters.classes.choices) == classes
+    after = len(w.selection), int(np.count_nonzero(w._colours[:, 3])) if len(w._colours) else 0
+    assert after == shown
