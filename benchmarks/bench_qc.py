@@ -4,10 +4,12 @@ Prints, per evaluation image: tissue IoU against the hand-checked references in
 ``tests/data/qc/``; pen recall and precision on the real pen tiles; thin
 synthetic strokes (6-10 px at level 0, semi-transparent navy, green, red and
 black) composited onto *real* tissue and found by the stroke-resolution pass
-(:func:`napari_xai.core.masks.fine_ink_labels` at downsample 2), by the colour
-rules and, per colour, by the learned classifier (the default) on real tissue
-crops it was not trained on (:data:`HELD_OUT`; checked against the regions the
-model file records); the real pen tiles through :func:`napari_xai.core.qc.qc_image`
+(:func:`napari_xai.core.masks.fine_ink_labels` at downsample 2), per colour,
+by the default stroke classifier (``"hybrid"``: the learned classifier's
+strokes confirmed by the colour rules), the colour rules alone and the
+classifier alone, on real tissue crops the classifier was not trained on
+(:data:`HELD_OUT`; checked against the regions the model file records); the
+real pen tiles through :func:`napari_xai.core.qc.qc_image`
 (thumbnail pass + classifier) with the class of the pen found; false ink on
 pen-free IHC and H&E; and time and peak RSS of :func:`napari_xai.core.qc.qc_image`
 plus :func:`napari_xai.core.masks.stroke_labels` on a large synthetic slide.
@@ -89,7 +91,7 @@ def thin_strokes(
     *,
     seed: int = 0,
     repeats: int = 2,
-    method: str = "rules",
+    method: str = "hybrid",
     whole: np.ndarray | None = None,
 ) -> None:
     """Recall and precision of the stroke pass for each ink colour on one real image.
@@ -167,22 +169,24 @@ def real_material() -> None:
         for p in (DATA / "patches" / "nct_crc_he_100k_sample").glob("*.tif")
     )
     print(f"  {'NCT-CRC (worst of 9)':14s} {worst:.4f}")
-    print("thin strokes on real tissue (stroke pass at downsample 2, colour rules)")
     with open_slide(DATA / "slides" / "CMU-1-Small-Region.svs") as slide:
         cmu_all = np.asarray(slide.levels[0].compute())[..., :3]
-    cmu = cmu_all[1200:2200, 500:1500]
-    thin_strokes(cmu, "CMU-1 H&E")
-    thin_strokes(lung, "TCGA lung H&E")
-    thin_strokes(os1, "OS-1 H&E")
-    thin_strokes(ihc, "IHC (skimage)")
-    print("thin strokes, learned classifier (default), on crops it was not trained on")
     whole = {"CMU-1": cmu_all, "TCGA lung": lung, "OS-1": os1, "IHC": ihc}
-    for name, crop in held_out_crops(whole).items():
-        src = name.split(" ")[0] if not name.startswith("TCGA") else "TCGA lung"
-        thin_strokes(crop, name, method="model", whole=whole[src])
-    print("real pen tiles (napari-xai qc of a tile: thumbnail pass + classifier)")
+    for method in STROKE_METHODS:
+        default = " (the default)" if method == STROKE_METHODS[0] else ""
+        print(
+            f"thin strokes, {method}{default}, stroke pass at downsample 2, "
+            "on crops the classifier was not trained on"
+        )
+        for name, crop in held_out_crops(whole).items():
+            src = name.split(" ")[0] if not name.startswith("TCGA") else "TCGA lung"
+            thin_strokes(crop, name, method=method, whole=whole[src])
+    print("real pen tiles (napari-xai qc of a tile: thumbnail pass + stroke pass, default)")
     real_pen_tiles()
 
+
+#: Stroke classifiers compared (:func:`napari_xai.core.masks.fine_ink_labels`), the default first.
+STROKE_METHODS = ("hybrid", "rules", "model")
 
 #: Evaluation crops of the classifier: (source, rows, cols) at level 0, none trained on.
 HELD_OUT = {

@@ -130,7 +130,7 @@ def test_thin_strokes_over_real_tissue(shared_data: Path) -> None:
     for name, img in (("lung", lung), ("IHC", immunohistochemistry())):
         rng = np.random.default_rng(1)
         bg = estimate_background(img)
-        for ink, min_recall in (("green", 0.9), ("red", 0.8), ("navy", 0.5), ("black", 0.6)):
+        for ink, min_recall in (("green", 0.9), ("red", 0.9), ("navy", 0.9), ("black", 0.9)):
             comp, truth = composite_strokes(img, ink, rng=rng, width=8, alpha=0.7)
             found = fine_ink_labels(_down(comp).astype(np.uint8), background=bg) > 0
             truth = _down(truth.astype(float)) > 0.5
