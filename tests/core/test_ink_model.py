@@ -95,26 +95,42 @@ def test_thin_strokes_on_held_out_tissue(shared_data: Path, ink: str, label: int
     cmu, cmu_whole = _cmu_held_out(shared_data)
     lung = _png(shared_data / "patches" / "pen" / "tcga-lung-rgb.png")
     for name, img, whole in (("CMU-1", cmu, cmu_whole), ("lung", lung, lung)):
-        rng = np.random.default_rng(7)
-        bg = estimate_background(whole)
-        recalls, precisions, classes = [], [], []
-        for _ in range(3):
-            comp, truth = composite_strokes(
-                img, ink, rng=rng, width=rng.uniform(6, 10), alpha=rng.uniform(0.5, 0.8)
-            )
-            labels = fine_ink_labels(_down(comp).astype(np.uint8), background=bg, method="model")
-            found, truth = labels > 0, _down(truth.astype(float)) > 0.5
-            recalls.append((found & truth).sum() / truth.sum())
-            near = ndi.binary_dilation(truth, iterations=2)
-            precisions.append((found & near).sum() / found.sum())
-            classes.append(np.mean(labels[found & truth] == label))
-        recall, precision = float(np.mean(recalls)), float(np.mean(precisions))
+        recall, precision, classes = _stroke_scores(img, whole, ink, label, seed=7, method="model")
         print(f"\n{name} {ink}: recall {recall:.3f} precision {precision:.3f}")
         min_recall, min_precision = MIN_SCORES[(name, ink)]
         assert recall >= min_recall, (name, ink, recall)
         assert precision >= min_precision, (name, ink, precision)
         # the class of the stroke is kept (dark green is partly called black)
-        assert np.mean(classes) > 0.7, (name, ink)
+        assert classes > 0.7, (name, ink)
+
+
+def _stroke_scores(
+    img: np.ndarray, whole: np.ndarray, ink: str, label: int, *, seed: int, method: str
+) -> tuple[float, float, float]:
+    """Mean recall, precision and share of the right class over 3 composited strokes.
+
+    Each stroke found must hold a pixel the colour rules call ink when
+    ``method`` is the default ``"hybrid"`` (its seeds).
+    """
+    rng = np.random.default_rng(seed)
+    bg = estimate_background(whole)
+    recalls, precisions, classes = [], [], []
+    for _ in range(3):
+        comp, truth = composite_strokes(
+            img, ink, rng=rng, width=rng.uniform(6, 10), alpha=rng.uniform(0.5, 0.8)
+        )
+        small = _down(comp).astype(np.uint8)
+        labels = fine_ink_labels(small, background=bg, method=method)
+        found, truth = labels > 0, _down(truth.astype(float)) > 0.5
+        recalls.append((found & truth).sum() / truth.sum())
+        near = ndi.binary_dilation(truth, iterations=2)
+        precisions.append((found & near).sum() / found.sum())
+        classes.append(np.mean(labels[found & truth] == label))
+        if method == "hybrid":
+            rules = fine_ink_labels(small, background=bg, method="rules") > 0
+            pieces, n = ndi.label(found, structure=np.ones((3, 3), bool))
+            assert set(np.unique(pieces[rules & found])) >= set(range(1, n + 1))
+    return float(np.mean(recalls)), float(np.mean(precisions)), float(np.mean(classes))
 
 
 def _held_out(shared_data: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -155,29 +171,15 @@ def test_default_meets_the_target_on_every_held_out_crop(
     < 1% ink; each stroke found holds a pixel the colour rules call ink.
     """
     for name, (img, whole) in _held_out(shared_data).items():
-        rng = np.random.default_rng(23)
-        bg = estimate_background(whole)
-        recalls, precisions, classes = [], [], []
-        for _ in range(3):
-            comp, truth = composite_strokes(
-                img, ink, rng=rng, width=rng.uniform(6, 10), alpha=rng.uniform(0.5, 0.8)
-            )
-            small = _down(comp).astype(np.uint8)
-            labels = fine_ink_labels(small, background=bg)
-            found, truth = labels > 0, _down(truth.astype(float)) > 0.5
-            recalls.append((found & truth).sum() / truth.sum())
-            near = ndi.binary_dilation(truth, iterations=2)
-            precisions.append((found & near).sum() / found.sum())
-            classes.append(np.mean(labels[found & truth] == label))
-            rules = fine_ink_labels(small, background=bg, method="rules") > 0
-            pieces, n = ndi.label(found, structure=np.ones((3, 3), bool))
-            assert set(np.unique(pieces[rules & found])) >= set(range(1, n + 1)), name
-        recall, precision = float(np.mean(recalls)), float(np.mean(precisions))
+        recall, precision, classes = _stroke_scores(
+            img, whole, ink, label, seed=23, method="hybrid"
+        )
         print(f"\n{name} {ink}: recall {recall:.3f} precision {precision:.3f}")
         least = DEFAULT_NAVY_CMU_RECALL if (name, ink) == ("CMU-1 held-out", "navy") else 0.9
         assert recall >= least, (name, ink, recall)
         assert precision >= 0.8, (name, ink, precision)
-        assert np.mean(classes) > 0.7, (name, ink)
+        assert classes > 0.7, (name, ink)
+        bg = estimate_background(whole)
         clean = (fine_ink_labels(_down(img).astype(np.uint8), background=bg) > 0).mean()
         assert clean < 0.01, (name, clean)
 
