@@ -65,17 +65,56 @@ def synthetic_slide() -> list[Any]:
     and reused afterwards. The work runs in a thread while napari keeps drawing,
     with a progress bar (:func:`run_responsive`).
 
+    In napari (a Qt viewer is current), only the slide is returned: the mask
+    layers are built in that thread too and join the viewer one per event-loop
+    turn (:class:`~napari_xai._widgets._pace.LayerPacer`), so napari draws the
+    slide and stays responsive instead of adding four layers in one stall.
+
     Returns
     -------
     list of LayerDataTuple
-        The lazy multiscale slide, then Labels layers: tissue, artefacts (from
-        the thumbnail, as for any slide) and the generator's tumour ground
-        truth (hidden).
+        The lazy multiscale slide, then (without a Qt viewer) Labels layers:
+        tissue, artefacts (from the thumbnail, as for any slide) and the
+        generator's tumour ground truth (hidden).
     """
-    layers: list[Any] = run_responsive(
-        _sample_layers, desc="Preparing the sample slide (first time ~40 s)"
-    )
-    return layers
+    import functools
+
+    desc = "Preparing the sample slide (first time ~40 s)"
+    viewer = _gui_viewer()
+    if viewer is None:
+        layers: list[Any] = run_responsive(_sample_layers, desc=desc)
+        return layers
+    slide, *masks = run_responsive(functools.partial(_sample_layers, built=True), desc=desc)
+    from napari_xai._widgets._pace import LayerPacer
+
+    pacer = LayerPacer(viewer.add_layer)
+    _PACING.add(pacer)  # alive until its layers are in
+    for layer in masks:
+        pacer.put(layer)
+    pacer.then(lambda: _PACING.discard(pacer))
+    return [slide]
+
+
+#: Pacers adding the sample's mask layers (kept alive until done).
+_PACING: set[Any] = set()
+
+
+def _gui_viewer() -> Any:
+    """Return napari's current viewer on the GUI thread of a running Qt app, else None."""
+    import threading
+
+    try:
+        from qtpy.QtWidgets import QApplication
+    except ImportError:
+        return None
+    if (
+        QApplication.instance() is None
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        return None
+    from napari import current_viewer
+
+    return current_viewer()
 
 
 def run_responsive(work: Callable[[Callable[[int, int], Any]], Any], *, desc: str) -> Any:
@@ -122,8 +161,13 @@ def run_responsive(work: Callable[[Callable[[int, int], Any]], Any], *, desc: st
     return result["value"]
 
 
-def _sample_layers(progress: Callable[[int, int], Any]) -> list[Any]:
-    """Write (first time) and read the sample slide, its masks and its truth."""
+def _sample_layers(progress: Callable[[int, int], Any], *, built: bool = False) -> list[Any]:
+    """Write (first time) and read the sample slide, its masks and its truth.
+
+    With ``built``, the masks come as napari layers made here (in the caller's
+    thread) with their first colour-texture mapping done (numba compiles it
+    once per process: ~1.5 s that would otherwise stall the GUI thread).
+    """
     from napari_xai._reader import read_slide
     from napari_xai.core.layers.masks import mask_layers, truth_layer
     from napari_xai.core.masks import slide_masks
@@ -139,7 +183,22 @@ def _sample_layers(progress: Callable[[int, int], Any]) -> list[Any]:
     colour = class_colour("tumour")
     name = f"{prefix} tumour (truth)"
     layers.append(truth_layer(truth.tumour, downsample=truth.downsample, name=name, colour=colour))
+    if built:
+        layers[1:] = [_built_labels(ldt) for ldt in layers[1:]]
     from napari_xai._widgets._style import watch_current_viewer
 
     watch_current_viewer()  # masks drawn as outlines once napari has made the layers
     return layers
+
+
+def _built_labels(ldt: Any) -> Any:
+    """Make a Labels layer from its LayerData, with its colormap's texture mapping warmed."""
+    import numpy as np
+    from napari.layers import Layer
+
+    layer = Layer.create(*ldt)
+    try:  # best effort: a napari without this method just compiles on first draw
+        layer.colormap._data_to_texture(np.zeros((2, 2), dtype=layer.data.dtype))
+    except Exception:  # noqa: BLE001 - warming only
+        pass
+    return layer

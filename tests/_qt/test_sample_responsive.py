@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
 
@@ -51,3 +52,30 @@ def test_work_runs_in_a_thread_while_the_gui_ticks(make_napari_viewer, qtbot) ->
 
     with pytest.raises(ValueError, match="boom"):
         run_responsive(broken, desc="test")
+
+
+def test_open_sample_adds_the_slide_then_its_masks_one_per_turn(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+) -> None:
+    """File > Open Sample in a real viewer: napari gets the slide at once and the mask
+    layers (built in the worker) join one per event-loop turn, styled as outlines."""
+    from napari.layers import Image, Labels
+
+    import napari_xai._sample_data as sample
+
+    monkeypatch.setenv("NAPARI_XAI_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(sample, "SAMPLE_SHAPE_RC", (2048, 2560))
+    viewer = make_napari_viewer()
+    inserted: list[str] = []
+    viewer.layers.events.inserted.connect(lambda event: inserted.append(event.value.name))
+    (slide,) = viewer.open_sample("napari-xai", "synthetic_slide")
+    assert isinstance(slide, Image) and slide.rgb and slide.multiscale
+    assert inserted == [slide.name]  # the masks are not added in the same call
+    qtbot.waitUntil(lambda: len(viewer.layers) == 4, timeout=60_000)
+    tissue, artefacts, tumour = (viewer.layers[n] for n in inserted[1:])
+    assert inserted[1:] == [f"{slide.name} tissue", f"{slide.name} artefacts", tumour.name]
+    assert tumour.name.endswith("tumour (truth)") and not tumour.visible
+    for layer in (tissue, artefacts, tumour):
+        assert isinstance(layer, Labels) and np.asarray(layer.data).any(), layer.name
+    assert tissue.contour > 0  # masks as outlines, as for any slide
+    assert not sample._PACING  # the pacer let go once its layers were in
