@@ -351,7 +351,7 @@ def test_kill_and_resume_matches_uninterrupted_run(model: str, tmp_path: Path) -
     )
     done_at_kill = 0
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600  # a hang guard only: the load of CI's 2 cores varies
         while time.monotonic() < deadline and proc.poll() is None:
             done_at_kill = len(_complete(out))
             if done_at_kill >= 2:

@@ -209,9 +209,9 @@ def test_a_million_vertex_outline_is_simplified_for_the_viewer(tmp_path: Path) -
     small = box(0, 0, 50, 50)
     path = write_geojson([Annotation(huge, "Tumor"), Annotation(small, "Stroma")], tmp_path / "h")
     aset = read_geojson(path)
-    start = time.perf_counter()
+    start = time.process_time()  # CPU seconds: not stretched by a loaded machine
     (data, kwargs, kind), *_ = annotations_to_layer_data(aset)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert kind == "shapes" and elapsed < 30
     assert len(data[0]) <= MAX_VERTICES + 1 and len(data[1]) == 4  # small one unchanged
     meta = kwargs["metadata"]
