@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import CheckBox, ComboBox, Label, SpinBox
+from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QSizePolicy
 
 from napari_xai._widgets._base import LayerData, RunWidget, default_output
@@ -115,6 +116,20 @@ def score_in_worker(
     return folder, (scored[0] if scored else None), layers, len(result.tiles)
 
 
+class _OnShow(QObject):
+    """Event filter: call ``callback`` whenever the watched widget is shown."""
+
+    def __init__(self, callback: Any, parent: Any) -> None:
+        super().__init__(parent)
+        self._callback = callback
+
+    def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802 (Qt's name)
+        """Call back on a Show event; never consume the event."""
+        if event.type() == QEvent.Type.Show:
+            self._callback()
+        return False
+
+
 class ScoreWidget(RunWidget):
     """Score a slide layer with a tile model into a result folder; show its heatmaps.
 
@@ -150,6 +165,8 @@ class ScoreWidget(RunWidget):
         controls += [self._features, self._output, *self.run_controls(), self._folder]
         self.finish([*controls, self._show_masks], busy=[self._show_masks])
         self._slide_layer.changed.connect(self._prepare_layers)
+        # the model may be described before the dock is on screen: prepare when shown too
+        self.native.installEventFilter(_OnShow(self._prepare_layers, self.native))
         # a long default path must not widen the dock (the canvas keeps the width)
         self._output.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
 
