@@ -266,19 +266,24 @@ class AuditSpec(_Options):
     Attributes
     ----------
     method : str
-        Attribution method.
+        Attribution method (Grad-CAM is fast, Integrated Gradients sharper).
     target : str, int or None
-        Class explained (None: predicted).
+        Class explained (None: each tile's predicted class).
     max_tiles : int or None
-        Most tiles explained (None: every tile of the grid).
+        Most tiles explained (None: every tile of the grid; the sampling is
+        described in :mod:`napari_xai.core.audit.slide`).
     n_steps : int
         Integrated Gradients steps.
     border_width0 : float or None
         Border band width in level-0 pixels (None: 2 % of the shorter side).
     counterfactual : bool
-        Run the counterfactual test (remove / paste artefacts and re-score).
+        Run the counterfactual test: remove / paste the artefacts and re-score
+        (:mod:`napari_xai.core.audit.counterfactual`).
     sanity : bool
-        Run the attribution method's sanity checks.
+        Run the attribution method's sanity checks: randomisation, deletion /
+        insertion on up to 8 audited tiles, plain tissue tiles first, cached per
+        model and method; a failing method cannot carry a fail alone
+        (:mod:`napari_xai.core.audit.sanity`).
     """
 
     method: str = "grad_cam"

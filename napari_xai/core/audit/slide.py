@@ -454,13 +454,16 @@ def _shortcut_tests(
     spec: AuditSpec,
     run: RunOptions,
     t0: float,
-) -> Generator[AuditProgress, None, tuple[list[PairEvidence], Any, Any, dict[str, float]]]:
-    """Class x artefact evidence, the counterfactual test and the sanity checks.
+    *,
+    verdict_thresholds: VerdictThresholds | None,
+) -> Generator[AuditProgress, None, tuple[list[PairEvidence], Any, Verdict, dict[str, float]]]:
+    """Class x artefact evidence, the counterfactual test, the sanity checks, the verdict.
 
-    Returns ``(pairs, counterfactual result or None, sanity dict or None, timings)``.
+    Returns ``(pairs, counterfactual result or None, verdict, timings)``.
     """
     from napari_xai.core.audit.counterfactual import counterfactual_test
     from napari_xai.core.audit.evidence import class_artefact_evidence
+    from napari_xai.core.audit.verdict import make_verdict
 
     n, images = len(plan.indices), explained.images
     # Per class x artefact kind (kinds from the mask's labels, only on artefact pixels).
@@ -486,7 +489,24 @@ def _shortcut_tests(
         yield AuditProgress(n, n, time.perf_counter() - t0, stage="sanity checks")
         sanity_d = _sanity_on_clean_tiles(loaded, images, kinds, spec.method)
     t_sanity = time.perf_counter() - t_sanity
-    return pairs, cf_result, sanity_d, {"counterfactual_s": t_cf, "sanity_s": t_sanity}
+    shortcut = make_verdict(
+        pairs, cf_result, method=spec.method, sanity=sanity_d, thresholds=verdict_thresholds
+    )
+    return pairs, cf_result, shortcut, {"counterfactual_s": t_cf, "sanity_s": t_sanity}
+
+
+def _attention(
+    plan: _AuditPlan, explained: _Explained, loaded: Any, thresholds: AuditThresholds | None
+) -> tuple[AttentionAudit, npt.NDArray[np.uint8], list[str]]:
+    """Region shares and flags of the audited tiles; their region codes and predicted classes."""
+    names = tuple(loaded.card.class_names)
+    pred_names = [names[i] if i < len(names) else str(i) for i in explained.preds]
+    tile_regions = plan.crop(plan.regions)
+    attention = audit_attention(
+        explained.maps, tile_regions, pred_class=pred_names, thresholds=thresholds,
+        sign="positive",
+    )  # fmt: skip
+    return attention, tile_regions, pred_names
 
 
 def iter_audit_slide(
@@ -506,9 +526,9 @@ def iter_audit_slide(
 
     Steps: masks, region map and tile sample (:func:`_plan_audit`); attribution
     and scores per batch (:func:`_explain_tiles`); region shares and flags
-    (:func:`~napari_xai.core.audit.attention.audit_attention`); class x artefact
-    evidence, counterfactual test and sanity checks (:func:`_shortcut_tests`);
-    the verdict; the report when ``out_dir`` is given.
+    (:func:`_attention`); class x artefact evidence, counterfactual test, sanity
+    checks and the verdict (:func:`_shortcut_tests`); the report when
+    ``out_dir`` is given.
 
     Parameters
     ----------
@@ -517,15 +537,8 @@ def iter_audit_slide(
     model : LoadedModel, str or Path
         Loaded model (with card), a model file/folder, or ``"demo"``.
     spec : AuditSpec, optional
-        ``method`` (Grad-CAM is fast, Integrated Gradients sharper), ``target``
-        (None: each tile's predicted class), ``max_tiles`` (most tiles explained,
-        None: all; see the module docstring for the sampling), ``n_steps``,
-        ``border_width0`` (border band in level-0 pixels, default 2 % of the
-        shorter side), ``counterfactual`` (remove / paste the artefacts and
-        re-score; :mod:`napari_xai.core.audit.counterfactual`) and ``sanity``
-        (randomisation, deletion / insertion on up to 8 audited tiles, plain
-        tissue tiles first, cached per model and method; a failing method cannot
-        carry a fail alone; :mod:`napari_xai.core.audit.sanity`).
+        What is audited and how: method, target, tile budget, border band,
+        counterfactual test, sanity checks (see :class:`AuditSpec`).
     grid : GridOptions, optional
         The tile grid, as for scoring (``mpp``, ``overlap``, ``min_tissue``),
         over the audit's own tissue and artefact masks.
@@ -553,7 +566,6 @@ def iter_audit_slide(
     -------
     SlideAudit
     """
-    from napari_xai.core.audit.verdict import make_verdict
     from napari_xai.core.models.resolve import resolve_carded_model
     from napari_xai.core.wsi import opened_slide
 
@@ -571,16 +583,11 @@ def iter_audit_slide(
         explainer = _explainer(loaded, spec, run)
         explained = yield from _explain_tiles(slide, explainer, plan, run, t0)
         t_explain = time.perf_counter() - t0 - t_masks
-        names = tuple(loaded.card.class_names)
-        pred_names = [names[i] if i < len(names) else str(i) for i in explained.preds]
-        tile_regions = plan.crop(plan.regions)
-        attention = audit_attention(
-            explained.maps, tile_regions, pred_class=pred_names, thresholds=thresholds,
-            sign="positive",
+        attention, tile_regions, pred_names = _attention(plan, explained, loaded, thresholds)
+        pairs, cf_result, shortcut, t_tests = yield from _shortcut_tests(
+            loaded, explainer, plan, explained, tile_regions, pred_names, spec, run, t0,
+            verdict_thresholds=verdict_thresholds,
         )  # fmt: skip
-        pairs, cf_result, sanity_d, t_tests = yield from _shortcut_tests(
-            loaded, explainer, plan, explained, tile_regions, pred_names, spec, run, t0
-        )
         result = SlideAudit(
             **_audited(slide, plan, explained, attention, pred_names),
             method=spec.method,
@@ -594,13 +601,7 @@ def iter_audit_slide(
             },
             pairs=pairs,
             counterfactual=cf_result,
-            shortcut=make_verdict(
-                pairs,
-                cf_result,
-                method=spec.method,
-                sanity=sanity_d,
-                thresholds=verdict_thresholds,
-            ),  # fmt: skip
+            shortcut=shortcut,
         )
         if out_dir is not None:
             from napari_xai.core.audit.report import write_report
