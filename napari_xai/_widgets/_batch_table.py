@@ -17,8 +17,32 @@ def _fmt(value: Any, spec: str = ".3f") -> str:
         return str(value)
 
 
+def _wait_for_pandas() -> None:
+    """Let an import of pandas under way in a worker finish before a ``Table`` is touched.
+
+    magicgui's ``Table`` looks pandas up in ``sys.modules`` without importing it: while
+    a worker (the model description, which warms the layer modules) is importing
+    pandas, the module is there half made and making or filling a table fails with
+    "partially initialized module 'pandas'" (seen docking Batch right after Score).
+    ``import`` waits for the worker's import to finish; without pandas loaded, nothing.
+    """
+    import sys
+
+    if "pandas" in sys.modules:
+        import pandas  # noqa: F401
+
+
+def status_table() -> Any:
+    """Make the Batch widget's (empty) status table."""
+    from magicgui.widgets import Table
+
+    _wait_for_pandas()
+    return Table(value=[], columns=STATUS_COLUMNS)
+
+
 def set_table(table: Any, rows: list[list[Any]], columns: list[str]) -> None:
     """Show ``rows`` under ``columns`` in a magicgui ``Table``, numbered from 1."""
+    _wait_for_pandas()
     table.value = {
         "data": rows,
         "index": [str(i + 1) for i in range(len(rows))],

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 MAX_MIN_WIDTH = 380
 #: Minimum width (pixels) of the panel and the inspector: the canvas keeps half of 1280.
 PANEL_MIN_WIDTH = 260
+#: Minimum height (pixels) of a docked panel's scroll area: every napari-xai widget
+#: docked at once (nine) still fits a 800 px screen; each scrolls its controls.
+PANEL_MIN_HEIGHT = 48
 #: Size (pixels) of the legend's colour bar.
 BAR_SIZE = (180, 14)
 
@@ -69,7 +72,7 @@ class ScrollPanel:
 
 
 def fit_panel(container: Any, *, max_min_width: int = MAX_MIN_WIDTH) -> None:
-    """Wrap the container's labels and cap the minimum width of its scroll area.
+    """Wrap the container's labels; cap the minimum width and height of its scroll area.
 
     Parameters
     ----------
@@ -95,6 +98,7 @@ def fit_panel(container: Any, *, max_min_width: int = MAX_MIN_WIDTH) -> None:
         layout = inner.layout()
         wanted = layout.totalMinimumSize().width() + 20 if layout is not None else 0
         root.setMinimumWidth(min(max(wanted, 200), max_min_width))
+        root.setMinimumHeight(PANEL_MIN_HEIGHT)
 
 
 def show_colorbar(layer: Any) -> Any:

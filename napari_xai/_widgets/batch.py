@@ -27,7 +27,6 @@ from magicgui.widgets import (
     LineEdit,
     PushButton,
     SpinBox,
-    Table,
 )
 
 from napari_xai._widgets._base import RunWidget
@@ -37,6 +36,7 @@ from napari_xai._widgets._batch_table import (
     metrics_text,
     ranked_rows,
     set_table,
+    status_table,
     update_status_row,
 )
 from napari_xai._widgets._grid import min_tissue_box, overlap_box
@@ -109,7 +109,7 @@ class BatchWidget(RunWidget):
         self._device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"])
         self._resume = CheckBox(label="skip slides already done", value=True)
         self._progress.label = "slides"
-        self._table = Table(value=[], columns=STATUS_COLUMNS)
+        self._table = status_table()
         self._metrics = Label(value="")
         self._open = PushButton(text="Open selected result", enabled=False)
         self._cancel_event = threading.Event()

@@ -1,9 +1,11 @@
-"""Live saliency layers show what the store holds, not what napari's dask cache kept.
+"""Live saliency and activation layers show what the store holds, not napari's dask cache.
 
 Each check is against the zarr store itself (not an earlier screenshot): the
 array napari sliced for the canvas equals the store's values over the same
-region at the level napari chose, at a coarse and at the finest level, and the
-rendered canvas is unchanged after napari's chunk cache is cleared.
+region at the level napari chose, at the coarsest and at the finest level, and
+the rendered canvas is unchanged after napari's chunk cache is cleared. The
+result folder's probability (heatmap) and saliency layers get the same check in
+``test_display.py::test_reader_maps_show_the_store_at_every_zoom``.
 """
 
 from __future__ import annotations
@@ -94,13 +96,23 @@ def test_whole_slide_saliency_matches_store(
     full = np.asarray(store_levels[0][...])
     assert np.isfinite(full).mean() > 0.2  # the store holds the whole slide's map
 
+    assert _matches_store_at_every_zoom(viewer, qtbot, layer, store_levels) == {
+        0,
+        len(layer.data) - 1,
+    }
+
+
+def _matches_store_at_every_zoom(viewer, qtbot, layer, store_levels) -> set[int]:
+    """Zoomed out, whole and zoomed in: napari's sliced array equals the store at the level
+    napari chose, and the canvas is the same after napari's chunk cache is cleared.
+    Returns the pyramid levels napari drew."""
     camera = viewer.scene.camera
     levels_seen = set()
     for factor in (1 / 16, 1.0, 8.0):  # coarsest level, whole slide, zoomed in
         viewer.reset_view()
         camera.zoom = camera.zoom * factor
         _settle(viewer, qtbot)
-        levels_seen.add(layer.data_level)
+        levels_seen.add(layer.data_level if layer.multiscale else 0)
         raw, ref = _sliced_vs_store(layer, store_levels)
         assert raw.shape == ref.shape
         np.testing.assert_array_equal(raw, ref)  # NaN where the store has NaN
@@ -111,7 +123,7 @@ def test_whole_slide_saliency_matches_store(
         _settle(viewer, qtbot)
         fresh = viewer.screenshot(canvas_only=True, flash=False)
         np.testing.assert_array_equal(shown, fresh)
-    assert levels_seen == {0, len(layer.data) - 1}
+    return levels_seen
 
 
 def test_fresh_dask_names_per_read(tmp_path) -> None:
@@ -165,7 +177,7 @@ def test_channel_across_slide_matches_store(
     layer = viewer.layers[res.layer_name]
     assert layer.colorbar.visible
     store_levels = StitchedMap(zarr.open_group(str(res.store), mode="r")[res.key]).levels
-    _settle(viewer, qtbot)
-    raw, ref = _sliced_vs_store(layer, store_levels)
-    assert raw.shape == ref.shape and np.isfinite(raw).any()
-    np.testing.assert_array_equal(raw, ref)
+    levels_seen = _matches_store_at_every_zoom(viewer, qtbot, layer, store_levels)
+    assert levels_seen == ({0, len(layer.data) - 1} if layer.multiscale else {0}), [
+        lv.shape for lv in store_levels
+    ]
