@@ -89,7 +89,11 @@ def local_median(od: npt.NDArray[np.float32], *, cell: int) -> npt.NDArray[np.fl
 
 
 def ink_features(
-    px: npt.NDArray[np.int16], bg: Background, *, min_od: float = CANDIDATE_OD
+    px: npt.NDArray[np.int16],
+    bg: Background,
+    *,
+    min_od: float = CANDIDATE_OD,
+    within: npt.NDArray[np.bool_] | None = None,
 ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float32]]:
     """Candidate pixels of an RGB region and their features (see the module docstring).
 
@@ -101,6 +105,8 @@ def ink_features(
         The slide's glass.
     min_od : float
         Candidates have an excess OD above this (training: :data:`DENSITY_OD`).
+    within : ndarray of shape (rows, cols), bool, optional
+        Candidates only here (the features still see the whole region).
 
     Returns
     -------
@@ -116,6 +122,8 @@ def ink_features(
     ex16 = od - local_median(od, cell=16)
     ex_max = np.maximum(np.maximum(ex16[..., 0], ex16[..., 1]), ex16[..., 2])
     cand = ex_max > min_od
+    if within is not None:
+        cand &= within
     if not cand.any():
         return cand, np.zeros((0, N_FEATURES), np.float32)
     rr, cc = np.nonzero(cand)
