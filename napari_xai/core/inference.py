@@ -423,10 +423,10 @@ def iter_score_slide(
         The generator's return value (``StopIteration.value``, or the
         ``returned`` signal of a napari ``thread_worker``).
     """
-    grid = grid or GridOptions()
-    run = run or RunOptions()
     from napari_xai.core.wsi import opened_slide
 
+    grid = grid or GridOptions()
+    run = run or RunOptions()
     with opened_slide(slide, mpp=grid.mpp) as opened:
         loaded = resolve_model(model, device=run.torch_device, architecture=run.architecture)
         return (yield from score_tiles(opened, loaded, grid=grid, run=run))

@@ -363,11 +363,11 @@ def _explain(
     select: Callable[[TileGrid, StitchedMap], npt.NDArray[np.int64]] | None = None,
 ) -> Generator[ExplainProgress, None, ExplainResult]:
     """Explain the tiles ``select`` picks (None: all); see :func:`iter_explain_slide`."""
+    from napari_xai.core.wsi import opened_slide
+
     spec = spec or ExplainSpec()
     run = run or RunOptions()
     method, options = spec.method, spec.method_options()
-    from napari_xai.core.wsi import opened_slide
-
     with opened_slide(slide, mpp=grid.mpp if grid else None) as slide:
         model = resolve_carded_model(
             model, device=run.torch_device, architecture=run.architecture,
