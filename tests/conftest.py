@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,22 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 # Two cores: keep BLAS/torch from oversubscribing when tests run in parallel processes.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_napari_xai_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Give the test run its own napari-xai cache folder (``$NAPARI_XAI_CACHE``).
+
+    The per-user cache (``~/.cache/napari-xai``) holds the sanity results audits keep
+    per model hash, the widgets' default result stores and the sample slide. Every run
+    on the machine shares it: the developers', concurrent ones and CI's. A result left
+    there by an earlier run (the "sanity:" label of a model hash, say) must not decide a
+    test. Tests that need their own cache still set the variable themselves.
+    """
+    patch = pytest.MonkeyPatch()
+    patch.setenv("NAPARI_XAI_CACHE", str(tmp_path_factory.mktemp("napari-xai-cache")))
+    yield
+    patch.undo()
 
 
 @pytest.fixture(scope="session")
