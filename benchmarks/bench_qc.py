@@ -80,6 +80,83 @@ def composite_strokes(
     return out.clip(0, 255).astype(np.uint8), mask
 
 
+def composite_blur(
+    img: np.ndarray, *, rng: np.random.Generator, sigma: float, radius: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Blur a disc of ``img`` (Gaussian ``sigma`` px, ``radius`` x the short side): out of focus.
+
+    Returns the image and the disc (the truth, before restricting to tissue).
+    """
+    from scipy import ndimage as ndi
+
+    h, w = img.shape[:2]
+    yy, xx = np.mgrid[:h, :w]
+    c = (rng.uniform(0.3, 0.7) * h, rng.uniform(0.3, 0.7) * w)
+    r = radius * min(h, w)
+    disc = (yy - c[0]) ** 2 + (xx - c[1]) ** 2 < r * r
+    blurred = np.stack(
+        [ndi.gaussian_filter(img[..., k].astype(float), sigma) for k in range(3)], -1
+    )
+    return np.where(disc[..., None], blurred, img).clip(0, 255).astype(np.uint8), disc
+
+
+def composite_fold(
+    img: np.ndarray, tissue: np.ndarray, *, rng: np.random.Generator, width: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fold a band of ``img`` over itself: a shifted copy multiplied in transmittance.
+
+    The band (``width`` x the short side, any angle, through the middle) gets
+    the tissue 20-60 px away laid over it; the truth is the band where both
+    layers are tissue.
+    """
+    h, w = img.shape[:2]
+    yy, xx = np.mgrid[:h, :w]
+    c = (rng.uniform(0.3, 0.7) * h, rng.uniform(0.3, 0.7) * w)
+    ang = rng.uniform(0, np.pi)
+    band = np.abs((yy - c[0]) * np.cos(ang) - (xx - c[1]) * np.sin(ang)) < width * min(h, w)
+    shift = (int(rng.uniform(20, 60)), int(rng.uniform(-60, 60)))
+    over = np.roll(img, shift, axis=(0, 1)).astype(float) / 255.0
+    out = img.astype(float)
+    out[band] *= over[band]
+    truth = band & tissue & np.roll(tissue, shift, axis=(0, 1))
+    return out.clip(0, 255).astype(np.uint8), truth
+
+
+def quality_classes(images: dict[str, np.ndarray], *, repeats: int = 3, seed: int = 0) -> None:
+    """Out-of-focus and fold recall / precision on real tissue, false rate on the clean images."""
+    from napari_xai.core.masks import masks_from_thumbnail
+    from napari_xai.core.masks.focus import BLUR_LABEL
+    from napari_xai.core.masks.folds import FOLD_LABEL
+
+    rng = np.random.default_rng(seed)
+    for name, img in images.items():
+        clean = masks_from_thumbnail(img, 1.0)
+        tissue = clean.tissue
+        figs = {"blur": [], "fold": []}
+        for _ in range(repeats):
+            comp, disc = composite_blur(
+                img, rng=rng, sigma=rng.uniform(3, 6), radius=rng.uniform(0.15, 0.3)
+            )
+            found = masks_from_thumbnail(comp, 1.0).artefact_labels == BLUR_LABEL
+            figs["blur"].append(_rec_prec(found, disc & tissue))
+            comp, truth = composite_fold(img, tissue, rng=rng, width=rng.uniform(0.08, 0.15))
+            found = masks_from_thumbnail(comp, 1.0).artefact_labels == FOLD_LABEL
+            figs["fold"].append(_rec_prec(found, truth))
+        labels = clean.artefact_labels
+        rb, pb = np.mean(figs["blur"], axis=0)
+        rf, pf = np.mean(figs["fold"], axis=0)
+        print(
+            f"  {name:14s} blur recall {rb:.3f} precision {pb:.3f} | fold recall {rf:.3f} "
+            f"precision {pf:.3f} | clean image called blur {(labels == BLUR_LABEL).mean():.4f}, "
+            f"fold {(labels == FOLD_LABEL).mean():.4f}"
+        )
+
+
+def _rec_prec(found: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    hit = float((found & truth).sum())
+    return hit / max(1.0, float(truth.sum())), hit / max(1.0, float(found.sum()))
+
+
 def _down(x: np.ndarray, f: int = 2) -> np.ndarray:
     h, w = (x.shape[0] // f) * f, (x.shape[1] // f) * f
     return x[:h, :w].reshape(h // f, f, w // f, f, *x.shape[2:]).mean(axis=(1, 3))
@@ -183,6 +260,18 @@ def real_material() -> None:
             thin_strokes(crop, name, method=method, whole=whole[src])
     print("real pen tiles (napari-xai qc of a tile: thumbnail pass + stroke pass, default)")
     real_pen_tiles()
+    print(
+        "out of focus (Gaussian blur, sigma 3-6 px, of a disc of radius 0.15-0.3 x the short "
+        "side) and folds (a band 0.08-0.15 x the short side with the tissue 20-60 px away laid "
+        "over it in transmittance) on real tissue, masks_from_thumbnail at full resolution"
+    )
+    quality_classes({"CMU-1 H&E": cmu_all, "OS-1 H&E": os1, "TCGA lung H&E": lung, "IHC": ihc})
+    nct = [
+        tifffile.imread(p)[..., :3]
+        for p in sorted((DATA / "patches" / "nct_crc_he_100k_sample").glob("*.tif"))
+    ]
+    worst = max(float((masks_from_thumbnail(t, 1.0).artefact_labels >= 5).mean()) for t in nct)
+    print(f"  NCT-CRC tiles (9), worst share called blur or fold: {worst:.4f}")
 
 
 #: Stroke classifiers compared (:func:`napari_xai.core.masks.fine_ink_labels`), the default first.

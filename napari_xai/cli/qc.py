@@ -31,9 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--mpp", type=float, help="level-0 µm/px for files that lack it")
+    from napari_xai.core.options import MASK_SIZE
+
     parser.add_argument(
-        "--max-size", type=int, default=2048, help="longest thumbnail side for the masks (2048)"
-    )
+        "--max-size", type=int, default=MASK_SIZE,
+        help=f"longest thumbnail side for the masks ({MASK_SIZE}, as scoring)",
+    )  # fmt: skip
     parser.add_argument(
         "--no-strokes", action="store_true",
         help="skip the stroke-resolution ink pass (thumbnail only; faster)",

@@ -337,6 +337,8 @@ ARTEFACT_COLOURS: dict[int, RGB] = {
     2: OKABE_ITO["sky_blue"],  # black ink, text, ruler ticks
     3: OKABE_ITO["blue"],  # yellow/brown (ruler, label)
     4: OKABE_ITO["bluish_green"],  # red ink
+    5: OKABE_ITO["reddish_purple"],  # out-of-focus tissue
+    6: OKABE_ITO["orange"],  # tissue fold
 }
 
 #: Name of the probability colormap (:func:`probability_colormap`).

@@ -39,6 +39,7 @@ from napari_xai.core.limits import check_batch_size, check_mpp
 
 __all__ = [
     "DEFAULT_MIN_TISSUE",
+    "MASK_SIZE",
     "cache_dir",
     "cohort_options",
     "private_dir",
@@ -56,6 +57,11 @@ __all__ = [
 
 #: Minimum tissue fraction of a scored tile (the one default every caller uses).
 DEFAULT_MIN_TISSUE = 0.5
+
+#: Longest thumbnail side (pixels) of a slide's tissue and artefact masks: the one
+#: default of scoring (``run_slide``), ``napari-xai qc`` and ``slide_masks``, so that
+#: a slide's ``qc.json`` and its result folder's masks are the same masks.
+MASK_SIZE = 2048
 
 
 def stable_hash(value: Any) -> str:

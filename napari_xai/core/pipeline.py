@@ -270,12 +270,11 @@ def _masks(slide: Any, card: Any, grid: GridOptions, folder: Path) -> tuple[Any,
     """
     if not grid.tissue:
         return None, None
-    from napari_xai.core.audit.slide import AUDIT_MASK_SIZE
-    from napari_xai.core.inference import slide_mask_size
     from napari_xai.core.masks import cached_slide_masks, masks_key
+    from napari_xai.core.options import MASK_SIZE
 
-    # fine enough for the audit's small marks, whichever stage comes first
-    size = max(slide_mask_size(slide, card, mpp=grid.mpp), AUDIT_MASK_SIZE)
+    # the size napari-xai qc uses too (one default): qc.json and these masks agree
+    size = MASK_SIZE
     masks = cached_slide_masks(slide, folder, max_size=size, strokes=True)
     return masks, masks_key(slide, max_size=size, strokes=True)
 

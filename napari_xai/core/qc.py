@@ -98,7 +98,7 @@ def qc_image(
     path: str | Path,
     *,
     mpp: float | None = None,
-    max_size: int = 2048,
+    max_size: int | None = None,
     stem: str | None = None,
     strokes: bool = True,
 ) -> tuple[QCResult, Any, npt.NDArray[np.uint8]]:
@@ -110,8 +110,10 @@ def qc_image(
         A whole-slide image, or a PNG/JPEG/TIFF tile.
     mpp : float, optional
         Level-0 µm/px where the file has none.
-    max_size : int
-        Longest side of the thumbnail the masks are computed on.
+    max_size : int, optional
+        Longest side of the thumbnail the masks are computed on; default
+        :data:`napari_xai.core.options.MASK_SIZE`, the size scoring uses (the
+        same slide's ``qc.json`` and result-folder masks agree).
     stem : str, optional
         Output folder name; default the file name without its suffixes.
     strokes : bool
@@ -133,7 +135,9 @@ def qc_image(
         slide_masks,
         tile_ink_labels,
     )
+    from napari_xai.core.options import MASK_SIZE
 
+    max_size = MASK_SIZE if max_size is None else int(max_size)
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
@@ -230,6 +234,19 @@ _COLUMNS = ("stem", "source", "kind", "modality", "stain", "tissue_fraction",
             "artefact_fraction", "downsample", "mpp", "warnings")  # fmt: skip
 
 
+def _legend_html() -> str:
+    """Name the outline colours of :func:`_overlay` (tissue, then each artefact class)."""
+    from napari_xai.core.masks import ARTEFACT_LABELS
+    from napari_xai.core.naming import ARTEFACT_COLOURS, ROLE_COLOURS, hex_colour
+
+    def swatch(colour: tuple[float, ...], text: str) -> str:
+        return f"<span style='color:{hex_colour(colour)}'>&#9632;</span> {html.escape(text)}"
+
+    items = [swatch(ROLE_COLOURS["tissue"], "tissue")]
+    items += [swatch(ARTEFACT_COLOURS[k], v) for k, v in ARTEFACT_LABELS.items()]
+    return ", ".join(items)
+
+
 def write_cohort(results: Sequence[QCResult], out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``qc_summary.csv`` (one row per input) and ``index.html`` into ``out_dir``."""
     import csv
@@ -264,8 +281,7 @@ def write_cohort(results: Sequence[QCResult], out_dir: str | Path) -> tuple[Path
         "<!doctype html><html><head><meta charset='utf-8'><title>napari-xai QC</title>"
         "<style>body{font-family:sans-serif}.card{display:inline-block;vertical-align:top;"
         "width:320px;margin:8px}.card img{max-width:320px;max-height:320px}</style></head>"
-        f"<body><h1>QC of {len(results)} inputs</h1><p>Outlines: green tissue, cyan "
-        "blue/green ink, red dark ink or text, orange ruler or label, magenta red ink. "
+        f"<body><h1>QC of {len(results)} inputs</h1><p>Outlines: {_legend_html()}. "
         "Table: <a href='qc_summary.csv'>qc_summary.csv</a></p>"
         + "".join(cards)
         + "</body></html>"

@@ -36,7 +36,14 @@ from napari_xai.core.masks.background import (
     optical_density,
 )
 
-__all__ = ["ARTEFACT_LABELS", "ARTEFACT_NAMES", "artefact_labels", "artefact_mask"]
+__all__ = [
+    "ARTEFACT_LABELS",
+    "ARTEFACT_NAMES",
+    "QUALITY_LABELS",
+    "artefact_labels",
+    "artefact_mask",
+    "mark_mask",
+]
 
 #: Values of :func:`artefact_labels` and their meaning.
 ARTEFACT_LABELS: dict[int, str] = {
@@ -44,10 +51,31 @@ ARTEFACT_LABELS: dict[int, str] = {
     2: "dark, grey (black ink, text, ruler ticks)",
     3: "other non-stain colour (yellow, brown: ruler, label)",
     4: "red ink",
+    5: "out of focus (blurred tissue)",
+    6: "tissue fold (two layers)",
 }
 
 #: Short names of the artefact classes (for reports and legends).
-ARTEFACT_NAMES: dict[int, str] = {1: "ink", 2: "dark", 3: "other", 4: "red_ink"}
+ARTEFACT_NAMES: dict[int, str] = {
+    1: "ink",
+    2: "dark",
+    3: "other",
+    4: "red_ink",
+    5: "blur",
+    6: "fold",
+}
+
+#: Labels that are the quality of the tissue itself, not marks on the slide
+#: (:mod:`~napari_xai.core.masks.focus`, :mod:`~napari_xai.core.masks.folds`): their
+#: pixels stay tissue and are left out of :func:`mark_mask`, the artefact mask that
+#: tiles, the audit's region map and its shortcut candidates use.
+QUALITY_LABELS: frozenset[int] = frozenset({5, 6})
+
+
+def mark_mask(labels: npt.ArrayLike) -> BoolArray:
+    """Select the marks on the slide (ink, dyes, dark marks, labels): not 0, not quality labels."""
+    lab = np.asarray(labels)
+    return np.asarray((lab > 0) & ~np.isin(lab, sorted(QUALITY_LABELS)))
 
 
 def _default_radius(shape: tuple[int, ...]) -> int:

@@ -7,21 +7,24 @@ is shown over the slide with ``scale = (d, d)`` and ``translate = ((d - 1) / 2,)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from napari_xai.core.masks.artefacts import artefact_labels
+from napari_xai.core.masks.artefacts import artefact_labels, mark_mask
 from napari_xai.core.masks.background import BoolArray, estimate_background, guess_stain
+from napari_xai.core.masks.focus import BLUR_LABEL, FocusOptions, blur_mask, focus_labels
+from napari_xai.core.masks.folds import FOLD_LABEL, fold_mask
 from napari_xai.core.masks.strokes import StrokeOptions, stroke_labels
 from napari_xai.core.masks.tissue import tissue_mask
+from napari_xai.core.options import MASK_SIZE
 
 if TYPE_CHECKING:
     from napari_xai.core.wsi import Slide
 
-__all__ = ["SlideMasks", "masks_from_thumbnail", "merge_strokes", "slide_masks"]
+__all__ = ["MASK_SIZE", "SlideMasks", "masks_from_thumbnail", "merge_strokes", "slide_masks"]
 
 
 @dataclass(frozen=True)
@@ -32,8 +35,12 @@ class SlideMasks:
     ----------
     tissue : ndarray of shape (rows, cols), bool
     artefact : ndarray of shape (rows, cols), bool
+        Marks on the slide (ink, dyes, dark marks, labels): the labels other
+        than the tissue-quality ones (:func:`mark_mask`). Tiles are flagged and
+        the audit looks for shortcuts on these.
     artefact_labels : ndarray of shape (rows, cols), uint8
-        Kinds of artefact (:data:`ARTEFACT_LABELS`).
+        Kinds of artefact (:data:`ARTEFACT_LABELS`), out-of-focus tissue and
+        folds (:data:`QUALITY_LABELS`, still tissue) included.
     downsample : float
         Level-0 pixels per mask pixel.
     modality : str
@@ -61,6 +68,12 @@ class SlideMasks:
 def masks_from_thumbnail(thumb: npt.ArrayLike, downsample: float) -> SlideMasks:
     """Compute :class:`SlideMasks` from a thumbnail taken at ``downsample``.
 
+    Tissue folds (:func:`~napari_xai.core.masks.folds.fold_mask`) are found on
+    the thumbnail; out-of-focus tissue (:func:`~napari_xai.core.masks.focus.blur_mask`)
+    only where the thumbnail is fine enough to show focus (downsample at most
+    twice :attr:`FocusOptions.downsample`: tiles, small slides). Both are
+    labelled where no mark is, and stay tissue.
+
     Parameters
     ----------
     thumb : array of shape (rows, cols, 3)
@@ -76,6 +89,12 @@ def masks_from_thumbnail(thumb: npt.ArrayLike, downsample: float) -> SlideMasks:
     labels = artefact_labels(thumb, background=bg)
     artefact = labels > 0
     tissue = tissue_mask(thumb, artefact=artefact, background=bg)
+    if bg.modality == "brightfield" and tissue.any():
+        ds = float(downsample)
+        labels[fold_mask(thumb, tissue, downsample=ds, background=bg) & ~artefact] = FOLD_LABEL
+        if ds <= 2 * FocusOptions().downsample:
+            blur = blur_mask(thumb, downsample=ds, background=bg) & tissue & (labels == 0)
+            labels[blur] = BLUR_LABEL
     stain = guess_stain(thumb, tissue, background=bg)
     warnings: list[str] = []
     if not tissue.any():
@@ -90,7 +109,7 @@ def masks_from_thumbnail(thumb: npt.ArrayLike, downsample: float) -> SlideMasks:
 def slide_masks(
     slide: Slide,
     *,
-    max_size: int = 2048,
+    max_size: int = MASK_SIZE,
     strokes: bool = False,
     thumbnail: tuple[npt.NDArray[np.uint8], float] | None = None,
 ) -> SlideMasks:
@@ -108,7 +127,10 @@ def slide_masks(
         artefact labels (where the thumbnail pass found none) and remove them
         from the tissue. Not when the thumbnail itself is at stroke resolution
         (its downsample at most :attr:`StrokeOptions.downsample`): the
-        thumbnail pass has seen every pixel the stroke pass would.
+        thumbnail pass has seen every pixel the stroke pass would. With it,
+        out-of-focus tissue is looked for at focus resolution
+        (:func:`~napari_xai.core.masks.focus.focus_labels`, lazily, tissue chunks
+        only) where the thumbnail is too coarse to show it.
     thumbnail : (ndarray, float), optional
         ``slide.thumbnail(max_size=max_size)`` when the caller has already
         read it (QC writes it out): not read again.
@@ -122,16 +144,26 @@ def slide_masks(
     masks = masks_from_thumbnail(thumb, downsample)
     if not strokes or masks.modality == "fluorescence":
         return masks
+    bg = estimate_background(thumb)
+    if masks.downsample > 2 * FocusOptions().downsample:  # the thumbnail cannot show focus
+        blur = focus_labels(slide, masks, background=bg) > 0
+        labels = masks.artefact_labels.copy()
+        labels[blur & (labels == 0)] = BLUR_LABEL
+        masks = replace(masks, artefact_labels=labels)
     if masks.downsample <= StrokeOptions().downsample * 1.05:  # pyramid downsamples are inexact
         return masks
-    return merge_strokes(masks, stroke_labels(slide, masks, background=estimate_background(thumb)))
+    return merge_strokes(masks, stroke_labels(slide, masks, background=bg))
 
 
 def merge_strokes(masks: SlideMasks, strokes: npt.NDArray[np.uint8]) -> SlideMasks:
-    """Add stroke-pass labels to the thumbnail masks (thumbnail labels win where both)."""
-    from dataclasses import replace
+    """Add stroke-pass labels to the thumbnail masks.
 
+    Thumbnail marks win where both found one; a stroke over out-of-focus or
+    folded tissue is a mark (it replaces that label and leaves the tissue).
+    """
     labels = masks.artefact_labels.copy()
-    new = (strokes > 0) & (labels == 0)
+    new = (strokes > 0) & ~mark_mask(labels)
     labels[new] = strokes[new]
-    return replace(masks, tissue=masks.tissue & ~new, artefact=labels > 0, artefact_labels=labels)
+    return replace(
+        masks, tissue=masks.tissue & ~new, artefact=mark_mask(labels), artefact_labels=labels
+    )

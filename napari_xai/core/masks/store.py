@@ -201,9 +201,11 @@ def read_masks(
         )
     if not downsample > 0:
         raise ValueError(f"{meta_path}: downsample must be positive, not {downsample}")
+    from napari_xai.core.masks.artefacts import mark_mask
+
     return SlideMasks(
         tissue,
-        labels > 0,
+        mark_mask(labels),
         labels,
         downsample,
         str(meta.get("modality", "brightfield")),
