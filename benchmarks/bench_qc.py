@@ -123,25 +123,34 @@ def composite_fold(
 
 
 def quality_classes(images: dict[str, np.ndarray], *, repeats: int = 3, seed: int = 0) -> None:
-    """Out-of-focus and fold recall / precision on real tissue, false rate on the clean images."""
-    from napari_xai.core.masks import masks_from_thumbnail
+    """Out-of-focus and fold recall / precision on real tissue, false rate on the clean images.
+
+    The clean image goes through :func:`masks_from_thumbnail` (every class); the
+    composites through the two detectors (:func:`blur_mask`, :func:`fold_mask`)
+    on the clean image's tissue, at full resolution.
+    """
+    from napari_xai.core.masks import (
+        blur_mask,
+        estimate_background,
+        fold_mask,
+        masks_from_thumbnail,
+    )
     from napari_xai.core.masks.focus import BLUR_LABEL
     from napari_xai.core.masks.folds import FOLD_LABEL
 
     rng = np.random.default_rng(seed)
     for name, img in images.items():
         clean = masks_from_thumbnail(img, 1.0)
-        tissue = clean.tissue
-        figs = {"blur": [], "fold": []}
+        tissue, bg = clean.tissue, estimate_background(img)
+        figs: dict[str, list[tuple[float, float]]] = {"blur": [], "fold": []}
         for _ in range(repeats):
             comp, disc = composite_blur(
                 img, rng=rng, sigma=rng.uniform(3, 6), radius=rng.uniform(0.15, 0.3)
             )
-            found = masks_from_thumbnail(comp, 1.0).artefact_labels == BLUR_LABEL
+            found = blur_mask(comp, background=bg) & tissue
             figs["blur"].append(_rec_prec(found, disc & tissue))
             comp, truth = composite_fold(img, tissue, rng=rng, width=rng.uniform(0.08, 0.15))
-            found = masks_from_thumbnail(comp, 1.0).artefact_labels == FOLD_LABEL
-            figs["fold"].append(_rec_prec(found, truth))
+            figs["fold"].append(_rec_prec(fold_mask(comp, tissue, background=bg), truth))
         labels = clean.artefact_labels
         rb, pb = np.mean(figs["blur"], axis=0)
         rf, pf = np.mean(figs["fold"], axis=0)
@@ -323,27 +332,39 @@ def real_pen_tiles() -> None:
 
 def _big_child(path: str) -> None:
     """Run in a fresh process so that peak RSS is the QC's own."""
-    from napari_xai.core.masks import StrokeStats, masks_from_thumbnail, stroke_labels
+    from napari_xai.core.masks import (
+        FocusStats,
+        StrokeStats,
+        focus_labels,
+        masks_from_thumbnail,
+        stroke_labels,
+    )
+    from napari_xai.core.options import MASK_SIZE
     from napari_xai.core.wsi import open_slide
 
     t0 = time.perf_counter()
     with open_slide(path) as slide:
-        thumb, ds = slide.thumbnail(max_size=2048)
+        thumb, ds = slide.thumbnail(max_size=MASK_SIZE)
         masks = masks_from_thumbnail(np.asarray(thumb)[..., :3], ds)
         t1 = time.perf_counter()
         stats: list[StrokeStats] = []
         fine = stroke_labels(slide, masks, stats=stats)
-    t2 = time.perf_counter()
+        t2 = time.perf_counter()
+        fstats: list[FocusStats] = []
+        blur = focus_labels(slide, masks, stats=fstats)
+    t3 = time.perf_counter()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    st = stats[0]
+    st, fs = stats[0], fstats[0]
     load = os.getloadavg()
     print(
-        f"  thumbnail pass {t1 - t0:.1f} s, stroke pass {t2 - t1:.1f} s, total {t2 - t0:.1f} s; "
-        f"peak RSS {rss:.0f} MB; tissue {masks.tissue_fraction:.3f}, "
-        f"fine ink {(fine > 0).mean():.4f}; chunks read at stroke resolution "
-        f"{st.read_chunks} of {st.tissue_chunks} with tissue (level {st.level}, "
-        f"pre-screen level {st.screen_level}, chunks classified by {st.method}); "
-        f"load after {load[0]:.2f}"
+        f"  thumbnail pass {t1 - t0:.1f} s, stroke pass {t2 - t1:.1f} s, focus pass "
+        f"{t3 - t2:.1f} s, total {t3 - t0:.1f} s; peak RSS {rss:.0f} MB; tissue "
+        f"{masks.tissue_fraction:.3f}, fine ink {(fine > 0).mean():.4f}, out of focus "
+        f"{(blur > 0).mean():.4f}, fold {(masks.artefact_labels == 6).mean():.4f}; chunks read at "
+        f"stroke resolution {st.read_chunks} of {st.tissue_chunks} with tissue (level {st.level}, "
+        f"pre-screen level {st.screen_level}, chunks classified by {st.method}); focus pass: "
+        f"{fs.tissue_chunks} chunks, {'a window of each' if fs.sampled else 'whole'}, level "
+        f"{fs.level}, {fs.cells} cells; load after {load[0]:.2f}"
     )
 
 

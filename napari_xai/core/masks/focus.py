@@ -70,10 +70,11 @@ class FocusOptions:
         Side (level-0 pixels) of the chunks the slide pass reads.
     sample_above : float
         On slides whose tissue chunks hold more level-0 pixels than this, each
-        chunk is judged from a window of ``sample`` level-0 pixels at its centre
-        (out-of-focus regions span millimetres); smaller slides are read whole.
+        chunk is judged from a window of ``sample`` level-0 pixels near its centre
+        (out-of-focus regions span millimetres): the whole chunk takes the median
+        of that window's cells. Smaller slides are read whole.
     sample : int
-        Side (level-0 pixels) of that window.
+        Side (level-0 pixels) of that window (256: 2 x 2 cells, one pyramid tile).
     workers : int
         Threads reading and scoring chunks.
     """
@@ -85,7 +86,7 @@ class FocusOptions:
     min_cells: int = 8
     chunk: int = 2048
     sample_above: float = 2e8
-    sample: int = 512
+    sample: int = 256
     workers: int = 2
 
 
@@ -255,7 +256,9 @@ def focus_labels(
     sampled = len(todo) * float(block0) ** 2 > opts.sample_above
     win0 = min(block0, max(int(cell0), int(opts.sample // cell0) * int(cell0)))
     side0 = win0 if sampled else block0
-    margin0 = (block0 - side0) // 2
+    # near the chunk's centre, on a multiple of the window (pyramid tiles are
+    # usually 256 or 512 px: one tile is decoded, not four)
+    margin0 = (block0 // 2 // side0) * side0 if sampled else 0
 
     def one(ij: tuple[int, int]) -> tuple[int, int, npt.NDArray[np.float64], BoolArray]:
         i, j = ij
