@@ -41,6 +41,13 @@ def test_masks_from_the_layers_menu(make_napari_viewer, qtbot, shared_data, tmp_
     assert tissue.contour > 0 and artefacts.contour > 0
     assert tissue.metadata["masks_source"] == "thumbnail pass"
     assert artefacts.metadata["labels"][4] == "red ink"  # the class legend travels with it
+    # out-of-focus tissue and folds are in the legend, each with its own outline colour
+    from napari_xai.core.naming import ARTEFACT_COLOURS
+
+    assert artefacts.metadata["labels"][5].startswith("out of focus")
+    assert artefacts.metadata["labels"][6].startswith("tissue fold")
+    for k in (5, 6):
+        np.testing.assert_allclose(artefacts.colormap.map(k)[:3], ARTEFACT_COLOURS[k], atol=1e-3)
     qtbot.wait(200)
     after = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
     h, w = min(before.shape[0], after.shape[0]), min(before.shape[1], after.shape[1])

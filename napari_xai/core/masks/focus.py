@@ -231,7 +231,7 @@ def focus_labels(
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from napari_xai.core.masks.strokes import _mask_blocks
+    from napari_xai.core.masks.strokes import _mask_blocks, pass_level
 
     opts = FocusOptions() if options is None else options
     rows_m, cols_m = masks.tissue.shape
@@ -243,9 +243,7 @@ def focus_labels(
         background = estimate_background(thumb)
     if background.modality == "fluorescence":
         return out
-    level = slide.best_level_for_downsample(opts.downsample * 1.05)
-    lvl_ds = float(slide.info.level_downsamples[level])
-    binf = max(1, int(round(opts.downsample / lvl_ds)))
+    level, lvl_ds, binf = pass_level(slide, opts.downsample)
     ds = lvl_ds * binf  # level-0 pixels per focus-pass pixel
     cell = max(4, int(round(opts.cell0 / ds)))  # focus-pass pixels per cell
     cell0 = cell * ds

@@ -522,6 +522,18 @@ def _put_on_mask_grid(
         np.maximum(window, lab[np.ix_(sr, sc)], out=window)
 
 
+def pass_level(slide: Slide, downsample: float) -> tuple[int, float, int]:
+    """``(level, its downsample, binning)`` that reads ``slide`` at about ``downsample``.
+
+    The coarsest level not above it (pyramid downsamples are rarely exact:
+    4.002, 16.04..., so a little over is allowed), binned by the integer that
+    brings it closest.
+    """
+    level = slide.best_level_for_downsample(downsample * 1.05)
+    lvl_ds = float(slide.info.level_downsamples[level])
+    return level, lvl_ds, max(1, int(round(downsample / lvl_ds)))
+
+
 def stroke_labels(
     slide: Slide,
     masks: SlideMasks,
@@ -566,10 +578,7 @@ def stroke_labels(
         background = estimate_background(thumb)
     if background.modality == "fluorescence" or masks.modality == "fluorescence":
         return out
-    # pyramid downsamples are rarely exact (4.002, 16.04...): allow a little over
-    level = slide.best_level_for_downsample(opts.downsample * 1.05)
-    lvl_ds = float(slide.info.level_downsamples[level])
-    binf = max(1, int(round(opts.downsample / lvl_ds)))
+    level, lvl_ds, binf = pass_level(slide, opts.downsample)
     ds = lvl_ds * binf  # level-0 pixels per stroke-pass pixel
     block0 = max(int(ds), int(opts.chunk // ds) * int(ds))
     shape0 = (int(slide.info.shape_rc[0]), int(slide.info.shape_rc[1]))
