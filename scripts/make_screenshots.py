@@ -35,7 +35,9 @@ def palette_png(out: Path) -> Path:
     from napari_xai.core.naming import (
         ARTEFACT_COLOURS,
         ATTRIBUTION_COLORMAP,
+        REGION_COLOURS,
         ROLE_COLOURS,
+        VERDICT_COLOURS,
         class_colour,
         hex_colour,
         probability_colormap,
@@ -48,6 +50,8 @@ def palette_png(out: Path) -> Path:
     rows += [("class background", class_colour("background"))]
     rows += [("flagged tile", ROLE_COLOURS["flag"]), ("tissue outline", ROLE_COLOURS["tissue"])]
     rows += [(f"artefact {ARTEFACT_NAMES[k]}", c) for k, c in ARTEFACT_COLOURS.items()]
+    rows += [(f"audit region {name}", c) for name, c in REGION_COLOURS.items()]
+    rows += [(f"verdict {name}", c) for name, c in VERDICT_COLOURS.items()]
     fig, ax = plt.subplots(figsize=(6.4, 0.28 * len(rows) + 1.3), dpi=90)
     for i, (label, rgb) in enumerate(rows):
         y = len(rows) - i

@@ -23,7 +23,7 @@ MAX_MIN_WIDTH = 380
 PANEL_MIN_WIDTH = 260
 #: Minimum height (pixels) of a docked panel's scroll area: every napari-xai widget
 #: docked at once (nine) still fits a 800 px screen; each scrolls its controls.
-PANEL_MIN_HEIGHT = 48
+PANEL_MIN_HEIGHT = 32
 #: Size (pixels) of the legend's colour bar.
 BAR_SIZE = (180, 14)
 
@@ -93,12 +93,54 @@ def fit_panel(container: Any, *, max_min_width: int = MAX_MIN_WIDTH) -> None:
             policy = widget.native.sizePolicy()
             policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
             widget.native.setSizePolicy(policy)
+            _keep_wrapped_text_whole(widget)
     root = container.root_native_widget
     if isinstance(root, QScrollArea):
         layout = inner.layout()
         wanted = layout.totalMinimumSize().width() + 20 if layout is not None else 0
         root.setMinimumWidth(min(max(wanted, 200), max_min_width))
         root.setMinimumHeight(PANEL_MIN_HEIGHT)
+
+
+def _keep_wrapped_text_whole(label: Any) -> None:
+    """Give a wrapped label the height its text needs at its width, now and after changes.
+
+    The form layout sizes a label from its one-line size hint, so wrapped text (a tile's
+    title, the probability table) was cut off at the bottom; the label's minimum height
+    follows ``heightForWidth`` whenever it is resized or its text changes.
+    """
+    from qtpy.QtCore import QEvent, QObject, QTimer
+
+    native = label.native
+
+    def fit() -> None:
+        try:
+            needed = native.heightForWidth(max(native.width(), 1))
+        except RuntimeError:  # the label was deleted meanwhile
+            return
+        if needed > 0 and needed != native.minimumHeight():
+            native.setMinimumHeight(needed)
+
+    class _OnResize(QObject):
+        def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802 (Qt's name)
+            if event.type() == QEvent.Type.Resize:
+                fit()
+            return False
+
+    def later() -> None:  # once the new text is laid out
+        QTimer.singleShot(0, fit)
+
+    native._napari_xai_fit = _OnResize(native)  # kept alive by the label
+    native.installEventFilter(native._napari_xai_fit)
+    # a Label emits no `changed`: follow the backend's setter instead
+    backend = label._widget
+    set_text = backend._mgui_set_value
+
+    def set_value(value: Any) -> None:
+        set_text(value)
+        later()
+
+    backend._mgui_set_value = set_value
 
 
 def show_colorbar(layer: Any) -> Any:

@@ -279,6 +279,12 @@ def test_inspector_shows_the_clicked_tile(make_napari_viewer, qtbot, result_fold
         (stats,) = shown["saliency"].values()
         assert np.isfinite(stats["mean"]) and stats["max"] >= stats["mean"] >= 0
         assert f"tissue {float(rec['tissue_fraction']):.0%}" in inspector._flags.value
+        # what a person sees: every line of the wrapped text, none cut off at the bottom
+        # (the probability table once showed two of its three classes)
+        qtbot.wait(50)
+        for label in (inspector._title, inspector._probs, inspector._saliency, inspector._flags):
+            native = label.native
+            assert native.height() >= native.heightForWidth(native.width()) > 0, label.value
     # a click off the tiles changes nothing
     before = dict(inspector.current)
     assert inspector.inspect_at([-1000.0, -1000.0]) is None and inspector.current == before
@@ -380,3 +386,34 @@ def test_reader_maps_show_the_store_at_every_zoom(
             layer.refresh()
             _settle(viewer, qtbot)
             np.testing.assert_array_equal(shown, _canvas(viewer))
+
+
+def test_opening_the_folder_warns_about_nothing(make_napari_viewer, result_folder) -> None:
+    """The reader knows the model's classes: the predicted regions open with no toast
+    ("unknown classes kept: 'normal', 'tumour'" was raised for the plugin's own classes)."""
+    import json
+
+    from napari.utils.notifications import notification_manager
+
+    from napari_xai._notify import warn
+
+    shown: list[str] = []
+
+    def record(notification) -> None:  # noqa: ANN001
+        shown.append(str(notification.message))
+
+    viewer = make_napari_viewer(show=True)
+    notification_manager.notification_ready.connect(record)
+    try:
+        layers = viewer.open(result_folder, plugin="napari-xai")
+        opened = list(shown)
+        warn("probe")  # the recorder hears the plugin's warnings
+    finally:
+        notification_manager.notification_ready.disconnect(record)
+    assert shown == [*opened, "probe"]
+    regions = [lyr for lyr in layers if lyr.name == f"{SLIDE} predicted regions"]
+    stored = json.loads((result_folder / "annotations.geojson").read_text(encoding="utf-8"))
+    classes = {f["properties"]["classification"]["name"] for f in stored["features"]}
+    assert regions and len(regions[0].data) == len(stored["features"]) > 0
+    assert classes and not classes & {"Tumor", "Stroma"}  # the model's own names
+    assert opened == [], opened

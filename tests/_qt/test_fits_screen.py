@@ -84,5 +84,6 @@ def test_dock_stack_fits_1280_by_800(make_napari_viewer, qtbot, names) -> None:
     view = scroll.viewport()
     seen = QRect(verdict.mapTo(view, QPoint(0, 0)), verdict.size())
     assert view.rect().contains(seen), (seen, view.rect())  # all of it, not a sliver
+    assert verdict.height() >= verdict.heightForWidth(verdict.width())  # every line of it
     top_left = verdict.mapTo(window, QPoint(0, 0))
     assert window.rect().contains(QRect(top_left, verdict.size()))
