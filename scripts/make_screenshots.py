@@ -8,8 +8,11 @@ Writes ``palette.png`` (the class palette and role colours, no viewer needed)
 and, with a real viewer on a result folder scored here from the real slide
 ``../shared/data/slides/CMU-1-Small-Region.svs``: ``display_panel.png`` (the
 display panel docked next to the canvas), ``tile_inspector.png`` (a clicked
-tile in the inspector) and ``legend.png`` (the panel's legend). PNGs are
-quantised to keep each under 300 KB.
+tile in the inspector) and ``legend.png`` (the panel's legend). With
+``--audit`` also docs/audit_widget.png (the Audit widget after auditing the
+synthetic sample: sanity label, verdict, gallery), audit_widget_jump.png (the
+first gallery tile clicked) and audit_slide.png (the report's slide figure).
+PNGs are quantised to keep each under 300 KB.
 """
 
 from __future__ import annotations
@@ -92,11 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "images")
     parser.add_argument("--palette-only", action="store_true", help="no viewer (no Xvfb needed)")
+    parser.add_argument("--audit", action="store_true", help="also the Audit widget's (docs/)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     written = [palette_png(args.out)]
     if not args.palette_only:
         written += viewer_pngs(args.out)
+    if args.audit:
+        written += audit_pngs(REPO / "docs")
     for path in written:
         print(f"{path} {path.stat().st_size // 1024} KB")
     return 0
@@ -161,6 +167,50 @@ def viewer_pngs(out: Path) -> list[Path]:
     inspector.inspect_at(centre)
     _settle()
     written.append(_grab(inspector.inner, out / "tile_inspector.png"))
+    viewer.close()
+    return written
+
+
+def audit_pngs(out: Path) -> list[Path]:
+    """The Audit widget on the synthetic sample: after the audit, and jumped to tile #1."""
+    import base64
+    import io
+    import tempfile
+
+    import napari
+    import numpy as np
+    from PIL import Image
+    from qtpy.QtWidgets import QApplication
+
+    from napari_xai.demo.synthetic import write_synthetic_slide
+
+    tmp = Path(tempfile.mkdtemp(prefix="napari-xai-audit-shots-"))
+    slide = tmp / "sample-8192-seed0.svs"
+    write_synthetic_slide(slide, shape_rc=(8192, 8192), seed=0)
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1400, 950)
+    viewer.open(slide, plugin="napari-xai")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-xai", "Audit")
+    widget._output.value = tmp / "out"
+    widget._max_tiles.value = 128
+    while widget._model_sha is None:  # the model is described in a worker
+        QApplication.processEvents()
+    widget._on_run()
+    while widget._worker is not None:
+        QApplication.processEvents()
+    while widget._sanity.value == "sanity: …":
+        QApplication.processEvents()
+    viewer.reset_view()
+    _settle()
+    written = [_grab(viewer.window._qt_window, out / "audit_widget.png")]
+    widget._gallery.itemClicked.emit(widget._gallery.item(0))
+    _settle()
+    written.append(_grab(viewer.window._qt_window, out / "audit_widget_jump.png"))
+    page = (widget.last_result.report_path).read_text(encoding="utf-8")
+    src = page.split('alt="slide overview"')[0].rsplit("data:image/png;base64,", 1)[1]
+    src = src.split('"', 1)[0]
+    figure = np.asarray(Image.open(io.BytesIO(base64.b64decode(src))).convert("RGB"))
+    written.append(_small_png(out / "audit_slide.png", figure))
     viewer.close()
     return written
 
