@@ -38,7 +38,7 @@ from napari_xai.core.audit.attention import (
 from napari_xai.core.audit.counterfactual import CounterfactualResult
 from napari_xai.core.audit.evidence import PairEvidence
 from napari_xai.core.audit.verdict import Verdict, VerdictThresholds
-from napari_xai.core.options import AuditSpec, GridOptions, RunOptions
+from napari_xai.core.options import MASK_SIZE, AuditSpec, GridOptions, RunOptions
 from napari_xai.core.progress import Counted, eager
 
 if TYPE_CHECKING:
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
     from napari_xai.core.wsi import Slide
 
 __all__ = [
-    "AUDIT_MASK_SIZE",
     "AuditProgress",
     "audit_saliency_store",
     "SlideAudit",
@@ -289,10 +288,6 @@ class _Explained:
     images: npt.NDArray[np.uint8] | None
 
 
-#: Longest side of the thumbnail the audit's masks come from (small marks need it).
-AUDIT_MASK_SIZE = 1024
-
-
 def _thumbnail_like(slide: Slide, shape_rc: tuple[int, ...]) -> npt.NDArray[np.uint8]:
     """Read the slide's thumbnail on the masks' grid (for the report's pictures)."""
     thumb, _ = slide.thumbnail(max_size=max(shape_rc))
@@ -518,7 +513,7 @@ def iter_audit_slide(
     run: RunOptions | None = None,
     thresholds: AuditThresholds | None = None,
     verdict_thresholds: VerdictThresholds | None = None,
-    mask_size: int = AUDIT_MASK_SIZE,
+    mask_size: int = MASK_SIZE,
     out_dir: str | Path | None = None,
     masks: Any = None,
 ) -> Generator[AuditProgress, None, SlideAudit]:
@@ -549,7 +544,9 @@ def iter_audit_slide(
     verdict_thresholds : VerdictThresholds, optional
         Limits of the shortcut verdict.
     mask_size : int
-        Longest side of the thumbnail the tissue/artefact masks are computed on.
+        Longest side of the thumbnail the tissue/artefact masks are computed on
+        when none are given or stored (default
+        :data:`~napari_xai.core.options.MASK_SIZE`, scoring's and ``napari-xai qc``'s).
     out_dir : str or Path, optional
         When given, ``report.html`` and ``audit.json`` are written there.
     masks : SlideMasks, optional

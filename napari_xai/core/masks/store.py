@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_xai.core.masks.slide import SlideMasks, slide_masks
+from napari_xai.core.options import MASK_SIZE
 
 if TYPE_CHECKING:
     from napari_xai.core.wsi import Slide
@@ -227,7 +228,7 @@ def cached_slide_masks(
     slide: Slide,
     folder: str | os.PathLike[str] | None,
     *,
-    max_size: int = 2048,
+    max_size: int = MASK_SIZE,
     strokes: bool = True,
     any_size: bool = False,
     write_to: str | os.PathLike[str] | None = None,
@@ -240,7 +241,7 @@ def cached_slide_masks(
     folder : path-like or None
         Where earlier masks may be (a result folder); None: always compute.
     max_size : int
-        Longest side of the thumbnail.
+        Longest side of the thumbnail (default :data:`~napari_xai.core.options.MASK_SIZE`).
     strokes : bool
         Include the stroke-resolution pass (:func:`~napari_xai.core.masks.stroke_labels`).
     any_size : bool
