@@ -5,6 +5,7 @@ from __future__ import annotations
 # ruff: noqa: TID253 (imported only when attribution runs, never by napari's menus)
 import warnings
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,30 @@ ATTRIBUTION_METHODS: dict[str, AttributionMethod] = {
         guided_grad_cam.METHOD,
     )
 }
+
+
+@contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Draw one attribution call's random numbers from ``seed``; the caller's state is kept.
+
+    captum draws GradientSHAP's baselines and interpolation points from numpy's
+    global generator, and its input noise (and SmoothGrad's) from torch's on the
+    input's device; both are seeded here and restored on the way out.
+    """
+    devices: list[int] = []
+    if device.type == "cuda":
+        devices = [torch.cuda.current_device() if device.index is None else device.index]
+    np_state = np.random.get_state()
+    with torch.random.fork_rng(devices=devices):
+        torch.random.default_generator.manual_seed(seed)
+        for index in devices:
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        try:
+            yield
+        finally:
+            np.random.set_state(np_state)
 
 
 def unsupported_methods(model: Any) -> dict[str, str]:
@@ -229,8 +254,7 @@ class Explainer:
                 targets = torch.full((len(x),), self.target, dtype=torch.long, device=x.device)
             if opts.smooth_samples:
                 stdev = float(opts.smooth_stdev * (x.max() - x.min()).clamp_min(1e-6))
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(opts.seed)
+                with _seeded(opts.seed, x.device):
                     attr = NoiseTunnel(self._attr).attribute(
                         x,
                         nt_type="smoothgrad",
@@ -241,8 +265,7 @@ class Explainer:
                         **kwargs,
                     )
             else:
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(opts.seed)
+                with _seeded(opts.seed, x.device):
                     attr = self._attr.attribute(x, target=targets, **kwargs)
         if self.method.postprocess is not None:
             attr = self.method.postprocess(attr, (int(x.shape[-2]), int(x.shape[-1])))
