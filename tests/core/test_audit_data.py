@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from napari_xai.core.audit.data import (
+    DataThresholds,
     audit_cohort,
     colour_stats,
     cramers_v,
@@ -124,6 +125,29 @@ def test_cramers_v_and_helpers() -> None:
     assert s["background_fraction"] == 1.0 and s["background_brightness"] == 240
     m = make_montage([np.zeros((10, 20, 3), np.uint8)] * 7, tile=16, columns=3)
     assert m.shape == (3 * 18 + 2, 3 * 18 + 2, 3)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("strong_association", 1.5),
+        ("moderate_association", -0.1),
+        ("alpha", 2.0),
+        ("strong_effect", -1.0),
+        ("imbalance_ratio", 0.5),
+        ("max_levels", 1),
+    ],
+)
+def test_data_thresholds_validate(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=f"DataThresholds.{field} must be"):
+        DataThresholds(**{field: value})
+
+
+def test_data_thresholds_moderate_not_above_strong() -> None:
+    with pytest.raises(ValueError, match="moderate_association must be <= strong_association"):
+        DataThresholds(strong_association=0.4, moderate_association=0.45)
+    th = DataThresholds(strong_association=0.4, moderate_association=0.4, max_levels=2)
+    assert th.moderate_association == th.strong_association == 0.4
 
 
 def test_cohort_errors(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ import numpy.typing as npt
 import pandas as pd  # noqa: TID253 (core runs only when auditing)
 from scipy import stats  # noqa: TID253
 
+from napari_xai.core.options import check_fields
 from napari_xai.core.progress import drive, relay
 
 __all__ = [
@@ -85,9 +86,15 @@ class DataThresholds:
         differs between classes is called strong (and flagged for the background
         statistics, :data:`FLAGGED_STATS`).
     imbalance_ratio : float
-        Largest / smallest class count at or above which classes are imbalanced.
+        Largest / smallest class count at or above which classes are imbalanced (>= 1).
     max_levels : int
-        Numeric metadata with more distinct values is binned into quartiles.
+        Numeric metadata with more distinct values is binned into quartiles (>= 2).
+
+    Raises
+    ------
+    ValueError
+        Naming the field: V, ``alpha`` or ε² outside [0, 1], ``moderate_association``
+        above ``strong_association``, ``imbalance_ratio`` below 1, ``max_levels`` below 2.
     """
 
     strong_association: float = 0.5
@@ -96,6 +103,21 @@ class DataThresholds:
     strong_effect: float = 0.25
     imbalance_ratio: float = 3.0
     max_levels: int = 10
+
+    def __post_init__(self) -> None:
+        fractions = ("strong_association", "moderate_association", "alpha", "strong_effect")
+        check_fields(self, fractions=fractions)
+        if self.moderate_association > self.strong_association:
+            raise ValueError(
+                "DataThresholds.moderate_association must be <= strong_association, got "
+                f"{self.moderate_association} > {self.strong_association}"
+            )
+        if self.imbalance_ratio < 1:
+            raise ValueError(
+                f"DataThresholds.imbalance_ratio must be >= 1, got {self.imbalance_ratio}"
+            )
+        if self.max_levels < 2:
+            raise ValueError(f"DataThresholds.max_levels must be >= 2, got {self.max_levels}")
 
 
 @dataclass
