@@ -159,7 +159,7 @@ def samples(
     """Features and labels (0, 1, 2, 4) of candidates of ``n`` composites and the clean image."""
     from napari_xai.core.masks.background import _check_rgb
     from napari_xai.core.masks.ink_model import DENSITY_OD, ink_features
-    from napari_xai.core.masks.strokes import _bin
+    from napari_xai.core.masks.passes import _bin
 
     xs, ys = [], []
     for k in range(n):
@@ -194,7 +194,8 @@ def choose_thresholds(
 
     from napari_xai.core.masks.background import _check_rgb, estimate_background
     from napari_xai.core.masks.ink_model import ink_features
-    from napari_xai.core.masks.strokes import _bin, model_strokes
+    from napari_xai.core.masks.passes import _bin
+    from napari_xai.core.masks.strokes import model_strokes
 
     rng = np.random.default_rng(seed + 1000)
     hits = {t: np.zeros(3) for t in THRESHOLDS}  # found & truth, truth, found & near truth

@@ -163,7 +163,7 @@ def _pyramid_from(rgb: np.ndarray, path: Path, *, downsamples: tuple[int, ...] =
     """An Aperio-style JPEG pyramid (levels 1, 4, 16) of a real image, binned from level 0."""
     import tifffile
 
-    from napari_xai.core.masks.strokes import _bin
+    from napari_xai.core.masks.passes import _bin
 
     rows, cols = rgb.shape[:2]
     desc = (
@@ -193,7 +193,7 @@ def test_stroke_prescreen_reads_only_inked_chunks(shared_data: Path, tmp_path: P
     from napari_xai.core.masks import StrokeOptions as Opts
     from napari_xai.core.masks import StrokeStats as Stats
     from napari_xai.core.masks import slide_masks, stroke_labels
-    from napari_xai.core.masks.strokes import _bin
+    from napari_xai.core.masks.passes import _bin
     from napari_xai.core.wsi import open_slide
 
     with open_slide(shared_data / "slides" / "CMU-1-Small-Region.svs") as slide:

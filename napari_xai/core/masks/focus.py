@@ -34,6 +34,7 @@ from napari_xai.core.masks.background import (
     estimate_background,
     optical_density,
 )
+from napari_xai.core.masks.passes import _bin, _unbin, pass_level, slide_background, tissue_chunks
 
 if TYPE_CHECKING:
     from napari_xai.core.masks.slide import SlideMasks
@@ -140,10 +141,9 @@ def _cell_scores(
     return score, per_cell(tissue) >= min_tissue
 
 
-def _bin_to(rgb: npt.NDArray[np.uint8], f: int) -> npt.NDArray[np.uint8]:
-    from napari_xai.core.masks.strokes import _bin
-
-    return _bin(rgb, f)
+def _reference(scores: npt.NDArray[np.float64], opts: FocusOptions) -> float:
+    """Median sharpness of the image's tissue ``scores``; NaN under ``opts.min_cells`` cells."""
+    return float(np.median(scores)) if scores.size >= opts.min_cells else float("nan")
 
 
 def blur_mask(
@@ -179,19 +179,16 @@ def blur_mask(
     if bg.modality == "fluorescence" or downsample > 2 * opts.downsample:
         return out
     f = max(1, int(round(opts.downsample / downsample)))
-    work = _bin_to(px, f)
+    work = _bin(px, f)
     cell = max(4, int(round(opts.cell0 / (downsample * f))))
     score, tissue = _cell_scores(work, bg, cell, opts.min_tissue)
-    if int(tissue.sum()) < opts.min_cells:
+    ref = _reference(score[tissue], opts)
+    if not np.isfinite(ref):
         return out
-    ref = float(np.median(score[tissue]))
     bad = tissue & (score < opts.relative * ref)
     if not bad.any():
         return out
-    big = np.repeat(np.repeat(bad, cell * f, axis=0), cell * f, axis=1)
-    rows, cols = px.shape[:2]
-    big = big[:rows, :cols]
-    big = np.pad(big, ((0, rows - big.shape[0]), (0, cols - big.shape[1])), mode="edge")
+    big = _unbin(bad, cell * f, px.shape)
     od = optical_density(px, background=bg)
     return np.asarray(big & (od.max(axis=-1) > 0.05))
 
@@ -231,25 +228,19 @@ def focus_labels(
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from napari_xai.core.masks.strokes import _mask_blocks, pass_level
-
     opts = FocusOptions() if options is None else options
     rows_m, cols_m = masks.tissue.shape
     out = np.zeros((rows_m, cols_m), np.uint8)
     if masks.modality == "fluorescence":
         return out
-    if background is None:
-        thumb, _ = slide.thumbnail(max_size=1024)
-        background = estimate_background(thumb)
+    background = slide_background(slide) if background is None else background
     if background.modality == "fluorescence":
         return out
     level, lvl_ds, binf = pass_level(slide, opts.downsample)
     ds = lvl_ds * binf  # level-0 pixels per focus-pass pixel
     cell = max(4, int(round(opts.cell0 / ds)))  # focus-pass pixels per cell
     cell0 = cell * ds
-    block0 = max(int(cell0), int(opts.chunk // cell0) * int(cell0))
-    shape0 = (int(slide.info.shape_rc[0]), int(slide.info.shape_rc[1]))
-    blocks = _mask_blocks(masks.tissue, masks.downsample, block0, shape0)
+    block0, blocks = tissue_chunks(slide, masks, unit0=cell0, chunk0=opts.chunk)
     todo = [(int(i), int(j)) for i, j in zip(*np.nonzero(blocks), strict=True)]
     sampled = len(todo) * float(block0) ** 2 > opts.sample_above
     win0 = min(block0, max(int(cell0), int(opts.sample // cell0) * int(cell0)))
@@ -264,7 +255,7 @@ def focus_labels(
         rgb = slide.read_region(
             (i * block0 + margin0, j * block0 + margin0), (n_lvl, n_lvl), level=level
         )
-        score, tissue = _cell_scores(_bin_to(rgb, binf), background, cell, opts.min_tissue)
+        score, tissue = _cell_scores(_bin(rgb, binf), background, cell, opts.min_tissue)
         return i, j, score, tissue
 
     results = []
@@ -272,7 +263,7 @@ def focus_labels(
         results = list(pool.map(one, todo))
     scores = [s[t] for _, _, s, t in results if t.any()]
     all_scores = np.concatenate(scores) if scores else np.zeros(0)
-    ref = float(np.median(all_scores)) if all_scores.size >= opts.min_cells else float("nan")
+    ref = _reference(all_scores, opts)
     if stats is not None:
         stats.append(FocusStats(len(todo), sampled, level, int(all_scores.size), ref))
     if not np.isfinite(ref):

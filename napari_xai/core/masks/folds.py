@@ -113,7 +113,7 @@ def fold_mask(
     sigma = max(1.0, opts.sigma0 / float(downsample))
     f = max(1, int(sigma // 4))  # the neighbourhood is wide: work binned (4 px per sigma)
     if f > 1:
-        from napari_xai.core.masks.strokes import _bin
+        from napari_xai.core.masks.passes import _bin, _unbin
 
         small = fold_mask(
             _bin(px.astype(np.uint8), f),
@@ -122,9 +122,7 @@ def fold_mask(
             background=bg,
             options=opts,
         )
-        big = np.repeat(np.repeat(small, f, axis=0), f, axis=1)[: t.shape[0], : t.shape[1]]
-        big = np.pad(big, ((0, t.shape[0] - big.shape[0]), (0, t.shape[1] - big.shape[1])), "edge")
-        return np.asarray(big & t)
+        return np.asarray(_unbin(small, f, t.shape) & t)
     od = optical_density(px, background=bg)
     mag = od.sum(axis=-1) + 1e-3
     nb = int(opts.bins)

@@ -27,6 +27,13 @@ from napari_xai.core.masks.ink_model import (
     load_ink_model,
     local_median,
 )
+from napari_xai.core.masks.passes import (
+    _bin,
+    _unbin,
+    pass_level,
+    slide_background,
+    tissue_chunks,
+)
 
 if TYPE_CHECKING:
     from napari_xai.core.masks.slide import SlideMasks
@@ -308,10 +315,7 @@ def tile_ink_labels(
     f = max(1, int(downsample))
     if min(px.shape[:2]) < 3 * f:
         return fine_ink_labels(px, background=bg)
-    small = fine_ink_labels(_bin(px, f), background=bg)
-    big = np.repeat(np.repeat(small, f, axis=0), f, axis=1)
-    rows, cols = px.shape[:2]
-    return np.pad(big, ((0, rows - big.shape[0]), (0, cols - big.shape[1])), mode="edge")
+    return _unbin(fine_ink_labels(_bin(px, f), background=bg), f, px.shape[:2])
 
 
 def _drop_small(mask: BoolArray, min_size: int) -> BoolArray:
@@ -324,18 +328,6 @@ def _drop_small(mask: BoolArray, min_size: int) -> BoolArray:
     keep = np.bincount(lab.ravel()) >= min_size
     keep[0] = False
     return np.asarray(keep[lab])
-
-
-def _bin(rgb: npt.NDArray[np.uint8], f: int) -> npt.NDArray[np.uint8]:
-    """Mean over ``f`` x ``f`` blocks (edges that do not fill a block are dropped)."""
-    if f <= 1:
-        return rgb
-    rows, cols = (rgb.shape[0] // f) * f, (rgb.shape[1] // f) * f
-    acc = np.zeros((rows // f, cols // f, rgb.shape[2]), np.uint16)
-    for i in range(f):
-        for j in range(f):
-            acc += rgb[i:rows:f, j:cols:f]
-    return (acc // (f * f)).astype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -416,25 +408,6 @@ class StrokeStats:
     level: int
     screen_level: int
     method: str = "model"
-
-
-def _mask_blocks(
-    mask: BoolArray, mask_ds: float, block0: int, shape0: tuple[int, int]
-) -> BoolArray:
-    """Which ``block0``-sided level-0 blocks of a slide touch ``mask`` (at ``mask_ds``)."""
-    nr, nc = -(-shape0[0] // block0), -(-shape0[1] // block0)
-    rr, cc = np.nonzero(mask)
-    out = np.zeros((nr, nc), bool)
-    # mask pixel (i, j) covers level-0 [i ds, (i + 1) ds): its first and last blocks
-    # (a block is larger than a mask pixel, so there is nothing in between)
-    first_r = np.minimum((rr * mask_ds // block0).astype(int), nr - 1)
-    last_r = np.minimum((((rr + 1) * mask_ds - 1) // block0).astype(int), nr - 1)
-    first_c = np.minimum((cc * mask_ds // block0).astype(int), nc - 1)
-    last_c = np.minimum((((cc + 1) * mask_ds - 1) // block0).astype(int), nc - 1)
-    for bi in (first_r, last_r):
-        for bj in (first_c, last_c):
-            out[bi, bj] = True
-    return out
 
 
 def _screen_blocks(
@@ -523,18 +496,6 @@ def _put_on_mask_grid(
         np.maximum(window, lab[np.ix_(sr, sc)], out=window)
 
 
-def pass_level(slide: Slide, downsample: float) -> tuple[int, float, int]:
-    """``(level, its downsample, binning)`` that reads ``slide`` at about ``downsample``.
-
-    The coarsest level not above it (pyramid downsamples are rarely exact:
-    4.002, 16.04..., so a little over is allowed), binned by the integer that
-    brings it closest.
-    """
-    level = slide.best_level_for_downsample(downsample * 1.05)
-    lvl_ds = float(slide.info.level_downsamples[level])
-    return level, lvl_ds, max(1, int(round(downsample / lvl_ds)))
-
-
 def stroke_labels(
     slide: Slide,
     masks: SlideMasks,
@@ -574,16 +535,12 @@ def stroke_labels(
     opts = StrokeOptions() if options is None else options
     rows_m, cols_m = masks.tissue.shape
     out = np.zeros((rows_m, cols_m), np.uint8)
-    if background is None:
-        thumb, _ = slide.thumbnail(max_size=1024)
-        background = estimate_background(thumb)
+    background = slide_background(slide) if background is None else background
     if background.modality == "fluorescence" or masks.modality == "fluorescence":
         return out
     level, lvl_ds, binf = pass_level(slide, opts.downsample)
     ds = lvl_ds * binf  # level-0 pixels per stroke-pass pixel
-    block0 = max(int(ds), int(opts.chunk // ds) * int(ds))
-    shape0 = (int(slide.info.shape_rc[0]), int(slide.info.shape_rc[1]))
-    blocks = _mask_blocks(masks.tissue, masks.downsample, block0, shape0)
+    block0, blocks = tissue_chunks(slide, masks, unit0=ds, chunk0=opts.chunk)
     n_tissue = int(blocks.sum())
     screen = slide.best_level_for_downsample(opts.screen_downsample * 1.25)
     screen_ds = float(slide.info.level_downsamples[screen])
