@@ -6,9 +6,18 @@ on ``SLIDES`` into ``OUT`` and SIGKILLs itself at its K-th kill point
 (:func:`napari_xai.core.atomic.kill_point`), until ``N`` runs were killed; a last
 run then goes to the end without a kill. The parent never
 runs torch itself, so the forked children do not inherit a busy thread pool.
+
+First, two calibration runs go from nothing to the end without a kill: they
+count the cohort's kill points (``P``) and show that the count and order do not
+depend on timing. Each ``K`` is then taken as ``1 + (K - 1) % P``, so it lands on
+a kill point of a run from nothing however many the code has (a new atomic
+write or progress step changes ``P``, and would otherwise shift every later kill).
+
 When a run finishes, ``OUT`` is moved to ``OUT-done-<n>`` for the test to check
 and the next run starts from nothing. ``REPORT.json`` lists, per run, whether it
-was killed, at which kill point, and where a finished output went.
+was a calibration run, whether it was killed, at which kill point (its number
+and name), the names of every kill point it passed and where a finished output
+went.
 """
 
 from __future__ import annotations
@@ -56,8 +65,31 @@ def _warm_up() -> None:
     resolve_model("demo", device="cpu")
 
 
+def _run(slides: str, out: Path, kill_at: int, log: Path) -> dict[str, object]:
+    """Fork a child that runs the batch and kills itself at its ``kill_at``-th kill point."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _child(slides, str(out), kill_at, log)
+        finally:
+            os._exit(99)
+    _, status = os.waitpid(pid, 0)
+    killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    names = (
+        [line.split(" ", 2)[2] for line in log.read_text().splitlines()] if log.exists() else []
+    )
+    return {
+        "kill_at": kill_at,
+        "killed": killed,
+        "exit": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+        "point": names[-1] if killed and names else None,
+        "n_points": len(names),
+        "points": names,
+    }
+
+
 def main(argv: list[str]) -> int:
-    """Run the kills; write the report; return 0."""
+    """Run the calibration runs and the kills; write the report; return 0."""
     slides, out, report = argv[0], Path(argv[1]), Path(argv[2])
     n_kills = int(argv[3])
     kills = [int(k) for k in argv[4:]]
@@ -65,32 +97,26 @@ def main(argv: list[str]) -> int:
 
     runs: list[dict[str, object]] = []
     done = 0
-    for i, k in enumerate(kills):
-        if sum(bool(r["killed"]) for r in runs) >= n_kills:
-            k = 0  # the last run: to the end
-        log = out.parent / f"kill-{i}.log"
-        pid = os.fork()
-        if pid == 0:
-            try:
-                _child(slides, str(out), k, log)
-            finally:
-                os._exit(99)
-        _, status = os.waitpid(pid, 0)
-        killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
-        lines = log.read_text().splitlines() if log.exists() else []
-        run = {
-            "kill_at": k,
-            "killed": killed,
-            "exit": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-            "point": lines[-1].split(" ", 2)[2] if killed and lines else None,
-            "n_points": len(lines),
-        }
-        if not killed:
+
+    def finished(run: dict[str, object]) -> None:
+        nonlocal done
+        if not run["killed"]:
             target = out.parent / f"{out.name}-done-{done}"
             shutil.move(str(out), target)
             run["done"] = str(target)
             done += 1
         runs.append(run)
+
+    for i in range(2):  # calibration: from nothing to the end
+        finished({**_run(slides, out, 0, out.parent / f"calibrate-{i}.log"), "calibration": True})
+    n_points = len((out.parent / "calibrate-0.log").read_text().splitlines())
+    for i, k in enumerate(kills):
+        if sum(bool(r["killed"]) for r in runs) >= n_kills:
+            k = 0  # the last run: to the end
+        elif n_points:
+            k = 1 + (k - 1) % n_points
+        run = {**_run(slides, out, k, out.parent / f"kill-{i}.log"), "calibration": False}
+        finished(run)
         if k == 0:
             break
     report.write_text(json.dumps(runs, indent=1))
