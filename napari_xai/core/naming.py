@@ -335,7 +335,7 @@ VERDICT_COLOURS: dict[str, RGB] = {
 ARTEFACT_COLOURS: dict[int, RGB] = {
     1: OKABE_ITO["yellow"],  # green, blue, teal ink or dye
     2: OKABE_ITO["sky_blue"],  # black ink, text, ruler ticks
-    3: OKABE_ITO["blue"],  # yellow/brown (ruler, label)
+    3: OKABE_ITO["black"],  # yellow/brown (ruler, label); not blue, the tissue outline
     4: OKABE_ITO["bluish_green"],  # red ink
     5: OKABE_ITO["reddish_purple"],  # out-of-focus tissue
     6: OKABE_ITO["orange"],  # tissue fold

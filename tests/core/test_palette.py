@@ -189,6 +189,17 @@ def test_mask_layers_use_the_palette_and_ask_for_outlines() -> None:
     assert tissue["metadata"]["display"] == art["metadata"]["display"] == "outline"
 
 
+@pytest.mark.parametrize("vision", list(_MACHADO))
+def test_mask_outlines_stay_apart(vision: str) -> None:
+    """Each artefact class's outline, and the tissue outline drawn with them, are told apart."""
+    outlines = {
+        "tissue": ROLE_COLOURS["tissue"],
+        **{str(k): c for k, c in ARTEFACT_COLOURS.items()},
+    }
+    for (na, a), (nb, b) in itertools.combinations(outlines.items(), 2):
+        assert _delta_e(a, b, vision) > 15.0, f"{vision}: outline {na} looks like {nb}"
+
+
 def test_saliency_layers_use_the_attribution_colormap() -> None:
     from napari_xai.core.layers.saliency import DEFAULT_COLORMAP
 
