@@ -38,6 +38,8 @@ from napari_xai.core.masks.background import (
 
 __all__ = [
     "ARTEFACT_LABELS",
+    "BLUR_LABEL",
+    "FOLD_LABEL",
     "ARTEFACT_NAMES",
     "QUALITY_LABELS",
     "artefact_labels",
@@ -45,14 +47,19 @@ __all__ = [
     "mark_mask",
 ]
 
+#: Label of out-of-focus tissue (:mod:`~napari_xai.core.masks.focus`).
+BLUR_LABEL = 5
+#: Label of tissue folds (:mod:`~napari_xai.core.masks.folds`).
+FOLD_LABEL = 6
+
 #: Values of :func:`artefact_labels` and their meaning.
 ARTEFACT_LABELS: dict[int, str] = {
     1: "ink or dye (green, blue, teal)",
     2: "dark, grey (black ink, text, ruler ticks)",
     3: "other non-stain colour (yellow, brown: ruler, label)",
     4: "red ink",
-    5: "out of focus (blurred tissue)",
-    6: "tissue fold (two layers)",
+    BLUR_LABEL: "out of focus (blurred tissue)",
+    FOLD_LABEL: "tissue fold (two layers)",
 }
 
 #: Short names of the artefact classes (for reports and legends).
@@ -61,15 +68,15 @@ ARTEFACT_NAMES: dict[int, str] = {
     2: "dark",
     3: "other",
     4: "red_ink",
-    5: "blur",
-    6: "fold",
+    BLUR_LABEL: "blur",
+    FOLD_LABEL: "fold",
 }
 
 #: Labels that are the quality of the tissue itself, not marks on the slide
 #: (:mod:`~napari_xai.core.masks.focus`, :mod:`~napari_xai.core.masks.folds`): their
 #: pixels stay tissue and are left out of :func:`mark_mask`, the artefact mask that
 #: tiles, the audit's region map and its shortcut candidates use.
-QUALITY_LABELS: frozenset[int] = frozenset({5, 6})
+QUALITY_LABELS: frozenset[int] = frozenset({BLUR_LABEL, FOLD_LABEL})
 
 
 def mark_mask(labels: npt.ArrayLike) -> BoolArray:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from napari_xai.core.masks.artefacts import BLUR_LABEL
 from napari_xai.core.masks.background import (
     Background,
     BoolArray,
@@ -41,9 +42,6 @@ if TYPE_CHECKING:
     from napari_xai.core.wsi import Slide
 
 __all__ = ["BLUR_LABEL", "FocusOptions", "FocusStats", "blur_mask", "focus_labels"]
-
-#: Label of out-of-focus tissue in the artefact labels (:data:`ARTEFACT_LABELS`).
-BLUR_LABEL = 5
 
 
 @dataclass(frozen=True)
@@ -258,7 +256,6 @@ def focus_labels(
         score, tissue = _cell_scores(_bin(rgb, binf), background, cell, opts.min_tissue)
         return i, j, score, tissue
 
-    results = []
     with ThreadPoolExecutor(max_workers=max(1, opts.workers)) as pool:
         results = list(pool.map(one, todo))
     scores = [s[t] for _, _, s, t in results if t.any()]
@@ -271,12 +268,12 @@ def focus_labels(
     limit = opts.relative * ref
     f = masks.downsample  # level-0 pixels per mask pixel
     for i, j, score, tissue in results:
-        bad = tissue & (score < limit)
         if sampled:
             if not tissue.any() or np.median(score[tissue]) >= limit:
                 continue
             boxes = [(i * block0, j * block0, block0)]
         else:
+            bad = tissue & (score < limit)
             boxes = [
                 (i * block0 + int(a * cell0), j * block0 + int(b * cell0), int(cell0))
                 for a, b in zip(*np.nonzero(bad), strict=True)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from napari_xai.core.masks.artefacts import FOLD_LABEL
 from napari_xai.core.masks.background import (
     Background,
     BoolArray,
@@ -33,9 +34,6 @@ from napari_xai.core.masks.background import (
 )
 
 __all__ = ["FOLD_LABEL", "FoldOptions", "fold_mask"]
-
-#: Label of tissue folds in the artefact labels (:data:`ARTEFACT_LABELS`).
-FOLD_LABEL = 6
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_xai.core.masks.artefacts import mark_mask
 from napari_xai.core.masks.slide import SlideMasks, slide_masks
 from napari_xai.core.options import MASK_SIZE
 
@@ -202,8 +203,6 @@ def read_masks(
         )
     if not downsample > 0:
         raise ValueError(f"{meta_path}: downsample must be positive, not {downsample}")
-    from napari_xai.core.masks.artefacts import mark_mask
-
     return SlideMasks(
         tissue,
         mark_mask(labels),
