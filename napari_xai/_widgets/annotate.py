@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import ComboBox, FloatSpinBox, Label, PushButton
+from magicgui.widgets import FloatSpinBox, Label, PushButton
 
 from napari_xai._widgets._base import RunWidget, guarded
+from napari_xai._widgets._class_picker import class_picker
 from napari_xai._widgets._morphology import LiveMorphology
 from napari_xai._widgets._pickers import (
     file_edit,
@@ -21,7 +22,7 @@ from napari_xai._widgets._pickers import (
     slide_shape_rc,
 )
 from napari_xai._widgets._shapes_style import apply_class, class_rgb, show_swatch, style_new_shapes
-from napari_xai.core.annotations.classes import class_names
+from napari_xai.core.annotations.classes import class_value
 
 if TYPE_CHECKING:
     import napari.layers
@@ -39,7 +40,7 @@ class AnnotationWidget(RunWidget):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(viewer, slide=False, model=False, run_text="Measure morphology")
-        self._class = ComboBox(label="Class", choices=class_names(), value="Tumor")
+        self._class = class_picker(viewer, "Class")  # defaults, then the layers' classes
         self._swatch = Label(label="Colour")
         self._new_layer = PushButton(text="New annotation layer")
         self._new_mask = PushButton(text="New mask to paint")
@@ -104,8 +105,8 @@ class AnnotationWidget(RunWidget):
         show_swatch(self._swatch, rgb := class_rgb(name))
         if self._shapes.value is not None:
             style_new_shapes(self._shapes.value, name, rgb)
-        if self._mask.value is not None and name in class_names():
-            self._mask.value.selected_label = class_names().index(name) + 1
+        if self._mask.value is not None and (value := class_value(name)) is not None:
+            self._mask.value.selected_label = value
 
     @guarded
     def _on_new_layer(self, _value: Any = None) -> napari.layers.Shapes:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import ComboBox, FloatSpinBox, Label, LineEdit, PushButton
+from magicgui.widgets import FloatSpinBox, Label, LineEdit, PushButton
 
 from napari_xai._widgets._base import RunWidget, guarded
+from napari_xai._widgets._class_picker import class_picker
 from napari_xai._widgets._pickers import file_edit, layer_picker, path_of
-from napari_xai.core.annotations.classes import class_names
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -42,7 +42,7 @@ class EvaluationWidget(RunWidget):
         self._tiles_layer = layer_picker(viewer, "Tiles layer", "Layer", where=_is_tiles)
         self._tiles_path = file_edit(label="or tiles.parquet", mode="r", filter="*.parquet")
         self._shapes = layer_picker(viewer, "Annotations", "Shapes")
-        self._positive = ComboBox(label="Region class", choices=class_names(), value="Tumor")
+        self._positive = class_picker(viewer, "Region class")  # follows the Shapes layers
         self._min_overlap = FloatSpinBox(label="Min overlap", value=0.5, min=0.01, max=1.0)
         self._background = LineEdit(label="Background class", value="")
         scalar = lambda layer: not layer.rgb  # noqa: E731

@@ -152,3 +152,49 @@ def test_batch_evaluate_display_and_inspector_choices_survive_layer_changes(
     for (widget, name), value in picked.items():
         assert getattr(widget, name).value == value, (type(widget).__name__, name)
     assert normal.colormap.name == "cividis"  # the panel's choice still drives its map
+
+
+def test_region_classes_follow_the_shapes_layers(make_napari_viewer, tmp_path) -> None:
+    """Evaluate's region class and Annotate's class offer the classes the layers hold.
+
+    Made once from QuPath's defaults, the region class could not be a GeoJSON's own
+    class (``tumour``), so nothing in the annotations counted as positive.
+    """
+    from shapely.geometry import box
+
+    from napari_xai._widgets._shapes_style import class_rgb, style_new_shapes
+    from napari_xai.core.annotations.classes import class_names
+    from napari_xai.core.annotations.geojson import Annotation, write_geojson
+
+    viewer = make_napari_viewer()
+    annotate = _dock(viewer, "Annotate")
+    evaluate = _dock(viewer, "Evaluate against annotations")
+    defaults = class_names()
+    for combo in (evaluate._positive, annotate._class):
+        assert list(combo.choices) == defaults
+        assert combo.value == "Tumor"
+    path = write_geojson(
+        [Annotation(box(0, 0, 50, 50), "tumour"), Annotation(box(60, 0, 90, 40), "Mitosis"),
+         Annotation(box(0, 60, 30, 90), "Stroma")],
+        tmp_path / "own classes.geojson",
+    )  # fmt: skip
+    (opened,) = viewer.open(str(path), plugin="napari-xai")
+    for combo in (evaluate._positive, annotate._class):
+        assert list(combo.choices) == [*defaults, "tumour", "Mitosis"]
+    evaluate._positive.value = "tumour"
+    # a shape drawn with a class of its own (the next shape's class, as Annotate sets it)
+    drawn = annotate._on_new_layer()
+    style_new_shapes(drawn, "Gland", class_rgb("Gland"))
+    assert "Gland" not in evaluate._positive.choices  # no shape of it yet
+    drawn.add(np.array([[100.0, 100.0], [100.0, 140.0], [140.0, 140.0]]), shape_type="polygon")
+    assert list(drawn.features["class"]) == ["Gland"]
+    assert list(evaluate._positive.choices) == [*defaults, "tumour", "Mitosis", "Gland"]
+    annotate._class.value = "Gland"
+    _add_three_layers(viewer)
+    viewer.layers.remove("extra points")
+    assert (evaluate._positive.value, annotate._class.value) == ("tumour", "Gland")
+    # the chosen class is kept while it exists, and goes with its layer
+    viewer.layers.remove(opened)
+    assert list(evaluate._positive.choices) == [*defaults, "Gland"]
+    assert evaluate._positive.value == "Tumor"
+    assert annotate._class.value == "Gland"

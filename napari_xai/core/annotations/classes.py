@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_CLASSES",
     "UNCLASSIFIED",
     "class_names",
+    "class_value",
     "AnnotationClass",
     "color_to_rgba",
     "fallback_color",
@@ -82,6 +83,12 @@ DEFAULT_CLASSES: tuple[AnnotationClass, ...] = tuple(
 def class_names() -> list[str]:
     """Return the default classes' names, in QuPath's order (a class mask's values 1, 2, …)."""
     return [c.name for c in DEFAULT_CLASSES]
+
+
+def class_value(name: str) -> int | None:
+    """Return a default class's value in a class mask (1, 2, … in QuPath's order), else None."""
+    names = class_names()
+    return names.index(name) + 1 if name in names else None
 
 
 def find_class(
