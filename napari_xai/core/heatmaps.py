@@ -17,7 +17,6 @@ __all__ = [
     "TILE_COLUMNS",
     "empty_maps",
     "entropy",
-    "probability_maps",
     "tiles_table",
     "update_maps",
 ]
@@ -36,7 +35,11 @@ def entropy(probabilities: npt.ArrayLike) -> npt.NDArray[np.float32]:
 
 
 def empty_maps(grid: TileGrid, n_classes: int) -> npt.NDArray[np.float32]:
-    """Class maps ``(C, grid_rows, grid_cols)`` filled with NaN (not scored)."""
+    """Class maps ``(C, grid_rows, grid_cols)`` filled with NaN (not scored).
+
+    :func:`update_maps` fills them batch by batch. Pixel ``(i, j)`` is the tile at
+    grid position ``(i, j)``; :func:`napari_xai.core.layers.grid_to_world` places it.
+    """
     return np.full((n_classes, *grid.grid_shape), np.nan, dtype=np.float32)
 
 
@@ -50,36 +53,6 @@ def update_maps(
     idx = np.asarray(indices, dtype=np.int64)
     probs = np.asarray(probabilities, dtype=np.float32)
     maps[:, grid.grid_rows[idx], grid.grid_cols[idx]] = probs.T
-
-
-def probability_maps(
-    grid: TileGrid,
-    probabilities: npt.ArrayLike,
-    *,
-    indices: npt.ArrayLike | None = None,
-) -> npt.NDArray[np.float32]:
-    """Class-probability maps at grid resolution.
-
-    Parameters
-    ----------
-    grid : TileGrid
-        Grid the tiles come from.
-    probabilities : array-like of shape (N, C)
-        One row per scored tile.
-    indices : array-like of shape (N,), optional
-        Grid positions of the rows (``0..N-1`` by default).
-
-    Returns
-    -------
-    ndarray of shape (C, grid_rows, grid_cols), float32
-        NaN where no tile was scored. Pixel ``(i, j)`` is the tile at grid
-        position ``(i, j)``; place it with :func:`napari_xai.core.layers.grid_to_world`.
-    """
-    probs = np.asarray(probabilities, dtype=np.float32)
-    idx = np.arange(probs.shape[0]) if indices is None else np.asarray(indices)
-    maps = empty_maps(grid, probs.shape[1])
-    update_maps(maps, grid, idx, probs)
-    return maps
 
 
 def tiles_table(

@@ -264,3 +264,27 @@ def test_streamed_columns_give_the_same_layers_as_a_whole_read(tmp_path: Path) -
         assert gs[-1].equals(gw[-1]) and shapely.equals_exact(np.asarray(gs), gw, 0).all()
         back, _ = points_to_annotations(ds, features=ks["features"], geometries=gs)
         assert back == points_to_annotations(dw, features=kw["features"], geometries=gw)[0]
+
+
+def test_columnar_sequences_index_like_lists(tmp_path: Path) -> None:
+    """ColumnarAnnotations and GeometryView: ints, negative ints, slices, iteration, IndexError."""
+    from napari_xai.core.annotations.geojson import ColumnarAnnotations, GeometryView
+
+    path = write_geojson(_annotations(12), tmp_path / "few.geojson")
+    whole = read_geojson(path, stream=False).annotations
+    store = read_geojson(path, stream=True).annotations
+    assert isinstance(store, ColumnarAnnotations)
+    index = np.array([3, 0, 11, 7, 5], dtype=np.int64)
+    view = GeometryView(store, index)
+    outlines = [whole[int(k)].geometry for k in index]
+    for seq, items, name in ((store, whole, "annotation"), (view, outlines, "geometry")):
+        n = len(items)
+        assert len(seq) == n
+        for i in (0, 2, n - 1, -1, -n, np.int64(1)):
+            assert seq[i] == items[int(i)]
+        for cut in (slice(None), slice(1, 4), slice(None, None, -2), slice(-3, None), slice(5, 1)):
+            assert list(seq[cut]) == items[cut]
+        assert list(seq) == items
+        for bad in (n, -n - 1):
+            with pytest.raises(IndexError, match=f"{name} index {bad} out of range"):
+                seq[bad]

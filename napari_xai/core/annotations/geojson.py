@@ -36,12 +36,13 @@ import re
 import sys
 import tempfile
 import uuid
+from abc import abstractmethod
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, overload
+from typing import Any, Literal, NamedTuple, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -987,7 +988,48 @@ def write_geojson(
 
 
 # --------------------------------------------------------------------------- columnar store
-class ColumnarAnnotations(Sequence[Annotation]):
+_T = TypeVar("_T")
+
+
+class _BuiltSequence(Sequence[_T]):
+    """Read-only sequence whose items are built when asked for (the columnar classes' protocol).
+
+    A subclass gives ``__len__`` and :meth:`_item`; it overrides :meth:`_items`
+    and ``__iter__`` when it can build many items at once.
+    """
+
+    #: What an item is called in the ``IndexError`` of an out-of-range index.
+    _item_name = "item"
+
+    @abstractmethod
+    def _item(self, k: int) -> _T:
+        """Build item ``k`` (``0 <= k < len(self)``)."""
+
+    def _items(self, i: slice) -> list[_T]:
+        """Build the items of the slice ``i``, one by one unless a subclass does better."""
+        return [self._item(k) for k in range(*i.indices(len(self)))]
+
+    @overload
+    def __getitem__(self, i: int) -> _T: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[_T]: ...
+
+    def __getitem__(self, i: int | slice) -> _T | list[_T]:
+        if isinstance(i, slice):
+            return self._items(i)
+        n = len(self)
+        k = int(i) + n if int(i) < 0 else int(i)
+        if not 0 <= k < n:
+            raise IndexError(f"{self._item_name} index {i} out of range ({n})")
+        return self._item(k)
+
+    def __iter__(self) -> Iterator[_T]:
+        for k in range(len(self)):
+            yield self._item(k)
+
+
+class ColumnarAnnotations(_BuiltSequence[Annotation]):
     """Annotations held as arrays; each :class:`Annotation` is built when accessed.
 
     A big streamed file of detections would otherwise hold one shapely polygon
@@ -1002,6 +1044,8 @@ class ColumnarAnnotations(Sequence[Annotation]):
     (``measurements`` and empty ``properties`` are fresh dicts);
     :meth:`geometries` builds many outlines at once.
     """
+
+    _item_name = "annotation"
 
     def __init__(self) -> None:
         self._xy = array("d")  # x0, y0, x1, y1, ... of the plain polygons
@@ -1118,48 +1162,32 @@ class ColumnarAnnotations(Sequence[Annotation]):
     def __len__(self) -> int:
         return len(self._names)
 
-    def _one(self, i: int) -> Annotation:
-        class_name, color, object_type = self._meta_table[self._meta[i]]
+    def _item(self, k: int) -> Annotation:
+        """Build the :class:`Annotation` of object ``k``."""
+        class_name, color, object_type = self._meta_table[self._meta[k]]
         return Annotation(
-            self.geometry(i),
+            self.geometry(k),
             class_name,
             color,
             object_type,
-            self._names[i],
-            self._ids[i],
-            self.measurements_of(i),
-            self.properties_of(i),
+            self._names[k],
+            self._ids[k],
+            self.measurements_of(k),
+            self.properties_of(k),
         )
-
-    @overload
-    def __getitem__(self, i: int) -> Annotation: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> list[Annotation]: ...
-
-    def __getitem__(self, i: int | slice) -> Annotation | list[Annotation]:
-        if isinstance(i, slice):
-            return [self._one(k) for k in range(*i.indices(len(self)))]
-        n = len(self)
-        k = int(i) + n if int(i) < 0 else int(i)
-        if not 0 <= k < n:
-            raise IndexError(f"annotation index {i} out of range ({n})")
-        return self._one(k)
-
-    def __iter__(self) -> Iterator[Annotation]:
-        for k in range(len(self)):
-            yield self._one(k)
 
     def __repr__(self) -> str:
         return f"<ColumnarAnnotations: {len(self)} objects>"
 
 
-class GeometryView(Sequence[BaseGeometry]):
+class GeometryView(_BuiltSequence[BaseGeometry]):
     """Read-only sequence of the outlines of some objects of a :class:`ColumnarAnnotations`.
 
     What a Points layer of detections keeps in ``metadata["geometries"]``: each
     outline is built when asked for, so the layer holds no shapely object.
     """
+
+    _item_name = "geometry"
 
     def __init__(self, store: ColumnarAnnotations, index: npt.NDArray[np.int64]) -> None:
         self._store = store
@@ -1168,16 +1196,13 @@ class GeometryView(Sequence[BaseGeometry]):
     def __len__(self) -> int:
         return len(self._index)
 
-    @overload
-    def __getitem__(self, i: int) -> BaseGeometry: ...
+    def _item(self, k: int) -> BaseGeometry:
+        """Build the outline of the ``k``-th object of the view."""
+        return self._store.geometry(int(self._index[k]))
 
-    @overload
-    def __getitem__(self, i: slice) -> list[BaseGeometry]: ...
-
-    def __getitem__(self, i: int | slice) -> BaseGeometry | list[BaseGeometry]:
-        if isinstance(i, slice):
-            return list(self._store.geometries(self._index[i]))
-        return self._store.geometry(int(self._index[i]))
+    def _items(self, i: slice) -> list[BaseGeometry]:
+        """Build the outlines of a slice of the view in bulk."""
+        return list(self._store.geometries(self._index[i]))
 
     def __iter__(self) -> Iterator[BaseGeometry]:
         for k in range(0, len(self._index), _BUILD_BATCH):

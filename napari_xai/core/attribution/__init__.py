@@ -12,36 +12,9 @@ inside functions only.
 
 from __future__ import annotations
 
-from napari_xai.core.attribution._base import (
-    AttributionError,
-    AttributionMethod,
-    ExplainOptions,
-    PreparedModel,
-    prepare_model,
-    reduce_attribution,
-)
-from napari_xai.core.attribution.registry import (
-    ATTRIBUTION_METHODS,
-    Explainer,
-    explain_tiles,
-    iter_explanations,
-    resolve_target,
-    supported_methods,
-    unsupported_methods,
-)
+# The public names are listed once, in each module's ``__all__``.
+from napari_xai.core.attribution import _base, registry
+from napari_xai.core.attribution._base import *  # noqa: F403
+from napari_xai.core.attribution.registry import *  # noqa: F403
 
-__all__ = [
-    "ATTRIBUTION_METHODS",
-    "AttributionError",
-    "AttributionMethod",
-    "ExplainOptions",
-    "Explainer",
-    "PreparedModel",
-    "explain_tiles",
-    "iter_explanations",
-    "prepare_model",
-    "reduce_attribution",
-    "resolve_target",
-    "supported_methods",
-    "unsupported_methods",
-]
+__all__ = [*_base.__all__, *registry.__all__]
