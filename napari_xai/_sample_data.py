@@ -139,23 +139,29 @@ def run_responsive(work: Callable[[Callable[[int, int], Any]], Any], *, desc: st
 
     state: dict[str, Any] = {"done": 0, "total": 0}
     result: dict[str, Any] = {}
+    # Set by the thread itself when the work is over. Never ask Thread.is_alive() after a
+    # Ctrl-C: a join() interrupted by KeyboardInterrupt marks the thread as stopped while
+    # it still runs (CPython 3.11, bpo-45274), as in core/batch.py's slide threads.
+    finished = threading.Event()
 
     def run() -> None:
         try:
             result["value"] = work(lambda done, total: state.update(done=done, total=total))
         except BaseException as exc:  # noqa: BLE001 - re-raised on the GUI thread
             result["error"] = exc
+        finally:
+            finished.set()
 
     thread = threading.Thread(target=run, name="napari-xai sample", daemon=True)
     with napari_progress(total=0, desc=desc) as bar:
         thread.start()
-        while thread.is_alive():
-            thread.join(0.02)
+        while not finished.wait(0.02):
             if state["total"] and bar.total != state["total"]:
                 bar.total = int(state["total"])
             if state["total"] and bar.n != state["done"]:
                 bar.update(int(state["done"]) - bar.n)
             app.processEvents()
+    thread.join()  # finished: only the thread's own exit is left
     if "error" in result:
         raise result["error"]
     return result["value"]
