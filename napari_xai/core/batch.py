@@ -32,7 +32,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1064,84 +1064,123 @@ def iter_batch(
     options = options or SlideOptions()
     if options.grid is None:  # one grid for the whole cohort
         options = dataclasses.replace(options, grid=GridOptions())
-    grid, summary, run = options.grid or GridOptions(), options.summary, options.run
     batch = batch or BatchOptions()
     table = collect_slides(slides, label_column=batch.label_column)
-    out_dir = Path(out).expanduser().absolute()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    clean_stale_temporaries(out_dir)
-    clean_temporaries(out_dir / ERRORS_DIR)  # an error file a killed run was writing
+    out_dir = _prepare_out(out)
     if model_hash is None:
-        loaded = resolve_model(str(model), device="cpu", architecture=run.architecture)
+        loaded = resolve_model(str(model), device="cpu", architecture=options.run.architecture)
         model_hash = model_fingerprint(loaded)
-    run_id = uuid.uuid4().hex[:12]
-    params = result_params(grid, summary)
-    stages = options.stages()
-    run_info: dict[str, Any] = {
-        "model": str(model),
-        "model_sha256": model_hash,
-        "params": params,
-        "params_sha256": hash_params(params),
-        "stages": stages,
-        "scheduler": batch.scheduler or "local",
-        "run_id": run_id,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    cohort = _Cohort(table, out_dir, summary.threshold, run_info)
-    threads = _torch_threads(batch, cohort.n_total)
-    tasks = [
-        SlideTask(
-            index=i,
-            slide_id=row["slide_id"],
-            slide_path=row["slide_path"],
-            out_folder=str(out_dir / row["slide_id"]),
-            model=str(model),
-            model_hash=model_hash,
-            options=options,
-            torch_threads=threads,
-            run_id=run_id,
-        )
-        for i, row in cohort.rows.items()
-    ]
-    fn: SlideFn = slide_fn or score_and_save
+    run_info = _run_info(str(model), model_hash, options, batch)
+    cohort = _Cohort(table, out_dir, options.summary.threshold, run_info)
+    tasks = _slide_tasks(cohort, options, batch)
     todo = yield from _skip_done(cohort, tasks, batch)
-    client_owned = cluster = None
-    cancelled = False
-    interrupted = False
-    try:
-        if todo and batch.in_process and client is None:
-            cancelled = yield from _run_in_process(cohort, fn, todo, cancel, batch.poll_interval)
-        elif todo:
-            if client is None:
-                client_owned, cluster = _start_client(
-                    batch.scheduler, n_workers=batch.n_workers, n_slides=len(todo)
-                )
-            cl = client if client is not None else client_owned
-            cancelled = yield from _run_on_cluster(
-                cohort, fn, todo, cl, cancel, batch.poll_interval
-            )
-    except BaseException:  # Ctrl-C, close(): finished slides stay, nothing half-written
-        interrupted = True
-        raise
-    finally:
-        if cancelled or (cancel is not None and cancel.is_set()):
-            cancelled = True
-            cohort.cancel_pending()
-        if client_owned is not None:
-            with _best_effort():
-                client_owned.close(timeout=10)
-        if cluster is not None:
-            with _best_effort():
-                cluster.close(timeout=10)
-        if interrupted and client is None:  # our own workers are gone: their temporaries too
-            for task in todo:
-                clean_stale_temporaries(out_dir, name=task.slide_id)
+    cancelled = yield from _run_todo(
+        cohort, slide_fn or score_and_save, todo, batch=batch, client=client, cancel=cancel
+    )
     run_info["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     run_info["cancelled"] = cancelled
     table_, metrics, files = cohort.save(plot=batch.write_plot)
     return BatchResult(
         out=out_dir, summary=table_, metrics=metrics, files=files, cancelled=cancelled
     )
+
+
+def _prepare_out(out: str | os.PathLike[str]) -> Path:
+    """Make the output folder and remove what a killed run left half-written in it."""
+    out_dir = Path(out).expanduser().absolute()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(out_dir)
+    clean_temporaries(out_dir / ERRORS_DIR)  # an error file a killed run was writing
+    return out_dir
+
+
+def _run_info(
+    model: str, model_hash: str, options: SlideOptions, batch: BatchOptions
+) -> dict[str, Any]:
+    """Describe a new batch run for its summary files (model, parameters, stages, run id)."""
+    params = result_params(options.grid or GridOptions(), options.summary)
+    return {
+        "model": model,
+        "model_sha256": model_hash,
+        "params": params,
+        "params_sha256": hash_params(params),
+        "stages": options.stages(),
+        "scheduler": batch.scheduler or "local",
+        "run_id": uuid.uuid4().hex[:12],
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _slide_tasks(cohort: _Cohort, options: SlideOptions, batch: BatchOptions) -> list[SlideTask]:
+    """Make one task per slide of the cohort, for the model and run of ``cohort.run_info``."""
+    info = cohort.run_info
+    threads = _torch_threads(batch, cohort.n_total)
+    return [
+        SlideTask(
+            index=i,
+            slide_id=row["slide_id"],
+            slide_path=row["slide_path"],
+            out_folder=str(cohort.out_dir / row["slide_id"]),
+            model=info["model"],
+            model_hash=info["model_sha256"],
+            options=options,
+            torch_threads=threads,
+            run_id=info["run_id"],
+        )
+        for i, row in cohort.rows.items()
+    ]
+
+
+def _run_todo(
+    cohort: _Cohort,
+    fn: SlideFn,
+    todo: list[SlideTask],
+    *,
+    batch: BatchOptions,
+    client: Any,
+    cancel: threading.Event | None,
+) -> Generator[BatchEvent, None, bool]:
+    """Do the slides not skipped, in this process or on dask; return True when cancelled.
+
+    On Ctrl-C or ``close()`` the finished slides stay and nothing is left
+    half-written: the cluster this run started is closed, then the temporaries
+    its workers were writing are removed.
+    """
+    cancelled = False
+    try:
+        if todo and batch.in_process and client is None:
+            cancelled = yield from _run_in_process(cohort, fn, todo, cancel, batch.poll_interval)
+        elif todo:
+            with _client_for(client, batch, n_slides=len(todo)) as cl:
+                cancelled = yield from _run_on_cluster(
+                    cohort, fn, todo, cl, cancel, batch.poll_interval
+                )
+    except BaseException:  # Ctrl-C, close(): finished slides stay, nothing half-written
+        if client is None:  # our own workers are gone: their temporaries too
+            for task in todo:
+                clean_stale_temporaries(cohort.out_dir, name=task.slide_id)
+        raise
+    if cancelled or (cancel is not None and cancel.is_set()):
+        cohort.cancel_pending()
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def _client_for(client: Any, batch: BatchOptions, *, n_slides: int) -> Iterator[Any]:
+    """Use ``client``, else start one (``batch.scheduler``) and close it when done."""
+    if client is not None:
+        yield client
+        return
+    owned, cluster = _start_client(batch.scheduler, n_workers=batch.n_workers, n_slides=n_slides)
+    try:
+        yield owned
+    finally:
+        with _best_effort():
+            owned.close(timeout=10)
+        if cluster is not None:
+            with _best_effort():
+                cluster.close(timeout=10)
 
 
 def _best_effort() -> contextlib.suppress:
