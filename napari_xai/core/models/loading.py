@@ -274,6 +274,70 @@ def _unwrap_state_dict(obj: Any, path: Path) -> Mapping[str, torch.Tensor]:
     return state
 
 
+def _load_scripted(path: Path, card: ModelCard | None) -> tuple[nn.Module, ModelCard | None]:
+    """Load a TorchScript file with ``card``, else its embedded card or the one beside it."""
+    extra = {CARD_EXTRA_FILE: "", "config.json": ""}
+    try:
+        with warnings.catch_warnings():  # "torch.jit.load is deprecated" (torch 2.9+)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except Exception as exc:
+        raise ModelError(f"{path}: cannot load TorchScript model: {exc}") from None
+    if card is not None:
+        return module, card
+    raw = extra.get(CARD_EXTRA_FILE) or extra.get("config.json") or b""
+    if not raw:
+        return module, _card_beside(path)
+    try:
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        card = ModelCard.from_dict(json.loads(text))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: embedded model card is not JSON: {exc}") from None
+    beside = _card_file_beside(path)
+    if beside is not None:
+        warn_card_mismatch(card, beside, model_path=path, used="the embedded card")
+    return module, card
+
+
+def _load_weights(
+    path: Path, card: ModelCard | None, *, architecture: str | None
+) -> tuple[nn.Module, ModelCard]:
+    """Build the card's (or ``architecture``'s) module and load the state dict at ``path``."""
+    card_source: object = f"{path} (model card given by the caller)"
+    if card is None:
+        card_file = _card_file_beside(path)
+        card = None if card_file is None else ModelCard.from_json(card_file)
+        card_source = card_file
+    if card is None:
+        raise ModelError(
+            f"{path}: no model card: put a card JSON (config.json / card.json / "
+            f"{path.stem}.json) beside the weights"
+        )
+    spec = architecture or card.architecture
+    if not spec:
+        raise ModelError(
+            f"{path}: state-dict weights need an architecture "
+            "(a registered name) in the card or as architecture=..."
+        )
+    source = f"{path} (architecture= argument)" if architecture else card_source
+    module = _build(resolve_factory(spec, path=source), card, path=path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelError(
+            f"{path}: cannot read as tensors-only weights (weights_only=True): "
+            f"{str(exc).splitlines()[0]}"
+        ) from None
+    try:
+        module.load_state_dict(_unwrap_state_dict(state, path), strict=True)
+    except RuntimeError as exc:
+        raise ModelError(
+            f"{path}: weights do not fit architecture {spec!r}: "
+            f"{str(exc).splitlines()[0]} {str(exc).splitlines()[1:2]}"
+        ) from None
+    return module, card
+
+
 def load_model(
     path_or_dir: str | Path,
     *,
@@ -318,67 +382,12 @@ def load_model(
     dev = choose_device(device)
     names = _zip_names(path)
     digest = _sha256(path)
+    scripted = _is_torchscript(names)
     try:
-        if _is_torchscript(names):
-            extra = {CARD_EXTRA_FILE: "", "config.json": ""}
-            try:
-                with warnings.catch_warnings():  # "torch.jit.load is deprecated" (torch 2.9+)
-                    warnings.simplefilter("ignore", DeprecationWarning)
-                    module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-            except Exception as exc:
-                raise ModelError(f"{path}: cannot load TorchScript model: {exc}") from None
-            if card is None:
-                raw = extra.get(CARD_EXTRA_FILE) or extra.get("config.json") or b""
-                if raw:
-                    try:
-                        text = raw.decode() if isinstance(raw, bytes) else str(raw)
-                        card = ModelCard.from_dict(json.loads(text))
-                    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                        raise ModelError(
-                            f"{path}: embedded model card is not JSON: {exc}"
-                        ) from None
-                    beside = _card_file_beside(path)
-                    if beside is not None:
-                        warn_card_mismatch(card, beside, model_path=path, used="the embedded card")
-                else:
-                    card = _card_beside(path)
-            scripted = True
+        if scripted:
+            module, card = _load_scripted(path, card)
         else:
-            card_source: object = f"{path} (model card given by the caller)"
-            if card is None:
-                card_file = _card_file_beside(path)
-                card = None if card_file is None else ModelCard.from_json(card_file)
-                card_source = card_file
-            if card is None:
-                raise ModelError(
-                    f"{path}: no model card: put a card JSON (config.json / card.json / "
-                    f"{path.stem}.json) beside the weights"
-                )
-            spec = architecture or card.architecture
-            if not spec:
-                raise ModelError(
-                    f"{path}: state-dict weights need an architecture "
-                    "(a registered name) in the card or as architecture=..."
-                )
-            source = f"{path} (architecture= argument)" if architecture else card_source
-            factory = resolve_factory(spec, path=source)
-            module = _build(factory, card, path=path)
-            try:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as exc:
-                raise ModelError(
-                    f"{path}: cannot read as tensors-only weights (weights_only=True): "
-                    f"{str(exc).splitlines()[0]}"
-                ) from None
-            state = _unwrap_state_dict(state, path)
-            try:
-                module.load_state_dict(state, strict=True)
-            except RuntimeError as exc:
-                raise ModelError(
-                    f"{path}: weights do not fit architecture {spec!r}: "
-                    f"{str(exc).splitlines()[0]} {str(exc).splitlines()[1:2]}"
-                ) from None
-            scripted = False
+            module, card = _load_weights(path, card, architecture=architecture)
     except ModelCardError as exc:
         raise ModelError(f"{path}: {exc}") from None
     if card is None:
