@@ -395,22 +395,88 @@ def parse_feature_collection(
     """
     report = report if report is not None else ReadReport()
     features = _features_of(data, report)
-    known = tuple(classes) if classes is not None else None
-    slide_box = box(0, 0, shape_rc[1], shape_rc[0]) if shape_rc is not None else None
-
-    unknown_counter: Counter[str] = Counter()
+    importer = _Importer(report, shape_rc, classes, skip_unknown=unknown_classes == "skip")
     # Streamed (big) files: columns, no shapely object per plain polygon.
     annotations: list[Annotation] | ColumnarAnnotations = ColumnarAnnotations() if eager else []
+    # 1. Per feature: properties and raw geometry (cheap, Python).
+    pending: list[tuple[int, Any, _Props]] = []
+    for index, feature in enumerate(features):
+        read = importer.read(index, feature, eager=eager)
+        if read is None:
+            continue
+        pending.append(read)
+        if eager and len(pending) >= _BUILD_BATCH:  # free the ring arrays as we go
+            importer.finish(_build_deferred(pending, report), annotations)
+            pending = []
 
-    def finish(batch: list[tuple[int, Any, _Props]]) -> None:
+    # 2. Hole-less polygons built in bulk; validity (vectorised), repair, clipping.
+    importer.finish(_build_deferred(pending, report), annotations)
+    report.n_imported = len(annotations)
+    report.unknown_classes = dict(importer.unknown_counter)
+    return AnnotationSet(annotations, report)
+
+
+class _Importer:
+    """The steps of :func:`parse_feature_collection` for one read, reporting into ``report``.
+
+    Parameters
+    ----------
+    report : ReadReport
+        Where skipped and changed features are recorded.
+    shape_rc : tuple of int or None
+        Slide (rows, cols): geometries are clipped to it.
+    classes : iterable of AnnotationClass or None
+        Known classes (None: any class, no colours from the table).
+    skip_unknown : bool
+        Skip features of a class not in ``classes`` (else keep and count them).
+    """
+
+    def __init__(
+        self,
+        report: ReadReport,
+        shape_rc: tuple[int, int] | None,
+        classes: Iterable[AnnotationClass] | None,
+        *,
+        skip_unknown: bool,
+    ) -> None:
+        self.report = report
+        self.shape_rc = shape_rc
+        self.known = tuple(classes) if classes is not None else None
+        self.skip_unknown = skip_unknown
+        self.slide_box = box(0, 0, shape_rc[1], shape_rc[0]) if shape_rc is not None else None
+        self.unknown_counter: Counter[str] = Counter()
+
+    def read(self, index: int, feature: Any, *, eager: bool) -> tuple[int, Any, _Props] | None:
+        """Return a feature's index, raw geometry and properties (None: skipped, reported)."""
+        report = self.report
+        report.n_features += 1
+        if not isinstance(feature, Mapping) or not (
+            feature.get("type") == "Feature" or "geometry" in feature
+        ):
+            report.skipped.append(Skipped(index, NOT_A_FEATURE, _short(feature)))
+            return None
+        geometry = feature.get("geometry")
+        if not geometry:
+            report.skipped.append(Skipped(index, NO_GEOMETRY, _short(feature.get("id"))))
+            return None
+        try:
+            geom, dropped_parts = _geometry_from_geojson(geometry, eager=eager)
+            if dropped_parts:
+                report.changed.append(Skipped(index, PARTS_DROPPED, dropped_parts))
+            props = _properties_of(feature)
+        except _SkipError as e:
+            report.skipped.append(Skipped(index, e.reason, e.detail))
+            return None
+        return index, geom, props
+
+    def finish(
+        self,
+        batch: list[tuple[int, Any, _Props]],
+        annotations: list[Annotation] | ColumnarAnnotations,
+    ) -> None:
         """Check, repair and clip a batch of built geometries; add them to ``annotations``."""
         geoms = np.array([g for _, g, _ in batch], dtype=object)
-        valid = shapely.is_valid(geoms) if len(geoms) else np.zeros(0, bool)
-        areas = shapely.area(geoms) if len(geoms) else np.zeros(0)
-        if slide_box is not None and len(geoms):
-            inside = shapely.covered_by(geoms, slide_box)
-        else:
-            inside = np.ones(len(geoms), bool)
+        valid, areas, inside = self._checks(geoms)
         plain = np.zeros(len(geoms), bool)
         if isinstance(annotations, ColumnarAnnotations) and len(geoms):
             plain = (shapely.get_type_id(geoms) == 3) & (
@@ -420,95 +486,89 @@ def parse_feature_collection(
         batch.reverse()  # popped from the end: each Annotation replaces its entry
         for k in range(len(batch)):
             index, geom, props = batch.pop()
-            changed = False
-            is_inside = bool(inside[k])
-            if not valid[k]:
-                reason = shapely.is_valid_reason(geom)
-                fixed = _polygonal_part(shapely.make_valid(geom))
-                if fixed is None or fixed.is_empty or fixed.area <= 0:
-                    why = DEGENERATE if areas[k] <= 0 else UNREPAIRABLE
-                    report.skipped.append(Skipped(index, why, reason))
-                    continue
-                report.changed.append(Skipped(index, REPAIRED, reason))
-                geom = fixed
-                changed = True
-                is_inside = slide_box is None or bool(shapely.covered_by(geom, slide_box))
-            elif areas[k] <= 0:
-                report.skipped.append(Skipped(index, DEGENERATE, f"area {areas[k]}"))
+            kept = self._kept(index, geom, valid=bool(valid[k]), area=areas[k], inside=inside[k])
+            classified = None if kept is None else self._classified(index, props)
+            if kept is None or classified is None:
                 continue
-            if not is_inside and slide_box is not None:
-                clipped = _polygonal_part(geom.intersection(slide_box))
-                if clipped is None or clipped.is_empty or clipped.area <= 0:
-                    x0, y0, x1, y1 = geom.bounds
-                    report.skipped.append(
-                        Skipped(
-                            index,
-                            OUTSIDE,
-                            f"bounds x {x0:g}..{x1:g}, y {y0:g}..{y1:g} vs slide "
-                            f"{shape_rc[1]} x {shape_rc[0]} (cols x rows)",  # type: ignore[index]
-                        )
-                    )
-                    continue
-                report.changed.append(
-                    Skipped(index, CLIPPED, f"{1 - clipped.area / geom.area:.1%} of the area cut")
-                )
-                geom = clipped
-                changed = True
-
-            class_name = props.class_name
-            color = props.color
-            if class_name is not None and known is not None:
-                cls = find_class(class_name, classes=known)
-                if cls is None:
-                    if unknown_classes == "skip":
-                        report.skipped.append(Skipped(index, UNKNOWN_CLASS, repr(class_name)))
-                        continue
-                    unknown_counter[class_name] += 1
-                elif color is None:
-                    color = cls.color
-            if class_name is not None and color is None:
-                color = fallback_color(class_name)
+            geom, changed = kept
             if isinstance(annotations, ColumnarAnnotations):
-                props = props._replace(class_name=class_name, color=color)
-                annotations.append(geom, props, plain=bool(plain[k]) and not changed)
+                annotations.append(geom, classified, plain=bool(plain[k]) and not changed)
             else:
-                annotations.append(Annotation(geom, class_name, color, *props[2:]))
+                annotations.append(Annotation(geom, *classified))
 
-    # 1. Per feature: properties and raw geometry (cheap, Python).
-    pending: list[tuple[int, Any, _Props]] = []
-    for index, feature in enumerate(features):
-        report.n_features += 1
-        if not isinstance(feature, Mapping) or not (
-            feature.get("type") == "Feature" or "geometry" in feature
-        ):
-            report.skipped.append(Skipped(index, NOT_A_FEATURE, _short(feature)))
-            continue
-        geometry = feature.get("geometry")
-        if not geometry:
-            report.skipped.append(Skipped(index, NO_GEOMETRY, _short(feature.get("id"))))
-            continue
-        try:
-            geom, dropped_parts = _geometry_from_geojson(geometry, eager=eager)
-        except _SkipError as e:
-            report.skipped.append(Skipped(index, e.reason, e.detail))
-            continue
-        if dropped_parts:
-            report.changed.append(Skipped(index, PARTS_DROPPED, dropped_parts))
-        try:
-            props = _properties_of(feature)
-        except _SkipError as e:
-            report.skipped.append(Skipped(index, e.reason, e.detail))
-            continue
-        pending.append((index, geom, props))
-        if eager and len(pending) >= _BUILD_BATCH:  # free the ring arrays as we go
-            finish(_build_deferred(pending, report))
-            pending = []
+    def _checks(self, geoms: npt.NDArray[np.object_]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return which geometries are valid, their areas, and which lie inside the slide."""
+        if not len(geoms):
+            return np.zeros(0, bool), np.zeros(0), np.ones(0, bool)
+        valid, areas = shapely.is_valid(geoms), shapely.area(geoms)
+        if self.slide_box is None:
+            return valid, areas, np.ones(len(geoms), bool)
+        return valid, areas, shapely.covered_by(geoms, self.slide_box)
 
-    # 2. Hole-less polygons built in bulk; validity (vectorised), repair, clipping.
-    finish(_build_deferred(pending, report))
-    report.n_imported = len(annotations)
-    report.unknown_classes = dict(unknown_counter)
-    return AnnotationSet(annotations, report)
+    def _kept(
+        self, index: int, geom: Any, *, valid: bool, area: Any, inside: Any
+    ) -> tuple[Any, bool] | None:
+        """Repair and clip a geometry; return it and whether it changed (None: skipped)."""
+        changed = False
+        if not valid:
+            geom = self._repaired(index, geom, area=area)
+            if geom is None:
+                return None
+            changed = True
+            inside = self.slide_box is None or bool(shapely.covered_by(geom, self.slide_box))
+        elif area <= 0:
+            self.report.skipped.append(Skipped(index, DEGENERATE, f"area {area}"))
+            return None
+        if inside or self.slide_box is None:
+            return geom, changed
+        clipped = self._clipped(index, geom, self.slide_box)
+        return None if clipped is None else (clipped, True)
+
+    def _repaired(self, index: int, geom: Any, *, area: Any) -> Any:
+        """Return the polygonal part of an invalid geometry made valid (None: skipped)."""
+        reason = shapely.is_valid_reason(geom)
+        fixed = _polygonal_part(shapely.make_valid(geom))
+        if fixed is None or fixed.is_empty or fixed.area <= 0:
+            why = DEGENERATE if area <= 0 else UNREPAIRABLE
+            self.report.skipped.append(Skipped(index, why, reason))
+            return None
+        self.report.changed.append(Skipped(index, REPAIRED, reason))
+        return fixed
+
+    def _clipped(self, index: int, geom: Any, slide_box: Any) -> Any:
+        """Clip a geometry that crosses the slide's edge (None: nothing left inside)."""
+        clipped = _polygonal_part(geom.intersection(slide_box))
+        if clipped is None or clipped.is_empty or clipped.area <= 0:
+            x0, y0, x1, y1 = geom.bounds
+            self.report.skipped.append(
+                Skipped(
+                    index,
+                    OUTSIDE,
+                    f"bounds x {x0:g}..{x1:g}, y {y0:g}..{y1:g} vs slide "
+                    f"{self.shape_rc[1]} x {self.shape_rc[0]} (cols x rows)",  # type: ignore[index]
+                )
+            )
+            return None
+        self.report.changed.append(
+            Skipped(index, CLIPPED, f"{1 - clipped.area / geom.area:.1%} of the area cut")
+        )
+        return clipped
+
+    def _classified(self, index: int, props: _Props) -> _Props | None:
+        """Give a feature its class colour, or skip it for an unknown class (when asked)."""
+        class_name, color = props.class_name, props.color
+        if class_name is not None and self.known is not None:
+            cls = find_class(class_name, classes=self.known)
+            if cls is None:
+                if self.skip_unknown:
+                    self.report.skipped.append(Skipped(index, UNKNOWN_CLASS, repr(class_name)))
+                    return None
+                self.unknown_counter[class_name] += 1
+            elif color is None:
+                color = cls.color
+        if class_name is not None and color is None:
+            color = fallback_color(class_name)
+        return props._replace(class_name=class_name, color=color)
 
 
 def polygons_from_rings(rings: Sequence[npt.NDArray[np.float64]]) -> npt.NDArray[np.object_]:
