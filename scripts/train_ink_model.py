@@ -157,24 +157,25 @@ def samples(
     img: np.ndarray, bg: object, rng: np.random.Generator, *, n: int, keep_none: float = 0.3
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features and labels (0, 1, 2, 4) of candidates of ``n`` composites and the clean image."""
-    from napari_xai.core.masks.background import _check_rgb
+    from napari_xai.core.masks.background import check_rgb
     from napari_xai.core.masks.ink_model import DENSITY_OD, ink_features
-    from napari_xai.core.masks.passes import _bin
+    from napari_xai.core.masks.passes import bin_pixels
 
     xs, ys = [], []
     for k in range(n):
         comp, cls_map, cover = composite(_jitter_stain(img, rng) if k % 2 else img, rng)
-        cand, feats = ink_features(_check_rgb(_bin(comp, 2)), bg, min_od=DENSITY_OD)  # type: ignore[arg-type]
-        cov2 = _bin((cover[..., None] * 255).astype(np.uint8), 2)[..., 0][cand] / 255.0
+        cand, feats = ink_features(check_rgb(bin_pixels(comp, 2)), bg, min_od=DENSITY_OD)  # type: ignore[arg-type]
+        cov2 = bin_pixels((cover[..., None] * 255).astype(np.uint8), 2)[..., 0][cand] / 255.0
         y = np.zeros(cand.shape, np.uint8)
         for cls in (1, 2, 4):  # the class covering most of each 2 x 2 pixel
-            y[_bin(((cls_map == cls)[..., None] * 255).astype(np.uint8), 2)[..., 0] > 127] = cls
+            share = bin_pixels(((cls_map == cls)[..., None] * 255).astype(np.uint8), 2)[..., 0]
+            y[share > 127] = cls
         y = y[cand]
         # stroke edges (partly inked, not mostly) are neither: left out
         keep = (y > 0) | ((cov2 < 0.1) & (rng.random(y.shape) < keep_none))
         xs.append(feats[keep])
         ys.append(y[keep])
-    cand, feats = ink_features(_check_rgb(_bin(img, 2)), bg, min_od=DENSITY_OD)  # type: ignore[arg-type]
+    cand, feats = ink_features(check_rgb(bin_pixels(img, 2)), bg, min_od=DENSITY_OD)  # type: ignore[arg-type]
     xs.append(feats)
     ys.append(np.zeros(len(feats), np.uint8))
     return np.concatenate(xs), np.concatenate(ys)
@@ -192,9 +193,9 @@ def choose_thresholds(
     """
     from scipy import ndimage as ndi
 
-    from napari_xai.core.masks.background import _check_rgb, estimate_background
+    from napari_xai.core.masks.background import check_rgb, estimate_background
     from napari_xai.core.masks.ink_model import ink_features
-    from napari_xai.core.masks.passes import _bin
+    from napari_xai.core.masks.passes import bin_pixels
     from napari_xai.core.masks.strokes import model_strokes
 
     rng = np.random.default_rng(seed + 1000)
@@ -205,7 +206,7 @@ def choose_thresholds(
         whole = images[str(reg["source"])]
         (r0, r1), (c0, c1) = reg["rows"], reg["cols"]  # type: ignore[misc]
         bg = estimate_background(whole)
-        cand, feats = ink_features(_check_rgb(_bin(whole[r0:r1, c0:c1], 2)), bg)
+        cand, feats = ink_features(check_rgb(bin_pixels(whole[r0:r1, c0:c1], 2)), bg)
         prob = model.predict(feats)  # type: ignore[attr-defined]
         clean_px += cand.size
         for t in THRESHOLDS:
@@ -213,8 +214,8 @@ def choose_thresholds(
         for _ in range(2):
             # thin strokes only: broad ones are the thumbnail pass's
             comp, cls_map, _ = composite(whole[r0:r1, c0:c1], rng, broad=0.0)
-            cand, feats = ink_features(_check_rgb(_bin(comp, 2)), bg)
-            truth = _bin(((cls_map > 0)[..., None] * 255).astype(np.uint8), 2)[..., 0] > 127
+            cand, feats = ink_features(check_rgb(bin_pixels(comp, 2)), bg)
+            truth = bin_pixels(((cls_map > 0)[..., None] * 255).astype(np.uint8), 2)[..., 0] > 127
             near = ndi.binary_dilation(truth, iterations=2)
             prob = model.predict(feats)  # type: ignore[attr-defined]
             for t in THRESHOLDS:

@@ -163,7 +163,7 @@ def _pyramid_from(rgb: np.ndarray, path: Path, *, downsamples: tuple[int, ...] =
     """An Aperio-style JPEG pyramid (levels 1, 4, 16) of a real image, binned from level 0."""
     import tifffile
 
-    from napari_xai.core.masks.passes import _bin
+    from napari_xai.core.masks.passes import bin_pixels
 
     rows, cols = rgb.shape[:2]
     desc = (
@@ -173,7 +173,7 @@ def _pyramid_from(rgb: np.ndarray, path: Path, *, downsamples: tuple[int, ...] =
     with tifffile.TiffWriter(path) as tif:
         tif.write(rgb, description=desc, **opts)
         for f in downsamples:
-            tif.write(_bin(rgb, f), subfiletype=1, **opts)
+            tif.write(bin_pixels(rgb, f), subfiletype=1, **opts)
     return path
 
 
@@ -193,7 +193,7 @@ def test_stroke_prescreen_reads_only_inked_chunks(shared_data: Path, tmp_path: P
     from napari_xai.core.masks import StrokeOptions as Opts
     from napari_xai.core.masks import StrokeStats as Stats
     from napari_xai.core.masks import slide_masks, stroke_labels
-    from napari_xai.core.masks.passes import _bin
+    from napari_xai.core.masks.passes import bin_pixels
     from napari_xai.core.wsi import open_slide
 
     with open_slide(shared_data / "slides" / "CMU-1-Small-Region.svs") as slide:
@@ -220,7 +220,7 @@ def test_stroke_prescreen_reads_only_inked_chunks(shared_data: Path, tmp_path: P
             stats: list[Stats] = []
             runs[name] = (stroke_labels(slide, masks, options=opts, stats=stats), stats[0])
     ds = int(round(masks.downsample))
-    cover = _bin((truth[..., None] * 255).astype(np.uint8), ds)[..., 0] > 127
+    cover = bin_pixels((truth[..., None] * 255).astype(np.uint8), ds)[..., 0] > 127
     h, w = min(cover.shape[0], masks.tissue.shape[0]), min(cover.shape[1], masks.tissue.shape[1])
     cover = cover[:h, :w] & masks.tissue[:h, :w]
     recall = {}

@@ -30,10 +30,9 @@ import numpy.typing as npt
 from napari_xai.core.masks.background import (
     Background,
     BoolArray,
-    _brown_fraction,
-    _check_rgb,
-    estimate_background,
+    brown_fraction,
     optical_density,
+    rgb_and_background,
 )
 
 __all__ = [
@@ -44,6 +43,7 @@ __all__ = [
     "QUALITY_LABELS",
     "artefact_labels",
     "artefact_mask",
+    "disk_footprint",
     "mark_mask",
 ]
 
@@ -89,7 +89,8 @@ def _default_radius(shape: tuple[int, ...]) -> int:
     return max(1, int(round(min(shape[:2]) / 300)))
 
 
-def _disk(radius: int) -> npt.NDArray[np.bool_]:
+def disk_footprint(radius: int) -> npt.NDArray[np.bool_]:
+    """Return a boolean disk of ``radius`` pixels (the thumbnail masks' morphology footprint)."""
     from skimage.morphology import disk
 
     return np.asarray(disk(radius), dtype=bool)
@@ -128,8 +129,7 @@ def artefact_labels(
     """
     from skimage.morphology import closing, remove_small_holes, remove_small_objects
 
-    px = _check_rgb(rgb)
-    bg = estimate_background(px.astype(np.uint8)) if background is None else background
+    px, bg = rgb_and_background(rgb, background)
     if bg.modality == "fluorescence":
         return np.zeros(px.shape[:2], np.uint8)
     r, g, b = px[..., 0], px[..., 1], px[..., 2]
@@ -145,7 +145,7 @@ def artefact_labels(
     # In OD, blue, green and teal inks absorb red most; every stain (haematoxylin,
     # eosin, DAB) absorbs green at least as much as red.
     ink = (od_r > 1.2 * od_g) & (od_r > 0.25) & (chroma >= min_chroma)
-    dab = _brown_fraction(od) >= 0.1
+    dab = brown_fraction(od) >= 0.1
     if not dab:
         # no blue IHC counterstain: green above red in RGB also flags pale ink on glass
         ink |= (g > r + 8) & (chroma >= min_chroma)
@@ -167,7 +167,7 @@ def artefact_labels(
         other &= od_b > 2.2 * od_g
 
     out = np.zeros(px.shape[:2], np.uint8)
-    fp = _disk(radius) if radius > 0 else None
+    fp = disk_footprint(radius) if radius > 0 else None
     done = np.zeros(px.shape[:2], bool)
     # later ones win where they overlap
     for value_, raw in ((3, other), (4, red), (2, dark), (1, ink)):

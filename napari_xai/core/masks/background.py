@@ -22,8 +22,12 @@ __all__ = [
     "STAIN_VECTORS",
     "Background",
     "estimate_background",
+    "brown_fraction",
+    "check_rgb",
     "guess_stain",
+    "od_table",
     "optical_density",
+    "rgb_and_background",
 ]
 
 BoolArray = npt.NDArray[np.bool_]
@@ -75,7 +79,7 @@ def estimate_background(rgb: npt.ArrayLike) -> Background:
         the brightest 2% of pixels when those are nearly grey and bright, else a
         default white (242).
     """
-    px = _check_rgb(rgb).reshape(-1, 3)
+    px = check_rgb(rgb).reshape(-1, 3)
     if px.shape[0] > 400_000:  # a sample is plenty for percentiles
         px = px[:: px.shape[0] // 400_000]
     value = px.max(axis=-1)
@@ -103,16 +107,15 @@ def optical_density(
 
     Computed through a 256-entry lookup table per channel (no per-pixel log).
     """
-    px = _check_rgb(rgb)
-    bg = estimate_background(px.astype(np.uint8)) if background is None else background
-    lut = _od_table(bg)
+    px, bg = rgb_and_background(rgb, background)
+    lut = od_table(bg)
     od = np.empty(px.shape, np.float32)
     for c in range(3):
         od[..., c] = lut[c][px[..., c]]
     return od
 
 
-def _od_table(bg: Background) -> npt.NDArray[np.float32]:
+def od_table(bg: Background) -> npt.NDArray[np.float32]:
     """Optical density of each uint8 value (rows: R, G, B) against the glass of ``bg``."""
     level = np.asarray(bg.level, np.float32) if bg.modality == "brightfield" else np.full(3, 242.0)
     values = np.maximum(np.arange(256, dtype=np.float32), 1.0)
@@ -120,7 +123,7 @@ def _od_table(bg: Background) -> npt.NDArray[np.float32]:
     return np.asarray(np.maximum(od, 0.0), dtype=np.float32)
 
 
-def _brown_fraction(od: npt.NDArray[np.float32]) -> float:
+def brown_fraction(od: npt.NDArray[np.float32]) -> float:
     """Fraction of clearly stained pixels that are brown (DAB: ``OD_B > 1.1 OD_G > OD_R``)."""
     flat = od.reshape(-1, 3)
     if flat.shape[0] > 200_000:
@@ -154,14 +157,21 @@ def guess_stain(
         return "unknown"
     # DAB is brown: it absorbs blue more than green, and green more than red;
     # haematoxylin and eosin absorb green most.
-    brown = _brown_fraction(od)
+    brown = brown_fraction(od)
     pink = float(np.mean(od[:, 1] > 2.5 * od[:, 0]))
     if brown >= 0.1 and brown > pink:
         return "IHC"
     return "H&E"
 
 
-def _check_rgb(rgb: npt.ArrayLike) -> npt.NDArray[np.int16]:
+def check_rgb(rgb: npt.ArrayLike) -> npt.NDArray[np.int16]:
+    """``rgb`` as int16 RGB in [0, 255] (floats in [0, 1] are scaled; a fourth channel is dropped).
+
+    Raises
+    ------
+    ValueError
+        When ``rgb`` is not of shape (rows, cols, 3 or more).
+    """
     arr = np.asarray(rgb)
     if arr.ndim != 3 or arr.shape[-1] < 3:
         raise ValueError(f"expected an RGB image of shape (rows, cols, 3), got {arr.shape}")
@@ -170,3 +180,15 @@ def _check_rgb(rgb: npt.ArrayLike) -> npt.NDArray[np.int16]:
             arr = arr * 255.0
         arr = np.clip(arr, 0, 255)
     return np.asarray(arr[..., :3], dtype=np.int16)
+
+
+def rgb_and_background(
+    rgb: npt.ArrayLike, background: Background | None = None
+) -> tuple[npt.NDArray[np.int16], Background]:
+    """``rgb`` as :func:`check_rgb` gives it, and its background.
+
+    The detectors' common default: ``background`` when given (the slide's,
+    from its thumbnail), else :func:`estimate_background` of ``rgb`` itself.
+    """
+    px = check_rgb(rgb)
+    return px, estimate_background(px.astype(np.uint8)) if background is None else background

@@ -31,11 +31,17 @@ from napari_xai.core.masks.artefacts import BLUR_LABEL
 from napari_xai.core.masks.background import (
     Background,
     BoolArray,
-    _check_rgb,
-    estimate_background,
+    check_rgb,
     optical_density,
+    rgb_and_background,
 )
-from napari_xai.core.masks.passes import _bin, _unbin, pass_level, slide_background, tissue_chunks
+from napari_xai.core.masks.passes import (
+    bin_pixels,
+    chunk_indices,
+    start_pass,
+    thread_map,
+    unbin,
+)
 
 if TYPE_CHECKING:
     from napari_xai.core.masks.slide import SlideMasks
@@ -120,7 +126,7 @@ def _cell_scores(
     """Sharpness of each ``cell`` x ``cell`` block of ``rgb``, and which blocks are tissue."""
     from scipy import ndimage as ndi
 
-    px = _check_rgb(rgb)
+    px = check_rgb(rgb)
     rows, cols = (px.shape[0] // cell) * cell, (px.shape[1] // cell) * cell
     if rows == 0 or cols == 0:
         return np.zeros((0, 0)), np.zeros((0, 0), bool)
@@ -171,13 +177,13 @@ def blur_mask(
         take their neighbour's), restricted to pixels that absorb light.
     """
     opts = FocusOptions() if options is None else options
-    px = _check_rgb(rgb).astype(np.uint8)
+    px16, bg = rgb_and_background(rgb, background)
+    px = px16.astype(np.uint8)
     out = np.zeros(px.shape[:2], bool)
-    bg = estimate_background(px) if background is None else background
     if bg.modality == "fluorescence" or downsample > 2 * opts.downsample:
         return out
     f = max(1, int(round(opts.downsample / downsample)))
-    work = _bin(px, f)
+    work = bin_pixels(px, f)
     cell = max(4, int(round(opts.cell0 / (downsample * f))))
     score, tissue = _cell_scores(work, bg, cell, opts.min_tissue)
     ref = _reference(score[tissue], opts)
@@ -186,7 +192,7 @@ def blur_mask(
     bad = tissue & (score < opts.relative * ref)
     if not bad.any():
         return out
-    big = _unbin(bad, cell * f, px.shape)
+    big = unbin(bad, cell * f, px.shape)
     od = optical_density(px, background=bg)
     return np.asarray(big & (od.max(axis=-1) > 0.05))
 
@@ -224,22 +230,17 @@ def focus_labels(
     -------
     ndarray of the masks' shape, uint8 (0 or :data:`BLUR_LABEL`)
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     opts = FocusOptions() if options is None else options
     rows_m, cols_m = masks.tissue.shape
     out = np.zeros((rows_m, cols_m), np.uint8)
-    if masks.modality == "fluorescence":
+    run = start_pass(slide, masks, downsample=opts.downsample, background=background)
+    if run is None:
         return out
-    background = slide_background(slide) if background is None else background
-    if background.modality == "fluorescence":
-        return out
-    level, lvl_ds, binf = pass_level(slide, opts.downsample)
-    ds = lvl_ds * binf  # level-0 pixels per focus-pass pixel
+    ds = run.downsample  # level-0 pixels per focus-pass pixel
     cell = max(4, int(round(opts.cell0 / ds)))  # focus-pass pixels per cell
     cell0 = cell * ds
-    block0, blocks = tissue_chunks(slide, masks, unit0=cell0, chunk0=opts.chunk)
-    todo = [(int(i), int(j)) for i, j in zip(*np.nonzero(blocks), strict=True)]
+    block0, blocks = run.chunks(unit0=cell0, chunk0=opts.chunk)
+    todo = chunk_indices(blocks)
     sampled = len(todo) * float(block0) ** 2 > opts.sample_above
     win0 = min(block0, max(int(cell0), int(opts.sample // cell0) * int(cell0)))
     side0 = win0 if sampled else block0
@@ -249,20 +250,16 @@ def focus_labels(
 
     def one(ij: tuple[int, int]) -> tuple[int, int, npt.NDArray[np.float64], BoolArray]:
         i, j = ij
-        n_lvl = int(round(side0 / lvl_ds))
-        rgb = slide.read_region(
-            (i * block0 + margin0, j * block0 + margin0), (n_lvl, n_lvl), level=level
-        )
-        score, tissue = _cell_scores(_bin(rgb, binf), background, cell, opts.min_tissue)
+        rgb = run.read((i * block0 + margin0, j * block0 + margin0), side0)
+        score, tissue = _cell_scores(rgb, run.background, cell, opts.min_tissue)
         return i, j, score, tissue
 
-    with ThreadPoolExecutor(max_workers=max(1, opts.workers)) as pool:
-        results = list(pool.map(one, todo))
+    results = list(thread_map(one, todo, workers=opts.workers))
     scores = [s[t] for _, _, s, t in results if t.any()]
     all_scores = np.concatenate(scores) if scores else np.zeros(0)
     ref = _reference(all_scores, opts)
     if stats is not None:
-        stats.append(FocusStats(len(todo), sampled, level, int(all_scores.size), ref))
+        stats.append(FocusStats(len(todo), sampled, run.level, int(all_scores.size), ref))
     if not np.isfinite(ref):
         return out
     limit = opts.relative * ref

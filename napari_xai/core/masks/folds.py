@@ -28,10 +28,10 @@ from napari_xai.core.masks.artefacts import FOLD_LABEL
 from napari_xai.core.masks.background import (
     Background,
     BoolArray,
-    _check_rgb,
-    estimate_background,
     optical_density,
+    rgb_and_background,
 )
+from napari_xai.core.masks.passes import bin_pixels, drop_small, unbin
 
 __all__ = ["FOLD_LABEL", "FoldOptions", "fold_mask"]
 
@@ -99,28 +99,25 @@ def fold_mask(
     ndarray of shape (rows, cols), bool
     """
     opts = FoldOptions() if options is None else options
-    px = _check_rgb(rgb)
+    px, bg = rgb_and_background(rgb, background)
     t = np.asarray(tissue, bool)
     if t.shape != px.shape[:2]:
         raise ValueError(f"tissue mask shape {t.shape} differs from the image's {px.shape[:2]}")
     out = np.zeros(t.shape, bool)
-    bg = estimate_background(px.astype(np.uint8)) if background is None else background
     d2 = float(downsample) ** 2
     if bg.modality == "fluorescence" or t.sum() * d2 < opts.min_tissue0:
         return out
     sigma = max(1.0, opts.sigma0 / float(downsample))
     f = max(1, int(sigma // 4))  # the neighbourhood is wide: work binned (4 px per sigma)
     if f > 1:
-        from napari_xai.core.masks.passes import _bin, _unbin
-
         small = fold_mask(
-            _bin(px.astype(np.uint8), f),
-            _bin(t[..., None].astype(np.uint8) * 255, f)[..., 0] >= 128,
+            bin_pixels(px.astype(np.uint8), f),
+            bin_pixels(t[..., None].astype(np.uint8) * 255, f)[..., 0] >= 128,
             downsample=float(downsample) * f,
             background=bg,
             options=opts,
         )
-        return np.asarray(_unbin(small, f, t.shape) & t)
+        return np.asarray(unbin(small, f, t.shape) & t)
     od = optical_density(px, background=bg)
     mag = od.sum(axis=-1) + 1e-3
     nb = int(opts.bins)
@@ -139,9 +136,7 @@ def fold_mask(
     fold = t & (mean > opts.threshold)
     if not fold.any():
         return out
-    from napari_xai.core.masks.strokes import _drop_small
-
-    return _drop_small(fold, max(1, int(np.ceil(opts.min_area0 / d2))))
+    return drop_small(fold, max(1, int(np.ceil(opts.min_area0 / d2))))
 
 
 def _mean_log_ratio(

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from napari_xai.core.masks.background import Background, _od_table
+from napari_xai.core.masks.background import Background, od_table
 
 __all__ = [
     "CANDIDATE_OD",
@@ -115,7 +115,7 @@ def ink_features(
     """
     from scipy import ndimage as ndi
 
-    lut = _od_table(bg)
+    lut = od_table(bg)
     od = np.empty(px.shape, np.float32)
     for c in range(3):
         od[..., c] = lut[c][px[..., c]]

@@ -16,10 +16,10 @@ import numpy.typing as npt
 from napari_xai.core.masks.background import (
     Background,
     BoolArray,
-    _check_rgb,
-    _od_table,
-    estimate_background,
+    check_rgb,
+    od_table,
     optical_density,
+    rgb_and_background,
 )
 from napari_xai.core.masks.ink_model import (
     ink_colour_fits,
@@ -28,11 +28,12 @@ from napari_xai.core.masks.ink_model import (
     local_median,
 )
 from napari_xai.core.masks.passes import (
-    _bin,
-    _unbin,
-    pass_level,
-    slide_background,
-    tissue_chunks,
+    bin_pixels,
+    chunk_indices,
+    drop_small,
+    start_pass,
+    thread_map,
+    unbin,
 )
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def _excess(px: npt.NDArray[np.int16], bg: Background, *, cell: int) -> Excess:
     stain's, so the local stain (:func:`~napari_xai.core.masks.ink_model.local_median`)
     is subtracted in OD.
     """
-    lut = _od_table(bg)
+    lut = od_table(bg)
     local = local_median(optical_density(px, background=bg), cell=cell)
     ex_r, ex_g, ex_b = (np.maximum(lut[c][px[..., c]] - local[..., c], 0.0) for c in range(3))
     return ex_r, ex_g, ex_b
@@ -150,8 +151,7 @@ def fine_ink_labels(
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    px = _check_rgb(rgb)
-    bg = estimate_background(px.astype(np.uint8)) if background is None else background
+    px, bg = rgb_and_background(rgb, background)
     out = np.zeros(px.shape[:2], np.uint8)
     if bg.modality == "fluorescence" or min(px.shape[:2]) < 3:
         return out
@@ -164,7 +164,7 @@ def fine_ink_labels(
         if not m.any():
             continue
         m = ndi.binary_opening(m, structure=np.ones((2, 2), bool))
-        out[_drop_small(m, 40) & (out == 0)] = value
+        out[drop_small(m, 40) & (out == 0)] = value
     if method == "hybrid" and out.any():
         return _hybrid_labels(px, bg, out, _loose_ink(ex, min_od=min_od))
     return out
@@ -294,7 +294,7 @@ def model_strokes(
     keep[pieces[candidates][strong_px]] = True
     keep[0] = False
     m = ndi.binary_opening(keep[pieces], structure=np.ones((2, 2), bool))
-    m = _drop_small(m, 40)
+    m = drop_small(m, 40)
     out[candidates] = np.asarray(CLASS_LABELS, np.uint8)[1 + prob[:, 1:].argmax(axis=1)]
     out[~m] = 0
     return out
@@ -310,24 +310,12 @@ def tile_ink_labels(
     the labels are put back on the tile's grid (edge rows and columns that do
     not fill a bin take their neighbour's).
     """
-    px = _check_rgb(rgb).astype(np.uint8)
-    bg = estimate_background(px) if background is None else background
+    px16, bg = rgb_and_background(rgb, background)
+    px = px16.astype(np.uint8)
     f = max(1, int(downsample))
     if min(px.shape[:2]) < 3 * f:
         return fine_ink_labels(px, background=bg)
-    return _unbin(fine_ink_labels(_bin(px, f), background=bg), f, px.shape[:2])
-
-
-def _drop_small(mask: BoolArray, min_size: int) -> BoolArray:
-    """``mask`` without its connected pieces (8-connected) under ``min_size`` pixels."""
-    from scipy import ndimage as ndi
-
-    lab, n = ndi.label(mask, structure=np.ones((3, 3), bool))
-    if not n:
-        return mask
-    keep = np.bincount(lab.ravel()) >= min_size
-    keep[0] = False
-    return np.asarray(keep[lab])
+    return unbin(fine_ink_labels(bin_pixels(px, f), background=bg), f, px.shape[:2])
 
 
 @dataclass(frozen=True)
@@ -419,8 +407,6 @@ def _screen_blocks(
     opts: StrokeOptions,
 ) -> BoolArray:
     """Pre-screen: which tissue blocks show ink-coloured excess at ``level``."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from scipy import ndimage as ndi
 
     ds = float(slide.info.level_downsamples[level])
@@ -443,19 +429,18 @@ def _screen_blocks(
             (group * side + 2 * pad, group * side + 2 * pad),
             level=level,
         )
-        px = _check_rgb(rgb)
+        px = check_rgb(rgb)
         blue, red, black = _ink_classes(_excess(px, bg, cell=4), min_od=opts.screen_min_od)
-        cand = _drop_small(blue | red | black, opts.screen_min_size)
+        cand = drop_small(blue | red | black, opts.screen_min_size)
         # a stroke seen near a block's edge may carry on into the next block
         cand = ndi.binary_dilation(cand, iterations=opts.screen_grow)[pad:-pad, pad:-pad]
         g = np.asarray(cand.reshape(group, side, group, side).any(axis=(1, 3)), dtype=bool)
         return gi, gj, g
 
     out = np.zeros_like(tissue_blocks)
-    with ThreadPoolExecutor(max_workers=max(1, opts.workers)) as pool:
-        for gi, gj, g in pool.map(one, jobs):
-            h, w = min(group, nr - gi), min(group, nc - gj)
-            out[gi : gi + h, gj : gj + w] = g[:h, :w]
+    for gi, gj, g in thread_map(one, jobs, workers=opts.workers):
+        h, w = min(group, nr - gi), min(group, nc - gj)
+        out[gi : gi + h, gj : gj + w] = g[:h, :w]
     return out & tissue_blocks
 
 
@@ -530,42 +515,36 @@ def stroke_labels(
     -------
     ndarray of the masks' shape, uint8 (:data:`ARTEFACT_LABELS` values)
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     opts = StrokeOptions() if options is None else options
-    rows_m, cols_m = masks.tissue.shape
-    out = np.zeros((rows_m, cols_m), np.uint8)
-    background = slide_background(slide) if background is None else background
-    if background.modality == "fluorescence" or masks.modality == "fluorescence":
-        return out
-    level, lvl_ds, binf = pass_level(slide, opts.downsample)
-    ds = lvl_ds * binf  # level-0 pixels per stroke-pass pixel
-    block0, blocks = tissue_chunks(slide, masks, unit0=ds, chunk0=opts.chunk)
-    n_tissue = int(blocks.sum())
-    screen = slide.best_level_for_downsample(opts.screen_downsample * 1.25)
-    screen_ds = float(slide.info.level_downsamples[screen])
-    big = n_tissue * float(block0) ** 2 > opts.screen_above
-    if big and screen_ds >= 4 * ds and screen != level:
-        blocks = _screen_blocks(slide, screen, blocks, block0, background, opts)
-    else:
-        screen = -1
     if opts.method not in ("auto", *METHODS):
         raise ValueError(
             f"StrokeOptions.method must be one of auto, {', '.join(METHODS)}, got {opts.method!r}"
         )
+    out = np.zeros(masks.tissue.shape, np.uint8)
+    run = start_pass(slide, masks, downsample=opts.downsample, background=background)
+    if run is None:
+        return out
+    ds = run.downsample  # level-0 pixels per stroke-pass pixel
+    block0, blocks = run.chunks(unit0=ds, chunk0=opts.chunk)
+    n_tissue = int(blocks.sum())
+    screen = slide.best_level_for_downsample(opts.screen_downsample * 1.25)
+    screen_ds = float(slide.info.level_downsamples[screen])
+    big = n_tissue * float(block0) ** 2 > opts.screen_above
+    if big and screen_ds >= 4 * ds and screen != run.level:
+        blocks = _screen_blocks(slide, screen, blocks, block0, run.background, opts)
+    else:
+        screen = -1
     method = opts.method if opts.method != "auto" else ("rules" if screen >= 0 else "model")
-    side = block0 // int(ds) * binf  # block side at the stroke level (level pixels)
     f = masks.downsample / ds  # stroke-pass pixels per mask pixel
 
     def one(ij: tuple[int, int]) -> tuple[int, int, npt.NDArray[np.uint8]]:
         i, j = ij
-        rgb = slide.read_region((i * block0, j * block0), (side, side), level=level)
-        return i, j, fine_ink_labels(_bin(rgb, binf), background=background, method=method)
+        rgb = run.read((i * block0, j * block0), block0)
+        return i, j, fine_ink_labels(rgb, background=run.background, method=method)
 
-    todo = [(int(i), int(j)) for i, j in zip(*np.nonzero(blocks), strict=True)]
-    with ThreadPoolExecutor(max_workers=max(1, opts.workers)) as pool:
-        for i, j, lab in pool.map(one, todo):
-            _put_on_mask_grid(out, lab, (i * block0 / ds, j * block0 / ds), f)
+    todo = chunk_indices(blocks)
+    for i, j, lab in thread_map(one, todo, workers=opts.workers):
+        _put_on_mask_grid(out, lab, (i * block0 / ds, j * block0 / ds), f)
     if stats is not None:
-        stats.append(StrokeStats(n_tissue, len(todo), level, screen, method))
+        stats.append(StrokeStats(n_tissue, len(todo), run.level, screen, method))
     return out

@@ -13,13 +13,12 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from napari_xai.core.masks.artefacts import _disk, artefact_mask
+from napari_xai.core.masks.artefacts import artefact_mask, disk_footprint
 from napari_xai.core.masks.background import (
     Background,
     BoolArray,
-    _check_rgb,
-    estimate_background,
     optical_density,
+    rgb_and_background,
 )
 
 __all__ = ["tissue_mask"]
@@ -70,8 +69,7 @@ def tissue_mask(
     from skimage.filters import threshold_otsu
     from skimage.morphology import opening, remove_small_holes, remove_small_objects
 
-    px = _check_rgb(rgb)
-    bg = estimate_background(px.astype(np.uint8)) if background is None else background
+    px, bg = rgb_and_background(rgb, background)
     if artefact is None:
         artefact = artefact_mask(px.astype(np.uint8), background=bg)
     elif artefact.shape != px.shape[:2]:
@@ -100,8 +98,8 @@ def tissue_mask(
         keep[np.unique(lab[strong])] = True
         keep[0] = False
         # pale regions (5 pixels across or more), not a rim of soft edge round dense tissue
-        pale = opening(keep[lab] & ~strong, _disk(2))
-        cand = opening(strong | pale, _disk(1))
+        pale = opening(keep[lab] & ~strong, disk_footprint(2))
+        cand = opening(strong | pale, disk_footprint(1))
     cand = remove_small_objects(cand, max_size=size - 1)
     cand = remove_small_holes(cand, max_size=holes)
     return np.asarray(cand & ~artefact)
