@@ -35,13 +35,7 @@ from napari_xai.core.masks.background import (
     optical_density,
     rgb_and_background,
 )
-from napari_xai.core.masks.passes import (
-    bin_pixels,
-    chunk_indices,
-    start_pass,
-    thread_map,
-    unbin,
-)
+from napari_xai.core.masks.passes import bin_pixels, start_pass, unbin
 
 if TYPE_CHECKING:
     from napari_xai.core.masks.slide import SlideMasks
@@ -240,8 +234,8 @@ def focus_labels(
     cell = max(4, int(round(opts.cell0 / ds)))  # focus-pass pixels per cell
     cell0 = cell * ds
     block0, blocks = run.chunks(unit0=cell0, chunk0=opts.chunk)
-    todo = chunk_indices(blocks)
-    sampled = len(todo) * float(block0) ** 2 > opts.sample_above
+    n_chunks = int(blocks.sum())
+    sampled = n_chunks * float(block0) ** 2 > opts.sample_above
     win0 = min(block0, max(int(cell0), int(opts.sample // cell0) * int(cell0)))
     side0 = win0 if sampled else block0
     # near the chunk's centre, on a multiple of the window (pyramid tiles are
@@ -254,12 +248,12 @@ def focus_labels(
         score, tissue = _cell_scores(rgb, run.background, cell, opts.min_tissue)
         return i, j, score, tissue
 
-    results = list(thread_map(one, todo, workers=opts.workers))
+    results = list(run.map(one, blocks, workers=opts.workers))
     scores = [s[t] for _, _, s, t in results if t.any()]
     all_scores = np.concatenate(scores) if scores else np.zeros(0)
     ref = _reference(all_scores, opts)
     if stats is not None:
-        stats.append(FocusStats(len(todo), sampled, run.level, int(all_scores.size), ref))
+        stats.append(FocusStats(n_chunks, sampled, run.level, int(all_scores.size), ref))
     if not np.isfinite(ref):
         return out
     limit = opts.relative * ref

@@ -7,7 +7,7 @@ level not above their resolution, binned to it. Both start with
 :func:`start_pass`: the slide's reference background, the level and its
 binning (a :class:`SlidePass`, none for fluorescence), then the chunks with
 tissue (:meth:`SlidePass.chunks`), each read binned (:meth:`SlidePass.read`)
-on a few threads (:func:`thread_map`). The image detectors bin pixels
+on a few threads (:meth:`SlidePass.map`, :func:`thread_map`). The image detectors bin pixels
 (:func:`bin_pixels`), put a binned result back on the full grid
 (:func:`unbin`) and drop specks (:func:`drop_small`).
 """
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 __all__ = [
     "SlidePass",
     "bin_pixels",
-    "chunk_indices",
     "drop_small",
     "slide_background",
     "start_pass",
@@ -100,6 +99,13 @@ class SlidePass:
         n = int(round(side0 / self.downsample)) * self.binning
         return bin_pixels(self.slide.read_region(loc0, (n, n), level=self.level), self.binning)
 
+    def map(
+        self, fn: Callable[[tuple[int, int]], _Out], blocks: BoolArray, *, workers: int
+    ) -> Iterator[_Out]:
+        """``fn((row, col))`` of every chunk ``blocks`` marks, row by row (:func:`thread_map`)."""
+        todo = [(int(i), int(j)) for i, j in zip(*np.nonzero(blocks), strict=True)]
+        return thread_map(fn, todo, workers=workers)
+
 
 def start_pass(
     slide: Slide,
@@ -142,11 +148,6 @@ def slide_background(slide: Slide) -> Background:
     """Estimate the slide's glass or dark field from its thumbnail (the passes' reference)."""
     thumb, _ = slide.thumbnail(max_size=BACKGROUND_THUMBNAIL)
     return estimate_background(thumb)
-
-
-def chunk_indices(blocks: BoolArray) -> list[tuple[int, int]]:
-    """``(row, col)`` of every chunk ``blocks`` marks, row by row."""
-    return [(int(i), int(j)) for i, j in zip(*np.nonzero(blocks), strict=True)]
 
 
 def thread_map(fn: Callable[[_In], _Out], items: Iterable[_In], *, workers: int) -> Iterator[_Out]:

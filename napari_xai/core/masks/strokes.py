@@ -29,7 +29,6 @@ from napari_xai.core.masks.ink_model import (
 )
 from napari_xai.core.masks.passes import (
     bin_pixels,
-    chunk_indices,
     drop_small,
     start_pass,
     thread_map,
@@ -542,9 +541,8 @@ def stroke_labels(
         rgb = run.read((i * block0, j * block0), block0)
         return i, j, fine_ink_labels(rgb, background=run.background, method=method)
 
-    todo = chunk_indices(blocks)
-    for i, j, lab in thread_map(one, todo, workers=opts.workers):
+    for i, j, lab in run.map(one, blocks, workers=opts.workers):
         _put_on_mask_grid(out, lab, (i * block0 / ds, j * block0 / ds), f)
     if stats is not None:
-        stats.append(StrokeStats(n_tissue, len(todo), run.level, screen, method))
+        stats.append(StrokeStats(n_tissue, int(blocks.sum()), run.level, screen, method))
     return out
