@@ -28,7 +28,7 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,11 +44,13 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "HEADER_BYTES",
+    "LIMITS_ATTR",
     "MANIFEST_NAME",
     "HeatmapInfo",
     "Result",
     "ResultProblem",
     "ResultWriter",
+    "attribution_limits",
     "check_files",
     "check_result",
     "clean_stale_temporaries",
@@ -62,6 +64,7 @@ __all__ = [
     "package_versions",
     "read_manifest",
     "slide_identity",
+    "map_limits",
     "write_multiscale",
 ]
 
@@ -76,6 +79,8 @@ AUDIT_NAME = "audit.json"
 HEADER_BYTES = 1 << 20
 #: Manifest entry with the size and sha256 of every file it lists (per array for zarr).
 CHECKSUMS_KEY = "checksums"
+#: Group attribute with a saliency map's contrast limits ``[lo, hi]``, written with the map.
+LIMITS_ATTR = "contrast_limits"
 _TMP_MARK = ".tmp-"
 _OLD_MARK = ".old-"
 
@@ -206,6 +211,54 @@ def _nanmean_block(
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks stay NaN
         out: npt.NDArray[np.float32] = np.nanmean(block, axis=axis).astype(np.float32)
         return out
+
+
+def attribution_limits(values: npt.ArrayLike, *, percentile: float = 99.5) -> tuple[float, float]:
+    """Contrast limits of an attribution map: ``(min(0, lowest), upper percentile)``.
+
+    Parameters
+    ----------
+    values : array
+        The map (its coarsest level is enough); NaN (not computed) is ignored.
+    percentile : float
+        Upper limit's percentile of the finite values.
+
+    Returns
+    -------
+    (float, float)
+        ``lo`` is 0, or the lowest value when negative (signed attributions);
+        ``hi`` is the percentile, else (a mostly flat map) the largest value,
+        else ``lo + 1``; ``(0, 1)`` for a map with no finite value.
+    """
+    arr = np.asarray(values, dtype=np.float32)
+    finite = arr[np.isfinite(arr)]
+    if not finite.size:
+        return (0.0, 1.0)
+    lo = float(min(0.0, finite.min()))
+    for hi in (float(np.percentile(finite, percentile)), float(finite.max())):
+        if hi > lo:
+            return (lo, hi)
+    return (lo, lo + 1.0)
+
+
+def map_limits(
+    attrs: Mapping[str, Any], coarsest: Callable[[], npt.ArrayLike]
+) -> tuple[float, float]:
+    """Return a saliency map's contrast limits: as stored, else from its coarsest level.
+
+    Parameters
+    ----------
+    attrs : mapping
+        The map's group attributes (:data:`LIMITS_ATTR` is written with the map, so
+        a viewer shows it without reading it on the GUI thread).
+    coarsest : callable
+        Reads the coarsest level: called only for a store written before the limits
+        were stored.
+    """
+    stored = attrs.get(LIMITS_ATTR)
+    if isinstance(stored, (list, tuple)) and len(stored) == 2:
+        return (float(stored[0]), float(stored[1]))
+    return attribution_limits(coarsest())
 
 
 def multiscales_attr(name: str, datasets: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -736,7 +789,7 @@ class ResultWriter:
         with naming_path(self.folder / HEATMAPS_NAME / key):
             root = zarr.open_group(str(self.tmp / HEATMAPS_NAME), mode="a")
             grp = root.require_group(key)
-            write_multiscale(
+            n_levels = write_multiscale(
                 grp,
                 data,
                 scale_rc=scale_rc,
@@ -749,6 +802,9 @@ class ResultWriter:
                     **({"method": method} if method else {}),
                 },
             )
+            if kind == "saliency":  # shown without reading the map (on the GUI thread)
+                coarsest: Any = grp[str(n_levels - 1)]
+                grp.attrs[LIMITS_ATTR] = list(attribution_limits(coarsest[...]))
         self._files["heatmaps"] = HEATMAPS_NAME
         self._heatmaps.append(key)
         return key

@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 import zarr
 
-from napari_xai.core.results import multiscales_attr
+from napari_xai.core.results import LIMITS_ATTR, attribution_limits, map_limits, multiscales_attr
 
 __all__ = ["StitchedMap", "footprint", "taper_window"]
 
@@ -361,7 +361,9 @@ class StitchedMap:
         meta: dict[str, Any] = dict(self.group.attrs["napari_xai_stitch"])
         meta["max_value"] = self.max_value
         meta["n_done"] = self.n_done
-        self.group.attrs["napari_xai_stitch"] = meta
+        # kept with the map, so a viewer never reads it on the GUI thread for its contrast
+        limits = attribution_limits(self.levels[-1][...])
+        self.group.attrs.update({"napari_xai_stitch": meta, LIMITS_ATTR: list(limits)})
 
     def _add_band(
         self,
@@ -418,14 +420,13 @@ class StitchedMap:
 
     # -- reading --------------------------------------------------------------------
 
-    def value_limits(self, *, percentile: float = 99.5) -> tuple[float, float]:
-        """Contrast limits ``(0, p)`` from the coarsest level (``p``: upper percentile)."""
-        coarse = np.asarray(self.levels[-1][...], dtype=np.float32)
-        finite = coarse[np.isfinite(coarse)]
-        hi = float(np.percentile(finite, percentile)) if finite.size else 0.0
-        if not hi > 0:
-            hi = self.max_value if self.max_value > 0 else 1.0
-        return (0.0, hi)
+    def value_limits(self) -> tuple[float, float]:
+        """Contrast limits as :meth:`add_tiles` stored them (one rule for every map).
+
+        See :func:`napari_xai.core.results.attribution_limits`; a map written before
+        the limits were stored has them computed from its coarsest level.
+        """
+        return map_limits(self.group.attrs, lambda: self.levels[-1][...])
 
     def to_dask(self) -> list[Any]:
         """Return the pyramid as lazy dask arrays, finest first.

@@ -38,6 +38,12 @@ def folder(tmp_path: Path) -> Path:
         return w.commit(_manifest(slide))
 
 
+def _data_limits(coarsest: np.ndarray) -> tuple[float, float]:
+    """The map's own limits, from its values: 0 (or its lowest, when negative) to p99.5."""
+    finite = coarsest[np.isfinite(coarsest)]
+    return (min(0.0, float(finite.min())), float(np.percentile(finite, 99.5)))
+
+
 class _Reads:
     """Chunk keys read from any zarr store (metadata documents are not chunks)."""
 
@@ -72,14 +78,16 @@ def test_opening_a_folder_reads_no_probability_chunks(
     sal = saliency_layers(result, "slide")
     assert len(probs) == len(CLASSES) and len(sal) == 1
     assert reads.under("probabilities") == []  # nothing read up front
-    # saliency: only the coarsest level (<= 256 px a side) for the contrast limits
+    # saliency: its contrast limits were stored with it, nothing is read (GUI thread)
     (info,) = [h for h in result.heatmaps if h.kind == "saliency"]
     coarsest = info.paths[-1]
     assert len(info.paths) == 3
     assert all(k.startswith(f"{coarsest}/") for k in reads.under("saliency")), reads.under(
         "saliency"
     )
+    assert reads.under("saliency") == []
     root = zarr.open_group(str(folder / "heatmaps.zarr"), mode="r")
+    assert sal[0][1]["contrast_limits"] == pytest.approx(_data_limits(root[coarsest][...]))
     for data, kwargs, kind in probs:
         assert kind == "image" and hasattr(data, "dask"), kwargs["name"]  # lazy
         (hm,) = [h for h in result.heatmaps if h.key == kwargs["metadata"]["key"]]
@@ -108,3 +116,25 @@ def test_layers_opened_before_a_rewrite_show_the_new_store(folder: Path) -> None
     # a second opening gets fresh task names: napari's chunk cache cannot serve the first
     (again, _, _), *_ = probability_layers(load_result(folder), "slide")
     assert again.name != data.name
+
+
+def test_a_store_without_stored_limits_reads_its_coarsest_level(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder written before the limits were stored: the coarsest level gives them."""
+    import zarr
+
+    from napari_xai.core.layers.results import saliency_layers
+    from napari_xai.core.results import LIMITS_ATTR, load_result
+
+    root = zarr.open_group(str(folder / "heatmaps.zarr"), mode="r+")
+    (info,) = [h for h in load_result(folder).heatmaps if h.kind == "saliency"]
+    group = root[info.key]
+    stored = group.attrs[LIMITS_ATTR]
+    assert stored == pytest.approx(_data_limits(root[info.paths[-1]][...]))
+    del group.attrs[LIMITS_ATTR]
+    reads = _Reads(monkeypatch)
+    (sal,) = saliency_layers(load_result(folder), "slide")
+    assert sal[1]["contrast_limits"] == pytest.approx(stored)
+    assert reads.under("saliency")  # read, and only its coarsest level
+    assert all(k.startswith(f"{info.paths[-1]}/") for k in reads.under("saliency"))

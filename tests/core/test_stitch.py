@@ -139,3 +139,40 @@ def test_resize_matches_torch_area_and_bilinear(shape, size) -> None:
     out = _resize(maps, size)
     assert out.dtype == np.float32 and out.shape == (2, *size)
     np.testing.assert_allclose(out, ref[:, 0].numpy(), atol=1e-6)
+
+
+def test_limits_are_stored_with_the_map_and_equal_the_data(tmp_path) -> None:
+    """Every write stores the map's own contrast limits: a viewer never reads the map for them."""
+    from napari_xai.core.layers.saliency import stitched_layer
+    from napari_xai.core.results import LIMITS_ATTR
+
+    rows, cols, gr, gc, grid = _grid((800, 800), 100, 100)
+    smap = StitchedMap.open(tmp_path / "h.zarr", "k", shape0_rc=(800, 800), downsample=1.0,
+                            grid_shape=grid, min_size=64)  # fmt: skip
+    rng = np.random.default_rng(1)
+    maps = rng.normal(size=(len(rows), 10, 10)).astype(np.float32)  # signed (IG-like)
+    for part in (slice(0, 20), slice(20, None)):  # the limits follow the map as it fills
+        smap.add_tiles(maps[part], rows[part], cols[part], size0=100,
+                       grid_index=(gr[part], gc[part]))  # fmt: skip
+        coarse = np.asarray(zarr.open_group(str(tmp_path / "h.zarr"))["k"][str(smap.n_levels - 1)])
+        finite = coarse[np.isfinite(coarse)]
+        expected = (min(0.0, float(finite.min())), float(np.percentile(finite, 99.5)))
+        group = zarr.open_group(str(tmp_path / "h.zarr"), mode="r")["k"]
+        assert group.attrs[LIMITS_ATTR] == pytest.approx(expected)
+        assert expected[0] < 0 < expected[1]
+        assert smap.value_limits() == pytest.approx(expected)
+        layer = stitched_layer(tmp_path / "h.zarr", "k", name="s")
+        assert layer[1]["contrast_limits"] == pytest.approx(expected)
+
+
+def test_attribution_limits_edge_cases() -> None:
+    from napari_xai.core.results import attribution_limits
+
+    assert attribution_limits(np.full((4, 4), np.nan)) == (0.0, 1.0)  # nothing computed
+    assert attribution_limits(np.zeros((4, 4))) == (0.0, 1.0)  # flat
+    sparse = np.zeros((40, 40), np.float32)
+    sparse[3, 4] = 0.25  # the 99.5th percentile is 0: the largest value is the top
+    assert attribution_limits(sparse) == pytest.approx((0.0, 0.25))
+    assert attribution_limits(np.array([[-2.0, 1.0], [np.nan, 0.5]])) == pytest.approx(
+        (-2.0, float(np.percentile([-2.0, 1.0, 0.5], 99.5)))
+    )

@@ -7,17 +7,17 @@ all in level-0 pixel coordinates, each map placed by the transform stored with i
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from napari_xai.core.layers.coords import LayerDataTuple
 from napari_xai.core.layers.ood import ood_layer
 from napari_xai.core.layers.scores import heatmap_layers, probability_data, tiles_layer
 from napari_xai.core.layers.slide import slide_layer_data
 from napari_xai.core.naming import ATTRIBUTION_COLORMAP
+from napari_xai.core.results import map_limits
 
 if TYPE_CHECKING:
     from napari_xai.core.results import Result
@@ -43,6 +43,11 @@ def _map_data(result: Result, key: str) -> tuple[Any, bool]:
     if len(levels) > 1 and max(levels[0].shape) > MULTISCALE_ABOVE:
         return levels, True
     return levels[0], False
+
+
+def _coarsest(result: Result, key: str) -> Any:
+    """Return the coarsest level of a stored map (lazy)."""
+    return result.heatmap_levels(key)[-1]
 
 
 def probability_layers(result: Result, name: str) -> list[LayerDataTuple]:
@@ -78,18 +83,14 @@ def probability_layers(result: Result, name: str) -> list[LayerDataTuple]:
 
 
 def saliency_layers(result: Result, name: str) -> list[LayerDataTuple]:
-    """Every stored saliency map (hidden), lazy, contrast from its coarsest level."""
+    """Every stored saliency map (hidden), lazy, with the contrast limits stored with it."""
     layers = []
     for info in (h for h in result.heatmaps if h.kind == "saliency"):
         data, multiscale = _map_data(result, info.key)
         method = str(info.attrs.get("method") or info.key.split("/")[1])
         cls = str(info.attrs.get("class_name") or info.key.split("/")[-1])
-        coarse = np.asarray(result.heatmap_levels(info.key)[-1])
-        finite = coarse[np.isfinite(coarse)]
-        hi = float(np.percentile(finite, 99.5)) if finite.size else 1.0
-        lo = float(min(0.0, finite.min())) if finite.size else 0.0
-        if not hi > lo:
-            hi = lo + 1.0
+        # stored with the map; older stores: read its coarsest level (<= 256 px a side)
+        lo, hi = map_limits(info.attrs, functools.partial(_coarsest, result, info.key))
         layers.append(
             (
                 data,
