@@ -21,6 +21,10 @@ that a result manifest records so that a later run knows what it may reuse:
   explain, audit, features), the one argument ``run_slide`` and ``iter_batch``
   take.
 
+The ranges of every option and threshold dataclass of the package are declared
+on their fields (:func:`bounded`, :func:`fraction`) and checked in one place,
+:class:`Bounded`, with errors naming ``Type.field`` and the bound.
+
 This module imports only the standard library.
 """
 
@@ -30,7 +34,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,12 +49,16 @@ __all__ = [
     "private_dir",
     "AuditSpec",
     "BatchOptions",
+    "Bound",
+    "Bounded",
     "ExplainSpec",
     "FeatureSpec",
     "GridOptions",
     "RunOptions",
     "SlideOptions",
     "SummaryOptions",
+    "bounded",
+    "fraction",
     "result_params",
     "stable_hash",
 ]
@@ -81,8 +89,111 @@ def stable_hash(value: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-class _Options:
-    """Mixin: ``to_dict`` and ``hash`` for the frozen option dataclasses."""
+@dataclass(frozen=True)
+class Bound:
+    """The range a field's value must lie in (see :func:`bounded`).
+
+    Attributes
+    ----------
+    low, high : float or None
+        Least and greatest value allowed (None: no such end).
+    high_open : bool
+        ``high`` itself is not allowed (the range is ``[low, high)``).
+    at_most : str or None
+        Another field of the same object the value may not exceed.
+    limit : callable or None
+        ``limit(value, what=...)``, a check of :mod:`napari_xai.core.limits`
+        (its bound can be raised at run time, so it is not a constant here).
+    """
+
+    low: float | None = None
+    high: float | None = None
+    high_open: bool = False
+    at_most: str | None = None
+    limit: Callable[..., object] | None = None
+
+    def check(self, obj: object, what: str, value: Any) -> None:
+        """Raise a ValueError naming ``what`` and the bound when ``value`` is outside it."""
+        if self.low is not None or self.high is not None or self.at_most is not None:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{what} must be a number, not {value!r}") from None
+            self._check_number(obj, what, value, number)
+        if self.limit is not None:
+            self.limit(value, what=what)
+
+    def _check_number(self, obj: object, what: str, value: Any, number: float) -> None:
+        low, high = self.low, self.high
+        above = high is not None and (number >= high if self.high_open else number > high)
+        if low is not None and high is not None and (number < low or above):
+            bound = f"[{low:g}, {high:g}{')' if self.high_open else ']'}"
+            raise ValueError(f"{what} must be in {bound}, not {value!r}")
+        if low is not None and number < low:
+            raise ValueError(f"{what} must be at least {low:g}, not {value!r}")
+        if above:
+            raise ValueError(f"{what} must be at most {high:g}, not {value!r}")
+        other = None if self.at_most is None else getattr(obj, self.at_most)
+        if other is not None and number > float(other):
+            raise ValueError(f"{what} must be <= {self.at_most}, not {value!r} > {other!r}")
+
+
+def bounded(
+    default: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    high_open: bool = False,
+    at_most: str | None = None,
+    limit: Callable[..., object] | None = None,
+) -> Any:
+    """Return a dataclass field with a declared range, checked by :class:`Bounded`.
+
+    Parameters
+    ----------
+    default : object
+        The field's default. A field left None is not checked.
+    low, high, high_open, at_most, limit
+        The :class:`Bound` of the field.
+
+    Returns
+    -------
+    dataclasses.Field
+        For the class body (``n_steps: int = bounded(32, low=1)``).
+    """
+    bound = Bound(low=low, high=high, high_open=high_open, at_most=at_most, limit=limit)
+    return dataclasses.field(default=default, metadata={"bound": bound})
+
+
+def fraction(default: float, *, high_open: bool = False, at_most: str | None = None) -> Any:
+    """Return a dataclass field whose value is a fraction in [0, 1] (see :func:`bounded`)."""
+    return bounded(default, low=0.0, high=1.0, high_open=high_open, at_most=at_most)
+
+
+class Bounded:
+    """Mixin of the frozen option and threshold dataclasses: their ranges, checked in one place.
+
+    Every field declared with :func:`bounded` or :func:`fraction` is checked
+    after ``__init__``, in field order; no class writes its own range checks.
+
+    Raises
+    ------
+    ValueError
+        Naming ``Type.field`` and the bound, e.g.
+        ``GridOptions.overlap must be in [0, 1), not 1.0``.
+    """
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        for spec in dataclasses.fields(self):  # type: ignore[arg-type]
+            bound = spec.metadata.get("bound")
+            value = getattr(self, spec.name)
+            if bound is not None and value is not None:
+                bound.check(self, f"{owner}.{spec.name}", value)
+
+
+class _Options(Bounded):
+    """Mixin: ``to_dict`` and ``hash`` of the frozen option dataclasses (and :class:`Bounded`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as a JSON-able dict (tuples become lists)."""
@@ -93,38 +204,6 @@ class _Options:
     def hash(self) -> str:
         """Return the stable hash of :meth:`to_dict` (see :func:`stable_hash`)."""
         return stable_hash({"kind": type(self).__name__, **self.to_dict()})
-
-
-def check_fields(
-    obj: object, *, fractions: Sequence[str] = (), non_negative: Sequence[str] = ()
-) -> None:
-    """Raise a ValueError naming ``Type.field`` for a field out of [0, 1] or below 0.
-
-    Parameters
-    ----------
-    obj : object
-        A thresholds or options dataclass (checked in its ``__post_init__``).
-    fractions : sequence of str
-        Fields that must lie in [0, 1].
-    non_negative : sequence of str
-        Fields that must be >= 0.
-    """
-    owner = type(obj).__name__
-    for name in fractions:
-        value = getattr(obj, name)
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{owner}.{name} must be in [0, 1], got {value}")
-    for name in non_negative:
-        value = getattr(obj, name)
-        if value < 0:
-            raise ValueError(f"{owner}.{name} must be >= 0, got {value}")
-
-
-def _check_fraction(name: str, value: float, *, upper_open: bool) -> None:
-    ok = 0.0 <= value < 1.0 if upper_open else 0.0 <= value <= 1.0
-    if not ok:
-        bound = "[0, 1)" if upper_open else "[0, 1]"
-        raise ValueError(f"{name} must be in {bound}, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -145,21 +224,11 @@ class GridOptions(_Options):
         Score only this many tiles, spread over the slide.
     """
 
-    min_tissue: float = DEFAULT_MIN_TISSUE
-    overlap: float = 0.0
+    min_tissue: float = fraction(DEFAULT_MIN_TISSUE)
+    overlap: float = fraction(0.0, high_open=True)
     tissue: bool = True
-    mpp: float | None = None
-    max_tiles: int | None = None
-
-    def __post_init__(self) -> None:
-        _check_fraction("min_tissue", float(self.min_tissue), upper_open=False)
-        _check_fraction("overlap", float(self.overlap), upper_open=True)
-        if self.mpp is not None and not float(self.mpp) > 0:
-            raise ValueError(f"mpp must be positive, not {self.mpp!r}")
-        if self.mpp is not None:
-            check_mpp(self.mpp, what="mpp")
-        if self.max_tiles is not None and int(self.max_tiles) < 1:
-            raise ValueError(f"max_tiles must be at least 1, not {self.max_tiles!r}")
+    mpp: float | None = bounded(None, limit=check_mpp)
+    max_tiles: int | None = bounded(None, low=1)
 
     @classmethod
     def from_dict(cls, body: dict[str, Any]) -> GridOptions:
@@ -194,23 +263,13 @@ class RunOptions(_Options):
     """
 
     device: str = "auto"
-    batch_size: int = 32
-    explain_batch_size: int = 16
-    num_workers: int | None = None
-    prefetch: int = 2
+    batch_size: int = bounded(32, low=1, limit=check_batch_size)
+    explain_batch_size: int = bounded(16, low=1, limit=check_batch_size)
+    num_workers: int | None = bounded(None, low=1)
+    prefetch: int = bounded(2, low=0)
     amp: bool = True
     architecture: str | None = None
     preview: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("batch_size", "explain_batch_size", "num_workers"):
-            value = getattr(self, name)
-            if value is not None and int(value) < 1:
-                raise ValueError(f"{name} must be at least 1, not {value!r}")
-        if int(self.prefetch) < 0:
-            raise ValueError(f"prefetch must be at least 0, not {self.prefetch!r}")
-        for name in ("batch_size", "explain_batch_size"):
-            check_batch_size(getattr(self, name), what=name)
 
     @property
     def torch_device(self) -> str | None:
@@ -246,8 +305,8 @@ class ExplainSpec(_Options):
 
     method: str = "grad_cam"
     target: str | int | None = None
-    n_steps: int = 32
-    smooth_samples: int = 0
+    n_steps: int = bounded(32, low=1)
+    smooth_samples: int = bounded(0, low=0)
     view_rc: tuple[float, float, float, float] | None = None
     restart: bool = dataclasses.field(default=False, compare=False)
 
@@ -294,9 +353,9 @@ class AuditSpec(_Options):
 
     method: str = "grad_cam"
     target: str | int | None = None
-    max_tiles: int | None = 512
-    n_steps: int = 16
-    border_width0: float | None = None
+    max_tiles: int | None = bounded(512, low=1)
+    n_steps: int = bounded(16, low=1)
+    border_width0: float | None = bounded(None, low=0)
     counterfactual: bool = True
     sanity: bool = True
 
@@ -321,11 +380,7 @@ class FeatureSpec(_Options):
     """
 
     layer: str | None = None
-    mc_samples: int = 0
-
-    def __post_init__(self) -> None:
-        if int(self.mc_samples) < 0 or int(self.mc_samples) > 256:
-            raise ValueError(f"mc_samples must be in [0, 256], not {self.mc_samples!r}")
+    mc_samples: int = bounded(0, low=0, high=256)
 
 
 @dataclass(frozen=True)
@@ -343,14 +398,9 @@ class SummaryOptions(_Options):
         Slide score at or above which a slide is called positive.
     """
 
-    top_k: int = 10
+    top_k: int = bounded(10, low=1)
     positive_class: str | None = None
-    threshold: float = 0.5
-
-    def __post_init__(self) -> None:
-        if int(self.top_k) < 1:
-            raise ValueError(f"top_k must be at least 1, not {self.top_k!r}")
-        _check_fraction("threshold", float(self.threshold), upper_open=False)
+    threshold: float = fraction(0.5)
 
 
 def result_params(grid: GridOptions, summary: SummaryOptions) -> dict[str, Any]:
@@ -388,11 +438,11 @@ class BatchOptions(_Options):
     """
 
     scheduler: str | None = None
-    n_workers: int | None = None
-    torch_threads: int | None = None
+    n_workers: int | None = bounded(None, low=1)
+    torch_threads: int | None = bounded(None, low=1)
     resume: bool = True
     verify: bool = False
-    poll_interval: float = 0.1
+    poll_interval: float = bounded(0.1, low=0)
     label_column: str = "label"
     write_plot: bool = True
 

@@ -20,6 +20,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from napari_xai.core.limits import check_batch_size
+from napari_xai.core.options import Bounded, bounded
+
 __all__ = [
     "AttributionError",
     "AttributionMethod",
@@ -35,7 +38,7 @@ class AttributionError(ValueError):
 
 
 @dataclass(frozen=True)
-class ExplainOptions:
+class ExplainOptions(Bounded):
     """Options shared by the attribution methods.
 
     Attributes
@@ -60,12 +63,12 @@ class ExplainOptions:
         Seed of the random baselines / noise (GradientSHAP, SmoothGrad).
     """
 
-    batch_size: int = 16
-    n_steps: int = 32
-    n_samples: int = 8
-    smooth_samples: int = 0
-    smooth_stdev: float = 0.15
-    occlusion_window: int | None = None
+    batch_size: int = bounded(16, low=1, limit=check_batch_size)
+    n_steps: int = bounded(32, low=1)
+    n_samples: int = bounded(8, low=1)
+    smooth_samples: int = bounded(0, low=0)
+    smooth_stdev: float = bounded(0.15, low=0)
+    occlusion_window: int | None = bounded(None, low=1)
     seed: int = 0
 
 

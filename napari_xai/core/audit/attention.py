@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from napari_xai.core.options import check_fields
+from napari_xai.core.options import Bounded, bounded, fraction
 
 #: Region codes of a region map.
 BACKGROUND: int = 0
@@ -46,7 +46,7 @@ OFF_TISSUE: tuple[int, ...] = (BACKGROUND, ARTEFACT, BORDER)
 
 
 @dataclass(frozen=True)
-class AuditThresholds:
+class AuditThresholds(Bounded):
     """Thresholds of the attention audit (all shares are fractions in [0, 1]).
 
     Parameters
@@ -74,20 +74,13 @@ class AuditThresholds:
         How many of the worst tiles are kept as evidence.
     """
 
-    tile_off_tissue_share: float = 0.5
-    tile_enrichment: float = 2.0
-    slide_artefact_share: float = 0.2
-    slide_artefact_enrichment: float = 3.0
-    slide_flagged_fraction: float = 0.1
+    tile_off_tissue_share: float = fraction(0.5)
+    tile_enrichment: float = bounded(2.0, low=0)
+    slide_artefact_share: float = fraction(0.2)
+    slide_artefact_enrichment: float = bounded(3.0, low=0)
+    slide_flagged_fraction: float = fraction(0.1)
     min_class_tiles: int = 5
-    n_worst: int = 12
-
-    def __post_init__(self) -> None:
-        check_fields(
-            self,
-            fractions=("tile_off_tissue_share", "slide_artefact_share", "slide_flagged_fraction"),
-            non_negative=("tile_enrichment", "slide_artefact_enrichment", "n_worst"),
-        )
+    n_worst: int = bounded(12, low=0)
 
 
 @dataclass

@@ -34,7 +34,7 @@ import numpy.typing as npt
 import pandas as pd  # noqa: TID253 (core runs only when auditing)
 from scipy import stats  # noqa: TID253
 
-from napari_xai.core.options import check_fields
+from napari_xai.core.options import Bounded, bounded, fraction
 from napari_xai.core.progress import drive, relay
 
 __all__ = [
@@ -70,7 +70,7 @@ _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 
 @dataclass(frozen=True)
-class DataThresholds:
+class DataThresholds(Bounded):
     """Thresholds of the data audit.
 
     Parameters
@@ -97,27 +97,12 @@ class DataThresholds:
         above ``strong_association``, ``imbalance_ratio`` below 1, ``max_levels`` below 2.
     """
 
-    strong_association: float = 0.5
-    moderate_association: float = 0.3
-    alpha: float = 0.05
-    strong_effect: float = 0.25
-    imbalance_ratio: float = 3.0
-    max_levels: int = 10
-
-    def __post_init__(self) -> None:
-        fractions = ("strong_association", "moderate_association", "alpha", "strong_effect")
-        check_fields(self, fractions=fractions)
-        if self.moderate_association > self.strong_association:
-            raise ValueError(
-                "DataThresholds.moderate_association must be <= strong_association, got "
-                f"{self.moderate_association} > {self.strong_association}"
-            )
-        if self.imbalance_ratio < 1:
-            raise ValueError(
-                f"DataThresholds.imbalance_ratio must be >= 1, got {self.imbalance_ratio}"
-            )
-        if self.max_levels < 2:
-            raise ValueError(f"DataThresholds.max_levels must be >= 2, got {self.max_levels}")
+    strong_association: float = fraction(0.5)
+    moderate_association: float = fraction(0.3, at_most="strong_association")
+    alpha: float = fraction(0.05)
+    strong_effect: float = fraction(0.25)
+    imbalance_ratio: float = bounded(3.0, low=1)
+    max_levels: int = bounded(10, low=2)
 
 
 @dataclass

@@ -47,6 +47,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from napari_xai.core.options import Bounded, bounded
+
 __all__ = [
     "SanityResult",
     "SanityThresholds",
@@ -66,7 +68,7 @@ _CACHE: dict[tuple[str, str, int], SanityResult] = {}
 
 
 @dataclass(frozen=True)
-class SanityThresholds:
+class SanityThresholds(Bounded):
     """Pass limits of the sanity checks.
 
     Parameters
@@ -80,9 +82,9 @@ class SanityThresholds:
         Faithfulness fails when the faithfulness gain is below ``-faithfulness_margin``.
     """
 
-    max_spearman: float = 0.8
-    max_ssim: float = 0.5
-    faithfulness_margin: float = 0.05
+    max_spearman: float = bounded(0.8, low=-1, high=1)
+    max_ssim: float = bounded(0.5, low=-1, high=1)
+    faithfulness_margin: float = bounded(0.05, low=0)
 
 
 @dataclass

@@ -39,13 +39,13 @@ from typing import Any
 
 from napari_xai.core.audit.counterfactual import CounterfactualPair, CounterfactualResult
 from napari_xai.core.audit.evidence import PairEvidence
-from napari_xai.core.options import check_fields
+from napari_xai.core.options import Bounded, bounded, fraction
 
 __all__ = ["Verdict", "VerdictThresholds", "make_verdict"]
 
 
 @dataclass(frozen=True)
-class VerdictThresholds:
+class VerdictThresholds(Bounded):
     """Limits of the shortcut verdict (fractions in [0, 1] unless said otherwise).
 
     Parameters
@@ -71,22 +71,16 @@ class VerdictThresholds:
     """
 
     # Calibrated on the planted cohorts (scripts/calibrate_verdict.py; docs/audit.md).
-    flip_rate: float = 0.25
-    dp: float = 0.28
-    warn_flip_rate: float = 0.12
-    warn_dp: float = 0.16
-    flip_dp: float = 0.09
-    min_tiles: int = 3
-    share: float = 0.0
-    enrichment: float = 1.6
-    warn_share: float = 0.0
-    warn_enrichment: float = 1.52
-
-    def __post_init__(self) -> None:
-        fractions = ("flip_rate", "dp", "warn_flip_rate", "warn_dp", "flip_dp", "share")
-        check_fields(self, fractions=(*fractions, "warn_share"))
-        if self.enrichment < 0 or self.warn_enrichment < 0 or self.min_tiles < 1:
-            raise ValueError("VerdictThresholds: enrichments must be >= 0 and min_tiles >= 1")
+    flip_rate: float = fraction(0.25)
+    dp: float = fraction(0.28)
+    warn_flip_rate: float = fraction(0.12)
+    warn_dp: float = fraction(0.16)
+    flip_dp: float = fraction(0.09)
+    min_tiles: int = bounded(3, low=1)
+    share: float = fraction(0.0)
+    enrichment: float = bounded(1.6, low=0)
+    warn_share: float = fraction(0.0)
+    warn_enrichment: float = bounded(1.52, low=0)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_xai.core.options import _Options
+from napari_xai.core.options import _Options, bounded
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,10 +57,10 @@ class ExploreOptions(_Options):
 
     method: str = "pca"
     cluster_method: str = "kmeans"
-    n_clusters: int | None = None
-    cluster_dims: int = 10
+    n_clusters: int | None = bounded(None, low=1)
+    cluster_dims: int = bounded(10, low=1)
     seed: int = 0
-    fit_sample: int = 20_000
+    fit_sample: int = bounded(20_000, low=1)
 
 
 @dataclass

@@ -32,12 +32,13 @@ from napari_xai.core.masks.background import (
     rgb_and_background,
 )
 from napari_xai.core.masks.passes import bin_pixels, drop_small, unbin
+from napari_xai.core.options import Bounded, bounded
 
 __all__ = ["FOLD_LABEL", "FoldOptions", "fold_mask"]
 
 
 @dataclass(frozen=True)
-class FoldOptions:
+class FoldOptions(Bounded):
     """How :func:`fold_mask` looks for tissue folds.
 
     Attributes
@@ -63,12 +64,12 @@ class FoldOptions:
         colours' medians in the second round.
     """
 
-    sigma0: float = 24.0
+    sigma0: float = bounded(24.0, low=0)
     threshold: float = 0.65
-    bins: int = 12
-    min_bin: int = 50
-    min_area0: float = 100.0 * 100.0
-    min_tissue0: float = 100_000.0
+    bins: int = bounded(12, low=1)
+    min_bin: int = bounded(50, low=0)
+    min_area0: float = bounded(100.0 * 100.0, low=0)
+    min_tissue0: float = bounded(100_000.0, low=0)
     exclude: float = 0.5
 
 
