@@ -38,7 +38,7 @@ from napari_xai.core.options import GridOptions, RunOptions
 from napari_xai.core.predict import predict_probabilities
 from napari_xai.core.progress import Counted
 from napari_xai.core.reader import RegionSource, TileReader
-from napari_xai.core.tiling import TileGrid, model_downsample, plan_tile_grid
+from napari_xai.core.tiling import TileGrid, TileMasks, model_downsample, plan_tile_grid
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -286,11 +286,8 @@ def grid_for_slide(
         slide_mpp=slide_mpp,
         model_mpp=card.mpp,
         tile_size=int(card.tile_size),
-        overlap=float(options.overlap),
-        tissue_mask=tissue_mask,
-        mask_downsample=mask_ds,
-        min_tissue=float(options.min_tissue),
-        artefact_mask=artefact_mask,
+        options=options,
+        masks=TileMasks(tissue_mask, artefact_mask, mask_ds),
         path=slide.path,
     )
 

@@ -14,6 +14,7 @@ least ``min_tissue`` of them.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,10 +23,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from napari_xai.core.options import DEFAULT_MIN_TISSUE
+from napari_xai.core.options import GridOptions
 
 __all__ = [
     "TileGrid",
+    "TileMasks",
     "choose_read_level",
     "mask_fraction",
     "model_downsample",
@@ -104,21 +106,14 @@ class TileGrid:
         """Return the grid restricted to the tiles selected by ``index``."""
         idx = np.asarray(index)
         art = None if self.artefact_fraction is None else self.artefact_fraction[idx]
-        return TileGrid(
+        return dataclasses.replace(
+            self,
             rows=self.rows[idx],
             cols=self.cols[idx],
             grid_rows=self.grid_rows[idx],
             grid_cols=self.grid_cols[idx],
             tissue_fraction=self.tissue_fraction[idx],
-            shape_rc=self.shape_rc,
-            tile_size0=self.tile_size0,
-            stride0=self.stride0,
-            grid_shape=self.grid_shape,
-            level=self.level,
-            read_size=self.read_size,
-            tile_size=self.tile_size,
             artefact_fraction=art,
-            level_downsample=self.level_downsample,
         )
 
     def attrs(self) -> dict[str, Any]:
@@ -213,52 +208,118 @@ def _window_fraction(
 _BAND_CELLS = 1 << 18
 
 
-def tile_grid(
-    shape_rc: Sequence[int],
-    *,
-    tile_size0: int,
-    stride0: int | None = None,
-    tissue_mask: npt.ArrayLike | None = None,
-    mask_downsample: float = 1.0,
-    min_tissue: float = 0.0,
-    artefact_mask: npt.ArrayLike | None = None,
-    level: int = 0,
-    read_size: int | None = None,
-    tile_size: int | None = None,
-    level_downsample: float = 1.0,
-) -> TileGrid:
-    """Lay a regular grid of square tiles over a slide, in level-0 pixels.
+@dataclass(frozen=True)
+class TileMasks:
+    """Low-resolution masks a tile grid is laid over.
 
-    Parameters
+    Attributes
     ----------
-    shape_rc : sequence of int
-        Level-0 (rows, cols) of the slide.
-    tile_size0 : int
-        Level-0 extent of one tile.
-    stride0 : int, optional
-        Level-0 step between tiles; ``tile_size0`` (no overlap) by default.
-    tissue_mask : ndarray of shape (rows, cols), bool, optional
-        Tissue mask at ``mask_downsample``; every tile is kept when omitted.
-    mask_downsample : float
-        Level-0 pixels per mask pixel (same for ``artefact_mask``).
-    min_tissue : float
-        Keep tiles whose tissue fraction is at least this (and above zero when a
-        mask is given and ``min_tissue`` is 0).
-    artefact_mask : ndarray of shape (rows, cols), bool, optional
-        Artefact mask (pen, marker...) at ``mask_downsample``; its fraction per tile
-        is recorded, it does not filter.
-    level, read_size, tile_size : int, optional
-        How tiles are read (see :class:`TileGrid`); default level 0 at ``tile_size0``.
-    level_downsample : float
-        Downsample of ``level``.
-
-    Returns
-    -------
-    TileGrid
-        Kept tiles in row-major order.
+    tissue : ndarray of shape (rows, cols), bool, or None
+        Tissue mask; tiles are kept where it covers enough of them (every tile is
+        kept without one).
+    artefact : ndarray of shape (rows, cols), bool, or None
+        Artefact mask (pen, marker...) on the same grid; its fraction per tile is
+        recorded, it does not filter.
+    downsample : float
+        Level-0 pixels per mask pixel (mask pixel ``(i, j)`` covers level-0 pixels
+        ``[i*d, (i+1)*d)``).
     """
-    n_rows_px, n_cols_px = int(shape_rc[0]), int(shape_rc[1])
-    if n_rows_px < 1 or n_cols_px < 1:
+
+    tissue: npt.ArrayLike | None = None
+    artefact: npt.ArrayLike | None = None
+    downsample: float = 1.0
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """Grid cells kept so far (grid row/col), with their tissue and artefact fractions."""
+
+    grid_rows: npt.NDArray[np.int64]
+    grid_cols: npt.NDArray[np.int64]
+    tissue: npt.NDArray[np.float32]
+    artefact: npt.NDArray[np.float32] | None
+
+    @classmethod
+    def concat(cls, bands: Sequence[_Kept]) -> _Kept:
+        """Join the bands of a grid, in order (a grid has at least one band)."""
+        arts = [b.artefact for b in bands if b.artefact is not None]
+        return cls(
+            np.concatenate([b.grid_rows for b in bands]),
+            np.concatenate([b.grid_cols for b in bands]),
+            np.concatenate([b.tissue for b in bands]),
+            np.concatenate(arts) if arts else None,
+        )
+
+
+@dataclass(frozen=True)
+class _Planner:
+    """Keeps the cells of a stride grid that the masks allow, a band of rows at a time.
+
+    The masks' summed-area tables are built once; each band then costs O(cells).
+    """
+
+    tile_size0: int
+    stride0: int
+    downsample: float
+    min_tissue: float
+    tissue_sat: npt.NDArray[np.int64] | None
+    artefact_sat: npt.NDArray[np.int64] | None
+
+    @classmethod
+    def over(
+        cls, masks: TileMasks, *, tile_size0: int, stride0: int, min_tissue: float
+    ) -> _Planner:
+        """Planner for tiles of ``tile_size0`` every ``stride0`` level-0 pixels over ``masks``."""
+        return cls(
+            tile_size0,
+            stride0,
+            float(masks.downsample),
+            float(min_tissue),
+            None if masks.tissue is None else _summed_area(masks.tissue),
+            None if masks.artefact is None else _summed_area(masks.artefact),
+        )
+
+    def fraction(
+        self, sat: npt.NDArray[np.int64], gr: npt.NDArray[np.int64], gc: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        """Covered fraction of the tiles at grid cells ``(gr, gc)``."""
+        rows, cols = gr * self.stride0, gc * self.stride0
+        return _window_fraction(
+            sat, rows, cols, tile_size0=self.tile_size0, downsample=self.downsample
+        )
+
+    def band(self, g_rows: npt.NDArray[np.int64], n_cols: int) -> _Kept:
+        """Keep the cells of grid rows ``g_rows`` (every column of each) the masks allow."""
+        gr = np.repeat(g_rows, n_cols)
+        gc = np.tile(np.arange(n_cols, dtype=np.int64), len(g_rows))
+        if self.tissue_sat is None:
+            tissue = np.ones(gr.shape, np.float32)
+        else:
+            tissue = self.fraction(self.tissue_sat, gr, gc)
+            keep = tissue >= self.min_tissue if self.min_tissue > 0 else tissue > 0
+            gr, gc, tissue = gr[keep], gc[keep], tissue[keep]
+        art = None if self.artefact_sat is None else self.fraction(self.artefact_sat, gr, gc)
+        return _Kept(gr, gc, tissue, art)
+
+    def plan(self, grid_shape: tuple[int, int]) -> _Kept:
+        """Plan the whole grid in bands of rows, so that only kept cells are ever listed."""
+        band = max(1, _BAND_CELLS // max(1, grid_shape[1]))
+        return _Kept.concat(
+            [
+                self.band(
+                    np.arange(g0, min(grid_shape[0], g0 + band), dtype=np.int64), grid_shape[1]
+                )
+                for g0 in range(0, grid_shape[0], band)
+            ]
+        )
+
+
+def _checked_geometry(
+    shape_rc: Sequence[int], tile_size0: int, stride0: int | None, min_tissue: float
+) -> tuple[tuple[int, int], int, int]:
+    """Validate a grid's level-0 slide shape, tile size and stride (``tile_size0`` by default)."""
+    shape = (int(shape_rc[0]), int(shape_rc[1]))
+    if shape[0] < 1 or shape[1] < 1:
         raise ValueError(f"slide shape must be positive, got {tuple(shape_rc)}")
     tile_size0 = int(tile_size0)
     if tile_size0 < 1:
@@ -268,69 +329,62 @@ def tile_grid(
         raise ValueError(f"stride0 must be at least 1 pixel, got {stride0}")
     if not 0.0 <= min_tissue <= 1.0:
         raise ValueError(f"min_tissue must be in [0, 1], got {min_tissue}")
-    grid_shape = (
-        _n_steps(n_rows_px, tile_size0, stride0),
-        _n_steps(n_cols_px, tile_size0, stride0),
-    )
+    return shape, tile_size0, stride0
+
+
+def tile_grid(
+    shape_rc: Sequence[int],
+    *,
+    tile_size0: int,
+    stride0: int | None = None,
+    masks: TileMasks | None = None,
+    min_tissue: float = 0.0,
+) -> TileGrid:
+    """Lay a regular grid of square tiles over a slide, in level-0 pixels.
+
+    Tiles are read at level 0 at ``tile_size0`` pixels (:func:`plan_tile_grid`
+    chooses the level a model's tiles are read from).
+
+    Parameters
+    ----------
+    shape_rc : sequence of int
+        Level-0 (rows, cols) of the slide.
+    tile_size0 : int
+        Level-0 extent of one tile.
+    stride0 : int, optional
+        Level-0 step between tiles; ``tile_size0`` (no overlap) by default.
+    masks : TileMasks, optional
+        Tissue and artefact masks; every tile is kept when there is no tissue mask.
+    min_tissue : float
+        Keep tiles whose tissue fraction is at least this (and above zero when a
+        tissue mask is given and ``min_tissue`` is 0).
+
+    Returns
+    -------
+    TileGrid
+        Kept tiles in row-major order.
+    """
+    shape, tile_size0, stride0 = _checked_geometry(shape_rc, tile_size0, stride0, min_tissue)
+    grid_shape = (_n_steps(shape[0], tile_size0, stride0), _n_steps(shape[1], tile_size0, stride0))
     # Planned in bands of grid rows and only kept tiles stay: a huge declared slide
     # never gets a full list of (mostly glass) tile positions.
-    tissue_sat = None if tissue_mask is None else _summed_area(tissue_mask)
-    artefact_sat = None if artefact_mask is None else _summed_area(artefact_mask)
-    band = max(1, _BAND_CELLS // max(1, grid_shape[1]))
-    gc_all = np.arange(grid_shape[1], dtype=np.int64)
-    parts: dict[str, list[npt.NDArray[Any]]] = {k: [] for k in ("gr", "gc", "t", "a")}
-    for g0 in range(0, grid_shape[0], band):
-        g_rows = np.arange(g0, min(grid_shape[0], g0 + band), dtype=np.int64)
-        gr = np.repeat(g_rows, grid_shape[1])
-        gc = np.tile(gc_all, len(g_rows))
-        if tissue_sat is None:
-            tissue = np.ones(gr.shape, np.float32)
-        else:
-            tissue = _window_fraction(
-                tissue_sat,
-                gr * stride0,
-                gc * stride0,
-                tile_size0=tile_size0,
-                downsample=mask_downsample,
-            )
-            keep_band = tissue >= min_tissue if min_tissue > 0 else tissue > 0
-            gr, gc, tissue = gr[keep_band], gc[keep_band], tissue[keep_band]
-        parts["gr"].append(gr)
-        parts["gc"].append(gc)
-        parts["t"].append(tissue)
-        if artefact_sat is not None:
-            parts["a"].append(
-                _window_fraction(
-                    artefact_sat,
-                    gr * stride0,
-                    gc * stride0,
-                    tile_size0=tile_size0,
-                    downsample=mask_downsample,
-                )
-            )
-    gr = np.concatenate(parts["gr"]) if parts["gr"] else np.zeros(0, np.int64)
-    gc = np.concatenate(parts["gc"]) if parts["gc"] else np.zeros(0, np.int64)
-    tissue = np.concatenate(parts["t"]) if parts["t"] else np.zeros(0, np.float32)
-    artefact = None
-    if artefact_sat is not None:
-        artefact = np.concatenate(parts["a"]) if parts["a"] else np.zeros(0, np.float32)
-    rows, cols = gr * stride0, gc * stride0
-    keep = slice(None)
+    planner = _Planner.over(
+        masks or TileMasks(), tile_size0=tile_size0, stride0=stride0, min_tissue=min_tissue
+    )
+    kept = planner.plan(grid_shape)
     return TileGrid(
-        rows=rows[keep],
-        cols=cols[keep],
-        grid_rows=gr[keep],
-        grid_cols=gc[keep],
-        tissue_fraction=tissue[keep],
-        shape_rc=(n_rows_px, n_cols_px),
+        rows=kept.grid_rows * stride0,
+        cols=kept.grid_cols * stride0,
+        grid_rows=kept.grid_rows,
+        grid_cols=kept.grid_cols,
+        tissue_fraction=kept.tissue,
+        artefact_fraction=kept.artefact,
+        shape_rc=shape,
+        grid_shape=grid_shape,
         tile_size0=tile_size0,
         stride0=stride0,
-        grid_shape=grid_shape,
-        level=int(level),
-        read_size=tile_size0 if read_size is None else int(read_size),
-        tile_size=tile_size0 if tile_size is None else int(tile_size),
-        artefact_fraction=artefact,
-        level_downsample=float(level_downsample),
+        read_size=tile_size0,
+        tile_size=tile_size0,
     )
 
 
@@ -392,11 +446,8 @@ def plan_tile_grid(
     slide_mpp: float | None,
     model_mpp: float,
     tile_size: int,
-    overlap: float = 0.0,
-    tissue_mask: npt.ArrayLike | None = None,
-    mask_downsample: float = 1.0,
-    min_tissue: float = DEFAULT_MIN_TISSUE,
-    artefact_mask: npt.ArrayLike | None = None,
+    options: GridOptions | None = None,
+    masks: TileMasks | None = None,
     path: object = "slide",
 ) -> TileGrid:
     """Tile grid for a model of ``tile_size`` px at ``model_mpp`` over a slide.
@@ -413,10 +464,12 @@ def plan_tile_grid(
         µm/px the model was trained at.
     tile_size : int
         Model input size in pixels.
-    overlap : float
-        Fraction of a tile shared with its neighbour, in [0, 1).
-    tissue_mask, mask_downsample, min_tissue, artefact_mask
-        See :func:`tile_grid`.
+    options : GridOptions, optional
+        ``overlap`` (fraction of a tile shared with its neighbour) and ``min_tissue``
+        (see :func:`tile_grid`); the other fields are the caller's (``mpp`` is
+        ``slide_mpp`` here).
+    masks : TileMasks, optional
+        Tissue and artefact masks (see :func:`tile_grid`).
     path : object
         Named in error messages.
 
@@ -425,13 +478,12 @@ def plan_tile_grid(
     TileGrid
         Kept tiles, with the level to read and the size to read there.
     """
-    if not 0.0 <= overlap < 1.0:
-        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    options = options or GridOptions()
     if tile_size < 1:
         raise ValueError(f"tile_size must be positive, got {tile_size}")
     ds = model_downsample(model_mpp, slide_mpp, path=path)
     tile_size0 = max(1, int(round(tile_size * ds)))
-    stride0 = max(1, int(round(tile_size0 * (1.0 - overlap))))
+    stride0 = max(1, int(round(tile_size0 * (1.0 - float(options.overlap)))))
     level = choose_read_level(level_downsamples, ds)
     exact = tile_size0 / float(level_downsamples[level])
     # Within the level tolerance the level *is* the model's resolution: read tile_size
@@ -439,16 +491,17 @@ def plan_tile_grid(
     read_size = tile_size if abs(exact - tile_size) <= tile_size * LEVEL_TOLERANCE else None
     if read_size is None:
         read_size = max(1, int(round(exact)))
-    return tile_grid(
+    grid = tile_grid(
         shape_rc,
         tile_size0=tile_size0,
         stride0=stride0,
-        tissue_mask=tissue_mask,
-        mask_downsample=mask_downsample,
-        min_tissue=min_tissue,
-        artefact_mask=artefact_mask,
+        masks=masks,
+        min_tissue=float(options.min_tissue),
+    )
+    return dataclasses.replace(
+        grid,
         level=level,
         read_size=read_size,
-        tile_size=tile_size,
+        tile_size=int(tile_size),
         level_downsample=float(level_downsamples[level]),
     )

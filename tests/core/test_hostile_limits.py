@@ -219,7 +219,7 @@ def test_grid_planning_is_banded_for_a_huge_declared_slide() -> None:
 
     import numpy as np
 
-    from napari_xai.core.tiling import tile_grid
+    from napari_xai.core.tiling import TileMasks, tile_grid
 
     shape = (600_000, 600_000)
     mask = np.zeros((1172, 1172), bool)  # thumbnail at downsample 512
@@ -227,7 +227,7 @@ def test_grid_planning_is_banded_for_a_huge_declared_slide() -> None:
     tracemalloc.start()
     try:
         grid = tile_grid(
-            shape, tile_size0=224, tissue_mask=mask, mask_downsample=512, min_tissue=0.5
+            shape, tile_size0=224, masks=TileMasks(tissue=mask, downsample=512), min_tissue=0.5
         )
         _, peak = tracemalloc.get_traced_memory()
     finally:

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from napari_xai.core.layers import grid_to_world, mask_to_world
+from napari_xai.core.options import GridOptions
 from napari_xai.core.reader import TileReader, read_tiles
 from napari_xai.core.tiling import (
+    TileMasks,
     choose_read_level,
     mask_fraction,
     plan_tile_grid,
@@ -18,6 +20,8 @@ from napari_xai.core.tiling import (
 )
 
 BOXES_DOWNSAMPLES = (1.0, 2.0, 4.016129032258064, 8.086312118570184)
+#: Keep every tile of the grid, however little tissue it has.
+ALL_TILES = GridOptions(min_tissue=0)
 
 
 @pytest.mark.parametrize(
@@ -65,12 +69,17 @@ def test_plan_grid_boxes_geometry() -> None:
     # boxes.tiff: 300 x 250 (rows x cols) with downsamples 1, 2, 4.016, 8.086.
     shape = (250, 300)
     g = plan_tile_grid(
-        shape, BOXES_DOWNSAMPLES, slide_mpp=0.25, model_mpp=1.0, tile_size=16, min_tissue=0
+        shape, BOXES_DOWNSAMPLES, slide_mpp=0.25, model_mpp=1.0, tile_size=16, options=ALL_TILES
     )
     assert (g.level, g.tile_size0, g.read_size, g.tile_size) == (2, 64, 16, 16)
     assert not g.needs_resize
     g = plan_tile_grid(
-        shape, BOXES_DOWNSAMPLES, slide_mpp=0.25, model_mpp=0.75, tile_size=20, overlap=0.5
+        shape,
+        BOXES_DOWNSAMPLES,
+        slide_mpp=0.25,
+        model_mpp=0.75,
+        tile_size=20,
+        options=GridOptions(overlap=0.5),
     )
     # 3x: read from level 1 (2x) 30 px and resize to 20.
     assert (g.level, g.tile_size0, g.stride0, g.read_size) == (1, 60, 30, 30)
@@ -86,7 +95,14 @@ def test_plan_grid_needs_mpp() -> None:
             (100, 100), (1.0,), slide_mpp=None, model_mpp=0.5, tile_size=32, path="slide.svs"
         )
     with pytest.raises(ValueError, match="overlap"):
-        plan_tile_grid((100, 100), (1.0,), slide_mpp=0.5, model_mpp=0.5, tile_size=32, overlap=1)
+        plan_tile_grid(
+            (100, 100),
+            (1.0,),
+            slide_mpp=0.5,
+            model_mpp=0.5,
+            tile_size=32,
+            options=GridOptions(overlap=1),
+        )
 
 
 def test_mask_fraction_and_filter() -> None:
@@ -102,7 +118,7 @@ def test_mask_fraction_and_filter() -> None:
     half = mask_fraction(mask, [0], [16], tile_size0=32, downsample=4)
     np.testing.assert_allclose(half, [0.5])
     kept = tile_grid(
-        (128, 128), tile_size0=32, tissue_mask=mask, mask_downsample=4, min_tissue=0.5
+        (128, 128), tile_size0=32, masks=TileMasks(tissue=mask, downsample=4), min_tissue=0.5
     )
     assert len(kept) == 2
     np.testing.assert_array_equal(kept.grid_cols, [0, 0])
@@ -131,7 +147,7 @@ def test_grid_on_real_boxes_slide(shared_data) -> None:
         ds = slide.info.level_downsamples
         assert ds[2] == pytest.approx(4.016, abs=1e-3)
         grid = plan_tile_grid(
-            slide.info.shape_rc, ds, slide_mpp=0.25, model_mpp=1.0, tile_size=16, min_tissue=0
+            slide.info.shape_rc, ds, slide_mpp=0.25, model_mpp=1.0, tile_size=16, options=ALL_TILES
         )
         assert grid.level == 2 and grid.read_size == 16
         tiles = read_tiles(slide, grid, [0, len(grid) - 1])
@@ -145,7 +161,7 @@ def test_grid_on_real_boxes_slide(shared_data) -> None:
             slide_mpp=0.25,
             model_mpp=0.75,
             tile_size=16,
-            min_tissue=0,
+            options=ALL_TILES,
         )
         assert (grid3.level, grid3.read_size, grid3.tile_size0) == (1, 24, 48)
         rows, cols = slide.info.shape_rc
@@ -225,7 +241,7 @@ def test_strip_reads_equal_tile_reads(shared_data, name, model_mpp, tile) -> Non
         mpp = s.info.mpp
         grid = plan_tile_grid(
             s.info.shape_rc, s.info.level_downsamples, slide_mpp=mpp, model_mpp=model_mpp,
-            tile_size=tile, min_tissue=0, overlap=0.25,
+            tile_size=tile, options=GridOptions(min_tissue=0, overlap=0.25),
         )  # fmt: skip
         idx = np.arange(len(grid))[:200]
         fast = read_tiles(s, grid, idx)
