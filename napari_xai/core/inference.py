@@ -301,10 +301,9 @@ class ScoreProgress(Counted):
 
     Attributes
     ----------
-    n_done, n_total : int
-        Tiles scored so far / to score.
-    tiles_per_s, elapsed_s : float
-        Throughput and seconds so far.
+    batch : PredictionBatch
+        This batch's tiles: ``indices`` (positions in ``grid``) and their
+        ``probabilities`` (B, C), with the run's counts and timing so far.
     maps : ndarray of shape (C, grid_rows, grid_cols), float32
         The live class-probability maps being filled (NaN = not scored yet); the
         same object on every step (copy it to keep a snapshot). Shown at
@@ -315,19 +314,37 @@ class ScoreProgress(Counted):
         of every tile).
     class_names : tuple of str
         Class of each map.
-    batch : PredictionBatch or None
-        This batch's tiles: ``indices`` (positions in ``grid``) and their
-        ``probabilities`` (B, C).
+    n_done, n_total : int
+        Tiles scored so far / to score (the batch's).
+    tiles_per_s, elapsed_s : float
+        Throughput and seconds so far (the batch's).
     """
 
-    n_done: int
-    n_total: int
-    tiles_per_s: float
-    elapsed_s: float
+    batch: PredictionBatch
     maps: npt.NDArray[np.float32]
     grid: TileGrid
     class_names: tuple[str, ...]
-    batch: PredictionBatch | None = None
+
+    # Counted declares the counts as attributes; here they are the batch's.
+    @property
+    def n_done(self) -> int:  # type: ignore[override]
+        """Tiles scored so far."""
+        return self.batch.n_done
+
+    @property
+    def n_total(self) -> int:  # type: ignore[override]
+        """Tiles to score."""
+        return self.batch.n_total
+
+    @property
+    def tiles_per_s(self) -> float:
+        """Throughput so far."""
+        return self.batch.tiles_per_s
+
+    @property
+    def elapsed_s(self) -> float:
+        """Seconds since the first batch was requested."""
+        return self.batch.elapsed_s
 
 
 @dataclass
@@ -517,16 +534,7 @@ def score_tiles(
             done_idx.append(batch.indices)
             done_probs.append(batch.probabilities)
             last = batch
-            yield ScoreProgress(
-                n_done=batch.n_done,
-                n_total=batch.n_total,
-                tiles_per_s=batch.tiles_per_s,
-                elapsed_s=batch.elapsed_s,
-                maps=maps,
-                grid=tiles,
-                class_names=names,
-                batch=batch,
-            )
+            yield ScoreProgress(batch=batch, maps=maps, grid=tiles, class_names=names)
         complete = True
     finally:
         gen.close()

@@ -85,50 +85,83 @@ class AuditThresholds(Bounded):
 
 @dataclass
 class AttentionAudit:
-    """Result of :func:`audit_attention`.
+    """Result of :func:`audit_attention`: where the attribution lands, pooled and judged.
+
+    Only ``tiles``, ``thresholds`` and ``sign`` are given; the pooled shares, the
+    flags and the verdict follow from them (computed once, on construction).
 
     Attributes
     ----------
+    tiles : TileAttention
+        Per-tile mass share, area share and mass per region code, and each tile's
+        predicted class.
+    thresholds : AuditThresholds
+        The thresholds used.
+    sign : str
+        How attribution values became mass (see :func:`tile_region_shares`).
+    overall : RegionShares
+        Every tile pooled: ``shares`` (mass share per region name; sums to 1 when
+        there is any mass), ``area`` (area share) and ``enrichment``
+        (``shares / area``, ``nan`` where the region is absent).
+    by_class : ClassShares
+        Per predicted class: ``shares`` (``{class: {region: share}}``), ``n_tiles``
+        and ``artefact_area``.
+    flagged : ndarray of shape (N,) of bool
+        Per-tile flag.
+    worst : list of int
+        Indices of the worst tiles (highest off-tissue share first, flagged first).
     verdict : str
         ``"pass"`` (no sign of a shortcut), ``"warn"`` (some tiles flagged, below the
         slide thresholds), ``"fail"`` (the model looks at artefacts/background) or
         ``"n/a"`` (no tiles to audit).
     evidence : list of str
         Human-readable reasons for the verdict, with the figures behind them.
-    shares : dict
-        Overall mass share per region name (sums to 1 when there is any mass).
-    area_shares : dict
-        Overall area share per region name.
-    enrichment : dict
-        ``shares / area_shares`` per region (``nan`` where the region is absent).
-    shares_by_class : dict
-        ``{predicted class: {region: share}}``, plus ``"n_tiles"`` per class under
-        ``tiles_by_class``.
-    tile_shares : ndarray of shape (N, 4)
-        Per-tile mass share per region code.
-    tile_area_shares : ndarray of shape (N, 4)
-        Per-tile area share per region code.
-    flagged : ndarray of shape (N,) of bool
-        Per-tile flag.
-    worst : list of int
-        Indices of the worst tiles (highest off-tissue share first, flagged first).
-    thresholds : AuditThresholds
-        The thresholds used.
     """
 
-    verdict: str
-    evidence: list[str]
-    shares: dict[str, float]
-    area_shares: dict[str, float]
-    enrichment: dict[str, float]
-    shares_by_class: dict[str, dict[str, float]]
-    tiles_by_class: dict[str, int]
-    tile_shares: npt.NDArray[np.float64]
-    tile_area_shares: npt.NDArray[np.float64]
-    flagged: npt.NDArray[np.bool_]
-    worst: list[int]
+    tiles: TileAttention
     thresholds: AuditThresholds = field(default_factory=AuditThresholds)
     sign: str = "absolute"
+    overall: RegionShares = field(init=False)
+    by_class: ClassShares = field(init=False)
+    flagged: npt.NDArray[np.bool_] = field(init=False)
+    worst: list[int] = field(init=False)
+    verdict: str = field(init=False)
+    evidence: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        th = self.thresholds
+        off_share, self.flagged = self.tiles.flag(th)
+        self.overall = self.tiles.overall()
+        self.by_class = self.tiles.by_class()
+        # Worst tiles: flagged first, then by off-tissue share, then by artefact share.
+        order = np.lexsort((-self.tiles.shares[:, ARTEFACT], -off_share, ~self.flagged))
+        self.worst = [int(i) for i in order[: th.n_worst]]
+        self.verdict, self.evidence = _slide_verdict(self.flagged, self.overall, self.by_class, th)
+
+    @property
+    def shares(self) -> dict[str, float]:
+        """Overall mass share per region name (``overall.shares``)."""
+        return self.overall.shares
+
+    @property
+    def area_shares(self) -> dict[str, float]:
+        """Overall area share per region name (``overall.area``)."""
+        return self.overall.area
+
+    @property
+    def enrichment(self) -> dict[str, float]:
+        """``shares / area_shares`` per region (``overall.enrichment``)."""
+        return self.overall.enrichment
+
+    @property
+    def shares_by_class(self) -> dict[str, dict[str, float]]:
+        """``{predicted class: {region: share}}`` (``by_class.shares``)."""
+        return self.by_class.shares
+
+    @property
+    def tile_shares(self) -> npt.NDArray[np.float64]:
+        """Per-tile mass share per region code, shape (N, 4) (``tiles.shares``)."""
+        return self.tiles.shares
 
     @property
     def n_tiles(self) -> int:
@@ -156,7 +189,7 @@ class AttentionAudit:
             "area_shares": _clean(self.area_shares),
             "enrichment": _clean(self.enrichment),
             "shares_by_class": {k: _clean(v) for k, v in self.shares_by_class.items()},
-            "tiles_by_class": dict(self.tiles_by_class),
+            "tiles_by_class": dict(self.by_class.n_tiles),
             "worst_tiles": [int(i) for i in self.worst],
             "tile_shares": {
                 name: [round(float(x), 6) for x in self.tile_shares[:, code]]
@@ -439,33 +472,12 @@ def audit_attention(
     n = shares.shape[0]
     if pred_class is not None and len(pred_class) != n:
         raise ValueError(f"pred_class has {len(pred_class)} entries for {n} tiles")
-    tiles = _TileMass(shares, area, mass)
-    off_share, flagged = tiles.flag(th)
-    overall = tiles.overall()
-    by_class = tiles.by_class(pred_class)
-    # Worst tiles: flagged first, then by off-tissue share, then by artefact share.
-    order = np.lexsort((-shares[:, ARTEFACT], -off_share, ~flagged))
-    worst = [int(i) for i in order[: th.n_worst]]
-    verdict, evidence = _slide_verdict(flagged, overall, by_class, th)
-    return AttentionAudit(
-        verdict=verdict,
-        evidence=evidence,
-        shares=overall.shares,
-        area_shares=overall.area,
-        enrichment=overall.enrichment,
-        shares_by_class=by_class.shares,
-        tiles_by_class=by_class.n_tiles,
-        tile_shares=shares,
-        tile_area_shares=area,
-        flagged=flagged,
-        worst=worst,
-        thresholds=th,
-        sign=sign,
-    )
+    labels = None if pred_class is None else tuple(str(c) for c in pred_class)
+    return AttentionAudit(TileAttention(shares, area, mass, labels), thresholds=th, sign=sign)
 
 
 @dataclass(frozen=True)
-class _Overall:
+class RegionShares:
     """Share of all attribution mass, of the audited area, and their ratio, per region."""
 
     shares: dict[str, float]
@@ -474,7 +486,7 @@ class _Overall:
 
 
 @dataclass(frozen=True)
-class _ByClass:
+class ClassShares:
     """Per predicted class: region shares of its mass, its tiles, its mean artefact area."""
 
     shares: dict[str, dict[str, float]]
@@ -483,12 +495,23 @@ class _ByClass:
 
 
 @dataclass(frozen=True)
-class _TileMass:
-    """Attribution mass of the audited tiles (:func:`tile_region_shares`), pooled three ways."""
+class TileAttention:
+    """Attribution mass of the audited tiles (:func:`tile_region_shares`), pooled three ways.
+
+    Attributes
+    ----------
+    shares, area : ndarray of shape (N, 4)
+        Per-tile mass share and area share per region code.
+    mass : ndarray of shape (N,)
+        Per-tile attribution mass.
+    pred_class : tuple of str or None
+        Predicted class of each tile, for the per-class shares.
+    """
 
     shares: npt.NDArray[np.float64]
     area: npt.NDArray[np.float64]
     mass: npt.NDArray[np.float64]
+    pred_class: tuple[str, ...] | None = None
 
     def flag(self, th: AuditThresholds) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
         """Off-tissue share of each tile's mass, and the tiles that put it off tissue."""
@@ -504,14 +527,14 @@ class _TileMass:
         )
         return off_share, flagged
 
-    def overall(self) -> _Overall:
+    def overall(self) -> RegionShares:
         """Pool every tile: mass-weighted shares, mean area shares."""
         total = self.mass.sum()
         mass_by = (self.shares * self.mass[:, None]).sum(axis=0)
         overall = mass_by / total if total > 0 else np.zeros(len(REGION_NAMES))
         n = self.shares.shape[0]
         area_overall = self.area.mean(axis=0) if n else np.zeros(len(REGION_NAMES))
-        return _Overall(
+        return RegionShares(
             shares={name: float(overall[i]) for i, name in enumerate(REGION_NAMES)},
             area={name: float(area_overall[i]) for i, name in enumerate(REGION_NAMES)},
             enrichment={
@@ -522,12 +545,12 @@ class _TileMass:
             },
         )
 
-    def by_class(self, pred_class: Sequence[str] | None) -> _ByClass:
+    def by_class(self) -> ClassShares:
         """Pool the tiles of each predicted class (empty without ``pred_class``)."""
-        out = _ByClass({}, {}, {})
-        if pred_class is None:
+        out = ClassShares({}, {}, {})
+        if self.pred_class is None:
             return out
-        labels = np.asarray([str(c) for c in pred_class])
+        labels = np.asarray(self.pred_class)
         for name in sorted(set(labels.tolist())):
             sel = labels == name
             m = (self.shares[sel] * self.mass[sel, None]).sum(axis=0)
@@ -542,7 +565,10 @@ class _TileMass:
 
 
 def _slide_verdict(
-    flagged: npt.NDArray[np.bool_], overall: _Overall, by_class: _ByClass, th: AuditThresholds
+    flagged: npt.NDArray[np.bool_],
+    overall: RegionShares,
+    by_class: ClassShares,
+    th: AuditThresholds,
 ) -> tuple[str, list[str]]:
     """Verdict of the attention audit and its evidence, in words (see :class:`AuditThresholds`)."""
     n = len(flagged)
