@@ -350,19 +350,56 @@ def _model_id(model: Any) -> str:
     return str(getattr(card, "sha256", None) or type(getattr(model, "module", model)).__name__)
 
 
-def _explain(
-    slide: Slide | str | Path,
+def iter_explain_slide(
+    slide: Slide,
     model: Any,
     *,
     store: str | Path,
-    spec: ExplainSpec | None,
-    grid: GridOptions | None,
-    run: RunOptions | None,
-    map_px: int | None,
+    spec: ExplainSpec | None = None,
+    grid: GridOptions | None = None,
+    run: RunOptions | None = None,
+    map_px: int | None = None,
     tile_grid: TileGrid | None = None,
     select: Callable[[TileGrid, StitchedMap], npt.NDArray[np.int64]] | None = None,
 ) -> Generator[ExplainProgress, None, ExplainResult]:
-    """Explain the tiles ``select`` picks (None: all); see :func:`iter_explain_slide`."""
+    """Explain every tissue tile of a slide into a stitched multiscale map on disk.
+
+    Parameters
+    ----------
+    slide : Slide
+        Open slide (:func:`napari_xai.core.wsi.open_slide`).
+    model : LoadedModel
+        Model with its card (:func:`napari_xai.core.models.loading.load_model`).
+    store : path
+        Zarr store receiving ``saliency/<method>/<class>`` (``<result>/heatmaps.zarr``).
+    spec : ExplainSpec, optional
+        Method, target class (None: each tile's predicted class), Integrated
+        Gradients steps, SmoothGrad samples; ``restart`` ignores the tiles a
+        previous run left in the store (default: they are kept and skipped).
+    grid : GridOptions, optional
+        Tile grid, as for scoring (:func:`napari_xai.core.inference.grid_for_slide`);
+        overlapping tiles are blended without seams.
+    run : RunOptions, optional
+        ``explain_batch_size`` (tiles per batch, and most images per
+        forward/backward pass), ``num_workers`` (reader threads), ``device``.
+    map_px : int, optional
+        Map pixels per tile side (default ``min(64, tile size)``).
+    tile_grid : TileGrid, optional
+        Precomputed tile grid (skips mask detection; ``grid`` is then unused).
+    select : callable, optional
+        ``select(tiles, stitched_map)`` returns the grid indices to explain (tiles
+        already in the store among them are counted as cached); default: every tile.
+        :func:`iter_explain_view` picks the tiles in view this way.
+
+    Yields
+    ------
+    ExplainProgress
+        After each batch; close the generator to cancel (the store keeps what is done).
+
+    Returns
+    -------
+    ExplainResult
+    """
     from napari_xai.core.wsi import opened_slide
 
     spec = spec or ExplainSpec()
@@ -437,65 +474,6 @@ def _explain(
         )
 
 
-def iter_explain_slide(
-    slide: Slide,
-    model: Any,
-    *,
-    store: str | Path,
-    spec: ExplainSpec | None = None,
-    grid: GridOptions | None = None,
-    run: RunOptions | None = None,
-    map_px: int | None = None,
-    tile_grid: TileGrid | None = None,
-) -> Generator[ExplainProgress, None, ExplainResult]:
-    """Explain every tissue tile of a slide into a stitched multiscale map on disk.
-
-    Parameters
-    ----------
-    slide : Slide
-        Open slide (:func:`napari_xai.core.wsi.open_slide`).
-    model : LoadedModel
-        Model with its card (:func:`napari_xai.core.models.loading.load_model`).
-    store : path
-        Zarr store receiving ``saliency/<method>/<class>`` (``<result>/heatmaps.zarr``).
-    spec : ExplainSpec, optional
-        Method, target class (None: each tile's predicted class), Integrated
-        Gradients steps, SmoothGrad samples; ``restart`` ignores the tiles a
-        previous run left in the store (default: they are kept and skipped).
-    grid : GridOptions, optional
-        Tile grid, as for scoring (:func:`napari_xai.core.inference.grid_for_slide`);
-        overlapping tiles are blended without seams.
-    run : RunOptions, optional
-        ``explain_batch_size`` (tiles per batch, and most images per
-        forward/backward pass), ``num_workers`` (reader threads), ``device``.
-    map_px : int, optional
-        Map pixels per tile side (default ``min(64, tile size)``).
-    tile_grid : TileGrid, optional
-        Precomputed tile grid (skips mask detection; ``grid`` is then unused).
-
-    Yields
-    ------
-    ExplainProgress
-        After each batch; close the generator to cancel (the store keeps what is done).
-
-    Returns
-    -------
-    ExplainResult
-    """
-    return (
-        yield from _explain(
-            slide,
-            model,
-            store=store,
-            spec=spec,
-            grid=grid,
-            run=run,
-            map_px=map_px,
-            tile_grid=tile_grid,
-        )  # fmt: skip
-    )
-
-
 def iter_explain_view(
     slide: Slide,
     model: Any,
@@ -546,7 +524,7 @@ def iter_explain_view(
     if spec is not None and spec.restart:
         spec = dataclasses.replace(spec, restart=False)
     return (
-        yield from _explain(
+        yield from iter_explain_slide(
             slide, model, store=store, spec=spec, grid=grid, run=run, map_px=map_px, select=select
         )
     )
