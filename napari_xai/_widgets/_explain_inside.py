@@ -2,7 +2,7 @@
 
 :class:`InsideModel` is a mixin of :class:`napari_xai._widgets.explain.ExplainWidget`
 (a :class:`~napari_xai._widgets._base.RunWidget` that also gives
-``_start``, ``_mpp`` and ``_model_layers``):
+``_start`` and ``_mpp``, and offers the model's layers with :meth:`InsideModel.show_model_layers`):
 
 * "Channels at cursor" → :func:`napari_xai.core.layers.activations.channels_layer` for
   the tile under the mouse, shown as a grid of channels beside the tile.
@@ -11,19 +11,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from magicgui.widgets import ComboBox, Label, PushButton, SpinBox
 
 from napari_xai._widgets._explain_work import channels_in_worker
 from napari_xai._widgets._grid import box_mpp
-from napari_xai._widgets._pickers import slide_source
+from napari_xai._widgets._pickers import offer, slide_source
 
 
 class InsideModel:
     """Mixin: the model layer and channel pickers and their two actions."""
 
-    _model_layers: tuple[str, ...] = ()
     # From RunWidget and ExplainWidget.
     _viewer: Any
     _status: Any
@@ -36,7 +36,7 @@ class InsideModel:
 
     def inside_controls(self) -> list[Any]:
         """Make the heading, layer, channel and the two buttons (in that order)."""
-        self._act_layer = ComboBox(label="layer", choices=self._layer_choices, nullable=True)
+        self._act_layer = ComboBox(label="layer", choices=[], nullable=True)
         self._channel = SpinBox(label="channel", value=0, min=0, max=4095)
         self._show_channels = PushButton(text="Channels at cursor")
         self._channel_slide = PushButton(text="Channel across slide")
@@ -53,15 +53,14 @@ class InsideModel:
         self._show_channels.changed.connect(self._on_show_channels)
         self._channel_slide.changed.connect(self._on_channel_slide)
 
-    def show_model_layers(self) -> None:
-        """Offer the current model's layers (its last one when none is picked)."""
-        self._act_layer.reset_choices()
-        if self._act_layer.value is None and self._model_layers:
-            self._act_layer.value = self._model_layers[-1]
+    def show_model_layers(self, layers: Sequence[str]) -> None:
+        """Offer the layers of the current model whose activations can be shown.
 
-    def _layer_choices(self, _widget: Any = None) -> list[str]:
-        """Layers of the current model whose activations can be shown."""
-        return list(self._model_layers)
+        The last one is picked when none is.
+        """
+        offer(self._act_layer, layers)
+        if self._act_layer.value is None and layers:
+            self._act_layer.value = layers[-1]
 
     def _on_channel_slide(self, _value: Any = None) -> None:
         """Compute the chosen channel across the slide in a worker thread."""

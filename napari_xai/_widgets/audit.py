@@ -21,7 +21,7 @@ from napari_xai._widgets._base import RunWidget, default_output
 from napari_xai._widgets._explain_sanity import MethodSanity
 from napari_xai._widgets._gallery import fill_gallery, make_gallery
 from napari_xai._widgets._masks import masks_button
-from napari_xai._widgets._pickers import file_edit, path_of, slide_source
+from napari_xai._widgets._pickers import file_edit, offer, path_of, slide_source
 from napari_xai.core.layers.audit import regions_layer_name, tiles_layer_name  # noqa: F401
 from napari_xai.core.naming import AUDIT_METHOD_NAMES
 from napari_xai.core.options import AuditSpec, GridOptions, RunOptions
@@ -74,12 +74,8 @@ class AuditWidget(MethodSanity, RunWidget):
         self._output = file_edit(label="output folder", mode="d", value=str(default_output()))
         self._verdict = Label(value="")
         self._cohort = file_edit(label="cohort CSV", mode="r", filter="*.csv")
-        # choices from the cohort CSV's header (a callable: napari's reset_choices() on
-        # every layer change re-evaluates it and keeps the current column)
-        self._columns: tuple[str, ...] = ("label",)
-        self._label_column = ComboBox(
-            label="label column", choices=self._column_choices, value="label"
-        )
+        # choices from the cohort CSV's header, offered when one is chosen
+        self._label_column = ComboBox(label="label column", choices=["label"], value="label")
         self._cohort_model = CheckBox(
             text="also: where the model looks on the tiles", value=False,
             tooltip="Explain the cohort's tile images with the model and method above",
@@ -134,14 +130,9 @@ class AuditWidget(MethodSanity, RunWidget):
         cols = [c.strip().strip('"') for c in header.split(",") if c.strip()]
         if cols:
             previous = self._label_column.value
-            self._columns = tuple(cols)
-            self._label_column.reset_choices()
+            offer(self._label_column, cols)
             if previous not in cols:
                 self._label_column.value = "label" if "label" in cols else cols[-1]
-
-    def _column_choices(self, _widget: Any = None) -> list[str]:
-        """Columns of the chosen cohort CSV (``label`` before one is chosen)."""
-        return list(self._columns)
 
     # -- running ---------------------------------------------------------------------
     def _on_run(self, _value: Any = None) -> None:

@@ -30,7 +30,7 @@ from napari_xai._widgets._explain_work import (  # noqa: F401 - describe_for_exp
     run_in_worker,
 )
 from napari_xai._widgets._grid import grid_options, mpp_box, overlap_box
-from napari_xai._widgets._pickers import file_edit, path_of, slide_source
+from napari_xai._widgets._pickers import file_edit, offer, path_of, slide_source
 from napari_xai.core.naming import METHOD_NAMES, slide_stem
 
 if TYPE_CHECKING:
@@ -54,16 +54,12 @@ class ExplainWidget(FollowView, InsideModel, MethodSanity, RunWidget):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(viewer, run_text="Explain")
-        # Choices are computed from the current model (callables): napari calls
-        # reset_choices() whenever a layer is added or removed, which re-evaluates
-        # them and keeps the current value while it is still a choice.
-        self._class_names: tuple[str, ...] = ()
-        self._methods: tuple[str, ...] = METHODS
-        self._model_layers: tuple[str, ...] = ()
-        self._method = ComboBox(label="method", choices=self._method_choices, value="grad_cam")
+        # Method, target and layer choices are offered by the current model
+        # (_on_model_described): the methods it supports, "predicted" and its classes.
+        self._method = ComboBox(label="method", choices=list(METHODS), value="grad_cam")
         # The method's sanity status on this model (from the last audit that checked it).
         self._model_sha: str | None = None
-        self._target = ComboBox(label="target", choices=self._target_choices, value=PREDICTED)
+        self._target = ComboBox(label="target", choices=[PREDICTED], value=PREDICTED)
         self._smooth = CheckBox(
             text="SmoothGrad (NoiseTunnel)", value=False,
             tooltip="Average gradients over noisy copies (saliency, IG, guided Grad-CAM)",
@@ -117,22 +113,13 @@ class ExplainWidget(FollowView, InsideModel, MethodSanity, RunWidget):
 
     def _on_model_described(self, described: Any) -> None:
         """Refresh target classes, supported methods and layers for the chosen model."""
-        model, self._methods, self._model_layers = described
+        model, methods, layers = described
         super()._on_model_described(model)
-        self._class_names = tuple(str(c) for c in model.card.class_names)
         self._model_sha = getattr(model, "sha256", None)
-        for control in (self._target, self._method):
-            control.reset_choices()
-        self.show_model_layers()
+        offer(self._target, [PREDICTED, *(str(c) for c in model.card.class_names)])
+        offer(self._method, methods)
+        self.show_model_layers(layers)
         self._show_sanity()
-
-    def _target_choices(self, _widget: Any = None) -> list[str]:
-        """Return "predicted" and the current model's classes."""
-        return [PREDICTED, *self._class_names]
-
-    def _method_choices(self, _widget: Any = None) -> list[str]:
-        """Attribution methods the current model supports, in menu order."""
-        return list(self._methods)
 
     # -- running ---------------------------------------------------------------------
     def _start(self, where: str, slide: Any, /, *args: Any, status: str, **kw: Any) -> Any:
