@@ -18,7 +18,7 @@ from magicgui.widgets import ComboBox, Label, PushButton, SpinBox
 
 from napari_xai._widgets._explain_work import channels_in_worker
 from napari_xai._widgets._grid import box_mpp
-from napari_xai._widgets._pickers import offer, slide_source
+from napari_xai._widgets._pickers import offer, pick_when_none, slide_source
 
 
 class InsideModel:
@@ -59,8 +59,7 @@ class InsideModel:
         The last one is picked when none is.
         """
         offer(self._act_layer, layers)
-        if self._act_layer.value is None and layers:
-            self._act_layer.value = layers[-1]
+        pick_when_none(self._act_layer)
 
     def _on_channel_slide(self, _value: Any = None) -> None:
         """Compute the chosen channel across the slide in a worker thread."""

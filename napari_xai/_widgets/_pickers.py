@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     import napari.layers
@@ -119,10 +119,13 @@ def layer_picker(
 class SlidePicker:
     """Mixin of the run widgets: a dropdown of the slides open in the viewer.
 
-    The first slide opened is picked while none is; ``picked_slide()`` says how
-    to open one when there is none.
+    The first slide opened is picked while none is (the newest one where
+    ``pick_newest_slide`` is set); ``picked_slide()`` says how to open one when
+    there is none.
     """
 
+    #: Pick the newest slide (not the first) while none is picked.
+    pick_newest_slide: ClassVar[bool] = False
     _viewer: Any
     _slide_layer: Any
     error: Callable[[str], None]
@@ -145,11 +148,9 @@ class SlidePicker:
         return slide_layer_choices(self._viewer)
 
     def _refresh_slides(self, _event: Any = None) -> None:
-        """Refresh the slide choices; pick the first slide when none is chosen."""
+        """Refresh the slide choices; pick one when none is chosen."""
         self._slide_layer.reset_choices()
-        choices = self._slide_choices()
-        if self._slide_layer.value is None and choices:
-            self._slide_layer.value = choices[0][1]
+        pick_when_none(self._slide_layer, newest=self.pick_newest_slide)
 
     def picked_slide(self) -> napari.layers.Image | None:
         """Return the chosen slide layer, or ``None`` after saying how to open one."""
@@ -177,6 +178,13 @@ def default_output() -> Path:
     from napari_xai.core.options import cache_dir
 
     return cache_dir("results")
+
+
+def pick_when_none(widget: Any, *, newest: bool = True) -> None:
+    """Pick a dropdown's newest (last) choice, or its first, while none is picked."""
+    choices = [c for c in widget.choices if c is not None]
+    if widget.value is None and choices:
+        widget.value = choices[-1] if newest else choices[0]
 
 
 def offer(widget: Any, choices: Any) -> None:

@@ -30,6 +30,7 @@ from napari_xai._widgets._layout import (
     fit_panel,
     set_label_image,
 )
+from napari_xai._widgets._pickers import pick_when_none
 from napari_xai._widgets._style import layer_info, layer_role
 from napari_xai._widgets._tile_text import THUMB_SIZE, prob_table, shrink, tile_flags
 
@@ -95,9 +96,7 @@ class TileInspector(ScrollPanel, Container):
 
     def _on_layers_changed(self, _event: Any = None) -> None:
         self._tiles.reset_choices()
-        choices = [c for c in self._tiles.choices if c is not None]
-        if self._tiles.value is None and choices:
-            self._tiles.value = choices[-1]
+        pick_when_none(self._tiles)
 
     def _slide_layer(self) -> Any:
         from napari.layers import Image

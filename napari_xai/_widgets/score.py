@@ -142,6 +142,7 @@ class ScoreWidget(RunWidget):
     """
 
     title = "Score slide"
+    pick_newest_slide = True
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(viewer, run_text="Score slide")
@@ -200,13 +201,6 @@ class ScoreWidget(RunWidget):
         for ldt in heatmap_layers(empty, classes, slide_name=stem, stride0=1.0):
             if ldt[1]["name"] not in self._viewer.layers:
                 self._pacer.put(ldt)
-
-    def _refresh_slides(self, _event: Any = None) -> None:
-        """Refresh the slide choices; pick the newest slide when none is chosen."""
-        self._slide_layer.reset_choices()
-        choices = [c for c in self._slide_layer.choices if c is not None]
-        if self._slide_layer.value is None and choices:
-            self._slide_layer.value = choices[-1]
 
     def _on_run(self, _value: Any = None) -> None:
         """Start scoring the chosen slide into the output folder in a worker thread."""

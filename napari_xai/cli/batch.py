@@ -86,9 +86,16 @@ def add_batch_arguments(parser: argparse.ArgumentParser, *, with_slides: bool = 
         default=None,
         help="output folder (created): one result folder per slide + cohort_summary.csv",
     )
-    g = parser.add_argument_group(
-        "scoring options (they define a result: changing one redoes the slides)"
+    _add_scoring_arguments(
+        parser.add_argument_group(
+            "scoring options (they define a result: changing one redoes the slides)"
+        )
     )
+    _add_running_arguments(parser.add_argument_group("running"))
+
+
+def _add_scoring_arguments(g: argparse._ArgumentGroup) -> None:
+    """Add the options a result is made with (grid, features, extras, slide score)."""
     add_grid_arguments(g, fields=("overlap", "min_tissue", "mpp"))
     # the flag's older name, still read
     g.add_argument("--tissue-threshold", dest="grid_min_tissue", type=float, help=SUPPRESS)
@@ -118,7 +125,10 @@ def add_batch_arguments(parser: argparse.ArgumentParser, *, with_slides: bool = 
         default=None,
         help="slides scoring at least this are called positive (default 0.5)",
     )
-    r = parser.add_argument_group("running")
+
+
+def _add_running_arguments(r: argparse._ArgumentGroup) -> None:
+    """Add the options of how a run goes (cluster, devices, threads, resume, output)."""
     r.add_argument(
         "--scheduler",
         default="local",
