@@ -15,6 +15,7 @@ least ``min_tissue`` of them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ import numpy.typing as npt
 from napari_xai.core.options import GridOptions
 
 __all__ = [
+    "TileCells",
     "TileGrid",
     "TileMasks",
     "choose_read_level",
@@ -41,17 +43,55 @@ LEVEL_TOLERANCE = 0.02
 
 
 @dataclass(frozen=True)
+class TileCells:
+    """The kept cells of a stride grid, with their tissue and artefact fractions.
+
+    Attributes
+    ----------
+    grid_rows, grid_cols : ndarray of shape (N,), int64
+        Index of each kept tile in the full stride grid.
+    tissue : ndarray of shape (N,), float32
+        Fraction of each tile covered by tissue (1 where no mask was given).
+    artefact : ndarray of shape (N,), float32 or None
+        Fraction of each tile covered by an artefact mask, when one was given.
+    """
+
+    grid_rows: npt.NDArray[np.int64]
+    grid_cols: npt.NDArray[np.int64]
+    tissue: npt.NDArray[np.float32]
+    artefact: npt.NDArray[np.float32] | None = None
+
+    def __len__(self) -> int:
+        return int(self.grid_rows.shape[0])
+
+    def take(self, index: npt.ArrayLike) -> TileCells:
+        """Select the cells at ``index`` (positions, or a boolean mask)."""
+        idx = np.asarray(index)
+        art = None if self.artefact is None else self.artefact[idx]
+        return TileCells(self.grid_rows[idx], self.grid_cols[idx], self.tissue[idx], art)
+
+    @classmethod
+    def concat(cls, bands: Sequence[TileCells]) -> TileCells:
+        """Join the bands of a grid, in order (a grid has at least one band)."""
+        arts = [b.artefact for b in bands if b.artefact is not None]
+        return cls(
+            np.concatenate([b.grid_rows for b in bands]),
+            np.concatenate([b.grid_cols for b in bands]),
+            np.concatenate([b.tissue for b in bands]),
+            np.concatenate(arts) if arts else None,
+        )
+
+
+@dataclass(frozen=True)
 class TileGrid:
     """Tiles to score over one slide (level-0 pixel coordinates).
 
     Attributes
     ----------
-    rows, cols : ndarray of shape (N,), int64
-        Level-0 top-left corner of each kept tile.
-    grid_rows, grid_cols : ndarray of shape (N,), int64
-        Index of each kept tile in the full stride grid of shape ``grid_shape``.
-    tissue_fraction : ndarray of shape (N,), float32
-        Fraction of each tile covered by tissue (1 where no mask was given).
+    cells : TileCells
+        The kept tiles: their grid row/col in the full stride grid of shape
+        ``grid_shape`` and their tissue and artefact fractions (also read as
+        ``grid_rows``, ``grid_cols``, ``tissue_fraction``, ``artefact_fraction``).
     shape_rc : tuple of int
         Level-0 (rows, cols) of the slide.
     tile_size0 : int
@@ -63,20 +103,17 @@ class TileGrid:
     level : int
         Pyramid level tiles are read from.
     read_size : int
-        Tile extent in pixels at ``level``.
+        Tile extent in pixels at ``level`` (default ``tile_size0``: read at level 0).
     tile_size : int
-        Tile extent the model expects (pixels); ``read_size`` is resized to it.
-    artefact_fraction : ndarray of shape (N,), float32 or None
-        Fraction of each tile covered by an artefact mask, when one was given.
+        Tile extent the model expects (pixels; default ``read_size``); ``read_size``
+        is resized to it.
     level_downsample : float
         Downsample of ``level`` against level 0.
+    rows, cols : ndarray of shape (N,), int64
+        Level-0 top-left corner of each kept tile (``grid_rows * stride0``...).
     """
 
-    rows: npt.NDArray[np.int64]
-    cols: npt.NDArray[np.int64]
-    grid_rows: npt.NDArray[np.int64]
-    grid_cols: npt.NDArray[np.int64]
-    tissue_fraction: npt.NDArray[np.float32]
+    cells: TileCells = field(repr=False)
     shape_rc: tuple[int, int]
     tile_size0: int
     stride0: int
@@ -84,11 +121,47 @@ class TileGrid:
     level: int = 0
     read_size: int = 0
     tile_size: int = 0
-    artefact_fraction: npt.NDArray[np.float32] | None = field(default=None, repr=False)
     level_downsample: float = 1.0
 
+    def __post_init__(self) -> None:
+        # 0 (the default) reads tiles at level 0 at their level-0 size, unresized.
+        if not self.read_size:
+            object.__setattr__(self, "read_size", int(self.tile_size0))
+        if not self.tile_size:
+            object.__setattr__(self, "tile_size", int(self.read_size))
+
     def __len__(self) -> int:
-        return int(self.rows.shape[0])
+        return len(self.cells)
+
+    @property
+    def grid_rows(self) -> npt.NDArray[np.int64]:
+        """Row of each kept tile in the full stride grid (``cells.grid_rows``)."""
+        return self.cells.grid_rows
+
+    @property
+    def grid_cols(self) -> npt.NDArray[np.int64]:
+        """Column of each kept tile in the full stride grid (``cells.grid_cols``)."""
+        return self.cells.grid_cols
+
+    @property
+    def tissue_fraction(self) -> npt.NDArray[np.float32]:
+        """Fraction of each tile covered by tissue (``cells.tissue``)."""
+        return self.cells.tissue
+
+    @property
+    def artefact_fraction(self) -> npt.NDArray[np.float32] | None:
+        """Fraction of each tile covered by an artefact mask, or None (``cells.artefact``)."""
+        return self.cells.artefact
+
+    @functools.cached_property
+    def rows(self) -> npt.NDArray[np.int64]:
+        """Level-0 top row of each kept tile."""
+        return self.cells.grid_rows * self.stride0
+
+    @functools.cached_property
+    def cols(self) -> npt.NDArray[np.int64]:
+        """Level-0 left column of each kept tile."""
+        return self.cells.grid_cols * self.stride0
 
     @property
     def needs_resize(self) -> bool:
@@ -104,17 +177,7 @@ class TileGrid:
 
     def subset(self, index: npt.ArrayLike) -> TileGrid:
         """Return the grid restricted to the tiles selected by ``index``."""
-        idx = np.asarray(index)
-        art = None if self.artefact_fraction is None else self.artefact_fraction[idx]
-        return dataclasses.replace(
-            self,
-            rows=self.rows[idx],
-            cols=self.cols[idx],
-            grid_rows=self.grid_rows[idx],
-            grid_cols=self.grid_cols[idx],
-            tissue_fraction=self.tissue_fraction[idx],
-            artefact_fraction=art,
-        )
+        return dataclasses.replace(self, cells=self.cells.take(index))
 
     def attrs(self) -> dict[str, Any]:
         """Geometry as plain values (for ``DataFrame.attrs`` and manifests)."""
@@ -231,27 +294,6 @@ class TileMasks:
 
 
 @dataclass(frozen=True)
-class _Kept:
-    """Grid cells kept so far (grid row/col), with their tissue and artefact fractions."""
-
-    grid_rows: npt.NDArray[np.int64]
-    grid_cols: npt.NDArray[np.int64]
-    tissue: npt.NDArray[np.float32]
-    artefact: npt.NDArray[np.float32] | None
-
-    @classmethod
-    def concat(cls, bands: Sequence[_Kept]) -> _Kept:
-        """Join the bands of a grid, in order (a grid has at least one band)."""
-        arts = [b.artefact for b in bands if b.artefact is not None]
-        return cls(
-            np.concatenate([b.grid_rows for b in bands]),
-            np.concatenate([b.grid_cols for b in bands]),
-            np.concatenate([b.tissue for b in bands]),
-            np.concatenate(arts) if arts else None,
-        )
-
-
-@dataclass(frozen=True)
 class _Planner:
     """Keeps the cells of a stride grid that the masks allow, a band of rows at a time.
 
@@ -288,7 +330,7 @@ class _Planner:
             sat, rows, cols, tile_size0=self.tile_size0, downsample=self.downsample
         )
 
-    def band(self, g_rows: npt.NDArray[np.int64], n_cols: int) -> _Kept:
+    def band(self, g_rows: npt.NDArray[np.int64], n_cols: int) -> TileCells:
         """Keep the cells of grid rows ``g_rows`` (every column of each) the masks allow."""
         gr = np.repeat(g_rows, n_cols)
         gc = np.tile(np.arange(n_cols, dtype=np.int64), len(g_rows))
@@ -299,12 +341,12 @@ class _Planner:
             keep = tissue >= self.min_tissue if self.min_tissue > 0 else tissue > 0
             gr, gc, tissue = gr[keep], gc[keep], tissue[keep]
         art = None if self.artefact_sat is None else self.fraction(self.artefact_sat, gr, gc)
-        return _Kept(gr, gc, tissue, art)
+        return TileCells(gr, gc, tissue, art)
 
-    def plan(self, grid_shape: tuple[int, int]) -> _Kept:
+    def plan(self, grid_shape: tuple[int, int]) -> TileCells:
         """Plan the whole grid in bands of rows, so that only kept cells are ever listed."""
         band = max(1, _BAND_CELLS // max(1, grid_shape[1]))
-        return _Kept.concat(
+        return TileCells.concat(
             [
                 self.band(
                     np.arange(g0, min(grid_shape[0], g0 + band), dtype=np.int64), grid_shape[1]
@@ -371,20 +413,9 @@ def tile_grid(
     planner = _Planner.over(
         masks or TileMasks(), tile_size0=tile_size0, stride0=stride0, min_tissue=min_tissue
     )
-    kept = planner.plan(grid_shape)
+    cells = planner.plan(grid_shape)
     return TileGrid(
-        rows=kept.grid_rows * stride0,
-        cols=kept.grid_cols * stride0,
-        grid_rows=kept.grid_rows,
-        grid_cols=kept.grid_cols,
-        tissue_fraction=kept.tissue,
-        artefact_fraction=kept.artefact,
-        shape_rc=shape,
-        grid_shape=grid_shape,
-        tile_size0=tile_size0,
-        stride0=stride0,
-        read_size=tile_size0,
-        tile_size=tile_size0,
+        cells, shape_rc=shape, tile_size0=tile_size0, stride0=stride0, grid_shape=grid_shape
     )
 
 
