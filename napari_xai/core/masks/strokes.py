@@ -28,6 +28,7 @@ from napari_xai.core.masks.ink_model import (
     local_median,
 )
 from napari_xai.core.masks.passes import (
+    SlidePass,
     bin_pixels,
     drop_small,
     start_pass,
@@ -398,16 +399,12 @@ class StrokeStats:
 
 
 def _screen_blocks(
-    slide: Slide,
-    level: int,
-    tissue_blocks: BoolArray,
-    block0: int,
-    bg: Background,
-    opts: StrokeOptions,
+    run: SlidePass, level: int, tissue_blocks: BoolArray, block0: int, opts: StrokeOptions
 ) -> BoolArray:
-    """Pre-screen: which tissue blocks show ink-coloured excess at ``level``."""
+    """Pre-screen: which tissue blocks of ``run`` show ink-coloured excess at ``level``."""
     from scipy import ndimage as ndi
 
+    slide, bg = run.slide, run.background
     ds = float(slide.info.level_downsamples[level])
     side = max(1, int(round(block0 / ds)))  # block side at the screen level
     group = max(1, 2048 // side)  # blocks per screen read (a side of ~2048 px)
@@ -530,7 +527,7 @@ def stroke_labels(
     screen_ds = float(slide.info.level_downsamples[screen])
     big = n_tissue * float(block0) ** 2 > opts.screen_above
     if big and screen_ds >= 4 * ds and screen != run.level:
-        blocks = _screen_blocks(slide, screen, blocks, block0, run.background, opts)
+        blocks = _screen_blocks(run, screen, blocks, block0, opts)
     else:
         screen = -1
     method = opts.method if opts.method != "auto" else ("rules" if screen >= 0 else "model")
