@@ -1,7 +1,8 @@
 """The "Score slide" widget: score a slide into a result folder, with live heatmaps.
 
 One core call, :func:`napari_xai.core.pipeline.run_slide`, runs in a worker
-(torch is imported there) and writes ``<output folder>/<slide stem>/``, the
+(:func:`napari_xai._widgets._score_work.score_in_worker`; torch is imported
+there) and writes ``<output folder>/<slide stem>/``, the
 folder ``napari-xai score`` writes and the result reader opens. The output
 folder defaults to the per-user results folder (``<user cache>/results``,
 shared with the Explain and Audit widgets, whose stages add to the same folder);
@@ -24,7 +25,6 @@ one step per turn, before any click: a run then only fills them.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,82 +38,13 @@ from napari_xai._widgets._layout import show_colorbar
 from napari_xai._widgets._masks import masks_button
 from napari_xai._widgets._pace import LayerPacer
 from napari_xai._widgets._pickers import DEMO, FROM_FILE, file_edit, path_of  # noqa: F401
-from napari_xai.core.options import SlideOptions
+from napari_xai._widgets._score_work import score_in_worker
 
 if TYPE_CHECKING:
     import napari.viewer
 
     from napari_xai.core.inference import ScoreResult
-    from napari_xai.core.options import FeatureSpec, GridOptions, RunOptions
     from napari_xai.core.pipeline import PipelineProgress
-
-#: Seconds between live layer builds while scoring.
-REFRESH_S = 0.5
-
-
-def score_in_worker(
-    path: str,
-    spec: Any,
-    out: Path,
-    *,
-    grid: GridOptions,
-    run: RunOptions,
-    features: FeatureSpec | None = None,
-    mpp: float | None = None,
-) -> Any:
-    """Worker body: score ``path`` into ``out/<slide stem>/`` with :func:`run_slide`.
-
-    Yields a str for each warning (the slide does not fit the model, no tile
-    scored) and ``(step, layers)`` for each progress step, where ``layers`` are
-    the live class-probability LayerData (built here, every ``REFRESH_S``) or
-    ``[]``. Returns ``(folder, score_result, layers, n_tiles)``: the result
-    folder, the :class:`~napari_xai.core.inference.ScoreResult` (None when the
-    folder was reused), the result reader's layers of the folder (no slide;
-    regions in µm with ``mpp``) and the number of tiles it holds.
-    """
-    from napari.layers import Layer
-
-    from napari_xai.core.layers import heatmap_layers
-    from napari_xai.core.layers.results import result_layers
-    from napari_xai.core.models.resolve import resolve_model
-    from napari_xai.core.naming import slide_stem
-    from napari_xai.core.pipeline import run_slide
-    from napari_xai.core.progress import relay
-    from napari_xai.core.results import load_result
-
-    model, name = resolve_model(spec, device=run.torch_device), slide_stem(path)
-    built, scored = [0.0], []
-
-    def convert(step: PipelineProgress) -> Any:
-        if step.stage == "warning":
-            return step.message
-        if step.stage == "score" and step.value is not None:
-            scored.append(step.value)
-        live = step.detail if step.stage == "score" else None
-        now = time.monotonic()
-        if live is None or (now - built[0] < REFRESH_S and live.n_done < live.n_total):
-            return step, []
-        built[0] = now
-        maps = live.maps.copy()  # this thread fills it: a consistent copy
-        kw = {"stride0": live.grid.stride0, "tile_size0": live.grid.tile_size0}
-        return step, heatmap_layers(maps, live.class_names, slide_name=name, **kw)
-
-    gen = run_slide(path, model, out, SlideOptions(grid=grid, run=run, features=features))
-    folder = yield from relay(gen, convert)
-    result = load_result(folder)
-    if scored and not len(scored[0].tiles):
-        fit = result.manifest.get("fit", {})
-        yield (
-            f"{Path(path).name}: 0 tiles scored: tissue detection ({fit.get('slide_modality')}, "
-            f"{fit.get('slide_stain')}) found {fit.get('slide_tissue_fraction', 0.0):.2%} tissue "
-            f"and no tile reached min tissue {grid.min_tissue:g}. "
-            "Try a lower min tissue, or `napari-xai qc` to inspect the masks."
-        )
-    notes: list[str] = []  # warnings, shown by the GUI thread; shapes/points are built here
-    ldts = result_layers(result, with_slide=False, annotations_mpp=mpp, warn=notes.append)
-    yield from notes
-    layers = [Layer.create(*t) if t[2] in ("shapes", "points") else t for t in ldts]
-    return folder, (scored[0] if scored else None), layers, len(result.tiles)
 
 
 class _OnShow(QObject):

@@ -316,9 +316,9 @@ def test_score_widget_shows_the_heatmap_while_it_scores(
     """The shown class's map appears from run_slide's progress before the run ends."""
     import threading
 
-    import napari_xai._widgets.score as score
+    import napari_xai._widgets._score_work as score_work
 
-    monkeypatch.setattr(score, "REFRESH_S", 0.0)  # a live layer on every batch
+    monkeypatch.setattr(score_work, "REFRESH_S", 0.0)  # a live layer on every batch
     release = threading.Event()  # after two batches, wait until the GUI has the live map
     _hold_scoring(monkeypatch, release, 2)
     viewer = make_napari_viewer()
