@@ -232,60 +232,21 @@ class StitchedMap:
             Start over even when a matching map exists.
         """
         root: Any = zarr.open_group(str(store), mode="a")
-        shape_rc = (
-            max(1, math.ceil(shape0_rc[0] / downsample)),
-            max(1, math.ceil(shape0_rc[1] / downsample)),
-        )
-        meta: dict[str, Any] = {
-            "shape_rc": list(shape_rc),
-            "downsample": float(downsample),
-            "grid_shape": [int(grid_shape[0]), int(grid_shape[1])],
-            "ramp": float(overlap0) / float(downsample),
-            "params": _plain(dict(params or {})),
-        }
+        meta = _stitch_meta(shape0_rc, downsample, grid_shape, overlap0, params)
         if key in root and not reset:
-            group = root[key]
-            old = dict(group.attrs.get("napari_xai_stitch", {}))
-            if all(old.get(k) == v for k, v in meta.items()):
-                return cls(group)
+            old = dict(root[key].attrs.get("napari_xai_stitch", {}))
+            if all(old.get(k) == v for k, v in meta.items()):  # same map: resume it
+                return cls(root[key])
         if key in root:
             del root[key]
         group = root.require_group(key)
-        shapes = [shape_rc]
-        while max(shapes[-1]) > min_size and min(shapes[-1]) >= 2:
-            r, c = shapes[-1]
-            shapes.append(((r + 1) // 2, (c + 1) // 2))
-        state = group.require_group(_STATE)
+        shape_rc = (int(meta["shape_rc"][0]), int(meta["shape_rc"][1]))
         chunks = (min(chunk_size, shape_rc[0]), min(chunk_size, shape_rc[1]))
-        for nm in ("sum", "weight"):
-            state.create_array(nm, shape=shape_rc, chunks=chunks, dtype="float32", fill_value=0.0)
-        state.create_array(
-            "done",
-            shape=tuple(int(g) for g in grid_shape),
-            chunks=tuple(max(1, int(g)) for g in grid_shape),
-            dtype="uint8",
-            fill_value=0,
+        _create_state(group.require_group(_STATE), shape_rc, chunks, meta["grid_shape"])
+        datasets = _create_levels(
+            group, _pyramid_shapes(shape_rc, min_size), float(downsample), chunk_size
         )
-        datasets = []
-        for k, shp in enumerate(shapes):
-            group.create_array(
-                str(k),
-                shape=shp,
-                chunks=(min(chunk_size, shp[0]), min(chunk_size, shp[1])),
-                dtype="float32",
-                fill_value=np.nan,
-            )
-            s = float(downsample) * 2**k
-            datasets.append(
-                {
-                    "path": str(k),
-                    "coordinateTransformations": [
-                        {"type": "scale", "scale": [s, s]},
-                        {"type": "translation", "translation": [(s - 1) / 2, (s - 1) / 2]},
-                    ],
-                }
-            )
-        meta["n_levels"] = len(shapes)
+        meta["n_levels"] = len(datasets)
         meta["max_value"] = 0.0
         group.attrs.update(
             {
@@ -445,6 +406,77 @@ class StitchedMap:
             da.from_zarr(level, name=f"napari-xai-map-{token}-{k}")
             for k, level in enumerate(self.levels)
         ]
+
+
+def _stitch_meta(
+    shape0_rc: tuple[int, int],
+    downsample: float,
+    grid_shape: tuple[int, int],
+    overlap0: float,
+    params: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """Return what makes a map the same map (a resume must match it): geometry, grid, params."""
+    shape_rc = (
+        max(1, math.ceil(shape0_rc[0] / downsample)),
+        max(1, math.ceil(shape0_rc[1] / downsample)),
+    )
+    return {
+        "shape_rc": list(shape_rc),
+        "downsample": float(downsample),
+        "grid_shape": [int(grid_shape[0]), int(grid_shape[1])],
+        "ramp": float(overlap0) / float(downsample),
+        "params": _plain(dict(params or {})),
+    }
+
+
+def _pyramid_shapes(shape_rc: tuple[int, int], min_size: int) -> list[tuple[int, int]]:
+    """Shapes of the levels, finest first, halved until the map fits in ``min_size``."""
+    shapes = [shape_rc]
+    while max(shapes[-1]) > min_size and min(shapes[-1]) >= 2:
+        r, c = shapes[-1]
+        shapes.append(((r + 1) // 2, (c + 1) // 2))
+    return shapes
+
+
+def _create_state(
+    state: Any, shape_rc: tuple[int, int], chunks: tuple[int, int], grid_shape: list[int]
+) -> None:
+    """Make the blend's accumulators (``sum``, ``weight``) and the grid's ``done`` mask."""
+    for nm in ("sum", "weight"):
+        state.create_array(nm, shape=shape_rc, chunks=chunks, dtype="float32", fill_value=0.0)
+    state.create_array(
+        "done",
+        shape=tuple(int(g) for g in grid_shape),
+        chunks=tuple(max(1, int(g)) for g in grid_shape),
+        dtype="uint8",
+        fill_value=0,
+    )
+
+
+def _create_levels(
+    group: Any, shapes: list[tuple[int, int]], downsample: float, chunk_size: int
+) -> list[dict[str, Any]]:
+    """Make the (NaN) level arrays; return their ``multiscales`` datasets (onto level 0)."""
+    datasets = []
+    for k, shp in enumerate(shapes):
+        group.create_array(
+            str(k),
+            shape=shp,
+            chunks=(min(chunk_size, shp[0]), min(chunk_size, shp[1])),
+            dtype="float32",
+            fill_value=np.nan,
+        )
+        s = downsample * 2**k
+        datasets.append(
+            {
+                "path": str(k),
+                "coordinateTransformations": [
+                    {"type": "scale", "scale": [s, s]},
+                    {"type": "translation", "translation": [(s - 1) / 2, (s - 1) / 2]},
+                ],
+            }
+        )
+    return datasets
 
 
 def _plain(value: Any) -> Any:
