@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "MAX_SLIDE_SIDE_PX",
     "MAX_TILE_SIZE_PX",
     "MIN_MPP",
+    "CountLimit",
     "LimitError",
     "check_batch_size",
     "check_mpp",
@@ -121,51 +123,61 @@ def check_mpp(value: Any, *, what: str = "mpp", source: object = None) -> float:
     return mpp
 
 
-def _check_int(value: Any, *, what: str, source: object, top: int, name: str) -> int:
-    number = _number(value, what, source)
-    if not math.isfinite(number) or number != int(number) or number < 1:
-        raise LimitError(f"{_where(source)}{what} must be a positive integer, got {value!r}")
-    if number > top:
-        raise LimitError(
-            f"{_where(source)}{what} = {int(number)} exceeds the limit {top} "
-            f"(napari_xai.core.limits.{name})"
-        )
-    return int(number)
+@dataclass(frozen=True)
+class CountLimit:
+    """A check of a positive integer count bounded by one of this module's constants.
 
+    Calling it returns ``value`` as an int when it is in [1, bound], where the
+    bound is read from the module constant named ``constant`` at call time (so
+    a run-time override applies to the next call).
 
-def check_tile_size(value: Any, *, what: str = "tile size", source: object = None) -> int:
-    """Return ``value`` as an int when it is a tile side in [1, :data:`MAX_TILE_SIZE_PX`].
-
-    Raises
-    ------
-    LimitError
-        Naming ``source`` and ``what``.
+    Attributes
+    ----------
+    constant : str
+        Name of the bound's module constant (``"MAX_BATCH_SIZE"``).
+    what : str
+        Default name of the value, for the message (``"batch size"``).
     """
-    return _check_int(
-        value, what=what, source=source, top=MAX_TILE_SIZE_PX, name="MAX_TILE_SIZE_PX"
-    )
+
+    constant: str
+    what: str
+
+    def __call__(self, value: Any, *, what: str | None = None, source: object = None) -> int:
+        """Return ``value`` as an int when it lies in [1, the bound].
+
+        Parameters
+        ----------
+        value : int
+            The count.
+        what : str, optional
+            The option or field name, for the message (default :attr:`what`).
+        source : object, optional
+            The file it came from, for the message.
+
+        Raises
+        ------
+        LimitError
+            Naming ``source`` and ``what``.
+        """
+        name = self.what if what is None else what
+        number = _number(value, name, source)
+        if not math.isfinite(number) or number != int(number) or number < 1:
+            raise LimitError(f"{_where(source)}{name} must be a positive integer, got {value!r}")
+        top = int(globals()[self.constant])
+        if number > top:
+            raise LimitError(
+                f"{_where(source)}{name} = {int(number)} exceeds the limit {top} "
+                f"(napari_xai.core.limits.{self.constant})"
+            )
+        return int(number)
 
 
-def check_resize(value: Any, *, what: str = "Resize size", source: object = None) -> int:
-    """Return ``value`` as an int when it is a resize side in [1, :data:`MAX_RESIZE_PX`].
-
-    Raises
-    ------
-    LimitError
-        Naming ``source`` and ``what``.
-    """
-    return _check_int(value, what=what, source=source, top=MAX_RESIZE_PX, name="MAX_RESIZE_PX")
-
-
-def check_batch_size(value: Any, *, what: str = "batch size", source: object = None) -> int:
-    """Return ``value`` as an int when it is a batch size in [1, :data:`MAX_BATCH_SIZE`].
-
-    Raises
-    ------
-    LimitError
-        Naming ``source`` and ``what``.
-    """
-    return _check_int(value, what=what, source=source, top=MAX_BATCH_SIZE, name="MAX_BATCH_SIZE")
+#: A model tile side in [1, :data:`MAX_TILE_SIZE_PX`].
+check_tile_size = CountLimit("MAX_TILE_SIZE_PX", "tile size")
+#: A ``Resize`` transform's side in [1, :data:`MAX_RESIZE_PX`].
+check_resize = CountLimit("MAX_RESIZE_PX", "Resize size")
+#: A batch size in [1, :data:`MAX_BATCH_SIZE`].
+check_batch_size = CountLimit("MAX_BATCH_SIZE", "batch size")
 
 
 def check_slide_shape(shape_rc: tuple[int, int], *, source: object = None) -> tuple[int, int]:

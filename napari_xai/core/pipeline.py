@@ -90,8 +90,7 @@ def summarize_tiles(
     tiles: pd.DataFrame,
     *,
     class_names: Sequence[str],
-    positive_class: str | None = None,
-    top_k: int = 10,
+    summary: SummaryOptions | None = None,
     mpp: float | None = None,
 ) -> dict[str, Any]:
     """Slide-level scores from a tiles table.
@@ -102,10 +101,10 @@ def summarize_tiles(
         The tiles table (``prob_<class>``, ``pred_class``, ``tissue_fraction``...).
     class_names : sequence of str
         The model's classes.
-    positive_class : str, optional
-        Class that scores the slide (default: :func:`napari_xai.core.naming.positive_class`).
-    top_k : int
-        Number of tiles in the top-k mean.
+    summary : SummaryOptions, optional
+        ``positive_class`` (the class that scores the slide; default:
+        :func:`napari_xai.core.naming.positive_class`) and ``top_k`` (tiles in
+        the top-k mean). Default :class:`SummaryOptions`.
     mpp : float, optional
         Slide µm/px, for the area in mm².
 
@@ -118,7 +117,8 @@ def summarize_tiles(
         tiles predicted positive), ``tumour_area_mm2`` (None without mpp),
         ``score`` (= ``topk_mean``) and ``class_counts``.
     """
-    pos = naming.positive_class(class_names, positive_class)
+    summary = SummaryOptions() if summary is None else summary
+    pos = naming.positive_class(class_names, summary.positive_class)
     n = int(len(tiles))
     out: dict[str, Any] = {"positive_class": pos, "n_tiles": n}
     col = f"prob_{pos}"
@@ -133,7 +133,7 @@ def summarize_tiles(
         )
         return out
     prob = tiles[col].to_numpy(dtype=np.float64)
-    k = max(1, min(int(top_k), n))
+    k = max(1, min(int(summary.top_k), n))
     topk = np.sort(prob)[-k:]
     is_pos = (
         (tiles["pred_class"].astype(str) == pos).to_numpy()
@@ -484,8 +484,7 @@ def _summarize(
     return summarize_tiles(
         tiles,
         class_names=list(loaded.card.class_names),
-        positive_class=options.positive_class,
-        top_k=options.top_k,
+        summary=options,
         mpp=slide.info.mpp,
     )
 

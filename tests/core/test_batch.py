@@ -150,7 +150,9 @@ def test_summarize_tiles_and_regions() -> None:
         }
     )
     tiles.attrs["stride0"] = 100
-    s = B.summarize_tiles(tiles, class_names=["normal", "tumour"], top_k=2, mpp=0.5)
+    s = B.summarize_tiles(
+        tiles, class_names=["normal", "tumour"], summary=SummaryOptions(top_k=2), mpp=0.5
+    )
     assert s["positive_class"] == "tumour"
     assert s["mean_prob"] == pytest.approx(0.45)
     assert s["topk_mean"] == pytest.approx(0.7) and s["score"] == s["topk_mean"]
@@ -169,7 +171,8 @@ def test_summarize_tiles_and_regions() -> None:
     # tumour: tiles (0, 100) and (100, 0): 100 x 80 + 50 x 100 inside the slide
     assert shape(by_class["tumour"]["geometry"]).area == pytest.approx(100 * 80 + 50 * 100)
     with pytest.raises(ValueError, match="positive class 'x'"):
-        B.summarize_tiles(tiles, class_names=["normal", "tumour"], positive_class="x")
+        summary = SummaryOptions(positive_class="x")
+        B.summarize_tiles(tiles, class_names=["normal", "tumour"], summary=summary)
 
 
 def test_cohort_metrics_confusion_matrix_and_roc() -> None:
