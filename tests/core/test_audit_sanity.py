@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("captum")
 
 from napari_xai.core.audit.sanity import (  # noqa: E402
+    DeletionInsertion,
     SanityResult,
     edge_detector,
     sanity_check,
@@ -50,8 +51,8 @@ def test_gradient_methods_pass_on_the_demo_model(demo_probe, method: str) -> Non
     assert res.spearman[-1] < 0.8 and res.ssim[-1] < 0.5
     assert len(res.layers) == len(res.spearman) > 3
     # Deleting the pixels the method ranks first hurts more than a random order.
-    assert res.deletion_auc < res.deletion_auc_random
-    assert res.insertion_auc > res.insertion_auc_random
+    assert res.curves.deletion_auc < res.curves.deletion_auc_random
+    assert res.curves.insertion_auc > res.curves.insertion_auc_random
     # Cached per model hash and method.
     assert sanity_check(model, tiles, method) is res
 
@@ -104,9 +105,10 @@ def test_faithfulness_is_part_of_trust(demo_probe) -> None:  # noqa: ANN001
     good = sanity_check(model, tiles, "saliency")
     assert good.faithfulness == "pass" and good.faithfulness_gain > 0 and good.trusted
     # The rule on its own: randomisation passed, deletion/insertion worse than random.
-    bad = dataclasses.replace(good, deletion_auc=0.9, deletion_auc_random=0.7,
-                              insertion_auc=0.5, insertion_auc_random=0.7,
-                              faithfulness_passed=False)  # fmt: skip
+    bad = dataclasses.replace(good, curves=DeletionInsertion(deletion_auc=0.9,
+                              deletion_auc_random=0.7, insertion_auc=0.5,
+                              insertion_auc_random=0.7))  # fmt: skip
+    assert not bad.faithfulness_passed
     assert bad.randomisation_passed and bad.faithfulness == "fail" and not bad.trusted
     d = bad.to_dict()
     assert d["faithfulness"] == "fail" and d["faithfulness_gain"] == pytest.approx(-0.4)
@@ -118,5 +120,7 @@ def test_faithfulness_is_part_of_trust(demo_probe) -> None:  # noqa: ANN001
     v = make_verdict([pair], None, method="saliency", sanity=d)
     assert v.verdict == "warn"  # an untrusted method cannot carry a fail alone
     assert any("rank pixels worse than chance" in e for e in v.evidence)
-    tie = dataclasses.replace(bad, deletion_auc=0.71, insertion_auc=0.69)
+    tie = dataclasses.replace(
+        bad, curves=dataclasses.replace(bad.curves, deletion_auc=0.71, insertion_auc=0.69)
+    )
     assert tie.faithfulness == "inconclusive" and tie.trusted

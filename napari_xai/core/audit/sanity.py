@@ -50,6 +50,7 @@ import numpy.typing as npt
 from napari_xai.core.options import Bounded, bounded
 
 __all__ = [
+    "DeletionInsertion",
     "SanityResult",
     "SanityThresholds",
     "deletion_insertion",
@@ -87,22 +88,70 @@ class SanityThresholds(Bounded):
     faithfulness_margin: float = bounded(0.05, low=0)
 
 
+@dataclass(frozen=True)
+class DeletionInsertion:
+    """Deletion and insertion AUCs of an attribution ordering and of random orderings.
+
+    Each is the mean probability of the target over the steps (the normalised AUC);
+    see :func:`deletion_insertion`.
+    """
+
+    deletion_auc: float
+    deletion_auc_random: float
+    insertion_auc: float
+    insertion_auc_random: float
+
+    @property
+    def passed(self) -> bool:
+        """Deleting the ranked pixels hurts more, and inserting them helps more, than chance."""
+        return (
+            self.deletion_auc < self.deletion_auc_random
+            and self.insertion_auc > self.insertion_auc_random
+        )
+
+    @property
+    def gain(self) -> float:
+        """(Random deletion AUC - deletion AUC) + (insertion AUC - random insertion AUC)."""
+        return float(
+            (self.deletion_auc_random - self.deletion_auc)
+            + (self.insertion_auc - self.insertion_auc_random)
+        )
+
+
 @dataclass
 class SanityResult:
-    """Figures and pass/fail of one method on one model."""
+    """Figures and pass/fail of one method on one model.
+
+    Attributes
+    ----------
+    method : str
+        The attribution method checked.
+    spearman, ssim, layers : list
+        Model randomisation test: rank correlation and SSIM of the maps with the
+        original ones after each randomised layer (cumulative, from the top).
+    randomisation_passed : bool
+        The maps changed enough once the model was randomised.
+    curves : DeletionInsertion
+        Faithfulness test: deletion and insertion AUCs, and random orderings'.
+    n_probe : int
+        Probe tiles used.
+    faithfulness_margin : float
+        How much worse than chance ``curves`` may be before the method fails.
+    """
 
     method: str
     spearman: list[float]
     ssim: list[float]
     layers: list[str]
     randomisation_passed: bool
-    deletion_auc: float
-    deletion_auc_random: float
-    insertion_auc: float
-    insertion_auc_random: float
-    faithfulness_passed: bool
+    curves: DeletionInsertion
     n_probe: int
     faithfulness_margin: float = 0.05
+
+    @property
+    def faithfulness_passed(self) -> bool:
+        """Whether the ranking beats a random one on both curves (``curves.passed``)."""
+        return self.curves.passed
 
     @property
     def passed(self) -> bool:
@@ -112,10 +161,7 @@ class SanityResult:
     @property
     def faithfulness_gain(self) -> float:
         """(Random deletion AUC - deletion AUC) + (insertion AUC - random insertion AUC)."""
-        return float(
-            (self.deletion_auc_random - self.deletion_auc)
-            + (self.insertion_auc - self.insertion_auc_random)
-        )
+        return self.curves.gain
 
     @property
     def faithfulness(self) -> str:
@@ -130,8 +176,10 @@ class SanityResult:
         return self.randomisation_passed and self.faithfulness != "fail"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
+        """JSON-ready dict (the curves' AUCs at the top level, as recorded on disk)."""
         d = dataclasses.asdict(self)
+        d.update(d.pop("curves"))
+        d["faithfulness_passed"] = self.faithfulness_passed
         d["passed"] = self.passed
         d["trusted"] = self.trusted
         d["faithfulness"] = self.faithfulness
@@ -300,7 +348,7 @@ def deletion_insertion(
     n_random: int = 2,
     block: int = 1,
     seed: int = 0,
-) -> dict[str, float]:
+) -> DeletionInsertion:
     """Compute deletion and insertion AUCs of an attribution ordering vs random orderings.
 
     Parameters
@@ -322,9 +370,9 @@ def deletion_insertion(
 
     Returns
     -------
-    dict
-        ``deletion``, ``deletion_random``, ``insertion``, ``insertion_random``
-        (mean probability of the target over the steps, i.e. the normalised AUC).
+    DeletionInsertion
+        The ordering's and the random orderings' deletion and insertion AUCs (mean
+        probability of the target over the steps, i.e. the normalised AUC).
     """
     import torch
 
@@ -371,12 +419,7 @@ def deletion_insertion(
         *(curve(np.stack([rng.permutation(gh * gw) for _ in range(n)])) for _ in range(n_random)),
         strict=True,
     )
-    return {
-        "deletion": d,
-        "deletion_random": float(np.mean(rd)),
-        "insertion": i,
-        "insertion_random": float(np.mean(ri)),
-    }
+    return DeletionInsertion(d, float(np.mean(rd)), i, float(np.mean(ri)))
 
 
 def sanity_check(
@@ -420,20 +463,15 @@ def sanity_check(
         return _CACHE[key]
     layers, rho, ss = randomisation_test(model, x, method, seed=seed)
     maps = _explain(model, x, method, None)
-    di = deletion_insertion(model, x, maps, n_steps=n_steps, seed=seed)
+    curves = deletion_insertion(model, x, maps, n_steps=n_steps, seed=seed)
     rand_ok = bool(rho and rho[-1] < th.max_spearman and ss[-1] < th.max_ssim)
-    faith_ok = di["deletion"] < di["deletion_random"] and di["insertion"] > di["insertion_random"]
     res = SanityResult(
         method=name,
         spearman=rho,
         ssim=ss,
         layers=layers,
         randomisation_passed=rand_ok,
-        deletion_auc=di["deletion"],
-        deletion_auc_random=di["deletion_random"],
-        insertion_auc=di["insertion"],
-        insertion_auc_random=di["insertion_random"],
-        faithfulness_passed=bool(faith_ok),
+        curves=curves,
         n_probe=int(x.shape[0]),
         faithfulness_margin=float(th.faithfulness_margin),
     )
