@@ -132,8 +132,6 @@ class DataAudit:
         One RGB montage (rows, cols, 3) per class.
     flags : list of str
         Human-readable findings, worst first.
-    verdict : str
-        ``"pass"`` or ``"fail"`` (any flag).
     errors : list of str
         Images that could not be read (``path: problem``).
     thresholds : DataThresholds
@@ -155,11 +153,15 @@ class DataAudit:
     colour_tests: pd.DataFrame
     montages: dict[str, npt.NDArray[np.uint8]]
     flags: list[str]
-    verdict: str
     errors: list[str] = field(default_factory=list)
     thresholds: DataThresholds = field(default_factory=DataThresholds)
     report_path: Path | None = None
     tile_audit: Any = None
+
+    @property
+    def verdict(self) -> str:
+        """``"pass"``, or ``"fail"`` when there is any flag."""
+        return "fail" if self.flags else "pass"
 
     def flagged_columns(self) -> list[str]:
         """Metadata columns flagged as strongly associated with the label."""
@@ -583,7 +585,6 @@ def iter_audit_cohort(
         colour_tests=colour_tests,
         montages={c: make_montage(thumbs[c], tile=montage_tile) for c in classes if thumbs[c]},
         flags=flags,
-        verdict="fail" if flags else "pass",
         errors=errors,
         thresholds=th,
         tile_audit=tile_audit,
