@@ -19,6 +19,12 @@ if TYPE_CHECKING:
     from napari_xai._widgets._base import LayerData
 
 
+#: Milliseconds between two steps. Not 0: Qt sends a zero-delay single shot as a posted
+#: event, and a chain of them runs step after step (each a layer add and its first paint)
+#: before the loop's timers and input get a turn, one stall of all the steps together.
+PACE_MS = 20
+
+
 class LayerPacer:
     """Queue of layers shown one per event-loop turn.
 
@@ -68,7 +74,7 @@ class LayerPacer:
     def _schedule(self) -> None:
         from qtpy.QtCore import QTimer
 
-        QTimer.singleShot(0, self._step)
+        QTimer.singleShot(PACE_MS, self._step)
 
     def _step(self) -> None:
         if self._pending:

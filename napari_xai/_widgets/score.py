@@ -204,11 +204,22 @@ class ScoreWidget(RunWidget):
             self._status.value = f"no tile scored: {self.warnings[-1] if self.warnings else ''}"
 
     def _show_layer(self, item: LayerData | Any) -> None:
-        """Upsert one layer; a new map's colour bar follows a turn later (the map draws first)."""
+        """Upsert one layer, its first draw and a new map's colour bar on later turns.
+
+        A new map's colour bar follows a turn later (the map draws first). A new
+        layer built in the worker (tiles, regions) is added hidden and shown a
+        turn later: adding it (layer list, controls, vispy node) and its first
+        draw (vispy's shader programs) are two turns, never one stall.
+        """
         fresh = (
             item[1]["name"] if isinstance(item, tuple) else item.name
         ) not in self._viewer.layers
+        draw_later = fresh and not isinstance(item, tuple) and item.visible
+        if draw_later:
+            item.visible = False
         layer = self.upsert(item, colorbar=not fresh)
+        if draw_later:
+            self._pacer.call(lambda: setattr(layer, "visible", True))
         if fresh:  # show_colorbar: scalar images only
             self._pacer.call(lambda: show_colorbar(layer))
 
