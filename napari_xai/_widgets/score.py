@@ -211,12 +211,11 @@ class ScoreWidget(RunWidget):
         turn later: adding it (layer list, controls, vispy node) and its first
         draw (vispy's shader programs) are two turns, never one stall.
         """
-        fresh = (
-            item[1]["name"] if isinstance(item, tuple) else item.name
-        ) not in self._viewer.layers
-        draw_later = fresh and not isinstance(item, tuple) and item.visible
-        if draw_later:
-            item.visible = False
+        built = None if isinstance(item, tuple) else item
+        fresh = (item[1]["name"] if built is None else built.name) not in self._viewer.layers
+        draw_later = built is not None and fresh and bool(built.visible)
+        if built is not None and draw_later:
+            built.visible = False
         layer = self.upsert(item, colorbar=not fresh)
         if draw_later:
             self._pacer.call(lambda: setattr(layer, "visible", True))
