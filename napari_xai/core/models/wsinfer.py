@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -290,6 +291,110 @@ def _resize_uint8(
     return out
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """Tiles part-way through a WSInfer transform list.
+
+    Attributes
+    ----------
+    image : numpy.ndarray or torch.Tensor of shape (N, H, W, 3), uint8
+        The tiles before ``ToTensor`` (resized by a ``Resize`` that comes first).
+    tensor : torch.Tensor of shape (N, 3, h, w), float32, or None
+        The tiles from ``ToTensor`` on; None before.
+    channel_order : str
+        ``"RGB"`` or ``"BGR"`` (the card's): ``ToTensor`` reverses BGR.
+    device : torch.device or None
+        Where ``ToTensor`` moves the uint8 data (None: where it is).
+    """
+
+    image: Any
+    tensor: torch.Tensor | None
+    channel_order: str
+    device: torch.device | None
+
+
+def _tile_batch(tiles: npt.ArrayLike | torch.Tensor) -> Any:
+    """(N, H, W, 3) uint8 tiles (a single (H, W, 3) tile gains N = 1), else ValueError."""
+    import torch
+
+    image: Any = tiles if isinstance(tiles, torch.Tensor) else np.asarray(tiles)
+    if image.ndim == 3:
+        image = image[None]
+    if image.ndim != 4 or image.shape[-1] != 3:
+        raise ValueError(f"tiles must have shape (N, H, W, 3), got {tuple(image.shape)}")
+    if image.dtype not in (np.uint8, torch.uint8):
+        raise ValueError(f"tiles must be uint8 RGB, got dtype {image.dtype}")
+    return image
+
+
+def _resize_step(batch: _Batch, args: dict[str, Any], where: str) -> _Batch:
+    """``Resize``: PIL on the uint8 image before ``ToTensor``, interpolate on the tensor after."""
+    import torch
+
+    interp = interpolation_name(args.get("interpolation", "bilinear"))
+    if interp is None:
+        raise WSInferConfigError(f"{where} (Resize): unknown interpolation")
+    if batch.tensor is None:
+        image = batch.image
+        shape_in = (int(image.shape[1]), int(image.shape[2]))
+        shape_rc = _resized_shape(shape_in, args["size"], args.get("max_size"))
+        if shape_rc == shape_in:
+            return batch
+        if isinstance(image, torch.Tensor):
+            image = image.cpu().numpy()
+        return replace(batch, image=_resize_uint8(image, shape_rc, PIL_RESAMPLING[interp]))
+    tensor = batch.tensor
+    shape_in = (int(tensor.shape[2]), int(tensor.shape[3]))
+    shape_rc = _resized_shape(shape_in, args["size"], args.get("max_size"))
+    if shape_rc == shape_in:
+        return batch
+    mode = {"nearest": "nearest", "bicubic": "bicubic"}.get(interp, "bilinear")
+    kwargs: dict[str, Any] = {}
+    if mode != "nearest":
+        kwargs = {"align_corners": False, "antialias": args.get("antialias", True)}
+    tensor = torch.nn.functional.interpolate(tensor, size=shape_rc, mode=mode, **kwargs)
+    return replace(batch, tensor=tensor)
+
+
+def _to_tensor_step(batch: _Batch, args: dict[str, Any], where: str) -> _Batch:
+    """``ToTensor``: ``float32(x) / 255``, channels first, on ``batch.device``."""
+    import torch
+
+    if batch.tensor is not None:
+        raise WSInferConfigError(f"{where}: ToTensor applied twice")
+    image = batch.image
+    u8 = (
+        image if isinstance(image, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(image))
+    )
+    if batch.device is not None:
+        u8 = u8.to(batch.device, non_blocking=True)
+    # A fresh float tensor: in-place ops from here on save allocations.
+    tensor = u8.permute(0, 3, 1, 2).to(dtype=torch.float32).div_(255)
+    if batch.channel_order == "BGR":
+        tensor = tensor.flip(1)
+    return replace(batch, tensor=tensor)
+
+
+def _normalize_step(batch: _Batch, args: dict[str, Any], where: str) -> _Batch:
+    """``Normalize``: ``(x - mean) / std`` in float32, in place."""
+    import torch
+
+    tensor = batch.tensor
+    if tensor is None:
+        raise WSInferConfigError(f"{where}: Normalize before ToTensor")
+    mean = torch.as_tensor(args["mean"], dtype=torch.float32, device=tensor.device)
+    std = torch.as_tensor(args["std"], dtype=torch.float32, device=tensor.device)
+    return replace(batch, tensor=tensor.sub_(mean.view(1, -1, 1, 1)).div_(std.view(1, -1, 1, 1)))
+
+
+# One function per WSInfer transform name (TRANSFORM_NAMES), applied in the card's order.
+_STEPS: dict[str, Callable[[_Batch, dict[str, Any], str], _Batch]] = {
+    "Resize": _resize_step,
+    "ToTensor": _to_tensor_step,
+    "Normalize": _normalize_step,
+}
+
+
 def wsinfer_transform(
     tiles: npt.ArrayLike | torch.Tensor,
     card: ModelCard,
@@ -332,65 +437,19 @@ def wsinfer_transform(
     """
     import torch
 
-    image: Any = tiles if isinstance(tiles, torch.Tensor) else np.asarray(tiles)
-    if image.ndim == 3:
-        image = image[None]
-    if image.ndim != 4 or image.shape[-1] != 3:
-        raise ValueError(f"tiles must have shape (N, H, W, 3), got {tuple(image.shape)}")
-    if image.dtype not in (np.uint8, torch.uint8):
-        raise ValueError(f"tiles must be uint8 RGB, got dtype {image.dtype}")
+    image = _tile_batch(tiles)
     dev = torch.device(device) if device is not None else None
-
-    tensor: torch.Tensor | None = None  # float (N, 3, h, w) after ToTensor
+    batch = _Batch(image=image, tensor=None, channel_order=card.channel_order, device=dev)
     for i, step in enumerate(_effective_transform(card)):
         name, args = step["name"], step.get("arguments") or {}
-        if name == "Resize":
-            interp = interpolation_name(args.get("interpolation", "bilinear"))
-            if interp is None:
-                raise WSInferConfigError(f"transform[{i}] (Resize): unknown interpolation")
-            if tensor is None:
-                shape_in = (int(image.shape[1]), int(image.shape[2]))
-                shape_rc = _resized_shape(shape_in, args["size"], args.get("max_size"))
-                if shape_rc != shape_in:
-                    if isinstance(image, torch.Tensor):
-                        image = image.cpu().numpy()
-                    image = _resize_uint8(image, shape_rc, PIL_RESAMPLING[interp])
-            else:
-                shape_in = (int(tensor.shape[2]), int(tensor.shape[3]))
-                shape_rc = _resized_shape(shape_in, args["size"], args.get("max_size"))
-                if shape_rc != shape_in:
-                    mode = {"nearest": "nearest", "bicubic": "bicubic"}.get(interp, "bilinear")
-                    kwargs: dict[str, Any] = {}
-                    if mode != "nearest":
-                        kwargs = {"align_corners": False, "antialias": args.get("antialias", True)}
-                    tensor = torch.nn.functional.interpolate(
-                        tensor, size=shape_rc, mode=mode, **kwargs
-                    )
-        elif name == "ToTensor":
-            if tensor is not None:
-                raise WSInferConfigError(f"transform[{i}]: ToTensor applied twice")
-            u8 = (
-                image
-                if isinstance(image, torch.Tensor)
-                else torch.from_numpy(np.ascontiguousarray(image))
-            )
-            if dev is not None:
-                u8 = u8.to(dev, non_blocking=True)
-            # A fresh float tensor: in-place ops from here on save allocations.
-            tensor = u8.permute(0, 3, 1, 2).to(dtype=torch.float32).div_(255)
-            if card.channel_order == "BGR":
-                tensor = tensor.flip(1)
-        elif name == "Normalize":
-            if tensor is None:
-                raise WSInferConfigError(f"transform[{i}]: Normalize before ToTensor")
-            mean = torch.as_tensor(args["mean"], dtype=torch.float32, device=tensor.device)
-            std = torch.as_tensor(args["std"], dtype=torch.float32, device=tensor.device)
-            tensor = tensor.sub_(mean.view(1, -1, 1, 1)).div_(std.view(1, -1, 1, 1))
-        else:
+        apply = _STEPS.get(name)
+        if apply is None:
             raise WSInferConfigError(
                 f"unknown transform {name!r} at transform[{i}]; WSInfer spec 1.0 knows "
                 f"{', '.join(TRANSFORM_NAMES)}"
             )
+        batch = apply(batch, args, f"transform[{i}]")
+    tensor = batch.tensor
     if tensor is None:
         raise WSInferConfigError("transform never converts the image to a tensor (no ToTensor)")
     if dev is not None:
