@@ -91,13 +91,14 @@ def test_classes_separate_and_the_planted_artefact_forms_its_own_cluster(cohort,
 
 @pytest.mark.parametrize("method", ["pca", "tsne", "umap"])
 def test_embedding_is_seeded_and_fits_on_a_sample(cohort, method: str) -> None:
-    from napari_xai.core.explore.reduce import embed
+    from napari_xai.core.explore.reduce import EmbedOptions, embed
 
     if method == "umap":
         pytest.importorskip("umap")
     data, inked = cohort
-    a = embed(data.features, method=method, seed=1, fit_sample=120)
-    b = embed(data.features, method=method, seed=1, fit_sample=120)
+    opts = EmbedOptions(method=method, seed=1, fit_sample=120)
+    a = embed(data.features, options=opts)
+    b = embed(data.features, options=opts)
     np.testing.assert_allclose(a.coords, b.coords, rtol=1e-5, atol=1e-5)
     assert a.coords.shape == (len(data), 2) and np.isfinite(a.coords).all()
     assert len(a.sample) == 120
@@ -109,16 +110,16 @@ def test_embedding_is_seeded_and_fits_on_a_sample(cohort, method: str) -> None:
     nearest = a.sample[d.argmin(axis=1)]
     assert (group[nearest] == group[rest]).mean() > 0.9
     with pytest.raises(ValueError, match="embedding method must be one of"):
-        embed(data.features, method="mds")
+        embed(data.features, options=EmbedOptions(method="mds"))
 
 
 def test_pca_of_a_sample_projects_everything_incrementally() -> None:
-    from napari_xai.core.explore.reduce import embed
+    from napari_xai.core.explore.reduce import EmbedOptions, embed
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(5000, 6)) * np.array([10, 3, 1, 1, 1, 1])
-    full = embed(x, fit_sample=10_000, chunk=700)
-    part = embed(x, fit_sample=1000, chunk=700)
+    full = embed(x, options=EmbedOptions(fit_sample=10_000, chunk=700))
+    part = embed(x, options=EmbedOptions(fit_sample=1000, chunk=700))
     # first axis along feature 0 either way; a sample is enough to find it
     assert abs(np.corrcoef(full.coords[:, 0], x[:, 0])[0, 1]) > 0.99
     assert abs(np.corrcoef(part.coords[:, 0], full.coords[:, 0])[0, 1]) > 0.99

@@ -51,6 +51,7 @@ from napari_xai.core.options import Bounded, bounded
 
 __all__ = [
     "DeletionInsertion",
+    "SanityOptions",
     "SanityResult",
     "SanityThresholds",
     "deletion_insertion",
@@ -65,7 +66,7 @@ __all__ = [
 SANITY_VERSION = 2
 
 MethodLike = str | Callable[..., Any]
-_CACHE: dict[tuple[str, str, int], SanityResult] = {}
+_CACHE: dict[tuple[str, str, int, SanityOptions], SanityResult] = {}
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,30 @@ class SanityThresholds(Bounded):
     max_spearman: float = bounded(0.8, low=-1, high=1)
     max_ssim: float = bounded(0.5, low=-1, high=1)
     faithfulness_margin: float = bounded(0.05, low=0)
+
+
+@dataclass(frozen=True)
+class SanityOptions(Bounded):
+    """How the sanity checks are run (the defaults of :func:`sanity_check`).
+
+    Parameters
+    ----------
+    n_steps : int
+        Deletion/insertion: fractions of pixels removed / inserted (0 to 1 in
+        ``n_steps`` steps).
+    n_random : int
+        Deletion/insertion: random orderings averaged for the baseline AUCs.
+    block : int
+        Deletion/insertion: side of the square blocks removed together (1: pixels,
+        as in RISE).
+    seed : int
+        Seed of the layer randomisation and of the random orderings.
+    """
+
+    n_steps: int = bounded(16, low=1)
+    n_random: int = bounded(2, low=1)
+    block: int = bounded(1, low=1)
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -344,10 +369,7 @@ def deletion_insertion(
     maps: npt.ArrayLike,
     *,
     target: Any = None,
-    n_steps: int = 16,
-    n_random: int = 2,
-    block: int = 1,
-    seed: int = 0,
+    options: SanityOptions | None = None,
 ) -> DeletionInsertion:
     """Compute deletion and insertion AUCs of an attribution ordering vs random orderings.
 
@@ -360,13 +382,8 @@ def deletion_insertion(
         Attribution maps (higher = more important).
     target : int, list of int or None
         Class per tile (``None``: predicted).
-    n_steps : int
-        Fractions of pixels removed / inserted (0 to 1 in ``n_steps`` steps).
-    n_random : int
-        Random orderings averaged for the baseline AUCs.
-    block : int
-        Side of the square blocks removed together (1: pixels, as in RISE).
-    seed : int
+    options : SanityOptions, optional
+        Steps, random orderings, block side and seed (default: :class:`SanityOptions`).
 
     Returns
     -------
@@ -378,6 +395,7 @@ def deletion_insertion(
 
     from napari_xai.core.predict import to_probabilities
 
+    opts = SanityOptions() if options is None else options
     module = _module_of(model)
     n, _, h, w = x.shape
     with torch.inference_mode():
@@ -388,12 +406,12 @@ def deletion_insertion(
         else torch.as_tensor(np.broadcast_to(np.asarray(target), (n,)).copy())
     )
     idx = torch.arange(n)
-    bs = max(1, int(block))
+    bs = opts.block
     gh, gw = -(-h // bs), -(-w // bs)
 
     def curve(order: npt.NDArray[np.int64]) -> tuple[float, float]:
         # order: (N, gh*gw) block indices, most important first.
-        fracs = np.linspace(0, 1, n_steps + 1)
+        fracs = np.linspace(0, 1, opts.n_steps + 1)
         dele, ins = [], []
         for f in fracs:
             k = int(round(f * gh * gw))
@@ -414,9 +432,12 @@ def deletion_insertion(
     pad[:, :h, :w] = a
     flat = pad.reshape(n, gh, bs, gw, bs).sum(axis=(2, 4)).reshape(n, -1)
     d, i = curve(np.argsort(-flat, axis=1, kind="stable"))
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(opts.seed)
     rd, ri = zip(
-        *(curve(np.stack([rng.permutation(gh * gw) for _ in range(n)])) for _ in range(n_random)),
+        *(
+            curve(np.stack([rng.permutation(gh * gw) for _ in range(n)]))
+            for _ in range(opts.n_random)
+        ),
         strict=True,
     )
     return DeletionInsertion(d, float(np.mean(rd)), i, float(np.mean(ri)))
@@ -428,8 +449,7 @@ def sanity_check(
     method: MethodLike,
     *,
     thresholds: SanityThresholds | None = None,
-    n_steps: int = 16,
-    seed: int = 0,
+    options: SanityOptions | None = None,
     cache: bool = True,
 ) -> SanityResult:
     """Run the randomisation and deletion/insertion checks of one method on one model.
@@ -442,11 +462,10 @@ def sanity_check(
     method : str or callable
         Attribution method key, or ``f(module, x, target) -> maps``.
     thresholds : SanityThresholds, optional
-    n_steps : int
-        Deletion/insertion steps.
-    seed : int
+    options : SanityOptions, optional
+        Deletion/insertion steps, random orderings, block side and seed.
     cache : bool
-        Reuse a result for the same model hash, method and probe count.
+        Reuse a result for the same model hash, method, probe count and options.
 
     Returns
     -------
@@ -455,15 +474,16 @@ def sanity_check(
     from napari_xai.core.predict import preprocess_tiles
 
     th = thresholds or SanityThresholds()
+    opts = SanityOptions() if options is None else options
     name = method if isinstance(method, str) else getattr(method, "__name__", "custom")
     sha = getattr(model, "sha256", None)
     x = preprocess_tiles(tiles, getattr(model, "card", None))
-    key = (str(sha), name, int(x.shape[0]))
+    key = (str(sha), name, int(x.shape[0]), opts)
     if cache and sha and key in _CACHE:
         return _CACHE[key]
-    layers, rho, ss = randomisation_test(model, x, method, seed=seed)
+    layers, rho, ss = randomisation_test(model, x, method, seed=opts.seed)
     maps = _explain(model, x, method, None)
-    curves = deletion_insertion(model, x, maps, n_steps=n_steps, seed=seed)
+    curves = deletion_insertion(model, x, maps, options=opts)
     rand_ok = bool(rho and rho[-1] < th.max_spearman and ss[-1] < th.max_ssim)
     res = SanityResult(
         method=name,
@@ -524,7 +544,7 @@ def known_sanity(sha: str | None, method: str) -> dict[str, Any] | None:
 
     if not sha:
         return None
-    for (k_sha, k_method, _), res in reversed(list(_CACHE.items())):
+    for (k_sha, k_method, *_), res in reversed(list(_CACHE.items())):
         if k_sha == sha and k_method == method:
             return res.to_dict()
     try:

@@ -22,9 +22,42 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["EMBED_METHODS", "Embedding", "PCABasis", "embed", "fit_pca"]
+from napari_xai.core.options import _Options, bounded
+
+__all__ = ["EMBED_METHODS", "EmbedOptions", "Embedding", "PCABasis", "embed", "fit_pca"]
 
 EMBED_METHODS = ("pca", "umap", "tsne")
+
+
+@dataclass(frozen=True)
+class EmbedOptions(_Options):
+    """How tile features are embedded in 2-D (see :func:`embed`).
+
+    Attributes
+    ----------
+    method : {"pca", "umap", "tsne"}
+        Embedding; UMAP needs umap-learn, t-SNE scikit-learn.
+    seed : int
+        Seed of the sample and of the method.
+    fit_sample : int
+        Tiles the method is fitted on (all when there are fewer).
+    chunk : int
+        Rows transformed at a time.
+    pre_pca : int
+        Principal components fed to UMAP / t-SNE.
+    n_neighbors : int
+        UMAP neighbours (and the k of t-SNE's placement of the rest).
+    perplexity : float
+        t-SNE perplexity (capped for small samples).
+    """
+
+    method: str = "pca"
+    seed: int = 0
+    fit_sample: int = bounded(20_000, low=1)
+    chunk: int = bounded(65_536, low=1)
+    pre_pca: int = bounded(30, low=1)
+    n_neighbors: int = bounded(15, low=1)
+    perplexity: float = bounded(30.0, low=1)
 
 
 @dataclass(frozen=True)
@@ -116,37 +149,15 @@ def _knn_place(
     return out
 
 
-def embed(
-    features: npt.ArrayLike,
-    *,
-    method: str = "pca",
-    seed: int = 0,
-    fit_sample: int = 20_000,
-    chunk: int = 65_536,
-    pre_pca: int = 30,
-    n_neighbors: int = 15,
-    perplexity: float = 30.0,
-) -> Embedding:
+def embed(features: npt.ArrayLike, *, options: EmbedOptions | None = None) -> Embedding:
     """Embed tile features in 2-D.
 
     Parameters
     ----------
     features : array-like of shape (N, D)
         One row per tile (float16 is fine).
-    method : {"pca", "umap", "tsne"}
-        Embedding; UMAP needs umap-learn, t-SNE scikit-learn.
-    seed : int
-        Seed of the sample and of the method.
-    fit_sample : int
-        Tiles the method is fitted on (all when there are fewer).
-    chunk : int
-        Rows transformed at a time.
-    pre_pca : int
-        Principal components fed to UMAP / t-SNE.
-    n_neighbors : int
-        UMAP neighbours (and the k of t-SNE's placement of the rest).
-    perplexity : float
-        t-SNE perplexity (capped for small samples).
+    options : EmbedOptions, optional
+        Method, seed, sample and chunk sizes (default: :class:`EmbedOptions`).
 
     Returns
     -------
@@ -162,6 +173,8 @@ def embed(
     """
     import time
 
+    opts = EmbedOptions() if options is None else options
+    method, seed, chunk, pre_pca = opts.method, opts.seed, opts.chunk, opts.pre_pca
     if method not in EMBED_METHODS:
         raise ValueError(f"embedding method must be one of {EMBED_METHODS}, not {method!r}")
     x = np.asarray(features)
@@ -171,8 +184,8 @@ def embed(
     rng = np.random.default_rng(seed)
     sample = (
         np.arange(n, dtype=np.int64)
-        if n <= fit_sample
-        else np.sort(rng.choice(n, size=fit_sample, replace=False)).astype(np.int64)
+        if n <= opts.fit_sample
+        else np.sort(rng.choice(n, size=opts.fit_sample, replace=False)).astype(np.int64)
     )
     t0 = time.perf_counter()
     basis = fit_pca(x[sample], n_components=max(2, pre_pca))
@@ -195,7 +208,7 @@ def embed(
             ) from exc
         reducer: Any = umap.UMAP(
             n_components=2,
-            n_neighbors=min(n_neighbors, len(sample) - 1),
+            n_neighbors=min(opts.n_neighbors, len(sample) - 1),
             random_state=seed,
             n_jobs=1,
         )
@@ -206,14 +219,14 @@ def embed(
 
         tsne = TSNE(
             n_components=2,
-            perplexity=float(min(perplexity, (len(sample) - 1) / 3)),
+            perplexity=float(min(opts.perplexity, (len(sample) - 1) / 3)),
             random_state=seed,
             init="pca",
         )
         ref_xy = np.asarray(tsne.fit_transform(ref), np.float32)
 
         def place(z: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-            return _knn_place(ref, ref_xy, z, n_neighbors)
+            return _knn_place(ref, ref_xy, z, opts.n_neighbors)
 
     timings["fit_s"] = time.perf_counter() - t1
     t2 = time.perf_counter()

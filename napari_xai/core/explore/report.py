@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_xai.core.options import _Options, bounded
+from napari_xai.core.explore.reduce import EmbedOptions, embed
+from napari_xai.core.options import bounded
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,31 +37,26 @@ MOSAIC_CELLS_NAME = "mosaic_cells.csv"
 
 
 @dataclass(frozen=True)
-class ExploreOptions(_Options):
+class ExploreOptions(EmbedOptions):
     """How a cohort is embedded and clustered.
+
+    The embedding fields are those of :class:`~napari_xai.core.explore.reduce.EmbedOptions`
+    (``method``, ``seed``, ``fit_sample``, ``chunk``, ``pre_pca``, ``n_neighbors``,
+    ``perplexity``); ``seed``, ``fit_sample`` and ``chunk`` serve the clustering too.
 
     Attributes
     ----------
-    method : {"pca", "umap", "tsne"}
-        2-D embedding.
     cluster_method : {"kmeans", "hdbscan"}
         Clustering.
     n_clusters : int or None
         k-means clusters (None: chosen by silhouette).
     cluster_dims : int
         Principal components the clustering sees.
-    seed : int
-        Seed of samples and methods.
-    fit_sample : int
-        Tiles the embedding and the clustering are fitted on.
     """
 
-    method: str = "pca"
     cluster_method: str = "kmeans"
     n_clusters: int | None = bounded(None, low=1)
     cluster_dims: int = bounded(10, low=1)
-    seed: int = 0
-    fit_sample: int = bounded(20_000, low=1)
 
 
 @dataclass
@@ -87,16 +83,15 @@ def explore_cohort(cohort: Cohort, *, options: ExploreOptions | None = None) -> 
     import time
 
     from napari_xai.core.explore.cluster import cluster_tiles, summarize_clusters
-    from napari_xai.core.explore.reduce import embed
 
     opts = options or ExploreOptions()
     t0 = time.perf_counter()
-    emb = embed(cohort.features, method=opts.method, seed=opts.seed, fit_sample=opts.fit_sample)
+    emb = embed(cohort.features, options=opts)
     t1 = time.perf_counter()
     points = np.concatenate(
         [
-            emb.pca.transform(cohort.features[i : i + 65_536], k=opts.cluster_dims)
-            for i in range(0, len(cohort), 65_536)
+            emb.pca.transform(cohort.features[i : i + opts.chunk], k=opts.cluster_dims)
+            for i in range(0, len(cohort), opts.chunk)
         ]
     )
     labels = cluster_tiles(
