@@ -13,8 +13,8 @@ A scoring run leaves, for one slide, a folder ``<out>/<slide-id>/`` holding::
 
 Everything is written into a hidden temporary folder next to the final one and
 renamed into place only when complete (:class:`ResultWriter`), so a crash never
-leaves a half-written folder that looks complete. :func:`is_complete` tells a
-batch run whether a folder can be reused; :func:`load_result` reads one back.
+leaves a half-written folder that looks complete. :func:`check_result` tells a
+batch run whether a folder can be reused (and why not); :func:`load_result` reads one back.
 """
 
 from __future__ import annotations
@@ -57,7 +57,6 @@ __all__ = [
     "file_checksums",
     "hash_file",
     "hash_params",
-    "is_complete",
     "iter_result_folders",
     "list_heatmaps",
     "load_result",
@@ -1034,29 +1033,6 @@ def check_result(
             return ResultProblem("stale", f"{root}: the slide {slide_path} changed since")
     why = check_files(root, manifest, verify=verify)
     return None if why is None else ResultProblem("damaged", why)
-
-
-def is_complete(
-    folder: str | os.PathLike[str],
-    params: Mapping[str, Any],
-    model_hash: str,
-    *,
-    slide_path: str | os.PathLike[str] | None = None,
-    verify: bool = False,
-) -> bool:
-    """Tell whether a result folder is complete, intact and up to date.
-
-    Parameters
-    ----------
-    folder, params, model_hash, slide_path, verify
-        See :func:`check_result` (which also says why not).
-
-    Returns
-    -------
-    bool
-        False for missing, partial, corrupt, stale or foreign folders.
-    """
-    return check_result(folder, params, model_hash, slide_path=slide_path, verify=verify) is None
 
 
 @dataclass

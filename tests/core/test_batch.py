@@ -25,7 +25,7 @@ from napari_xai.core.options import (
     result_params,
 )
 from napari_xai.core.progress import drive
-from napari_xai.core.results import is_complete, load_result, read_manifest
+from napari_xai.core.results import check_result, load_result, read_manifest
 
 from .batch_helpers import write_tiny_slide
 
@@ -262,7 +262,7 @@ def test_sync_run_bad_slide_labels_and_resume(
     )
     assert not fourth.summary["reused"].any()
     params = result_params(GridOptions(), summary)
-    assert is_complete(out / "case0", params, r0.manifest["model"]["sha256"])
+    assert check_result(out / "case0", params, r0.manifest["model"]["sha256"]) is None
     # only the summary changed: the tiles were kept (not re-scored), the score recomputed
     m0 = read_manifest(out / "case0")
     assert m0["timings"]["score_s"] == r0.manifest["timings"]["score_s"]
@@ -291,7 +291,8 @@ def test_cancel_keeps_finished_slides(cohort: Path, model: str, tmp_path: Path) 
     assert statuses.get("done", 0) >= 1 and statuses.get("cancelled", 0) >= 1
     done = res.summary[res.summary["status"] == "done"]["slide_id"]
     assert all(
-        is_complete(out / sid, DEFAULT_PARAMS, read_manifest(out / sid)["model"]["sha256"])
+        check_result(out / sid, DEFAULT_PARAMS, read_manifest(out / sid)["model"]["sha256"])
+        is None
         for sid in done
     )
     assert not [p for p in out.iterdir() if ".tmp-" in p.name]
@@ -539,10 +540,13 @@ def test_scheduler_address_and_a_worker_that_dies(
     s = res.summary.set_index("slide_id")
     assert s.loc["case1", "status"] == "done"
     assert s.loc["crash", "status"] == "failed" and "KilledWorker" in s.loc["crash", "error"]
-    assert is_complete(
-        tmp_path / "out" / "case1",
-        DEFAULT_PARAMS,
-        read_manifest(tmp_path / "out" / "case1")["model"]["sha256"],
+    assert (
+        check_result(
+            tmp_path / "out" / "case1",
+            DEFAULT_PARAMS,
+            read_manifest(tmp_path / "out" / "case1")["model"]["sha256"],
+        )
+        is None
     )
 
 

@@ -18,7 +18,6 @@ from napari_xai.core.results import (
     check_files,
     check_result,
     hash_params,
-    is_complete,
     load_result,
     read_manifest,
 )
@@ -65,7 +64,7 @@ def test_manifest_paths_outside_the_folder_are_refused(tmp_path: Path, name: obj
     with pytest.raises(ValueError, match="files"):
         read_manifest(folder)
     # resume never trusts such a folder
-    assert not is_complete(folder, {}, "m")
+    assert check_result(folder, {}, "m") is not None
 
 
 def test_a_link_out_of_the_folder_is_refused(tmp_path: Path) -> None:
@@ -196,13 +195,13 @@ def test_a_truncated_tiles_table_is_damaged_without_verify(tmp_path: Path) -> No
     problem = check_result(folder, {}, "m")
     assert problem is not None and problem.kind == "damaged"
     assert str(tiles) in problem.message and "bytes" in problem.message
-    assert not is_complete(folder, {}, "m")
+    assert check_result(folder, {}, "m") is not None
 
 
 def test_same_size_corruption_is_found_by_verify(tmp_path: Path) -> None:
     folder = _result_with_maps(tmp_path)
     _flip_last_byte(folder / "tiles.parquet")
-    assert is_complete(folder, {}, "m")  # sizes match: only hashing can tell
+    assert check_result(folder, {}, "m") is None  # sizes match: only hashing can tell
     problem = check_result(folder, {}, "m", verify=True)
     assert problem is not None and problem.kind == "damaged"
     assert "tiles.parquet" in problem.message and "sha256" in problem.message
@@ -227,7 +226,9 @@ def test_a_damaged_zarr_chunk_is_found(tmp_path: Path, damage: str) -> None:
         shutil.rmtree(folder / "heatmaps.zarr" / "probabilities" / "tumour" / "1")
     verify = damage == "alter"
     if not verify:
-        assert not is_complete(folder, {}, "m")  # the chunk listing catches it, no hashing
+        assert (
+            check_result(folder, {}, "m") is not None
+        )  # the chunk listing catches it, no hashing
     problem = check_result(folder, {}, "m", verify=True)
     assert problem is not None and problem.kind == "damaged"
     assert "heatmaps.zarr" in problem.message and "probabilities/tumour" in problem.message

@@ -155,14 +155,14 @@ def test_crash_before_commit_leaves_no_result(tmp_path: Path, slide: Path) -> No
             raise RuntimeError("boom")
     assert not folder.exists()
     assert list(folder.parent.iterdir()) == []  # temporary folder removed
-    assert not R.is_complete(folder, PARAMS, MODEL_HASH)
+    assert R.check_result(folder, PARAMS, MODEL_HASH) is not None
 
 
 def test_killed_writer_leftovers_are_invisible_and_cleaned(tmp_path: Path, slide: Path) -> None:
     out = tmp_path / "out"
     w = R.ResultWriter(out / "slide").__enter__()  # "killed": never committed nor aborted
     w.write_tiles(_tiles())
-    assert not R.is_complete(out / "slide", PARAMS, MODEL_HASH)
+    assert R.check_result(out / "slide", PARAMS, MODEL_HASH) is not None
     assert list(R.iter_result_folders(out)) == []
     assert R.clean_stale_temporaries(out) == 1
     assert list(out.iterdir()) == []
@@ -173,23 +173,25 @@ def test_commit_replaces_an_older_result(tmp_path: Path, slide: Path) -> None:
     old = R.read_manifest(folder)["written"]
     _write(tmp_path / "slide", slide)
     assert R.read_manifest(folder)["written"] != old
-    assert R.is_complete(folder, PARAMS, MODEL_HASH)
+    assert R.check_result(folder, PARAMS, MODEL_HASH) is None
     assert [p.name for p in tmp_path.iterdir() if p.name != "slide.tif"] == ["slide"]
 
 
-def test_is_complete_detects_stale_and_partial(tmp_path: Path, slide: Path) -> None:
+def test_check_result_detects_stale_and_partial(tmp_path: Path, slide: Path) -> None:
     folder = _write(tmp_path / "slide-res", slide)
-    assert R.is_complete(folder, PARAMS, MODEL_HASH, slide_path=slide)
-    assert R.is_complete(folder, dict(reversed(list(PARAMS.items()))), MODEL_HASH)
-    assert not R.is_complete(folder, {**PARAMS, "audit": True}, MODEL_HASH)  # other params
-    assert not R.is_complete(folder, PARAMS, "x" * 64)  # other model
-    assert not R.is_complete(tmp_path / "nothing", PARAMS, MODEL_HASH)  # missing
+    assert R.check_result(folder, PARAMS, MODEL_HASH, slide_path=slide) is None
+    assert R.check_result(folder, dict(reversed(list(PARAMS.items()))), MODEL_HASH) is None
+    assert (
+        R.check_result(folder, {**PARAMS, "audit": True}, MODEL_HASH) is not None
+    )  # other params
+    assert R.check_result(folder, PARAMS, "x" * 64) is not None  # other model
+    assert R.check_result(tmp_path / "nothing", PARAMS, MODEL_HASH) is not None  # missing
     slide.write_bytes(b"II*\x00changed")  # the slide file changed
-    assert not R.is_complete(folder, PARAMS, MODEL_HASH, slide_path=slide)
+    assert R.check_result(folder, PARAMS, MODEL_HASH, slide_path=slide) is not None
     (folder / "tiles.parquet").unlink()  # partial: a listed file is gone
-    assert not R.is_complete(folder, PARAMS, MODEL_HASH)
+    assert R.check_result(folder, PARAMS, MODEL_HASH) is not None
     (folder / "manifest.json").write_text("{not json")
-    assert not R.is_complete(folder, PARAMS, MODEL_HASH)
+    assert R.check_result(folder, PARAMS, MODEL_HASH) is not None
     with pytest.raises(ValueError, match="not valid JSON"):
         R.load_result(folder)
 
