@@ -41,7 +41,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -154,24 +154,33 @@ class SanityResult:
     spearman, ssim, layers : list
         Model randomisation test: rank correlation and SSIM of the maps with the
         original ones after each randomised layer (cumulative, from the top).
-    randomisation_passed : bool
-        The maps changed enough once the model was randomised.
     curves : DeletionInsertion
         Faithfulness test: deletion and insertion AUCs, and random orderings'.
     n_probe : int
         Probe tiles used.
-    faithfulness_margin : float
-        How much worse than chance ``curves`` may be before the method fails.
+    thresholds : SanityThresholds
+        The pass limits the figures are judged by.
     """
 
     method: str
     spearman: list[float]
     ssim: list[float]
     layers: list[str]
-    randomisation_passed: bool
     curves: DeletionInsertion
     n_probe: int
-    faithfulness_margin: float = 0.05
+    thresholds: SanityThresholds = field(default_factory=SanityThresholds)
+
+    @property
+    def randomisation_passed(self) -> bool:
+        """The maps changed enough once the model was fully randomised."""
+        th = self.thresholds
+        return bool(self.spearman and self.spearman[-1] < th.max_spearman
+                    and self.ssim[-1] < th.max_ssim)  # fmt: skip
+
+    @property
+    def faithfulness_margin(self) -> float:
+        """How much worse than chance ``curves`` may be before the method fails."""
+        return float(self.thresholds.faithfulness_margin)
 
     @property
     def faithfulness_passed(self) -> bool:
@@ -204,6 +213,9 @@ class SanityResult:
         """JSON-ready dict (the curves' AUCs at the top level, as recorded on disk)."""
         d = dataclasses.asdict(self)
         d.update(d.pop("curves"))
+        del d["thresholds"]
+        d["randomisation_passed"] = self.randomisation_passed
+        d["faithfulness_margin"] = self.faithfulness_margin
         d["faithfulness_passed"] = self.faithfulness_passed
         d["passed"] = self.passed
         d["trusted"] = self.trusted
@@ -484,17 +496,7 @@ def sanity_check(
     layers, rho, ss = randomisation_test(model, x, method, seed=opts.seed)
     maps = _explain(model, x, method, None)
     curves = deletion_insertion(model, x, maps, options=opts)
-    rand_ok = bool(rho and rho[-1] < th.max_spearman and ss[-1] < th.max_ssim)
-    res = SanityResult(
-        method=name,
-        spearman=rho,
-        ssim=ss,
-        layers=layers,
-        randomisation_passed=rand_ok,
-        curves=curves,
-        n_probe=int(x.shape[0]),
-        faithfulness_margin=float(th.faithfulness_margin),
-    )
+    res = SanityResult(name, rho, ss, layers, curves, n_probe=int(x.shape[0]), thresholds=th)
     if cache and sha:
         _CACHE[key] = res
         _record(str(sha), name, res)
