@@ -573,7 +573,7 @@ def private_dir(path: str | os.PathLike[str]) -> Path:
     Returns
     -------
     Path
-        ``path``.
+        The folder, ``~`` expanded.
 
     Raises
     ------
