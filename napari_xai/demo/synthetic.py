@@ -1464,6 +1464,131 @@ def _iter_encoded_tiles(
         yield data
 
 
+def _tile_counter(slide: SyntheticSlide, progress: ProgressCallback | None) -> Callable[[], None]:
+    """Return a callback counting written tiles over all levels, reporting to ``progress``."""
+    t = slide.tile_size
+    total = sum(-(-r // t) * -(-c // t) for r, c in slide.level_shapes_rc)
+    done = 0
+
+    def on_tile() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    return on_tile
+
+
+def _thumbnail(slide: SyntheticSlide) -> UInt8Array:
+    """Render the lowest level, subsampled to at most about 1024 px a side.
+
+    Builds the texture atlases first (once, before the rendering threads need them).
+    """
+    _atlas_pyramid(slide.seed, slide.level_downsamples, slide.tile_size)
+    last = len(slide.level_downsamples) - 1
+    low = slide.render_region((0, 0), slide.level_shapes_rc[last], level=last)
+    step = max(1, -(-max(low.shape[:2]) // 1024))
+    return np.ascontiguousarray(low[::step, ::step])
+
+
+@dataclass(frozen=True)
+class _SvsWriter:
+    """What the pages of one synthetic SVS file share: the slide, its encoding and threads."""
+
+    tw: Any  # tifffile.TiffWriter
+    slide: SyntheticSlide
+    quality: int
+    stem: str
+    pool: ThreadPoolExecutor
+    workers: int
+    on_tile: Callable[[], None]
+
+    def level(self, level: int) -> None:
+        """Write one pyramid level (tiled JPEG, Aperio description and resolution)."""
+        slide, quality = self.slide, self.quality
+        shape = slide.level_shapes_rc[level]
+        t = slide.tile_size
+        res = 1e4 / (slide.mpp * slide.level_downsamples[level])
+        self.tw.write(
+            _iter_encoded_tiles(slide, level, quality, self.pool, self.workers, self.on_tile),
+            shape=(*shape, 3),
+            dtype=np.uint8,
+            tile=(t, t),
+            photometric="rgb",
+            compression="jpeg",
+            compressionargs={"level": quality},
+            subsampling=(2, 2),
+            description=_aperio_description(
+                slide, None if level == 0 else shape, quality, self.stem
+            ),
+            metadata=None,
+            resolution=(res, res),
+            resolutionunit="CENTIMETER",
+            subfiletype=0,
+        )
+
+    def thumbnail(self, thumb: UInt8Array) -> None:
+        """Write the stripped thumbnail (Aperio's page 1, right after level 0)."""
+        self.tw.write(
+            thumb,
+            photometric="rgb",
+            compression="jpeg",
+            compressionargs={"level": 90},
+            description=_aperio_description(self.slide, thumb.shape[:2], self.quality, self.stem),
+            metadata=None,
+            subfiletype=0,
+        )
+
+    def associated(self, thumb: UInt8Array) -> None:
+        """Write Aperio's associated images: the label (subfiletype 1), then the macro (9)."""
+        label = self.slide.render_label()
+        if label is not None:
+            self.tw.write(
+                label,
+                photometric="rgb",
+                compression="lzw",
+                description=f"Aperio Image Library v12.0.15\r\nlabel {label.shape[1]}x"
+                f"{label.shape[0]}",
+                metadata=None,
+                subfiletype=1,
+            )
+        self.tw.write(
+            thumb,
+            photometric="rgb",
+            compression="jpeg",
+            compressionargs={"level": 90},
+            description=f"Aperio Image Library v12.0.15\r\nmacro {thumb.shape[1]}x"
+            f"{thumb.shape[0]}",
+            metadata=None,
+            subfiletype=9,
+        )
+
+
+def _write_svs(
+    tmp: Path,
+    slide: SyntheticSlide,
+    thumb: UInt8Array,
+    *,
+    quality: int,
+    stem: str,
+    workers: int,
+    on_tile: Callable[[], None],
+) -> None:
+    """Write the pages in Aperio's order: level 0, thumbnail, lower levels, label, macro."""
+    import tifffile
+
+    with (
+        tifffile.TiffWriter(tmp, bigtiff=True) as tw,
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="synthetic") as pool,
+    ):
+        pages = _SvsWriter(tw, slide, quality, stem, pool, workers, on_tile)
+        for level in range(len(slide.level_downsamples)):
+            pages.level(level)
+            if level == 0:
+                pages.thumbnail(thumb)
+        pages.associated(thumb)
+
+
 def write_synthetic_slide(
     path: str | Path,
     *,
@@ -1515,92 +1640,20 @@ def write_synthetic_slide(
     SyntheticTruth
         Masks (tissue, tumour, artefacts) with ``path`` set to the slide.
     """
-    import tifffile
-
     path = Path(path)
     slide = SyntheticSlide(
         shape_rc, seed=seed, tumour=tumour, artefacts=artefacts, tile_size=tile_size, mpp=mpp
     )
     if workers is None:
         workers = max(1, min(4, os.cpu_count() or 1))
-    t = slide.tile_size
-    totals = [-(-r // t) * -(-c // t) for r, c in slide.level_shapes_rc]
-    total = sum(totals)
-    done = 0
-
-    def on_tile() -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, total)
-
-    # build the texture atlases once, before the threads need them
-    _atlas_pyramid(slide.seed, slide.level_downsamples, slide.tile_size)
-    last = len(slide.level_downsamples) - 1
-    low = slide.render_region((0, 0), slide.level_shapes_rc[last], level=last)
-    step = max(1, -(-max(low.shape[:2]) // 1024))
-    thumb = np.ascontiguousarray(low[::step, ::step])
-
+    on_tile = _tile_counter(slide, progress)
+    thumb = _thumbnail(slide)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        with (
-            tifffile.TiffWriter(tmp, bigtiff=True) as tw,
-            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="synthetic") as pool,
-        ):
-            for level, ds in enumerate(slide.level_downsamples):
-                shape = slide.level_shapes_rc[level]
-                tw.write(
-                    _iter_encoded_tiles(slide, level, quality, pool, workers, on_tile),
-                    shape=(*shape, 3),
-                    dtype=np.uint8,
-                    tile=(t, t),
-                    photometric="rgb",
-                    compression="jpeg",
-                    compressionargs={"level": quality},
-                    subsampling=(2, 2),
-                    description=_aperio_description(
-                        slide, None if level == 0 else shape, quality, path.stem
-                    ),
-                    metadata=None,
-                    resolution=(1e4 / (mpp * ds), 1e4 / (mpp * ds)),
-                    resolutionunit="CENTIMETER",
-                    subfiletype=0,
-                )
-                if level == 0:  # Aperio: page 1 is a stripped thumbnail
-                    tw.write(
-                        thumb,
-                        photometric="rgb",
-                        compression="jpeg",
-                        compressionargs={"level": 90},
-                        description=_aperio_description(
-                            slide, thumb.shape[:2], quality, path.stem
-                        ),
-                        metadata=None,
-                        subfiletype=0,
-                    )
-            # Aperio's associated images: label (subfiletype 1) and macro (9)
-            label = slide.render_label()
-            if label is not None:
-                tw.write(
-                    label,
-                    photometric="rgb",
-                    compression="lzw",
-                    description=f"Aperio Image Library v12.0.15\r\nlabel {label.shape[1]}x"
-                    f"{label.shape[0]}",
-                    metadata=None,
-                    subfiletype=1,
-                )
-            tw.write(
-                thumb,
-                photometric="rgb",
-                compression="jpeg",
-                compressionargs={"level": 90},
-                description=f"Aperio Image Library v12.0.15\r\nmacro {thumb.shape[1]}x"
-                f"{thumb.shape[0]}",
-                metadata=None,
-                subfiletype=9,
-            )
+        _write_svs(
+            tmp, slide, thumb, quality=quality, stem=path.stem, workers=workers, on_tile=on_tile
+        )
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
