@@ -965,6 +965,122 @@ class SyntheticTruth:
             )
 
 
+_Rect = tuple[float, float, float, float]  # (r0, c0, r1, c1), level-0 px
+
+
+def _label_layout(
+    slide: SyntheticSlide, rng: np.random.Generator
+) -> tuple[list[_Primitive], _Rect]:
+    """Lay out the paper label (top left, the slide's id); return it and the glass it covers."""
+    rows, cols = slide.shape_rc
+    text = f"S-{slide.seed % 10000:04d} HE"
+    cell = min(0.012 * min(rows, cols), 0.26 * cols / (len(text) * 6 + 3), 0.15 * rows / 11)
+    r0, c0 = 0.04 * rows, 0.03 * cols
+    r1, c1 = r0 + 11 * cell, c0 + (len(text) * 6 + 3) * cell
+    prims: list[_Primitive] = [_Box(r0, c0, r1, c1, _OD_LABEL_PAPER, "label", opaque=True)]
+    prims.extend(
+        _text_boxes(text, (r0 + 2 * cell, c0 + 2 * cell), cell, _OD_INK["black"] * 1.2, "label")
+    )
+    return prims, (r0, c0, r1, c1)
+
+
+def _ruler_layout(
+    slide: SyntheticSlide, rng: np.random.Generator
+) -> tuple[list[_Primitive], _Rect]:
+    """Lay out the ruler (bottom left): bar, edges, 1 mm ticks (20 ticks if under 8 mm)."""
+    rows, cols = slide.shape_rc
+    bar_h = max(0.035 * min(rows, cols), 16.0)
+    r0, c0 = rows - 0.05 * rows - bar_h, 0.08 * cols
+    r1, c1 = r0 + bar_h, c0 + 0.55 * cols
+    edge = max(bar_h * 0.06, 1.5)
+    ink = _OD_INK["black"] * 1.3
+    prims: list[_Primitive] = [
+        _Box(r0, c0, r1, c1, _OD_RULER_BAR, "ruler", opaque=True),
+        _Box(r0, c0, r0 + edge, c1, ink, "ruler"),
+        _Box(r1 - edge, c0, r1, c1, ink, "ruler"),
+    ]
+    mm = 1000.0 / slide.mpp
+    spacing = mm if (c1 - c0) / mm >= 8 else (c1 - c0) / 20.0
+    tick_w = max(spacing * 0.08, 1.5)
+    k = 1
+    c = c0 + spacing
+    while c < c1 - spacing / 2:
+        length = 0.6 if k % 5 == 0 else 0.35
+        prims.append(_Box(r0, c - tick_w / 2, r0 + length * bar_h, c + tick_w / 2, ink, "ruler"))
+        c += spacing
+        k += 1
+    return prims, (r0, c0, r1, c1)
+
+
+def _marker_layout(
+    slide: SyntheticSlide, rng: np.random.Generator
+) -> tuple[list[_Primitive], _Rect]:
+    """Lay out the marker 'R' (top right, black or blue ink); return it and its glass."""
+    rows, cols = slide.shape_rc
+    size = min(rows, cols)
+    height = 0.09 * size
+    centre = (0.05 * rows + height / 2, cols - 0.06 * cols - 0.31 * height)
+    ink = _OD_INK[str(rng.choice(["black", "blue"]))] * 1.1
+    prims: list[_Primitive] = list(_glyph_r(centre, height, max(0.006 * size, 1.5), ink, rng))
+    pad = height * 0.15
+    box = (
+        centre[0] - height / 2 - pad,
+        centre[1] - 0.31 * height - pad,
+        centre[0] + height / 2 + pad,
+        centre[1] + 0.31 * height + pad,
+    )
+    return prims, box
+
+
+_GLASS_ARTEFACTS: dict[
+    str, Callable[[SyntheticSlide, np.random.Generator], tuple[list[_Primitive], _Rect]]
+] = {"label": _label_layout, "ruler": _ruler_layout, "marker": _marker_layout}
+
+
+def _tissue_field(
+    shape_rc: tuple[int, int],
+    centres: tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]],
+    reserved: Sequence[_Rect],
+    rng: np.random.Generator,
+) -> tuple[FloatArray, list[_Rect]]:
+    """Draw one to three irregular tissue pieces (field > 0 inside), off the reserved glass.
+
+    Returns the field on the cell ``centres`` (rows, cols) and each piece's
+    (centre row, centre col, radius rows, radius cols).
+    """
+    rows, cols = shape_rc
+    cr, cc = centres
+    fshape = (len(cr), len(cc))
+    n_pieces = int(rng.integers(1, 4))
+    tissue = np.full(fshape, -1.0, np.float32)
+    pieces: list[_Rect] = []
+    region = (0.2 * rows, 0.12 * cols, 0.8 * rows, 0.88 * cols)
+    for k in range(n_pieces):
+        lo = region[1] + (region[3] - region[1]) * k / n_pieces
+        hi = region[1] + (region[3] - region[1]) * (k + 1) / n_pieces
+        rad_r = rng.uniform(0.2, 0.28) * rows
+        rad_c = min(rng.uniform(0.35, 0.5) * (hi - lo), 0.3 * cols)
+        cen_r = rng.uniform(0.45, 0.55) * rows
+        cen_c = rng.uniform(lo + 0.45 * (hi - lo), hi - 0.45 * (hi - lo))
+        ang = rng.uniform(-0.3, 0.3)
+        dr = (cr - cen_r)[:, None]
+        dc = (cc - cen_c)[None, :]
+        a = (dr * math.cos(ang) + dc * math.sin(ang)) / rad_r
+        b = (dc * math.cos(ang) - dr * math.sin(ang)) / rad_c
+        tissue = np.maximum(tissue, (1.0 - np.sqrt(a**2 + b**2)).astype(np.float32))
+        pieces.append((cen_r, cen_c, rad_r, rad_c))
+    tissue += 0.22 * _fft_noise(fshape, rng, sigma=max(fshape) / 40.0)
+    tissue += 0.08 * _fft_noise(fshape, rng, sigma=max(fshape) / 120.0)
+    pad = 0.02 * min(rows, cols)
+    for r0, c0, r1, c1 in reserved:
+        rs = (cr >= r0 - pad) & (cr <= r1 + pad)
+        cs = (cc >= c0 - pad) & (cc <= c1 + pad)
+        tissue[np.ix_(rs, cs)] = -1.0
+    tissue[:2] = tissue[-2:] = -1.0
+    tissue[:, :2] = tissue[:, -2:] = -1.0
+    return tissue, pieces
+
+
 class SyntheticSlide:
     """Procedural definition of a synthetic H&E slide that renders any tile of any level.
 
@@ -1042,85 +1158,15 @@ class SyntheticSlide:
         fshape = (int(math.ceil(rows / step)), int(math.ceil(cols / step)))
         cr = (np.arange(fshape[0]) + 0.5) * step
         cc = (np.arange(fshape[1]) + 0.5) * step
-        reserved: list[tuple[float, float, float, float]] = []  # glass kept free of tissue
-        black = _OD_INK["black"]
+        reserved: list[_Rect] = []  # glass kept free of tissue
 
-        if "label" in self.artefact_kinds:
-            text = f"S-{self.seed % 10000:04d} HE"
-            cell = min(0.012 * size, 0.26 * cols / (len(text) * 6 + 3), 0.15 * rows / 11)
-            r0, c0 = 0.04 * rows, 0.03 * cols
-            r1, c1 = r0 + 11 * cell, c0 + (len(text) * 6 + 3) * cell
-            self.primitives.append(_Box(r0, c0, r1, c1, _OD_LABEL_PAPER, "label", opaque=True))
-            self.primitives.extend(
-                _text_boxes(text, (r0 + 2 * cell, c0 + 2 * cell), cell, black * 1.2, "label")
-            )
-            reserved.append((r0, c0, r1, c1))
-        if "ruler" in self.artefact_kinds:
-            bar_h = max(0.035 * size, 16.0)
-            r0, c0 = rows - 0.05 * rows - bar_h, 0.08 * cols
-            r1, c1 = r0 + bar_h, c0 + 0.55 * cols
-            self.primitives.append(_Box(r0, c0, r1, c1, _OD_RULER_BAR, "ruler", opaque=True))
-            edge = max(bar_h * 0.06, 1.5)
-            ink = black * 1.3
-            self.primitives.append(_Box(r0, c0, r0 + edge, c1, ink, "ruler"))
-            self.primitives.append(_Box(r1 - edge, c0, r1, c1, ink, "ruler"))
-            # 1 mm ticks where the slide is large enough, else proportional
-            mm = 1000.0 / self.mpp
-            spacing = mm if (c1 - c0) / mm >= 8 else (c1 - c0) / 20.0
-            tick_w = max(spacing * 0.08, 1.5)
-            k = 1
-            c = c0 + spacing
-            while c < c1 - spacing / 2:
-                length = 0.6 if k % 5 == 0 else 0.35
-                self.primitives.append(
-                    _Box(r0, c - tick_w / 2, r0 + length * bar_h, c + tick_w / 2, ink, "ruler")
-                )
-                c += spacing
-                k += 1
-            reserved.append((r0, c0, r1, c1))
-        if "marker" in self.artefact_kinds:
-            height = 0.09 * size
-            centre = (0.05 * rows + height / 2, cols - 0.06 * cols - 0.31 * height)
-            ink = _OD_INK[str(rng.choice(["black", "blue"]))] * 1.1
-            self.primitives.extend(_glyph_r(centre, height, max(0.006 * size, 1.5), ink, rng))
-            pad = height * 0.15
-            reserved.append(
-                (
-                    centre[0] - height / 2 - pad,
-                    centre[1] - 0.31 * height - pad,
-                    centre[0] + height / 2 + pad,
-                    centre[1] + 0.31 * height + pad,
-                )
-            )
-
-        # Tissue: one to three irregular pieces in the middle of the glass.
-        n_pieces = int(rng.integers(1, 4))
-        tissue = np.full(fshape, -1.0, np.float32)
-        pieces: list[tuple[float, float, float, float]] = []
-        region = (0.2 * rows, 0.12 * cols, 0.8 * rows, 0.88 * cols)
-        for k in range(n_pieces):
-            lo = region[1] + (region[3] - region[1]) * k / n_pieces
-            hi = region[1] + (region[3] - region[1]) * (k + 1) / n_pieces
-            rad_r = rng.uniform(0.2, 0.28) * rows
-            rad_c = min(rng.uniform(0.35, 0.5) * (hi - lo), 0.3 * cols)
-            cen_r = rng.uniform(0.45, 0.55) * rows
-            cen_c = rng.uniform(lo + 0.45 * (hi - lo), hi - 0.45 * (hi - lo))
-            ang = rng.uniform(-0.3, 0.3)
-            dr = (cr - cen_r)[:, None]
-            dc = (cc - cen_c)[None, :]
-            a = (dr * math.cos(ang) + dc * math.sin(ang)) / rad_r
-            b = (dc * math.cos(ang) - dr * math.sin(ang)) / rad_c
-            tissue = np.maximum(tissue, (1.0 - np.sqrt(a**2 + b**2)).astype(np.float32))
-            pieces.append((cen_r, cen_c, rad_r, rad_c))
-        tissue += 0.22 * _fft_noise(fshape, rng, sigma=max(fshape) / 40.0)
-        tissue += 0.08 * _fft_noise(fshape, rng, sigma=max(fshape) / 120.0)
-        for r0, c0, r1, c1 in reserved:
-            pad = 0.02 * size
-            rs = (cr >= r0 - pad) & (cr <= r1 + pad)
-            cs = (cc >= c0 - pad) & (cc <= c1 + pad)
-            tissue[np.ix_(rs, cs)] = -1.0
-        tissue[:2] = tissue[-2:] = -1.0
-        tissue[:, :2] = tissue[:, -2:] = -1.0
+        for kind in ("label", "ruler", "marker"):  # in this order: the marker draws from rng
+            if kind in self.artefact_kinds:
+                prims, box = _GLASS_ARTEFACTS[kind](self, rng)
+                self.primitives.extend(prims)
+                reserved.append(box)
+        tissue, pieces = _tissue_field(self.shape_rc, (cr, cc), reserved, rng)
+        n_pieces = len(pieces)
 
         # Tumour: a blob inside one or two pieces; pathologists circle it with a pen.
         tum = np.full(fshape, -1.0, np.float32)
