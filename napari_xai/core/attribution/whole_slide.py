@@ -350,6 +350,42 @@ def _model_id(model: Any) -> str:
     return str(getattr(card, "sha256", None) or type(getattr(model, "module", model)).__name__)
 
 
+def _open_saliency_map(
+    store: str | Path,
+    key: str,
+    tiles: TileGrid,
+    *,
+    slide: Slide,
+    model: Any,
+    spec: ExplainSpec,
+    class_name: str,
+    map_px: int | None,
+) -> StitchedMap:
+    """Open (or resume) the stitched map of one method and class; a resume must match its params.
+
+    The params are the model, method, target class, method options, slide name and shape.
+    """
+    method, options = spec.method, spec.method_options()
+    params = {
+        "model": _model_id(model),
+        "method": method,
+        "target": class_name,
+        "options": {k: v for k, v in sorted(options.items())},
+        "slide": str(Path(slide.path).name),
+        "shape_rc": list(slide.info.shape_rc),
+    }
+    return open_map(
+        store,
+        key,
+        tiles,
+        map_px=map_px,
+        params=params,
+        reset=spec.restart,
+        attrs={"kind": "saliency", "method": method, "class_name": class_name},
+        name=f"{method}/{class_name}",
+    )
+
+
 def iter_explain_slide(
     slide: Slide,
     model: Any,
@@ -423,24 +459,10 @@ def iter_explain_slide(
         )
         tiles = tile_grid if tile_grid is not None else slide_grid(slide, card, grid)
         key = saliency_key(method, class_name)
-        params = {
-            "model": _model_id(model),
-            "method": method,
-            "target": class_name,
-            "options": {k: v for k, v in sorted(options.items())},
-            "slide": str(Path(slide.path).name),
-            "shape_rc": list(slide.info.shape_rc),
-        }
-        smap = open_map(
-            store,
-            key,
-            tiles,
+        smap = _open_saliency_map(
+            store, key, tiles, slide=slide, model=model, spec=spec, class_name=class_name,
             map_px=map_px,
-            params=params,
-            reset=spec.restart,
-            attrs={"kind": "saliency", "method": method, "class_name": class_name},
-            name=f"{method}/{class_name}",
-        )
+        )  # fmt: skip
         t_setup = time.perf_counter() - t0
         idx = np.arange(len(tiles), dtype=np.int64) if select is None else select(tiles, smap)
         n_cached = int(smap.done[tiles.grid_rows[idx], tiles.grid_cols[idx]].sum())
