@@ -552,6 +552,110 @@ def iter_audit_cohort(
     DataAudit
     """
     th = thresholds if thresholds is not None else DataThresholds()
+    read = yield from _iter_read_cohort(
+        cohort,
+        label_column=label_column,
+        path_column=path_column,
+        metadata_columns=metadata_columns,
+        thumbnail_size=thumbnail_size,
+        montage_per_class=montage_per_class,
+        seed=seed,
+    )
+    result = read.audit(th, montage_tile=montage_tile)
+    if model is not None:
+        result.tile_audit = yield from _iter_tile_audit(
+            read.table[read.path_column],
+            model,
+            method=method,
+            batch_size=batch_size,
+            device=device,
+            **options,
+        )
+    if out_dir is not None:
+        from napari_xai.core.audit.report import write_report
+
+        result.report_path = write_report(out_dir, data_audit=result, title="Cohort audit")
+    return result
+
+
+@dataclass(frozen=True)
+class _ReadCohort:
+    """A cohort read for the audit: its table with the colour statistics, and what they need.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        The cohort, with one column per colour statistic (NaN where unreadable).
+    label_column, path_column : str
+    metadata_columns : sequence of str
+        The columns tested against the label.
+    labels : pandas.Series
+        Each row's class label, as str.
+    classes : list of str
+        The class labels, sorted.
+    thumbs : dict of str to list of ndarray
+        The montage sample's thumbnails, per class.
+    errors : list of str
+        Images that could not be read.
+    """
+
+    table: pd.DataFrame
+    label_column: str
+    path_column: str
+    metadata_columns: Sequence[str]
+    labels: pd.Series
+    classes: list[str]
+    thumbs: dict[str, list[npt.NDArray[np.uint8]]]
+    errors: list[str]
+
+    def audit(self, th: DataThresholds, *, montage_tile: int) -> DataAudit:
+        """Judge the statistics: class balance, metadata and colour confounders, montages.
+
+        The flags come in that order (class balance, associations, colour tests),
+        then the count of unreadable images; the tile audit is left to the caller.
+        """
+        table, labels, classes = self.table, self.labels, self.classes
+        class_counts, imbalance, flags = _class_balance(labels, classes, th)
+        associations = _associations(table, labels, self.metadata_columns, th, flags)
+        colour_by_class = table.groupby(self.label_column)[list(COLOUR_STATS)].mean()
+        colour_tests = _colour_tests(table, labels, classes, colour_by_class, th, flags)
+        if self.errors:
+            flags.append(f"{len(self.errors)} of {len(table)} images could not be read")
+        return DataAudit(
+            table=table,
+            label_column=self.label_column,
+            path_column=self.path_column,
+            class_counts=class_counts,
+            imbalance=imbalance,
+            associations=associations,
+            colour_by_class=colour_by_class,
+            colour_by_group=_colour_by_group(table, self.metadata_columns, th),
+            colour_tests=colour_tests,
+            montages={
+                c: make_montage(self.thumbs[c], tile=montage_tile)
+                for c in classes
+                if self.thumbs[c]
+            },
+            flags=flags,
+            errors=self.errors,
+            thresholds=th,
+        )
+
+
+def _iter_read_cohort(
+    cohort: str | Path | pd.DataFrame,
+    *,
+    label_column: str,
+    path_column: str | None,
+    metadata_columns: Sequence[str] | None,
+    thumbnail_size: int,
+    montage_per_class: int,
+    seed: int,
+) -> Generator[tuple[int, int], None, _ReadCohort]:
+    """Read the cohort table and every image's colour statistics (yields images done, total).
+
+    Thumbnails are kept for a seeded random sample of ``montage_per_class`` per class.
+    """
     table, path_col, metadata_columns = _read_table(
         cohort, label_column, path_column, metadata_columns
     )
@@ -562,38 +666,9 @@ def iter_audit_cohort(
         table[path_col], in_montage, classes, thumbnail_size=thumbnail_size
     )
     table = pd.concat([table, stats_df], axis=1)
-    class_counts, imbalance, flags = _class_balance(labels, classes, th)
-    associations = _associations(table, labels, metadata_columns, th, flags)
-    colour_by_class = table.groupby(label_column)[list(COLOUR_STATS)].mean()
-    colour_tests = _colour_tests(table, labels, classes, colour_by_class, th, flags)
-    if errors:
-        flags.append(f"{len(errors)} of {len(table)} images could not be read")
-    tile_audit = None
-    if model is not None:
-        tile_audit = yield from _iter_tile_audit(
-            table[path_col], model, method=method, batch_size=batch_size, device=device, **options
-        )
-    result = DataAudit(
-        table=table,
-        label_column=label_column,
-        path_column=path_col,
-        class_counts=class_counts,
-        imbalance=imbalance,
-        associations=associations,
-        colour_by_class=colour_by_class,
-        colour_by_group=_colour_by_group(table, metadata_columns, th),
-        colour_tests=colour_tests,
-        montages={c: make_montage(thumbs[c], tile=montage_tile) for c in classes if thumbs[c]},
-        flags=flags,
-        errors=errors,
-        thresholds=th,
-        tile_audit=tile_audit,
+    return _ReadCohort(
+        table, label_column, path_col, metadata_columns, labels, classes, thumbs, errors
     )
-    if out_dir is not None:
-        from napari_xai.core.audit.report import write_report
-
-        result.report_path = write_report(out_dir, data_audit=result, title="Cohort audit")
-    return result
 
 
 def _read_table(
