@@ -523,7 +523,7 @@ def iter_audit_slide(
     and scores per batch (:func:`_explain_tiles`); region shares and flags
     (:func:`_attention`); class x artefact evidence, counterfactual test, sanity
     checks and the verdict (:func:`_shortcut_tests`); the report when
-    ``out_dir`` is given (:func:`_write_slide_report`).
+    ``out_dir`` is given.
 
     Parameters
     ----------
@@ -563,12 +563,16 @@ def iter_audit_slide(
     -------
     SlideAudit
     """
+    from napari_xai.core.models.resolve import resolve_carded_model
     from napari_xai.core.wsi import opened_slide
 
     spec, grid, run = spec or AuditSpec(), grid or GridOptions(), run or RunOptions()
     with opened_slide(slide, mpp=grid.mpp) as slide:
         t0 = time.perf_counter()
-        loaded = _audited_model(model, run)
+        loaded = resolve_carded_model(
+            model, device=run.torch_device, architecture=run.architecture,
+            task="auditing a slide", needs="classes, tile size, mpp",
+        )  # fmt: skip
         plan = _plan_audit(slide, loaded.card, spec, grid, masks, out_dir, mask_size=mask_size)
         n = len(plan.indices)
         t_masks = time.perf_counter() - t0
@@ -585,47 +589,25 @@ def iter_audit_slide(
             **_audited(slide, plan, explained, attention, pred_names),
             method=spec.method,
             model_name=_model_name(loaded),
-            timings=_timings(t0, n, masks_s=t_masks, explain_s=t_explain, tests=t_tests),
+            timings={
+                "masks_s": t_masks,
+                "explain_s": t_explain,
+                **t_tests,
+                "total_s": time.perf_counter() - t0,
+                "tiles_per_s": n / t_explain if t_explain > 0 else 0.0,
+            },
             pairs=pairs,
             counterfactual=cf_result,
             shortcut=shortcut,
         )
         if out_dir is not None:
+            from napari_xai.core.audit.report import write_report
+
             yield AuditProgress(n, n, time.perf_counter() - t0, stage="writing report")
-            result.report_path = _write_slide_report(out_dir, result, slide)
+            result.report_path = write_report(
+                out_dir, slide_audit=result, title=f"Shortcut audit: {Path(slide.path).name}"
+            )
         return result
-
-
-def _audited_model(model: Any, run: RunOptions) -> Any:
-    """Resolve the audited model, which must carry a card (classes, tile size, mpp)."""
-    from napari_xai.core.models.resolve import resolve_carded_model
-
-    return resolve_carded_model(
-        model, device=run.torch_device, architecture=run.architecture,
-        task="auditing a slide", needs="classes, tile size, mpp",
-    )  # fmt: skip
-
-
-def _timings(
-    t0: float, n: int, *, masks_s: float, explain_s: float, tests: dict[str, float]
-) -> dict[str, float]:
-    """Collect the audit's timings: masks, attribution, the tests', total (now), tiles/s."""
-    return {
-        "masks_s": masks_s,
-        "explain_s": explain_s,
-        **tests,
-        "total_s": time.perf_counter() - t0,
-        "tiles_per_s": n / explain_s if explain_s > 0 else 0.0,
-    }
-
-
-def _write_slide_report(out_dir: str | Path, result: SlideAudit, slide: Slide) -> Path:
-    """Write ``report.html`` and ``audit.json`` of the audit into ``out_dir``."""
-    from napari_xai.core.audit.report import write_report
-
-    return write_report(
-        out_dir, slide_audit=result, title=f"Shortcut audit: {Path(slide.path).name}"
-    )
 
 
 def _explainer(loaded: Any, spec: AuditSpec, run: RunOptions) -> Any:
