@@ -2,6 +2,7 @@
 
 * :mod:`~napari_xai.core.masks.background`: glass or dark field, optical density, stain;
 * :mod:`~napari_xai.core.masks.artefacts`: thumbnail ink, dye, dark-mark and label classes;
+* :mod:`~napari_xai.core.masks.morphology`: the thumbnail masks' disk closing and opening, fast;
 * :mod:`~napari_xai.core.masks.tissue`: the tissue mask;
 * :mod:`~napari_xai.core.masks.passes`: reading tissue chunks finer than the thumbnail;
 * :mod:`~napari_xai.core.masks.strokes`: thin ink strokes at stroke resolution;

@@ -31,9 +31,12 @@ from napari_xai.core.masks.background import (
     Background,
     BoolArray,
     brown_fraction,
+    channel_max,
+    channel_min,
     optical_density,
     rgb_and_background,
 )
+from napari_xai.core.masks.morphology import disk_closing
 
 __all__ = [
     "ARTEFACT_LABELS",
@@ -43,7 +46,6 @@ __all__ = [
     "QUALITY_LABELS",
     "artefact_labels",
     "artefact_mask",
-    "disk_footprint",
     "mark_mask",
 ]
 
@@ -89,13 +91,6 @@ def _default_radius(shape: tuple[int, ...]) -> int:
     return max(1, int(round(min(shape[:2]) / 300)))
 
 
-def disk_footprint(radius: int) -> npt.NDArray[np.bool_]:
-    """Return a boolean disk of ``radius`` pixels (the thumbnail masks' morphology footprint)."""
-    from skimage.morphology import disk
-
-    return np.asarray(disk(radius), dtype=bool)
-
-
 def artefact_labels(
     rgb: npt.ArrayLike,
     *,
@@ -127,7 +122,7 @@ def artefact_labels(
     ndarray of shape (rows, cols), uint8
         0 = none, then the keys of :data:`ARTEFACT_LABELS`.
     """
-    from skimage.morphology import closing, remove_small_holes, remove_small_objects
+    from skimage.morphology import remove_small_holes, remove_small_objects
 
     px, bg = rgb_and_background(rgb, background)
     if bg.modality == "fluorescence":
@@ -135,8 +130,8 @@ def artefact_labels(
     r, g, b = px[..., 0], px[..., 1], px[..., 2]
     od = optical_density(px, background=bg)
     od_r, od_g, od_b = od[..., 0], od[..., 1], od[..., 2]
-    value = px.max(axis=-1)
-    chroma = value - px.min(axis=-1)
+    value = channel_max(px)
+    chroma = value - channel_min(px)
     radius = _default_radius(px.shape) if close_radius is None else int(close_radius)
     size = max(4, px.shape[0] * px.shape[1] // 50000) if min_size is None else int(min_size)
 
@@ -158,22 +153,21 @@ def artefact_labels(
     red &= chroma >= 2 * min_chroma
     # dark and nearly grey; the darkest haematoxylin stays clearly purple
     dark = ((value < 110) & (10 * chroma < 4 * value)) | ((value < 35) & (10 * chroma < 6 * value))
-    od_max = od.max(axis=-1)
+    od_max = channel_max(od)
     # grey in OD too: not dark DAB, nor the darkest (purple: OD_G > OD_R) haematoxylin
-    dark &= ((od_max - od.min(axis=-1)) < 0.35 * od_max) & (od_g - od_r < 0.12 * od_max)
+    dark &= ((od_max - channel_min(od)) < 0.35 * od_max) & (od_g - od_r < 0.12 * od_max)
     # pale yellow plastic and paper absorb mostly blue, far more than DAB (OD_B / OD_G ~ 1.4)
     other = (b < g - 15) & (r > g - 10) & (chroma >= min_chroma) & ~ink & ~dark & ~red
     if dab:  # light DAB is yellow-brown too: keep only what absorbs mostly blue
         other &= od_b > 2.2 * od_g
 
     out = np.zeros(px.shape[:2], np.uint8)
-    fp = disk_footprint(radius) if radius > 0 else None
     done = np.zeros(px.shape[:2], bool)
     # later ones win where they overlap
     for value_, raw in ((3, other), (4, red), (2, dark), (1, ink)):
         if not raw.any():
             continue
-        m = closing(raw, fp) if fp is not None else raw
+        m = disk_closing(raw, radius) if radius > 0 else raw
         m = remove_small_holes(m, max_size=max(4, 4 * radius * radius))
         # red ink: red blood cells are small isolated objects; a stroke is not
         m = remove_small_objects(

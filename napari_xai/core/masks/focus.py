@@ -31,6 +31,7 @@ from napari_xai.core.masks.artefacts import BLUR_LABEL
 from napari_xai.core.masks.background import (
     Background,
     BoolArray,
+    channel_max,
     check_rgb,
     optical_density,
     rgb_and_background,
@@ -129,7 +130,7 @@ def _cell_scores(
     g1 = ndi.gaussian_filter(grey, 1.0)
     fine = np.abs(grey - g1)
     coarse = np.abs(g1 - ndi.gaussian_filter(grey, 4.0))
-    tissue = od.max(axis=-1) > 0.05
+    tissue = channel_max(od) > 0.05
 
     def per_cell(a: npt.NDArray[np.generic]) -> npt.NDArray[np.float64]:
         v = a[:rows, :cols].reshape(rows // cell, cell, cols // cell, cell)
@@ -188,7 +189,7 @@ def blur_mask(
         return out
     big = unbin(bad, cell * f, px.shape)
     od = optical_density(px, background=bg)
-    return np.asarray(big & (od.max(axis=-1) > 0.05))
+    return np.asarray(big & (channel_max(od) > 0.05))
 
 
 def focus_labels(

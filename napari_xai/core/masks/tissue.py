@@ -13,13 +13,15 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from napari_xai.core.masks.artefacts import artefact_mask, disk_footprint
+from napari_xai.core.masks.artefacts import artefact_mask
 from napari_xai.core.masks.background import (
     Background,
     BoolArray,
+    channel_max,
     optical_density,
     rgb_and_background,
 )
+from napari_xai.core.masks.morphology import disk_opening
 
 __all__ = ["tissue_mask"]
 
@@ -67,7 +69,7 @@ def tissue_mask(
     """
     from scipy import ndimage as ndi
     from skimage.filters import threshold_otsu
-    from skimage.morphology import opening, remove_small_holes, remove_small_objects
+    from skimage.morphology import remove_small_holes, remove_small_objects
 
     px, bg = rgb_and_background(rgb, background)
     if artefact is None:
@@ -79,7 +81,7 @@ def tissue_mask(
     if bg.modality == "fluorescence":
         cand = _fluorescence_tissue(px, max(bg.level))
     else:
-        od = np.where(artefact, 0.0, optical_density(px, background=bg).max(axis=-1))
+        od = np.where(artefact, 0.0, channel_max(optical_density(px, background=bg)))
         odmax = ndi.gaussian_filter(od, 2.0)  # ink does not bleed
         lo, hi = od_bounds
         try:
@@ -98,8 +100,8 @@ def tissue_mask(
         keep[np.unique(lab[strong])] = True
         keep[0] = False
         # pale regions (5 pixels across or more), not a rim of soft edge round dense tissue
-        pale = opening(keep[lab] & ~strong, disk_footprint(2))
-        cand = opening(strong | pale, disk_footprint(1))
+        pale = disk_opening(keep[lab] & ~strong, 2)
+        cand = disk_opening(strong | pale, 1)
     cand = remove_small_objects(cand, max_size=size - 1)
     cand = remove_small_holes(cand, max_size=holes)
     return np.asarray(cand & ~artefact)
@@ -114,7 +116,7 @@ def _fluorescence_tissue(px: npt.NDArray[np.int16], dark: float) -> BoolArray:
     """
     from scipy import ndimage as ndi
 
-    value = px.max(axis=-1).astype(np.float32)
+    value = channel_max(px).astype(np.float32)
     sigma = max(1.5, min(px.shape[:2]) / 150)
     smooth = np.log1p(ndi.gaussian_filter(value, sigma))
     floor = float(np.log1p(dark + 3.0))
