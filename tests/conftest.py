@@ -31,6 +31,20 @@ def _own_napari_xai_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     patch.undo()
 
 
+@pytest.fixture(autouse=True)
+def _masks_made_afresh() -> None:
+    """Forget the masks an earlier test made in this process (``cached_slide_masks``).
+
+    A test that changes a detector's options for the same slide file must see
+    them made again; only loaded when some test has imported the masks.
+    """
+    import sys
+
+    store = sys.modules.get("napari_xai.core.masks.store")
+    if store is not None:
+        store._MADE.clear()
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Path of ``../shared/data`` (real slides and tiles); skip when it is absent."""

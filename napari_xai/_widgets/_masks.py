@@ -3,6 +3,9 @@
 The masks are :func:`napari_xai.core.masks.slide_masks` (the QC call), computed
 in the widget's worker and added as Labels layers drawn as outlines, so the
 tissue under them stays visible; nothing is shown until the button is pressed.
+
+:func:`warm_masks` makes a picked slide's scoring masks in the background (the
+masks are most of the wait before a run's first tiles: seconds on a real slide).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Any
 
 from magicgui.widgets import PushButton
 
-__all__ = ["legend_text", "masks_button", "masks_in_worker"]
+__all__ = ["legend_text", "masks_button", "masks_in_worker", "warm_masks"]
 
 
 def masks_in_worker(path: str, mpp: float | None = None, folder: str | None = None) -> Any:
@@ -39,6 +42,34 @@ def masks_in_worker(path: str, mpp: float | None = None, folder: str | None = No
     source = f"{folder} (stroke pass included)" if stored is not None else "thumbnail pass"
     layers[0][1]["metadata"]["masks_source"] = source
     return layers
+
+
+#: Slides whose masks a worker is making now (touched on the GUI thread only).
+_WARMING: set[str] = set()
+
+
+def _warm_in_worker(path: str) -> None:
+    from napari_xai.core.pipeline import warm_masks as make  # imported in the worker
+
+    make(path)
+
+
+def warm_masks(path: str) -> None:
+    """Make ``path``'s scoring masks in a background worker.
+
+    :func:`napari_xai.core.pipeline.warm_masks` keeps them in the process, so the
+    run that follows reuses them and one started meanwhile waits for them; a
+    slide already made costs a header read. Failures are left to the run, which
+    reports them.
+    """
+    from napari.qt.threading import thread_worker
+
+    if path in _WARMING:  # one worker per slide: napari's thread pool has a thread per core
+        return
+    _WARMING.add(path)
+    worker = thread_worker(_warm_in_worker, ignore_errors=True)(path)
+    worker.finished.connect(lambda: _WARMING.discard(path))
+    worker.start()
 
 
 def legend_text(layers: list[Any]) -> str:

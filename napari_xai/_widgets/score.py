@@ -35,7 +35,7 @@ from qtpy.QtWidgets import QSizePolicy
 from napari_xai._widgets._base import LayerData, RunWidget, default_output
 from napari_xai._widgets._grid import grid_options, min_tissue_box, mpp_box, overlap_box
 from napari_xai._widgets._layout import show_colorbar
-from napari_xai._widgets._masks import masks_button
+from napari_xai._widgets._masks import masks_button, warm_masks
 from napari_xai._widgets._pace import LayerPacer
 from napari_xai._widgets._pickers import DEMO, FROM_FILE, file_edit, path_of  # noqa: F401
 from napari_xai._widgets._score_work import score_in_worker
@@ -109,9 +109,11 @@ class ScoreWidget(RunWidget):
     def _prepare_layers(self, _value: Any = None) -> None:
         """Add the picked slide's probability maps, empty, before a run fills them.
 
-        One map per class of the described model, named, coloured and visible as
-        the run's maps (only the positive class visible; zeros are transparent),
-        each added on a turn of its own with its colour bar a turn later. Maps
+        Also makes the slide's masks in the background (:func:`warm_masks`: most
+        of a run's wait before its first tiles). One map per class of the
+        described model, named, coloured and visible as the run's maps (only
+        the positive class visible; zeros are transparent), each added on a
+        turn of its own with its colour bar a turn later. Maps
         already in the viewer (an earlier run's) are left as they are; nothing
         is added while a run goes, nor while the widget is not on screen (a
         hidden viewer, a closed dock: nothing to keep responsive).
@@ -122,9 +124,10 @@ class ScoreWidget(RunWidget):
         from napari_xai.core.naming import slide_stem
 
         layer, card = self._slide_layer.value, self._model_card
-        if layer is None or card is None or self._worker is not None:
+        if layer is None or self._worker is not None or not self.native.isVisible():
             return
-        if not self.native.isVisible():
+        warm_masks(str(layer.metadata["path"]))
+        if card is None:
             return
         classes = list(card.class_names)
         empty = np.zeros((len(classes), 1, 1), dtype=np.float32)

