@@ -280,7 +280,7 @@ def _masks(slide: Any, card: Any, grid: GridOptions, folder: Path | None) -> tup
     return masks, masks_key(slide, max_size=size, strokes=True)
 
 
-def warm_masks(path: str | os.PathLike[str]) -> None:
+def warm_masks(path: str | Path) -> None:
     """Make the masks :func:`run_slide` will use for ``path``, and keep them in this process.
 
     For a viewer: called in a worker once a slide is picked, so a run started

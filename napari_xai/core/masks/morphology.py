@@ -44,7 +44,7 @@ def _disk_filter(mask: npt.ArrayLike, radius: int, *, grow: bool) -> BoolArray:
     out = running[half_widths[0]][0:rows].copy()
     for i, w in enumerate(half_widths[1:], start=1):
         op(out, running[w][i : i + rows], out=out)
-    return out
+    return np.asarray(out, dtype=bool)
 
 
 def _fits(mask: npt.ArrayLike, radius: int) -> bool:
