@@ -6,7 +6,7 @@ whole ``(2r + 1)²`` footprint (0.15 s per pass on a 1.6 Mpx thumbnail for
 ``w(dy)``; so the dilation is the OR, over ``dy``, of the row shifted by ``dy``
 of the image's running OR over ``2 w(dy) + 1`` columns (the erosion likewise
 with AND), built once per width from the image padded by ``r`` (scipy's
-``reflect`` border). That is ``4 r + 1`` whole-array ``logical_or`` calls in
+``reflect`` border). That is ``4 r`` whole-array ``logical_or`` calls in
 place of a footprint filter, and equals scikit-image's result pixel for pixel
 (``tests/core/test_masks_morphology.py`` checks it; images not larger than the disk
 take scikit-image's path).
