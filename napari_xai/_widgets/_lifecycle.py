@@ -5,10 +5,11 @@ It owns the **Run / Cancel / progress / status** controls and
 :meth:`RunLifecycle.launch`, which runs a core generator in a napari
 ``thread_worker`` (imports happen in the worker), moves the progress bar, routes
 errors to napari notifications and re-enables the controls when the worker
-finishes. Cancel calls ``worker.quit()`` (or a widget's own cancel), and a
-cancelled generator is then closed in a thread (:func:`close_in_thread`), so its
-cleanup runs at once (a scoring run's temporary result folder is removed, not
-left for the next run).
+finishes (while it runs, full garbage collections skip the objects that existed
+before it: :mod:`napari_xai._widgets._gc`). Cancel calls ``worker.quit()`` (or
+a widget's own cancel), and a cancelled generator is then closed in a thread
+(:func:`close_in_thread`), so its cleanup runs at once (a scoring run's
+temporary result folder is removed, not left for the next run).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from magicgui.widgets import Label, ProgressBar, PushButton
+
+from napari_xai._widgets._gc import run_ended, run_started
 
 #: Seconds between progress bar updates (each one repaints the panel).
 PROGRESS_S = 0.1
@@ -51,6 +54,7 @@ class RunLifecycle:
     aborted_note: ClassVar[str] = ""
 
     _worker: Any = None
+    _gc_frozen: bool = False  # this widget's run holds the collector's freeze
     _busy: list[Any]  # buttons disabled while a worker runs
     _progress_shown: float = 0.0  # monotonic time of the last progress update
     _run: Any
@@ -145,6 +149,8 @@ class RunLifecycle:
         self._progress.value = 0
         self._progress_shown = 0.0
         self._status.value = status
+        run_started()  # full collections of the run walk only what it makes
+        self._gc_frozen = True
         worker.start()
         return worker
 
@@ -191,6 +197,9 @@ class RunLifecycle:
         self._status.value = f"cancelled ({self._status.value}){self.aborted_note}"
 
     def _on_finished(self) -> None:
+        if self._gc_frozen:
+            self._gc_frozen = False
+            run_ended()
         self._worker = None
         for button in self._busy:
             button.enabled = True

@@ -390,3 +390,13 @@ def test_widgets_dock_from_the_plugins_menu_with_the_viewer(make_napari_viewer, 
     # napari passed (a proxy of) this viewer: it needs the annotation napari.viewer.Viewer.
     viewer.add_shapes(name="drawn here")
     assert "drawn here" in widget._viewer.layers
+
+
+def test_the_viewer_meshes_polygons_with_a_compiled_triangulation(viewer) -> None:
+    """napari's pure-Python polygon mesher takes seconds per long outline (bermuda)."""
+    t = np.linspace(0, 2 * np.pi, 2000, endpoint=False)
+    outline = np.c_[600 + 250 * np.sin(t) * (1 + 0.3 * np.sin(7 * t)), 800 + 350 * np.cos(t)]
+    layer = viewer.add_shapes([outline], shape_type="polygon", name="outline")
+    mesh = layer._data_view.shapes[0]
+    assert type(mesh)._set_meshes.__name__ == "_set_meshes_compiled_bermuda"
+    assert len(mesh._face_triangles) >= len(outline) - 2  # the outline is filled, all of it

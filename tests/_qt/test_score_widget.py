@@ -154,6 +154,7 @@ def test_score_widget_run_leaves_the_folder_the_reader_opens(
 def test_score_widget_cancel(
     make_napari_viewer, qtbot, sample_slide, monkeypatch, tmp_path
 ) -> None:
+    import gc
     import threading
 
     # The worker waits after its first batch until the GUI has seen it, so the cancel
@@ -172,9 +173,12 @@ def test_score_widget_cancel(
     running: list[bool] = []
     temporaries: list[list[Path]] = []  # the run's temporary result folder, mid-run
 
+    frozen: list[int] = []  # objects the collector skips while the run goes
+
     def cancel_once(value) -> None:
         if value > 0 and not running:
             running.append(widget._worker is worker)
+            frozen.append(gc.get_freeze_count())
             temporaries.append(list(tmp_path.glob(".sample.tmp-*")))
             widget._on_cancel()
             seen.set()
@@ -185,6 +189,8 @@ def test_score_widget_cancel(
     # the widget's own finished handler clears _worker (cannot miss an early finish)
     qtbot.waitUntil(lambda: widget._worker is None, timeout=120_000)
     assert running == [True]  # a batch was shown while the worker ran
+    # full collections skipped the viewer's objects during the run, and no longer do
+    assert frozen[0] > 100_000 and gc.get_freeze_count() == 0
     assert widget.last_result is None
     assert "cancelled" in widget._status.value
     assert widget._run.enabled and not widget._cancel.enabled
