@@ -119,10 +119,9 @@ class AnnotationWidget(RunWidget):
         ldt = new_shapes_layer(name, class_rgb(name), name=ANNOTATION_LAYER, shape_rc=shape_rc,
                                mpp=slide_mpp(self._viewer))  # fmt: skip
         layer = self._viewer.add_layer(Layer.create(*ldt))  # never replaces the user's layer
-        self._shapes.value = layer
+        self._shapes.value = layer  # the morphology follows it (self._live.follow)
         style_new_shapes(layer, name, class_rgb(name))
         layer.mode = "add_polygon"
-        self._live.follow(layer)
         return layer
 
     @guarded
