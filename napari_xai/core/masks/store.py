@@ -15,6 +15,7 @@ second run of the same slide does not make them again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -50,6 +51,7 @@ ARTEFACT_MASK_NAME = "artefact_mask.png"
 _QC_NAME = "qc.json"
 
 
+@functools.cache  # the source a process runs does not change under it
 def _code_hash() -> str:
     """sha256 of this package's source: masks made by other code are not reused."""
     h = hashlib.sha256()
