@@ -77,18 +77,20 @@ class LayerPacer:
         QTimer.singleShot(PACE_MS, self._step)
 
     def _step(self) -> None:
-        if self._pending:
-            item = self._pending.pop(next(iter(self._pending)))
-            try:
-                item.callback() if isinstance(item, _Call) else self._show(item)
-            except RuntimeError:  # the widget or viewer was closed meanwhile
-                self._pending.clear()
-        if self._pending:
-            self._schedule()
-            return
-        callbacks, self._then = self._then, []
-        for callback in callbacks:
-            callback()
+        try:
+            if self._pending:
+                item = self._pending.pop(next(iter(self._pending)))
+                try:
+                    item.callback() if isinstance(item, _Call) else self._show(item)
+                except RuntimeError:  # the widget or viewer was closed meanwhile
+                    self._pending.clear()
+        finally:  # a step that raised (reported by Qt's hook) does not stop the queue
+            if self._pending:
+                self._schedule()
+            else:
+                callbacks, self._then = self._then, []
+                for callback in callbacks:
+                    callback()
 
 
 class _Call:

@@ -39,3 +39,26 @@ def test_layers_are_shown_one_per_turn_newest_wins(make_napari_viewer, qtbot) ->
     # on an empty queue, then() runs at once
     pacer.then(lambda: done.append(False))
     assert done == [True, False]
+
+
+def test_a_failing_step_does_not_stop_the_queue(make_napari_viewer, qtbot) -> None:
+    from napari.layers import Layer
+
+    from napari_xai._widgets._pace import LayerPacer
+
+    viewer = make_napari_viewer()
+
+    def show(ldt: tuple) -> None:
+        if ldt[1]["name"] == "bad":
+            raise ValueError("a layer napari refuses")
+        viewer.add_layer(Layer.create(*ldt))
+
+    pacer = LayerPacer(show)
+    done: list[bool] = []
+    for name in ("bad", "good"):
+        pacer.put(_ldt(name, 1.0))
+    pacer.then(lambda: done.append(True))
+    with qtbot.captureExceptions() as raised:
+        qtbot.waitUntil(lambda: bool(done), timeout=30_000)
+    assert [str(e[1]) for e in raised] == ["a layer napari refuses"]  # reported, not swallowed
+    assert [layer.name for layer in viewer.layers] == ["good"] and not pacer
