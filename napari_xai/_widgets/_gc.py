@@ -9,8 +9,10 @@ worker runs, :func:`run_started` moves the objects that existed before it to
 the collector's permanent generation (:func:`gc.freeze`), so the passes of the
 run walk only what the run made; :func:`run_ended`, when the last run ends,
 hands them back (:func:`gc.unfreeze`): nothing is leaked, the cycles among the
-older objects are found by the next full pass. A process whose host froze
-objects itself (``gc.get_freeze_count()`` before the first run) is left alone.
+older objects are found by the next full pass (a layer the user closes during
+a long batch is freed after the batch, not at once). A process whose host
+froze objects itself (``gc.get_freeze_count()`` before the first run) is left
+alone.
 Called on the GUI thread only.
 """
 
