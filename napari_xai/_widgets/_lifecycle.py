@@ -149,8 +149,9 @@ class RunLifecycle:
         self._progress.value = 0
         self._progress_shown = 0.0
         self._status.value = status
-        run_started()  # full collections of the run walk only what it makes
-        self._gc_frozen = True
+        if not self._gc_frozen:  # full collections of the run walk only what it makes
+            run_started()
+            self._gc_frozen = True
         worker.start()
         return worker
 
