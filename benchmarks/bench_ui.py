@@ -355,7 +355,7 @@ def main() -> None:
 
     for run in ("first", "second", "masks-not-made"):
         if run == "masks-not-made":  # as for a slide picked just before the click
-            store._MADE.clear()
+            store.forget_made_masks()
         warming = str(widget._slide_layer.value.metadata["path"]) in _masks._WARMING
         fig = click_to_first_heatmap(viewer, widget, app)
         fig["masks_at_click"] = (

@@ -42,7 +42,7 @@ def _masks_made_afresh() -> None:
 
     store = sys.modules.get("napari_xai.core.masks.store")
     if store is not None:
-        store._MADE.clear()
+        store.forget_made_masks()
 
 
 @pytest.fixture(scope="session")

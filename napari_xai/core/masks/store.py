@@ -40,6 +40,7 @@ __all__ = [
     "MASKS_NAME",
     "TISSUE_MASK_NAME",
     "cached_slide_masks",
+    "forget_made_masks",
     "masks_key",
     "read_masks",
     "write_masks",
@@ -279,6 +280,12 @@ _MADE: OrderedDict[str, SlideMasks] = OrderedDict()
 _MADE_SIZE = 4
 _MADE_LOCK = threading.Lock()
 _MAKING: dict[str, threading.Event] = {}
+
+
+def forget_made_masks() -> None:
+    """Forget the masks this process made (the next caller of a slide makes them again)."""
+    with _MADE_LOCK:
+        _MADE.clear()
 
 
 def _made_once(key: dict[str, Any], make: Callable[[], SlideMasks]) -> SlideMasks:
