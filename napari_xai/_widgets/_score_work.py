@@ -51,7 +51,7 @@ def score_in_worker(
     from napari_xai.core.naming import slide_stem
     from napari_xai.core.pipeline import run_slide
     from napari_xai.core.progress import relay
-    from napari_xai.core.results import load_result
+    from napari_xai.core.results import load_result, why_no_tiles
 
     model, name = resolve_model(spec, device=run.torch_device), slide_stem(path)
     built, scored = [0.0], []
@@ -74,11 +74,9 @@ def score_in_worker(
     folder = yield from relay(gen, convert)
     result = load_result(folder)
     if scored and not len(scored[0].tiles):
-        fit = result.manifest.get("fit", {})
+        found = why_no_tiles(result.manifest, min_tissue=grid.min_tissue if grid.tissue else None)
         yield (
-            f"{Path(path).name}: 0 tiles scored: tissue detection ({fit.get('slide_modality')}, "
-            f"{fit.get('slide_stain')}) found {fit.get('slide_tissue_fraction', 0.0):.2%} tissue "
-            f"and no tile reached min tissue {grid.min_tissue:g}. "
+            f"{Path(path).name}: 0 tiles scored: {found}. "
             "Try a lower min tissue, or `napari-xai qc` to inspect the masks."
         )
     notes: list[str] = []  # warnings, shown by the GUI thread; shapes/points are built here

@@ -83,21 +83,11 @@ def _progress_printer() -> Any:
     return show
 
 
-def _empty_message(args: argparse.Namespace, grid: Any) -> str:
-    """Why no tile was scored: the file, the tissue fraction found, what to try."""
-    from napari_xai.core.masks import slide_masks
-    from napari_xai.core.wsi import open_slide
+def _empty_message(args: argparse.Namespace, grid: Any, manifest: dict[str, Any]) -> str:
+    """Why no tile was scored: the file, the slide's size or the tissue found, what to try."""
+    from napari_xai.core.results import why_no_tiles
 
-    if not grid.tissue:
-        found = "the tile grid is empty (the slide is smaller than one tile?)"
-    else:
-        with open_slide(args.slide, mpp=grid.mpp) as slide:
-            masks = slide_masks(slide)
-        found = (
-            f"tissue detection ({masks.modality}, {masks.stain}) found "
-            f"{masks.tissue_fraction:.2%} tissue and no tile reached "
-            f"--min-tissue {grid.min_tissue:g}"
-        )
+    found = why_no_tiles(manifest, min_tissue=grid.min_tissue if grid.tissue else None)
     return (
         f"{args.slide}: 0 tiles scored: {found}. Try --all-tiles (score every tile), "
         "a lower --min-tissue, `napari-xai qc` to inspect the masks, or --allow-empty "
@@ -131,12 +121,13 @@ def run(args: argparse.Namespace) -> int:
     tiles = result.tiles
     counts = tiles["pred_class"].value_counts().to_dict() if len(tiles) else {}
     rate = result.manifest.get("scoring", {}).get("tiles_per_s", 0.0)
-    print(f"{len(tiles):,} tiles scored at {rate:,.1f} tiles/s; predicted: {counts}")
+    noun = "tile" if len(tiles) == 1 else "tiles"
+    print(f"{len(tiles):,} {noun} scored at {rate:,.1f} tiles/s; predicted: {counts}")
     if "ood_score" in tiles:
         method = result.manifest.get("features", {}).get("ood_method", "?")
         print(f"ood_score ({method}): median {tiles['ood_score'].median():.3g}")
     print(f"wrote {folder}")
     if not len(tiles) and not args.allow_empty:
-        print(f"napari-xai: error: {_empty_message(args, grid)}", file=sys.stderr)
+        print(f"napari-xai: error: {_empty_message(args, grid, result.manifest)}", file=sys.stderr)
         return 1
     return 0

@@ -64,6 +64,7 @@ __all__ = [
     "read_manifest",
     "slide_identity",
     "map_limits",
+    "why_no_tiles",
     "write_multiscale",
 ]
 
@@ -911,6 +912,39 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(f"{path}: not a napari-xai result manifest")
     _check_manifest_files(body, path)
     return body
+
+
+def why_no_tiles(manifest: Mapping[str, Any], *, min_tissue: float | None) -> str:
+    """Say why a result holds no tile: the slide against one tile, or the tissue found.
+
+    Parameters
+    ----------
+    manifest : mapping
+        The result's manifest (its ``slide``, ``grid`` and ``fit`` entries).
+    min_tissue : float or None
+        The tissue fraction a tile needed; None when every tile was kept.
+
+    Returns
+    -------
+    str
+        A clause for "0 tiles scored: ...", e.g. "the slide (16 x 16 px) is too
+        small: a tile needs 50% of 128 x 128 px (level 0) in tissue".
+    """
+    rows, cols = (int(v) for v in manifest.get("slide", {}).get("shape_rc", (0, 0)))
+    tile0 = int(manifest.get("grid", {}).get("tile_size0", 0))
+    if min_tissue is None:
+        return f"the tile grid of the slide ({cols:,} x {rows:,} px) is empty"
+    if tile0 and rows * cols < min_tissue * tile0 * tile0:  # all tissue would still be too little
+        return (
+            f"the slide ({cols:,} x {rows:,} px) is too small: a tile needs {min_tissue:.0%} of "
+            f"{tile0:,} x {tile0:,} px (level 0) in tissue"
+        )
+    fit = manifest.get("fit", {})
+    return (
+        f"tissue detection ({fit.get('slide_modality')}, {fit.get('slide_stain')}) found "
+        f"{fit.get('slide_tissue_fraction', 0.0):.2%} tissue and no tile reached "
+        f"min tissue {min_tissue:g}"
+    )
 
 
 def _inside(root: Path, name: Any, *, manifest: Path, what: str) -> None:

@@ -79,3 +79,36 @@ def test_ihc_slide_with_an_he_model_warns(tmp_path: Path, capsys) -> None:
     assert "napari-xai: warning: ihc.svs looks like IHC" in err
     manifest = json.loads(next((tmp_path / "out").glob("*/manifest.json")).read_text())
     assert manifest["fit"]["slide_stain"] == "IHC" and manifest["fit"]["warnings"]
+
+
+def test_a_slide_smaller_than_a_tile_says_so(shared_data, tmp_path: Path, capsys) -> None:
+    """openslide's 16 x 16 px test slide: the error names its size, not a tissue miss."""
+    from napari_xai.cli import main
+
+    slide = shared_data / "slides" / "small.svs"
+    status = main(["score", str(slide), "--model", "demo", "--out", str(tmp_path), "--device",
+                   "cpu"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "small.svs: 0 tiles scored: the slide (16 x 16 px) is too small" in err
+    assert "x 128 px (level 0)" in err and "--all-tiles" in err
+    assert "tissue detection" not in err
+    main(["score", str(slide), "--model", "demo", "--out", str(tmp_path), "--device", "cpu",
+          "--all-tiles"])  # fmt: skip
+    assert "1 tile scored at" in capsys.readouterr().out  # padded: the whole slide in one tile
+
+
+def test_why_no_tiles_reads_the_manifest() -> None:
+    from napari_xai.core.results import why_no_tiles
+
+    big = {"slide": {"shape_rc": [4096, 4096]}, "grid": {"tile_size0": 512},
+           "fit": {"slide_modality": "brightfield", "slide_stain": "IHC",
+                   "slide_tissue_fraction": 0.004}}  # fmt: skip
+    assert why_no_tiles(big, min_tissue=0.5) == (
+        "tissue detection (brightfield, IHC) found 0.40% tissue and no tile reached min tissue 0.5"
+    )
+    assert why_no_tiles(big, min_tissue=None).startswith("the tile grid of the slide (4,096")
+    # a 300 x 200 px slide is 23% of a 512 px tile: too small at 0.5, not at 0.2
+    small = {**big, "slide": {"shape_rc": [200, 300]}}
+    assert why_no_tiles(small, min_tissue=0.5).startswith("the slide (300 x 200 px) is too small")
+    assert why_no_tiles(small, min_tissue=0.2).startswith("tissue detection")
