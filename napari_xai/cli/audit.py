@@ -85,6 +85,31 @@ def _print_attention(name: str, res: Any, report: Any) -> None:
     print(f"  report: {report}")
 
 
+def _print_kept(name: str, folder: Any, report: Any) -> str:
+    """Print the audit a folder kept (same spec, not run again); return its verdict."""
+    import json
+
+    from napari_xai.core.results import AUDIT_NAME
+
+    stored = json.loads((folder / AUDIT_NAME).read_text(encoding="utf-8"))
+    att = stored.get("attention", {})
+    sh = att.get("shares", {})
+    print(f"{name}: {stored.get('sentence', '')}")
+    for e in (att.get("shortcut") or {}).get("evidence", []):
+        print(f"  - {e}")
+    print(
+        f"{name}: audit kept from {folder} (same method and options): "
+        f"{str(stored.get('verdict', '?')).upper()} - {att.get('n_tiles', 0)} tiles "
+        f"({att.get('sampling', '')}); attribution on tissue {sh.get('tissue', 0.0):.1%}, "
+        f"artefacts {sh.get('artefact', 0.0):.1%}, background {sh.get('background', 0.0):.1%}; "
+        f"{att.get('n_flagged', 0)} flagged"
+    )
+    for e in att.get("evidence", []):
+        print(f"  - {e}")
+    print(f"  report: {report}")
+    return str(stored.get("verdict", ""))
+
+
 def run(args: argparse.Namespace) -> int:
     """Audit the slides and/or the cohort; return 0 (3 with --strict when an audit fails)."""
     import sys
@@ -170,7 +195,9 @@ def run(args: argparse.Namespace) -> int:
             folder = drive(run_slide(slide, args.model or "demo", out, asked), progress_slide)
             if not args.quiet:
                 print(file=sys.stderr)
-            res = audits[-1]
-            _print_attention(Path(slide).name, res, folder / REPORT_NAME)
-            failed |= res.verdict == "fail"
+            if audits:
+                _print_attention(Path(slide).name, audits[-1], folder / REPORT_NAME)
+                failed |= audits[-1].verdict == "fail"
+            else:  # the folder's audit had the same spec: kept, read back
+                failed |= _print_kept(Path(slide).name, folder, folder / REPORT_NAME) == "fail"
     return 3 if (failed and args.strict) else 0

@@ -221,6 +221,13 @@ def test_cli_planted_shortcut_fails_and_clean_twin_passes(
         assert all(p["enrichment_ci"][1] < 2 for p in pairs.values())
         assert all(p["removal"]["flip_rate"] < 0.1 for p in cf.values())
         assert all(p["paste"]["flip_rate"] < 0.1 for p in cf.values())
+    # Asked again with the same options, the folder's audit is kept, printed and judged.
+    rc = main(["audit", str(planted["slide"]), "--model", str(planted[name]), "--mpp", "0.5",
+               "--out", str(out), "--quiet", "--device", "cpu", "--strict"])  # fmt: skip
+    text = capsys.readouterr().out
+    assert rc == (3 if verdict == "fail" else 0)
+    assert sentence in text and f"audit kept from {out / 'planted'}" in text
+    assert f"{verdict.upper()} - {att['n_tiles']} tiles" in text
 
 
 @pytest.mark.parametrize(
