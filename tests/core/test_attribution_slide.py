@@ -212,6 +212,15 @@ def test_cli_explain(small_pyramid, tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert "saliency/saliency/tumour" in out
     assert (tmp_path / "pyramid" / "heatmaps.zarr").is_dir()
+    whole = ["explain", str(small_pyramid), "--out", str(tmp_path), "--method", "saliency",
+             "--target", "tumour", "--quiet"]  # fmt: skip
+    assert main(whole) == 0
+    first = capsys.readouterr().out
+    assert " tiles computed, " in first
+    n_in_map = first.split(", ")[-1].split(" in the map")[0]  # e.g. "36/36"
+    assert main(whole) == 0  # the same again: the folder's complete map is kept
+    again = capsys.readouterr().out
+    assert f"saliency/saliency/tumour: kept (same method and options), {n_in_map} in" in again
     code = main(
         [
             "explain",
