@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 STATUS_COLUMNS = ["slide", "status", "tiles", "score", "seconds", "error"]
-RANKED_COLUMNS = ["rank", "slide", "score", "tumour area", "tiles", "label", "status", "error"]
+RANKED_COLUMNS = [
+    "rank", "slide", "score", "tumour area", "tiles", "label", "status", "error or warning"
+]  # fmt: skip
 
 
 def _fmt(value: Any, spec: str = ".3f") -> str:
@@ -15,6 +17,11 @@ def _fmt(value: Any, spec: str = ".3f") -> str:
         return format(float(value), spec)
     except (TypeError, ValueError):
         return str(value)
+
+
+def _text(value: Any) -> str:
+    """``value`` as table text; None and NaN (a column pandas filled) are empty."""
+    return "" if value is None or value != value else str(value)
 
 
 def _wait_for_pandas() -> None:
@@ -68,7 +75,7 @@ def update_status_row(rows: list[list[Any]], where: dict[int, int], event: Any) 
         row[2] = _fmt(event.row.get("n_tiles"), ".0f") or row[2]
         row[3] = _fmt(event.row.get("score"))
         row[4] = _fmt(event.row.get("time_total_s"), ".1f")
-        row[5] = str(event.row.get("error") or "")
+        row[5] = _text(event.row.get("error"))
 
 
 def ranked_rows(summary: Any) -> tuple[list[list[str]], list[Any]]:
@@ -83,12 +90,12 @@ def ranked_rows(summary: Any) -> tuple[list[list[str]], list[Any]]:
                 _fmt(rec.get("score")),
                 _fmt(rec.get("tumour_area_fraction")),
                 _fmt(rec.get("n_tiles"), ".0f"),
-                "" if rec.get("label") is None else str(rec.get("label")),
+                _text(rec.get("label")),
                 str(rec.get("status")),
-                str(rec.get("error") or ""),
+                _text(rec.get("error")) or _text(rec.get("fit_warnings")),
             ]
         )
-        folders.append(rec.get("result_folder") or None)
+        folders.append(_text(rec.get("result_folder")) or None)
     return rows, folders
 
 

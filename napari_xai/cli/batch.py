@@ -314,6 +314,9 @@ def _print_report(result: Any, *, top: int = 10) -> None:
             print(f"... {n - top} more in {result.files['csv']}")
     for _, row in summary[summary["status"] == "failed"].iterrows():
         print(f"FAILED {row['slide_id']}: {row.get('error')}", file=sys.stderr)
+    if "fit_warnings" in summary.columns:  # the slide does not fit the model: say it
+        for _, row in summary[summary["fit_warnings"].fillna("").astype(bool)].iterrows():
+            print(f"WARNING {row['slide_id']}: {row['fit_warnings']}", file=sys.stderr)
     m = result.metrics
     if m.get("confusion_matrix") is not None:
         (tn, fp), (fn, tp) = m["confusion_matrix"]

@@ -98,6 +98,7 @@ SUMMARY_COLUMNS = (
     "n_tiles",
     "positive_class",
     "pred_label",
+    "fit_warnings",
     "audit_verdict",
     "audit_sentence",
     "audit_method",

@@ -791,6 +791,7 @@ def run_slide(
         writer = stack.enter_context(ResultWriter(folder))
         job = _Job(slide, loaded, writer, folder, grid, options, masks)
         book = yield from _score_stage(job, masks_key, t0)
+        book.summary["fit_warnings"] = "; ".join(fit["warnings"])  # a cohort table shows them
         if options.explain is not None:
             yield from _explain_stage(job, book, options.explain)
         if options.audit is not None:

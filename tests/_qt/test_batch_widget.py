@@ -171,3 +171,22 @@ def test_widget_cancel_and_errors(
     assert (tmp_path / "out" / "cohort_summary.csv").is_file()
     assert widget._status.value == "cancelled"
     assert not widget._open.enabled
+
+
+def test_ranked_table_shows_an_error_else_the_fit_warning() -> None:
+    import pandas as pd
+
+    from napari_xai._widgets._batch_table import RANKED_COLUMNS, ranked_rows
+
+    summary = pd.DataFrame(
+        {"rank": [1, 2, None], "slide_id": ["dapi", "he", "bad"],
+         "status": ["done", "done", "failed"],
+         "fit_warnings": ["dapi.ndpi looks like a fluorescence slide", "", None],
+         "error": [None, None, "bad.svs: not a slide"], "result_folder": ["d", "h", None]}
+    )  # fmt: skip
+    rows, folders = ranked_rows(summary)
+    assert RANKED_COLUMNS[-1] == "error or warning"
+    assert [r[-1] for r in rows] == [
+        "dapi.ndpi looks like a fluorescence slide", "", "bad.svs: not a slide"
+    ]  # fmt: skip
+    assert folders == ["d", "h", None]

@@ -112,3 +112,23 @@ def test_why_no_tiles_reads_the_manifest() -> None:
     small = {**big, "slide": {"shape_rc": [200, 300]}}
     assert why_no_tiles(small, min_tissue=0.5).startswith("the slide (300 x 200 px) is too small")
     assert why_no_tiles(small, min_tissue=0.2).startswith("tissue detection")
+
+
+def test_a_cohort_table_says_which_slides_do_not_fit_the_model(
+    shared_data, tmp_path: Path, capsys
+) -> None:
+    """A fluorescence slide in a brightfield batch: its row and the CLI say so; H&E's is clean."""
+    import pandas as pd
+
+    from napari_xai.cli import main
+
+    slides = [shared_data / "slides" / n for n in ("test3-DAPI-2.ndpi", "OS-1-detail.ome.tif")]
+    rc = main(["batch", *map(str, slides), "--out", str(tmp_path), "--scheduler", "sync",
+               "--device", "cpu", "--quiet"])  # fmt: skip
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "WARNING test3-DAPI-2: test3-DAPI-2.ndpi looks like a fluorescence slide" in err
+    assert "WARNING OS-1-detail" not in err
+    summary = pd.read_csv(tmp_path / "cohort_summary.csv", keep_default_na=False)
+    warned = dict(zip(summary["slide_id"], summary["fit_warnings"], strict=True))
+    assert "brightfield model" in warned["test3-DAPI-2"] and warned["OS-1-detail"] == ""
