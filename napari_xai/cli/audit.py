@@ -98,7 +98,7 @@ def _print_kept(name: str, folder: Any, report: Any) -> str:
     for e in (att.get("shortcut") or {}).get("evidence", []):
         print(f"  - {e}")
     print(
-        f"{name}: audit kept from {folder} (same method and options): "
+        f"{name}: audit kept from {folder} (same method and options): verdict "
         f"{str(stored.get('verdict', '?')).upper()} - {att.get('n_tiles', 0)} tiles "
         f"({att.get('sampling', '')}); attribution on tissue {sh.get('tissue', 0.0):.1%}, "
         f"artefacts {sh.get('artefact', 0.0):.1%}, background {sh.get('background', 0.0):.1%}; "

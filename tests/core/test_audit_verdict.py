@@ -227,7 +227,7 @@ def test_cli_planted_shortcut_fails_and_clean_twin_passes(
     text = capsys.readouterr().out
     assert rc == (3 if verdict == "fail" else 0)
     assert sentence in text and f"audit kept from {out / 'planted'}" in text
-    assert f"{verdict.upper()} - {att['n_tiles']} tiles" in text
+    assert f"verdict {verdict.upper()} - {att['n_tiles']} tiles" in text
 
 
 @pytest.mark.parametrize(
