@@ -9,15 +9,19 @@ from napari_xai.core.naming import METHOD_NAMES
 
 
 def run_in_worker(where: str, source: Any, spec: Any, out: Path, /, *args: Any, **kw: Any) -> Any:
-    """Worker body: load the model (cached), then run ``where`` into the slide's store."""
+    """Worker body: load the model (cached), then run ``where`` into the slide's scratch store.
+
+    :func:`~napari_xai.core.pipeline.scratch_store`, beside the result folder: the
+    folder's own files are written only by the pipeline.
+    """
     import importlib
 
     from napari_xai.core.models.resolve import resolve_model
-    from napari_xai.core.naming import slide_stem
+    from napari_xai.core.pipeline import scratch_store
 
     module, name = where.split(":")
     path = source if isinstance(source, (str, Path)) else source.path
-    store = Path(out) / slide_stem(path) / "heatmaps.zarr"
+    store = scratch_store(out, path)
     call = getattr(importlib.import_module(module), name)
     return (yield from call(source, resolve_model(spec), *args, store=store, **kw))
 

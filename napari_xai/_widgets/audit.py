@@ -1,11 +1,13 @@
 """The "Audit" widget: does the model look at tissue, or at the pen mark.
 
-* "Audit slide" runs :func:`napari_xai.core.audit.slide.iter_audit_slide` in a
-  worker (model loading included), then shows
+* "Audit slide" runs :func:`napari_xai.core.pipeline.run_slide` with an audit in
+  a worker (model loading included; the folder's score is kept, a slide not
+  scored yet is scored first), then shows
   :func:`napari_xai.core.layers.audit.audit_layers` (audited tiles, flagged ones
   filled; the region map), the verdict and its evidence, and a gallery of the
   worst tiles (tile + attribution overlay): clicking one centres the camera on
-  that tile. The HTML report and ``audit.json`` go to the output folder.
+  that tile. The HTML report and ``audit.json`` are in the slide's result folder
+  (its manifest lists them, so later runs keep them).
 * "Audit cohort" runs :func:`napari_xai.core.audit.data.iter_audit_cohort` on a
   cohort CSV (optionally with the model: where it looks on the cohort's tiles).
 """
@@ -31,19 +33,46 @@ if TYPE_CHECKING:
 
     from napari_xai.core.audit.data import DataAudit
     from napari_xai.core.audit.slide import AuditProgress, SlideAudit
+    from napari_xai.core.pipeline import PipelineProgress
 
 METHODS = AUDIT_METHOD_NAMES
 
 
-def audit_in_worker(source: Any, model_spec: Any, out: Path, **kw: Any) -> Any:
-    """Worker body: load the model (cached) and audit the slide into ``out/<slide>``."""
-    from napari_xai.core.audit.slide import iter_audit_slide
+def audit_in_worker(
+    source: Any, model_spec: Any, out: Path, *, spec: AuditSpec, grid: GridOptions, run: RunOptions
+) -> Any:
+    """Worker body: audit the slide into its result folder ``out/<slide>`` (:func:`run_slide`).
+
+    The folder's score and saliency are kept (its grid: the audit is of the scored
+    tiles); a slide not scored yet is scored first. Yields the audit's
+    :class:`~napari_xai.core.audit.slide.AuditProgress` and the pipeline's other
+    steps; returns the :class:`~napari_xai.core.audit.slide.SlideAudit`, its
+    ``report_path`` in the folder.
+    """
+    import dataclasses
+
     from napari_xai.core.models.resolve import resolve_model
-    from napari_xai.core.naming import slide_stem
+    from napari_xai.core.options import SlideOptions
+    from napari_xai.core.pipeline import REPORT_NAME, folder_grid, result_folder, run_slide
+    from napari_xai.core.progress import relay
 
     path = source if isinstance(source, (str, Path)) else source.path
-    model = resolve_model(model_spec)
-    return (yield from iter_audit_slide(source, model, out_dir=out / slide_stem(path), **kw))
+    model, audits = resolve_model(model_spec), []
+
+    def convert(step: Any) -> Any:
+        if step.stage == "audit" and step.value is not None:
+            audits.append(step.value)
+        return step.detail if step.stage == "audit" and step.detail is not None else step
+
+    asked = SlideOptions(
+        grid=folder_grid(result_folder(out, path)) or grid,
+        run=run,
+        audit=dataclasses.replace(spec, restart=True),  # a click audits: the widget shows it
+    )
+    folder = yield from relay(run_slide(source, model, out, asked), convert)
+    result = audits[-1]
+    result.report_path = folder / REPORT_NAME
+    return result
 
 
 def cohort_in_worker(path: Path, spec: Any, **kw: Any) -> Any:
@@ -179,10 +208,11 @@ class AuditWidget(MethodSanity, RunWidget):
             **extra,
         )
 
-    def _on_yielded(self, step: AuditProgress) -> None:
-        self.set_progress(
-            step.n_done, step.n_total, f"{step.stage}: {step.n_done:,} / {step.n_total:,} tiles"
-        )
+    def _on_yielded(self, step: AuditProgress | PipelineProgress) -> None:
+        """Show the audit's steps, and the pipeline's (scoring first, writing the folder)."""
+        counted = f"{step.stage}: {step.n_done:,} / {step.n_total:,} tiles"
+        text = counted if step.n_total else (getattr(step, "message", "") or step.stage)
+        self.set_progress(step.n_done, step.n_total, text)
 
     def _on_cohort_returned(self, result: DataAudit) -> None:
         from napari_xai.core.layers.audit import cohort_text

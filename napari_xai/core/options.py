@@ -349,6 +349,9 @@ class AuditSpec(_Options):
         insertion on up to 8 audited tiles, plain tissue tiles first, cached per
         model and method; a failing method cannot carry a fail alone
         (:mod:`napari_xai.core.audit.sanity`).
+    restart : bool
+        Audit again even when the result folder holds an audit with these
+        options (e.g. a widget that shows the audit it gets back; not hashed).
     """
 
     method: str = "grad_cam"
@@ -358,6 +361,13 @@ class AuditSpec(_Options):
     border_width0: float | None = bounded(None, low=0)
     counterfactual: bool = True
     sanity: bool = True
+    restart: bool = dataclasses.field(default=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the result-defining fields (``restart`` left out)."""
+        body = super().to_dict()
+        body.pop("restart", None)
+        return body
 
     def method_options(self) -> dict[str, Any]:
         """Extra keywords of the attribution method."""

@@ -73,6 +73,7 @@ __all__ = [
     "predicted_regions",
     "result_folder",
     "run_slide",
+    "scratch_store",
     "summarize_tiles",
     "up_to_date",
     "warm_masks",
@@ -82,6 +83,7 @@ __all__ = [
 REPORT_NAME = "report.html"
 PREVIEW_NAME = "preview.png"
 _CACHE_MARK = ".saliency-cache.zarr"
+_SCRATCH_MARK = ".views.zarr"
 
 
 # --------------------------------------------------------------------------- slide scores
@@ -462,6 +464,19 @@ def folder_grid(folder: str | os.PathLike[str]) -> GridOptions | None:
 
 def _cache_store(folder: Path) -> Path:
     return folder.parent / f".{folder.name}{_CACHE_MARK}"
+
+
+def scratch_store(out: str | os.PathLike[str], slide: Any) -> Path:
+    """Return the zarr store beside a slide's result folder for maps that are not part of it.
+
+    The Explain widget's quick looks (the saliency of the tiles in view, one
+    channel's activations) are kept there, resumable: written into the result
+    folder behind its manifest, they would make the folder's files disagree with
+    their checksums, and the next run would re-score and drop its saliency and
+    audit. Whole-slide saliency belongs in the folder (:func:`run_slide`).
+    """
+    folder = result_folder(out, slide)
+    return folder.parent / f".{folder.name}{_SCRATCH_MARK}"
 
 
 def _adopt(writer: ResultWriter, folder: Path, manifest: dict[str, Any], drop: set[str]) -> None:
@@ -894,7 +909,7 @@ def _audit_stage(
     job: _Job, book: _Book, spec: AuditSpec
 ) -> Generator[PipelineProgress, None, None]:
     """Keep an audit with the same spec, else audit the slide; its verdict joins the summary."""
-    if _done_before(book.stages, "audit", spec) is not None:
+    if not spec.restart and _done_before(book.stages, "audit", spec) is not None:
         yield PipelineProgress("reuse", message=f"{job.folder}: audit kept")
         return
     t = time.perf_counter()
