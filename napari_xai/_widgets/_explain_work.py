@@ -26,6 +26,43 @@ def run_in_worker(where: str, source: Any, spec: Any, out: Path, /, *args: Any, 
     return (yield from call(source, resolve_model(spec), *args, store=store, **kw))
 
 
+def explain_into_folder(
+    source: Any, spec: Any, out: Path, /, *, explain: Any, grid: Any, run: Any
+) -> Any:
+    """Worker body: whole-slide saliency into the slide's result folder (:func:`run_slide`).
+
+    The folder's score is kept (its grid: the map covers the scored tiles); a
+    slide not scored yet is scored first. Yields the map's
+    :class:`~napari_xai.core.attribution.whole_slide.ExplainProgress` while it
+    fills (the resumable cache beside the folder) and the pipeline's other steps.
+    Returns ``(result, layer)``: the
+    :class:`~napari_xai.core.attribution.whole_slide.ExplainResult` on the folder's
+    ``heatmaps.zarr`` and the result reader's layer of that map (what a drop of the
+    folder on napari shows).
+    """
+    import dataclasses
+
+    from napari_xai.core.layers.results import saliency_layers
+    from napari_xai.core.models.resolve import resolve_model
+    from napari_xai.core.options import SlideOptions
+    from napari_xai.core.pipeline import iter_stage, saliency_in_folder
+    from napari_xai.core.results import HEATMAPS_NAME, load_result
+
+    asked = SlideOptions(grid=grid, run=run, explain=explain)
+    folder, made = yield from iter_stage(source, resolve_model(spec), out, asked, stage="explain")
+    if made is not None:
+        result = dataclasses.replace(made, store=folder / HEATMAPS_NAME)
+    else:  # the folder held this map, complete: kept
+        result = saliency_in_folder(folder, explain)
+    (layer,) = [
+        ldt
+        for ldt in saliency_layers(load_result(folder), folder.name)
+        if ldt[1]["metadata"]["key"] == result.key
+    ]
+    layer[1]["visible"] = True
+    return result, layer
+
+
 def describe_for_explain(spec: Any) -> tuple[Any, tuple[str, ...], tuple[str, ...]]:
     """Worker body: the model, the methods it supports and its hookable layers."""
     from napari_xai.core.activations import list_layers

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import CheckBox, ComboBox, Label, PushButton, SpinBox
 
+from napari_xai._widgets._audit_work import audit_in_worker, cohort_in_worker
 from napari_xai._widgets._base import RunWidget, default_output
 from napari_xai._widgets._explain_sanity import MethodSanity
 from napari_xai._widgets._gallery import fill_gallery, make_gallery
@@ -36,54 +37,6 @@ if TYPE_CHECKING:
     from napari_xai.core.pipeline import PipelineProgress
 
 METHODS = AUDIT_METHOD_NAMES
-
-
-def audit_in_worker(
-    source: Any, model_spec: Any, out: Path, *, spec: AuditSpec, grid: GridOptions, run: RunOptions
-) -> Any:
-    """Worker body: audit the slide into its result folder ``out/<slide>`` (:func:`run_slide`).
-
-    The folder's score and saliency are kept (its grid: the audit is of the scored
-    tiles); a slide not scored yet is scored first. Yields the audit's
-    :class:`~napari_xai.core.audit.slide.AuditProgress` and the pipeline's other
-    steps; returns the :class:`~napari_xai.core.audit.slide.SlideAudit`, its
-    ``report_path`` in the folder.
-    """
-    import dataclasses
-
-    from napari_xai.core.models.resolve import resolve_model
-    from napari_xai.core.options import SlideOptions
-    from napari_xai.core.pipeline import REPORT_NAME, folder_grid, result_folder, run_slide
-    from napari_xai.core.progress import relay
-
-    path = source if isinstance(source, (str, Path)) else source.path
-    model, audits = resolve_model(model_spec), []
-
-    def convert(step: Any) -> Any:
-        if step.stage == "audit" and step.value is not None:
-            audits.append(step.value)
-        return step.detail if step.stage == "audit" and step.detail is not None else step
-
-    asked = SlideOptions(
-        grid=folder_grid(result_folder(out, path)) or grid,
-        run=run,
-        audit=dataclasses.replace(spec, restart=True),  # a click audits: the widget shows it
-    )
-    folder = yield from relay(run_slide(source, model, out, asked), convert)
-    result = audits[-1]
-    result.report_path = folder / REPORT_NAME
-    return result
-
-
-def cohort_in_worker(path: Path, spec: Any, **kw: Any) -> Any:
-    """Worker body: audit a cohort table (with the model when ``spec`` is given)."""
-    from napari_xai.core.audit.data import iter_audit_cohort
-
-    if spec is not None:
-        from napari_xai.core.models.resolve import resolve_model
-
-        kw["model"] = resolve_model(spec)
-    return (yield from iter_audit_cohort(path, **kw))
 
 
 class AuditWidget(MethodSanity, RunWidget):

@@ -4,9 +4,11 @@ Each action is one core call run in a worker (model loading included; torch and
 captum are imported there, never on the GUI thread):
 
 * Explain → :func:`napari_xai.core.attribution.whole_slide.iter_explain_view` (only
-  the tiles in the current view, cached) or ``iter_explain_slide`` (every tissue
-  tile, resumable); each yielded batch moves the progress bar and, a few times a
-  second, refreshes the saliency layer from the zarr store as it fills.
+  the tiles in the current view, cached in the scratch store beside the result
+  folder) or :func:`napari_xai.core.pipeline.run_slide` with an explain stage
+  (every scored tile, resumable, into the slide's result folder; a slide not scored
+  yet is scored first); each yielded batch moves the progress bar and, a few times
+  a second, refreshes the saliency layer from the zarr store as it fills.
 * "Inside the model" (:mod:`napari_xai._widgets._explain_inside`): a layer's channels
   for the tile under the cursor, or one channel across the slide.
 * "Follow the view" (:mod:`napari_xai._widgets._explain_follow`) re-runs after pan/zoom.
@@ -17,7 +19,8 @@ captum are imported there, never on the GUI thread):
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 from magicgui.widgets import CheckBox, ComboBox, SpinBox
 
@@ -27,6 +30,7 @@ from napari_xai._widgets._explain_inside import InsideModel
 from napari_xai._widgets._explain_sanity import MethodSanity
 from napari_xai._widgets._explain_work import (  # noqa: F401 - describe_for_explain: tests
     describe_for_explain,
+    explain_into_folder,
     run_in_worker,
 )
 from napari_xai._widgets._grid import grid_options, mpp_box, overlap_box
@@ -37,6 +41,7 @@ if TYPE_CHECKING:
     import napari.viewer
 
     from napari_xai.core.attribution.whole_slide import ExplainProgress, ExplainResult
+    from napari_xai.core.pipeline import PipelineProgress
 
 SLIDE = "whole slide"
 PREDICTED = "predicted"
@@ -122,16 +127,25 @@ class ExplainWidget(FollowView, InsideModel, MethodSanity, RunWidget):
         self._show_sanity()
 
     # -- running ---------------------------------------------------------------------
-    def _start(self, where: str, slide: Any, /, *args: Any, status: str, **kw: Any) -> Any:
+    def _start(self, where: str | None, slide: Any, /, *args: Any, status: str, **kw: Any) -> Any:
+        """Run ``where`` (a core call) into the scratch store; None: the whole slide's map.
+
+        The whole slide's map goes into the slide's result folder
+        (:func:`explain_into_folder`); views and channels into the scratch store.
+        """
         from napari_xai.core.options import RunOptions
 
         self._last_refresh = 0.0
         self._layer_name = None
         self._slide_name = slide_stem(slide.metadata["path"])
         self.last_result = None
+        body: Callable[..., Any] = explain_into_folder if where is None else run_in_worker
+        head, done = ((), self._on_folder_returned) if where is None else ((where,), None)
+        if where is None:
+            kw["explain"] = kw.pop("spec")
         return self.launch(
-            run_in_worker,
-            where,
+            body,
+            *head,
             slide_source(slide),
             self._model_spec(),
             path_of(self._output),
@@ -140,7 +154,7 @@ class ExplainWidget(FollowView, InsideModel, MethodSanity, RunWidget):
             run=RunOptions(explain_batch_size=int(self._batch_size.value)),
             status=status,
             on_yielded=self._on_yielded,
-            on_returned=self._on_returned,
+            on_returned=done or self._on_returned,
             **kw,
         )
 
@@ -165,10 +179,13 @@ class ExplainWidget(FollowView, InsideModel, MethodSanity, RunWidget):
             options.update(zoom=float(self._camera().zoom), max_tiles=int(self._max_tiles.value))
             self._start(where, layer, self.view_rect(layer), status=status, **options)
         else:
-            where = "napari_xai.core.attribution.whole_slide:iter_explain_slide"
-            self._start(where, layer, status=status, **options)
+            self._start(None, layer, status=status, **options)
 
-    def _on_yielded(self, step: ExplainProgress) -> None:
+    def _on_yielded(self, step: ExplainProgress | PipelineProgress) -> None:
+        if not hasattr(step, "layer_name"):  # the pipeline's: scoring first, writing
+            self._on_pipeline_step(cast("PipelineProgress", step))
+            return
+        step = cast("ExplainProgress", step)
         self.set_progress(
             step.n_done,
             step.n_total,
@@ -182,6 +199,11 @@ class ExplainWidget(FollowView, InsideModel, MethodSanity, RunWidget):
         name = str(step.layer_name if first else self._layer_name)
         if self._refresh_layer(step.store, step.key, name):
             self._layer_name = name
+
+    def _on_pipeline_step(self, step: PipelineProgress) -> None:
+        what = "scoring first" if step.stage == "score" else step.message or step.stage
+        counted = f"{what}: {step.n_done:,} / {step.n_total:,} tiles"
+        self.set_progress(step.n_done, step.n_total, counted if step.n_total else what)
 
     def _refresh_layer(self, store: Any, key: str, name: str) -> bool:
         """Show the map with fresh reads of the store (it fills in as it is written).
@@ -210,6 +232,16 @@ class ExplainWidget(FollowView, InsideModel, MethodSanity, RunWidget):
             f"done: {result.n_computed:,} computed, {result.n_cached:,} cached · "
             f"{result.n_done:,} / {result.n_tiles:,} tiles of the slide",
         )
+
+    def _on_folder_returned(self, returned: tuple[ExplainResult, Any]) -> None:
+        """Show the whole-slide map as the result folder holds it (the reader's layer)."""
+        result, layer = returned
+        self.last_result, self._layer_name = result, result.layer_name
+        self.upsert(layer)
+        n = result.n_computed
+        how = f"{n:,} computed, {result.n_cached:,} cached" if n else "kept from the folder"
+        where = f"{result.n_done:,} / {result.n_tiles:,} tiles in {result.store.parent}"
+        self.set_progress(n, n, f"done: {how} · {where}")
 
     def _on_finished(self) -> None:
         super()._on_finished()

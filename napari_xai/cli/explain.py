@@ -85,13 +85,12 @@ def run(args: argparse.Namespace) -> int:
     options = SlideOptions(grid=grid, run=run_opts, explain=spec)
     folder = drive(run_slide(args.slide, args.model, args.out, options), show)
     if not done:  # a complete map with the same spec was in the folder: kept
-        from napari_xai.core.results import read_manifest
+        from napari_xai.core.pipeline import saliency_in_folder
 
-        stages = read_manifest(folder).get("stages", {}).get("explain", {})
-        kept = next(e for e in stages.values() if e.get("sha256") == spec.hash())
+        kept = saliency_in_folder(folder, spec)
         print(
-            f"{folder}/heatmaps.zarr/{kept['key']}: kept (same method and options), "
-            f"{kept['n_done']}/{kept['n_tiles']} in the map"
+            f"{folder}/heatmaps.zarr/{kept.key}: kept (same method and options), "
+            f"{kept.n_done}/{kept.n_tiles} in the map"
         )
         return 0
     result = done[-1]

@@ -69,10 +69,12 @@ __all__ = [
     "PipelineProgress",
     "drive",
     "folder_grid",
+    "iter_stage",
     "model_fingerprint",
     "predicted_regions",
     "result_folder",
     "run_slide",
+    "saliency_in_folder",
     "scratch_store",
     "summarize_tiles",
     "up_to_date",
@@ -685,6 +687,87 @@ def _done_before(stages: dict[str, Any], kind: str, spec: ExplainSpec | AuditSpe
         if done.get("sha256") == spec.hash() and done.get("n_done", -1) >= done.get("n_tiles", 0):
             return str(key)
     return None
+
+
+def iter_stage(
+    slide: Any, model: Any, out: str | os.PathLike[str], options: SlideOptions, *, stage: str
+) -> Generator[Any, None, tuple[Path, Any]]:
+    """:func:`run_slide` seen from one of its stages (a widget's Explain or Audit run).
+
+    A scored folder's grid is used (the stage is of the scored tiles: nothing is
+    scored again); ``options.grid`` scores a slide that has no folder yet.
+
+    Parameters
+    ----------
+    slide, model, out, options
+        As for :func:`run_slide`.
+    stage : str
+        ``"explain"`` or ``"audit"``.
+
+    Yields
+    ------
+    object
+        The stage's own progress (its ``detail``: ``ExplainProgress``,
+        ``AuditProgress``) and the pipeline's other steps (:class:`PipelineProgress`:
+        scoring first, reuse, write).
+
+    Returns
+    -------
+    (Path, object or None)
+        The result folder and the stage's result (None when the folder's was kept).
+    """
+    grid = folder_grid(result_folder(out, slide))
+    if grid is not None:
+        options = dataclasses.replace(options, grid=grid)
+    values: list[Any] = []
+
+    def convert(step: PipelineProgress) -> Any:
+        if step.stage != stage:
+            return step
+        if step.value is not None:
+            values.append(step.value)
+        return step if step.detail is None else step.detail
+
+    folder = yield from relay(run_slide(slide, model, out, options), convert)
+    return folder, (values[-1] if values else None)
+
+
+def saliency_in_folder(folder: str | os.PathLike[str], spec: ExplainSpec) -> Any:
+    """Return the folder's complete saliency map made with ``spec`` (what :func:`run_slide` keeps).
+
+    Parameters
+    ----------
+    folder : path-like
+        A result folder.
+    spec : ExplainSpec
+        The map asked for (its hash is looked up in the manifest's ``stages.explain``).
+
+    Returns
+    -------
+    ExplainResult or None
+        Its ``store`` is the folder's ``heatmaps.zarr`` (``n_computed`` 0); None when
+        the folder holds no complete map with that spec.
+    """
+    from napari_xai.core.attribution.whole_slide import ExplainResult
+    from napari_xai.core.results import HEATMAPS_NAME, list_heatmaps
+
+    try:
+        stages = read_manifest(folder).get("stages", {})
+    except (OSError, ValueError):
+        return None
+    key = _done_before(stages, "explain", spec)
+    store = Path(folder) / HEATMAPS_NAME
+    info = next((h for h in list_heatmaps(store) if h.key == key), None) if key else None
+    if key is None or info is None:
+        return None
+    done = stages["explain"][key]
+    lo, hi = done.get("limits", (0.0, 1.0))
+    return ExplainResult(
+        store=store, key=key, method=str(done["method"]), class_name=str(done["class_name"]),
+        slide_name=Path(folder).name, n_computed=0, n_cached=int(done["n_done"]),
+        n_done=int(done["n_done"]), n_tiles=int(done["n_tiles"]), limits=(float(lo), float(hi)),
+        scale_rc=info.scales[0], translate_rc=info.translates[0],
+    )  # fmt: skip
 
 
 def up_to_date(

@@ -70,7 +70,13 @@ def test_whole_slide_saliency_layer(make_napari_viewer, qtbot, slide_path, tmp_p
     name = "explain saliency [grad_cam, tumour]"
     assert name in viewer.layers
     layer = viewer.layers[name]
-    assert layer.colormap.name == "inferno" and layer.multiscale
+    assert layer.colormap.name == "inferno"
+    # the map the result folder holds (the reader's layer), listed in its manifest
+    from napari_xai.core.results import read_manifest
+
+    folder = tmp_path / "explain"
+    assert res.store == folder / "heatmaps.zarr" and layer.metadata["result_folder"] == str(folder)
+    assert read_manifest(folder)["stages"]["explain"][res.key]["n_done"] == res.n_tiles
     # aligned with the slide: same world bounding box (pixel edges), within a map pixel
     ds = res.scale_rc[0]
     s_ext, m_ext = slide_layer.extent.world, layer.extent.world
@@ -187,15 +193,17 @@ def test_cancel_keeps_napari_running(make_napari_viewer, qtbot, slide_path, tmp_
     widget._batch_size.value = 2
     widget._on_run()
     worker = widget._worker
-    with qtbot.waitSignal(worker.yielded, timeout=60_000):
-        pass
+    # the slide is scored first (the map covers the scored tiles), then explained:
+    # cancel once the map is on the canvas
+    name = "explain saliency [integrated_gradients, predicted]"
+    qtbot.waitUntil(lambda: name in viewer.layers, timeout=60_000)
     with qtbot.waitSignal(worker.finished, timeout=60_000):
         widget._cancel.changed.emit(True)
     assert widget._worker is None and widget._run.enabled
     assert widget.last_result is None and "cancelled" in widget._status.value
     # the layer shown from the first batch stays, with what was computed
-    name = "explain saliency [integrated_gradients, predicted]"
     assert name in viewer.layers
+    assert not (tmp_path / "explain" / "heatmaps.zarr" / "saliency").exists()  # not committed
 
 
 def test_method_shows_its_sanity_status(make_napari_viewer, qtbot, monkeypatch, tmp_path) -> None:

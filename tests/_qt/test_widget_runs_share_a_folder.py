@@ -15,15 +15,15 @@ def test_widget_runs_add_to_the_folder_and_a_rescore_keeps_them(
     make_napari_viewer, qtbot, shared_data: Path, tmp_path: Path
 ) -> None:
     """Before, the Explain widget wrote into the folder's heatmaps.zarr behind its manifest
-    and the Audit widget wrote audit.json / report.html unlisted: the next Score run found
-    the folder damaged, scored again and deleted the audit."""
+    (over its own grid: 163 tiles where 149 were scored) and the Audit widget wrote
+    audit.json / report.html unlisted: the next Score run found the folder damaged,
+    scored again and deleted the saliency and the audit."""
     import torch
 
     torch.set_num_threads(1)
     from napari_xai._widgets.audit import AuditWidget
     from napari_xai._widgets.explain import SLIDE, ExplainWidget
     from napari_xai._widgets.score import ScoreWidget
-    from napari_xai.core.pipeline import scratch_store
     from napari_xai.core.results import check_result, read_manifest
 
     slide = shared_data / "slides" / "CMU-1-Small-Region.svs"
@@ -38,8 +38,10 @@ def test_widget_runs_add_to_the_folder_and_a_rescore_keeps_them(
     scored = read_manifest(folder)
     explain._mode.value = SLIDE
     _run(explain, qtbot)
-    assert explain.last_result is not None and explain.last_result.complete
-    assert explain.last_result.store == scratch_store(tmp_path, slide)  # beside, not inside
+    made = explain.last_result
+    assert made is not None and made.complete and made.n_computed == made.n_tiles
+    assert made.store == folder / "heatmaps.zarr"  # through the pipeline, into the folder
+    assert made.n_tiles == len(score.last_result.tiles)  # the scored tiles, none other
     audit._max_tiles.value = 16
     _run(audit, qtbot)
     assert audit.last_result is not None, audit._status.value
@@ -55,4 +57,5 @@ def test_widget_runs_add_to_the_folder_and_a_rescore_keeps_them(
     assert "kept from the folder" in score._status.value
     again = read_manifest(folder)
     assert again["stages"]["audit"] == audited["stages"]["audit"]
+    assert again["stages"]["explain"][made.key]["n_done"] == made.n_tiles
     assert (folder / "audit.json").is_file() and (folder / "report.html").is_file()

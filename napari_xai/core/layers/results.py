@@ -16,7 +16,7 @@ from napari_xai.core.layers.coords import LayerDataTuple
 from napari_xai.core.layers.ood import ood_layer
 from napari_xai.core.layers.scores import heatmap_layers, probability_data, tiles_layer
 from napari_xai.core.layers.slide import slide_layer_data
-from napari_xai.core.naming import ATTRIBUTION_COLORMAP
+from napari_xai.core.naming import ATTRIBUTION_COLORMAP, saliency_layer_name
 from napari_xai.core.results import map_limits
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ def saliency_layers(result: Result, name: str) -> list[LayerDataTuple]:
             (
                 data,
                 {
-                    "name": f"{name} saliency [{method}, {cls}]",
+                    "name": saliency_layer_name(name, method, cls),
                     "scale": info.scales[0],
                     "translate": info.translates[0],
                     "colormap": ATTRIBUTION_COLORMAP,
