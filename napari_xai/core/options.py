@@ -196,8 +196,15 @@ class _Options(Bounded):
     """Mixin: ``to_dict`` and ``hash`` of the frozen option dataclasses (and :class:`Bounded`)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the fields as a JSON-able dict (tuples become lists)."""
+        """Return the result-defining fields as a JSON-able dict (tuples become lists).
+
+        A field with ``compare=False`` (how to run, e.g. ``restart``) is left out: it
+        changes neither the result nor its hash.
+        """
         fields: dict[str, Any] = dataclasses.asdict(self)  # type: ignore[call-overload]
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            if not f.compare:
+                fields.pop(f.name)
         body: dict[str, Any] = json.loads(json.dumps(fields))
         return body
 
@@ -310,12 +317,6 @@ class ExplainSpec(_Options):
     view_rc: tuple[float, float, float, float] | None = None
     restart: bool = dataclasses.field(default=False, compare=False)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Return the result-defining fields (``restart`` left out)."""
-        body = super().to_dict()
-        body.pop("restart", None)
-        return body
-
     def method_options(self) -> dict[str, Any]:
         """Extra keywords of the attribution method (``n_steps``, ``smooth_samples``)."""
         options: dict[str, Any] = {"n_steps": int(self.n_steps)}
@@ -362,12 +363,6 @@ class AuditSpec(_Options):
     counterfactual: bool = True
     sanity: bool = True
     restart: bool = dataclasses.field(default=False, compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the result-defining fields (``restart`` left out)."""
-        body = super().to_dict()
-        body.pop("restart", None)
-        return body
 
     def method_options(self) -> dict[str, Any]:
         """Extra keywords of the attribution method."""
