@@ -25,6 +25,7 @@ old result or the new one, and a temporary folder the next run removes.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import time
@@ -481,27 +482,6 @@ def scratch_store(out: str | os.PathLike[str], slide: Any) -> Path:
     return folder.parent / f".{folder.name}{_SCRATCH_MARK}"
 
 
-def _adopt(writer: ResultWriter, folder: Path, manifest: dict[str, Any], drop: set[str]) -> None:
-    """Copy an existing result's files into the writer, leaving out the ``drop`` kinds."""
-    files = dict(manifest.get("files", {}))
-    for kind, name in files.items():
-        if kind in drop or kind == "heatmaps":
-            continue
-        src = folder / name
-        if src.is_dir():
-            shutil.copytree(src, writer.path / name, dirs_exist_ok=True)
-            writer.add_file(kind, name)
-        elif src.exists():
-            shutil.copy2(src, writer.path / name)
-            writer.add_file(kind, name)
-    if "heatmaps" in files and (folder / files["heatmaps"]).is_dir():
-        shutil.copytree(
-            folder / files["heatmaps"], writer.path / files["heatmaps"], dirs_exist_ok=True
-        )
-        for key in manifest.get("heatmaps", []):
-            writer.add_heatmap(str(key))
-
-
 def _drop_heatmap(writer: ResultWriter, key: str) -> None:
     """Remove one map from the copy being written (before it is written again)."""
     shutil.rmtree(writer.path / "heatmaps.zarr" / key, ignore_errors=True)
@@ -639,7 +619,12 @@ def _audit(job: _Job, spec: AuditSpec) -> Generator[PipelineProgress, None, dict
         gen, lambda s: PipelineProgress("audit", s.n_done, s.n_total, message=s.stage, detail=s)
     )
     name = Path(getattr(slide, "path", "slide")).name
+    audit_json = writer.path / AUDIT_NAME  # the kept folder's, when its score was kept
+    before = json.loads(audit_json.read_text(encoding="utf-8")) if audit_json.is_file() else {}
     write_report(writer.path, slide_audit=res, title=f"Shortcut audit: {name}")
+    if isinstance(before, dict) and "evaluation" in before:  # of the scored tiles: still true
+        doc = json.loads(audit_json.read_text(encoding="utf-8"))
+        audit_json.write_text(json.dumps({**doc, "evaluation": before["evaluation"]}, indent=2))
     writer.add_file("audit", AUDIT_NAME)
     writer.add_file("report", REPORT_NAME)
     yield PipelineProgress("audit", 1, 1, message=f"audit {res.verdict}", value=res)
@@ -936,7 +921,7 @@ def _score_stage(job: _Job, masks_key: Any, t0: float) -> Generator[PipelineProg
     book = _Book(stages=dict(kept.get("stages", {})), timings=dict(kept.get("timings", {})))
     book.timings["open_s"] = round(time.perf_counter() - t0, 3)
     if reuse:
-        _adopt(writer, folder, old, drop=set())
+        writer.adopt(folder, old)
     if job.masks is not None:
         _write_masks(writer, job.masks, masks_key)
     if reuse:

@@ -63,6 +63,7 @@ __all__ = [
     "package_versions",
     "read_manifest",
     "slide_identity",
+    "update_audit",
     "map_limits",
     "why_no_tiles",
     "write_multiscale",
@@ -734,6 +735,41 @@ class ResultWriter:
         """Delete the temporary folder; the previous result (if any) stays."""
         shutil.rmtree(self.tmp, ignore_errors=True)
 
+    def adopt(
+        self,
+        folder: str | os.PathLike[str],
+        manifest: Mapping[str, Any],
+        *,
+        drop: frozenset[str] | set[str] = frozenset(),
+    ) -> None:
+        """Copy an existing result's files (and maps) into this one, leaving out ``drop`` kinds.
+
+        Parameters
+        ----------
+        folder : path-like
+            The result folder being replaced.
+        manifest : mapping
+            Its manifest (its ``files`` and ``heatmaps``).
+        drop : set of str
+            File kinds not copied (e.g. ``{"audit"}`` when writing it anew).
+        """
+        folder = Path(folder)
+        files = dict(manifest.get("files", {}))
+        for kind, name in files.items():
+            src = folder / name
+            if kind in drop or kind == "heatmaps" or not src.exists():
+                continue
+            if src.is_dir():
+                shutil.copytree(src, self.tmp / name, dirs_exist_ok=True)
+            else:
+                shutil.copy2(src, self.tmp / name)
+            self.add_file(kind, name)
+        if "heatmaps" in files and (folder / files["heatmaps"]).is_dir():
+            shutil.copytree(folder / files["heatmaps"], self.tmp / files["heatmaps"],
+                            dirs_exist_ok=True)  # fmt: skip
+            for key in manifest.get("heatmaps", []):
+                self.add_heatmap(str(key))
+
     def write_tiles(self, tiles: pd.DataFrame) -> Path:
         """Write the tiles table to ``tiles.parquet`` (``DataFrame.attrs`` kept)."""
         df = tiles.copy()
@@ -912,6 +948,45 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(f"{path}: not a napari-xai result manifest")
     _check_manifest_files(body, path)
     return body
+
+
+def update_audit(folder: str | os.PathLike[str], key: str, value: Any) -> Path:
+    """Set ``key`` of a result folder's ``audit.json`` as the folder's own writer does.
+
+    The folder is written again through a :class:`ResultWriter`: its other files
+    are kept, ``audit.json`` is listed in the manifest with its new checksum, and
+    the folder is replaced atomically. (Written beside the manifest instead, the
+    file would be unlisted, dropped by the next run, or, when listed, disagree
+    with its checksum, and the next run would find the folder damaged.)
+
+    Parameters
+    ----------
+    folder : path-like
+        A result folder (with ``manifest.json``).
+    key : str
+        Top-level key of ``audit.json`` (e.g. ``"evaluation"``); other keys are kept.
+    value : object
+        JSON-able.
+
+    Returns
+    -------
+    Path
+        The folder's ``audit.json``.
+    """
+    folder = Path(folder)
+    old = read_manifest(folder)
+    doc: dict[str, Any] = {}
+    if (folder / AUDIT_NAME).is_file():  # listed, or left by an older version: kept
+        try:
+            loaded = json.loads((folder / AUDIT_NAME).read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise ValueError(f"{folder / AUDIT_NAME}: not valid JSON ({exc})") from None
+        doc = loaded if isinstance(loaded, dict) else {}
+    doc[key] = value
+    with ResultWriter(folder) as writer:
+        writer.adopt(folder, old, drop={"audit"})
+        writer.write_audit(doc)
+        return writer.commit(old) / AUDIT_NAME
 
 
 def why_no_tiles(manifest: Mapping[str, Any], *, min_tissue: float | None) -> str:

@@ -265,3 +265,37 @@ def test_synthetic_slide_tumour_annotation_round_trip(tmp_path) -> None:  # noqa
     ).replace({"Tumor": "tumor"})
     report = evaluate_tiles(tiles, truth_labels)
     assert report["accuracy"] == 1.0 and report["per_class"]["tumor"]["auc"] == 1.0
+
+
+def test_an_evaluation_saved_into_a_result_folder_stays_through_audit_and_rescore(
+    shared_data, tmp_path, capsys
+) -> None:  # noqa: ANN001
+    """CMU-1-Small-Region scored, evaluated against its own predicted regions, audited, then
+    scored again. Before, the evaluation's audit.json was written beside the manifest: unlisted,
+    the next run dropped it (or, listed, its checksum broke and the next run re-scored)."""
+    import json
+
+    from napari_xai.cli import main
+    from napari_xai.core.results import check_result, read_manifest
+
+    slide = str(shared_data / "slides" / "CMU-1-Small-Region.svs")
+    common = ["--out", str(tmp_path), "--device", "cpu"]
+    folder = tmp_path / "CMU-1-Small-Region"
+    evaluate = ["evaluate", str(folder / "tiles.parquet"), "--positive-class", "tumour",
+                "--annotations", str(folder / "annotations.geojson"), "--quiet"]  # fmt: skip
+    assert main(["score", slide, *common]) == 0
+    assert main(evaluate) == 0
+    manifest = read_manifest(folder)
+    assert manifest["files"]["audit"] == "audit.json"  # listed, with its checksum
+    assert check_result(folder, manifest["params"], manifest["model"]["sha256"]) is None
+    first = json.loads((folder / "audit.json").read_text())["evaluation"]
+    assert main(["audit", slide, "--max-tiles", "8", "--quiet", *common]) == 0
+    audited = json.loads((folder / "audit.json").read_text())
+    assert audited["evaluation"] == first and "attention" in audited  # both kept
+    assert main(evaluate) == 0  # again, now over the audit: the audit is kept
+    assert main(["score", slide, *common]) == 0
+    assert "kept" in capsys.readouterr().err
+    final = json.loads((folder / "audit.json").read_text())
+    assert final["evaluation"] == first and final["attention"] == audited["attention"]
+    manifest = read_manifest(folder)
+    assert check_result(folder, manifest["params"], manifest["model"]["sha256"]) is None

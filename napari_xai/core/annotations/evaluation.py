@@ -680,6 +680,9 @@ def write_evaluation(result: Mapping[str, Any], path: str | Path) -> Path:
     Other keys of an existing file are kept; the file is replaced atomically
     (:func:`napari_xai.core.atomic.atomic_write`: a kill leaves the old file and
     a temporary the next run's :func:`~napari_xai.core.atomic.clean_temporaries` removes).
+    A result folder's ``audit.json`` is written through the folder's writer
+    (:func:`napari_xai.core.results.update_audit`): listed in its manifest, so the
+    next run keeps it.
 
     Parameters
     ----------
@@ -696,8 +699,12 @@ def write_evaluation(result: Mapping[str, Any], path: str | Path) -> Path:
     import json
 
     from napari_xai.core.atomic import atomic_write_text
+    from napari_xai.core.results import AUDIT_NAME, MANIFEST_NAME, update_audit
 
     path = Path(path)
+    if path.name == AUDIT_NAME and (path.parent / MANIFEST_NAME).is_file():
+        clean = json.loads(json.dumps(dict(result), allow_nan=False))
+        return update_audit(path.parent, "evaluation", clean)
     doc: dict[str, Any] = {}
     if path.exists():
         try:
