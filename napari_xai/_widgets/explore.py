@@ -24,7 +24,6 @@ from napari_xai._widgets._layout import ScrollPanel, fit_panel
 from napari_xai._widgets._pickers import offer
 
 if TYPE_CHECKING:
-    import napari
     import napari.viewer
     import numpy.typing as npt
 
@@ -108,9 +107,10 @@ class ExploreWidget(ScrollPanel, Container):
         from napari.qt.threading import thread_worker
 
         self._status.value = message
-        worker = thread_worker(work)()
+        worker = thread_worker(work, ignore_errors=True)()  # errors: _on_error, not Qt's loop
         worker.returned.connect(on_done)
         worker.errored.connect(self._on_error)
+        worker.finished.connect(lambda: setattr(self, "_worker", None))
         self._worker = worker
         worker.start()
 
@@ -132,7 +132,10 @@ class ExploreWidget(ScrollPanel, Container):
         self._worker.finished.connect(lambda: setattr(self._run, "enabled", True))
 
     def _on_error(self, exc: BaseException) -> None:
+        from napari.utils.notifications import show_error
+
         self._status.value = f"error: {exc}"
+        show_error(f"Explore: {exc}")  # and a notification: never a silent failure
 
     def set_result(self, result: ExploreResult) -> None:
         """Show an explored cohort (the worker's return value)."""

@@ -377,3 +377,23 @@ def test_explore_choices_survive_layer_changes(widget) -> None:
     assert list(w.filters.classes.choices) == classes
     after = len(w.selection), int(np.count_nonzero(w._colours[:, 3])) if len(w._colours) else 0
     assert after == shown
+
+
+def test_a_folder_scored_without_features_is_a_clear_error_not_a_crash(
+    make_napari_viewer, qtbot, tmp_path: Path
+) -> None:
+    """Before, the error was re-raised into Qt's loop and the widget kept its dead worker."""
+    from napari_xai._widgets.explore import ExploreWidget
+    from napari_xai.cli import main
+    from tests.core.batch_helpers import write_tiny_slide
+
+    write_tiny_slide(tmp_path / "plain.tif", seed=0, tumour=True)
+    rc = main(["batch", str(tmp_path / "plain.tif"), "--out", str(tmp_path / "out"),
+               "--scheduler", "sync", "-q"])  # fmt: skip
+    assert rc == 0
+    w = ExploreWidget(make_napari_viewer())
+    w._folder.value = tmp_path / "out"
+    w._on_run()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+    assert w._status.value.startswith("error: ") and "scored without features" in w._status.value
+    assert "plain" in w._status.value and w._run.enabled and w.result is None
