@@ -77,7 +77,7 @@ class Gallery:
                 except RuntimeError:  # the gallery was refilled meanwhile
                     return
 
-        worker = thread_worker(tile_thumbnails)(rows, size=48)
+        worker = thread_worker(tile_thumbnails, ignore_errors=True)(rows, size=48)
         worker.returned.connect(show)
         worker.errored.connect(self._on_error)
         self._worker = worker
