@@ -28,6 +28,7 @@ import dataclasses
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Generator, Iterable, Sequence
@@ -409,7 +410,8 @@ class PipelineProgress(Counted):
     ----------
     stage : str
         ``"score"``, ``"explain"``, ``"audit"``, ``"reuse"``, ``"invalidate"``,
-        ``"warning"`` (the slide does not fit the model: its stain) or ``"write"``.
+        ``"warning"`` (the slide does not fit the model: its stain), ``"wait"``
+        (another run of this process is writing the same folder) or ``"write"``.
     n_done, n_total : int
         Work done and to do in this stage (tiles).
     tiles_per_s : float
@@ -859,10 +861,12 @@ def run_slide(
 
     options = options or SlideOptions()
     folder = (Path(out) / name if name else result_folder(out, slide)).absolute()
-    grid = options.grid or folder_grid(folder) or GridOptions()
-    clean_stale_temporaries(folder.parent, name=folder.name)
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
+        # first: another run's temporary is not a killed run's leftover, nor its folder old
+        yield from _hold_folder(folder, stack)
+        grid = options.grid or folder_grid(folder) or GridOptions()
+        clean_stale_temporaries(folder.parent, name=folder.name)
         # the slide first: a lying or broken file is refused before the model loads
         slide = stack.enter_context(opened_slide(slide, mpp=grid.mpp))
         run = options.run
@@ -882,9 +886,29 @@ def run_slide(
         book.timings["total_s"] = round(time.perf_counter() - t0, 3)
         yield PipelineProgress("write", message=f"writing {folder}")
         writer.commit(_manifest(job, book, fit))
-    if options.explain is not None and options.explain.view_rc is None:
-        shutil.rmtree(_cache_store(folder), ignore_errors=True)
+        if options.explain is not None and options.explain.view_rc is None:
+            shutil.rmtree(_cache_store(folder), ignore_errors=True)  # still holding the folder
     return folder
+
+
+#: One lock per result folder of this process: two runs on a folder (a Score and an
+#: Explain click) take turns, and the second one reads what the first one wrote.
+_FOLDER_LOCKS: dict[Path, threading.Lock] = {}
+_FOLDER_LOCKS_GUARD = threading.Lock()
+
+
+def _hold_folder(folder: Path, stack: Any) -> Generator[PipelineProgress, None, None]:
+    """Take ``folder``'s lock until ``stack`` closes, yielding "wait" while another run has it.
+
+    Without it, the second run would remove the first one's temporary folder as a
+    killed run's leftover, or both would start from the same old folder and the
+    later commit would silently drop what the earlier one added (saliency, audit).
+    """
+    with _FOLDER_LOCKS_GUARD:
+        lock = _FOLDER_LOCKS.setdefault(folder, threading.Lock())
+    while not lock.acquire(timeout=0.2):  # a step per wait: the caller can cancel
+        yield PipelineProgress("wait", message=f"{folder}: waiting for another run on it")
+    stack.callback(lock.release)
 
 
 @dataclass(frozen=True)

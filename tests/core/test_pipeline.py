@@ -274,3 +274,26 @@ def test_bad_slide_is_a_clear_error(shared_data: Path, tmp_path: Path) -> None:
             )
         )
     assert not any(tmp_path.iterdir())
+
+
+def test_two_runs_on_one_folder_take_turns_and_lose_nothing(cmu: Path, tmp_path: Path) -> None:
+    """A Score and an Explain started together on one slide (two widget clicks). Before, both
+    read the same (missing) folder, both scored, and the later commit dropped the other's work."""
+    from napari_xai.core.pipeline import run_slide
+    from napari_xai.core.results import read_manifest
+
+    run = RunOptions(device="cpu", num_workers=1)
+    first = run_slide(cmu, "demo", tmp_path, SlideOptions(run=run))
+    while next(first).stage != "score":  # the first run is scoring: it holds the folder
+        pass
+    explain = ExplainSpec(method="saliency", target="tumour")
+    second = run_slide(cmu, "demo", tmp_path, SlideOptions(run=run, explain=explain))
+    step = next(second)  # its first step: it waits, before it reads or cleans anything
+    assert step.stage == "wait" and "waiting for another run" in step.message
+    _drive(first)  # the first one commits; the second one then reads its folder
+    folder, steps = _drive(second)
+    stages = [s.stage for s in steps]
+    assert "reuse" in stages and "score" not in stages  # the first run's score, kept
+    manifest = read_manifest(folder)
+    assert set(manifest["stages"]) == {"score", "explain"}
+    assert read_manifest(folder)["stages"]["score"]["sha256"] == GridOptions().hash()
