@@ -74,9 +74,8 @@ def score_in_worker(
     folder = yield from relay(gen, convert)
     result = load_result(folder)
     if scored and not len(scored[0].tiles):
-        found = why_no_tiles(result.manifest, min_tissue=grid.min_tissue if grid.tissue else None)
         yield (
-            f"{Path(path).name}: 0 tiles scored: {found}. "
+            f"{Path(path).name}: 0 tiles scored: {why_no_tiles(result.manifest)}. "
             "Try a lower min tissue, or `napari-xai qc` to inspect the masks."
         )
     notes: list[str] = []  # warnings, shown by the GUI thread; shapes/points are built here

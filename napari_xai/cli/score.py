@@ -83,15 +83,14 @@ def _progress_printer() -> Any:
     return show
 
 
-def _empty_message(args: argparse.Namespace, grid: Any, manifest: dict[str, Any]) -> str:
+def _empty_message(args: argparse.Namespace, manifest: dict[str, Any]) -> str:
     """Why no tile was scored: the file, the slide's size or the tissue found, what to try."""
     from napari_xai.core.results import why_no_tiles
 
-    found = why_no_tiles(manifest, min_tissue=grid.min_tissue if grid.tissue else None)
     return (
-        f"{args.slide}: 0 tiles scored: {found}. Try --all-tiles (score every tile), "
-        "a lower --min-tissue, `napari-xai qc` to inspect the masks, or --allow-empty "
-        "to accept an empty result"
+        f"{args.slide}: 0 tiles scored: {why_no_tiles(manifest)}. "
+        "Try --all-tiles (score every tile), a lower --min-tissue, "
+        "`napari-xai qc` to inspect the masks, or --allow-empty to accept an empty result"
     )
 
 
@@ -128,6 +127,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"ood_score ({method}): median {tiles['ood_score'].median():.3g}")
     print(f"wrote {folder}")
     if not len(tiles) and not args.allow_empty:
-        print(f"napari-xai: error: {_empty_message(args, grid, result.manifest)}", file=sys.stderr)
+        print(f"napari-xai: error: {_empty_message(args, result.manifest)}", file=sys.stderr)
         return 1
     return 0

@@ -989,15 +989,14 @@ def update_audit(folder: str | os.PathLike[str], key: str, value: Any) -> Path:
         return writer.commit(old) / AUDIT_NAME
 
 
-def why_no_tiles(manifest: Mapping[str, Any], *, min_tissue: float | None) -> str:
+def why_no_tiles(manifest: Mapping[str, Any]) -> str:
     """Say why a result holds no tile: the slide against one tile, or the tissue found.
 
     Parameters
     ----------
     manifest : mapping
-        The result's manifest (its ``slide``, ``grid`` and ``fit`` entries).
-    min_tissue : float or None
-        The tissue fraction a tile needed; None when every tile was kept.
+        The result's manifest: its ``params`` (``min_tissue``, the tissue fraction a
+        tile needed; ``tissue`` False: every tile kept), ``slide``, ``grid`` and ``fit``.
 
     Returns
     -------
@@ -1007,6 +1006,8 @@ def why_no_tiles(manifest: Mapping[str, Any], *, min_tissue: float | None) -> st
     """
     rows, cols = (int(v) for v in manifest.get("slide", {}).get("shape_rc", (0, 0)))
     tile0 = int(manifest.get("grid", {}).get("tile_size0", 0))
+    params = manifest.get("params", {})
+    min_tissue = float(params.get("min_tissue", 0.0)) if params.get("tissue", True) else None
     if min_tissue is None:
         return f"the tile grid of the slide ({cols:,} x {rows:,} px) is empty"
     if tile0 and rows * cols < min_tissue * tile0 * tile0:  # all tissue would still be too little

@@ -104,14 +104,19 @@ def test_why_no_tiles_reads_the_manifest() -> None:
     big = {"slide": {"shape_rc": [4096, 4096]}, "grid": {"tile_size0": 512},
            "fit": {"slide_modality": "brightfield", "slide_stain": "IHC",
                    "slide_tissue_fraction": 0.004}}  # fmt: skip
-    assert why_no_tiles(big, min_tissue=0.5) == (
+
+    def asked(manifest: dict, min_tissue: float | None) -> dict:  # the grid it was scored with
+        tissue = {"min_tissue": min_tissue or 0.5, "tissue": min_tissue is not None}
+        return {**manifest, "params": tissue}
+
+    assert why_no_tiles(asked(big, 0.5)) == (
         "tissue detection (brightfield, IHC) found 0.40% tissue and no tile reached min tissue 0.5"
     )
-    assert why_no_tiles(big, min_tissue=None).startswith("the tile grid of the slide (4,096")
+    assert why_no_tiles(asked(big, None)).startswith("the tile grid of the slide (4,096")
     # a 300 x 200 px slide is 23% of a 512 px tile: too small at 0.5, not at 0.2
     small = {**big, "slide": {"shape_rc": [200, 300]}}
-    assert why_no_tiles(small, min_tissue=0.5).startswith("the slide (300 x 200 px) is too small")
-    assert why_no_tiles(small, min_tissue=0.2).startswith("tissue detection")
+    assert why_no_tiles(asked(small, 0.5)).startswith("the slide (300 x 200 px) is too small")
+    assert why_no_tiles(asked(small, 0.2)).startswith("tissue detection")
 
 
 def test_a_cohort_table_says_which_slides_do_not_fit_the_model(
