@@ -172,6 +172,19 @@ class RunLifecycle:
         if text is not None:
             self._status.value = text
 
+    def show_step(self, step: Any) -> None:
+        """Show a step of a pipeline run (or of its stage): its tiles counted, else its message.
+
+        The pipeline's own score step reads "scoring first": a stage run from a widget
+        (Explain, Audit) on a slide not scored yet scores it before it starts.
+        """
+        what = "scoring first" if step.stage == "score" else step.stage
+        if step.n_total:
+            text = f"{what}: {step.n_done:,} / {step.n_total:,} tiles"
+        else:
+            text = getattr(step, "message", "") or what
+        self.set_progress(step.n_done, step.n_total, text)
+
     def _on_cancel(self, _value: Any = None) -> None:
         if self._worker is not None:
             self._worker.quit()

@@ -33,8 +33,7 @@ if TYPE_CHECKING:
     import napari.viewer
 
     from napari_xai.core.audit.data import DataAudit
-    from napari_xai.core.audit.slide import AuditProgress, SlideAudit
-    from napari_xai.core.pipeline import PipelineProgress
+    from napari_xai.core.audit.slide import SlideAudit
 
 METHODS = AUDIT_METHOD_NAMES
 
@@ -132,7 +131,7 @@ class AuditWidget(MethodSanity, RunWidget):
             grid=GridOptions(mpp=layer.metadata.get("mpp_override")),
             run=RunOptions(explain_batch_size=int(self._batch_size.value)),
             status=f"auditing {layer.name} ({self._method.value})…",
-            on_yielded=self._on_yielded,
+            on_yielded=self.show_step,  # the audit's steps and the pipeline's
             on_returned=self._on_returned,
         )
 
@@ -160,12 +159,6 @@ class AuditWidget(MethodSanity, RunWidget):
             on_returned=self._on_cohort_returned,
             **extra,
         )
-
-    def _on_yielded(self, step: AuditProgress | PipelineProgress) -> None:
-        """Show the audit's steps, and the pipeline's (scoring first, writing the folder)."""
-        counted = f"{step.stage}: {step.n_done:,} / {step.n_total:,} tiles"
-        text = counted if step.n_total else (getattr(step, "message", "") or step.stage)
-        self.set_progress(step.n_done, step.n_total, text)
 
     def _on_cohort_returned(self, result: DataAudit) -> None:
         from napari_xai.core.layers.audit import cohort_text

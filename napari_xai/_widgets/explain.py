@@ -139,9 +139,11 @@ class ExplainWidget(FollowView, InsideModel, MethodSanity, RunWidget):
         self._layer_name = None
         self._slide_name = slide_stem(slide.metadata["path"])
         self.last_result = None
-        body: Callable[..., Any] = explain_into_folder if where is None else run_in_worker
-        head, done = ((), self._on_folder_returned) if where is None else ((where,), None)
-        if where is None:
+        body: Callable[..., Any] = run_in_worker
+        head: tuple[str, ...] = (where,) if where is not None else ()
+        done: Callable[[Any], None] = self._on_returned
+        if where is None:  # the whole slide's map: into the result folder
+            body, done = explain_into_folder, self._on_folder_returned
             kw["explain"] = kw.pop("spec")
         return self.launch(
             body,
@@ -154,7 +156,7 @@ class ExplainWidget(FollowView, InsideModel, MethodSanity, RunWidget):
             run=RunOptions(explain_batch_size=int(self._batch_size.value)),
             status=status,
             on_yielded=self._on_yielded,
-            on_returned=done or self._on_returned,
+            on_returned=done,
             **kw,
         )
 
@@ -183,7 +185,7 @@ class ExplainWidget(FollowView, InsideModel, MethodSanity, RunWidget):
 
     def _on_yielded(self, step: ExplainProgress | PipelineProgress) -> None:
         if not hasattr(step, "layer_name"):  # the pipeline's: scoring first, writing
-            self._on_pipeline_step(cast("PipelineProgress", step))
+            self.show_step(step)
             return
         step = cast("ExplainProgress", step)
         self.set_progress(
@@ -199,11 +201,6 @@ class ExplainWidget(FollowView, InsideModel, MethodSanity, RunWidget):
         name = str(step.layer_name if first else self._layer_name)
         if self._refresh_layer(step.store, step.key, name):
             self._layer_name = name
-
-    def _on_pipeline_step(self, step: PipelineProgress) -> None:
-        what = "scoring first" if step.stage == "score" else step.message or step.stage
-        counted = f"{what}: {step.n_done:,} / {step.n_total:,} tiles"
-        self.set_progress(step.n_done, step.n_total, counted if step.n_total else what)
 
     def _refresh_layer(self, store: Any, key: str, name: str) -> bool:
         """Show the map with fresh reads of the store (it fills in as it is written).
