@@ -60,6 +60,7 @@ from napari_xai.core.results import (
     clean_stale_temporaries,
     hash_params,
     package_versions,
+    read_json_object,
     read_manifest,
     slide_identity,
 )
@@ -622,11 +623,11 @@ def _audit(job: _Job, spec: AuditSpec) -> Generator[PipelineProgress, None, dict
     )
     name = Path(getattr(slide, "path", "slide")).name
     audit_json = writer.path / AUDIT_NAME  # the kept folder's, when its score was kept
-    before = json.loads(audit_json.read_text(encoding="utf-8")) if audit_json.is_file() else {}
+    evaluation = read_json_object(audit_json).get("evaluation")  # of the scored tiles: kept
     write_report(writer.path, slide_audit=res, title=f"Shortcut audit: {name}")
-    if isinstance(before, dict) and "evaluation" in before:  # of the scored tiles: still true
-        doc = json.loads(audit_json.read_text(encoding="utf-8"))
-        audit_json.write_text(json.dumps({**doc, "evaluation": before["evaluation"]}, indent=2))
+    if evaluation is not None:
+        doc = {**read_json_object(audit_json), "evaluation": evaluation}
+        audit_json.write_text(json.dumps(doc, indent=2))
     writer.add_file("audit", AUDIT_NAME)
     writer.add_file("report", REPORT_NAME)
     yield PipelineProgress("audit", 1, 1, message=f"audit {res.verdict}", value=res)

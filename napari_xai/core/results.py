@@ -61,6 +61,7 @@ __all__ = [
     "list_heatmaps",
     "load_result",
     "package_versions",
+    "read_json_object",
     "read_manifest",
     "slide_identity",
     "update_audit",
@@ -950,6 +951,24 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
     return body
 
 
+def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a JSON file that holds an object (``{}`` without the file, or for another value).
+
+    Raises
+    ------
+    ValueError
+        When the file is not valid JSON (the message names it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ValueError(f"{path}: exists but is not valid JSON ({exc})") from None
+    return loaded if isinstance(loaded, dict) else {}
+
+
 def update_audit(folder: str | os.PathLike[str], key: str, value: Any) -> Path:
     """Set ``key`` of a result folder's ``audit.json`` as the folder's own writer does.
 
@@ -975,13 +994,7 @@ def update_audit(folder: str | os.PathLike[str], key: str, value: Any) -> Path:
     """
     folder = Path(folder)
     old = read_manifest(folder)
-    doc: dict[str, Any] = {}
-    if (folder / AUDIT_NAME).is_file():  # listed, or left by an older version: kept
-        try:
-            loaded = json.loads((folder / AUDIT_NAME).read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise ValueError(f"{folder / AUDIT_NAME}: not valid JSON ({exc})") from None
-        doc = loaded if isinstance(loaded, dict) else {}
+    doc = read_json_object(folder / AUDIT_NAME)  # listed, or left by an older version: kept
     doc[key] = value
     with ResultWriter(folder) as writer:
         writer.adopt(folder, old, drop={"audit"})

@@ -699,20 +699,18 @@ def write_evaluation(result: Mapping[str, Any], path: str | Path) -> Path:
     import json
 
     from napari_xai.core.atomic import atomic_write_text
-    from napari_xai.core.results import AUDIT_NAME, MANIFEST_NAME, update_audit
+    from napari_xai.core.results import (
+        AUDIT_NAME,
+        MANIFEST_NAME,
+        read_json_object,
+        update_audit,
+    )
 
     path = Path(path)
     if path.name == AUDIT_NAME and (path.parent / MANIFEST_NAME).is_file():
         clean = json.loads(json.dumps(dict(result), allow_nan=False))
         return update_audit(path.parent, "evaluation", clean)
-    doc: dict[str, Any] = {}
-    if path.exists():
-        try:
-            loaded = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError as e:
-            raise ValueError(f"{path}: exists but is not valid JSON ({e})") from None
-        if isinstance(loaded, dict):
-            doc = loaded
+    doc = read_json_object(path)
     doc["evaluation"] = dict(result)
     return atomic_write_text(path, json.dumps(doc, indent=2, allow_nan=False))
 
